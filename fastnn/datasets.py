@@ -1,0 +1,221 @@
+"""MNIST and Fashion-MNIST: IDX parsing, local folders, verified downloads.
+
+Where the files are looked for, in order: the ``data_dir`` argument, the
+``FASTNN_DATA`` environment variable, the user cache
+(``$XDG_CACHE_HOME/fastnn/<dataset>``, default ``~/.cache/fastnn/<dataset>``).
+Each of the four standard files may be gzip-compressed (``.gz``) or not.
+Files missing from the cache are downloaded from the public mirrors, their
+published MD5 checked, and only then renamed into the cache; offline, the
+error lists the missing files and where to put them. IDX files are checked
+(magic number, dimensions, length) before use.
+
+>>> from fastnn.datasets import load_mnist
+>>> (X_train, y_train), (X_test, y_test) = load_mnist("../shared/data/mnist")  # doctest: +SKIP
+>>> X_train.shape, X_train.dtype, y_train[:5]                                 # doctest: +SKIP
+((60000, 784), dtype('float32'), array([5, 0, 4, 1, 9], dtype=uint8))
+"""
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from ._validation import check_choice
+
+NORMALIZATIONS = ("minmax", "standard", "none")
+
+_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+DATASETS = {
+    "mnist": {
+        "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+                    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+                    "http://yann.lecun.com/exdb/mnist/"],
+        "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+                "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+                "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+                "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+    },
+    "fashion-mnist": {
+        "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+                "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+                "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
+    },
+}
+
+# IDX type codes -> big-endian dtypes
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's files are neither on disk nor downloadable."""
+
+
+def parse_idx(data, name="IDX data"):
+    """Parse the bytes of an IDX file into an ndarray (native byte order).
+
+    Checks the magic number (two zero bytes, a known type code, ndim >= 1),
+    that the header fits, and that the payload length equals the product of
+    the dimensions; raises ``ValueError`` naming ``name`` otherwise.
+    """
+    if len(data) < 4:
+        raise ValueError(f"{name}: too short for an IDX header ({len(data)} bytes)")
+    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES or data[3] < 1:
+        raise ValueError(f"{name}: bad IDX magic number {data[:4].hex()}")
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{name}: truncated IDX header")
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[data[2]])
+    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        raise ValueError(f"{name}: length {len(data)} bytes does not match its dimensions "
+                         f"{shape} ({expected} bytes expected)")
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=False)
+
+
+def read_idx(path):
+    """Read an IDX file, gzip-compressed or not (by content, not by name)."""
+    path = Path(path)
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{path}: corrupt or truncated gzip data: {exc}") from None
+    return parse_idx(raw, str(path))
+
+
+def default_cache_dir(dataset="mnist"):
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fastnn" / dataset
+
+
+def _find(folder, stem):
+    for candidate in (folder / stem, folder / (stem + ".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _md5(path):
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download(url, dest, md5, timeout=30):
+    """Fetch ``url`` to ``dest``: into a temporary file beside it, MD5-verified,
+    then renamed; a failed or mismatched download never lands at ``dest``."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".download-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=timeout) as r:
+            for block in iter(lambda: r.read(1 << 20), b""):
+                f.write(block)
+        got = _md5(tmp)
+        if got != md5:
+            raise ValueError(f"checksum mismatch for {url}: MD5 {got}, expected {md5}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return dest
+
+
+def _locate(dataset, data_dir, download_missing):
+    """Paths of the four files, downloading into the cache when allowed."""
+    if data_dir is None:
+        data_dir = os.environ.get("FASTNN_DATA") or None
+    explicit = data_dir is not None
+    folder = Path(data_dir) if explicit else default_cache_dir(dataset)
+    if explicit and not folder.is_dir():
+        raise DatasetNotFoundError(f"data folder {str(folder)!r} does not exist")
+    found = {key: _find(folder, stem) for key, stem in _FILES.items()}
+    missing = [_FILES[k] for k, p in found.items() if p is None]
+    if missing and not explicit and download_missing:
+        info = DATASETS[dataset]
+        errors = []
+        for key, stem in _FILES.items():
+            if found[key] is not None:
+                continue
+            name = stem + ".gz"
+            for mirror in info["mirrors"]:
+                try:
+                    found[key] = download(mirror + name, folder / name, info["md5"][name])
+                    break
+                except (OSError, urllib.error.URLError, ValueError) as exc:
+                    errors.append(f"{mirror}{name}: {exc}")
+        missing = [_FILES[k] for k, p in found.items() if p is None]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{dataset}: could not download {', '.join(missing)} "
+                f"({'; '.join(errors[-3:])}). Put the files (optionally .gz) in {folder} "
+                f"or pass data_dir= / set FASTNN_DATA")
+    if missing:
+        raise DatasetNotFoundError(
+            f"{dataset}: missing {', '.join(m + '[.gz]' for m in missing)} in {folder}; "
+            f"put the files there, or pass data_dir= / set FASTNN_DATA to their folder")
+    return found
+
+
+def normalize_images(X, normalize):
+    """uint8 images (n, 784) -> float32 features: ``minmax`` scales to [0, 1];
+    ``standard`` z-scores each image (as the original study); ``none`` casts."""
+    check_choice(normalize, "normalize", NORMALIZATIONS)
+    X = X.astype(np.float32)
+    if normalize == "minmax":
+        X /= 255.0
+    elif normalize == "standard":
+        X -= X.mean(axis=1, keepdims=True)
+        std = X.std(axis=1, keepdims=True)
+        X /= np.maximum(std, 1e-8)
+    return X
+
+
+def load_dataset(dataset="mnist", data_dir=None, normalize="minmax", download=True):
+    """``((X_train, y_train), (X_test, y_test))``; X float32 (n, 784), y uint8."""
+    check_choice(dataset, "dataset", DATASETS)
+    check_choice(normalize, "normalize", NORMALIZATIONS)
+    paths = _locate(dataset, data_dir, download)
+    arrays = {key: read_idx(path) for key, path in paths.items()}
+    out = []
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if images.ndim != 3 or images.dtype != np.uint8:
+            raise ValueError(f"{paths[split + '_images']}: expected uint8 images of shape "
+                             f"(n, rows, cols), got {images.dtype} {images.shape}")
+        if labels.ndim != 1 or labels.dtype != np.uint8 or labels.shape[0] != images.shape[0]:
+            raise ValueError(f"{paths[split + '_labels']}: expected {images.shape[0]} uint8 labels, "
+                             f"got {labels.dtype} {labels.shape}")
+        if labels.size and labels.max() > 9:
+            raise ValueError(f"{paths[split + '_labels']}: labels must be 0..9, got {labels.max()}")
+        X = normalize_images(images.reshape(images.shape[0], -1), normalize)
+        out.append((X, labels))
+    return tuple(out)
+
+
+def load_mnist(data_dir=None, normalize="minmax", download=True):
+    """MNIST digits: ``((X_train, y_train), (X_test, y_test))``, 60,000 + 10,000 images."""
+    return load_dataset("mnist", data_dir, normalize, download)
+
+
+def load_fashion_mnist(data_dir=None, normalize="minmax", download=True):
+    """Fashion-MNIST (same format as MNIST): ``((X_train, y_train), (X_test, y_test))``."""
+    return load_dataset("fashion-mnist", data_dir, normalize, download)

@@ -1,0 +1,36 @@
+"""Public face of the compiled kernels (``fastnn._kernels``).
+
+Each function validates its arguments (dtype, ndim, shape, C-contiguity,
+writeability, overlap, label range) and raises ``TypeError``/``ValueError``
+naming the argument before any code runs without the GIL. Each has a
+plain-NumPy twin of the same name and signature in :mod:`fastnn.reference`.
+
+Kernels propagate NaN/inf like BLAS does; the model API
+(:class:`fastnn.MLP`) rejects non-finite data before it gets here.
+
+>>> import numpy as np
+>>> from fastnn import kernels
+>>> X = np.ones((2, 3), np.float32); W = np.ones((3, 4), np.float32)
+>>> kernels.dense_forward(X, W, np.zeros(4, np.float32), "relu")
+array([[3., 3., 3., 3.],
+       [3., 3., 3., 3.]], dtype=float32)
+"""
+from ._kernels import (  # noqa: F401
+    ACTIVATIONS,
+    dense_backward,
+    dense_forward,
+    sgd_update,
+    softmax,
+    softmax_cross_entropy,
+    train_batches,
+)
+
+__all__ = [
+    "ACTIVATIONS",
+    "dense_forward",
+    "dense_backward",
+    "softmax_cross_entropy",
+    "softmax",
+    "sgd_update",
+    "train_batches",
+]

@@ -1,0 +1,329 @@
+"""The training loop: epochs, validation, early stopping, callbacks, checkpoints.
+
+Python decides policy once per chunk of batches; the batches themselves run
+inside one compiled call (:func:`fastnn.kernels.train_batches`), so small
+batches pay no Python overhead per step, and all buffers are allocated once
+per ``fit``. Between chunks Python can react to Ctrl-C.
+"""
+import hashlib
+import json
+import os
+import time
+import warnings
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import kernels as _compiled
+from . import serialization, threads
+from ._layout import n_params
+from ._validation import check_float, check_int, check_X, check_y
+from .optim import SGD
+
+CHUNK_ROWS = 8192  # rows per compiled call: bounds the reaction time to Ctrl-C
+
+
+class TrainingDivergedWarning(RuntimeWarning):
+    """The loss became NaN or infinite; training stopped and weights were restored."""
+
+
+class Callback:
+    """Base class for Keras-style callbacks passed to ``fit(callbacks=[...])``.
+
+    ``logs`` holds the epoch's metrics (``loss``, ``accuracy``, ``val_loss``,
+    ``val_accuracy``, ``lr``, ``time``). Set ``self.model.stop_training = True``
+    to stop after the current epoch.
+    """
+
+    model = None
+
+    def set_model(self, model):
+        self.model = model
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+
+class History:
+    """What ``fit`` returns: per-epoch metrics, Keras-style.
+
+    ``history`` maps ``loss``, ``accuracy`` (running means over the epoch's
+    batches, before each update), ``val_loss``, ``val_accuracy`` (after the
+    epoch, when validating), ``lr`` and ``time`` (seconds of training) to
+    per-epoch lists. ``best_epoch`` is the index of the epoch whose weights
+    the model holds at the end when validating; ``stopped_epoch`` the index
+    at which early stopping fired; ``diverged``/``interrupted`` say why
+    training ended early.
+    """
+
+    def __init__(self, params=None):
+        self.history = {}
+        self.epoch = []
+        self.params = dict(params or {})
+        self.best_epoch = None
+        self.stopped_epoch = None
+        self.diverged = False
+        self.interrupted = False
+
+    def _append(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+
+    def to_dict(self):
+        return {"history": self.history, "epoch": self.epoch, "params": self.params,
+                "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch,
+                "diverged": self.diverged, "interrupted": self.interrupted}
+
+    @classmethod
+    def from_dict(cls, d):
+        h = cls(d.get("params"))
+        h.history = {k: list(v) for k, v in d["history"].items()}
+        h.epoch = list(d["epoch"])
+        for key in ("best_epoch", "stopped_epoch", "diverged", "interrupted"):
+            setattr(h, key, d.get(key, getattr(h, key)))
+        return h
+
+    def to_json(self, path=None):
+        text = json.dumps(self.to_dict(), indent=2)
+        if path is not None:
+            with open(path, "w") as f:
+                f.write(text)
+        return text
+
+    def __repr__(self):
+        n = len(self.epoch)
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return f"History({n} epochs, best_epoch={self.best_epoch}, last={last})"
+
+
+class Workspace:
+    """The buffers of one ``fit``: gradients, activations, deltas, batch labels."""
+
+    def __init__(self, sizes, batch_size, dtype):
+        sizes = [int(s) for s in sizes]
+        self.grads = np.zeros(n_params(sizes), dtype=dtype)
+        self.acts = np.empty(batch_size * sum(sizes), dtype=dtype)
+        self.deltas = np.empty(2 * batch_size * max(sizes[1:]), dtype=dtype)
+        self.ybuf = np.empty(batch_size, dtype=np.intp)
+
+
+def stratified_split(y, fraction, seed, n_classes):
+    """Indices ``(train, val)``: a shuffled split keeping class proportions."""
+    rng = np.random.default_rng([seed, 2])
+    perm = rng.permutation(len(y))
+    grouped = perm[np.argsort(y[perm], kind="stable")]
+    counts = np.bincount(y, minlength=n_classes)
+    take = np.floor(counts * fraction + 0.5).astype(np.intp)
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    val = np.concatenate([grouped[s:s + t] for s, t in zip(starts, take)])
+    mask = np.ones(len(y), dtype=bool)
+    mask[val] = False
+    return np.flatnonzero(mask).astype(np.intp), np.sort(val).astype(np.intp)
+
+
+def epoch_order(train_idx, seed, epoch):
+    """The row order of one epoch: a permutation that depends on (seed, epoch) only."""
+    rng = np.random.default_rng([seed, 1, epoch])
+    return train_idx[rng.permutation(train_idx.shape[0])]
+
+
+def _fingerprint(X, y, config):
+    h = hashlib.sha256()
+    h.update(json.dumps(config, sort_keys=True).encode())
+    h.update(repr(X.shape).encode())
+    h.update(np.ascontiguousarray(X[:: max(1, X.shape[0] // 257)]).tobytes())
+    h.update(y.tobytes())
+    return h.hexdigest()
+
+
+def _validate_fit_args(model, X, y, epochs, batch_size, validation_split, validation_data,
+                       early_stopping, verbose, callbacks, checkpoint):
+    epochs = check_int(epochs, "epochs", low=0)
+    batch_size = check_int(batch_size, "batch_size", low=1, high=2**31 - 1)
+    validation_split = check_float(validation_split, "validation_split", low=0.0, high=1.0,
+                                   high_open=True)
+    early_stopping = check_int(early_stopping, "early_stopping", low=1, allow_none=True)
+    if not isinstance(verbose, (bool, int, np.integer)):
+        raise TypeError(f"verbose must be a bool, got {verbose!r}")
+    callbacks = list(callbacks or [])
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be fastnn.Callback instances, got {type(cb).__name__}")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path, got {checkpoint!r}")
+    X = check_X(X, model.layers[0], model.dtype)
+    y = check_y(y, X.shape[0], model.layers[-1])
+    if validation_data is not None:
+        if validation_split:
+            raise ValueError("give validation_split or validation_data, not both")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError("validation_data must be a tuple (X_val, y_val)")
+        X_val = check_X(validation_data[0], model.layers[0], model.dtype, "validation_data[0]")
+        y_val = check_y(validation_data[1], X_val.shape[0], model.layers[-1], "validation_data[1]")
+        train_idx = np.arange(X.shape[0], dtype=np.intp)
+    elif validation_split:
+        train_idx, val_idx = stratified_split(y, validation_split, model.seed, model.layers[-1])
+        if val_idx.size == 0 or train_idx.size == 0:
+            raise ValueError(f"validation_split={validation_split} leaves an empty training or "
+                             f"validation set for {X.shape[0]} samples")
+        X_val, y_val = X[val_idx], y[val_idx]
+    else:
+        X_val = y_val = None
+        train_idx = np.arange(X.shape[0], dtype=np.intp)
+    return (X, y, train_idx, X_val, y_val, epochs, batch_size, validation_split,
+            early_stopping, callbacks, checkpoint)
+
+
+def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
+        validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
+        verbose, callbacks, checkpoint, kernels=None):
+    """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
+    ``train_batches`` runs the epochs (the compiled one by default;
+    :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
+    kernels = _compiled if kernels is None else kernels
+    opt = SGD(learning_rate, momentum, l1, l2, lr_decay, lr_decay_threshold)
+    (X, y, train_idx, X_val, y_val, epochs, batch_size, validation_split, early_stopping,
+     callbacks, checkpoint) = _validate_fit_args(
+        model, X, y, epochs, batch_size, validation_split, validation_data, early_stopping,
+        verbose, callbacks, checkpoint)
+    validating = X_val is not None
+    if early_stopping is not None and not validating:
+        raise ValueError("early_stopping needs validation data: set validation_split or "
+                         "validation_data")
+    if lr_decay is not None and not validating:
+        raise ValueError("lr_decay needs validation data: set validation_split or validation_data")
+
+    params = {"epochs": epochs, "batch_size": batch_size, "samples": int(train_idx.size),
+              "validation_samples": 0 if X_val is None else int(X_val.shape[0]),
+              "validation_split": validation_split, "early_stopping": early_stopping,
+              **opt.to_dict()}
+    history = History(params)
+    ws = Workspace(model._sizes, batch_size, model.dtype)
+    state = np.concatenate([model._params, model._velocity])  # last finite params+velocity
+    best = state.copy()
+    best_loss, wait, lr, prev_val_acc = np.inf, 0, opt.learning_rate, None
+    base_epoch = model._epochs_trained
+    start = 0
+
+    fingerprint = None
+    if checkpoint is not None:
+        fingerprint = _fingerprint(X, y, {"layers": list(model.layers), "seed": model.seed,
+                                          "val": None if X_val is None else X_val.shape[0],
+                                          **{k: v for k, v in params.items() if k != "epochs"}})
+        if os.path.exists(checkpoint):
+            header, arrays = serialization.load_checkpoint(checkpoint)
+            saved = header["state"]
+            if (list(header["layers"]) != list(model.layers)
+                    or header["dtype"] != model.dtype.name
+                    or header["activation"] != model.activation
+                    or saved.get("fingerprint") != fingerprint):
+                raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} was written by a different "
+                                 f"model, data or arguments; delete it or choose another path")
+            model._params[...] = arrays["params"]
+            model._velocity[...] = arrays["velocity"]
+            best = arrays["best"].astype(model.dtype)
+            history = History.from_dict(saved["history"])
+            best_loss = saved["best_loss"] if saved["best_loss"] is not None else np.inf
+            wait, lr, prev_val_acc = saved["wait"], saved["lr"], saved["prev_val_acc"]
+            base_epoch = saved["base_epoch"]
+            start = len(history.epoch)
+            model._epochs_trained = base_epoch + start
+
+    model.stop_training = False
+    for cb in callbacks:
+        cb.set_model(model)
+        cb.on_train_begin()
+    n_train = train_idx.size
+    chunk = max(batch_size, CHUNK_ROWS // batch_size * batch_size)
+    bar = tqdm(total=epochs, initial=start, disable=not verbose, unit="epoch",
+               desc=f"fit {list(model.layers)}")
+    try:
+        with threads.limit():
+            for epoch in range(start, epochs):
+                if history.stopped_epoch is not None or model.stop_training:
+                    break
+                for cb in callbacks:
+                    cb.on_epoch_begin(epoch)
+                state[:model._params.size] = model._params
+                state[model._params.size:] = model._velocity
+                order = epoch_order(train_idx, model.seed, base_epoch + epoch)
+                t0 = time.perf_counter()
+                done, loss_sum, correct, diverged = 0, 0.0, 0, False
+                try:
+                    while done < n_train and not diverged:
+                        stop = min(done + chunk, n_train)
+                        rows, ls, c, diverged = kernels.train_batches(
+                            X, y, order, done, stop, batch_size, model._sizes, model.activation,
+                            model._params, ws.grads, model._velocity, ws.acts, ws.deltas,
+                            ws.ybuf, lr, opt.momentum, opt.l1, opt.l2)
+                        done += rows
+                        loss_sum += ls
+                        correct += c
+                except KeyboardInterrupt:
+                    history.interrupted = True
+                    warnings.warn(f"training interrupted in epoch {epoch} after {done} samples; "
+                                  "returning the history so far", RuntimeWarning, stacklevel=3)
+                    break
+                if diverged:
+                    history.diverged = True
+                    restore = best if validating and history.best_epoch is not None else state
+                    model._params[...] = restore[:model._params.size]
+                    model._velocity[...] = restore[model._params.size:]
+                    warnings.warn(f"loss became NaN or infinite in epoch {epoch} (learning rate "
+                                  f"{lr:g}); training stopped and the last finite weights were "
+                                  "restored", TrainingDivergedWarning, stacklevel=3)
+                    break
+                elapsed = time.perf_counter() - t0
+                model._epochs_trained += 1
+                logs = {"loss": loss_sum / n_train, "accuracy": correct / n_train}
+                if validating:
+                    val_loss, val_acc = model._evaluate_checked(X_val, y_val)
+                    logs.update(val_loss=val_loss, val_accuracy=val_acc)
+                logs.update(lr=lr, time=elapsed)
+                history._append(epoch, logs)
+                if validating:
+                    if val_loss < best_loss:
+                        best_loss, wait, history.best_epoch = val_loss, 0, epoch
+                        best[:model._params.size] = model._params
+                        best[model._params.size:] = model._velocity
+                    else:
+                        wait += 1
+                        if early_stopping is not None and wait >= early_stopping:
+                            history.stopped_epoch = epoch
+                    gain = val_acc - prev_val_acc if prev_val_acc is not None else np.inf
+                    lr = opt.next_learning_rate(lr, gain)
+                    prev_val_acc = val_acc
+                for cb in callbacks:
+                    cb.on_epoch_end(epoch, dict(logs))
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k not in ("lr", "time")})
+                if checkpoint is not None:
+                    _save_checkpoint(checkpoint, model, history, best, best_loss, wait, lr,
+                                     prev_val_acc, base_epoch, fingerprint)
+    finally:
+        bar.close()
+    if validating and history.best_epoch is not None and not history.interrupted:
+        model._params[...] = best[:model._params.size]
+        model._velocity[...] = best[model._params.size:]
+    for cb in callbacks:
+        cb.on_train_end({"history": history})
+    model.history_ = history
+    return history
+
+
+def _save_checkpoint(path, model, history, best, best_loss, wait, lr, prev_val_acc,
+                     base_epoch, fingerprint):
+    state = {"history": history.to_dict(), "best_loss": None if np.isinf(best_loss) else best_loss,
+             "wait": wait, "lr": lr, "prev_val_acc": prev_val_acc, "base_epoch": base_epoch,
+             "fingerprint": fingerprint}
+    serialization.save_checkpoint(path, model, state, {"best": best})

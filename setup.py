@@ -1,0 +1,47 @@
+"""Build the compiled kernels; all metadata lives in pyproject.toml.
+
+Environment variables read at build time:
+
+* ``FASTNN_DEBUG=1``  -- Cython bounds checks, wraparound and initialisation
+  checks on, ``-O0 -g`` (the kernel tests run once in this mode in CI);
+* ``FASTNN_NATIVE=1`` -- add ``-march=native`` (faster elementwise passes on
+  the build machine; the default build stays portable across x86-64).
+"""
+import os
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+DEBUG = _flag("FASTNN_DEBUG")
+NATIVE = _flag("FASTNN_NATIVE")
+
+compile_args = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3"]
+if NATIVE:
+    compile_args.append("-march=native")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+extensions = [
+    Extension(
+        "fastnn._kernels",
+        ["fastnn/_kernels.pyx"],
+        include_dirs=[np.get_include()],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+        extra_compile_args=compile_args,
+    )
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
