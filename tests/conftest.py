@@ -1,0 +1,42 @@
+"""Shared fixtures: the real MNIST files from ../shared/data/mnist (or $FASTNN_DATA)."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mnist_dir():
+    """The folder holding the four MNIST IDX files."""
+    env = os.environ.get("FASTNN_DATA")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "mnist"
+
+
+@pytest.fixture(scope="session")
+def mnist_path():
+    path = mnist_dir()
+    if not (path / "train-images-idx3-ubyte.gz").exists() and \
+            not (path / "train-images-idx3-ubyte").exists():
+        pytest.fail(f"MNIST files not found in {path}; set FASTNN_DATA to their folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_path):
+    """((X_train, y_train), (X_test, y_test)), minmax-normalised float32."""
+    from fastnn.datasets import load_mnist
+    return load_mnist(mnist_path)
+
+
+@pytest.fixture(scope="session")
+def mnist_small(mnist):
+    """A 6,000/1,000 subset for quick training tests."""
+    (X, y), (Xt, yt) = mnist
+    return (X[:6000], y[:6000]), (Xt[:1000], yt[:1000])
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
