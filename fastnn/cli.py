@@ -1,0 +1,188 @@
+"""The ``fastnn`` command line: train, evaluate, gradcheck, bench.
+
+    fastnn train --config configs/best.yaml --data-dir ../shared/data/mnist --out runs/best
+    fastnn evaluate runs/best/model.npz --data-dir ../shared/data/mnist
+    fastnn gradcheck --data-dir ../shared/data/mnist
+    fastnn bench --data-dir ../shared/data/mnist
+
+Every config key can be overridden by a flag of the same name (``--epochs 1``,
+``--learning-rate 0.1``, ``--layers 784,256,10``).
+"""
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from . import config as cfg
+
+log = logging.getLogger("fastnn")
+
+
+def _value(text):
+    """A flag's value, typed like a YAML scalar ("1" -> 1, "null" -> None);
+    a comma-separated list of ints for layers."""
+    if "," in text and not text.strip().startswith("["):
+        text = f"[{text}]"
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def _add_data_args(p):
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the IDX files (default: $FASTNN_DATA, else the user cache)")
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="fastnn", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a model from a config file")
+    p.add_argument("--config", required=True, help="YAML or JSON config")
+    _add_data_args(p)
+    p.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
+    p.add_argument("--checkpoint", default=None,
+                   help="save the training state here every epoch; resume from it if present")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    overrides = p.add_argument_group("config overrides")
+    for key in cfg.DEFAULTS:
+        overrides.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
+                               default=None, metavar="VALUE")
+
+    p = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
+    p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
+    _add_data_args(p)
+    p.add_argument("--dataset", default=None, help="mnist | fashion-mnist (default: from the run)")
+    p.add_argument("--normalize", default=None, help="minmax | standard | none (default: from the run)")
+
+    p = sub.add_parser("gradcheck", help="finite differences vs backpropagation, per layer")
+    _add_data_args(p)
+    p.add_argument("--layers", type=_value, default=[784, 64, 32, 10])
+    p.add_argument("--activation", default="tanh")
+    p.add_argument("--samples", type=int, default=64, help="MNIST images in the batch")
+    p.add_argument("--checks", type=int, default=10, help="entries sampled per weight/bias")
+    p.add_argument("--eps", type=float, default=1e-4)
+    p.add_argument("--tol", type=float, default=1e-6, help="fail (exit 1) above this relative error")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("bench", help="time one MNIST epoch: fastnn vs NumPy (vs PyTorch)")
+    _add_data_args(p)
+    p.add_argument("--batch-sizes", type=_value, default=[128, 10])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: BLAS's)")
+    return parser
+
+
+def _load_data(dataset, data_dir, normalize):
+    from .datasets import load_dataset
+    return load_dataset(dataset, data_dir=data_dir, normalize=normalize)
+
+
+def cmd_train(args):
+    from . import MLP, plots
+    from .metrics import confusion_matrix, per_class_error
+
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
+    config = cfg.resolve(cfg.load(args.config), overrides)
+    model_kw, data_kw, fit_kw = cfg.split(config)
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    out.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(out / "train.log", mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        log.info("config %s: %s", args.config, json.dumps(config))
+        (X, y), (X_test, y_test) = _load_data(data_kw["dataset"], args.data_dir, data_kw["normalize"])
+        log.info("data: %d train, %d test images", len(X), len(X_test))
+        model = MLP(**model_kw)
+        log.info("model: %r", model)
+        t0 = time.perf_counter()
+        history = model.fit(X, y, verbose=not args.quiet, checkpoint=args.checkpoint, **fit_kw)
+        train_seconds = time.perf_counter() - t0
+        for i, epoch in enumerate(history.epoch):
+            log.info("epoch %d: %s", epoch + 1,
+                     ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
+        test_loss, test_acc = model.evaluate(X_test, y_test)
+        pred = model.predict(X_test)
+        cm = confusion_matrix(y_test, pred, model.n_classes_)
+        metrics = {"test_accuracy": test_acc, "test_loss": test_loss,
+                   "train_seconds": train_seconds, "epochs": len(history.epoch),
+                   "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
+                   "diverged": history.diverged, "interrupted": history.interrupted,
+                   "per_class_error": per_class_error(cm).tolist(),
+                   "confusion_matrix": cm.tolist()}
+        model.save(out / "model.npz")
+        history.to_json(out / "history.json")
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        name = Path(args.config).stem
+        plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
+        plots.plot_confusion_matrix(cm, out / "confusion_matrix.png")
+        plots.plot_per_class_errors(cm, out / "per_class_errors.png")
+        log.info("test accuracy %.4f, test loss %.4f, %.1f s of training", test_acc, test_loss,
+                 train_seconds)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    print(f"test accuracy: {test_acc * 100:.2f} % (loss {test_loss:.4f}; {len(history.epoch)} "
+          f"epochs, {train_seconds:.1f} s of training) -> {out}")
+    return 0
+
+
+def cmd_evaluate(args):
+    from . import MLP
+    model = MLP.load(args.model)
+    run_config = Path(args.model).with_name("config.json")
+    saved = json.loads(run_config.read_text()) if run_config.is_file() else {}
+    dataset = args.dataset or saved.get("dataset", "mnist")
+    normalize = args.normalize or saved.get("normalize", "minmax")
+    _, (X_test, y_test) = _load_data(dataset, args.data_dir, normalize)
+    loss, acc = model.evaluate(X_test, y_test)
+    print(json.dumps({"model": args.model, "dataset": dataset, "normalize": normalize,
+                      "test_accuracy": acc, "test_loss": loss}, indent=2))
+    return 0
+
+
+def cmd_gradcheck(args):
+    from . import MLP
+    from .gradcheck import format_table, gradient_check
+    (X, y), _ = _load_data("mnist", args.data_dir, "standard")
+    model = MLP(args.layers, args.activation, dtype="float64", seed=args.seed)
+    rows = gradient_check(model, X[:args.samples], y[:args.samples], n_checks=args.checks,
+                          eps=args.eps, seed=args.seed)
+    print(f"gradient check: {model!r}, {args.samples} images, eps {args.eps:g}")
+    print(format_table(rows))
+    worst = max(r["max_rel_error"] for r in rows)
+    ok = worst < args.tol
+    print(f"max relative error {worst:.3e}: {'PASS' if ok else 'FAIL'} (tolerance {args.tol:g})")
+    return 0 if ok else 1
+
+
+def cmd_bench(args):
+    from . import bench
+    bench.run(data_dir=args.data_dir, batch_sizes=tuple(args.batch_sizes),
+              repeats=args.repeats, threads=args.threads)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck,
+            "bench": cmd_bench}
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

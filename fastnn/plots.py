@@ -1,0 +1,75 @@
+"""PNG plots of a run: learning curves, confusion matrix, per-class errors.
+
+Uses matplotlib's object API (``Figure``) with the Agg canvas: no pyplot
+state, no display needed, nothing happens at import.
+"""
+import numpy as np
+
+from .metrics import per_class_error
+
+
+def _figure(width=6.4, height=4.8):
+    from matplotlib.figure import Figure
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def plot_history(history, path, title=None):
+    """Train/validation loss and accuracy per epoch, side by side."""
+    from matplotlib.ticker import MaxNLocator
+    h = history.history if hasattr(history, "history") else history
+    fig = _figure(11, 4.2)
+    axes = fig.subplots(1, 2)
+    epochs = np.arange(1, len(h.get("loss", [])) + 1)
+    for ax, key, label in ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy")):
+        if key in h:
+            ax.plot(epochs, h[key], label="train")
+        if "val_" + key in h:
+            ax.plot(epochs, h["val_" + key], label="validation")
+        best = getattr(history, "best_epoch", None)
+        if best is not None:
+            ax.axvline(best + 1, color="grey", linestyle=":", label="best epoch")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_confusion_matrix(cm, path, title="Confusion matrix (test set)"):
+    cm = np.asarray(cm)
+    k = cm.shape[0]
+    fig = _figure(6.4, 5.6)
+    ax = fig.subplots()
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax)
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    threshold = cm.max() / 2 if cm.size else 0
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[i, j] > threshold else "black")
+    ax.set_title(title)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def plot_per_class_errors(cm, path, title="Error rate per class (test set)"):
+    errors = per_class_error(cm) * 100
+    fig = _figure(6.4, 4.0)
+    ax = fig.subplots()
+    ax.bar(range(len(errors)), errors, color="tab:red")
+    ax.set_xticks(range(len(errors)))
+    ax.set_xlabel("true class")
+    ax.set_ylabel("error (%)")
+    for i, e in enumerate(errors):
+        ax.text(i, e, f"{e:.1f}", ha="center", va="bottom", fontsize=8)
+    ax.set_title(title)
+    fig.savefig(path, dpi=110)
+    return path
