@@ -1,0 +1,63 @@
+# Type stub of the compiled module fastnn._kernels (see _kernels.pyx).
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+from numpy.typing import NDArray
+
+ACTIVATIONS: Dict[str, int]
+DEBUG_BUILD: bool
+
+def dense_forward(
+    X: NDArray[np.floating],
+    W: NDArray[np.floating],
+    b: NDArray[np.floating],
+    activation: str = "identity",
+    out: Optional[NDArray[np.floating]] = None,
+) -> NDArray[np.floating]: ...
+def dense_backward(
+    A_prev: NDArray[np.floating],
+    W: NDArray[np.floating],
+    dZ: NDArray[np.floating],
+    activation_prev: str = "identity",
+    dW: Optional[NDArray[np.floating]] = None,
+    db: Optional[NDArray[np.floating]] = None,
+    dZ_prev: Optional[NDArray[np.floating]] = None,
+    compute_dZ_prev: bool = True,
+) -> Tuple[NDArray[np.floating], NDArray[np.floating], Optional[NDArray[np.floating]]]: ...
+def softmax_cross_entropy(
+    logits: NDArray[np.floating],
+    labels: NDArray[np.intp],
+    grad: Optional[NDArray[np.floating]] = None,
+) -> Tuple[float, NDArray[np.floating]]: ...
+def softmax(
+    logits: NDArray[np.floating], out: Optional[NDArray[np.floating]] = None
+) -> NDArray[np.floating]: ...
+def sgd_update(
+    W: NDArray[np.floating],
+    grad: NDArray[np.floating],
+    velocity: NDArray[np.floating],
+    learning_rate: float,
+    momentum: float = 0.0,
+    l1: float = 0.0,
+    l2: float = 0.0,
+) -> None: ...
+def train_batches(
+    X: NDArray[np.floating],
+    y: NDArray[np.intp],
+    order: NDArray[np.intp],
+    start: int,
+    stop: int,
+    batch_size: int,
+    sizes: NDArray[np.intp],
+    activation: str,
+    params: NDArray[np.floating],
+    grads: NDArray[np.floating],
+    velocity: NDArray[np.floating],
+    acts: NDArray[np.floating],
+    deltas: NDArray[np.floating],
+    ybuf: NDArray[np.intp],
+    learning_rate: float,
+    momentum: float = 0.0,
+    l1: float = 0.0,
+    l2: float = 0.0,
+) -> Tuple[int, float, int, bool]: ...
