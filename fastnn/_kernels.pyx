@@ -17,6 +17,8 @@ All matrices are row-major. BLAS is column-major, so the row-major product
 ``C = op(A) @ op(B)`` is computed as the column-major ``C^T = op(B)^T @ op(A)^T``
 by swapping the operands.
 """
+import operator
+
 import numpy as np
 
 from cython cimport floating
@@ -183,8 +185,10 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
             gr[j] = e
             s = s + e
         label = y[i]
+        # The shift is taken in double: in float32, logits of +-3e38 would
+        # overflow zr[label] - zmax to -inf although the loss is finite.
         if floating is float:
-            total += logf(s) - (zr[label] - zmax)
+            total += <double> logf(s) - (<double> zr[label] - <double> zmax)
         else:
             total += log(s) - (zr[label] - zmax)
         scale = inv_batch / s
@@ -361,12 +365,20 @@ cdef object _float_dtype(object a, str name):
     return a.dtype
 
 
-cdef int _activation_code(object activation) except -1:
+cdef int _activation_code(object activation, str name="activation") except -1:
     if isinstance(activation, str):
         code = ACTIVATIONS.get(activation)
         if code is not None:
             return code
-    raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    raise ValueError(f"{name} must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+
+
+cdef object _check_index(object value, str name):
+    """``value`` as a Python int; TypeError naming ``name`` if it is not one."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
 
 
 cdef object _out(object out, str name, tuple shape, object dtype, tuple inputs):
@@ -456,7 +468,7 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     _check_array(A_prev, "A_prev", dtype, 2)
     _check_array(W, "W", dtype, 2)
     _check_array(dZ, "dZ", dtype, 2)
-    cdef int act = _activation_code(activation_prev)
+    cdef int act = _activation_code(activation_prev, "activation_prev")
     batch, n_in = A_prev.shape
     if batch == 0 or n_in == 0 or W.shape[1] == 0:
         raise ValueError(f"A_prev and W must be non-empty, got A_prev {A_prev.shape}, W {W.shape}")
@@ -584,7 +596,7 @@ cdef void _sgd_call(floating[::1] w, const floating[::1] g, floating[::1] v,
                     <floating> l1, <floating> l2)
 
 
-def train_batches(X, y, order, intp_t start, intp_t stop, intp_t batch_size,
+def train_batches(X, y, order, start, stop, batch_size,
                   sizes, activation, params, grads, velocity, acts, deltas, ybuf,
                   learning_rate, momentum=0.0, l1=0.0, l2=0.0):
     """Run mini-batch SGD over the rows ``X[order[start:stop]]`` without the GIL.
@@ -596,6 +608,11 @@ def train_batches(X, y, order, intp_t start, intp_t stop, intp_t batch_size,
     sum over batches of mean batch loss times batch size. On a batch with a
     non-finite loss it stops before updating and reports ``diverged``.
     """
+    # start/stop/batch_size are checked here rather than typed intp_t in the
+    # signature, whose conversion errors name no argument (and overflow).
+    start = _check_index(start, "start")
+    stop = _check_index(stop, "stop")
+    batch_size = _check_index(batch_size, "batch_size")
     dtype = _float_dtype(X, "X")
     _check_array(X, "X", dtype, 2)
     _check_array(y, "y", _INTP, 1)
@@ -631,13 +648,16 @@ def train_batches(X, y, order, intp_t start, intp_t stop, intp_t batch_size,
     if ybuf.shape[0] < batch_size:
         raise ValueError(f"ybuf must have at least {batch_size} elements")
     bufs = (params, grads, velocity, acts, deltas, ybuf)
+    names = ("params", "grads", "velocity", "acts", "deltas", "ybuf")
     for i in range(len(bufs)):
         for j in range(len(bufs)):
             if i != j and np.may_share_memory(bufs[i], bufs[j]):
-                raise ValueError("params, grads, velocity, acts, deltas and ybuf must not overlap")
-        for a in (X, y, order):
+                raise ValueError(f"{names[i]} and {names[j]} must not overlap (params, grads, "
+                                 f"velocity, acts, deltas and ybuf must be disjoint)")
+        for a, a_name in ((X, "X"), (y, "y"), (order, "order")):
             if np.may_share_memory(bufs[i], a):
-                raise ValueError("the work buffers must not overlap X, y or order")
+                raise ValueError(f"{names[i]} must not overlap {a_name} (the work buffers "
+                                 f"must not overlap X, y or order)")
     if start < stop:
         rows = order[start:stop]
         if rows.min() < 0 or rows.max() >= n:

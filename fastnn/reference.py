@@ -58,10 +58,14 @@ def softmax_cross_entropy(logits, labels, grad=None):
     """``(mean loss, (softmax(logits) - onehot(labels)) / batch)``, max-shifted."""
     n = logits.shape[0]
     rows = np.arange(n)
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    zmax = logits.max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):  # float32 +-3e38: the shift may overflow to -inf
+        shifted = logits - zmax
     grad = np.exp(shifted, out=grad)
     sums = grad.sum(axis=1, keepdims=True)
-    loss = float(np.mean(np.log(sums[:, 0]) - shifted[rows, labels]))
+    # the loss's shift in float64, so that finite logits give a finite loss
+    loss = float(np.mean(np.log(sums[:, 0]).astype(np.float64)
+                         - (logits[rows, labels].astype(np.float64) - zmax[:, 0])))
     grad /= sums * n
     grad[rows, labels] -= 1.0 / n
     return loss, grad

@@ -1,0 +1,495 @@
+"""Boundary safety of the compiled kernels' public wrappers.
+
+Every bad argument must be refused with TypeError (wrong kind of thing) or
+ValueError (right kind, wrong value) whose message names the argument, before
+any code runs without the GIL: nothing may crash the interpreter or write
+into memory it should not. Each case builds fresh valid arguments, breaks
+one of them, and checks the exception type and message; where a wrapper has
+output buffers, the test also checks nothing was written.
+"""
+import numpy as np
+import pytest
+
+from fastnn import kernels as K
+from fastnn._layout import n_params
+
+F64, F32 = np.float64, np.float32
+
+
+def fortran(a):
+    return np.asfortranarray(a)
+
+
+def strided(a):
+    """A non-contiguous view with a's shape and values."""
+    big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+    big[..., ::2] = a
+    view = big[..., ::2]
+    assert not view.flags.c_contiguous
+    return view
+
+
+def readonly(a):
+    a = a.copy()
+    a.flags.writeable = False
+    return a
+
+
+def byteswapped(a):
+    return a.astype(a.dtype.newbyteorder())
+
+
+# ---------------------------------------------------------------------------
+# Valid argument sets
+# ---------------------------------------------------------------------------
+
+def forward_args(dtype=F64):
+    rng = np.random.default_rng(0)
+    return dict(X=rng.random((7, 3)).astype(dtype), W=rng.random((3, 5)).astype(dtype),
+                b=rng.random(5).astype(dtype), activation="relu", out=None)
+
+
+def backward_args(dtype=F64):
+    rng = np.random.default_rng(1)
+    return dict(A_prev=rng.random((7, 3)).astype(dtype), W=rng.random((3, 5)).astype(dtype),
+                dZ=rng.random((7, 5)).astype(dtype), activation_prev="tanh",
+                dW=None, db=None, dZ_prev=None, compute_dZ_prev=True)
+
+
+def xent_args(dtype=F64):
+    rng = np.random.default_rng(2)
+    return dict(logits=rng.random((7, 4)).astype(dtype),
+                labels=np.array([0, 1, 2, 3, 0, 1, 2], np.intp), grad=None)
+
+
+def softmax_args(dtype=F64):
+    rng = np.random.default_rng(3)
+    return dict(logits=rng.random((7, 4)).astype(dtype), out=None)
+
+
+def sgd_args(dtype=F64):
+    rng = np.random.default_rng(4)
+    return dict(W=rng.random((3, 5)).astype(dtype), grad=rng.random((3, 5)).astype(dtype),
+                velocity=np.zeros((3, 5), dtype), learning_rate=0.1, momentum=0.5,
+                l1=0.01, l2=0.01)
+
+
+SIZES = [4, 6, 3]
+BATCH = 5
+
+
+def train_args(dtype=F64):
+    rng = np.random.default_rng(5)
+    p = n_params(SIZES)
+    return dict(
+        X=rng.random((20, 4)).astype(dtype), y=(np.arange(20) % 3).astype(np.intp),
+        order=rng.permutation(20).astype(np.intp), start=0, stop=20, batch_size=BATCH,
+        sizes=np.array(SIZES, np.intp), activation="tanh",
+        params=rng.standard_normal(p).astype(dtype), grads=np.zeros(p, dtype),
+        velocity=np.zeros(p, dtype), acts=np.zeros(BATCH * sum(SIZES), dtype),
+        deltas=np.zeros(2 * BATCH * max(SIZES[1:]), dtype), ybuf=np.zeros(BATCH, np.intp),
+        learning_rate=0.1, momentum=0.5, l1=0.0, l2=0.0)
+
+
+def test_valid_arguments_work():
+    """The baselines the cases below break one argument of are themselves valid."""
+    for dtype in (F32, F64):
+        assert K.dense_forward(**forward_args(dtype)).shape == (7, 5)
+        assert K.dense_backward(**backward_args(dtype))[2].shape == (7, 3)
+        assert np.isfinite(K.softmax_cross_entropy(**xent_args(dtype))[0])
+        assert K.softmax(**softmax_args(dtype)).shape == (7, 4)
+        assert K.sgd_update(**sgd_args(dtype)) is None
+        assert K.train_batches(**train_args(dtype))[0] == 20
+
+
+# ---------------------------------------------------------------------------
+# Cases: (id, function, valid-args factory, modifier, exception, match).
+# A modifier takes (kwargs, dtype) and returns the broken kwargs. Values given
+# to ``with_`` are constants or callables (kwargs, dtype) -> value, so arrays
+# are built in the dtype of the run (and "the other dtype" via OTHER).
+# ---------------------------------------------------------------------------
+
+OTHER = object()  # stands for "the float dtype that is not the run's"
+
+
+def resolve_dtype(dtype, run_dtype):
+    if dtype is OTHER:
+        return F32 if run_dtype == F64 else F64
+    return run_dtype if dtype is None else dtype
+
+
+def Z(*shape, dtype=None, f=None):
+    """A zeros array of ``shape`` (run dtype by default), passed through ``f``."""
+    def make(kw, dt):
+        a = np.zeros(shape, resolve_dtype(dtype, dt))
+        return f(a) if f else a
+    return make
+
+
+def with_(**changes):
+    def modify(kw, dt):
+        for k, v in changes.items():
+            kw[k] = v(kw, dt) if callable(v) else v
+        return kw
+    return modify
+
+
+def cast(name, dtype, f=None):
+    """kwargs[name] converted to ``dtype`` (OTHER: the other float dtype)."""
+    def make(kw, dt):
+        a = kw[name].astype(resolve_dtype(dtype, dt))
+        return f(a) if f else a
+    return make
+
+
+def view(name, f):
+    """f(kwargs[name]): a view, a layout change or a list of the valid argument."""
+    return lambda kw, dt: f(kw[name])
+
+
+def shared_overlap(name_a, name_b, shape_a, shape_b, dtype=None):
+    """name_a and name_b as views of one buffer that overlap by one element."""
+    def modify(kw, dt):
+        na, nb = int(np.prod(shape_a)), int(np.prod(shape_b))
+        buf = np.zeros(na + nb - 1, resolve_dtype(dtype, dt))
+        kw[name_a] = buf[:na].reshape(shape_a)
+        kw[name_b] = buf[na - 1:].reshape(shape_b)
+        return kw
+    return modify
+
+
+def labels_(*values):
+    return lambda kw, dt: np.array(values, np.intp)
+
+
+CASES = []
+
+
+def case(id_, fn, base, modify, exc, match):
+    CASES.append(pytest.param(fn, base, modify, exc, match, id=id_))
+
+
+def tolist(a):
+    return a.tolist()
+
+
+# --- dense_forward -----------------------------------------------------------
+fwd = K.dense_forward
+case("fwd-X-list", fwd, forward_args, with_(X=view("X", tolist)), TypeError, "X")
+case("fwd-X-int", fwd, forward_args, with_(X=cast("X", np.int64)), TypeError, "X")
+case("fwd-X-float16", fwd, forward_args, with_(X=cast("X", np.float16)), TypeError, "X")
+case("fwd-X-bigendian", fwd, forward_args, with_(X=view("X", byteswapped)), TypeError, "X")
+case("fwd-X-other-dtype", fwd, forward_args, with_(X=cast("X", OTHER)), TypeError, "W")
+case("fwd-W-other-dtype", fwd, forward_args, with_(W=cast("W", OTHER)), TypeError, "W")
+case("fwd-W-int", fwd, forward_args, with_(W=cast("W", np.int32)), TypeError, "W")
+case("fwd-b-other-dtype", fwd, forward_args, with_(b=cast("b", OTHER)), TypeError, "b")
+case("fwd-b-list", fwd, forward_args, with_(b=[0.0] * 5), TypeError, "b")
+case("fwd-X-scalar", fwd, forward_args, with_(X=1.0), TypeError, "X")
+case("fwd-X-1d", fwd, forward_args, with_(X=view("X", lambda a: a[0])), ValueError, "X")
+case("fwd-X-3d", fwd, forward_args, with_(X=view("X", lambda a: a[None])), ValueError, "X")
+case("fwd-W-1d", fwd, forward_args, with_(W=view("W", np.ravel)), ValueError, "W")
+case("fwd-b-2d", fwd, forward_args, with_(b=view("b", lambda a: a[None])), ValueError, "b")
+case("fwd-W-shape", fwd, forward_args, with_(W=Z(4, 5)), ValueError, "W must have shape")
+case("fwd-b-shape", fwd, forward_args, with_(b=Z(4)), ValueError, "b must have shape")
+case("fwd-X-fortran", fwd, forward_args, with_(X=view("X", fortran)), ValueError, "X must be C-contiguous")
+case("fwd-X-strided", fwd, forward_args, with_(X=view("X", strided)), ValueError, "X must be C-contiguous")
+case("fwd-X-reversed", fwd, forward_args, with_(X=view("X", lambda a: a[::-1])), ValueError, "X must be C-contiguous")
+case("fwd-W-fortran", fwd, forward_args, with_(W=view("W", fortran)), ValueError, "W must be C-contiguous")
+case("fwd-b-strided", fwd, forward_args, with_(b=view("b", strided)), ValueError, "b must be C-contiguous")
+case("fwd-X-empty-rows", fwd, forward_args, with_(X=Z(0, 3)), ValueError, "X and W must be non-empty")
+case("fwd-X-empty-cols", fwd, forward_args, with_(X=Z(7, 0), W=Z(0, 5)), ValueError, "X and W must be non-empty")
+case("fwd-W-empty", fwd, forward_args, with_(W=Z(3, 0), b=Z(0)), ValueError, "X and W must be non-empty")
+case("fwd-activation-unknown", fwd, forward_args, with_(activation="softplus"), ValueError, "activation")
+case("fwd-activation-case", fwd, forward_args, with_(activation="ReLU"), ValueError, "activation")
+case("fwd-activation-none", fwd, forward_args, with_(activation=None), ValueError, "activation")
+case("fwd-activation-int", fwd, forward_args, with_(activation=1), ValueError, "activation")
+case("fwd-out-readonly", fwd, forward_args, with_(out=Z(7, 5, f=readonly)), ValueError, "out must be writeable")
+case("fwd-out-shape", fwd, forward_args, with_(out=Z(5, 7)), ValueError, "out must have shape")
+case("fwd-out-1d", fwd, forward_args, with_(out=Z(35)), ValueError, "out")
+case("fwd-out-dtype", fwd, forward_args, with_(out=Z(7, 5, dtype=OTHER)), TypeError, "out")
+case("fwd-out-list", fwd, forward_args, with_(out=[[0.0] * 5] * 7), TypeError, "out")
+case("fwd-out-fortran", fwd, forward_args, with_(out=Z(7, 5, f=fortran)), ValueError, "out must be C-contiguous")
+case("fwd-out-strided", fwd, forward_args, with_(out=Z(7, 5, f=strided)), ValueError, "out must be C-contiguous")
+case("fwd-out-is-X", fwd, forward_args,
+     lambda kw, dt: (lambda X: dict(kw, X=X, W=np.ones((5, 5), dt), out=X))(np.ones((7, 5), dt)),
+     ValueError, "out must not overlap")
+case("fwd-out-overlaps-W", fwd, forward_args, shared_overlap("W", "out", (3, 5), (7, 5)),
+     ValueError, "out must not overlap")
+case("fwd-out-overlaps-b", fwd, forward_args, shared_overlap("out", "b", (7, 5), (5,)),
+     ValueError, "out must not overlap")
+
+# --- dense_backward ------------------------------------------------------------
+bwd = K.dense_backward
+case("bwd-A_prev-list", bwd, backward_args, with_(A_prev=view("A_prev", tolist)), TypeError, "A_prev")
+case("bwd-A_prev-int", bwd, backward_args, with_(A_prev=cast("A_prev", np.int64)), TypeError, "A_prev")
+case("bwd-W-other-dtype", bwd, backward_args, with_(W=cast("W", OTHER)), TypeError, "W")
+case("bwd-W-list", bwd, backward_args, with_(W=view("W", tolist)), TypeError, "W")
+case("bwd-dZ-other-dtype", bwd, backward_args, with_(dZ=cast("dZ", OTHER)), TypeError, "dZ")
+case("bwd-dZ-list", bwd, backward_args, with_(dZ=view("dZ", tolist)), TypeError, "dZ")
+case("bwd-A_prev-1d", bwd, backward_args, with_(A_prev=view("A_prev", np.ravel)), ValueError, "A_prev")
+case("bwd-dZ-3d", bwd, backward_args, with_(dZ=view("dZ", lambda a: a[None])), ValueError, "dZ")
+case("bwd-W-shape", bwd, backward_args, with_(W=Z(5, 5)), ValueError, "W must have shape")
+case("bwd-dZ-shape", bwd, backward_args, with_(dZ=Z(6, 5)), ValueError, "dZ must have shape")
+case("bwd-dZ-shape-cols", bwd, backward_args, with_(dZ=Z(7, 4)), ValueError, "dZ must have shape")
+case("bwd-A_prev-fortran", bwd, backward_args, with_(A_prev=view("A_prev", fortran)), ValueError, "A_prev must be C-contiguous")
+case("bwd-dZ-strided", bwd, backward_args, with_(dZ=view("dZ", strided)), ValueError, "dZ must be C-contiguous")
+case("bwd-W-fortran", bwd, backward_args, with_(W=view("W", fortran)), ValueError, "W must be C-contiguous")
+case("bwd-empty", bwd, backward_args, with_(A_prev=Z(0, 3), dZ=Z(0, 5)), ValueError, "A_prev and W must be non-empty")
+case("bwd-activation_prev", bwd, backward_args, with_(activation_prev="gelu"), ValueError, "activation_prev")
+case("bwd-activation_prev-none", bwd, backward_args, with_(activation_prev=None), ValueError, "activation_prev")
+case("bwd-dW-readonly", bwd, backward_args, with_(dW=Z(3, 5, f=readonly)), ValueError, "dW must be writeable")
+case("bwd-dW-shape", bwd, backward_args, with_(dW=Z(5, 3)), ValueError, "dW must have shape")
+case("bwd-dW-dtype", bwd, backward_args, with_(dW=Z(3, 5, dtype=OTHER)), TypeError, "dW")
+case("bwd-db-shape", bwd, backward_args, with_(db=Z(3)), ValueError, "db must have shape")
+case("bwd-db-readonly", bwd, backward_args, with_(db=Z(5, f=readonly)), ValueError, "db must be writeable")
+case("bwd-db-list", bwd, backward_args, with_(db=[0.0] * 5), TypeError, "db")
+case("bwd-dZ_prev-shape", bwd, backward_args, with_(dZ_prev=Z(3, 7)), ValueError, "dZ_prev must have shape")
+case("bwd-dZ_prev-fortran", bwd, backward_args, with_(dZ_prev=Z(7, 3, f=fortran)), ValueError, "dZ_prev must be C-contiguous")
+case("bwd-dZ_prev-without-compute", bwd, backward_args,
+     with_(dZ_prev=Z(7, 3), compute_dZ_prev=False), ValueError, "dZ_prev")
+case("bwd-dW-overlaps-A_prev", bwd, backward_args, shared_overlap("A_prev", "dW", (7, 3), (3, 5)),
+     ValueError, "dW must not overlap")
+case("bwd-dW-is-W", bwd, backward_args, with_(dW=lambda kw, dt: kw["W"]), ValueError, "dW must not overlap")
+case("bwd-db-overlaps-dW", bwd, backward_args, shared_overlap("dW", "db", (3, 5), (5,)),
+     ValueError, "db must not overlap")
+case("bwd-dZ_prev-is-A_prev", bwd, backward_args, with_(dZ_prev=lambda kw, dt: kw["A_prev"]),
+     ValueError, "dZ_prev must not overlap")
+case("bwd-dZ_prev-overlaps-dZ", bwd, backward_args, shared_overlap("dZ", "dZ_prev", (7, 5), (7, 3)),
+     ValueError, "dZ_prev must not overlap")
+
+# --- softmax_cross_entropy ---------------------------------------------------------
+xent = K.softmax_cross_entropy
+case("xent-logits-list", xent, xent_args, with_(logits=view("logits", tolist)), TypeError, "logits")
+case("xent-logits-int", xent, xent_args, with_(logits=cast("logits", np.int64)), TypeError, "logits")
+case("xent-logits-1d", xent, xent_args, with_(logits=view("logits", np.ravel)), ValueError, "logits")
+case("xent-logits-fortran", xent, xent_args, with_(logits=view("logits", fortran)), ValueError, "logits must be C-contiguous")
+case("xent-logits-empty-rows", xent, xent_args, with_(logits=Z(0, 4), labels=labels_()), ValueError, "logits must be non-empty")
+case("xent-logits-empty-cols", xent, xent_args, with_(logits=Z(7, 0)), ValueError, "logits must be non-empty")
+case("xent-labels-list", xent, xent_args, with_(labels=[0, 1, 2, 3, 0, 1, 2]), TypeError, "labels")
+case("xent-labels-int32", xent, xent_args, with_(labels=cast("labels", np.int32)), TypeError, "labels")
+case("xent-labels-uint8", xent, xent_args, with_(labels=cast("labels", np.uint8)), TypeError, "labels")
+case("xent-labels-float", xent, xent_args, with_(labels=cast("labels", F64)), TypeError, "labels")
+case("xent-labels-2d", xent, xent_args, with_(labels=view("labels", lambda a: a[:, None])), ValueError, "labels")
+case("xent-labels-strided", xent, xent_args, with_(labels=view("labels", strided)), ValueError, "labels must be C-contiguous")
+case("xent-labels-length", xent, xent_args, with_(labels=labels_(0, 1, 2, 3, 0, 1)), ValueError, "labels must have length")
+case("xent-labels-too-big", xent, xent_args, with_(labels=labels_(0, 1, 2, 5, 0, 1, 2)), ValueError, "labels must be in")
+case("xent-labels-equal-k", xent, xent_args, with_(labels=labels_(0, 1, 2, 3, 0, 1, 4)), ValueError, "labels must be in")
+case("xent-labels-negative", xent, xent_args, with_(labels=labels_(0, -1, 2, 3, 0, 1, 2)), ValueError, "labels must be in")
+case("xent-labels-huge", xent, xent_args, with_(labels=labels_(*[2**62] * 7)), ValueError, "labels must be in")
+case("xent-grad-readonly", xent, xent_args, with_(grad=Z(7, 4, f=readonly)), ValueError, "grad must be writeable")
+case("xent-grad-shape", xent, xent_args, with_(grad=Z(4, 7)), ValueError, "grad must have shape")
+case("xent-grad-dtype", xent, xent_args, with_(grad=Z(7, 4, dtype=OTHER)), TypeError, "grad")
+case("xent-grad-is-logits", xent, xent_args, with_(grad=lambda kw, dt: kw["logits"]), ValueError, "grad must not overlap")
+case("xent-grad-overlaps-logits", xent, xent_args, shared_overlap("logits", "grad", (7, 4), (7, 4)),
+     ValueError, "grad must not overlap")
+
+# --- softmax -------------------------------------------------------------------------
+smax = K.softmax
+case("softmax-logits-list", smax, softmax_args, with_(logits=[[1.0, 2.0]]), TypeError, "logits")
+case("softmax-logits-int", smax, softmax_args, with_(logits=cast("logits", np.int64)), TypeError, "logits")
+case("softmax-logits-3d", smax, softmax_args, with_(logits=view("logits", lambda a: a[None])), ValueError, "logits")
+case("softmax-logits-fortran", smax, softmax_args, with_(logits=view("logits", fortran)), ValueError, "logits must be C-contiguous")
+case("softmax-logits-empty", smax, softmax_args, with_(logits=Z(0, 4)), ValueError, "logits must be non-empty")
+case("softmax-logits-empty-cols", smax, softmax_args, with_(logits=Z(4, 0)), ValueError, "logits must be non-empty")
+case("softmax-out-readonly", smax, softmax_args, with_(out=Z(7, 4, f=readonly)), ValueError, "out must be writeable")
+case("softmax-out-shape", smax, softmax_args, with_(out=Z(7, 5)), ValueError, "out must have shape")
+case("softmax-out-dtype", smax, softmax_args, with_(out=Z(7, 4, dtype=OTHER)), TypeError, "out")
+case("softmax-out-list", smax, softmax_args, with_(out=[[0.0] * 4] * 7), TypeError, "out")
+case("softmax-out-strided", smax, softmax_args, with_(out=Z(7, 4, f=strided)), ValueError, "out must be C-contiguous")
+case("softmax-out-partial-overlap", smax, softmax_args, shared_overlap("logits", "out", (7, 4), (7, 4)),
+     ValueError, "out must not overlap")
+case("softmax-inplace-readonly", smax, softmax_args,
+     lambda kw, dt: (lambda z: dict(kw, logits=z, out=z))(readonly(kw["logits"])),
+     ValueError, "out must be writeable")
+
+# --- sgd_update ----------------------------------------------------------------------
+sgd = K.sgd_update
+case("sgd-W-list", sgd, sgd_args, with_(W=view("W", tolist)), TypeError, "W")
+case("sgd-W-int", sgd, sgd_args, with_(W=cast("W", np.int64)), TypeError, "W")
+case("sgd-W-scalar", sgd, sgd_args, with_(W=1.0), TypeError, "W")
+case("sgd-grad-other-dtype", sgd, sgd_args, with_(grad=cast("grad", OTHER)), TypeError, "grad")
+case("sgd-grad-list", sgd, sgd_args, with_(grad=view("grad", tolist)), TypeError, "grad")
+case("sgd-velocity-other-dtype", sgd, sgd_args, with_(velocity=Z(3, 5, dtype=OTHER)), TypeError, "velocity")
+case("sgd-grad-ndim", sgd, sgd_args, with_(grad=view("grad", np.ravel)), ValueError, "grad")
+case("sgd-grad-shape", sgd, sgd_args, with_(grad=Z(5, 3)), ValueError, "grad must have shape")
+case("sgd-velocity-shape", sgd, sgd_args, with_(velocity=Z(3, 4)), ValueError, "velocity must have shape")
+case("sgd-W-readonly", sgd, sgd_args, with_(W=view("W", readonly)), ValueError, "W must be writeable")
+case("sgd-velocity-readonly", sgd, sgd_args, with_(velocity=Z(3, 5, f=readonly)), ValueError, "velocity must be writeable")
+case("sgd-W-fortran", sgd, sgd_args, with_(W=view("W", fortran)), ValueError, "W must be C-contiguous")
+case("sgd-grad-strided", sgd, sgd_args, with_(grad=view("grad", strided)), ValueError, "grad must be C-contiguous")
+case("sgd-velocity-transposed", sgd, sgd_args, with_(velocity=Z(5, 3, f=np.transpose)), ValueError, "velocity must be C-contiguous")
+case("sgd-grad-is-W", sgd, sgd_args, with_(grad=lambda kw, dt: kw["W"]), ValueError, "grad")
+case("sgd-velocity-is-W", sgd, sgd_args, with_(velocity=lambda kw, dt: kw["W"]), ValueError, "velocity")
+case("sgd-velocity-overlaps-grad", sgd, sgd_args, shared_overlap("grad", "velocity", (3, 5), (3, 5)),
+     ValueError, "velocity")
+for bad, exc in [(float("nan"), ValueError), (-0.1, ValueError), (float("inf"), ValueError),
+                 (None, TypeError), ([0.1], TypeError), (1j, TypeError), ("fast", TypeError)]:
+    case(f"sgd-learning_rate-{bad!r}", sgd, sgd_args, with_(learning_rate=bad), exc, "learning_rate")
+for bad in [1.0, 1.5, -0.1, float("nan"), float("inf")]:
+    case(f"sgd-momentum-{bad!r}", sgd, sgd_args, with_(momentum=bad), ValueError, "momentum")
+case("sgd-momentum-None", sgd, sgd_args, with_(momentum=None), TypeError, "momentum")
+for name in ("l1", "l2"):
+    for bad in (-1e-3, float("nan"), float("inf")):
+        case(f"sgd-{name}-{bad!r}", sgd, sgd_args, with_(**{name: bad}), ValueError, name)
+    case(f"sgd-{name}-None", sgd, sgd_args, with_(**{name: None}), TypeError, name)
+
+# --- train_batches -----------------------------------------------------------------------
+tb = K.train_batches
+P = n_params(SIZES)
+
+
+def intp(*shape, f=None):
+    return Z(*shape, dtype=np.intp, f=f)
+
+
+def replace_where(name, old, new):
+    return lambda kw, dt: np.where(kw[name] == old, new, kw[name]).astype(np.intp)
+
+
+case("train-X-list", tb, train_args, with_(X=view("X", tolist)), TypeError, "X")
+case("train-X-int", tb, train_args, with_(X=cast("X", np.int64)), TypeError, "X")
+case("train-X-fortran", tb, train_args, with_(X=view("X", fortran)), ValueError, "X must be C-contiguous")
+case("train-X-strided", tb, train_args, with_(X=view("X", strided)), ValueError, "X must be C-contiguous")
+case("train-X-1d", tb, train_args, with_(X=view("X", np.ravel)), ValueError, "X")
+case("train-X-columns", tb, train_args, with_(X=Z(20, 5)), ValueError, "X must have 4 columns")
+case("train-y-int32", tb, train_args, with_(y=cast("y", np.int32)), TypeError, "y")
+case("train-y-list", tb, train_args, with_(y=view("y", tolist)), TypeError, "y")
+case("train-y-length", tb, train_args, with_(y=view("y", lambda a: a[:19].copy())), ValueError, "y must have length")
+case("train-y-label-too-big", tb, train_args, with_(y=replace_where("y", 2, 3)), ValueError, "y must be in")
+case("train-y-label-negative", tb, train_args, with_(y=replace_where("y", 2, -1)), ValueError, "y must be in")
+case("train-order-int32", tb, train_args, with_(order=cast("order", np.int32)), TypeError, "order")
+case("train-order-float", tb, train_args, with_(order=cast("order", F64)), TypeError, "order")
+case("train-order-list", tb, train_args, with_(order=view("order", tolist)), TypeError, "order")
+case("train-order-strided", tb, train_args, with_(order=view("order", strided)), ValueError, "order must be C-contiguous")
+case("train-order-too-big", tb, train_args, with_(order=replace_where("order", 0, 20)), ValueError, "order")
+case("train-order-negative", tb, train_args, with_(order=replace_where("order", 0, -1)), ValueError, "order")
+case("train-order-huge", tb, train_args, with_(order=replace_where("order", 0, 2**40)), ValueError, "order")
+case("train-start-gt-stop", tb, train_args, with_(start=10, stop=5), ValueError, "start")
+case("train-start-negative", tb, train_args, with_(start=-1), ValueError, "start")
+case("train-stop-past-order", tb, train_args, with_(stop=21), ValueError, "stop")
+case("train-stop-huge", tb, train_args, with_(stop=2**70), ValueError, "stop")
+case("train-start-float", tb, train_args, with_(start=1.5), TypeError, "start")
+case("train-stop-None", tb, train_args, with_(stop=None), TypeError, "stop")
+case("train-batch_size-zero", tb, train_args, with_(batch_size=0), ValueError, "batch_size")
+case("train-batch_size-negative", tb, train_args, with_(batch_size=-5), ValueError, "batch_size")
+case("train-batch_size-float", tb, train_args, with_(batch_size=5.0), TypeError, "batch_size")
+case("train-batch_size-huge", tb, train_args, with_(batch_size=2**70), ValueError, "batch_size")
+case("train-sizes-list", tb, train_args, with_(sizes=list(SIZES)), TypeError, "sizes")
+case("train-sizes-int32", tb, train_args, with_(sizes=cast("sizes", np.int32)), TypeError, "sizes")
+case("train-sizes-one", tb, train_args, with_(sizes=lambda kw, dt: np.array([4], np.intp)), ValueError, "sizes")
+case("train-sizes-zero", tb, train_args, with_(sizes=lambda kw, dt: np.array([4, 0, 3], np.intp)), ValueError, "sizes")
+case("train-sizes-negative", tb, train_args, with_(sizes=lambda kw, dt: np.array([4, -6, 3], np.intp)), ValueError, "sizes")
+case("train-sizes-2d", tb, train_args, with_(sizes=view("sizes", lambda a: a[None])), ValueError, "sizes")
+case("train-activation", tb, train_args, with_(activation="swish"), ValueError, "activation")
+case("train-params-size", tb, train_args, with_(params=Z(P - 1)), ValueError, "params must have")
+case("train-params-dtype", tb, train_args, with_(params=Z(P, dtype=OTHER)), TypeError, "params")
+case("train-params-readonly", tb, train_args, with_(params=Z(P, f=readonly)), ValueError, "params must be writeable")
+case("train-params-2d", tb, train_args, with_(params=Z(1, P)), ValueError, "params")
+case("train-params-list", tb, train_args, with_(params=[0.0] * P), TypeError, "params")
+case("train-grads-size", tb, train_args, with_(grads=Z(P + 1)), ValueError, "grads must have")
+case("train-grads-strided", tb, train_args, with_(grads=Z(P, f=strided)), ValueError, "grads must be C-contiguous")
+case("train-velocity-size", tb, train_args, with_(velocity=Z(P - 3)), ValueError, "velocity must have")
+case("train-velocity-readonly", tb, train_args, with_(velocity=Z(P, f=readonly)), ValueError, "velocity must be writeable")
+case("train-acts-small", tb, train_args, with_(acts=view("acts", lambda a: a[:-1].copy())), ValueError, "acts must have")
+case("train-acts-dtype", tb, train_args, with_(acts=cast("acts", OTHER)), TypeError, "acts")
+case("train-deltas-small", tb, train_args, with_(deltas=view("deltas", lambda a: a[:-1].copy())), ValueError, "deltas must have")
+case("train-deltas-readonly", tb, train_args, with_(deltas=view("deltas", readonly)), ValueError, "deltas must be writeable")
+case("train-ybuf-small", tb, train_args, with_(ybuf=intp(BATCH - 1)), ValueError, "ybuf must have")
+case("train-ybuf-int32", tb, train_args, with_(ybuf=cast("ybuf", np.int32)), TypeError, "ybuf")
+case("train-ybuf-readonly", tb, train_args, with_(ybuf=intp(BATCH, f=readonly)), ValueError, "ybuf must be writeable")
+case("train-bigger-batch-needs-bigger-acts", tb, train_args, with_(batch_size=BATCH + 1), ValueError, "acts must have")
+case("train-grads-is-params", tb, train_args, with_(grads=lambda kw, dt: kw["params"]), ValueError, "grads")
+case("train-velocity-overlaps-params", tb, train_args, shared_overlap("params", "velocity", (P,), (P,)),
+     ValueError, "velocity")
+case("train-acts-overlaps-deltas", tb, train_args,
+     shared_overlap("acts", "deltas", (BATCH * sum(SIZES),), (2 * BATCH * max(SIZES[1:]),)),
+     ValueError, "acts and deltas must not overlap")
+case("train-acts-overlaps-X", tb, train_args, shared_overlap("X", "acts", (20, 4), (BATCH * sum(SIZES),)),
+     ValueError, "acts must not overlap X")
+case("train-ybuf-is-y", tb, train_args, with_(ybuf=lambda kw, dt: kw["y"]), ValueError, "ybuf must not overlap y")
+case("train-ybuf-overlaps-order", tb, train_args, with_(ybuf=lambda kw, dt: kw["order"][:BATCH]),
+     ValueError, "ybuf must not overlap order")
+case("train-learning_rate-nan", tb, train_args, with_(learning_rate=float("nan")), ValueError, "learning_rate")
+case("train-learning_rate-negative", tb, train_args, with_(learning_rate=-1.0), ValueError, "learning_rate")
+case("train-learning_rate-str", tb, train_args, with_(learning_rate="fast"), TypeError, "learning_rate")
+case("train-momentum-one", tb, train_args, with_(momentum=1.0), ValueError, "momentum")
+case("train-momentum-negative", tb, train_args, with_(momentum=-0.5), ValueError, "momentum")
+case("train-l1-negative", tb, train_args, with_(l1=-1.0), ValueError, "l1")
+case("train-l2-nan", tb, train_args, with_(l2=float("nan")), ValueError, "l2")
+
+
+def snapshot(kw):
+    """Copies of every writeable ndarray argument, to check nothing was written."""
+    return {k: v.copy() for k, v in kw.items()
+            if isinstance(v, np.ndarray) and v.flags.writeable}
+
+
+@pytest.mark.parametrize("fn,base,modify,exc,match", CASES)
+@pytest.mark.parametrize("dtype", [F64, F32], ids=["float64", "float32"])
+def test_bad_argument_is_refused(fn, base, modify, exc, match, dtype):
+    kw = modify(base(dtype), dtype)
+    before = snapshot(kw)
+    with pytest.raises(exc, match=match):
+        fn(**kw)
+    for name, old in before.items():
+        np.testing.assert_array_equal(kw[name], old, err_msg=f"{name} was written")
+
+
+# ---------------------------------------------------------------------------
+# Edge cases that are valid (and must not crash either)
+# ---------------------------------------------------------------------------
+
+def test_softmax_out_is_logits_is_allowed():
+    z = np.array([[0.0, np.log(3.0)]])
+    assert K.softmax(z, out=z) is z
+    np.testing.assert_allclose(z, [[0.25, 0.75]])
+
+
+def test_train_batches_ignores_labels_outside_the_range():
+    """Only the rows order[start:stop] are checked and used."""
+    kw = train_args()
+    kw["y"][kw["order"][10:]] = 99
+    kw["start"], kw["stop"] = 0, 10
+    assert K.train_batches(**kw)[0] == 10
+
+
+def test_train_batches_empty_order():
+    kw = train_args()
+    kw.update(order=np.zeros(0, np.intp), start=0, stop=0)
+    params = kw["params"].copy()
+    assert K.train_batches(**kw) == (0, 0.0, 0, False)
+    np.testing.assert_array_equal(kw["params"], params)
+
+
+def test_train_batches_numpy_integer_indices():
+    kw = train_args()
+    kw.update(start=np.int32(2), stop=np.int64(17), batch_size=np.int8(4))
+    assert K.train_batches(**kw)[0] == 15
+
+
+def test_unaligned_arrays_work():
+    """Misaligned (but C-contiguous) data is accepted and computed correctly."""
+    raw = np.zeros(7 * 3 * 8 + 1, np.uint8)
+    X = np.frombuffer(raw.data, F64, count=21, offset=1).reshape(7, 3)
+    assert not X.flags.aligned
+    kw = forward_args()
+    X[...] = kw["X"]
+    np.testing.assert_allclose(K.dense_forward(X, kw["W"], kw["b"], "relu"),
+                               K.dense_forward(**kw))
+
+
+def test_readonly_inputs_are_fine():
+    kw = forward_args()
+    for name in ("X", "W", "b"):
+        kw[name] = readonly(kw[name])
+    assert K.dense_forward(**kw).shape == (7, 5)
+    kw = xent_args()
+    kw["logits"], kw["labels"] = readonly(kw["logits"]), readonly(kw["labels"])
+    assert np.isfinite(K.softmax_cross_entropy(**kw)[0])
+    kw = sgd_args()
+    kw["grad"] = readonly(kw["grad"])
+    K.sgd_update(**kw)
+    kw = train_args()
+    for name in ("X", "y", "order", "sizes"):
+        kw[name] = readonly(kw[name])
+    assert K.train_batches(**kw)[0] == 20

@@ -1,0 +1,608 @@
+"""The compiled kernels against their plain-NumPy twins in fastnn.reference.
+
+Random inputs with awkward shapes (batch 1, 7, 128, 1000; widths that are
+not multiples of 8 or 16), both float dtypes, tolerances stated per dtype.
+Also: caller-supplied ``out`` buffers, numerical stability of the softmax
+and cross-entropy, the SGD update rule, and ``train_batches`` on multi-layer
+nets (returned counters and the resulting params/velocity/grads).
+"""
+import numpy as np
+import pytest
+
+from fastnn import kernels as K
+from fastnn import reference as R
+from fastnn._layout import as_sizes, n_params, n_weights, unflatten
+
+DTYPES = [np.float32, np.float64]
+ACTIVATIONS = ["identity", "relu", "tanh", "sigmoid"]
+
+# Kernel vs twin: same maths, different summation order (BLAS builds,
+# pairwise sums in NumPy) and libm vs NumPy ufuncs. Values are O(1), so the
+# atol covers cancellation in dot products of up to ~1000 terms.
+TOL = {
+    np.float32: dict(rtol=1e-4, atol=1e-5),
+    np.float64: dict(rtol=1e-10, atol=1e-12),
+}
+# A few SGD steps through a whole net amplify the per-kernel rounding a little.
+TRAIN_TOL = {
+    np.float32: dict(rtol=1e-3, atol=1e-5),
+    np.float64: dict(rtol=1e-9, atol=1e-11),
+}
+# Loss values are accumulated in double by the kernel, in the dtype by the twin.
+LOSS_RTOL = {np.float32: 1e-5, np.float64: 1e-12}
+
+# (batch, n_in, n_out): batch 1, 7, 128, 1000; widths 1, 3, 13, 33, 784 -> 129 ...
+DENSE_SHAPES = [
+    (1, 1, 1),
+    (1, 784, 129),
+    (7, 3, 13),
+    (7, 33, 1),
+    (128, 13, 33),
+    (128, 784, 129),
+    (1000, 13, 3),
+    (1000, 33, 10),
+]
+# (batch, classes)
+SOFTMAX_SHAPES = [(1, 1), (1, 10), (7, 3), (128, 13), (1000, 33), (1000, 10)]
+
+
+def shape_id(shape):
+    return "x".join(map(str, shape))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+def randn(rng, shape, dtype, scale=1.0):
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def layer_inputs(rng, batch, n_in, n_out, dtype):
+    """X ~ N(0, 1), W ~ N(0, 1/n_in), b ~ N(0, 0.5): pre-activations O(1)."""
+    X = randn(rng, (batch, n_in), dtype)
+    W = randn(rng, (n_in, n_out), dtype, 1.0 / np.sqrt(n_in))
+    b = randn(rng, (n_out,), dtype, 0.5)
+    return X, W, b
+
+
+def activated(rng, shape, dtype, activation):
+    """A plausible layer input A_prev = activation(Z_prev) (ReLU: exact zeros)."""
+    z = randn(rng, shape, np.float64, 1.5)
+    return R._activate(z, activation).astype(dtype)
+
+
+# ---------------------------------------------------------------------------
+# dense_forward
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=shape_id)
+def test_dense_forward_matches_reference(rng, shape, activation, dtype):
+    X, W, b = layer_inputs(rng, *shape, dtype)
+    got = K.dense_forward(X, W, b, activation)
+    want = R.dense_forward(X, W, b, activation)
+    assert got.dtype == dtype and got.shape == (shape[0], shape[2])
+    assert got.flags.c_contiguous
+    np.testing.assert_allclose(got, want, **TOL[dtype])
+    # an independent float64 oracle as well, so a shared mistake would show
+    z = X.astype(np.float64) @ W.astype(np.float64) + b
+    oracle = {"identity": z, "relu": np.maximum(z, 0), "tanh": np.tanh(z),
+              "sigmoid": 1 / (1 + np.exp(-z))}[activation]
+    np.testing.assert_allclose(got, oracle, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_forward_activation_values(dtype):
+    """Hand-computed values, including saturation of tanh/sigmoid."""
+    X = np.array([[1.0, -2.0], [0.5, 0.25]], dtype)
+    W = np.array([[1.0, 0.0, 100.0], [0.0, 1.0, 0.0]], dtype)
+    b = np.array([0.0, 0.0, -60.0], dtype)
+    z = np.array([[1.0, -2.0, 40.0], [0.5, 0.25, -10.0]])
+    np.testing.assert_allclose(K.dense_forward(X, W, b), z, **TOL[dtype])
+    np.testing.assert_array_equal(K.dense_forward(X, W, b, "relu"), np.maximum(z, 0))
+    np.testing.assert_allclose(K.dense_forward(X, W, b, "tanh"), np.tanh(z), **TOL[dtype])
+    sig = K.dense_forward(X, W, b, "sigmoid")
+    np.testing.assert_allclose(sig, 1 / (1 + np.exp(-z)), **TOL[dtype])
+    assert np.all(np.isfinite(sig)) and sig[0, 2] <= 1 and sig[1, 2] > 0
+
+
+# ---------------------------------------------------------------------------
+# dense_backward
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation_prev", ACTIVATIONS)
+@pytest.mark.parametrize("shape", DENSE_SHAPES, ids=shape_id)
+def test_dense_backward_matches_reference(rng, shape, activation_prev, dtype):
+    batch, n_in, n_out = shape
+    A_prev = activated(rng, (batch, n_in), dtype, activation_prev)
+    W = randn(rng, (n_in, n_out), dtype, 1.0 / np.sqrt(n_in))
+    dZ = randn(rng, (batch, n_out), dtype, 1.0 / batch)
+    dW, db, dZ_prev = K.dense_backward(A_prev, W, dZ, activation_prev)
+    rW, rb, rZ = R.dense_backward(A_prev, W, dZ, activation_prev)
+    assert dW.shape == (n_in, n_out) and db.shape == (n_out,) and dZ_prev.shape == (batch, n_in)
+    assert dW.dtype == db.dtype == dZ_prev.dtype == dtype
+    np.testing.assert_allclose(dW, rW, **TOL[dtype])
+    np.testing.assert_allclose(db, rb, **TOL[dtype])
+    np.testing.assert_allclose(dZ_prev, rZ, **TOL[dtype])
+    if activation_prev == "relu":
+        # the derivative is exactly zero where the unit was off
+        assert np.all(dZ_prev[A_prev == 0] == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation_prev", ACTIVATIONS)
+@pytest.mark.parametrize("shape", [(1, 784, 129), (7, 3, 13), (1000, 33, 10)], ids=shape_id)
+def test_dense_backward_without_dZ_prev(rng, shape, activation_prev, dtype):
+    batch, n_in, n_out = shape
+    A_prev = activated(rng, (batch, n_in), dtype, activation_prev)
+    W = randn(rng, (n_in, n_out), dtype, 1.0 / np.sqrt(n_in))
+    dZ = randn(rng, (batch, n_out), dtype, 1.0 / batch)
+    dW, db, dZ_prev = K.dense_backward(A_prev, W, dZ, activation_prev, compute_dZ_prev=False)
+    rW, rb, rZ = R.dense_backward(A_prev, W, dZ, activation_prev, compute_dZ_prev=False)
+    assert dZ_prev is None and rZ is None
+    np.testing.assert_allclose(dW, rW, **TOL[dtype])
+    np.testing.assert_allclose(db, rb, **TOL[dtype])
+    # and the same dW/db as when dZ_prev is computed
+    dW2, db2, _ = K.dense_backward(A_prev, W, dZ, activation_prev)
+    np.testing.assert_array_equal(dW, dW2)
+    np.testing.assert_array_equal(db, db2)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_backward_hand_computed(dtype):
+    A_prev = np.array([[0.5, 0.0], [2.0, 1.0]], dtype)  # relu outputs
+    W = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], dtype)
+    dZ = np.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]], dtype)
+    dW, db, dZ_prev = K.dense_backward(A_prev, W, dZ, "relu")
+    np.testing.assert_allclose(dW, A_prev.T.astype(np.float64) @ dZ, **TOL[dtype])
+    np.testing.assert_allclose(db, [1.5, 0.5, -0.5], **TOL[dtype])
+    # dZ @ W.T = [[-2, -2], [3, 7.5]]; relu' from A_prev zeroes entry (0, 1)
+    np.testing.assert_allclose(dZ_prev, [[-2.0, 0.0], [3.0, 7.5]], **TOL[dtype])
+    _, _, dZ_tanh = K.dense_backward(A_prev * 0.5, W, dZ, "tanh")
+    a = A_prev.astype(np.float64) * 0.5
+    np.testing.assert_allclose(dZ_tanh, [[-2.0, -2.0], [3.0, 7.5]] * (1 - a * a), **TOL[dtype])
+    _, _, dZ_sig = K.dense_backward(A_prev * 0.25, W, dZ, "sigmoid")
+    a = A_prev.astype(np.float64) * 0.25
+    np.testing.assert_allclose(dZ_sig, [[-2.0, -2.0], [3.0, 7.5]] * a * (1 - a), **TOL[dtype])
+
+
+# ---------------------------------------------------------------------------
+# softmax_cross_entropy and softmax
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
+def test_softmax_cross_entropy_matches_reference(rng, shape, dtype):
+    batch, k = shape
+    logits = randn(rng, shape, dtype, 3.0)
+    labels = rng.integers(0, k, batch).astype(np.intp)
+    loss, grad = K.softmax_cross_entropy(logits, labels)
+    rloss, rgrad = R.softmax_cross_entropy(logits, labels)
+    assert isinstance(loss, float)
+    assert grad.dtype == dtype and grad.shape == shape
+    np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL[dtype])
+    np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
+    # independent float64 oracle
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(loss, -np.mean(np.log(p[np.arange(batch), labels])),
+                               rtol=LOSS_RTOL[dtype] * 10)
+    onehot = np.eye(k)[labels]
+    np.testing.assert_allclose(grad, (p - onehot) / batch, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
+def test_softmax_matches_reference(rng, shape, dtype):
+    logits = randn(rng, shape, dtype, 3.0)
+    before = logits.copy()
+    got = K.softmax(logits)
+    assert got is not logits and got.dtype == dtype
+    np.testing.assert_array_equal(logits, before)  # input untouched
+    np.testing.assert_allclose(got, R.softmax(logits), **TOL[dtype])
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, **TOL[dtype])
+
+
+# ---------------------------------------------------------------------------
+# Stability of softmax / cross-entropy
+# ---------------------------------------------------------------------------
+
+# (dtype, magnitude): every finite magnitude the dtype can hold without the
+# difference of two logits overflowing the loss (which is returned as double).
+EXTREMES = [(np.float32, 1e4), (np.float64, 1e4), (np.float64, 1e30),
+            (np.float32, 3e38), (np.float64, 1e300)]
+
+
+@pytest.mark.parametrize("dtype,v", EXTREMES, ids=lambda p: str(getattr(p, "__name__", p)))
+def test_cross_entropy_extreme_logits_analytic(dtype, v):
+    assert np.isfinite(dtype(v))
+    logits = np.array([[v, -v], [v, -v], [-v, v], [0.0, v]], dtype)
+    labels = np.array([0, 1, 0, 1], np.intp)
+    with np.errstate(all="raise"):
+        loss, grad = K.softmax_cross_entropy(logits, labels)
+    # per-row losses: 0, 2v, 2v, 0 (computed with the dtype's value of v)
+    vv = float(dtype(v))
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, (0 + 2 * vv + 2 * vv + 0) / 4, rtol=1e-7)
+    assert np.all(np.isfinite(grad))
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=TOL[dtype]["atol"])
+    np.testing.assert_allclose(grad, [[0, 0], [0.25, -0.25], [-0.25, 0.25], [0, 0]], atol=1e-7)
+    rloss, rgrad = R.softmax_cross_entropy(logits, labels)
+    np.testing.assert_allclose(loss, rloss, rtol=1e-7)
+    np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_single_row_1e4(dtype):
+    """The issue's example: logits [1e4, -1e4] give loss 0 (label 0) and 2e4 (label 1)."""
+    logits = np.array([[1e4, -1e4]], dtype)
+    loss0, g0 = K.softmax_cross_entropy(logits, np.array([0], np.intp))
+    loss1, g1 = K.softmax_cross_entropy(logits, np.array([1], np.intp))
+    assert loss0 == 0.0
+    assert loss1 == 2e4
+    np.testing.assert_array_equal(g0, [[0.0, 0.0]])
+    np.testing.assert_array_equal(g1, [[1.0, -1.0]])
+
+
+@pytest.mark.parametrize("dtype,v", EXTREMES, ids=lambda p: str(getattr(p, "__name__", p)))
+def test_softmax_extreme_logits(rng, dtype, v):
+    logits = (rng.uniform(-1, 1, (64, 13)) * v).astype(dtype)
+    logits[0] = v
+    logits[1] = -v
+    logits[2, :] = -v
+    logits[2, 5] = v
+    with np.errstate(all="raise"):
+        p = K.softmax(logits)
+    assert np.all(np.isfinite(p)) and np.all(p >= 0) and np.all(p <= 1)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, **TOL[dtype])
+    np.testing.assert_allclose(p[0], 1.0 / 13, **TOL[dtype])
+    np.testing.assert_allclose(p[1], 1.0 / 13, **TOL[dtype])
+    np.testing.assert_array_equal(p[2], np.eye(13)[5])
+    with np.errstate(over="ignore"):
+        np.testing.assert_allclose(p, R.softmax(logits), **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype,v", [(np.float32, 1e4), (np.float64, 1e4), (np.float64, 1e30)],
+                         ids=lambda p: str(getattr(p, "__name__", p)))
+def test_cross_entropy_extreme_random_rows(rng, dtype, v):
+    """Random huge logits: finite, equal to the twin, grad rows sum to ~0."""
+    logits = (rng.uniform(-1, 1, (1000, 33)) * v).astype(dtype)
+    labels = rng.integers(0, 33, 1000).astype(np.intp)
+    loss, grad = K.softmax_cross_entropy(logits, labels)
+    rloss, rgrad = R.softmax_cross_entropy(logits, labels)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL[dtype])
+    np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
+    np.testing.assert_allclose(grad.sum(axis=1), 0.0, atol=TOL[dtype]["atol"])
+
+
+# ---------------------------------------------------------------------------
+# Caller-supplied out buffers
+# ---------------------------------------------------------------------------
+
+def garbage(shape, dtype):
+    return np.full(shape, np.nan, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dense_forward_out(rng, activation, dtype):
+    X, W, b = layer_inputs(rng, 7, 33, 13, dtype)
+    want = K.dense_forward(X, W, b, activation)
+    out = garbage((7, 13), dtype)
+    got = K.dense_forward(X, W, b, activation, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, want)
+    # a row-block view of a larger buffer (as MLP._logits_blocks uses): only it is written
+    big = garbage((10, 13), dtype)
+    view = big[2:9]
+    assert K.dense_forward(X, W, b, activation, out=view) is view
+    np.testing.assert_array_equal(big[2:9], want)
+    assert np.isnan(big[:2]).all() and np.isnan(big[9:]).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("compute_dZ_prev", [True, False])
+def test_dense_backward_out(rng, dtype, compute_dZ_prev):
+    A_prev = activated(rng, (128, 33), dtype, "tanh")
+    W = randn(rng, (33, 13), dtype)
+    dZ = randn(rng, (128, 13), dtype)
+    want = K.dense_backward(A_prev, W, dZ, "tanh", compute_dZ_prev=compute_dZ_prev)
+    dW, db = garbage((33, 13), dtype), garbage((13,), dtype)
+    dZ_prev = garbage((128, 33), dtype) if compute_dZ_prev else None
+    got = K.dense_backward(A_prev, W, dZ, "tanh", dW=dW, db=db, dZ_prev=dZ_prev,
+                           compute_dZ_prev=compute_dZ_prev)
+    assert got[0] is dW and got[1] is db and got[2] is dZ_prev
+    np.testing.assert_array_equal(dW, want[0])
+    np.testing.assert_array_equal(db, want[1])
+    if compute_dZ_prev:
+        np.testing.assert_array_equal(dZ_prev, want[2])
+    # out buffers that are views into one flat gradient vector (as gradcheck uses)
+    flat = garbage(33 * 13 + 13, dtype)
+    gW, gb = flat[:33 * 13].reshape(33, 13), flat[33 * 13:]
+    got = K.dense_backward(A_prev, W, dZ, "tanh", dW=gW, db=gb, compute_dZ_prev=False)
+    assert got[0] is gW and got[1] is gb
+    np.testing.assert_array_equal(flat, np.concatenate([want[0].ravel(), want[1]]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_out(rng, dtype):
+    logits = randn(rng, (128, 10), dtype, 3.0)
+    labels = rng.integers(0, 10, 128).astype(np.intp)
+    loss, want = K.softmax_cross_entropy(logits, labels)
+    grad = garbage((128, 10), dtype)
+    loss2, got = K.softmax_cross_entropy(logits, labels, grad=grad)
+    assert got is grad
+    assert loss2 == loss
+    np.testing.assert_array_equal(grad, want)
+    rgrad = garbage((128, 10), dtype)
+    rloss, rgot = R.softmax_cross_entropy(logits, labels, grad=rgrad)
+    assert rgot is rgrad
+    np.testing.assert_allclose(rgrad, grad, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_out(rng, dtype):
+    logits = randn(rng, (1000, 33), dtype, 3.0)
+    want = K.softmax(logits)
+    out = garbage((1000, 33), dtype)
+    assert K.softmax(logits, out=out) is out
+    np.testing.assert_array_equal(out, want)
+    # in place: out is logits
+    inplace = logits.copy()
+    assert K.softmax(inplace, out=inplace) is inplace
+    np.testing.assert_array_equal(inplace, want)
+    # a row-block view of a larger buffer (as MLP.predict_proba uses)
+    big = garbage((1010, 33), dtype)
+    view = big[5:1005]
+    assert K.softmax(logits, out=view) is view
+    np.testing.assert_array_equal(view, want)
+    assert np.isnan(big[:5]).all() and np.isnan(big[1005:]).all()
+
+
+# ---------------------------------------------------------------------------
+# sgd_update
+# ---------------------------------------------------------------------------
+
+def sgd_inputs(rng, shape, dtype):
+    W = randn(rng, shape, dtype)
+    W.reshape(-1)[::5] = 0  # sign(0) = 0: no L1 push on exact zeros
+    g = randn(rng, shape, dtype)
+    v = randn(rng, shape, dtype, 0.1)
+    return W, g, v
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("l1", [0.0, 1e-3])
+@pytest.mark.parametrize("l2", [0.0, 1e-2])
+def test_sgd_update_matches_reference(rng, momentum, l1, l2, dtype):
+    for shape in [(1,), (13,), (33, 7), (784, 129)]:
+        W, g, v = sgd_inputs(rng, shape, dtype)
+        W2, v2 = W.copy(), v.copy()
+        g_before = g.copy()
+        for step in range(3):
+            assert K.sgd_update(W, g, v, 0.05, momentum, l1, l2) is None
+            R.sgd_update(W2, g, v2, 0.05, momentum, l1, l2)
+        np.testing.assert_array_equal(g, g_before)  # grad is read only
+        np.testing.assert_allclose(W, W2, **TOL[dtype])
+        np.testing.assert_allclose(v, v2, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,l1,l2", [(0.0, 0.0, 0.0), (0.9, 0.0, 0.0),
+                                            (0.5, 0.01, 0.0), (0.5, 0.0, 0.1),
+                                            (0.9, 0.01, 0.1)])
+def test_sgd_update_semantics(rng, momentum, l1, l2, dtype):
+    """v = mu*v - lr*(g + l2*W + l1*sign(W)); W += v, written out in float64."""
+    lr = 0.1
+    W, g, v = sgd_inputs(rng, (13, 3), dtype)
+    W64, g64, v64 = (a.astype(np.float64) for a in (W, g, v))
+    v_new = momentum * v64 - lr * (g64 + l2 * W64 + l1 * np.sign(W64))
+    W_new = W64 + v_new
+    K.sgd_update(W, g, v, lr, momentum, l1, l2)
+    np.testing.assert_allclose(v, v_new, **TOL[dtype])
+    np.testing.assert_allclose(W, W_new, **TOL[dtype])
+
+
+def test_sgd_update_hand_computed():
+    W = np.array([2.0, -1.0, 0.0])
+    g = np.array([1.0, 1.0, 1.0])
+    v = np.array([1.0, -2.0, 0.5])
+    K.sgd_update(W, g, v, learning_rate=0.5, momentum=0.5, l1=0.2, l2=0.1)
+    # step = g + 0.1 W + 0.2 sign(W) = [1.4, 0.7, 1.0]; v = 0.5 v - 0.5 step
+    np.testing.assert_allclose(v, [0.5 - 0.7, -1.0 - 0.35, 0.25 - 0.5])
+    np.testing.assert_allclose(W, [2.0 - 0.2, -1.0 - 1.35, -0.25])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_update_zero_d_and_empty(dtype):
+    W, g, v = np.array(2.0, dtype), np.array(1.0, dtype), np.array(0.0, dtype)
+    K.sgd_update(W, g, v, 0.5)
+    assert W == 1.5 and v == -0.5
+    # an empty parameter array is a no-op, not an error
+    e = np.empty((0, 3), dtype)
+    assert K.sgd_update(e, e.copy(), e.copy(), 0.1, 0.9, 0.1, 0.1) is None
+
+
+# ---------------------------------------------------------------------------
+# train_batches
+# ---------------------------------------------------------------------------
+
+def make_workspace(sizes, batch_size, dtype, rng):
+    sizes = as_sizes(sizes)
+    p = n_params(list(sizes))
+    params = np.zeros(p, dtype)
+    weights, biases = unflatten(params, list(sizes))
+    for W in weights:
+        W[...] = rng.standard_normal(W.shape) / np.sqrt(W.shape[0])
+    for b in biases:
+        b[...] = rng.standard_normal(b.shape) * 0.1
+    velocity = (rng.standard_normal(p) * 0.01).astype(dtype)
+    ws = dict(
+        params=params, grads=np.zeros(p, dtype), velocity=velocity,
+        acts=np.zeros(batch_size * int(sizes.sum()), dtype),
+        deltas=np.zeros(2 * batch_size * int(sizes[1:].max()), dtype),
+        ybuf=np.zeros(batch_size, np.intp),
+    )
+    return sizes, ws
+
+
+def copy_ws(ws):
+    return {k: v.copy() for k, v in ws.items()}
+
+
+def run_train(fn, X, y, order, start, stop, batch_size, sizes, activation, ws, **hyper):
+    return fn(X, y, order, start, stop, batch_size, sizes, activation, ws["params"],
+              ws["grads"], ws["velocity"], ws["acts"], ws["deltas"], ws["ybuf"], **hyper)
+
+
+TRAIN_CASES = [
+    # sizes, n_rows, batch_size, start, stop, activation, hyper-parameters
+    ([13, 33, 7, 3], 200, 7, 3, 150, "tanh", dict(learning_rate=0.05, momentum=0.9, l1=1e-4, l2=1e-3)),
+    ([13, 33, 7, 3], 200, 128, 0, 200, "relu", dict(learning_rate=0.1)),
+    ([33, 129, 13, 10], 300, 1, 10, 30, "sigmoid", dict(learning_rate=0.1, momentum=0.5)),
+    ([784, 129, 33, 10], 300, 128, 0, 300, "relu", dict(learning_rate=0.05, momentum=0.9, l2=1e-3)),
+    ([3, 1, 13, 2], 100, 13, 0, 100, "identity", dict(learning_rate=0.01, l1=1e-3)),
+    ([7, 3], 50, 7, 5, 48, "tanh", dict(learning_rate=0.5, momentum=0.3, l1=1e-3, l2=1e-2)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", TRAIN_CASES, ids=lambda c: f"{c[0]}-bs{c[2]}-{c[5]}")
+def test_train_batches_matches_reference(rng, case, dtype):
+    sizes, n_rows, batch_size, start, stop, activation, hyper = case
+    sizes, ws = make_workspace(sizes, batch_size, dtype, rng)
+    X = randn(rng, (n_rows, sizes[0]), dtype)
+    y = rng.integers(0, sizes[-1], n_rows).astype(np.intp)
+    order = rng.permutation(n_rows).astype(np.intp)
+    ws0, ws_ref = copy_ws(ws), copy_ws(ws)
+    got = run_train(K.train_batches, X, y, order, start, stop, batch_size, sizes,
+                    activation, ws, **hyper)
+    want = run_train(R.train_batches, X, y, order, start, stop, batch_size, sizes,
+                     activation, ws_ref, **hyper)
+    rows, loss_sum, correct, diverged = got
+    assert type(rows) is int and type(correct) is int and type(diverged) is bool
+    assert rows == want[0] == stop - start
+    assert diverged is False and want[3] is False
+    np.testing.assert_allclose(loss_sum, want[1], rtol=TRAIN_TOL[dtype]["rtol"])
+    assert correct == want[2]
+    assert 0 <= correct <= rows
+    assert not np.array_equal(ws["params"], ws0["params"])  # it did train
+    for name in ("params", "velocity", "grads"):
+        np.testing.assert_allclose(ws[name], ws_ref[name], **TRAIN_TOL[dtype],
+                                   err_msg=name)
+
+
+def test_train_batches_loss_sum_is_sum_of_batch_losses(rng):
+    """loss_sum = sum over batches of mean batch loss times batch size, before each update."""
+    dtype = np.float64
+    sizes, ws = make_workspace([5, 13, 3], 4, dtype, rng)
+    X = randn(rng, (10, 5), dtype)
+    y = rng.integers(0, 3, 10).astype(np.intp)
+    order = np.arange(10, dtype=np.intp)
+    expect_loss, expect_correct = 0.0, 0
+    ws_step = copy_ws(ws)
+    for s0 in range(0, 10, 4):  # batches of 4, 4, 2, one call each
+        W, b = unflatten(ws_step["params"], [5, 13, 3])
+        idx = order[s0:s0 + 4]
+        h = np.tanh(X[idx] @ W[0] + b[0])
+        logits = h @ W[1] + b[1]
+        loss, _ = R.softmax_cross_entropy(logits, y[idx])
+        expect_loss += loss * len(idx)
+        expect_correct += int(np.sum(logits.argmax(1) == y[idx]))
+        run_train(K.train_batches, X, y, order, s0, min(s0 + 4, 10), 4, sizes, "tanh",
+                  ws_step, learning_rate=0.3)
+    rows, loss_sum, correct, diverged = run_train(
+        K.train_batches, X, y, order, 0, 10, 4, sizes, "tanh", ws, learning_rate=0.3)
+    assert (rows, correct, diverged) == (10, expect_correct, False)
+    np.testing.assert_allclose(loss_sum, expect_loss, rtol=1e-12)
+    np.testing.assert_allclose(ws["params"], ws_step["params"], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_batches_empty_range(rng, dtype):
+    sizes, ws = make_workspace([13, 7, 3], 8, dtype, rng)
+    X = randn(rng, (20, 13), dtype)
+    y = rng.integers(0, 3, 20).astype(np.intp)
+    ws0 = copy_ws(ws)
+    got = run_train(K.train_batches, X, y, np.arange(20), 5, 5, 8, sizes, "relu", ws,
+                    learning_rate=0.1)
+    assert got == (0, 0.0, 0, False)
+    for name in ws:
+        np.testing.assert_array_equal(ws[name], ws0[name])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_batches_diverged(rng, dtype):
+    """A batch with a non-finite loss stops the run before its update."""
+    sizes, ws = make_workspace([13, 7, 3], 8, dtype, rng)
+    X = randn(rng, (40, 13), dtype)
+    X[20] = np.finfo(dtype).max  # third batch (rows 16..23) overflows to inf/NaN logits
+    y = rng.integers(0, 3, 40).astype(np.intp)
+    order = np.arange(40, dtype=np.intp)
+    ws_ref = copy_ws(ws)
+    with np.errstate(all="ignore"):
+        got = run_train(K.train_batches, X, y, order, 0, 40, 8, sizes, "identity", ws,
+                        learning_rate=0.1, momentum=0.9)
+        want = run_train(R.train_batches, X, y, order, 0, 40, 8, sizes, "identity", ws_ref,
+                         learning_rate=0.1, momentum=0.9)
+    assert got[0] == want[0] == 16
+    assert got[3] is True and want[3] is True
+    assert got[2] == want[2]
+    np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
+    assert np.all(np.isfinite(ws["params"]))  # the bad batch did not update
+    np.testing.assert_allclose(ws["params"], ws_ref["params"], **TRAIN_TOL[dtype])
+    np.testing.assert_allclose(ws["velocity"], ws_ref["velocity"], **TRAIN_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("l1,l2", [(0.0, 0.5), (0.1, 0.0), (0.1, 0.5)])
+def test_train_batches_biases_unpenalised(rng, dtype, l1, l2):
+    """1-layer net, one batch: W gets the penalty, b gets the plain gradient step."""
+    lr, mu = 0.1, 0.5
+    sizes, ws = make_workspace([6, 4], 9, dtype, rng)
+    (W,), (b,) = unflatten(ws["params"], [6, 4])
+    b[...] = [3.0, -2.0, 1.5, -4.0]  # large biases: an l2*b or l1*sign(b) term would show
+    X = randn(rng, (9, 6), dtype)
+    y = rng.integers(0, 4, 9).astype(np.intp)
+    W0, b0 = W.astype(np.float64), b.astype(np.float64)
+    (vW0,), (vb0,) = unflatten(ws["velocity"].astype(np.float64), [6, 4])
+    # gradient of the mean loss, in float64
+    z = X.astype(np.float64) @ W0 + b0
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - np.eye(4)[y]) / 9
+    gW, gb = X.astype(np.float64).T @ dz, dz.sum(0)
+    run_train(K.train_batches, X, y, np.arange(9), 0, 9, 9, sizes, "relu", ws,
+              learning_rate=lr, momentum=mu, l1=l1, l2=l2)
+    (W1,), (b1,) = unflatten(ws["params"], [6, 4])
+    (vW1,), (vb1,) = unflatten(ws["velocity"], [6, 4])
+    expect_vW = mu * vW0 - lr * (gW + l2 * W0 + l1 * np.sign(W0))
+    expect_vb = mu * vb0 - lr * gb
+    np.testing.assert_allclose(vW1, expect_vW, **TOL[dtype])
+    np.testing.assert_allclose(W1, W0 + expect_vW, **TOL[dtype])
+    np.testing.assert_allclose(vb1, expect_vb, **TOL[dtype])
+    np.testing.assert_allclose(b1, b0 + expect_vb, **TOL[dtype])
+    penalised = b0 + mu * vb0 - lr * (gb + l2 * b0 + l1 * np.sign(b0))
+    assert np.min(np.abs(b1 - penalised)) > 1e-3  # clearly not the penalised update
+
+
+def test_reference_train_batches_biases_unpenalised(rng):
+    """The twin applies the same rule (so the comparison above is not vacuous)."""
+    sizes, ws = make_workspace([6, 4], 9, np.float64, rng)
+    ws_pen = copy_ws(ws)
+    X = randn(rng, (9, 6), np.float64)
+    y = rng.integers(0, 4, 9).astype(np.intp)
+    run_train(R.train_batches, X, y, np.arange(9), 0, 9, 9, sizes, "relu", ws,
+              learning_rate=0.1, l2=0.5)
+    run_train(R.train_batches, X, y, np.arange(9), 0, 9, 9, sizes, "relu", ws_pen,
+              learning_rate=0.1, l2=0.0)
+    nw = n_weights([6, 4])
+    np.testing.assert_array_equal(ws["params"][nw:], ws_pen["params"][nw:])
+    assert not np.allclose(ws["params"][:nw], ws_pen["params"][:nw])
