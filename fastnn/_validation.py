@@ -66,7 +66,9 @@ def check_y(y, n_samples, n_classes, name="y"):
 def check_int(value, name, low=None, high=None, allow_none=False):
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, np.integer)):
+    if isinstance(value, (bool, np.bool_)):  # operator.index would take True for 1
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not isinstance(value, (numbers.Integral, np.integer)):
         try:
             value = operator.index(value)
         except TypeError:

@@ -20,6 +20,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -94,7 +95,7 @@ def read_idx(path):
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise ValueError(f"{path}: corrupt or truncated gzip data: {exc}") from None
     return parse_idx(raw, str(path))
 
@@ -141,6 +142,8 @@ def download(url, dest, md5, timeout=30):
 
 def _locate(dataset, data_dir, download_missing):
     """Paths of the four files, downloading into the cache when allowed."""
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"data_dir must be a folder path (str or os.PathLike), got {data_dir!r}")
     if data_dir is None:
         data_dir = os.environ.get("FASTNN_DATA") or None
     explicit = data_dir is not None

@@ -158,8 +158,12 @@ class MLP:
     def _check_X(self, X, name="X"):
         return check_X(X, self.layers[0], self.dtype, name)
 
-    def _logits_blocks(self, X):
-        """Yield ``(start, logits)`` over blocks of rows of a validated X."""
+    def _logits_blocks(self, X, check=False):
+        """Yield ``(start, logits)`` over blocks of rows of a validated X.
+
+        ``check``: raise ValueError where a row's largest logit is not finite (NaN,
+        +inf, or all -inf: finite inputs can still overflow the dtype), as softmax
+        and argmax are then undefined."""
         weights, biases = unflatten(self._params, self.layers)
         n = X.shape[0]
         block = min(_BLOCK, n)
@@ -173,13 +177,17 @@ class MLP:
                     out = bufs[i][:rows]
                     a = kernels.dense_forward(a, W, b, self.activation if i < last else "identity",
                                               out=out)
+                if check and not np.isfinite(a.max(axis=1)).all():
+                    raise ValueError(f"X: the network's outputs overflow {self.dtype.name} "
+                                     f"(NaN or inf logits) for some rows: the inputs are too "
+                                     f"large for this model, or its weights are")
                 yield start, a
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
         X = self._check_X(X)
         proba = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
-        for start, logits in self._logits_blocks(X):
+        for start, logits in self._logits_blocks(X, check=True):
             kernels.softmax(logits, out=proba[start:start + logits.shape[0]])
         return proba
 
@@ -187,7 +195,7 @@ class MLP:
         """Predicted class labels, shape (n_samples,)."""
         X = self._check_X(X)
         pred = np.empty(X.shape[0], dtype=np.intp)
-        for start, logits in self._logits_blocks(X):
+        for start, logits in self._logits_blocks(X, check=True):
             pred[start:start + logits.shape[0]] = logits.argmax(axis=1)
         return pred
 
@@ -195,12 +203,12 @@ class MLP:
         """``(mean cross-entropy loss, accuracy)`` on (X, y)."""
         X = self._check_X(X)
         y = check_y(y, X.shape[0], self.layers[-1])
-        return self._evaluate_checked(X, y)
+        return self._evaluate_checked(X, y, check=True)
 
-    def _evaluate_checked(self, X, y):
+    def _evaluate_checked(self, X, y, check=False):
         loss_sum, correct = 0.0, 0
         grad = None
-        for start, logits in self._logits_blocks(X):
+        for start, logits in self._logits_blocks(X, check):
             rows = logits.shape[0]
             labels = y[start:start + rows]
             if grad is None or grad.shape[0] != rows:

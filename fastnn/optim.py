@@ -31,13 +31,21 @@ class SGD:
     lr_decay_threshold: float = 0.001
 
     def __post_init__(self):
-        check_float(self.learning_rate, "learning_rate", low=0.0, low_open=True)
-        check_float(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
-        check_float(self.l1, "l1", low=0.0)
-        check_float(self.l2, "l2", low=0.0)
-        check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True,
-                    allow_none=True)
-        check_float(self.lr_decay_threshold, "lr_decay_threshold")
+        checked = {
+            "learning_rate": check_float(self.learning_rate, "learning_rate", low=0.0,
+                                         low_open=True),
+            "momentum": check_float(self.momentum, "momentum", low=0.0, high=1.0,
+                                    high_open=True),
+            "l1": check_float(self.l1, "l1", low=0.0),
+            "l2": check_float(self.l2, "l2", low=0.0),
+            "lr_decay": check_float(self.lr_decay, "lr_decay", low=0.0, high=1.0,
+                                    low_open=True, allow_none=True),
+            "lr_decay_threshold": check_float(self.lr_decay_threshold, "lr_decay_threshold"),
+        }
+        # store plain Python floats: NumPy scalars (np.float32(0.1)) would leak into
+        # the history and the JSON of checkpoints
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
 
     def next_learning_rate(self, lr, gain):
         """The learning rate for the next epoch, given the last validation-accuracy gain."""

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -22,11 +23,18 @@ MODEL_FORMAT = "fastnn-mlp"
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
 FORMAT_VERSION = 1
 _DTYPES = ("float32", "float64")
+_INITS = ("auto", "uniform", "he", "glorot")
+
+
+def _check_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
+    return os.fspath(path)
 
 
 def atomic_savez(path, arrays):
     """Write ``arrays`` (name -> ndarray) to ``path`` as .npz, atomically."""
-    path = os.fspath(path)
+    path = _check_path(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
     try:
@@ -47,14 +55,21 @@ def _header_array(header):
 
 def read_npz(path, expected_format):
     """Read a fastnn .npz into ``(header, arrays)``; ValueError if it is not one."""
-    path = os.fspath(path)
+    path = _check_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
+            raise ValueError("not an .npz archive")
+        with data:
             arrays = {name: data[name] for name in data.files}
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+            NotImplementedError) as exc:
         raise ValueError(f"{path!r} is not a readable fastnn file: {exc}") from None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # a zip member that is not a .npy
+            raise ValueError(f"{path!r} is not a fastnn file: member {name!r} is not an array")
     raw = arrays.pop("header", None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
         raise ValueError(f"{path!r} is not a fastnn file: no valid header")
@@ -116,11 +131,12 @@ def load_model(path, cls):
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"{path!r}: invalid seed {seed!r}")
     epochs = header.get("epochs_trained", 0)
-    if not isinstance(epochs, int) or epochs < 0:
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"{path!r}: invalid epochs_trained {epochs!r}")
     init = header.get("init", "auto")
-    model = cls(layers, activation=activation, dtype=dtype.name, seed=seed,
-                init=init if isinstance(init, str) else "auto")
+    if init not in _INITS:
+        raise ValueError(f"{path!r}: invalid init {init!r}")
+    model = cls(layers, activation=activation, dtype=dtype.name, seed=seed, init=init)
     model._params[...] = params
     model._epochs_trained = epochs
     return model

@@ -10,11 +10,15 @@ depend on the thread count beyond float rounding.
 """
 import contextlib
 import os
+import threading
 
 from ._validation import check_int
 
 _num_threads = None
 _controller = None
+_lock = threading.Lock()
+_active = 0  # blocks inside limit(), across threads
+_limiter = None
 
 
 def set_num_threads(n):
@@ -38,14 +42,46 @@ def get_num_threads():
 
 @contextlib.contextmanager
 def limit():
-    """Apply the configured thread count to BLAS for the duration of a block."""
+    """Apply the configured thread count to BLAS for the duration of a block.
+
+    The BLAS setting is process-wide, so overlapping blocks (fastnn called from
+    several threads) share one limit: the first to enter applies it, the last
+    to leave restores the original. (Nested per-block save/restore would
+    interleave across threads and leave BLAS at the limit for good.)
+    """
     n = get_num_threads()
     if n is None:
         yield
         return
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
-        _controller = ThreadpoolController()
-    with _controller.limit(limits=n, user_api="blas"):
+    global _controller, _active, _limiter
+    with _lock:
+        if _active == 0:
+            if _controller is None:
+                from threadpoolctl import ThreadpoolController
+                _controller = ThreadpoolController()
+            _limiter = _controller.limit(limits=n, user_api="blas")
+            _release_control()
+        _active += 1
+    try:
         yield
+    finally:
+        with _lock:
+            _active -= 1
+            if _active == 0:
+                _limiter.restore_original_limits()
+                _limiter = None
+                _release_control()
+
+
+def _release_control():
+    """Let go of OpenBLAS after setting its limit.
+
+    Recent threadpoolctl lets only the thread that set an OpenBLAS limit change
+    it again until that thread lets go (which ``with`` does on exit); fastnn's
+    set and restore may run in different threads, so it lets go each time.
+    """
+    import threadpoolctl
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is not None:
+        clear()

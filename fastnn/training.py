@@ -137,12 +137,15 @@ def epoch_order(train_idx, seed, epoch):
     return train_idx[rng.permutation(train_idx.shape[0])]
 
 
-def _fingerprint(X, y, config):
+def _fingerprint(X, y, config, X_val=None, y_val=None):
     h = hashlib.sha256()
     h.update(json.dumps(config, sort_keys=True).encode())
-    h.update(repr(X.shape).encode())
-    h.update(np.ascontiguousarray(X[:: max(1, X.shape[0] // 257)]).tobytes())
-    h.update(y.tobytes())
+    for A, labels in ((X, y), (X_val, y_val)):
+        if A is None:
+            continue
+        h.update(repr(A.shape).encode())
+        h.update(np.ascontiguousarray(A[:: max(1, A.shape[0] // 257)]).tobytes())
+        h.update(labels.tobytes())
     return h.hexdigest()
 
 
@@ -155,7 +158,11 @@ def _validate_fit_args(model, X, y, epochs, batch_size, validation_split, valida
     early_stopping = check_int(early_stopping, "early_stopping", low=1, allow_none=True)
     if not isinstance(verbose, (bool, int, np.integer)):
         raise TypeError(f"verbose must be a bool, got {verbose!r}")
-    callbacks = list(callbacks or [])
+    try:
+        callbacks = list(callbacks or [])
+    except TypeError:
+        raise TypeError(f"callbacks must be a list of fastnn.Callback instances, "
+                        f"got {callbacks!r}") from None
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be fastnn.Callback instances, got {type(cb).__name__}")
@@ -208,7 +215,10 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
               "validation_split": validation_split, "early_stopping": early_stopping,
               **opt.to_dict()}
     history = History(params)
-    ws = Workspace(model._sizes, batch_size, model.dtype)
+    # a batch never holds more than the training set: size the buffers (and the
+    # batches, identically) by that, so a huge batch_size cannot exhaust memory
+    run_batch = min(batch_size, int(train_idx.size))
+    ws = Workspace(model._sizes, run_batch, model.dtype)
     state = np.concatenate([model._params, model._velocity])  # last finite params+velocity
     best = state.copy()
     best_loss, wait, lr, prev_val_acc = np.inf, 0, opt.learning_rate, None
@@ -219,7 +229,9 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
     if checkpoint is not None:
         fingerprint = _fingerprint(X, y, {"layers": list(model.layers), "seed": model.seed,
                                           "val": None if X_val is None else X_val.shape[0],
-                                          **{k: v for k, v in params.items() if k != "epochs"}})
+                                          **{k: v for k, v in params.items() if k != "epochs"}},
+                                   X_val if validation_data is not None else None,
+                                   y_val if validation_data is not None else None)
         if os.path.exists(checkpoint):
             header, arrays = serialization.load_checkpoint(checkpoint)
             saved = header["state"]
@@ -233,6 +245,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
             model._velocity[...] = arrays["velocity"]
             best = arrays["best"].astype(model.dtype)
             history = History.from_dict(saved["history"])
+            history.params = params  # this call's (the epochs may differ)
             best_loss = saved["best_loss"] if saved["best_loss"] is not None else np.inf
             wait, lr, prev_val_acc = saved["wait"], saved["lr"], saved["prev_val_acc"]
             base_epoch = saved["base_epoch"]
@@ -244,7 +257,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
         cb.set_model(model)
         cb.on_train_begin()
     n_train = train_idx.size
-    chunk = max(batch_size, CHUNK_ROWS // batch_size * batch_size)
+    chunk = max(run_batch, CHUNK_ROWS // run_batch * run_batch)
     bar = tqdm(total=epochs, initial=start, disable=not verbose, unit="epoch",
                desc=f"fit {list(model.layers)}")
     try:
@@ -263,7 +276,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                     while done < n_train and not diverged:
                         stop = min(done + chunk, n_train)
                         rows, ls, c, diverged = kernels.train_batches(
-                            X, y, order, done, stop, batch_size, model._sizes, model.activation,
+                            X, y, order, done, stop, run_batch, model._sizes, model.activation,
                             model._params, ws.grads, model._velocity, ws.acts, ws.deltas,
                             ws.ybuf, lr, opt.momentum, opt.l1, opt.l2)
                         done += rows
@@ -271,23 +284,32 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                         correct += c
                 except KeyboardInterrupt:
                     history.interrupted = True
+                    if not _finite(model):
+                        model._params[...] = state[:model._params.size]
+                        model._velocity[...] = state[model._params.size:]
                     warnings.warn(f"training interrupted in epoch {epoch} after {done} samples; "
                                   "returning the history so far", RuntimeWarning, stacklevel=3)
                     break
+                elapsed = time.perf_counter() - t0
+                # a finite loss on the last batch can still leave overflowed weights,
+                # or weights whose outputs overflow (a non-finite validation loss)
+                diverged = diverged or not _finite(model)
+                if validating and not diverged:
+                    val_loss, val_acc = model._evaluate_checked(X_val, y_val)
+                    diverged = not np.isfinite(val_loss)
                 if diverged:
                     history.diverged = True
                     restore = best if validating and history.best_epoch is not None else state
                     model._params[...] = restore[:model._params.size]
                     model._velocity[...] = restore[model._params.size:]
-                    warnings.warn(f"loss became NaN or infinite in epoch {epoch} (learning rate "
-                                  f"{lr:g}); training stopped and the last finite weights were "
+                    warnings.warn(f"loss or weights became NaN or infinite in epoch {epoch} "
+                                  f"(learning rate {lr:g}); training stopped and the last "
+                                  "finite weights were "
                                   "restored", TrainingDivergedWarning, stacklevel=3)
                     break
-                elapsed = time.perf_counter() - t0
                 model._epochs_trained += 1
                 logs = {"loss": loss_sum / n_train, "accuracy": correct / n_train}
                 if validating:
-                    val_loss, val_acc = model._evaluate_checked(X_val, y_val)
                     logs.update(val_loss=val_loss, val_accuracy=val_acc)
                 logs.update(lr=lr, time=elapsed)
                 history._append(epoch, logs)
@@ -310,6 +332,12 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                 if checkpoint is not None:
                     _save_checkpoint(checkpoint, model, history, best, best_loss, wait, lr,
                                      prev_val_acc, base_epoch, fingerprint)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the compiled batches (validation, callbacks, checkpoint):
+        # the weights are those of a whole epoch; the last checkpoint is intact
+        history.interrupted = True
+        warnings.warn("training interrupted between batches; returning the history so far",
+                      RuntimeWarning, stacklevel=3)
     finally:
         bar.close()
     if validating and history.best_epoch is not None and not history.interrupted:
@@ -319,6 +347,10 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
         cb.on_train_end({"history": history})
     model.history_ = history
     return history
+
+
+def _finite(model):
+    return bool(np.isfinite(model._params).all() and np.isfinite(model._velocity).all())
 
 
 def _save_checkpoint(path, model, history, best, best_loss, wait, lr, prev_val_acc,

@@ -1,0 +1,454 @@
+"""The public MLP API: construction, training on real MNIST, inference, the
+attributes, initialisation, reproducibility and input handling."""
+import json
+
+import numpy as np
+import pytest
+
+from fastnn import MLP
+
+FIT = dict(epochs=2, batch_size=32, learning_rate=0.05, momentum=0.9, verbose=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small GEMMs run faster and far more steadily on one BLAS thread on this
+    shared 2-core machine; restored after the module."""
+    from fastnn import threads
+    previous = threads._num_threads
+    threads.set_num_threads(1)
+    yield
+    threads.set_num_threads(previous)
+
+
+def _subset(mnist_small, n_train=2000, n_test=1000):
+    (X, y), (Xt, yt) = mnist_small
+    return (X[:n_train], y[:n_train]), (Xt[:n_test], yt[:n_test])
+
+
+# -- learning on real MNIST --------------------------------------------------
+
+@pytest.mark.parametrize("layers", [[784, 10], [784, 64, 10], [784, 64, 32, 10],
+                                   [784, 64, 32, 32, 10]],
+                         ids=["softmax-regression", "1-hidden", "2-hidden", "3-hidden"])
+def test_learns_mnist_subset(mnist_small, layers):
+    (X, y), (Xt, yt) = mnist_small
+    model = MLP(layers, seed=0)
+    assert model.score(Xt, yt) < 0.3  # untrained: about chance
+    history = model.fit(X, y, epochs=3, batch_size=32, learning_rate=0.05, momentum=0.9,
+                        verbose=False)
+    acc = model.score(Xt, yt)
+    assert acc > 0.85, (layers, acc)
+    assert len(history.history["loss"]) == 3
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert model.epochs_trained == 3
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "identity"])
+def test_other_activations_learn(mnist_small, activation):
+    (X, y), (Xt, yt) = _subset(mnist_small, 3000)
+    lr = 0.5 if activation == "sigmoid" else 0.05
+    model = MLP([784, 32, 10], activation, seed=1)
+    model.fit(X, y, epochs=2, batch_size=32, learning_rate=lr, momentum=0.9, verbose=False)
+    assert model.score(Xt, yt) > 0.8
+
+
+def test_float64_model_trains(mnist_small):
+    (X, y), (Xt, yt) = _subset(mnist_small)
+    model = MLP([784, 32, 10], dtype="float64", seed=0)
+    assert model.dtype == np.float64
+    model.fit(X, y, **FIT)
+    assert all(W.dtype == np.float64 for W in model.coefs_)
+    proba = model.predict_proba(Xt)
+    assert proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert model.score(Xt, yt) > 0.8
+    # float32 and float64 learn the same thing up to rounding
+    m32 = MLP([784, 32, 10], seed=0)
+    m32.fit(X, y, **FIT)
+    assert abs(m32.score(Xt, yt) - model.score(Xt, yt)) < 0.03
+
+
+def test_dtype_spellings():
+    assert MLP([4, 2], dtype=np.float64).dtype == np.float64
+    assert MLP([4, 2], dtype=np.dtype("float32")).dtype == np.float32
+    assert MLP([4, 2], dtype=float).dtype == np.float64
+
+
+# -- inference outputs ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(mnist_small):
+    (X, y), (Xt, yt) = _subset(mnist_small)
+    model = MLP([784, 32, 10], seed=3)
+    model.fit(X, y, **FIT)
+    return model, Xt, yt
+
+
+def test_predict_shapes_and_types(trained):
+    model, Xt, yt = trained
+    pred = model.predict(Xt)
+    assert pred.shape == (Xt.shape[0],)
+    assert pred.dtype.kind == "i"
+    assert pred.min() >= 0 and pred.max() < 10
+    proba = model.predict_proba(Xt)
+    assert proba.shape == (Xt.shape[0], 10)
+    assert proba.dtype == np.float32
+    assert np.isfinite(proba).all() and (proba >= 0).all() and (proba <= 1).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(pred, proba.argmax(axis=1))
+    # one row works too, and gives the same answer as inside a batch (up to the
+    # rounding of BLAS, whose kernels differ by matrix shape)
+    np.testing.assert_allclose(model.predict_proba(Xt[5:6]), proba[5:6], rtol=1e-5, atol=1e-7)
+    assert model.predict(Xt[5:6]).tolist() == [pred[5]]
+
+
+def test_more_rows_than_one_block(trained):
+    model, Xt, _ = trained
+    X = np.tile(Xt, (3, 1))  # 3000 rows > the 2048-row forward block
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba[2000:], model.predict_proba(Xt), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.predict(X)[2000:], model.predict(Xt))
+
+
+def test_score_and_evaluate(trained):
+    model, Xt, yt = trained
+    result = model.evaluate(Xt, yt)
+    assert isinstance(result, tuple) and len(result) == 2
+    loss, acc = result
+    assert isinstance(loss, float) and isinstance(acc, float)
+    assert model.score(Xt, yt) == acc
+    assert acc == np.mean(model.predict(Xt) == yt)
+    proba = model.predict_proba(Xt).astype(np.float64)
+    expected = -np.mean(np.log(proba[np.arange(len(yt)), yt]))
+    assert loss == pytest.approx(expected, rel=1e-4)
+    # a model that has not learnt anything is worse
+    assert MLP([784, 32, 10], seed=3).evaluate(Xt, yt)[0] > loss + 0.5
+
+
+def test_repr_is_informative(mnist_small):
+    model = MLP([784, 32, 10], "tanh", seed=7, init="glorot", dtype="float64")
+    text = repr(model)
+    for part in ("MLP(", "[784, 32, 10]", "'tanh'", "'float64'", "seed=7", "'glorot'",
+                 f"{model.n_params} parameters", "0 epochs"):
+        assert part in text, (part, text)
+    (X, y), _ = _subset(mnist_small, 500)
+    model.fit(X, y, epochs=2, verbose=False)
+    assert "2 epochs trained" in repr(model)
+
+
+def test_attributes_and_shapes():
+    layers = [784, 32, 16, 10]
+    model = MLP(layers, seed=0)
+    assert [W.shape for W in model.coefs_] == [(784, 32), (32, 16), (16, 10)]
+    assert [b.shape for b in model.intercepts_] == [(32,), (16,), (10,)]
+    assert model.n_params == 784 * 32 + 32 * 16 + 16 * 10 + 32 + 16 + 10
+    assert model.n_features_in_ == 784 and model.n_classes_ == 10
+    assert model.layers == tuple(layers)
+    assert all(W.dtype == np.float32 for W in model.coefs_ + model.intercepts_)
+    assert all((b == 0).all() for b in model.intercepts_)
+    assert all(W.std() > 0 for W in model.coefs_)
+    assert model.history_ is None and model.epochs_trained == 0
+
+
+def test_coefs_are_live_views():
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    model = MLP([4, 3], seed=0)
+    before = model.predict_proba(X)
+    model.coefs_[0][...] = 0
+    model.intercepts_[0][...] = [0.0, 0.0, 5.0]
+    after = model.predict_proba(X)
+    assert not np.array_equal(before, after)
+    assert (model.predict(X) == 2).all()
+    np.testing.assert_allclose(after[0], np.exp([0, 0, 5]) / np.exp([0, 0, 5]).sum(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_init_uniform_bounds(dtype):
+    model = MLP([784, 300, 10], seed=0, init="uniform", dtype=dtype)
+    for W in model.coefs_:
+        bound = 1.0 / np.sqrt(W.shape[0])
+        assert np.abs(W).max() <= bound
+        assert np.abs(W).max() > 0.98 * bound  # fills the interval
+        assert abs(W.mean()) < 0.05 * bound
+        # U(-a, a) has std a/sqrt(3)
+        assert W.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+
+
+def test_init_he():
+    model = MLP([784, 300, 100, 10], seed=0, init="he")
+    for W in model.coefs_:
+        expected = np.sqrt(2.0 / W.shape[0])
+        assert W.std() == pytest.approx(expected, rel=0.05)
+        assert abs(W.mean()) < 0.05 * expected
+        assert np.abs(W).max() > 2.5 * expected  # Gaussian tails, not uniform
+
+
+def test_init_glorot():
+    model = MLP([784, 300, 100, 10], "tanh", seed=0, init="glorot")
+    for W in model.coefs_:
+        bound = np.sqrt(6.0 / (W.shape[0] + W.shape[1]))
+        assert np.abs(W).max() <= bound * (1 + 1e-6)
+        assert np.abs(W).max() > 0.98 * bound
+        assert W.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
+
+
+def test_init_auto():
+    relu = MLP([50, 20, 3], "relu", seed=4)
+    he = MLP([50, 20, 3], "relu", seed=4, init="he")
+    for a, b in zip(relu.coefs_, he.coefs_):
+        np.testing.assert_array_equal(a, b)
+    tanh = MLP([50, 20, 3], "tanh", seed=4)
+    glorot = MLP([50, 20, 3], "tanh", seed=4, init="glorot")
+    for a, b in zip(tanh.coefs_, glorot.coefs_):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(relu.coefs_[0], tanh.coefs_[0])
+
+
+# -- reproducibility ---------------------------------------------------------
+
+def _history_wo_time(history):
+    return {k: v for k, v in history.history.items() if k != "time"}
+
+
+def _run(X, y, seed=0, **kwargs):
+    args = dict(FIT, validation_split=0.1, epochs=2)
+    args.update(kwargs)
+    model = MLP([784, 32, 10], seed=seed)
+    history = model.fit(X, y, **args)
+    return model, history
+
+
+def test_same_seed_is_bitwise_reproducible(mnist_small):
+    (X, y), (Xt, _) = _subset(mnist_small, 1500)
+    m1, h1 = _run(X, y, seed=11)
+    m2, h2 = _run(X, y, seed=11)
+    np.testing.assert_array_equal(m1._params, m2._params)
+    assert _history_wo_time(h1) == _history_wo_time(h2)
+    assert h1.best_epoch == h2.best_epoch
+    np.testing.assert_array_equal(m1.predict_proba(Xt), m2.predict_proba(Xt))
+    m3, h3 = _run(X, y, seed=12)
+    assert not np.array_equal(m1._params, m3._params)
+    assert _history_wo_time(h1) != _history_wo_time(h3)
+
+
+def test_seed_none_is_recorded_and_repeatable(mnist_small):
+    (X, y), _ = _subset(mnist_small, 500)
+    a = MLP([784, 16, 10])
+    b = MLP([784, 16, 10])
+    assert isinstance(a.seed, int) and a.seed >= 0
+    assert a.seed != b.seed
+    c = MLP([784, 16, 10], seed=a.seed)
+    np.testing.assert_array_equal(a._params, c._params)
+    a.fit(X, y, epochs=1, verbose=False)
+    c.fit(X, y, epochs=1, verbose=False)
+    np.testing.assert_array_equal(a._params, c._params)
+
+
+def _variants(X, y):
+    """Equivalent spellings of the same float32 data (exactly representable)."""
+    Xf = np.asfortranarray(X)
+    big = np.zeros((X.shape[0] * 2, X.shape[1] * 2), np.float32)
+    big[::2, ::2] = X
+    strided = big[::2, ::2]
+    ro = X.copy()
+    ro.flags.writeable = False
+    yro = y.copy()
+    yro.flags.writeable = False
+    return {
+        "fortran": (Xf, y),
+        "strided": (strided, y[::1]),
+        "readonly": (ro, yro),
+        "lists": (X.tolist(), y.tolist()),
+        "float64": (X.astype(np.float64), y.astype(np.int64)),
+        "int8-labels": (X, y.astype(np.int8)),
+        "float-labels": (X, y.astype(np.float64)),
+        "strided-labels": (X, np.repeat(y, 2)[::2]),
+    }
+
+
+@pytest.mark.parametrize("variant", ["fortran", "strided", "readonly", "lists", "float64",
+                                     "int8-labels", "float-labels", "strided-labels"])
+def test_input_layouts_give_bitwise_identical_results(mnist_small, variant):
+    (X, y), (Xt, yt) = _subset(mnist_small, 600, 200)
+    X = np.ascontiguousarray(X, dtype=np.float32)
+    ref, href = _run(X, y, seed=5)
+    Xv, yv = _variants(X, y)[variant]
+    assert not (isinstance(Xv, np.ndarray) and Xv.flags.c_contiguous and Xv.flags.writeable
+                and Xv.dtype == np.float32 and yv is y)
+    model, history = _run(Xv, yv, seed=5)
+    np.testing.assert_array_equal(model._params, ref._params)
+    assert _history_wo_time(history) == _history_wo_time(href)
+    Xtv, ytv = _variants(np.ascontiguousarray(Xt), yt)[variant]
+    np.testing.assert_array_equal(model.predict_proba(Xtv), ref.predict_proba(Xt))
+    np.testing.assert_array_equal(model.predict(Xtv), ref.predict(Xt))
+    assert model.evaluate(Xtv, ytv) == ref.evaluate(Xt, yt)
+
+
+def test_uint8_images_equal_float32_images(mnist_path):
+    from fastnn.datasets import load_mnist
+    (Xr, y), (Xtr, yt) = load_mnist(mnist_path, normalize="none")
+    Xu8 = Xr[:500].astype(np.uint8)
+    assert np.array_equal(Xu8, Xr[:500])
+    X32 = Xu8.astype(np.float32)
+    args = dict(epochs=1, batch_size=50, learning_rate=1e-4, verbose=False)
+    a, b = MLP([784, 16, 10], seed=2), MLP([784, 16, 10], seed=2)
+    ha, hb = a.fit(Xu8, y[:500], **args), b.fit(X32, y[:500], **args)
+    np.testing.assert_array_equal(a._params, b._params)
+    assert _history_wo_time(ha) == _history_wo_time(hb)
+    np.testing.assert_array_equal(a.predict_proba(Xtr[:100].astype(np.uint8)),
+                                  a.predict_proba(Xtr[:100]))
+
+
+def test_bool_and_int_inputs():
+    rng = np.random.default_rng(0)
+    Xb = rng.random((40, 6)) > 0.5
+    y = rng.integers(0, 3, 40)
+    a, b = MLP([6, 5, 3], seed=0), MLP([6, 5, 3], seed=0)
+    a.fit(Xb, y, epochs=2, batch_size=8, verbose=False)
+    b.fit(Xb.astype(np.float32), y.astype(np.uint16), epochs=2, batch_size=8, verbose=False)
+    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a.predict_proba(Xb.astype(np.int64)), b.predict_proba(Xb))
+
+
+def test_does_not_modify_inputs(mnist_small):
+    (X, y), _ = _subset(mnist_small, 300)
+    X2, y2 = X.copy(), y.copy()
+    model = MLP([784, 8, 10], seed=0)
+    model.fit(X, y, epochs=1, validation_split=0.2, verbose=False)
+    model.predict_proba(X)
+    model.evaluate(X, y)
+    np.testing.assert_array_equal(X, X2)
+    np.testing.assert_array_equal(y, y2)
+
+
+# -- bad arguments to MLP() --------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(layers=[784]), ValueError, "layers"),
+    (dict(layers=[]), ValueError, "layers"),
+    (dict(layers=784), TypeError, "layers"),
+    (dict(layers="784,10"), TypeError, "layers"),
+    (dict(layers=None), TypeError, "layers"),
+    (dict(layers=[784, 0, 10]), ValueError, r"layers\[1\]"),
+    (dict(layers=[784, -5, 10]), ValueError, r"layers\[1\]"),
+    (dict(layers=[784.0, 10]), TypeError, r"layers\[0\]"),
+    (dict(layers=[784, "10"]), TypeError, r"layers\[1\]"),
+    (dict(layers=[784, True]), TypeError, r"layers\[1\]"),
+    (dict(layers=[784, 1]), ValueError, r"layers\[-1\]"),
+    (dict(layers=[784, 10], activation="softmax"), ValueError, "activation"),
+    (dict(layers=[784, 10], activation=None), ValueError, "activation"),
+    (dict(layers=[784, 10], activation=np.tanh), ValueError, "activation"),
+    (dict(layers=[784, 10], dtype="float16"), ValueError, "dtype"),
+    (dict(layers=[784, 10], dtype="int32"), ValueError, "dtype"),
+    (dict(layers=[784, 10], dtype=np.complex128), ValueError, "dtype"),
+    (dict(layers=[784, 10], dtype=None), ValueError, "dtype"),
+    (dict(layers=[784, 10], seed=-1), ValueError, "seed"),
+    (dict(layers=[784, 10], seed=1.5), TypeError, "seed"),
+    (dict(layers=[784, 10], seed="0"), TypeError, "seed"),
+    (dict(layers=[784, 10], init="xavier"), ValueError, "init"),
+    (dict(layers=[784, 10], init=None), ValueError, "init"),
+    (dict(layers=[784, 10], hidden=3), TypeError, "hidden"),
+    (dict(layers=[784, 10], learning_rate=0.1), TypeError, "learning_rate"),
+])
+def test_constructor_rejects_bad_arguments(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        MLP(**kwargs)
+
+
+def test_constructor_accepts_numpy_ints():
+    model = MLP(np.array([5, 4, 3]), seed=np.uint32(3))
+    assert model.layers == (5, 4, 3) and model.seed == 3
+    assert all(type(s) is int for s in model.layers)
+    json.dumps(list(model.layers))
+
+
+# -- bad data at predict / predict_proba / evaluate / score --------------------
+
+@pytest.fixture(scope="module")
+def small_model():
+    return MLP([4, 5, 3], seed=0)
+
+
+GOOD_X = np.ones((6, 4), np.float32)
+GOOD_Y = np.array([0, 1, 2, 0, 1, 2])
+
+BAD_X = [
+    (np.ones(4), ValueError, "X must be 2-D"),
+    (np.ones((2, 3, 4)), ValueError, "X must be 2-D"),
+    (np.float32(1.0), ValueError, "X must be 2-D"),
+    (np.ones((6, 5)), ValueError, "X must have 4 features"),
+    (np.ones((6, 0)), ValueError, "X must have 4 features"),
+    (np.ones((0, 4)), ValueError, "X must have at least one sample"),
+    ([], ValueError, "X"),
+    (np.array([[1, 2, 3, np.nan]] * 6), ValueError, "X must be finite"),
+    (np.array([[1, 2, 3, np.inf]] * 6), ValueError, "X must be finite"),
+    (np.array([[1, 2, 3, -np.inf]] * 6, dtype=np.float16), ValueError, "X must be finite"),
+    (np.full((6, 4), 1e300), ValueError, "X must be finite in float32"),
+    (np.ones((6, 4), dtype=object), TypeError, "X must hold real numbers"),
+    (np.ones((6, 4), dtype=complex), TypeError, "X must hold real numbers"),
+    (np.full((6, 4), "1"), TypeError, "X must hold real numbers"),
+    ([[1, 2, 3, 4], [1, 2, 3]], ValueError, "X must be a rectangular array"),
+    ([[1, 2, None, 4]], TypeError, "X must hold real numbers"),
+    (None, TypeError, "X must hold real numbers"),
+    ("abcd", TypeError, "X must hold real numbers"),
+    ({"a": 1}, TypeError, "X must hold real numbers"),
+]
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "evaluate", "score"])
+@pytest.mark.parametrize("X, exc, match", BAD_X,
+                         ids=[f"X{i}" for i in range(len(BAD_X))])
+def test_inference_rejects_bad_X(small_model, method, X, exc, match):
+    args = (X, GOOD_Y) if method in ("evaluate", "score") else (X,)
+    with pytest.raises(exc, match=match):
+        getattr(small_model, method)(*args)
+
+
+BAD_Y = [
+    (GOOD_Y[:5], ValueError, "y must have 6 labels"),
+    (np.append(GOOD_Y, 0), ValueError, "y must have 6 labels"),
+    (GOOD_Y.reshape(2, 3), ValueError, "y must be 1-D"),
+    (np.array([0, 1, 2, 0, 1, 3]), ValueError, r"y must be in \[0, 3\)"),
+    (np.array([0, 1, 2, 0, 1, -1]), ValueError, r"y must be in \[0, 3\)"),
+    (np.array([0, 1, 2, 0, 1, 1.5]), ValueError, "fractional"),
+    (np.array([0, 1, 2, 0, 1, np.nan]), ValueError, "NaN or inf"),
+    (np.array([0, 1, 2, 0, 1, np.inf]), ValueError, "NaN or inf"),
+    (np.array([0, 1, 2, 0, 1, 1e30]), ValueError, r"y must be in \[0, 3\)"),
+    (np.array([True, False] * 3), TypeError, "y must hold integer"),
+    (np.array(["0", "1", "2"] * 2), TypeError, "y must hold real numbers"),
+    (np.array([0, 1, 2, 0, 1, 2], dtype=object), TypeError, "y must hold real numbers"),
+    (np.array([0, 1, 2, 0, 1, 2], dtype=complex), TypeError, "y must hold real numbers"),
+    (None, TypeError, "y must hold real numbers"),
+    (3, ValueError, "y must be 1-D"),
+]
+
+
+@pytest.mark.parametrize("method", ["evaluate", "score"])
+@pytest.mark.parametrize("y, exc, match", BAD_Y, ids=[f"y{i}" for i in range(len(BAD_Y))])
+def test_evaluate_rejects_bad_y(small_model, method, y, exc, match):
+    with pytest.raises(exc, match=match):
+        getattr(small_model, method)(GOOD_X, y)
+
+
+def test_inference_rejects_unknown_keyword(small_model):
+    with pytest.raises(TypeError, match="batch_size"):
+        small_model.predict(GOOD_X, batch_size=2)
+    with pytest.raises(TypeError, match="normalize"):
+        small_model.predict_proba(GOOD_X, normalize=True)
+    with pytest.raises(TypeError, match="sample_weight"):
+        small_model.score(GOOD_X, GOOD_Y, sample_weight=np.ones(6))
+
+
+def test_overflowing_outputs_raise_instead_of_nan():
+    """Finite inputs that overflow the network's outputs: a ValueError naming X,
+    never NaN probabilities or an arbitrary label."""
+    model = MLP([50, 2], dtype="float64", seed=0)
+    X = np.full((3, 50), 1e308)
+    X[0] = 1.0
+    for call in (model.predict_proba, model.predict, lambda X: model.evaluate(X, [0, 1, 0])):
+        with pytest.raises(ValueError, match="X: the network's outputs overflow"):
+            call(X)
+    # the same rows one by one: the finite one works
+    proba = model.predict_proba(X[:1])
+    assert np.isfinite(proba).all() and proba.sum() == pytest.approx(1.0)

@@ -1,0 +1,235 @@
+"""Threads: concurrent use of one model, the BLAS thread count
+(set_num_threads / FASTNN_NUM_THREADS) and its restoration."""
+import threading
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_info
+
+import fastnn
+from fastnn import MLP, Callback, get_num_threads, set_num_threads, threads
+
+
+def _blas_threads():
+    return sorted({info["num_threads"] for info in threadpool_info()
+                   if info["user_api"] == "blas"})
+
+
+@pytest.fixture(autouse=True)
+def _restore(monkeypatch):
+    monkeypatch.delenv("FASTNN_NUM_THREADS", raising=False)
+    previous = threads._num_threads
+    before = _blas_threads()
+    yield
+    threads._num_threads = previous
+    assert _blas_threads() == before  # BLAS is left as it was found
+
+
+@pytest.fixture(scope="module")
+def model_and_data(mnist_small):
+    (X, y), (Xt, yt) = mnist_small
+    model = MLP([784, 64, 10], seed=0)
+    set_num_threads(1)
+    try:
+        model.fit(X[:1000], y[:1000], epochs=1, batch_size=32, learning_rate=0.05, verbose=False)
+    finally:
+        set_num_threads(None)
+    return model, X[:1000], y[:1000], Xt[:800], yt[:800]
+
+
+def _run_threads(target, n):
+    errors = []
+
+    def wrapped(i):
+        try:
+            target(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+    ts = [threading.Thread(target=wrapped, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in ts)
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.parametrize("n_threads", [None, 1])
+def test_concurrent_predict_proba_equals_sequential(model_and_data, n_threads):
+    model, _, _, Xt, yt = model_and_data
+    set_num_threads(n_threads)
+    # each thread gets different rows, so mixed-up buffers would show
+    chunks = [Xt[i * 200:(i + 1) * 200] for i in range(4)]
+    labels = [yt[i * 200:(i + 1) * 200] for i in range(4)]
+    expected = [model.predict_proba(c) for c in chunks]
+    expected_pred = [model.predict(c) for c in chunks]
+    expected_eval = [model.evaluate(c, lab) for c, lab in zip(chunks, labels)]
+    results = [[] for _ in range(4)]
+    start = threading.Barrier(4)
+
+    def work(i):
+        start.wait()
+        for _ in range(15):
+            results[i].append((model.predict_proba(chunks[i]), model.predict(chunks[i]),
+                               model.evaluate(chunks[i], labels[i])))
+
+    _run_threads(work, 4)
+    for i in range(4):
+        assert len(results[i]) == 15
+        for proba, pred, ev in results[i]:
+            np.testing.assert_allclose(proba, expected[i], rtol=1e-5, atol=1e-7)
+            np.testing.assert_array_equal(pred, expected_pred[i])
+            assert ev[1] == expected_eval[i][1]
+            assert ev[0] == pytest.approx(expected_eval[i][0], rel=1e-5)
+    if n_threads == 1:  # one BLAS thread everywhere: deterministic to the bit
+        for i in range(4):
+            for proba, _, ev in results[i]:
+                np.testing.assert_array_equal(proba, expected[i])
+                assert ev == expected_eval[i]
+
+
+def test_concurrent_fit_of_separate_models_equals_sequential(model_and_data):
+    _, X, y, Xt, _ = model_and_data
+    set_num_threads(1)
+    args = dict(epochs=2, batch_size=16, learning_rate=0.05, momentum=0.9, verbose=False)
+    expected = []
+    for seed in range(3):
+        m = MLP([784, 32, 10], seed=seed)
+        m.fit(X[:600], y[:600], **args)
+        expected.append(m._params.copy())
+    got = [None] * 3
+
+    def work(i):
+        m = MLP([784, 32, 10], seed=i)
+        m.fit(X[:600], y[:600], **args)
+        got[i] = m._params.copy()
+
+    _run_threads(work, 3)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_thread_count_does_not_change_results_beyond_rounding(model_and_data):
+    model, X, y, Xt, yt = model_and_data
+    out = {}
+    for n in (1, 2):
+        set_num_threads(n)
+        assert get_num_threads() == n
+        m = MLP([784, 64, 10], seed=3)
+        m.fit(X[:500], y[:500], epochs=1, batch_size=100, learning_rate=0.01, verbose=False)
+        out[n] = (model.predict_proba(Xt), model.predict(Xt), model.evaluate(Xt, yt), m._params)
+    np.testing.assert_allclose(out[1][0], out[2][0], rtol=1e-5, atol=1e-7)
+    assert (out[1][1] != out[2][1]).mean() < 0.01
+    assert out[1][2][0] == pytest.approx(out[2][2][0], rel=1e-5)
+    np.testing.assert_allclose(out[1][3], out[2][3], rtol=1e-4, atol=1e-6)
+
+
+class _ReadBlas(Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        self.inside = _blas_threads()
+
+
+def test_set_num_threads_applies_during_fit_only():
+    X = np.random.default_rng(0).normal(size=(64, 8))
+    y = np.arange(64) % 3
+    before = _blas_threads()
+    set_num_threads(1)
+    cb = _ReadBlas()
+    MLP([8, 4, 3], seed=0).fit(X, y, epochs=1, verbose=False, callbacks=[cb])
+    assert cb.inside == [1]
+    assert _blas_threads() == before
+    set_num_threads(None)
+    assert get_num_threads() is None
+    MLP([8, 4, 3], seed=0).fit(X, y, epochs=1, verbose=False, callbacks=[cb])
+    assert cb.inside == before  # BLAS default, untouched
+
+
+def test_env_var_applies(monkeypatch):
+    X = np.random.default_rng(0).normal(size=(64, 8))
+    y = np.arange(64) % 3
+    set_num_threads(None)
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "1")
+    assert get_num_threads() == 1
+    cb = _ReadBlas()
+    MLP([8, 4, 3], seed=0).fit(X, y, epochs=1, verbose=False, callbacks=[cb])
+    assert cb.inside == [1]
+
+
+def test_overlapping_calls_from_threads_restore_blas():
+    """Thread A enters fit, then B; A leaves first. B must still run with the limit,
+    and BLAS must end as it was (not left at the limit for good)."""
+    X = np.random.default_rng(0).normal(size=(64, 8))
+    y = np.arange(64) % 3
+    before = _blas_threads()
+    set_num_threads(1)
+    both_inside = threading.Barrier(2, timeout=30)
+    a_done = threading.Event()
+    seen = {}
+
+    class First(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            both_inside.wait()
+
+    class Second(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            both_inside.wait()
+            assert a_done.wait(timeout=30)
+            seen["after_a"] = _blas_threads()
+
+    def work(i):
+        cb = First() if i == 0 else Second()
+        MLP([8, 4, 3], seed=i).fit(X, y, epochs=1, verbose=False, callbacks=[cb])
+        if i == 0:
+            a_done.set()
+
+    _run_threads(work, 2)
+    assert seen["after_a"] == [1]
+    assert _blas_threads() == before
+
+
+@pytest.mark.parametrize("value, exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+                                        ("2", TypeError), (True, TypeError), ([2], TypeError),
+                                        (float("nan"), TypeError)])
+def test_set_num_threads_validates(value, exc):
+    set_num_threads(2)
+    with pytest.raises(exc, match="n must"):
+        set_num_threads(value)
+    assert get_num_threads() == 2  # unchanged
+
+
+def test_set_num_threads_accepts():
+    for value, expected in ((1, 1), (np.int64(3), 3), (np.uint8(2), 2), (None, None)):
+        set_num_threads(value)
+        assert get_num_threads() == expected
+        assert expected is None or type(get_num_threads()) is int
+    assert fastnn.set_num_threads is set_num_threads
+
+
+@pytest.mark.parametrize("env, expected", [("1", 1), ("4", 4), (" 2 ", 2), ("", None),
+                                           ("  ", None), ("08", 8)])
+def test_env_var_parsing(monkeypatch, env, expected):
+    set_num_threads(None)
+    monkeypatch.setenv("FASTNN_NUM_THREADS", env)
+    assert get_num_threads() == expected
+
+
+@pytest.mark.parametrize("env", ["0", "-2", "abc", "1.5", "2 threads", "1e3"])
+def test_env_var_invalid(monkeypatch, env):
+    set_num_threads(None)
+    monkeypatch.setenv("FASTNN_NUM_THREADS", env)
+    with pytest.raises(ValueError, match="FASTNN_NUM_THREADS") as info:
+        get_num_threads()
+    assert repr(env) in str(info.value)
+    with pytest.raises(ValueError, match="FASTNN_NUM_THREADS"):
+        MLP([3, 2], seed=0).predict(np.ones((1, 3)))
+
+
+def test_set_num_threads_overrides_env(monkeypatch):
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "abc")
+    set_num_threads(2)
+    assert get_num_threads() == 2
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "3")
+    assert get_num_threads() == 2
+    set_num_threads(None)
+    assert get_num_threads() == 3

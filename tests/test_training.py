@@ -1,0 +1,736 @@
+"""fit(): History, validation, early stopping, learning-rate decay, callbacks,
+continued training, divergence, Ctrl-C and checkpoint/resume."""
+import _thread
+import json
+import re
+import threading
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+from fastnn import MLP, Callback, History, TrainingDivergedWarning
+from fastnn import training
+
+FIT = dict(batch_size=32, learning_rate=0.05, momentum=0.9, verbose=False)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Small GEMMs run faster and far more steadily on one BLAS thread on this
+    shared 2-core machine; restored after the module."""
+    from fastnn import threads
+    previous = threads._num_threads
+    threads.set_num_threads(1)
+    yield
+    threads.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def data(mnist_small):
+    """1,500 training rows, 500 test rows of real MNIST."""
+    (X, y), (Xt, yt) = mnist_small
+    return X[:1500], y[:1500], Xt[:500], yt[:500]
+
+
+def _no_time(history):
+    return {k: v for k, v in history.history.items() if k != "time"}
+
+
+class Recorder(Callback):
+    def __init__(self, stop_after=None):
+        self.calls, self.logs, self.stop_after = [], [], stop_after
+
+    def on_train_begin(self, logs=None):
+        self.calls.append("train_begin")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.calls.append(f"begin{epoch}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.calls.append(f"end{epoch}")
+        self.logs.append(logs)
+        if self.stop_after is not None and epoch >= self.stop_after:
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        self.calls.append("train_end")
+        self.end_logs = logs
+
+
+# -- History ---------------------------------------------------------------------
+
+def test_history_keys_values_and_json(data):
+    X, y, _, _ = data
+    model = MLP([784, 16, 10], seed=0)
+    history = model.fit(X, y, epochs=3, validation_split=0.2, **FIT)
+    assert isinstance(history, History) and model.history_ is history
+    h = history.history
+    assert set(h) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
+    assert all(len(v) == 3 for v in h.values())
+    assert history.epoch == [0, 1, 2]
+    for key in ("loss", "val_loss"):
+        assert all(isinstance(v, float) and 0 < v < 10 for v in h[key])
+    for key in ("accuracy", "val_accuracy"):
+        assert all(0 <= v <= 1 for v in h[key])
+    assert h["val_accuracy"][-1] > 0.8
+    assert h["lr"] == [0.05] * 3
+    assert all(t > 0 for t in h["time"])
+    text = json.dumps(history.history)
+    assert json.loads(text) == history.history
+    restored = History.from_dict(json.loads(history.to_json()))
+    assert restored.history == history.history and restored.best_epoch == history.best_epoch
+    assert history.params["epochs"] == 3 and history.params["batch_size"] == 32
+    # stratified: rounded per class, so about 20%
+    assert history.params["samples"] + history.params["validation_samples"] == 1500
+    assert abs(history.params["validation_samples"] - 300) <= 5
+    assert history.params["learning_rate"] == 0.05 and history.params["momentum"] == 0.9
+    json.dumps(history.params)
+    assert history.best_epoch in (0, 1, 2) and history.stopped_epoch is None
+    assert not history.diverged and not history.interrupted
+    assert "3 epochs" in repr(history) and "val_loss" in repr(history)
+
+
+def test_history_without_validation(data):
+    X, y, _, _ = data
+    model = MLP([784, 10], seed=0)
+    history = model.fit(X, y, epochs=2, **FIT)
+    assert set(history.history) == {"loss", "accuracy", "lr", "time"}
+    assert history.best_epoch is None
+    # training accuracy is the running accuracy over the epoch's batches
+    assert 0.5 < history.history["accuracy"][-1] <= 1
+
+
+def test_numpy_scalar_hyperparameters_stay_json(data, tmp_path):
+    X, y, _, _ = data
+    model = MLP([784, 10], seed=0)
+    history = model.fit(X[:300], y[:300], epochs=2, learning_rate=np.float32(0.05),
+                        momentum=np.float64(0.5), l2=np.int64(0), verbose=False,
+                        checkpoint=tmp_path / "ck.npz")
+    json.dumps(history.history)
+    json.dumps(history.params)
+    assert all(type(v) is float for v in history.history["lr"])
+    assert (tmp_path / "ck.npz").exists()
+
+
+def test_epochs_zero_changes_nothing(data):
+    X, y, _, _ = data
+    model = MLP([784, 10], seed=0)
+    before = model._params.copy()
+    history = model.fit(X, y, epochs=0, **FIT)
+    assert history.epoch == [] and history.history == {}
+    np.testing.assert_array_equal(model._params, before)
+
+
+# -- validation, best epoch, early stopping, lr decay ----------------------------
+
+def test_validation_split_is_stratified_and_deterministic(mnist_small):
+    (X, y), _ = mnist_small
+    y = y.astype(np.intp)
+    train, val = training.stratified_split(y, 0.1, seed=3, n_classes=10)
+    assert len(np.intersect1d(train, val)) == 0
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, val])), np.arange(len(y)))
+    counts = np.bincount(y, minlength=10)
+    np.testing.assert_array_equal(np.bincount(y[val], minlength=10),
+                                  np.floor(counts * 0.1 + 0.5).astype(int))
+    np.testing.assert_allclose(np.bincount(y[val], minlength=10) / len(val), counts / len(y),
+                               atol=0.005)
+    # shuffled: not just the first rows of each class
+    assert not np.array_equal(val, np.sort(val)[: len(val)]) or val.max() > len(y) // 2
+    first = np.concatenate([np.flatnonzero(y == c)[: int(np.floor(counts[c] * 0.1 + 0.5))]
+                            for c in range(10)])
+    assert not np.array_equal(np.sort(first), val)
+    again = training.stratified_split(y, 0.1, seed=3, n_classes=10)
+    np.testing.assert_array_equal(again[1], val)
+    other = training.stratified_split(y, 0.1, seed=4, n_classes=10)
+    assert not np.array_equal(other[1], val)
+
+
+def test_fit_validates_on_the_stratified_split(data):
+    X, y, _, _ = data
+    model = MLP([784, 16, 10], seed=8)
+    history = model.fit(X, y, epochs=3, validation_split=0.25, **FIT)
+    _, val = training.stratified_split(y.astype(np.intp), 0.25, 8, 10)
+    assert history.params["validation_samples"] == len(val)
+    # the model ends with the best epoch's weights: re-evaluating gives its val metrics
+    best = history.best_epoch
+    assert model.evaluate(X[val], y[val]) == (history.history["val_loss"][best],
+                                              history.history["val_accuracy"][best])
+    # deterministic: the same seed gives the same split and metrics
+    again = MLP([784, 16, 10], seed=8).fit(X, y, epochs=3, validation_split=0.25, **FIT)
+    assert _no_time(again) == _no_time(history)
+
+
+def test_validation_data(data):
+    X, y, Xt, yt = data
+    model = MLP([784, 16, 10], seed=0)
+    history = model.fit(X, y, epochs=2, validation_data=(Xt, yt), **FIT)
+    assert history.params["validation_samples"] == len(yt)
+    assert history.params["samples"] == len(y)
+    best = history.best_epoch
+    assert model.evaluate(Xt, yt) == (history.history["val_loss"][best],
+                                      history.history["val_accuracy"][best])
+    # a list is accepted as well as a tuple
+    model2 = MLP([784, 16, 10], seed=0)
+    history2 = model2.fit(X, y, epochs=2, validation_data=[Xt.tolist(), list(yt)], **FIT)
+    assert _no_time(history2) == _no_time(history)
+
+
+def _overfitting_run(data, **kwargs):
+    """100 training rows, a large learning rate: the validation loss goes up and down."""
+    X, y, Xt, yt = data
+    model = MLP([784, 64, 10], seed=0)
+    record = Recorder()
+    args = dict(epochs=30, batch_size=10, learning_rate=0.5, momentum=0.9, verbose=False,
+                validation_data=(Xt, yt), callbacks=[record])
+    args.update(kwargs)
+    history = model.fit(X[:100], y[:100], **args)
+    return model, history, record
+
+
+def test_best_epoch_weights_are_restored(data):
+    _, _, Xt, yt = data
+    model, history, record = _overfitting_run(data, epochs=8)
+    val_loss = history.history["val_loss"]
+    best = history.best_epoch
+    assert best == int(np.argmin(val_loss))
+    assert best < len(val_loss) - 1 and val_loss[-1] > val_loss[best]  # restoring matters
+    assert [logs["val_loss"] for logs in record.logs] == val_loss
+    assert model.evaluate(Xt, yt)[0] == val_loss[best]
+    assert model.evaluate(Xt, yt)[0] != val_loss[-1]
+
+
+def test_early_stopping(data):
+    model, history, _ = _overfitting_run(data, early_stopping=3)
+    assert history.stopped_epoch is not None
+    n = len(history.epoch)
+    assert n == history.stopped_epoch + 1 < 30
+    assert history.stopped_epoch - history.best_epoch == 3
+    val_loss = history.history["val_loss"]
+    assert min(val_loss[history.best_epoch + 1:]) >= val_loss[history.best_epoch]
+    assert model.epochs_trained == n
+
+
+def test_lr_decay(data):
+    X, y, Xt, yt = data
+    model = MLP([784, 16, 10], seed=0)
+    # a threshold above any possible gain: decay after every epoch but the first
+    history = model.fit(X, y, epochs=4, validation_data=(Xt, yt), lr_decay=0.5,
+                        lr_decay_threshold=1.0, **FIT)
+    assert history.history["lr"] == [0.05, 0.05, 0.025, 0.0125]
+    # a threshold below any possible gain: never decays
+    history = MLP([784, 16, 10], seed=0).fit(X, y, epochs=3, validation_data=(Xt, yt),
+                                               lr_decay=0.5, lr_decay_threshold=-1.0, **FIT)
+    assert history.history["lr"] == [0.05] * 3
+
+
+def test_lr_decay_changes_training(data):
+    X, y, Xt, yt = data
+    a = MLP([784, 16, 10], seed=0)
+    a.fit(X, y, epochs=3, validation_data=(Xt, yt), lr_decay=0.1, lr_decay_threshold=1.0, **FIT)
+    b = MLP([784, 16, 10], seed=0)
+    b.fit(X, y, epochs=3, validation_data=(Xt, yt), **FIT)
+    assert not np.array_equal(a._params, b._params)
+
+
+# -- continued training, callbacks -----------------------------------------------
+
+def test_fit_continues_from_weights_and_momentum(data):
+    X, y, _, _ = data
+    once = MLP([784, 16, 10], seed=1)
+    h_once = once.fit(X, y, epochs=2, **FIT)
+    twice = MLP([784, 16, 10], seed=1)
+    h1 = twice.fit(X, y, epochs=1, **FIT)
+    assert np.abs(twice._velocity).max() > 0
+    h2 = twice.fit(X, y, epochs=1, **FIT)
+    assert twice.epochs_trained == 2 and len(h2.epoch) == 1
+    # two calls of one epoch == one call of two epochs, bit for bit
+    np.testing.assert_array_equal(twice._params, once._params)
+    np.testing.assert_array_equal(twice._velocity, once._velocity)
+    assert h1.history["loss"] + h2.history["loss"] == h_once.history["loss"]
+    # ... which needs the momentum: without it the second call differs
+    reset = MLP([784, 16, 10], seed=1)
+    reset.fit(X, y, epochs=1, **FIT)
+    reset._velocity[...] = 0
+    reset.fit(X, y, epochs=1, **FIT)
+    assert not np.array_equal(reset._params, once._params)
+    # and so does a fresh model trained for one epoch
+    fresh = MLP([784, 16, 10], seed=1)
+    fresh.fit(X, y, epochs=1, **FIT)
+    assert not np.array_equal(fresh._params, twice._params)
+
+
+def test_callbacks_receive_logs_and_can_stop(data):
+    X, y, _, _ = data
+    record = Recorder(stop_after=1)
+    model = MLP([784, 16, 10], seed=0)
+    history = model.fit(X, y, epochs=10, validation_split=0.2, callbacks=[record], **FIT)
+    assert record.model is model
+    assert record.calls == ["train_begin", "begin0", "end0", "begin1", "end1", "train_end"]
+    assert len(history.epoch) == 2 and model.epochs_trained == 2
+    assert [set(logs) for logs in record.logs] == [set(history.history)] * 2
+    for i, logs in enumerate(record.logs):
+        assert {k: v[i] for k, v in history.history.items()} == logs
+    assert record.end_logs["history"] is history
+    # stop_training is reset by the next fit
+    history = model.fit(X, y, epochs=2, callbacks=[Recorder()], **FIT)
+    assert len(history.epoch) == 2
+
+
+def test_callback_logs_are_copies(data):
+    X, y, _, _ = data
+
+    class Mutator(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["loss"] = -1.0
+            logs["extra"] = 1
+
+    history = MLP([784, 10], seed=0).fit(X, y, epochs=2, callbacks=[Mutator()], **FIT)
+    assert all(v > 0 for v in history.history["loss"]) and "extra" not in history.history
+
+
+# -- robustness of a run: huge batches, divergence, Ctrl-C -----------------------
+
+def test_batch_larger_than_data_is_one_batch():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 20)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    ref = MLP([20, 8, 3], seed=0)
+    ref.fit(X, y, epochs=3, batch_size=50, verbose=False)
+    for bs in (51, 10**6, 2**31 - 1):  # must not allocate buffers for bs rows
+        model = MLP([20, 8, 3], seed=0)
+        history = model.fit(X, y, epochs=3, batch_size=bs, verbose=False)
+        np.testing.assert_array_equal(model._params, ref._params)
+        assert history.params["batch_size"] == bs
+
+
+@pytest.mark.parametrize("activation, lr", [("identity", 1e4), ("relu", 1e10)])
+def test_divergence_warns_and_keeps_finite_weights(data, activation, lr):
+    # (with ReLU, lr=1e4 gives a huge but finite loss: not a divergence by the
+    # definition of fit, a NaN or infinite loss)
+    X, y, Xt, _ = data
+    model = MLP([784, 32, 10], activation, seed=0)
+    with pytest.warns(TrainingDivergedWarning, match="NaN or infinite"):
+        history = model.fit(X, y, epochs=5, batch_size=32, learning_rate=lr, momentum=0.9,
+                            verbose=False)
+    assert history.diverged
+    assert len(history.epoch) < 5
+    assert np.isfinite(model._params).all() and np.isfinite(model._velocity).all()
+    proba = model.predict_proba(Xt)
+    assert np.isfinite(proba).all()
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
+    # still trainable afterwards
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(X, y, epochs=1, **FIT)
+    assert np.isfinite(model._params).all()
+
+
+def test_divergence_restores_the_last_finite_weights(data):
+    X, y, Xt, yt = data
+    model = MLP([784, 32, 10], "identity", seed=0)
+    model.fit(X, y, epochs=1, validation_data=(Xt, yt), **FIT)
+    good = model._params.copy()
+    with pytest.warns(TrainingDivergedWarning):
+        history = model.fit(X, y, epochs=3, batch_size=32, learning_rate=1e5, momentum=0.9,
+                            validation_data=(Xt, yt), verbose=False)
+    assert history.diverged and history.epoch == [] and history.best_epoch is None
+    np.testing.assert_array_equal(model._params, good)  # back to where this fit started
+    assert model.epochs_trained == 1
+    assert model.score(Xt, yt) > 0.7
+
+
+class _DivergeAt(Callback):
+    """Switches training to absurd inputs from epoch ``epoch`` on (the trainer
+    reads X in place, so scaling it in a callback changes the next epochs)."""
+
+    def __init__(self, X, epoch):
+        self.X, self.epoch = X, epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.epoch:
+            self.X *= 1e30
+
+
+def test_divergence_after_good_epochs_restores_best_epoch(data):
+    X, y, Xt, yt = data
+    X = np.array(X[:600], dtype=np.float32)  # C-contiguous float32: used in place by fit
+    model = MLP([784, 32, 10], seed=0)
+    with pytest.warns(TrainingDivergedWarning):
+        history = model.fit(X, y[:600], epochs=6, validation_data=(Xt, yt),
+                            callbacks=[_DivergeAt(X, 3)], **FIT)
+    assert history.diverged and len(history.epoch) == 3
+    assert np.isfinite(model._params).all()
+    best = history.best_epoch
+    assert best is not None
+    assert model.evaluate(Xt, yt) == (history.history["val_loss"][best],
+                                      history.history["val_accuracy"][best])
+
+
+def test_overflow_in_the_last_batch_of_an_epoch_is_divergence():
+    """The loss of the only batch is finite, but its update overflows the weights:
+    that must count as divergence too, not leave inf/NaN weights behind."""
+    X = np.full((20, 4), 100.0, dtype=np.float32)
+    y = np.arange(20) % 3
+    model = MLP([4, 3], seed=0)
+    start = model._params.copy()
+    with pytest.warns(TrainingDivergedWarning):
+        history = model.fit(X, y, epochs=1, batch_size=20, learning_rate=1e38, verbose=False)
+    assert history.diverged and history.epoch == []
+    np.testing.assert_array_equal(model._params, start)
+    assert np.isfinite(model.predict_proba(X)).all()
+
+
+def test_overflowing_validation_loss_is_divergence():
+    """Training losses finite, weights finite, but the updated network's outputs
+    overflow: the validation loss is inf/NaN, which is a divergence too."""
+    X = np.zeros((10, 1), np.float32)
+    y = np.arange(10) % 2
+    model = MLP([1, 1, 2], "identity", seed=0)
+    start = model._params.copy()
+    with pytest.warns(TrainingDivergedWarning):
+        history = model.fit(X, y, epochs=1, batch_size=10, learning_rate=1e38, l1=1e-4,
+                            validation_data=(X, y), verbose=False)
+    assert history.diverged and history.history == {}
+    np.testing.assert_array_equal(model._params, start)
+    np.testing.assert_allclose(model.predict_proba(X[:1]), [[0.5, 0.5]])
+    # without validation data the trainer cannot see it; inference then refuses
+    model = MLP([1, 1, 2], "identity", seed=0)
+    model.fit(X, y, epochs=1, batch_size=10, learning_rate=1e38, l1=1e-4, verbose=False)
+    assert np.isfinite(model._params).all()
+    with pytest.raises(ValueError, match="overflow"):
+        model.predict_proba(X)
+
+
+class _InterruptDuring(Callback):
+    """Sends a real Ctrl-C (``_thread.interrupt_main`` from another thread)
+    shortly after epoch ``epoch`` begins, and makes sure it lands in that epoch."""
+
+    def __init__(self, epoch, delay=0.0):
+        self.epoch, self.delay, self.timer, self.sent_at = epoch, delay, None, None
+
+    def _send(self):
+        self.sent_at = time.perf_counter()
+        _thread.interrupt_main()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.timer = threading.Timer(self.delay, self._send)
+            self.timer.start()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            self.timer.join()
+            for _ in range(200):  # the pending KeyboardInterrupt is raised here at the latest
+                time.sleep(0.01)
+            raise AssertionError("the interrupt never arrived")
+
+
+def test_ctrl_c_returns_history_promptly(mnist):
+    """A real Ctrl-C in the middle of a long epoch (all 60,000 rows) stops within a
+    chunk of batches, and fit returns normally."""
+    (X, y), (Xt, yt) = mnist
+    model = MLP([784, 128, 10], seed=0)
+    cb = _InterruptDuring(epoch=0, delay=0.05)  # an epoch takes several times longer
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="interrupted") as record:
+        history = model.fit(X, y, epochs=10**6, batch_size=32, learning_rate=0.05,
+                            momentum=0.9, verbose=False, callbacks=[cb])
+    end = time.perf_counter()
+    assert history.interrupted and not history.diverged
+    # (almost always inside epoch 0; on a starved machine perhaps just after it)
+    assert len(history.epoch) <= 1 and model.epochs_trained == len(history.epoch)
+    done = [int(m.group(1)) for w in record
+            if (m := re.search(r"after (\d+) samples", str(w.message)))]
+    assert all(0 <= d < len(y) for d in done), done  # stopped inside the epoch
+    assert cb.sent_at is not None and end - cb.sent_at < 2.0, end - cb.sent_at
+    assert end - t0 < 10
+    assert np.isfinite(model._params).all() and np.isfinite(model._velocity).all()
+    assert model.score(Xt[:1000], yt[:1000]) > 0.5  # it did learn before the interrupt
+    # usable afterwards: predicts and trains again
+    history = model.fit(X[:500], y[:500], epochs=1, verbose=False)
+    assert not history.interrupted and len(history.epoch) == 1
+
+
+def test_ctrl_c_between_epochs_is_caught(data):
+    X, y, Xt, yt = data
+
+    class CtrlC(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt
+
+    model = MLP([784, 16, 10], seed=0)
+    with pytest.warns(RuntimeWarning, match="interrupted"):
+        history = model.fit(X, y, epochs=5, validation_data=(Xt, yt), callbacks=[CtrlC()],
+                            **FIT)
+    assert history.interrupted and len(history.epoch) == 2
+
+
+# -- checkpoints -------------------------------------------------------------------
+
+CK = dict(batch_size=32, learning_rate=0.05, momentum=0.9, verbose=False,
+          validation_split=0.2, lr_decay=0.5, lr_decay_threshold=0.11)
+
+
+def _assert_same_run(a, ha, b, hb):
+    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a._velocity, b._velocity)
+    assert _no_time(ha) == _no_time(hb)
+    assert ha.epoch == hb.epoch
+    assert (ha.best_epoch, ha.stopped_epoch) == (hb.best_epoch, hb.stopped_epoch)
+    assert ha.params == hb.params
+    assert a.epochs_trained == b.epochs_trained
+
+
+@pytest.mark.parametrize("how", ["fewer-epochs", "stop_training", "ctrl-c"])
+def test_checkpoint_resume_is_bitwise_identical(data, tmp_path, how):
+    X, y, _, _ = data
+    X, y = X[:1000], y[:1000]
+    full = MLP([784, 16, 10], seed=4)
+    h_full = full.fit(X, y, epochs=4, checkpoint=tmp_path / "full.npz", **CK)
+    assert len(h_full.epoch) == 4
+
+    path = tmp_path / "part.npz"
+    first = MLP([784, 16, 10], seed=4)
+    if how == "fewer-epochs":
+        h = first.fit(X, y, epochs=2, checkpoint=path, **CK)
+    elif how == "stop_training":
+        h = first.fit(X, y, epochs=4, checkpoint=path, callbacks=[Recorder(stop_after=1)], **CK)
+    else:
+        with pytest.warns(RuntimeWarning, match="interrupted"):
+            h = first.fit(X, y, epochs=4, checkpoint=path, callbacks=[_InterruptDuring(2)],
+                          **CK)
+        assert h.interrupted
+    assert len(h.epoch) == 2
+    assert path.exists()
+
+    resumed = MLP([784, 16, 10], seed=4)
+    h_resumed = resumed.fit(X, y, epochs=4, checkpoint=path, **CK)
+    _assert_same_run(full, h_full, resumed, h_resumed)
+    # the lr decayed before the split point, so the restored lr mattered
+    assert h_full.history["lr"][2] < h_full.history["lr"][0]
+
+
+def test_checkpoint_resume_with_early_stopping(data, tmp_path):
+    X, y, Xt, yt = data
+    args = dict(batch_size=10, learning_rate=0.5, momentum=0.9, verbose=False,
+                validation_data=(Xt, yt), early_stopping=3)
+    full = MLP([784, 64, 10], seed=0)
+    h_full = full.fit(X[:100], y[:100], epochs=30, checkpoint=tmp_path / "a.npz", **args)
+    assert h_full.stopped_epoch is not None
+    part = MLP([784, 64, 10], seed=0)
+    part.fit(X[:100], y[:100], epochs=h_full.stopped_epoch - 1, checkpoint=tmp_path / "b.npz",
+             **args)
+    resumed = MLP([784, 64, 10], seed=0)
+    h_resumed = resumed.fit(X[:100], y[:100], epochs=30, checkpoint=tmp_path / "b.npz", **args)
+    _assert_same_run(full, h_full, resumed, h_resumed)
+    # a finished checkpoint: fitting again trains nothing and returns the same
+    again = MLP([784, 64, 10], seed=0)
+    h_again = again.fit(X[:100], y[:100], epochs=30, checkpoint=tmp_path / "a.npz", **args)
+    _assert_same_run(full, h_full, again, h_again)
+
+
+def test_checkpoint_from_other_data_or_arguments_is_rejected(data, tmp_path):
+    X, y, Xt, yt = data
+    X, y = X[:300], y[:300]
+    path = tmp_path / "ck.npz"
+    args = dict(batch_size=32, learning_rate=0.05, verbose=False)
+    MLP([784, 16, 10], seed=0).fit(X, y, epochs=1, checkpoint=path,
+                                   validation_data=(Xt[:100], yt[:100]), **args)
+    saved = path.read_bytes()
+    y2 = y.copy()
+    y2[7] = (y2[7] + 1) % 10
+    X2 = X.copy()
+    X2[0, 300] += 0.5
+    Xt2 = Xt[:100].copy()
+    Xt2[0, 300] += 0.5
+    val = (Xt[:100], yt[:100])
+    cases = [
+        (MLP([784, 16, 10], seed=0), dict(X=X, y=y2, validation_data=val)),
+        (MLP([784, 16, 10], seed=0), dict(X=X2, y=y, validation_data=val)),
+        (MLP([784, 16, 10], seed=0), dict(X=X[:299], y=y[:299], validation_data=val)),
+        (MLP([784, 16, 10], seed=0), dict(X=X, y=y, validation_data=(Xt2, yt[:100]))),
+        (MLP([784, 16, 10], seed=0), dict(X=X, y=y, validation_data=val, learning_rate=0.1)),
+        (MLP([784, 16, 10], seed=0), dict(X=X, y=y, validation_data=val, batch_size=16)),
+        (MLP([784, 16, 10], seed=0), dict(X=X, y=y, validation_data=val, momentum=0.5)),
+        (MLP([784, 16, 10], seed=0), dict(X=X, y=y, validation_split=0.25)),
+        (MLP([784, 16, 10], seed=1), dict(X=X, y=y, validation_data=val)),
+        (MLP([784, 8, 10], seed=0), dict(X=X, y=y, validation_data=val)),
+        (MLP([784, 16, 10], "tanh", seed=0), dict(X=X, y=y, validation_data=val)),
+        (MLP([784, 16, 10], seed=0, dtype="float64"), dict(X=X, y=y, validation_data=val)),
+    ]
+    for model, kwargs in cases:
+        call = {**args, **kwargs}
+        X_, y_ = call.pop("X"), call.pop("y")
+        before = model._params.copy()
+        with pytest.raises(ValueError, match="checkpoint"):
+            model.fit(X_, y_, epochs=2, checkpoint=path, **call)
+        np.testing.assert_array_equal(model._params, before)
+    assert path.read_bytes() == saved  # left untouched
+    # the right arguments still resume
+    MLP([784, 16, 10], seed=0).fit(X, y, epochs=2, checkpoint=path, validation_data=val, **args)
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, b"PK\x03\x04truncated"])
+def test_corrupt_checkpoint_is_rejected(data, tmp_path, content):
+    X, y, _, _ = data
+    path = tmp_path / "ck.npz"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match="ck.npz"):
+        MLP([784, 10], seed=0).fit(X[:100], y[:100], epochs=1, checkpoint=path, verbose=False)
+
+
+def test_a_model_file_is_not_a_checkpoint(data, tmp_path):
+    X, y, _, _ = data
+    path = tmp_path / "model.npz"
+    MLP([784, 10], seed=0).save(path)
+    with pytest.raises(ValueError, match="fastnn-checkpoint"):
+        MLP([784, 10], seed=0).fit(X[:100], y[:100], epochs=1, checkpoint=path, verbose=False)
+
+
+def test_checkpoint_is_written_atomically(data, tmp_path, monkeypatch):
+    X, y, _, _ = data
+    path = tmp_path / "ck.npz"
+    from fastnn import serialization
+    real = np.savez
+    calls = []
+
+    def flaky(file, **arrays):
+        calls.append(1)
+        if len(calls) == 2:
+            real(file, **arrays)  # half a file written, then the crash
+            file.truncate(100)
+            raise OSError("disk full")
+        return real(file, **arrays)
+
+    monkeypatch.setattr(serialization.np, "savez", flaky)
+    model = MLP([784, 10], seed=0)
+    with pytest.raises(OSError, match="disk full"):
+        model.fit(X[:200], y[:200], epochs=3, checkpoint=path, verbose=False)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.npz"]  # no temp file left
+    header, arrays = serialization.load_checkpoint(path)
+    assert len(header["state"]["history"]["epoch"]) == 1  # the first epoch's, intact
+    # and it resumes
+    history = MLP([784, 10], seed=0).fit(X[:200], y[:200], epochs=3, checkpoint=path,
+                                         verbose=False)
+    assert history.epoch == [0, 1, 2]
+
+
+def test_checkpoint_argument_types(data, tmp_path):
+    X, y, _, _ = data
+    with pytest.raises(TypeError, match="checkpoint"):
+        MLP([784, 10]).fit(X[:10], y[:10], epochs=1, checkpoint=3, verbose=False)
+    with pytest.raises(FileNotFoundError):
+        MLP([784, 10]).fit(X[:10], y[:10], epochs=1, verbose=False,
+                           checkpoint=tmp_path / "no" / "such" / "dir" / "ck.npz")
+
+
+# -- bad arguments to fit ----------------------------------------------------------
+
+GOOD_X = np.random.default_rng(0).normal(size=(20, 4))
+GOOD_Y = np.arange(20) % 3
+
+
+class NotACallback:
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+
+BAD_FIT = [
+    (dict(epochs=-1), ValueError, "epochs"),
+    (dict(epochs=1.5), TypeError, "epochs"),
+    (dict(epochs="3"), TypeError, "epochs"),
+    (dict(epochs=True), TypeError, "epochs"),
+    (dict(epochs=None), TypeError, "epochs"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=-8), ValueError, "batch_size"),
+    (dict(batch_size=2**40), ValueError, "batch_size"),
+    (dict(batch_size=8.0), TypeError, "batch_size"),
+    (dict(batch_size=None), TypeError, "batch_size"),
+    (dict(learning_rate=0), ValueError, "learning_rate"),
+    (dict(learning_rate=-0.1), ValueError, "learning_rate"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+    (dict(learning_rate=float("inf")), ValueError, "learning_rate"),
+    (dict(learning_rate="0.1"), TypeError, "learning_rate"),
+    (dict(learning_rate=None), TypeError, "learning_rate"),
+    (dict(learning_rate=1j), TypeError, "learning_rate"),
+    (dict(momentum=1.0), ValueError, "momentum"),
+    (dict(momentum=-0.1), ValueError, "momentum"),
+    (dict(momentum=float("nan")), ValueError, "momentum"),
+    (dict(momentum=True), TypeError, "momentum"),
+    (dict(l2=-1e-4), ValueError, "l2"),
+    (dict(l2=float("nan")), ValueError, "l2"),
+    (dict(l2=float("inf")), ValueError, "l2"),
+    (dict(l1=-1e-4), ValueError, "l1"),
+    (dict(l1=float("nan")), ValueError, "l1"),
+    (dict(l1=[0.1]), TypeError, "l1"),
+    (dict(validation_split=1.0), ValueError, "validation_split"),
+    (dict(validation_split=-0.1), ValueError, "validation_split"),
+    (dict(validation_split=1.5), ValueError, "validation_split"),
+    (dict(validation_split=float("nan")), ValueError, "validation_split"),
+    (dict(validation_split="0.1"), TypeError, "validation_split"),
+    (dict(validation_split=0.01), ValueError, "validation_split"),  # empty validation set
+    (dict(validation_split=0.99), ValueError, "validation_split"),  # empty training set
+    (dict(validation_split=0.2, validation_data=(GOOD_X, GOOD_Y)), ValueError,
+     "validation_split or validation_data"),
+    (dict(validation_data=GOOD_X), TypeError, "validation_data"),
+    (dict(validation_data=(GOOD_X,)), TypeError, "validation_data"),
+    (dict(validation_data=(GOOD_X[:, :3], GOOD_Y)), ValueError, r"validation_data\[0\]"),
+    (dict(validation_data=(GOOD_X, GOOD_Y[:5])), ValueError, r"validation_data\[1\]"),
+    (dict(validation_data=(GOOD_X, GOOD_Y + 1)), ValueError, r"validation_data\[1\]"),
+    (dict(validation_data=(GOOD_X * np.nan, GOOD_Y)), ValueError, r"validation_data\[0\]"),
+    (dict(early_stopping=0), ValueError, "early_stopping"),
+    (dict(early_stopping=2.5), TypeError, "early_stopping"),
+    (dict(early_stopping=3), ValueError, "early_stopping needs validation"),
+    (dict(lr_decay=0.5), ValueError, "lr_decay needs validation"),
+    (dict(lr_decay=0.0, validation_split=0.5), ValueError, "lr_decay"),
+    (dict(lr_decay=1.5, validation_split=0.5), ValueError, "lr_decay"),
+    (dict(lr_decay=float("nan"), validation_split=0.5), ValueError, "lr_decay"),
+    (dict(lr_decay_threshold=float("nan")), ValueError, "lr_decay_threshold"),
+    (dict(verbose="yes"), TypeError, "verbose"),
+    (dict(callbacks=[NotACallback()]), TypeError, "callbacks"),
+    (dict(callbacks=Recorder()), TypeError, "callbacks"),
+    (dict(callbacks=[print]), TypeError, "callbacks"),
+    (dict(shuffle=False), TypeError, "shuffle"),
+    (dict(class_weight=None), TypeError, "class_weight"),
+]
+
+
+@pytest.mark.parametrize("kwargs, exc, match", BAD_FIT, ids=[str(i) for i in range(len(BAD_FIT))])
+def test_fit_rejects_bad_arguments(kwargs, exc, match):
+    model = MLP([4, 5, 3], seed=0)
+    before = model._params.copy()
+    with pytest.raises(exc, match=match):
+        model.fit(GOOD_X, GOOD_Y, **{"epochs": 1, "verbose": False, **kwargs})
+    np.testing.assert_array_equal(model._params, before)
+    assert model.epochs_trained == 0
+
+
+BAD_DATA = [
+    (np.ones(20), GOOD_Y, ValueError, "X must be 2-D"),
+    (np.ones((20, 5)), GOOD_Y, ValueError, "X must have 4 features"),
+    (np.ones((0, 4)), GOOD_Y[:0], ValueError, "X must have at least one sample"),
+    (GOOD_X, GOOD_Y[:19], ValueError, "y must have 20 labels"),
+    (GOOD_X[:19], GOOD_Y, ValueError, "y must have 19 labels"),
+    (GOOD_X, GOOD_Y + 1, ValueError, r"y must be in \[0, 3\)"),
+    (GOOD_X, GOOD_Y - 1, ValueError, r"y must be in \[0, 3\)"),
+    (GOOD_X, GOOD_Y + 0.5, ValueError, "fractional"),
+    (GOOD_X, GOOD_Y.reshape(4, 5), ValueError, "y must be 1-D"),
+    (GOOD_X, GOOD_Y.astype(bool), TypeError, "y must hold integer"),
+    (GOOD_X, GOOD_Y.astype(str), TypeError, "y must hold real numbers"),
+    (np.where(GOOD_X > 1, np.nan, GOOD_X), GOOD_Y, ValueError, "X must be finite"),
+    (np.where(GOOD_X > 1, np.inf, GOOD_X), GOOD_Y, ValueError, "X must be finite"),
+    (GOOD_X.astype(complex), GOOD_Y, TypeError, "X must hold real numbers"),
+    (GOOD_X.astype(object), GOOD_Y, TypeError, "X must hold real numbers"),
+    (GOOD_X.astype(str), GOOD_Y, TypeError, "X must hold real numbers"),
+    ([[1, 2, 3, 4]] * 19 + [[1, 2]], GOOD_Y, ValueError, "X must be a rectangular"),
+]
+
+
+@pytest.mark.parametrize("X, y, exc, match", BAD_DATA, ids=[str(i) for i in range(len(BAD_DATA))])
+def test_fit_rejects_bad_data(X, y, exc, match):
+    with pytest.raises(exc, match=match):
+        MLP([4, 5, 3], seed=0).fit(X, y, epochs=1, verbose=False)
