@@ -9,7 +9,6 @@ Environment variables read at build time:
 """
 import os
 
-import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -37,9 +36,8 @@ directives = {
 extensions = [
     Extension(
         "fastnn._kernels",
-        ["fastnn/_kernels.pyx"],
-        include_dirs=[np.get_include()],
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+        ["src/fastnn/_kernels.pyx"],
+        define_macros=[("FASTNN_DEBUG", "1" if DEBUG else "0")],
         extra_compile_args=compile_args,
     )
 ]

@@ -28,6 +28,17 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 ctypedef Py_ssize_t intp_t
 
+cdef extern from *:
+    """
+    #ifndef FASTNN_DEBUG
+    #define FASTNN_DEBUG 0
+    #endif
+    """
+    int FASTNN_DEBUG
+
+# True when built with FASTNN_DEBUG=1 (bounds checks and wraparound on).
+DEBUG_BUILD = bool(FASTNN_DEBUG)
+
 # Activation codes shared with the Python layer (fastnn.kernels.ACTIVATIONS).
 cdef enum:
     IDENTITY = 0
