@@ -9,6 +9,8 @@ Environment variables read at build time:
 """
 import os
 
+import numpy as np
+
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -37,7 +39,9 @@ extensions = [
     Extension(
         "fastnn._kernels",
         ["src/fastnn/_kernels.pyx"],
-        define_macros=[("FASTNN_DEBUG", "1" if DEBUG else "0")],
+        include_dirs=[np.get_include()],
+        define_macros=[("FASTNN_DEBUG", "1" if DEBUG else "0"),
+                       ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
     )
 ]

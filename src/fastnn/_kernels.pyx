@@ -21,10 +21,12 @@ import operator
 
 import numpy as np
 
+cimport numpy as cnp
+
 from cython cimport floating
 from libc.math cimport exp, expf, log, logf, tanh, tanhf, isfinite
 from libc.string cimport memcpy
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 ctypedef Py_ssize_t intp_t
 
@@ -61,9 +63,27 @@ cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
                        floating alpha, const floating* a, int lda,
                        const floating* b, int ldb, floating beta,
                        floating* c, int ldc) noexcept nogil:
-    """Row-major C(m, n) = alpha * op(A)(m, k) @ op(B)(k, n) + beta * C."""
+    """Row-major C(m, n) = alpha * op(A)(m, k) @ op(B)(k, n) + beta * C.
+
+    A single row (m == 1, A not transposed) goes to gemv, as NumPy's matmul
+    does: GEMM would pack all of B for one output row.
+    """
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
+    cdef int one = 1
+    if m == 1 and not trans_a:
+        # C^T = op(B)^T a^T; B's row-major storage is B^T in column-major.
+        if floating is float:
+            if trans_b:
+                sgemv(&ta, &k, &n, &alpha, <float*> b, &ldb, <float*> a, &one, &beta, c, &one)
+            else:
+                sgemv(&ta, &n, &k, &alpha, <float*> b, &ldb, <float*> a, &one, &beta, c, &one)
+        else:
+            if trans_b:
+                dgemv(&ta, &k, &n, &alpha, <double*> b, &ldb, <double*> a, &one, &beta, c, &one)
+            else:
+                dgemv(&ta, &n, &k, &alpha, <double*> b, &ldb, <double*> a, &one, &beta, c, &one)
+        return
     if floating is float:
         sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> b, &ldb, <float*> a, &lda,
               &beta, c, &ldc)
@@ -343,37 +363,59 @@ cdef intp_t _train_batches(const floating* x, const intp_t* y, const intp_t* ord
 # Validation helpers (run with the GIL, before any nogil code)
 # ---------------------------------------------------------------------------
 
+cnp.import_array()
+
 cdef object _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 cdef object _INTP = np.dtype(np.intp)
+
+# The checks below read the array struct through NumPy's C API: a kernel on a
+# single row costs a few microseconds, and Python-level attribute lookups
+# (a.flags, a.dtype, np.may_share_memory) would double that.
 
 
 cdef object _check_array(object a, str name, object dtype, int ndim,
                          bint writeable=False):
     """Return ``a`` if it is a C-contiguous ndarray of ``dtype`` and ``ndim``."""
-    if not isinstance(a, np.ndarray):
+    if not cnp.PyArray_Check(a):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype != dtype:
+    cdef cnp.ndarray arr = <cnp.ndarray> a
+    if not cnp.PyArray_EquivTypes(arr.descr, <cnp.dtype> dtype):
         raise TypeError(f"{name} must have dtype {dtype}, got {a.dtype}")
-    if a.ndim != ndim:
+    if cnp.PyArray_NDIM(arr) != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
         raise ValueError(f"{name} must be C-contiguous")
-    if writeable and not a.flags.writeable:
+    if writeable and not cnp.PyArray_ISWRITEABLE(arr):
         raise ValueError(f"{name} must be writeable")
-    cdef intp_t s
-    for s in a.shape:
-        if s > _INT_MAX:
-            raise ValueError(f"{name} has a dimension of {s}, above the BLAS limit 2**31-1")
+    cdef int i
+    for i in range(ndim):
+        if cnp.PyArray_DIM(arr, i) > _INT_MAX:
+            raise ValueError(f"{name} has a dimension of {cnp.PyArray_DIM(arr, i)}, "
+                             "above the BLAS limit 2**31-1")
     return a
 
 
 cdef object _float_dtype(object a, str name):
     """The kernel dtype, taken from the leading float array."""
-    if not isinstance(a, np.ndarray):
+    if not cnp.PyArray_Check(a):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    if a.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
-    return a.dtype
+    cdef cnp.dtype descr = (<cnp.ndarray> a).descr
+    if cnp.PyArray_EquivTypes(descr, <cnp.dtype> _FLOAT_DTYPES[0]):
+        return _FLOAT_DTYPES[0]
+    if cnp.PyArray_EquivTypes(descr, <cnp.dtype> _FLOAT_DTYPES[1]):
+        return _FLOAT_DTYPES[1]
+    raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+
+
+cdef bint _overlap(object a, object b):
+    """Whether two C-contiguous arrays share bytes (exact for contiguous arrays)."""
+    cdef cnp.ndarray x = <cnp.ndarray> a
+    cdef cnp.ndarray y = <cnp.ndarray> b
+    cdef char* xs = <char*> cnp.PyArray_DATA(x)
+    cdef char* ys = <char*> cnp.PyArray_DATA(y)
+    cdef intp_t xn = cnp.PyArray_NBYTES(x)
+    cdef intp_t yn = cnp.PyArray_NBYTES(y)
+    return xn > 0 and yn > 0 and xs < ys + yn and ys < xs + xn
 
 
 cdef int _activation_code(object activation, str name="activation") except -1:
@@ -400,7 +442,7 @@ cdef object _out(object out, str name, tuple shape, object dtype, tuple inputs):
     if out.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {out.shape}")
     for a in inputs:
-        if np.may_share_memory(out, a):
+        if _overlap(out, a):
             raise ValueError(f"{name} must not overlap the inputs")
     return out
 
@@ -451,7 +493,7 @@ def dense_forward(X, W, b, activation="identity", out=None):
     if b.shape[0] != W.shape[1]:
         raise ValueError(f"b must have shape ({W.shape[1]},), got {b.shape}")
     out = _out(out, "out", (X.shape[0], W.shape[1]), dtype, (X, W, b))
-    if dtype == _FLOAT_DTYPES[0]:
+    if dtype is _FLOAT_DTYPES[0]:
         _dense_forward_call[float](X, W, b, out, act)
     else:
         _dense_forward_call[double](X, W, b, out, act)
@@ -495,7 +537,7 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
         dZ_prev = _out(dZ_prev, "dZ_prev", (batch, n_in), dtype, inputs + (dW, db))
     elif dZ_prev is not None:
         raise ValueError("dZ_prev must be None when compute_dZ_prev is False")
-    if dtype == _FLOAT_DTYPES[0]:
+    if dtype is _FLOAT_DTYPES[0]:
         _dense_backward_call[float](A_prev, W, dZ, dW, db, dZ_prev, act)
     else:
         _dense_backward_call[double](A_prev, W, dZ, dW, db, dZ_prev, act)
@@ -527,7 +569,7 @@ def softmax_cross_entropy(logits, labels, grad=None):
     _check_labels(labels, logits.shape[1], "labels")
     grad = _out(grad, "grad", logits.shape, dtype, (logits, labels))
     cdef intp_t correct
-    if dtype == _FLOAT_DTYPES[0]:
+    if dtype is _FLOAT_DTYPES[0]:
         loss = _xent_call[float](logits, labels, grad, &correct)
     else:
         loss = _xent_call[double](logits, labels, grad, &correct)
@@ -556,7 +598,7 @@ def softmax(logits, out=None):
         np.copyto(out, logits)
     else:
         _check_array(out, "out", dtype, 2, writeable=True)
-    if dtype == _FLOAT_DTYPES[0]:
+    if dtype is _FLOAT_DTYPES[0]:
         _softmax_call[float](out)
     else:
         _softmax_call[double](out)
@@ -583,8 +625,7 @@ def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0):
         raise ValueError(f"grad must have shape {W.shape}, got {grad.shape}")
     if velocity.shape != W.shape:
         raise ValueError(f"velocity must have shape {W.shape}, got {velocity.shape}")
-    if np.may_share_memory(W, grad) or np.may_share_memory(W, velocity) \
-            or np.may_share_memory(grad, velocity):
+    if _overlap(W, grad) or _overlap(W, velocity) or _overlap(grad, velocity):
         raise ValueError("W, grad and velocity must not overlap")
     lr = _check_scalar(learning_rate, "learning_rate", 0.0, True, np.inf)
     mu = _check_scalar(momentum, "momentum", 0.0, True, 1.0)
@@ -592,7 +633,7 @@ def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0):
     cl2 = _check_scalar(l2, "l2", 0.0, True, np.inf)
     if W.size == 0:
         return
-    if dtype == _FLOAT_DTYPES[0]:
+    if dtype is _FLOAT_DTYPES[0]:
         _sgd_call[float](W.reshape(-1), grad.reshape(-1), velocity.reshape(-1),
                          lr, mu, cl1, cl2)
     else:
@@ -662,11 +703,11 @@ def train_batches(X, y, order, start, stop, batch_size,
     names = ("params", "grads", "velocity", "acts", "deltas", "ybuf")
     for i in range(len(bufs)):
         for j in range(len(bufs)):
-            if i != j and np.may_share_memory(bufs[i], bufs[j]):
+            if i != j and _overlap(bufs[i], bufs[j]):
                 raise ValueError(f"{names[i]} and {names[j]} must not overlap (params, grads, "
                                  f"velocity, acts, deltas and ybuf must be disjoint)")
         for a, a_name in ((X, "X"), (y, "y"), (order, "order")):
-            if np.may_share_memory(bufs[i], a):
+            if _overlap(bufs[i], a):
                 raise ValueError(f"{names[i]} must not overlap {a_name} (the work buffers "
                                  f"must not overlap X, y or order)")
     if start < stop:
@@ -683,7 +724,7 @@ def train_batches(X, y, order, start, stop, batch_size,
     cdef bint diverged = False
     if start == stop:
         return 0, 0.0, 0, False
-    if dtype == _FLOAT_DTYPES[0]:
+    if dtype is _FLOAT_DTYPES[0]:
         done = _train_call[float](X, y, order, start, stop, batch_size, sizes, act,
                                   params, grads, velocity, acts, deltas, ybuf,
                                   lr, mu, cl1, cl2, &loss_sum, &correct, &diverged)
