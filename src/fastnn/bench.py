@@ -553,25 +553,34 @@ def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print
     return results
 
 
-def main(argv=None):
-    """``python -m fastnn.bench [--batch-sizes 128 10] [--repeats 3] ...``"""
-    import argparse
-    import json
-    p = argparse.ArgumentParser(prog="fastnn bench", description=run.__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=None)
+def add_arguments(p):
+    """The options of ``fastnn bench`` (shared by the CLI and ``python -m fastnn.bench``)."""
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the MNIST IDX files (default: $FASTNN_DATA, else the user cache)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 10])
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: BLAS's)")
     p.add_argument("--samples", type=int, default=None, help="use the first N images only")
     p.add_argument("--trainers", nargs="+", choices=TRAINERS, default=None)
     p.add_argument("--json", default=None, help="also write the results to this file")
-    args = p.parse_args(argv)
+
+
+def run_from_args(args):
+    import json
     results = run(args.data_dir, args.batch_sizes, args.repeats, args.threads,
                   n_samples=args.samples, trainers=args.trainers)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
     return 0
+
+
+def main(argv=None):
+    """``python -m fastnn.bench [--batch-sizes 128 10] [--repeats 3] ...``"""
+    import argparse
+    p = argparse.ArgumentParser(prog="fastnn bench", description=run.__doc__.split("\n")[0])
+    add_arguments(p)
+    return run_from_args(p.parse_args(argv))
 
 
 if __name__ == "__main__":

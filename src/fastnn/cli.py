@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from . import bench
 from . import config as cfg
 
 log = logging.getLogger("fastnn")
@@ -71,10 +72,7 @@ def _parser():
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("bench", help="time one MNIST epoch: fastnn vs NumPy (vs PyTorch)")
-    _add_data_args(p)
-    p.add_argument("--batch-sizes", type=_value, default=[128, 10])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: BLAS's)")
+    bench.add_arguments(p)
     return parser
 
 
@@ -164,15 +162,8 @@ def cmd_gradcheck(args):
     return 0 if ok else 1
 
 
-def cmd_bench(args):
-    from . import bench
-    bench.run(data_dir=args.data_dir, batch_sizes=tuple(args.batch_sizes),
-              repeats=args.repeats, threads=args.threads)
-    return 0
-
-
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck,
-            "bench": cmd_bench}
+            "bench": bench.run_from_args}
 
 
 def main(argv=None):
