@@ -24,7 +24,7 @@ import numpy as np
 cimport numpy as cnp
 
 from cython cimport floating
-from libc.math cimport exp, expf, log, logf, tanh, tanhf, isfinite
+from libc.math cimport log, logf, isfinite
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
@@ -92,18 +92,24 @@ cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
               &beta, c, &ldc)
 
 
-cdef inline floating _sigmoid(floating x) noexcept nogil:
-    cdef floating e
+# Branch-free exp/tanh/sigmoid that gcc vectorises (see _fastmath.h); the
+# exp helpers take x <= 0 only, which is all that softmax and sigmoid need.
+cdef extern from "_fastmath.h" nogil:
+    float fnn_exp_neg_f(float x)
+    double fnn_exp_neg_d(double x)
+    void fnn_bias_tanh_f(float* z, const float* b, intp_t rows, intp_t cols)
+    void fnn_bias_tanh_d(double* z, const double* b, intp_t rows, intp_t cols)
+    void fnn_bias_sigmoid_f(float* z, const float* b, intp_t rows, intp_t cols)
+    void fnn_bias_sigmoid_d(double* z, const double* b, intp_t rows, intp_t cols)
+
+
+cdef inline floating _exp_neg(floating x) noexcept nogil:
     if floating is float:
-        if x >= 0:
-            return 1.0 / (1.0 + expf(-x))
-        e = expf(x)
-        return e / (1.0 + e)
+        return fnn_exp_neg_f(x)
     else:
-        if x >= 0:
-            return 1.0 / (1.0 + exp(-x))
-        e = exp(x)
-        return e / (1.0 + e)
+        return fnn_exp_neg_d(x)
+
+
 
 
 cdef void _bias_activation(floating* z, const floating* b, intp_t rows, intp_t cols,
@@ -112,6 +118,19 @@ cdef void _bias_activation(floating* z, const floating* b, intp_t rows, intp_t c
     cdef intp_t i, j
     cdef floating v
     cdef floating* row
+    # tanh and sigmoid: C loops compiled per instruction set (_fastmath.h)
+    if act == TANH:
+        if floating is float:
+            fnn_bias_tanh_f(z, b, rows, cols)
+        else:
+            fnn_bias_tanh_d(z, b, rows, cols)
+        return
+    if act == SIGMOID:
+        if floating is float:
+            fnn_bias_sigmoid_f(z, b, rows, cols)
+        else:
+            fnn_bias_sigmoid_d(z, b, rows, cols)
+        return
     for i in range(rows):
         row = z + i * cols
         if act == RELU:
@@ -119,15 +138,6 @@ cdef void _bias_activation(floating* z, const floating* b, intp_t rows, intp_t c
                 v = row[j] + b[j]
                 # `0 if v < 0 else v` keeps NaN as NaN, like np.maximum.
                 row[j] = 0 if v < 0 else v
-        elif act == TANH:
-            for j in range(cols):
-                if floating is float:
-                    row[j] = tanhf(row[j] + b[j])
-                else:
-                    row[j] = tanh(row[j] + b[j])
-        elif act == SIGMOID:
-            for j in range(cols):
-                row[j] = _sigmoid(row[j] + b[j])
         else:
             for j in range(cols):
                 row[j] = row[j] + b[j]
@@ -192,7 +202,7 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
     the logits themselves are non-finite.
     """
     cdef intp_t i, j, arg, label
-    cdef floating zmax, s, e, scale
+    cdef floating zmax, s, scale
     cdef floating inv_batch = (<floating> 1) / batch
     cdef double total = 0
     cdef const floating* zr
@@ -207,14 +217,11 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
             if zr[j] > zmax:
                 zmax = zr[j]
                 arg = j
+        for j in range(k):
+            gr[j] = _exp_neg(zr[j] - zmax)
         s = 0
         for j in range(k):
-            if floating is float:
-                e = expf(zr[j] - zmax)
-            else:
-                e = exp(zr[j] - zmax)
-            gr[j] = e
-            s = s + e
+            s = s + gr[j]
         label = y[i]
         # The shift is taken in double: in float32, logits of +-3e38 would
         # overflow zr[label] - zmax to -inf although the loss is finite.
@@ -243,12 +250,10 @@ cdef void _softmax(floating* z, intp_t batch, intp_t k) noexcept nogil:
         for j in range(1, k):
             if zr[j] > zmax:
                 zmax = zr[j]
+        for j in range(k):
+            zr[j] = _exp_neg(zr[j] - zmax)
         s = 0
         for j in range(k):
-            if floating is float:
-                zr[j] = expf(zr[j] - zmax)
-            else:
-                zr[j] = exp(zr[j] - zmax)
             s = s + zr[j]
         inv = 1 / s
         for j in range(k):
