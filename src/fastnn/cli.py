@@ -29,7 +29,7 @@ def _value(text):
     if "," in text and not text.strip().startswith("["):
         text = f"[{text}]"
     try:
-        return yaml.safe_load(text)
+        return cfg.parse_yaml(text)
     except yaml.YAMLError:
         return text
 
@@ -52,8 +52,9 @@ def _parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     overrides = p.add_argument_group("config overrides")
     for key in cfg.DEFAULTS:
+        # SUPPRESS: only the flags given appear, so "--early-stopping null" can set None
         overrides.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
-                               default=None, metavar="VALUE")
+                               default=argparse.SUPPRESS, metavar="VALUE")
 
     p = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
@@ -86,7 +87,7 @@ def cmd_train(args):
     from .metrics import confusion_matrix, per_class_error
 
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
-    config = cfg.resolve(cfg.load(args.config), overrides)
+    config = cfg.resolve({**cfg.load(args.config), **overrides})
     model_kw, data_kw, fit_kw = cfg.split(config)
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +96,6 @@ def cmd_train(args):
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        (out / "config.json").write_text(json.dumps(config, indent=2))
         log.info("config %s: %s", args.config, json.dumps(config))
         (X, y), (X_test, y_test) = _load_data(data_kw["dataset"], args.data_dir, data_kw["normalize"])
         log.info("data: %d train, %d test images", len(X), len(X_test))
@@ -117,6 +117,9 @@ def cmd_train(args):
                    "per_class_error": per_class_error(cm).tolist(),
                    "confusion_matrix": cm.tolist()}
         model.save(out / "model.npz")
+        # written with the results, so a run that fails does not leave a config.json that
+        # disagrees with an earlier run's model.npz (evaluate reads its normalize setting)
+        (out / "config.json").write_text(json.dumps(config, indent=2))
         history.to_json(out / "history.json")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         name = Path(args.config).stem

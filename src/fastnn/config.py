@@ -9,6 +9,7 @@ here is an error that names it; values are checked by the model and ``fit``.
 ('relu', 3, 'mnist')
 """
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -22,6 +23,21 @@ FIT_KEYS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.01, "momentum": 
 DEFAULTS = {**MODEL_KEYS, **DATA_KEYS, **FIT_KEYS}
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads exponent-only floats (``1e-3``, ``5E+2``)
+    as numbers, as YAML 1.2 and JSON do; PyYAML's YAML 1.1 rules make them strings."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
+
+
+def parse_yaml(text):
+    """``text`` parsed as YAML (safe), with ``1e-3`` a float."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def load(path):
     """Read a YAML (.yaml/.yml) or JSON (.json) mapping from ``path``."""
     path = Path(path)
@@ -32,7 +48,7 @@ def load(path):
         if path.suffix.lower() == ".json":
             data = json.loads(text)
         else:
-            data = yaml.safe_load(text)
+            data = parse_yaml(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"config {str(path)!r} is not valid {path.suffix[1:] or 'YAML'}: {exc}") \
             from None

@@ -8,8 +8,10 @@ def confusion_matrix(y_true, y_pred, n_classes):
     >>> confusion_matrix([0, 1, 1], [0, 1, 0], 2).tolist()
     [[1, 0], [1, 1]]
     """
-    y_true = np.asarray(y_true, dtype=np.intp)
-    y_pred = np.asarray(y_pred, dtype=np.intp)
+    if isinstance(n_classes, (bool, np.bool_)) or not isinstance(n_classes, (int, np.integer)) \
+            or n_classes < 1:
+        raise ValueError(f"n_classes must be a positive integer, got {n_classes!r}")
+    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(f"y_true and y_pred must be 1-D of the same length, got "
                          f"{y_true.shape} and {y_pred.shape}")
@@ -20,8 +22,22 @@ def confusion_matrix(y_true, y_pred, n_classes):
         .reshape(n_classes, n_classes)
 
 
+def _labels(y, name):
+    """Integer labels as intp; fractional, NaN or non-numeric values are a ValueError
+    (a plain ``astype(intp)`` would truncate 1.7 to 1 silently)."""
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f":
+        if not (np.isfinite(arr).all() and np.array_equal(arr, np.floor(arr))):
+            raise ValueError(f"{name} must hold integer class labels, got non-integer values")
+    return arr.astype(np.intp)
+
+
 def per_class_error(cm):
     """Error rate of each true class: 1 - diag / row sum (0 for an empty class)."""
     cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"cm must be a square confusion matrix, got shape {cm.shape}")
     totals = cm.sum(axis=1)
     return np.where(totals > 0, 1 - np.diag(cm) / np.maximum(totals, 1), 0.0)

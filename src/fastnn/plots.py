@@ -19,12 +19,12 @@ def plot_history(history, path, title=None):
     h = history.history if hasattr(history, "history") else history
     fig = _figure(11, 4.2)
     axes = fig.subplots(1, 2)
-    epochs = np.arange(1, len(h.get("loss", [])) + 1)
     for ax, key, label in ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy")):
+        # each curve's own length: a history may lack "loss" (or hold fewer val_ entries)
         if key in h:
-            ax.plot(epochs, h[key], label="train")
+            ax.plot(np.arange(1, len(h[key]) + 1), h[key], label="train")
         if "val_" + key in h:
-            ax.plot(epochs, h["val_" + key], label="validation")
+            ax.plot(np.arange(1, len(h["val_" + key]) + 1), h["val_" + key], label="validation")
         best = getattr(history, "best_epoch", None)
         if best is not None:
             ax.axvline(best + 1, color="grey", linestyle=":", label="best epoch")
@@ -32,7 +32,8 @@ def plot_history(history, path, title=None):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # no curves: no legend (and no warning)
+            ax.legend()
     if title:
         fig.suptitle(title)
     fig.savefig(path, dpi=110)

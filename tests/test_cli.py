@@ -1,0 +1,477 @@
+"""The ``fastnn`` command line: train, evaluate, gradcheck, bench, and its errors.
+
+Most tests call :func:`fastnn.cli.main` in-process, with the MNIST loader of
+the CLI memoised (the real files, loaded once per normalisation, read-only so
+that nothing may write into the shared arrays); a few run the installed
+``fastnn`` console script in a subprocess, which loads the files itself.
+"""
+import contextlib
+import io
+import json
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fastnn import MLP, cli
+from fastnn.metrics import per_class_error
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ACCURACY_LINE = re.compile(r"test accuracy: (\d+\.\d\d) % \(loss (\d+\.\d{4}); (\d+) epochs")
+ARTIFACTS = ("model.npz", "history.json", "metrics.json", "train.log", "config.json",
+             "learning_curves.png", "confusion_matrix.png", "per_class_errors.png")
+PLOTS = ("learning_curves.png", "confusion_matrix.png", "per_class_errors.png")
+
+
+# ---------------------------------------------------------------------------
+# Helpers and fixtures
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module", autouse=True)
+def cached_data():
+    """``cli._load_data`` memoised for this module (loading MNIST costs ~1 s a time)."""
+    original = cli._load_data
+    cache = {}
+
+    def load(dataset, data_dir, normalize):
+        key = (dataset, None if data_dir is None else str(Path(data_dir).resolve()), normalize)
+        if key not in cache:
+            data = original(dataset, data_dir, normalize)  # errors propagate, uncached
+            for X, y in data:
+                X.flags.writeable = False
+                y.flags.writeable = False
+            cache[key] = data
+        return cache[key]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(cli, "_load_data", load)
+        yield load
+    cache.clear()
+
+
+def run_main(*argv):
+    """``(exit code, stdout, stderr)`` of ``fastnn.cli.main(argv)`` in-process."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = cli.main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse errors
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+def train(config, out, data_dir, *extra):
+    return run_main("train", "--config", config, "--data-dir", data_dir, "--out", out,
+                    "--quiet", *extra)
+
+
+def read_json(path):
+    return json.loads(Path(path).read_text())
+
+
+def png_size(path):
+    """(width, height) from a PNG's IHDR chunk; asserts the file is a PNG."""
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def params_of(path):
+    model = MLP.load(path)
+    return [*model.coefs_, *model.intercepts_]
+
+
+def fastnn_script():
+    """The installed console script (next to this interpreter, else on PATH)."""
+    script = Path(sys.executable).with_name("fastnn")
+    found = str(script) if script.exists() else shutil.which("fastnn")
+    if found is None:
+        pytest.fail("the `fastnn` console script is not installed next to "
+                    f"{sys.executable} nor on PATH")
+    return found
+
+
+@pytest.fixture(scope="module")
+def best_run(tmp_path_factory, mnist_path):
+    """configs/best.yaml shrunk to one epoch of [784, 32, 10]: (out folder, stdout)."""
+    out = tmp_path_factory.mktemp("best") / "run"
+    rc, stdout, stderr = train(CONFIGS / "best.yaml", out, mnist_path,
+                               "--epochs", "1", "--layers", "784,32,10")
+    assert rc == 0, stderr
+    return out, stdout
+
+
+@pytest.fixture(scope="module")
+def test_labels(cached_data, mnist_path):
+    return cached_data("mnist", mnist_path, "minmax")[1][1]
+
+
+# ---------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------
+
+def test_train_writes_every_artifact(best_run):
+    out, _ = best_run
+    written = sorted(p.name for p in out.iterdir())
+    for name in ARTIFACTS:
+        assert (out / name).is_file(), f"{name} missing from {written}"
+    for name in PLOTS:
+        width, height = png_size(out / name)
+        assert width >= 400 and height >= 300, (name, width, height)
+        assert (out / name).stat().st_size > 5000, name
+    log = (out / "train.log").read_text()
+    assert "config " in log and "epoch 1:" in log and "test accuracy" in log
+    assert "epoch 2:" not in log
+
+
+def test_train_history_json(best_run):
+    out, _ = best_run
+    saved = read_json(out / "history.json")
+    history = saved["history"]
+    # best.yaml holds out 20 % for validation: val_ curves too
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"):
+        assert isinstance(history[key], list) and len(history[key]) == 1, key
+    assert saved["epoch"] == [0]
+    assert history["lr"] == [0.01]
+    assert 0 < history["loss"][0] < 2.3  # below chance (ln 10) after one epoch
+    assert saved["params"]["validation_samples"] == 12000
+
+
+def test_train_metrics_json(best_run, test_labels):
+    out, _ = best_run
+    metrics = read_json(out / "metrics.json")
+    cm = np.array(metrics["confusion_matrix"])
+    assert cm.shape == (10, 10)
+    assert cm.sum() == 10000
+    np.testing.assert_array_equal(cm.sum(axis=1), np.bincount(test_labels, minlength=10))
+    assert metrics["test_accuracy"] == pytest.approx(np.trace(cm) / 10000, abs=1e-12)
+    assert 0.85 < metrics["test_accuracy"] < 1
+    assert 0 < metrics["test_loss"] < 1
+    assert 0 < metrics["train_seconds"] < 60
+    assert metrics["epochs"] == 1
+    np.testing.assert_allclose(metrics["per_class_error"], per_class_error(cm))
+
+
+def test_train_config_json_is_the_resolved_config(best_run):
+    config = read_json(best_run[0] / "config.json")
+    assert config["layers"] == [784, 32, 10]      # --layers
+    assert config["epochs"] == 1                   # --epochs
+    assert config["normalize"] == "standard"       # best.yaml
+    assert config["momentum"] == 0.9 and config["l2"] == 0.001
+    assert config["init"] == "auto"                # a default best.yaml leaves out
+
+
+def test_train_prints_the_accuracy_of_metrics_json(best_run, cached_data, mnist_path):
+    out, stdout = best_run
+    match = ACCURACY_LINE.search(stdout)
+    assert match, stdout
+    metrics = read_json(out / "metrics.json")
+    assert float(match.group(1)) == round(metrics["test_accuracy"] * 100, 2)
+    assert float(match.group(2)) == round(metrics["test_loss"], 4)
+    assert int(match.group(3)) == 1
+    assert str(out) in stdout
+    # and the saved model is the one that scored it
+    model = MLP.load(out / "model.npz")
+    assert model.layers == (784, 32, 10)
+    _, (X_test, y_test) = cached_data("mnist", mnist_path, "standard")
+    assert model.score(X_test, y_test) == metrics["test_accuracy"]
+
+
+def test_train_overrides_apply_and_checkpoint_resumes(tmp_path, mnist_path):
+    """--epochs and --learning-rate reach fit; a run stopped after one epoch and
+    rerun with --epochs 2 on its checkpoint ends with the uninterrupted run's weights."""
+    ckpt = tmp_path / "state.ckpt"
+    args = ("--layers", "784,32,10", "--learning-rate", "0.02")
+    rc, _, err = train(CONFIGS / "best.yaml", tmp_path / "a", mnist_path, *args,
+                       "--epochs", "1", "--checkpoint", ckpt)
+    assert rc == 0, err
+    assert ckpt.is_file()
+    assert len(read_json(tmp_path / "a" / "history.json")["epoch"]) == 1
+
+    rc, stdout, err = train(CONFIGS / "best.yaml", tmp_path / "b", mnist_path, *args,
+                            "--epochs", "2", "--checkpoint", ckpt)
+    assert rc == 0, err
+    assert ACCURACY_LINE.search(stdout).group(3) == "2"
+    resumed = read_json(tmp_path / "b" / "history.json")
+    assert resumed["epoch"] == [0, 1]
+    assert read_json(tmp_path / "b" / "metrics.json")["epochs"] == 2
+
+    rc, _, err = train(CONFIGS / "best.yaml", tmp_path / "c", mnist_path, *args, "--epochs", "2")
+    assert rc == 0, err
+    straight = read_json(tmp_path / "c" / "history.json")
+    assert straight["epoch"] == [0, 1]
+    assert straight["history"]["lr"] == [0.02, 0.02]
+    assert resumed["history"]["lr"] == [0.02, 0.02]
+    assert resumed["history"]["val_loss"] == straight["history"]["val_loss"]
+
+    final = params_of(tmp_path / "b" / "model.npz")
+    expected = params_of(tmp_path / "c" / "model.npz")
+    assert all(np.array_equal(p, q) for p, q in zip(final, expected, strict=True))
+    # the second run really resumed: its first epoch is the first run's, timing included
+    first_run = read_json(tmp_path / "a" / "history.json")["history"]
+    assert resumed["history"]["time"][0] == first_run["time"][0]
+    assert straight["history"]["time"][0] != first_run["time"][0]
+    first = params_of(tmp_path / "a" / "model.npz")
+    assert not all(np.array_equal(p, q) for p, q in zip(first, expected))
+
+
+def test_train_softmax_regression_with_null_and_exponent_overrides(tmp_path, mnist_path):
+    """``--early-stopping null`` switches off the config's early stopping (an
+    explicit None, not "no override"); ``--learning-rate 1e-3`` is a number."""
+    out = tmp_path / "softmax"
+    rc, stdout, err = train(CONFIGS / "softmax-regression.yaml", out, mnist_path, "--epochs", "1",
+                            "--early-stopping", "null", "--learning-rate", "1e-3")
+    assert rc == 0, err
+    assert ACCURACY_LINE.search(stdout)
+    config = read_json(out / "config.json")
+    assert config["layers"] == [784, 10]
+    assert config["early_stopping"] is None
+    assert config["learning_rate"] == 0.001
+    assert read_json(out / "history.json")["history"]["lr"] == [0.001]
+    assert MLP.load(out / "model.npz").layers == (784, 10)
+    metrics = read_json(out / "metrics.json")
+    assert 0.5 < metrics["test_accuracy"] < 0.95  # one epoch at lr 1e-3: ~0.67
+    assert np.array(metrics["confusion_matrix"]).sum() == 10000
+    for name in PLOTS:
+        png_size(out / name)
+
+
+def test_train_json_config(tmp_path, mnist_path):
+    config = tmp_path / "small.json"
+    config.write_text(json.dumps({"layers": [784, 16, 10], "normalize": "minmax",
+                                  "epochs": 1, "learning_rate": 5e-2, "seed": 3}))
+    rc, _, err = train(config, tmp_path / "out", mnist_path)
+    assert rc == 0, err
+    saved = read_json(tmp_path / "out" / "config.json")
+    assert saved["layers"] == [784, 16, 10] and saved["normalize"] == "minmax"
+    assert saved["seed"] == 3 and saved["learning_rate"] == 0.05
+    assert read_json(tmp_path / "out" / "history.json")["history"]["lr"] == [0.05]
+    assert "val_loss" not in read_json(tmp_path / "out" / "history.json")["history"]
+
+
+# ---------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------
+
+def test_evaluate_matches_the_training_run(best_run, mnist_path):
+    out, _ = best_run
+    rc, stdout, err = run_main("evaluate", out / "model.npz", "--data-dir", mnist_path)
+    assert rc == 0, err
+    result = json.loads(stdout)
+    metrics = read_json(out / "metrics.json")
+    assert result["normalize"] == "standard"  # from the run's config.json, not the default
+    assert result["dataset"] == "mnist"
+    assert result["test_accuracy"] == metrics["test_accuracy"]
+    assert result["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-9)
+
+
+def test_evaluate_normalize_flag_and_missing_run_config(best_run, tmp_path, mnist_path):
+    out, _ = best_run
+    metrics = read_json(out / "metrics.json")
+    rc, stdout, err = run_main("evaluate", out / "model.npz", "--data-dir", mnist_path,
+                               "--normalize", "minmax")
+    assert rc == 0, err
+    forced = json.loads(stdout)
+    assert forced["normalize"] == "minmax"
+    assert forced["test_accuracy"] != metrics["test_accuracy"]  # the setting matters
+    # a model without its run's config.json: the default normalisation (minmax)
+    shutil.copy(out / "model.npz", tmp_path / "model.npz")
+    rc, stdout, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path)
+    assert rc == 0, err
+    assert json.loads(stdout) == {**forced, "model": str(tmp_path / "model.npz")}
+
+
+def test_evaluate_missing_model(tmp_path, mnist_path):
+    rc, stdout, err = run_main("evaluate", tmp_path / "nope.npz", "--data-dir", mnist_path)
+    assert rc == 2
+    assert "nope.npz" in err and stdout == ""
+
+
+# ---------------------------------------------------------------------------
+# gradcheck
+# ---------------------------------------------------------------------------
+
+ROW = re.compile(r"^\s*(\d+)\s+(W|b)\s+(\d+)\s+(\S+)\s+(\S+)\s*$", re.M)
+
+
+def test_gradcheck_passes_with_a_row_per_layer_and_param(mnist_path):
+    rc, stdout, err = run_main("gradcheck", "--data-dir", mnist_path, "--samples", "16",
+                               "--checks", "2")
+    assert rc == 0, err
+    rows = ROW.findall(stdout)
+    # default layers [784, 64, 32, 10]: three weight matrices, three bias vectors
+    assert [(int(l), p) for l, p, *_ in rows] == [(0, "W"), (0, "b"), (1, "W"), (1, "b"),
+                                                   (2, "W"), (2, "b")]
+    for _, _, checked, abs_err, rel_err in rows:
+        assert int(checked) == 2
+        assert 0 <= float(rel_err) < 1e-6 and 0 <= float(abs_err) < 1e-6
+    assert "PASS" in stdout and "FAIL" not in stdout
+
+
+def test_gradcheck_tolerance_fails(mnist_path):
+    rc, stdout, err = run_main("gradcheck", "--data-dir", mnist_path, "--layers", "784,8,10",
+                               "--samples", "8", "--checks", "2", "--tol", "1e-30")
+    assert rc == 1, err
+    assert len(ROW.findall(stdout)) == 4
+    assert "FAIL" in stdout
+
+
+# ---------------------------------------------------------------------------
+# bench
+# ---------------------------------------------------------------------------
+
+def test_bench_quick_json(tmp_path, mnist_path):
+    path = tmp_path / "bench.json"
+    rc, stdout, err = run_main("bench", "--data-dir", mnist_path, "--samples", "2000",
+                               "--batch-sizes", "128", "--repeats", "1",
+                               "--trainers", "fastnn", "numpy", "floor", "--json", path)
+    assert rc == 0, err
+    results = read_json(path)
+    assert results["config"]["samples"] == 2000
+    assert results["config"]["batch_sizes"] == [128]
+    entry = results["batches"]["128"]
+    assert set(entry["trainers"]) == {"fastnn", "numpy", "floor"}
+    fastnn_best = entry["trainers"]["fastnn"]["best"]
+    for name, r in entry["trainers"].items():
+        assert len(r["times"]) == 1 and r["best"] == r["times"][0] > 0, name
+        assert entry["speedup"][name] == pytest.approx(r["best"] / fastnn_best)
+    assert entry["trainers"]["floor"]["loss"] is None
+    # the NumPy twin trains the same model on the same rows: same loss up to rounding
+    assert entry["trainers"]["numpy"]["loss"] == pytest.approx(entry["trainers"]["fastnn"]["loss"],
+                                                               rel=1e-4)
+    assert entry["floor_ratio"] > 0
+    assert "GEMM floor" in stdout and "NumPy trainer" in stdout
+
+
+# ---------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------
+
+def test_unknown_config_key(tmp_path, mnist_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text("layers: [784, 10]\nlearnig_rate: 0.1\n")
+    rc, stdout, err = train(config, tmp_path / "out", mnist_path)
+    assert rc == 2
+    assert "learnig_rate" in err and "unknown config key" in err
+    assert err.startswith("fastnn train: error:")
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_missing_config_file(tmp_path, mnist_path):
+    rc, _, err = train(tmp_path / "missing.yaml", tmp_path / "out", mnist_path)
+    assert rc == 2
+    assert "config file not found" in err and "missing.yaml" in err
+
+
+@pytest.mark.parametrize("flag, value, name", [
+    ("--learning-rate", "-1", "learning_rate"),
+    ("--layers", "784,abc", "layers"),
+    ("--layers", "784", "layers"),
+    ("--epochs", "two", "epochs"),
+    ("--batch-size", "0", "batch_size"),
+    ("--activation", "swish", "activation"),
+])
+def test_bad_value_names_the_argument(tmp_path, mnist_path, flag, value, name):
+    """A bad value exits 2 naming it, and leaves an earlier run's config.json alone."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "config.json").write_text('{"earlier": "run"}')
+    rc, stdout, err = train(CONFIGS / "softmax-regression.yaml", out, mnist_path,
+                            "--epochs", "1", "--normalize", "minmax", flag, value)
+    assert rc == 2
+    assert name in err, err
+    assert "test accuracy" not in stdout
+    assert read_json(out / "config.json") == {"earlier": "run"}
+
+
+def test_missing_data_dir(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    rc, _, err = train(CONFIGS / "softmax-regression.yaml", tmp_path / "out", missing,
+                       "--epochs", "1")
+    assert rc == 2
+    assert str(missing) in err
+    rc, _, err = run_main("gradcheck", "--data-dir", missing)
+    assert rc == 2 and str(missing) in err
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("list.yaml", "- 784\n- 10\n", "must be a mapping"),
+    ("scalar.yaml", "784\n", "must be a mapping"),
+    ("list.json", "[784, 10]", "must be a mapping"),
+    ("broken.yaml", "layers: [784, 10\nepochs: 1\n", "is not valid yaml"),
+    ("broken.json", '{"layers": [784, 10],}', "is not valid json"),
+    ("empty.yaml", "# nothing\n", "'layers' is required"),
+])
+def test_bad_config_files(tmp_path, mnist_path, name, text, message):
+    config = tmp_path / name
+    config.write_text(text)
+    rc, _, err = train(config, tmp_path / "out", mnist_path)
+    assert rc == 2
+    assert message in err, err
+    assert name in err or message == "'layers' is required"
+
+
+@pytest.mark.parametrize("argv", [
+    [],                                   # no command
+    ["train"],                            # --config is required
+    ["frobnicate"],
+    ["bench", "--trainers", "bogus"],
+    ["gradcheck", "--samples", "many"],
+])
+def test_usage_errors_exit_2(argv):
+    rc, stdout, err = run_main(*argv)
+    assert rc == 2
+    assert "usage: fastnn" in err
+
+
+def test_value_parsing():
+    assert cli._value("784,32,10") == [784, 32, 10]
+    assert cli._value("[784, 32, 10]") == [784, 32, 10]
+    assert cli._value("1e-3") == 0.001 and isinstance(cli._value("1e-3"), float)
+    assert cli._value("0.9") == 0.9
+    assert cli._value("3") == 3 and isinstance(cli._value("3"), int)
+    assert cli._value("null") is None
+    assert cli._value("tanh") == "tanh"
+    assert cli._value("784,abc") == [784, "abc"]
+
+
+# ---------------------------------------------------------------------------
+# the console script, for real
+# ---------------------------------------------------------------------------
+
+def test_console_script_help():
+    proc = subprocess.run([fastnn_script(), "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for command in ("train", "evaluate", "gradcheck", "bench"):
+        assert command in proc.stdout
+    proc = subprocess.run([fastnn_script(), "train", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0
+    assert "--learning-rate" in proc.stdout and "--checkpoint" in proc.stdout
+
+
+def test_console_script_train_and_error(tmp_path, mnist_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [fastnn_script(), "train", "--config", str(CONFIGS / "softmax-regression.yaml"),
+         "--data-dir", str(mnist_path), "--out", str(out), "--epochs", "1", "--quiet"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    match = ACCURACY_LINE.search(proc.stdout)
+    assert match, proc.stdout
+    assert float(match.group(1)) == round(read_json(out / "metrics.json")["test_accuracy"] * 100, 2)
+    assert not (tmp_path / "runs").exists()
+
+    proc = subprocess.run(
+        [fastnn_script(), "train", "--config", str(tmp_path / "nope.yaml"), "--data-dir",
+         str(mnist_path)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "nope.yaml" in proc.stderr and "not found" in proc.stderr

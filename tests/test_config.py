@@ -1,0 +1,188 @@
+"""fastnn.config: load (YAML/JSON), resolve (defaults < file < overrides), split."""
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fastnn import MLP
+from fastnn import config as cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_FILES = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+# ---------------------------------------------------------------------------
+# resolve
+# ---------------------------------------------------------------------------
+
+def test_resolve_fills_defaults():
+    resolved = cfg.resolve({"layers": [784, 10]})
+    assert resolved == {**cfg.DEFAULTS, "layers": [784, 10]}
+    assert resolved["activation"] == "relu" and resolved["epochs"] == 10
+    assert resolved["normalize"] == "minmax" and resolved["early_stopping"] is None
+
+
+def test_resolve_precedence():
+    config = {"layers": [784, 10], "epochs": 3, "learning_rate": 0.5, "momentum": 0.9}
+    overrides = {"epochs": 7, "l2": 1e-4, "learning_rate": None, "momentum": None}
+    resolved = cfg.resolve(config, overrides)
+    assert resolved["epochs"] == 7            # override beats file
+    assert resolved["l2"] == 1e-4             # override beats default
+    assert resolved["learning_rate"] == 0.5   # None override skipped: file value kept
+    assert resolved["momentum"] == 0.9
+    assert resolved["batch_size"] == cfg.DEFAULTS["batch_size"]
+
+
+def test_resolve_none_in_file_is_a_value():
+    resolved = cfg.resolve({"layers": [784, 10], "seed": None, "early_stopping": None})
+    assert resolved["seed"] is None  # the file sets None explicitly (default 0)
+
+
+def test_resolve_does_not_mutate_its_inputs():
+    config = {"layers": [784, 10]}
+    overrides = {"epochs": 2, "seed": None}
+    cfg.resolve(config, overrides)
+    assert config == {"layers": [784, 10]} and overrides == {"epochs": 2, "seed": None}
+    assert cfg.DEFAULTS["epochs"] == 10 and cfg.DEFAULTS["layers"] is None
+
+
+@pytest.mark.parametrize("where", ["config", "overrides"])
+def test_resolve_unknown_key_is_named(where):
+    bad = {"learnig_rate": 0.1}
+    args = ({"layers": [784, 10], **bad}, None) if where == "config" else \
+        ({"layers": [784, 10]}, bad)
+    with pytest.raises(ValueError, match="unknown config key 'learnig_rate'") as info:
+        cfg.resolve(*args)
+    assert "learning_rate" in str(info.value)  # lists the known keys
+
+
+def test_resolve_unknown_override_with_none_value_is_still_unknown():
+    with pytest.raises(ValueError, match="'bogus'"):
+        cfg.resolve({"layers": [784, 10]}, {"bogus": None})
+
+
+def test_resolve_layers_required():
+    with pytest.raises(ValueError, match="'layers' is required"):
+        cfg.resolve({})
+    with pytest.raises(ValueError, match="'layers' is required"):
+        cfg.resolve({"layers": None, "epochs": 1})
+    with pytest.raises(ValueError, match="'layers' is required"):
+        cfg.resolve({"epochs": 1}, {"layers": None})  # a None override does not count
+    assert cfg.resolve({}, {"layers": [784, 10]})["layers"] == [784, 10]
+
+
+# ---------------------------------------------------------------------------
+# split
+# ---------------------------------------------------------------------------
+
+def test_split_partitions_the_keys():
+    resolved = cfg.resolve({"layers": [784, 32, 10], "seed": 4, "normalize": "standard",
+                            "epochs": 2, "lr_decay": 0.5})
+    model_kw, data_kw, fit_kw = cfg.split(resolved)
+    assert model_kw == {"layers": [784, 32, 10], "activation": "relu", "dtype": "float32",
+                        "seed": 4, "init": "auto"}
+    assert data_kw == {"dataset": "mnist", "normalize": "standard"}
+    assert fit_kw["epochs"] == 2 and fit_kw["lr_decay"] == 0.5
+    assert set(fit_kw) == set(cfg.FIT_KEYS)
+    assert {**model_kw, **data_kw, **fit_kw} == resolved
+    assert not (set(model_kw) & set(data_kw) or set(model_kw) & set(fit_kw)
+                or set(data_kw) & set(fit_kw))
+
+
+def test_split_keys_are_mlp_and_fit_arguments():
+    """Every model key is an MLP() argument and every fit key a fit() argument."""
+    init_args = set(inspect.signature(MLP.__init__).parameters)
+    fit_args = set(inspect.signature(MLP.fit).parameters)
+    assert set(cfg.MODEL_KEYS) <= init_args
+    assert set(cfg.FIT_KEYS) <= fit_args
+    model_kw, _, _ = cfg.split(cfg.resolve({"layers": [5, 3]}))
+    assert MLP(**model_kw).layers == (5, 3)
+
+
+# ---------------------------------------------------------------------------
+# load
+# ---------------------------------------------------------------------------
+
+def test_load_yaml_and_json_agree(tmp_path):
+    data = {"layers": [784, 64, 10], "activation": "tanh", "learning_rate": 0.05,
+            "early_stopping": None, "validation_split": 0.1}
+    (tmp_path / "c.json").write_text(json.dumps(data))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(data))
+    (tmp_path / "c.yml").write_text(yaml.safe_dump(data))
+    assert cfg.load(tmp_path / "c.json") == data
+    assert cfg.load(tmp_path / "c.yaml") == data
+    assert cfg.load(str(tmp_path / "c.yml")) == data
+
+
+def test_load_yaml_exponent_floats(tmp_path):
+    """``1e-3`` is a float, as in JSON (PyYAML alone would give the string '1e-3')."""
+    (tmp_path / "c.yaml").write_text("layers: [784, 10]\nl2: 1e-4\nlearning_rate: 5E-2\n"
+                                     "momentum: 0.9\nname_like: e5\n")
+    data = cfg.load(tmp_path / "c.yaml")
+    assert data["l2"] == 1e-4 and isinstance(data["l2"], float)
+    assert data["learning_rate"] == 0.05
+    assert data["momentum"] == 0.9
+    assert data["name_like"] == "e5"
+    assert yaml.safe_load("1e-3") == "1e-3"  # PyYAML's own loader is left alone
+
+
+def test_load_empty_file_is_an_empty_mapping(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "comments.yaml").write_text("# only a comment\n")
+    assert cfg.load(tmp_path / "empty.yaml") == {}
+    assert cfg.load(tmp_path / "comments.yaml") == {}
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config file not found.*nope.yaml"):
+        cfg.load(tmp_path / "nope.yaml")
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        cfg.load(tmp_path)  # a folder is not a config file
+
+
+@pytest.mark.parametrize("name, text", [
+    ("list.yaml", "- 784\n- 10\n"),
+    ("scalar.yaml", "hello\n"),
+    ("number.json", "3"),
+    ("list.json", "[1, 2]"),
+])
+def test_load_not_a_mapping(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match="must be a mapping") as info:
+        cfg.load(tmp_path / name)
+    assert name in str(info.value)
+
+
+@pytest.mark.parametrize("name, text, kind", [
+    ("bad.yaml", "layers: [784, 10\n", "yaml"),
+    ("bad.yml", "a: b: c\n", "yml"),
+    ("bad.json", "{'layers': [784, 10]}", "json"),
+    ("trailing.json", '{"layers": [784, 10],}', "json"),
+    ("yaml-in.json", "layers: [784, 10]\n", "json"),  # JSON files are parsed as JSON
+])
+def test_load_invalid_syntax(tmp_path, name, text, kind):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ValueError, match=f"is not valid {kind}") as info:
+        cfg.load(tmp_path / name)
+    assert name in str(info.value)
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)
+def test_shipped_configs_resolve_and_build(path):
+    config = cfg.resolve(cfg.load(path))
+    model_kw, data_kw, fit_kw = cfg.split(config)
+    model = MLP(**model_kw)
+    assert model.layers[0] == 784 and model.layers[-1] == 10
+    assert data_kw["dataset"] == "mnist"
+    assert fit_kw["epochs"] >= 1 and fit_kw["learning_rate"] > 0
+
+
+def test_shipped_configs_values():
+    assert len(CONFIG_FILES) >= 3
+    best = cfg.resolve(cfg.load(ROOT / "configs" / "best.yaml"))
+    assert best["layers"] == [784, 128, 10] and best["normalize"] == "standard"
+    assert best["early_stopping"] == 3 and best["validation_split"] == 0.2
+    softmax = cfg.resolve(cfg.load(ROOT / "configs" / "softmax-regression.yaml"))
+    assert softmax["layers"] == [784, 10]
