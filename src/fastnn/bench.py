@@ -460,8 +460,23 @@ def format_table(results, repeats):
     return lines
 
 
+def _time_all(name, data_dir, n_samples, batch_sizes, repeats, seed, threads, data=None):
+    """``{batch_size: (times, loss)}`` of one trainer (run in a child process by :func:`run`)."""
+    X, y = load_data(data_dir, n_samples) if data is None else data
+    if name == "torch":
+        import torch  # noqa: F401  (before the thread limit, which then covers it)
+    n_warm = min(X.shape[0], 2048)
+    out = {}
+    with _thread_limit(threads):
+        for b in batch_sizes:
+            trainer = _make_trainer(name, X, y, b, seed)
+            warm = _make_trainer(name, X[:n_warm], y[:n_warm], b, seed)
+            out[b] = time_trainer(trainer, repeats, warmup=warm)
+    return out
+
+
 def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print, *,
-        n_samples=None, trainers=None, seed=SEED):
+        n_samples=None, trainers=None, seed=SEED, isolate=True):
     """Time one MNIST epoch per trainer and print a side-by-side table.
 
     Parameters
@@ -478,6 +493,8 @@ def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print
     trainers : subset of :data:`TRAINERS` (default: all that are importable;
         ``fastnn`` is always included, as the reference of the ratios).
     seed : seed of the models' initial weights and row order.
+    isolate : time each trainer in a fresh process (the default), so that no
+        library's idle thread pool competes with the next trainer.
 
     Returns
     -------
@@ -510,13 +527,11 @@ def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print
     elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     X, y = load_data(data_dir, n_samples)
-    if "torch" in names:
-        import torch  # noqa: F401  (before the thread limit, which then covers it)
     with _thread_limit(threads):
         machine = machine_info()
         if "torch" in names:
-            torch = sys.modules["torch"]
-            machine["torch"] = f"{torch.__version__}, {torch.get_num_threads()} threads"
+            import torch
+            machine["torch"] = torch.__version__
         if "sklearn" in names:
             import sklearn
             machine["sklearn"] = sklearn.__version__
@@ -530,23 +545,35 @@ def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print
             f"{LEARNING_RATE} momentum {MOMENTUM} L2 {L2}, {DTYPE}; BLAS threads: "
             f"{threads if threads is not None else 'library default'}")
         results = {"machine": machine, "config": config, "batches": {}}
-        n_warm = min(X.shape[0], 2048)
+    # Each trainer runs in a fresh process when isolated: thread pools of
+    # other libraries (torch's OpenMP, NumPy's OpenBLAS) stay alive and spin
+    # after use, and on a small machine they slow whichever trainer comes next.
+    timings = {}
+    for name in names:
+        if isolate:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                timings[name] = pool.submit(_time_all, name, data_dir, n_samples, batch_sizes,
+                                            repeats, seed, threads).result()
+        else:
+            timings[name] = _time_all(name, data_dir, n_samples, batch_sizes, repeats, seed,
+                                      threads, data=(X, y))
         for b in batch_sizes:
-            entry = {"trainers": {}, "speedup": {}, "floor_ratio": None}
-            for name in names:
-                trainer = _make_trainer(name, X, y, b, seed)
-                warm = _make_trainer(name, X[:n_warm], y[:n_warm], b, seed)
-                times, loss = time_trainer(trainer, repeats, warmup=warm)
-                entry["trainers"][name] = {
-                    "times": times, "best": min(times), "median": statistics.median(times),
-                    "loss": None if loss is None else float(loss)}
-                say(f"  batch {b:>5}  {LABELS[name]:<20} best {_fmt_time(min(times))}")
-            base = entry["trainers"]["fastnn"]["best"]
-            for name, r in entry["trainers"].items():
-                entry["speedup"][name] = r["best"] / base
-            if "floor" in entry["trainers"]:
-                entry["floor_ratio"] = base / entry["trainers"]["floor"]["best"]
-            results["batches"][b] = entry
+            say(f"  batch {b:>5}  {LABELS[name]:<20} best {_fmt_time(min(timings[name][b][0]))}")
+    for b in batch_sizes:
+        entry = {"trainers": {}, "speedup": {}, "floor_ratio": None}
+        for name in names:
+            times, loss = timings[name][b]
+            entry["trainers"][name] = {
+                "times": times, "best": min(times), "median": statistics.median(times),
+                "loss": None if loss is None else float(loss)}
+        base = entry["trainers"]["fastnn"]["best"]
+        for name, r in entry["trainers"].items():
+            entry["speedup"][name] = r["best"] / base
+        if "floor" in entry["trainers"]:
+            entry["floor_ratio"] = base / entry["trainers"]["floor"]["best"]
+        results["batches"][b] = entry
     say("")
     for line in format_table(results, repeats):
         say(line)
@@ -563,12 +590,14 @@ def add_arguments(p):
     p.add_argument("--samples", type=int, default=None, help="use the first N images only")
     p.add_argument("--trainers", nargs="+", choices=TRAINERS, default=None)
     p.add_argument("--json", default=None, help="also write the results to this file")
+    p.add_argument("--no-isolate", dest="isolate", action="store_false",
+                   help="time all trainers in this process (default: a fresh process each)")
 
 
 def run_from_args(args):
     import json
     results = run(args.data_dir, args.batch_sizes, args.repeats, args.threads,
-                  n_samples=args.samples, trainers=args.trainers)
+                  n_samples=args.samples, trainers=args.trainers, isolate=args.isolate)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2, default=str)
