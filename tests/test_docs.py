@@ -1,0 +1,16 @@
+"""The examples in the docstrings run and give what they show."""
+import doctest
+import importlib
+
+import pytest
+
+MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
+           "fastnn.config", "fastnn.metrics"]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0, f"{name} has no examples"
+    assert result.failed == 0
