@@ -10,15 +10,7 @@ from fastnn import MLP
 FIT = dict(epochs=2, batch_size=32, learning_rate=0.05, momentum=0.9, verbose=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Small GEMMs run faster and far more steadily on one BLAS thread on this
-    shared 2-core machine; restored after the module."""
-    from fastnn import threads
-    previous = threads._num_threads
-    threads.set_num_threads(1)
-    yield
-    threads.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def _subset(mnist_small, n_train=2000, n_test=1000):

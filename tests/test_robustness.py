@@ -21,14 +21,7 @@ GOOD_DTYPES = ["float16", "float32", "float64", "longdouble", "int8", "uint8", "
 BAD_DTYPES = ["complex64", "complex128", "object", "str", "datetime64"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_blas_thread():
-    """Tiny GEMMs: one BLAS thread is faster and steadier; restored after the module."""
-    from fastnn import threads
-    previous = threads._num_threads
-    threads.set_num_threads(1)
-    yield
-    threads.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @st.composite
