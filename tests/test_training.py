@@ -574,6 +574,41 @@ def test_corrupt_checkpoint_is_rejected(data, tmp_path, content):
         MLP([784, 10], seed=0).fit(X[:100], y[:100], epochs=1, checkpoint=path, verbose=False)
 
 
+def _tamper_checkpoint(path, edit_state=None, drop=None, replace=None):
+    """Rewrite a checkpoint with its JSON state edited or an array dropped/replaced."""
+    import json
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    header = json.loads(arrays["header"].tobytes().decode())
+    if edit_state:
+        edit_state(header["state"])
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    if drop:
+        del arrays[drop]
+    arrays.update(replace or {})
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("tamper", [
+    dict(edit_state=lambda st: st.update(wait="x")),
+    dict(edit_state=lambda st: st.update(lr=-1.0)),
+    dict(edit_state=lambda st: st.pop("base_epoch")),
+    dict(edit_state=lambda st: st["history"]["history"]["loss"].append(1.0)),
+    dict(edit_state=lambda st: st.update(history=[1, 2])),
+    dict(drop="best"),
+    dict(replace={"best": np.zeros(3, np.float32)}),
+], ids=["wait", "lr", "base_epoch", "history-length", "history-type", "no-best", "best-shape"])
+def test_tampered_checkpoint_state_is_a_value_error(data, tmp_path, tamper):
+    X, y, _, _ = data
+    path = tmp_path / "ck.npz"
+    args = dict(epochs=1, batch_size=50, verbose=False, validation_split=0.2, checkpoint=path)
+    MLP([784, 10], seed=0).fit(X[:300], y[:300], **args)
+    _tamper_checkpoint(path, **tamper)
+    with pytest.raises(ValueError, match="ck.npz"):
+        MLP([784, 10], seed=0).fit(X[:300], y[:300], **{**args, "epochs": 2})
+
+
 def test_a_model_file_is_not_a_checkpoint(data, tmp_path):
     X, y, _, _ = data
     path = tmp_path / "model.npz"

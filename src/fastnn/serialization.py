@@ -109,8 +109,9 @@ def check_model_header(header, path):
     return layers, activation, np.dtype(dtype)
 
 
-def check_param_array(arr, layers, dtype, name, path):
-    expected = (n_params(layers),)
+def check_param_array(arr, layers, dtype, name, path, copies=1):
+    """``arr`` if it is a finite ``dtype`` vector of ``copies`` parameter vectors."""
+    expected = (copies * n_params(layers),)
     if arr is None or arr.dtype != dtype or arr.shape != expected:
         got = None if arr is None else f"{arr.dtype} {arr.shape}"
         raise ValueError(f"{path!r}: {name} must be {dtype} of shape {expected}, got {got}")
@@ -156,6 +157,7 @@ def load_checkpoint(path):
     layers, _, dtype = check_model_header(header, path)
     for name in ("params", "velocity"):
         arrays[name] = check_param_array(arrays.get(name), layers, dtype, name, path)
+    arrays["best"] = check_param_array(arrays.get("best"), layers, dtype, "best", path, copies=2)
     if not isinstance(header.get("state"), dict):
         raise ValueError(f"{path!r}: checkpoint has no training state")
     return header, arrays

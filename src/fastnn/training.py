@@ -233,22 +233,9 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                                    X_val if validation_data is not None else None,
                                    y_val if validation_data is not None else None)
         if os.path.exists(checkpoint):
-            header, arrays = serialization.load_checkpoint(checkpoint)
-            saved = header["state"]
-            if (list(header["layers"]) != list(model.layers)
-                    or header["dtype"] != model.dtype.name
-                    or header["activation"] != model.activation
-                    or saved.get("fingerprint") != fingerprint):
-                raise ValueError(f"checkpoint {os.fspath(checkpoint)!r} was written by a different "
-                                 f"model, data or arguments; delete it or choose another path")
-            model._params[...] = arrays["params"]
-            model._velocity[...] = arrays["velocity"]
-            best = arrays["best"].astype(model.dtype)
-            history = History.from_dict(saved["history"])
+            history, best, best_loss, wait, lr, prev_val_acc, base_epoch = _resume(
+                checkpoint, model, fingerprint)
             history.params = params  # this call's (the epochs may differ)
-            best_loss = saved["best_loss"] if saved["best_loss"] is not None else np.inf
-            wait, lr, prev_val_acc = saved["wait"], saved["lr"], saved["prev_val_acc"]
-            base_epoch = saved["base_epoch"]
             start = len(history.epoch)
             model._epochs_trained = base_epoch + start
 
@@ -256,7 +243,6 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
     for cb in callbacks:
         cb.set_model(model)
         cb.on_train_begin()
-    n_train = train_idx.size
     chunk = max(run_batch, CHUNK_ROWS // run_batch * run_batch)
     bar = tqdm(total=epochs, initial=start, disable=not verbose, unit="epoch",
                desc=f"fit {list(model.layers)}")
@@ -267,26 +253,15 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                     break
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
-                state[:model._params.size] = model._params
-                state[model._params.size:] = model._velocity
+                _snapshot(model, state)
                 order = epoch_order(train_idx, model.seed, base_epoch + epoch)
                 t0 = time.perf_counter()
-                done, loss_sum, correct, diverged = 0, 0.0, 0, False
-                try:
-                    while done < n_train and not diverged:
-                        stop = min(done + chunk, n_train)
-                        rows, ls, c, diverged = kernels.train_batches(
-                            X, y, order, done, stop, run_batch, model._sizes, model.activation,
-                            model._params, ws.grads, model._velocity, ws.acts, ws.deltas,
-                            ws.ybuf, lr, opt.momentum, opt.l1, opt.l2)
-                        done += rows
-                        loss_sum += ls
-                        correct += c
-                except KeyboardInterrupt:
+                done, loss_sum, correct, diverged, interrupted = _run_epoch(
+                    kernels, model, ws, X, y, order, run_batch, chunk, lr, opt)
+                if interrupted:
                     history.interrupted = True
                     if not _finite(model):
-                        model._params[...] = state[:model._params.size]
-                        model._velocity[...] = state[model._params.size:]
+                        _restore(model, state)
                     warnings.warn(f"training interrupted in epoch {epoch} after {done} samples; "
                                   "returning the history so far", RuntimeWarning, stacklevel=3)
                     break
@@ -299,16 +274,15 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                     diverged = not np.isfinite(val_loss)
                 if diverged:
                     history.diverged = True
-                    restore = best if validating and history.best_epoch is not None else state
-                    model._params[...] = restore[:model._params.size]
-                    model._velocity[...] = restore[model._params.size:]
+                    _restore(model, best if validating and history.best_epoch is not None
+                             else state)
                     warnings.warn(f"loss or weights became NaN or infinite in epoch {epoch} "
                                   f"(learning rate {lr:g}); training stopped and the last "
                                   "finite weights were "
                                   "restored", TrainingDivergedWarning, stacklevel=3)
                     break
                 model._epochs_trained += 1
-                logs = {"loss": loss_sum / n_train, "accuracy": correct / n_train}
+                logs = {"loss": loss_sum / done, "accuracy": correct / done}
                 if validating:
                     logs.update(val_loss=val_loss, val_accuracy=val_acc)
                 logs.update(lr=lr, time=elapsed)
@@ -316,8 +290,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                 if validating:
                     if val_loss < best_loss:
                         best_loss, wait, history.best_epoch = val_loss, 0, epoch
-                        best[:model._params.size] = model._params
-                        best[model._params.size:] = model._velocity
+                        _snapshot(model, best)
                     else:
                         wait += 1
                         if early_stopping is not None and wait >= early_stopping:
@@ -341,16 +314,82 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
     finally:
         bar.close()
     if validating and history.best_epoch is not None and not history.interrupted:
-        model._params[...] = best[:model._params.size]
-        model._velocity[...] = best[model._params.size:]
+        _restore(model, best)
     for cb in callbacks:
         cb.on_train_end({"history": history})
     model.history_ = history
     return history
 
 
+def _snapshot(model, buf):
+    """Copy the model's params and velocity into ``buf`` (one flat vector)."""
+    n = model._params.size
+    buf[:n] = model._params
+    buf[n:] = model._velocity
+
+
+def _restore(model, buf):
+    """Inverse of :func:`_snapshot`."""
+    n = model._params.size
+    model._params[...] = buf[:n]
+    model._velocity[...] = buf[n:]
+
+
+def _run_epoch(kernels, model, ws, X, y, order, batch_size, chunk, lr, opt):
+    """One epoch over ``order``, a compiled chunk of batches at a time.
+
+    Returns ``(rows_done, loss_sum, n_correct, diverged, interrupted)``; Ctrl-C
+    is caught between chunks, where the model is consistent.
+    """
+    done, loss_sum, correct, diverged = 0, 0.0, 0, False
+    try:
+        while done < order.size and not diverged:
+            stop = min(done + chunk, order.size)
+            rows, ls, c, diverged = kernels.train_batches(
+                X, y, order, done, stop, batch_size, model._sizes, model.activation,
+                model._params, ws.grads, model._velocity, ws.acts, ws.deltas, ws.ybuf,
+                lr, opt.momentum, opt.l1, opt.l2)
+            done += rows
+            loss_sum += ls
+            correct += c
+    except KeyboardInterrupt:
+        return done, loss_sum, correct, diverged, True
+    return done, loss_sum, correct, diverged, False
+
+
 def _finite(model):
     return bool(np.isfinite(model._params).all() and np.isfinite(model._velocity).all())
+
+
+def _resume(path, model, fingerprint):
+    """Load a checkpoint into ``model``; the training state it holds, checked.
+
+    Returns ``(history, best, best_loss, wait, lr, prev_val_acc, base_epoch)``.
+    A checkpoint of another model, data or arguments, or a tampered one,
+    raises ValueError.
+    """
+    header, arrays = serialization.load_checkpoint(path)
+    saved = header["state"]
+    if (list(header["layers"]) != list(model.layers) or header["dtype"] != model.dtype.name
+            or header["activation"] != model.activation
+            or saved.get("fingerprint") != fingerprint):
+        raise ValueError(f"checkpoint {os.fspath(path)!r} was written by a different model, "
+                         f"data or arguments; delete it or choose another path")
+    try:
+        history = History.from_dict(saved["history"])
+        best_loss = np.inf if saved["best_loss"] is None else check_float(saved["best_loss"], "best_loss")
+        wait = check_int(saved["wait"], "wait", low=0)
+        lr = check_float(saved["lr"], "lr", low=0.0, low_open=True)
+        prev_val_acc = check_float(saved["prev_val_acc"], "prev_val_acc", allow_none=True)
+        base_epoch = check_int(saved["base_epoch"], "base_epoch", low=0)
+        if any(len(v) != len(history.epoch) for v in history.history.values()):
+            raise ValueError("history lists of different lengths")
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} has a corrupt training state: "
+                         f"{exc}") from None
+    model._params[...] = arrays["params"]
+    model._velocity[...] = arrays["velocity"]
+    return history, arrays["best"], best_loss, wait, lr, prev_val_acc, base_epoch
 
 
 def _save_checkpoint(path, model, history, best, best_loss, wait, lr, prev_val_acc,
