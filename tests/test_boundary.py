@@ -493,3 +493,34 @@ def test_readonly_inputs_are_fine():
     for name in ("X", "y", "order", "sizes"):
         kw[name] = readonly(kw[name])
     assert K.train_batches(**kw)[0] == 20
+
+
+def test_train_batches_sizes_sharing_a_work_buffer_cannot_corrupt_the_layout():
+    """The kernel rereads the layer widths every batch: it works on a private
+    copy, so widths that alias ybuf (overwritten by the label gather) still
+    give exactly the result of an independent sizes array."""
+    from fastnn import kernels
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    y = rng.integers(0, 3, 40).astype(np.intp)
+    order = np.arange(40, dtype=np.intp)
+    widths = [2, 3, 3]
+    n_par = 2 * 3 + 3 * 3 + 3 + 3
+
+    def run(alias):
+        params = np.linspace(-1, 1, n_par)
+        grads, velocity = np.zeros(n_par), np.zeros(n_par)
+        acts, deltas = np.zeros(8 * sum(widths)), np.zeros(2 * 8 * 3)
+        ybuf = np.zeros(8, dtype=np.intp)
+        if alias:
+            ybuf[:3] = widths
+            sizes = ybuf[:3]
+        else:
+            sizes = np.array(widths, dtype=np.intp)
+        out = kernels.train_batches(X, y, order, 0, 40, 8, sizes, "relu", params, grads,
+                                    velocity, acts, deltas, ybuf, 0.1, 0.9)
+        return out, params
+
+    (out_a, p_a), (out_b, p_b) = run(True), run(False)
+    assert out_a == out_b
+    np.testing.assert_array_equal(p_a, p_b)

@@ -23,6 +23,8 @@ import numpy as np
 
 cimport numpy as cnp
 
+from ._layout import workspace_sizes
+
 from cython cimport floating
 from libc.math cimport log, logf, isfinite
 from libc.string cimport memcpy
@@ -49,7 +51,6 @@ cdef enum:
     SIGMOID = 3
 
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
-_ACTIVATION_NAMES = {v: k for k, v in ACTIVATIONS.items()}
 
 # BLAS takes 32-bit ints; larger dimensions are refused at the boundary.
 cdef intp_t _INT_MAX = 2147483647
@@ -199,7 +200,9 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
 
     One sweep per row: max (and argmax), exp-sum, scale. Stable for any finite
     logits (row max subtracted; log of a sum >= 1). Returns NaN/inf only if
-    the logits themselves are non-finite.
+    the logits themselves are non-finite. Labels are validated by the caller
+    and checked again here (another thread could change them in between):
+    on a label outside [0, k) it stops and sets ``n_correct`` to -1.
     """
     cdef intp_t i, j, arg, label
     cdef floating zmax, s, scale
@@ -223,6 +226,9 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
         for j in range(k):
             s = s + gr[j]
         label = y[i]
+        if label < 0 or label >= k:
+            n_correct[0] = -1
+            return 0
         # The shift is taken in double: in float32, logits of +-3e38 would
         # overflow zr[label] - zmax to -inf although the loss is finite.
         if floating is float:
@@ -285,14 +291,14 @@ cdef void _sgd_update(floating* w, const floating* g, floating* v, intp_t n,
             w[i] = wi + vi
 
 
-cdef intp_t _train_batches(const floating* x, const intp_t* y, const intp_t* order,
-                           intp_t start, intp_t stop, intp_t batch_size,
+cdef intp_t _train_batches(const floating* x, intp_t n_rows, const intp_t* y,
+                           const intp_t* order, intp_t start, intp_t stop, intp_t batch_size,
                            const intp_t* sizes, intp_t n_layers, int act,
                            floating* params, floating* grads, floating* velocity,
                            floating* acts, floating* deltas, intp_t* ybuf,
                            floating lr, floating mu, floating l1, floating l2,
                            double* loss_sum, intp_t* n_correct,
-                           bint* diverged) noexcept nogil:
+                           bint* diverged, bint* corrupt) noexcept nogil:
     """Mini-batch SGD over rows order[start:stop], batch by batch.
 
     Flat layouts (all offsets derived from ``sizes``):
@@ -300,6 +306,9 @@ cdef intp_t _train_batches(const floating* x, const intp_t* y, const intp_t* ord
       acts:   A_0 (the gathered batch), A_1, ..., A_L, each batch_size x sizes[l]
       deltas: two batch_size x max(sizes[1:]) ping-pong buffers.
     Stops before updating on a batch whose loss is not finite (sets diverged).
+    Row indices and labels, validated by the caller, are checked again as
+    they are read (sets corrupt and stops): no input reaches memory out of
+    bounds, even one another thread changes during the call.
     Returns the number of rows consumed.
     """
     cdef intp_t d = sizes[0]
@@ -322,6 +331,9 @@ cdef intp_t _train_batches(const floating* x, const intp_t* y, const intp_t* ord
         # gather the batch
         for i in range(bs):
             r = order[s0 + i]
+            if r < 0 or r >= n_rows:
+                corrupt[0] = True
+                return s0 - start
             memcpy(acts + i * d, x + r * d, d * sizeof(floating))
             ybuf[i] = y[r]
         # forward
@@ -339,6 +351,9 @@ cdef intp_t _train_batches(const floating* x, const intp_t* y, const intp_t* ord
         delta = deltas
         delta_prev = deltas + batch_size * max_width
         loss = _softmax_xent(acts + aoff, ybuf, delta, bs, k, &correct)
+        if correct < 0:
+            corrupt[0] = True
+            return s0 - start
         if not isfinite(loss):
             diverged[0] = True
             return s0 - start
@@ -578,6 +593,8 @@ def softmax_cross_entropy(logits, labels, grad=None):
         loss = _xent_call[float](logits, labels, grad, &correct)
     else:
         loss = _xent_call[double](logits, labels, grad, &correct)
+    if correct < 0:
+        raise ValueError("labels changed during the call: a label left [0, classes)")
     return loss, grad
 
 
@@ -675,11 +692,14 @@ def train_batches(X, y, order, start, stop, batch_size,
     _check_array(y, "y", _INTP, 1)
     _check_array(order, "order", _INTP, 1)
     _check_array(sizes, "sizes", _INTP, 1)
+    # a private copy: the nogil loop rereads the widths, which no other
+    # argument (or thread) may then change
+    sizes = sizes.copy()
     cdef intp_t n = X.shape[0], n_layers = sizes.shape[0] - 1, l
     if n_layers < 1:
         raise ValueError(f"sizes must list at least 2 layer widths, got {sizes.shape[0]}")
     if np.any(sizes <= 0) or np.any(sizes > _INT_MAX):
-        raise ValueError(f"sizes must be positive, got {sizes}")
+        raise ValueError(f"sizes must be in [1, 2**31-1], got {sizes}")
     if X.shape[1] != sizes[0]:
         raise ValueError(f"X must have {sizes[0]} columns, got {X.shape[1]}")
     if y.shape[0] != n:
@@ -690,7 +710,7 @@ def train_batches(X, y, order, start, stop, batch_size,
     if batch_size <= 0 or batch_size > _INT_MAX:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     cdef int act = _activation_code(activation)
-    n_params = int(np.sum(sizes[:-1] * sizes[1:]) + np.sum(sizes[1:]))
+    n_params, n_acts, n_deltas = workspace_sizes(sizes.tolist(), batch_size)
     for name, buf in (("params", params), ("grads", grads), ("velocity", velocity)):
         _check_array(buf, name, dtype, 1, writeable=True)
         if buf.shape[0] != n_params:
@@ -698,10 +718,10 @@ def train_batches(X, y, order, start, stop, batch_size,
     _check_array(acts, "acts", dtype, 1, writeable=True)
     _check_array(deltas, "deltas", dtype, 1, writeable=True)
     _check_array(ybuf, "ybuf", _INTP, 1, writeable=True)
-    if acts.shape[0] < batch_size * int(np.sum(sizes)):
-        raise ValueError(f"acts must have at least {batch_size * int(np.sum(sizes))} elements")
-    if deltas.shape[0] < 2 * batch_size * int(np.max(sizes[1:])):
-        raise ValueError(f"deltas must have at least {2 * batch_size * int(np.max(sizes[1:]))} elements")
+    if acts.shape[0] < n_acts:
+        raise ValueError(f"acts must have at least {n_acts} elements")
+    if deltas.shape[0] < n_deltas:
+        raise ValueError(f"deltas must have at least {n_deltas} elements")
     if ybuf.shape[0] < batch_size:
         raise ValueError(f"ybuf must have at least {batch_size} elements")
     bufs = (params, grads, velocity, acts, deltas, ybuf)
@@ -726,17 +746,21 @@ def train_batches(X, y, order, start, stop, batch_size,
     cl2 = _check_scalar(l2, "l2", 0.0, True, np.inf)
     cdef double loss_sum = 0
     cdef intp_t correct = 0
-    cdef bint diverged = False
+    cdef bint diverged = False, corrupt = False
     if start == stop:
         return 0, 0.0, 0, False
     if dtype is _FLOAT_DTYPES[0]:
         done = _train_call[float](X, y, order, start, stop, batch_size, sizes, act,
                                   params, grads, velocity, acts, deltas, ybuf,
-                                  lr, mu, cl1, cl2, &loss_sum, &correct, &diverged)
+                                  lr, mu, cl1, cl2, &loss_sum, &correct, &diverged, &corrupt)
     else:
         done = _train_call[double](X, y, order, start, stop, batch_size, sizes, act,
                                    params, grads, velocity, acts, deltas, ybuf,
-                                   lr, mu, cl1, cl2, &loss_sum, &correct, &diverged)
+                                   lr, mu, cl1, cl2, &loss_sum, &correct, &diverged,
+                                   &corrupt)
+    if corrupt:
+        raise ValueError("order or y changed during the call: a row index or label left "
+                         "its valid range (another thread writing to them?)")
     return done, loss_sum, correct, bool(diverged)
 
 
@@ -746,12 +770,13 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
                         floating[::1] params, floating[::1] grads, floating[::1] velocity,
                         floating[::1] acts, floating[::1] deltas, intp_t[::1] ybuf,
                         double lr, double mu, double l1, double l2,
-                        double* loss_sum, intp_t* correct, bint* diverged):
+                        double* loss_sum, intp_t* correct, bint* diverged,
+                        bint* corrupt):
     cdef intp_t done
     with nogil:
-        done = _train_batches(&X[0, 0], &y[0], &order[0], start, stop, batch_size,
-                              &sizes[0], sizes.shape[0] - 1, act,
+        done = _train_batches(&X[0, 0], X.shape[0], &y[0], &order[0], start, stop,
+                              batch_size, &sizes[0], sizes.shape[0] - 1, act,
                               &params[0], &grads[0], &velocity[0], &acts[0], &deltas[0],
                               &ybuf[0], <floating> lr, <floating> mu, <floating> l1,
-                              <floating> l2, loss_sum, correct, diverged)
+                              <floating> l2, loss_sum, correct, diverged, corrupt)
     return done

@@ -16,6 +16,14 @@ def n_params(sizes):
     return n_weights(sizes) + int(sum(sizes[1:]))
 
 
+def workspace_sizes(sizes, batch_size):
+    """Elements of the ``(params, acts, deltas)`` buffers of ``train_batches``:
+    all parameters; the activations A_0..A_L of a batch; two ping-pong delta
+    buffers of the widest layer. Python ints, so no overflow."""
+    sizes = [int(s) for s in sizes]
+    return (n_params(sizes), batch_size * sum(sizes), 2 * batch_size * max(sizes[1:]))
+
+
 def unflatten(flat, sizes):
     """Views ``(weights, biases)`` into ``flat``: lists of arrays, one per layer."""
     weights, biases = [], []

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from . import kernels as _compiled
 from . import serialization, threads
-from ._layout import n_params
+from ._layout import workspace_sizes
 from ._validation import check_float, check_int, check_X, check_y
 from .optim import SGD
 
@@ -110,10 +110,10 @@ class Workspace:
     """The buffers of one ``fit``: gradients, activations, deltas, batch labels."""
 
     def __init__(self, sizes, batch_size, dtype):
-        sizes = [int(s) for s in sizes]
-        self.grads = np.zeros(n_params(sizes), dtype=dtype)
-        self.acts = np.empty(batch_size * sum(sizes), dtype=dtype)
-        self.deltas = np.empty(2 * batch_size * max(sizes[1:]), dtype=dtype)
+        n_params, n_acts, n_deltas = workspace_sizes(sizes, batch_size)
+        self.grads = np.zeros(n_params, dtype=dtype)
+        self.acts = np.empty(n_acts, dtype=dtype)
+        self.deltas = np.empty(n_deltas, dtype=dtype)
         self.ybuf = np.empty(batch_size, dtype=np.intp)
 
 
