@@ -394,3 +394,20 @@ def test_extra_arrays_are_ignored(trained, tmp_path):
 def test_directory_is_not_a_model(tmp_path):
     with pytest.raises((ValueError, IsADirectoryError)):
         MLP.load(tmp_path)
+
+
+def test_saved_files_get_ordinary_permissions(tmp_path):
+    """Atomic saves go through mkstemp (mode 0600): the file must end with the
+    mode a plain open() gives (0666 less the umask), or keep the old file's."""
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "m.npz"
+        MLP([4, 2], seed=0).save(path)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
+        os.chmod(path, 0o640)
+        MLP([4, 2], seed=1).save(path)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+    finally:
+        os.umask(old)

@@ -5,11 +5,10 @@
 MLP(layers=[784, 128, 10], activation='relu', dtype='float32', seed=0, init='auto') # 101770 parameters, 0 epochs trained
 """
 from .model import MLP
-from .optim import SGD
 from .threads import get_num_threads, set_num_threads
 from .training import Callback, History, TrainingDivergedWarning
 
 __version__ = "0.1.0"
 
-__all__ = ["MLP", "SGD", "History", "Callback", "TrainingDivergedWarning",
+__all__ = ["MLP", "History", "Callback", "TrainingDivergedWarning",
            "set_num_threads", "get_num_threads", "__version__"]

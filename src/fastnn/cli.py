@@ -100,6 +100,7 @@ def cmd_train(args):
         (X, y), (X_test, y_test) = _load_data(data_kw["dataset"], args.data_dir, data_kw["normalize"])
         log.info("data: %d train, %d test images", len(X), len(X_test))
         model = MLP(**model_kw)
+        config["seed"] = model.seed  # the seed drawn for `seed: null`, so the run can be repeated
         log.info("model: %r", model)
         t0 = time.perf_counter()
         history = model.fit(X, y, verbose=not args.quiet, checkpoint=args.checkpoint, **fit_kw)

@@ -53,7 +53,8 @@ class MLP:
             raise TypeError(f"layers must be a sequence of ints, got {layers!r}")
         if len(layers) < 2:
             raise ValueError(f"layers must list at least an input and an output width, got {list(layers)}")
-        self.layers = tuple(check_int(s, f"layers[{i}]", low=1) for i, s in enumerate(layers))
+        self.layers = tuple(check_int(s, f"layers[{i}]", low=1, high=2**31 - 1)
+                            for i, s in enumerate(layers))
         if self.layers[-1] < 2:
             raise ValueError(f"layers[-1] (the number of classes) must be >= 2, got {self.layers[-1]}")
         self.activation = check_choice(activation, "activation", kernels.ACTIVATIONS)
@@ -122,8 +123,8 @@ class MLP:
                 f"# {self.n_params} parameters, {self._epochs_trained} epochs trained")
 
     # -- training ------------------------------------------------------------
-    def fit(self, X, y, epochs=10, batch_size=128, learning_rate=0.01, momentum=0.0,
-            l2=0.0, l1=0.0, *, validation_split=0.0, validation_data=None,
+    def fit(self, X, y, *, epochs=10, batch_size=128, learning_rate=0.01, momentum=0.0,
+            l2=0.0, l1=0.0, validation_split=0.0, validation_data=None,
             early_stopping=None, lr_decay=None, lr_decay_threshold=0.001,
             verbose=True, callbacks=None, checkpoint=None):
         """Train with mini-batch SGD; returns a :class:`fastnn.History`.
@@ -142,8 +143,11 @@ class MLP:
             after every epoch, and a later ``fit`` with the same path, data and
             arguments resumes from it, giving the weights of an uninterrupted run.
 
-        A call continues from the current weights and momentum. Ctrl-C stops
-        within a few thousand samples and returns the history so far. A
+        All arguments after ``y`` are keyword-only. A call continues from the
+        current weights and momentum (the momentum lives in memory only: a
+        model saved and loaded starts with none). Ctrl-C stops within 8,192
+        samples and returns the history so far (with the best validation
+        epoch's weights when validating). A
         non-finite loss stops training with a warning and restores the last
         finite (best) weights.
         """
@@ -225,7 +229,12 @@ class MLP:
 
     # -- persistence ---------------------------------------------------------
     def save(self, path):
-        """Save to ``path`` (.npz with a JSON header), atomically."""
+        """Save to ``path`` (.npz with a JSON header), atomically.
+
+        The file holds the architecture and weights, for inference or a fresh
+        ``fit``; to resume training exactly (momentum, best weights, history),
+        use ``fit(..., checkpoint=path)``.
+        """
         serialization.save_model(self, path)
 
     @classmethod

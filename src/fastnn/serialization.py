@@ -11,6 +11,7 @@ over the target, so a crash mid-save leaves the previous file intact.
 import json
 import os
 import tempfile
+import threading
 import zipfile
 import zlib
 
@@ -22,6 +23,7 @@ from .reference import ACTIVATIONS
 MODEL_FORMAT = "fastnn-mlp"
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
 FORMAT_VERSION = 1
+_UMASK_LOCK = threading.Lock()
 _DTYPES = ("float32", "float64")
 _INITS = ("auto", "uniform", "he", "glorot")
 
@@ -38,6 +40,8 @@ def atomic_savez(path, arrays):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
     try:
+        # mkstemp makes the file 0600; give it the mode a plain open() would
+        os.chmod(tmp, _file_mode(path))
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
@@ -47,6 +51,17 @@ def atomic_savez(path, arrays):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _file_mode(path):
+    """The target's current permissions, or 0o666 less the umask for a new file."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        with _UMASK_LOCK:  # os.umask can only be read by setting it
+            umask = os.umask(0o022)
+            os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _header_array(header):

@@ -228,6 +228,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
     fingerprint = None
     if checkpoint is not None:
         fingerprint = _fingerprint(X, y, {"layers": list(model.layers), "seed": model.seed,
+                                          "init": model.init,
                                           "val": None if X_val is None else X_val.shape[0],
                                           **{k: v for k, v in params.items() if k != "epochs"}},
                                    X_val if validation_data is not None else None,
@@ -313,8 +314,8 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                       RuntimeWarning, stacklevel=3)
     finally:
         bar.close()
-    if validating and history.best_epoch is not None and not history.interrupted:
-        _restore(model, best)
+    if validating and history.best_epoch is not None:
+        _restore(model, best)  # also after Ctrl-C: the model holds the best epoch's weights
     for cb in callbacks:
         cb.on_train_end({"history": history})
     model.history_ = history
