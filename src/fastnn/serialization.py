@@ -18,7 +18,7 @@ import zlib
 import numpy as np
 
 from ._layout import n_params
-from .reference import ACTIVATIONS
+from ._kernels import ACTIVATIONS
 
 MODEL_FORMAT = "fastnn-mlp"
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
