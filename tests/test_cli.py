@@ -475,3 +475,56 @@ def test_console_script_train_and_error(tmp_path, mnist_path):
          str(mnist_path)], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == 2
     assert "nope.yaml" in proc.stderr and "not found" in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# sweep
+# ---------------------------------------------------------------------------
+
+def test_sweep_trains_one_run_per_value_and_compares_them(tmp_path, mnist_path):
+    out = tmp_path / "sweep"
+    rc, stdout, err = run_main("sweep", "--config", CONFIGS / "best.yaml", "--param", "activation",
+                               "--values", "relu,tanh", "--data-dir", mnist_path, "--out", out,
+                               "--quiet", "--epochs", "1", "--layers", "784,16,10")
+    assert rc == 0, err
+    summary = read_json(out / "sweep.json")
+    assert summary["param"] == "activation"
+    assert [r["activation"] for r in summary["runs"]] == ["relu", "tanh"]
+    for run in summary["runs"]:
+        folder = out / f"activation={run['activation']}"
+        for name in ARTIFACTS:
+            assert (folder / name).is_file(), (folder, name)
+        config = read_json(folder / "config.json")
+        assert config["activation"] == run["activation"] and config["layers"] == [784, 16, 10]
+        metrics = read_json(folder / "metrics.json")
+        assert metrics["test_accuracy"] == run["test_accuracy"]
+        assert f"activation={run['activation']}: test accuracy" in stdout
+    # the two runs differ only in the swept key, so their results differ
+    assert summary["runs"][0]["test_loss"] != summary["runs"][1]["test_loss"]
+    assert (out / "sweep.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_sweep_values_are_typed_and_layers_take_semicolons(tmp_path, mnist_path):
+    out = tmp_path / "l2"
+    rc, _, err = run_main("sweep", "--config", CONFIGS / "softmax-regression.yaml", "--param", "l2",
+                          "--values", "0,1e-3", "--data-dir", mnist_path, "--out", out, "--quiet",
+                          "--epochs", "1")
+    assert rc == 0, err
+    assert [r["l2"] for r in read_json(out / "sweep.json")["runs"]] == [0, 0.001]
+    out = tmp_path / "layers"
+    rc, _, err = run_main("sweep", "--config", CONFIGS / "softmax-regression.yaml", "--param",
+                          "layers", "--values", "784,10;784,8,10", "--data-dir", mnist_path,
+                          "--out", out, "--quiet", "--epochs", "1")
+    assert rc == 0, err
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["layers=784-10", "layers=784-8-10"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (("--param", "bogus", "--values", "1"), "--param"),
+    (("--param", "activation", "--values", "relu,swish"), "activation"),
+])
+def test_sweep_errors_name_the_problem(tmp_path, mnist_path, argv, needle):
+    rc, _, err = run_main("sweep", "--config", CONFIGS / "best.yaml", "--data-dir", mnist_path,
+                          "--out", tmp_path / "s", "--quiet", "--epochs", "1", *argv)
+    assert rc == 2
+    assert needle in err

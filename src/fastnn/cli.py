@@ -1,6 +1,7 @@
-"""The ``fastnn`` command line: train, evaluate, gradcheck, bench.
+"""The ``fastnn`` command line: train, sweep, evaluate, gradcheck, bench.
 
     fastnn train --config configs/best.yaml --data-dir ../shared/data/mnist --out runs/best
+    fastnn sweep --config configs/best.yaml --param activation --values relu,tanh,sigmoid
     fastnn evaluate runs/best/model.npz --data-dir ../shared/data/mnist
     fastnn gradcheck --data-dir ../shared/data/mnist
     fastnn bench --data-dir ../shared/data/mnist
@@ -56,6 +57,20 @@ def _parser():
         overrides.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
                                default=argparse.SUPPRESS, metavar="VALUE")
 
+    p = sub.add_parser("sweep", help="train one config per value of a key; compare them")
+    p.add_argument("--config", required=True, help="YAML or JSON config (the base)")
+    p.add_argument("--param", required=True, help="the config key to vary, e.g. activation")
+    p.add_argument("--values", required=True,
+                   help="comma-separated values (relu,tanh,sigmoid); for layers, "
+                        "semicolon-separated lists (784,10;784,128,10)")
+    _add_data_args(p)
+    p.add_argument("--out", default=None, help="output folder (default: runs/sweep-<config>-<key>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    overrides = p.add_argument_group("config overrides (applied to every run)")
+    for key in cfg.DEFAULTS:
+        overrides.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
+                               default=argparse.SUPPRESS, metavar="VALUE")
+
     p = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
     _add_data_args(p)
@@ -82,35 +97,38 @@ def _load_data(dataset, data_dir, normalize):
     return load_dataset(dataset, data_dir=data_dir, normalize=normalize)
 
 
-def cmd_train(args):
+def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
+    """Train one resolved config on ``data`` and write a run folder.
+
+    ``data``: ``((X, y), (X_test, y_test))``. Writes model.npz, config.json,
+    history.json, metrics.json, train.log and the PNG plots into ``out``;
+    returns ``(metrics, history)``.
+    """
     from . import MLP, plots
     from .metrics import confusion_matrix, per_class_error
 
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
-    config = cfg.resolve({**cfg.load(args.config), **overrides})
-    model_kw, data_kw, fit_kw = cfg.split(config)
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    model_kw, _, fit_kw = cfg.split(config)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (X, y), (X_test, y_test) = data
     handler = logging.FileHandler(out / "train.log", mode="w")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        log.info("config %s: %s", args.config, json.dumps(config))
-        (X, y), (X_test, y_test) = _load_data(data_kw["dataset"], args.data_dir, data_kw["normalize"])
+        log.info("config %s: %s", name, json.dumps(config))
         log.info("data: %d train, %d test images", len(X), len(X_test))
         model = MLP(**model_kw)
-        config["seed"] = model.seed  # the seed drawn for `seed: null`, so the run can be repeated
+        config = {**config, "seed": model.seed}  # the seed drawn for `seed: null`
         log.info("model: %r", model)
         t0 = time.perf_counter()
-        history = model.fit(X, y, verbose=not args.quiet, checkpoint=args.checkpoint, **fit_kw)
+        history = model.fit(X, y, verbose=verbose, checkpoint=checkpoint, **fit_kw)
         train_seconds = time.perf_counter() - t0
         for i, epoch in enumerate(history.epoch):
             log.info("epoch %d: %s", epoch + 1,
                      ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
         test_loss, test_acc = model.evaluate(X_test, y_test)
-        pred = model.predict(X_test)
-        cm = confusion_matrix(y_test, pred, model.n_classes_)
+        cm = confusion_matrix(y_test, model.predict(X_test), model.n_classes_)
         metrics = {"test_accuracy": test_acc, "test_loss": test_loss,
                    "train_seconds": train_seconds, "epochs": len(history.epoch),
                    "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
@@ -123,7 +141,6 @@ def cmd_train(args):
         (out / "config.json").write_text(json.dumps(config, indent=2))
         history.to_json(out / "history.json")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        name = Path(args.config).stem
         plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
         plots.plot_confusion_matrix(cm, out / "confusion_matrix.png")
         plots.plot_per_class_errors(cm, out / "per_class_errors.png")
@@ -132,8 +149,66 @@ def cmd_train(args):
     finally:
         log.removeHandler(handler)
         handler.close()
-    print(f"test accuracy: {test_acc * 100:.2f} % (loss {test_loss:.4f}; {len(history.epoch)} "
-          f"epochs, {train_seconds:.1f} s of training) -> {out}")
+    return metrics, history
+
+
+def _config_from_args(args):
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
+    return cfg.resolve({**cfg.load(args.config), **overrides})
+
+
+def cmd_train(args):
+    config = _config_from_args(args)
+    data = _load_data(config["dataset"], args.data_dir, config["normalize"])
+    out = Path(args.out or Path("runs") / Path(args.config).stem)
+    metrics, _ = run_experiment(config, data, out, Path(args.config).stem,
+                                verbose=not args.quiet, checkpoint=args.checkpoint)
+    print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f} % (loss {metrics['test_loss']:.4f}; "
+          f"{metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s of training) -> {out}")
+    return 0
+
+
+def _slug(value):
+    """A value as a folder-name-safe label: relu, 0.001, null, 784-128-10."""
+    if isinstance(value, (list, tuple)):
+        return "-".join(_slug(v) for v in value)
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in text)
+
+
+def cmd_sweep(args):
+    from . import plots
+    base = _config_from_args(args)
+    key = args.param
+    if key not in cfg.DEFAULTS:
+        raise ValueError(f"--param must be a config key ({', '.join(sorted(cfg.DEFAULTS))}), "
+                         f"got {key!r}")
+    if key == "layers":  # several architectures: "784,10;784,128,10"
+        values = [_value(v) for v in args.values.split(";")]
+    else:
+        values = _value(args.values)
+        values = values if isinstance(values, list) else [values]
+    name = f"{Path(args.config).stem}-{key}"
+    out = Path(args.out or Path("runs") / f"sweep-{name}")
+    data_cache, rows, histories = {}, [], {}
+    for value in values:
+        config = cfg.resolve({**base, key: value})
+        data_key = (config["dataset"], config["normalize"])
+        if data_key not in data_cache:
+            data_cache[data_key] = _load_data(config["dataset"], args.data_dir, config["normalize"])
+        label = f"{key}={_slug(value)}"
+        metrics, history = run_experiment(config, data_cache[data_key], out / label,
+                                          f"{name}: {label}", verbose=not args.quiet)
+        histories[label] = history
+        rows.append({key: value, **{k: metrics[k] for k in (
+            "test_accuracy", "test_loss", "epochs", "best_epoch", "train_seconds", "diverged")}})
+        print(f"{label:>28}: test accuracy {metrics['test_accuracy'] * 100:6.2f} %, loss "
+              f"{metrics['test_loss']:.4f}, {metrics['epochs']} epochs, "
+              f"{metrics['train_seconds']:.1f} s")
+    (out / "sweep.json").write_text(json.dumps({"param": key, "base_config": base, "runs": rows},
+                                               indent=2))
+    plots.plot_sweep(histories, out / "sweep.png", title=f"{name}")
+    print(f"-> {out}/sweep.json, {out}/sweep.png")
     return 0
 
 
@@ -166,7 +241,8 @@ def cmd_gradcheck(args):
     return 0 if ok else 1
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck,
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "evaluate": cmd_evaluate,
+            "gradcheck": cmd_gradcheck,
             "bench": bench.run_from_args}
 
 
