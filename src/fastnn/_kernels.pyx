@@ -194,6 +194,25 @@ cdef void _dense_backward(const floating* a_prev, const floating* w, const float
         _mul_activation_grad(dz_prev, a_prev, <intp_t> batch * n_in, act_prev)
 
 
+cdef inline floating _exp_shifted_row(const floating* z, floating* e, intp_t k,
+                                     intp_t* arg, floating* zmax) noexcept nogil:
+    """e = exp(z - max(z)) over one row of k (``e`` may be ``z``); returns the
+    sum of e, and the row's argmax and max through ``arg`` and ``zmax``."""
+    cdef intp_t j
+    cdef floating m = z[0], s = 0
+    arg[0] = 0
+    for j in range(1, k):
+        if z[j] > m:
+            m = z[j]
+            arg[0] = j
+    for j in range(k):
+        e[j] = _exp_neg(z[j] - m)  # vectorised
+    for j in range(k):
+        s = s + e[j]
+    zmax[0] = m
+    return s
+
+
 cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
                           intp_t batch, intp_t k, intp_t* n_correct) noexcept nogil:
     """Mean cross-entropy of softmax(z) against y; g = (softmax(z) - onehot(y)) / batch.
@@ -214,17 +233,7 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
     for i in range(batch):
         zr = z + i * k
         gr = g + i * k
-        zmax = zr[0]
-        arg = 0
-        for j in range(1, k):
-            if zr[j] > zmax:
-                zmax = zr[j]
-                arg = j
-        for j in range(k):
-            gr[j] = _exp_neg(zr[j] - zmax)
-        s = 0
-        for j in range(k):
-            s = s + gr[j]
+        s = _exp_shifted_row(zr, gr, k, &arg, &zmax)
         label = y[i]
         if label < 0 or label >= k:
             n_correct[0] = -1
@@ -247,20 +256,12 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
 
 cdef void _softmax(floating* z, intp_t batch, intp_t k) noexcept nogil:
     """Row-wise softmax in place, max-shifted."""
-    cdef intp_t i, j
+    cdef intp_t i, j, arg
     cdef floating zmax, s, inv
     cdef floating* zr
     for i in range(batch):
         zr = z + i * k
-        zmax = zr[0]
-        for j in range(1, k):
-            if zr[j] > zmax:
-                zmax = zr[j]
-        for j in range(k):
-            zr[j] = _exp_neg(zr[j] - zmax)
-        s = 0
-        for j in range(k):
-            s = s + zr[j]
+        s = _exp_shifted_row(zr, zr, k, &arg, &zmax)
         inv = 1 / s
         for j in range(k):
             zr[j] = zr[j] * inv
