@@ -299,11 +299,9 @@ def test_batch_larger_than_data_is_one_batch():
 
 @pytest.mark.parametrize("activation, lr", [("identity", 1e4), ("relu", 1e10)])
 def test_divergence_warns_and_keeps_finite_weights(data, activation, lr):
-    # (with ReLU, lr=1e4 gives a huge but finite loss: not a divergence by the
-    # definition of fit, a NaN or infinite loss)
     X, y, Xt, _ = data
     model = MLP([784, 32, 10], activation, seed=0)
-    with pytest.warns(TrainingDivergedWarning, match="NaN or infinite"):
+    with pytest.warns(TrainingDivergedWarning, match="NaN, infinite or runaway"):
         history = model.fit(X, y, epochs=5, batch_size=32, learning_rate=lr, momentum=0.9,
                             verbose=False)
     assert history.diverged
@@ -761,3 +759,27 @@ BAD_DATA = [
 def test_fit_rejects_bad_data(X, y, exc, match):
     with pytest.raises(exc, match=match):
         MLP([4, 5, 3], seed=0).fit(X, y, epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_runaway_learning_rate_is_divergence_even_with_a_finite_loss(data, activation):
+    """lr=1e4 on MNIST gives a mean loss near 1e18 (ReLU) or 1e5 (tanh): finite,
+    since the cross-entropy is computed stably, but garbage. It must count as
+    divergence: a warning, and the weights from before the runaway epoch."""
+    X, y, _, _ = data
+    model = MLP([784, 32, 10], activation, seed=0)
+    initial = model._params.copy()
+    with pytest.warns(TrainingDivergedWarning, match="runaway"):
+        history = model.fit(X, y, epochs=3, batch_size=32, learning_rate=1e4, momentum=0.9,
+                            verbose=False)
+    assert history.diverged and history.epoch == []
+    np.testing.assert_array_equal(model._params, initial)
+    assert np.isfinite(model.predict_proba(X[:50])).all()
+
+
+def test_a_poorly_scaled_but_sane_run_is_not_divergence(data):
+    """Unnormalised 0..255 pixels give large early losses that are not runaway."""
+    X, y, _, _ = data
+    history = MLP([784, 32, 10], seed=0).fit(X * 255, y, epochs=2, batch_size=32,
+                                              learning_rate=1e-4, momentum=0.9, verbose=False)
+    assert not history.diverged and len(history.epoch) == 2

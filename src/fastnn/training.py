@@ -21,10 +21,14 @@ from ._validation import check_float, check_int, check_X, check_y
 from .optim import SGD
 
 CHUNK_ROWS = 8192  # rows per compiled call: bounds the reaction time to Ctrl-C
+#: An epoch whose mean training loss exceeds this many times ln(classes), the
+#: loss of a uniform guess, has diverged (e.g. learning_rate=1e4 gives ~1e18).
+DIVERGED_LOSS = 1000.0
 
 
 class TrainingDivergedWarning(RuntimeWarning):
-    """The loss became NaN or infinite; training stopped and weights were restored."""
+    """The loss became NaN, infinite or runaway (a mean epoch loss above
+    ``DIVERGED_LOSS * ln(classes)``); training stopped and weights were restored."""
 
 
 class Callback:
@@ -268,8 +272,11 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                     break
                 elapsed = time.perf_counter() - t0
                 # a finite loss on the last batch can still leave overflowed weights,
-                # or weights whose outputs overflow (a non-finite validation loss)
-                diverged = diverged or not _finite(model)
+                # or weights whose outputs overflow (a non-finite validation loss);
+                # and as the loss is computed stably, a runaway step size shows as a
+                # huge but finite loss rather than NaN
+                diverged = (diverged or not _finite(model)
+                            or loss_sum > DIVERGED_LOSS * np.log(model.layers[-1]) * done)
                 if validating and not diverged:
                     val_loss, val_acc = model._evaluate_checked(X_val, y_val)
                     diverged = not np.isfinite(val_loss)
@@ -277,7 +284,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                     history.diverged = True
                     _restore(model, best if validating and history.best_epoch is not None
                              else state)
-                    warnings.warn(f"loss or weights became NaN or infinite in epoch {epoch} "
+                    warnings.warn(f"loss or weights became NaN, infinite or runaway in epoch {epoch} "
                                   f"(learning rate {lr:g}); training stopped and the last "
                                   "finite weights were "
                                   "restored", TrainingDivergedWarning, stacklevel=3)
