@@ -40,6 +40,15 @@ def _add_data_args(p):
                    help="folder with the IDX files (default: $FASTNN_DATA, else the user cache)")
 
 
+def _add_config_overrides(p, title):
+    """A ``--key VALUE`` flag for every config key (read by :func:`_config_from_args`)."""
+    group = p.add_argument_group(title)
+    for key in cfg.DEFAULTS:
+        # SUPPRESS: only the flags given appear, so "--early-stopping null" can set None
+        group.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
+                           default=argparse.SUPPRESS, metavar="VALUE")
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,11 +60,7 @@ def _parser():
     p.add_argument("--checkpoint", default=None,
                    help="save the training state here every epoch; resume from it if present")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    overrides = p.add_argument_group("config overrides")
-    for key in cfg.DEFAULTS:
-        # SUPPRESS: only the flags given appear, so "--early-stopping null" can set None
-        overrides.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
-                               default=argparse.SUPPRESS, metavar="VALUE")
+    _add_config_overrides(p, "config overrides")
 
     p = sub.add_parser("sweep", help="train one config per value of a key; compare them")
     p.add_argument("--config", required=True, help="YAML or JSON config (the base)")
@@ -66,10 +71,7 @@ def _parser():
     _add_data_args(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/sweep-<config>-<key>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    overrides = p.add_argument_group("config overrides (applied to every run)")
-    for key in cfg.DEFAULTS:
-        overrides.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
-                               default=argparse.SUPPRESS, metavar="VALUE")
+    _add_config_overrides(p, "config overrides (applied to every run)")
 
     p = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
