@@ -14,8 +14,11 @@ option given on the command line (or in ``addopts``/``PYTEST_ADDOPTS``) wins.
 """
 import os
 import shlex
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parent
 
 #: Options that mean "time the benchmarks".
 TIMING_FLAGS = ("--benchmark-only", "--benchmark-enable", "--benchmark-json",
@@ -52,3 +55,15 @@ def pytest_configure(config):
     for flag, (dest, value) in TIMING_DEFAULTS.items():
         if not _given(args, flag):
             setattr(config.option, dest, value)
+
+
+@pytest.fixture(scope="session")
+def mnist_path():
+    """The folder of the real MNIST IDX files: $FASTNN_DATA, else ../shared/data/mnist.
+    Shared by tests/ and benchmarks/; a missing folder fails, it is never skipped."""
+    env = os.environ.get("FASTNN_DATA")
+    path = Path(env) if env else ROOT.parent / "shared" / "data" / "mnist"
+    if not (path / "train-images-idx3-ubyte.gz").exists() and \
+            not (path / "train-images-idx3-ubyte").exists():
+        pytest.fail(f"MNIST files not found in {path}; set FASTNN_DATA to their folder")
+    return path

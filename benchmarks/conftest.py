@@ -11,12 +11,10 @@ from both the min and the median times. ``--benchmark-json`` files get the
 same table under the key ``"fastnn_ratios"``.
 """
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 
 class _Untimed:
     """Stand-in for pytest-benchmark's fixture when the plugin is absent
@@ -102,21 +100,11 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 # Data
 # ---------------------------------------------------------------------------
 
-def mnist_dir():
-    """The MNIST folder: $FASTNN_DATA, else ../shared/data/mnist (as tests/)."""
-    env = os.environ.get("FASTNN_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data" / "mnist"
-
-
 @pytest.fixture(scope="session")
-def mnist_train():
+def mnist_train(mnist_path):
     """The 60,000 MNIST training images (minmax float32) and labels (intp)."""
-    path = mnist_dir()
-    if not (path / "train-images-idx3-ubyte.gz").exists() and \
-            not (path / "train-images-idx3-ubyte").exists():
-        pytest.fail(f"MNIST files not found in {path}; set FASTNN_DATA to their folder")
     from fastnn.bench import load_data
-    return load_data(path)
+    return load_data(mnist_path)
 
 
 @pytest.fixture(scope="session")

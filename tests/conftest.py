@@ -1,26 +1,6 @@
-"""Shared fixtures: the real MNIST files from ../shared/data/mnist (or $FASTNN_DATA)."""
-import os
-from pathlib import Path
-
+"""Shared fixtures: the real MNIST data (``mnist_path`` is in the root conftest.py)."""
 import numpy as np
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def mnist_dir():
-    """The folder holding the four MNIST IDX files."""
-    env = os.environ.get("FASTNN_DATA")
-    return Path(env) if env else ROOT.parent / "shared" / "data" / "mnist"
-
-
-@pytest.fixture(scope="session")
-def mnist_path():
-    path = mnist_dir()
-    if not (path / "train-images-idx3-ubyte.gz").exists() and \
-            not (path / "train-images-idx3-ubyte").exists():
-        pytest.fail(f"MNIST files not found in {path}; set FASTNN_DATA to their folder")
-    return path
 
 
 @pytest.fixture(scope="session")
