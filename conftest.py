@@ -14,11 +14,9 @@ option given on the command line (or in ``addopts``/``PYTEST_ADDOPTS``) wins.
 """
 import os
 import shlex
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent
 
 #: Options that mean "time the benchmarks".
 TIMING_FLAGS = ("--benchmark-only", "--benchmark-enable", "--benchmark-json",
@@ -59,11 +57,18 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def mnist_path():
-    """The folder of the real MNIST IDX files: $FASTNN_DATA, else ../shared/data/mnist.
-    Shared by tests/ and benchmarks/; a missing folder fails, it is never skipped."""
-    env = os.environ.get("FASTNN_DATA")
-    path = Path(env) if env else ROOT.parent / "shared" / "data" / "mnist"
-    if not (path / "train-images-idx3-ubyte.gz").exists() and \
-            not (path / "train-images-idx3-ubyte").exists():
-        pytest.fail(f"MNIST files not found in {path}; set FASTNN_DATA to their folder")
-    return path
+    """The folder of the real MNIST IDX files, found exactly as fastnn finds them
+    (:func:`fastnn.datasets.find_dataset`): ``$FASTNN_DATA``, else the user cache
+    ``~/.cache/fastnn/mnist`` (``$XDG_CACHE_HOME`` respected), downloading and
+    verifying missing files there when online. Shared by tests/ and benchmarks/.
+
+    Data that cannot be found or downloaded fails the tests that need it (with
+    the loader's message: where to put the files), it never skips them: a
+    green suite always means the real-data tests ran. Offline, point
+    ``FASTNN_DATA`` at a folder with the files (``../shared/data/mnist`` on
+    this project's machines)."""
+    from fastnn.datasets import DatasetNotFoundError, find_dataset
+    try:
+        return find_dataset("mnist")
+    except DatasetNotFoundError as exc:
+        pytest.fail(f"MNIST not found: {exc}", pytrace=False)

@@ -169,6 +169,28 @@ def test_gradient_check_leaves_model_unchanged(mnist64, dtype):
     assert model.epochs_trained == 0
 
 
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, ValueError])
+def test_gradient_check_restores_weight_when_loss_raises(mnist64, monkeypatch, exc):
+    # Ctrl-C (or any error) while a weight is perturbed must not leave it perturbed
+    import fastnn.gradcheck as gc
+    X, y = mnist64
+    model = MLP([784, 8, 10], "tanh", dtype="float64", seed=2)
+    params = model._params.copy()
+    real_loss, calls = gc._loss, []
+
+    def failing_loss(m, X_, y_):
+        calls.append(1)
+        if len(calls) == 2:  # the second stencil point: params[j] is old + eps
+            raise exc("interrupted")
+        return real_loss(m, X_, y_)
+
+    monkeypatch.setattr(gc, "_loss", failing_loss)
+    with pytest.raises(exc):
+        _central_difference(model, X[:8], y[:8], 3, 1e-3)
+    assert len(calls) == 2
+    np.testing.assert_array_equal(model._params, params)  # bit for bit
+
+
 def reference_loss_and_gradient(model, X, y):
     """Forward and backward with the plain-NumPy twins."""
     weights, biases = unflatten(model._params, list(model.layers))

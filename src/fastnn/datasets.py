@@ -178,6 +178,23 @@ def _locate(dataset, data_dir, download_missing):
     return found
 
 
+def find_dataset(dataset="mnist", data_dir=None, download=True):
+    """The folder that holds ``dataset``'s four IDX files, looked up exactly as
+    :func:`load_dataset` does: ``data_dir``, else ``$FASTNN_DATA``, else the
+    user cache (``$XDG_CACHE_HOME/fastnn/<dataset>``, default
+    ``~/.cache/fastnn/<dataset>``), where missing files are downloaded and
+    MD5-verified when ``download`` is true. Raises
+    :class:`DatasetNotFoundError` (naming the folder and the missing files)
+    when they cannot be found or fetched. The test suite's ``mnist_path``
+    fixture uses it, so tests find the data wherever fastnn itself does.
+
+    >>> find_dataset("mnist", "../shared/data/mnist")  # doctest: +SKIP
+    PosixPath('../shared/data/mnist')
+    """
+    check_choice(dataset, "dataset", DATASETS)
+    return _locate(dataset, data_dir, download)["train_images"].parent
+
+
 def normalize_images(X, normalize):
     """uint8 images (n, 784) -> float32 features: ``minmax`` scales to [0, 1];
     ``standard`` z-scores each image (as the original study); ``none`` casts."""

@@ -56,10 +56,12 @@ def _central_difference(model, X, y, j, eps):
     params = model._params
     old = params[j]
     values = []
-    for step in (2, 1, -1, -2):
-        params[j] = old + step * eps
-        values.append(_loss(model, X, y))
-    params[j] = old
+    try:
+        for step in (2, 1, -1, -2):
+            params[j] = old + step * eps
+            values.append(_loss(model, X, y))
+    finally:  # also on Ctrl-C or an error in the loss: the model is left unchanged
+        params[j] = old
     # Differences first: they are exact for nearby values, so a parameter the
     # loss does not depend on gives exactly 0. Summing -L + 8L - 8L + L left to
     # right rounds 7L and leaves ~1e-12 of noise, which the relative error
