@@ -99,8 +99,14 @@ def test_more_rows_than_one_block(trained):
     model, Xt, _ = trained
     X = np.tile(Xt, (3, 1))  # 3000 rows > the 2048-row forward block
     proba = model.predict_proba(X)
-    np.testing.assert_allclose(proba[2000:], model.predict_proba(Xt), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(model.predict(X)[2000:], model.predict(Xt))
+    single = model.predict_proba(Xt)
+    np.testing.assert_allclose(proba[2000:], single, rtol=1e-5, atol=1e-6)
+    # the same labels, except where the two top classes are within rounding of each
+    # other (blocks of other sizes may reach BLAS kernels that sum in another order)
+    top2 = np.sort(single, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 1e-5
+    assert clear.mean() > 0.99
+    np.testing.assert_array_equal(model.predict(X)[2000:][clear], model.predict(Xt)[clear])
 
 
 def test_score_and_evaluate(trained):
@@ -436,6 +442,11 @@ def test_overflowing_outputs_raise_instead_of_nan():
     """Finite inputs that overflow the network's outputs: a ValueError naming X,
     never NaN probabilities or an arbitrary label."""
     model = MLP([50, 2], dtype="float64", seed=0)
+    # Every weight +1 (class 0) or -1 (class 1): each product is +-1e308 with the
+    # same sign, so any two of them overflow, whatever order (or vector width)
+    # BLAS sums them in. (Random weights left overflow to the summation order.)
+    model.coefs_[0][:, 0] = 1.0
+    model.coefs_[0][:, 1] = -1.0
     X = np.full((3, 50), 1e308)
     X[0] = 1.0
     for call in (model.predict_proba, model.predict, lambda X: model.evaluate(X, [0, 1, 0])):

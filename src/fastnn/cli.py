@@ -1,13 +1,15 @@
-"""The ``fastnn`` command line: train, sweep, evaluate, gradcheck, bench.
+"""The ``fastnn`` command line: train, sweep, study, evaluate, gradcheck, bench.
 
     fastnn train --config configs/best.yaml --data-dir ../shared/data/mnist --out runs/best
     fastnn sweep --config configs/best.yaml --param activation --values relu,tanh,sigmoid
+    fastnn study configs/study --out runs/study
     fastnn evaluate runs/best/model.npz --data-dir ../shared/data/mnist
     fastnn gradcheck --data-dir ../shared/data/mnist
     fastnn bench --data-dir ../shared/data/mnist
 
 Every config key can be overridden by a flag of the same name (``--epochs 1``,
-``--learning-rate 0.1``, ``--layers 784,256,10``).
+``--learning-rate 0.1``, ``--layers 784,256,10``). The benchmark harness is
+imported only by ``fastnn bench`` (``fastnn --help`` stays light).
 """
 import argparse
 import json
@@ -18,7 +20,6 @@ from pathlib import Path
 
 import yaml
 
-from . import bench
 from . import config as cfg
 
 log = logging.getLogger("fastnn")
@@ -89,8 +90,17 @@ def _parser():
     p.add_argument("--tol", type=float, default=1e-6, help="fail (exit 1) above this relative error")
     p.add_argument("--seed", type=int, default=0)
 
-    p = sub.add_parser("bench", help="time one MNIST epoch: fastnn vs NumPy (vs PyTorch)")
-    bench.add_arguments(p)
+    p = sub.add_parser("study", help="run the original studies' configs; reported vs fastnn table")
+    p.add_argument("folder", nargs="?", default="configs/study",
+                   help="folder of study configs (default: configs/study)")
+    _add_data_args(p)
+    p.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
+    p.add_argument("--only", default=None, help="comma-separated config names to run")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    # its options are fastnn.bench's own (parsed there: --help does not import the harness)
+    sub.add_parser("bench", help="time one MNIST epoch: fastnn vs NumPy (vs PyTorch)",
+                   add_help=False)
     return parser
 
 
@@ -109,7 +119,10 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     from . import MLP, plots
     from .metrics import confusion_matrix, per_class_error
 
+    from .datasets import class_names
+
     model_kw, _, fit_kw = cfg.split(config)
+    names = class_names(config["dataset"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (X, y), (X_test, y_test) = data
@@ -135,6 +148,7 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
                    "train_seconds": train_seconds, "epochs": len(history.epoch),
                    "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
                    "diverged": history.diverged, "interrupted": history.interrupted,
+                   "class_names": names,
                    "per_class_error": per_class_error(cm).tolist(),
                    "confusion_matrix": cm.tolist()}
         model.save(out / "model.npz")
@@ -144,8 +158,8 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
         history.to_json(out / "history.json")
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
-        plots.plot_confusion_matrix(cm, out / "confusion_matrix.png")
-        plots.plot_per_class_errors(cm, out / "per_class_errors.png")
+        plots.plot_confusion_matrix(cm, out / "confusion_matrix.png", class_names=names)
+        plots.plot_per_class_errors(cm, out / "per_class_errors.png", class_names=names)
         log.info("test accuracy %.4f, test loss %.4f, %.1f s of training", test_acc, test_loss,
                  train_seconds)
     finally:
@@ -221,11 +235,36 @@ def cmd_evaluate(args):
     saved = json.loads(run_config.read_text()) if run_config.is_file() else {}
     dataset = args.dataset or saved.get("dataset", "mnist")
     normalize = args.normalize or saved.get("normalize", "minmax")
+    from .datasets import class_names
+    from .metrics import confusion_matrix, per_class_error
     _, (X_test, y_test) = _load_data(dataset, args.data_dir, normalize)
     loss, acc = model.evaluate(X_test, y_test)
+    cm = confusion_matrix(y_test, model.predict(X_test), model.n_classes_)
+    names = class_names(dataset)
+    if len(names) != model.n_classes_:
+        raise ValueError(f"the model has {model.n_classes_} classes, {dataset} has {len(names)}")
     print(json.dumps({"model": args.model, "dataset": dataset, "normalize": normalize,
-                      "test_accuracy": acc, "test_loss": loss}, indent=2))
+                      "test_accuracy": acc, "test_loss": loss,
+                      "per_class_error": dict(zip(names, per_class_error(cm).tolist())),
+                      "confusion_matrix": {"classes": names, "rows_true_columns_predicted":
+                                           cm.tolist()}}, indent=2))
     return 0
+
+
+def cmd_study(args):
+    from .study import run_study
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    rows = run_study(args.folder, args.out, data_dir=args.data_dir, only=only,
+                     verbose=not args.quiet)
+    met = sum(r["meets_target"] for r in rows)
+    print(f"{met} of {len(rows)} rows within 0.5 points of the report or above "
+          f"-> {args.out}/study.md, {args.out}/study.json")
+    return 0
+
+
+def cmd_bench(args):
+    from . import bench
+    return bench.main(args.bench_argv)
 
 
 def cmd_gradcheck(args):
@@ -243,13 +282,17 @@ def cmd_gradcheck(args):
     return 0 if ok else 1
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "evaluate": cmd_evaluate,
-            "gradcheck": cmd_gradcheck,
-            "bench": bench.run_from_args}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "study": cmd_study,
+            "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck, "bench": cmd_bench}
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "bench":
+        args.bench_argv = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
     except (ValueError, TypeError, FileNotFoundError) as exc:

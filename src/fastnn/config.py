@@ -1,8 +1,10 @@
 """Experiment configuration files (YAML or JSON).
 
 Keys mirror :class:`fastnn.MLP`'s and :meth:`fastnn.MLP.fit`'s arguments,
-plus the data keys ``dataset`` and ``normalize``. A key that is not listed
-here is an error that names it; values are checked by the model and ``fit``.
+plus the data keys ``dataset`` and ``normalize``, and an optional ``report``
+mapping (what an original study reported: read by ``fastnn study``, ignored by
+training). A key that is not listed here is an error that names it; values are
+checked by the model and ``fit``.
 
 >>> cfg = resolve({"layers": [784, 10], "epochs": 3})
 >>> cfg["activation"], cfg["epochs"], cfg["dataset"]
@@ -19,8 +21,11 @@ MODEL_KEYS = {"layers": None, "activation": "relu", "dtype": "float32", "seed": 
 DATA_KEYS = {"dataset": "mnist", "normalize": "minmax"}
 FIT_KEYS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.01, "momentum": 0.0,
             "l2": 0.0, "l1": 0.0, "validation_split": 0.0, "early_stopping": None,
-            "lr_decay": None, "lr_decay_threshold": 0.001}
+            "lr_decay": None, "lr_decay_threshold": 0.001, "loss_reduction": "mean"}
 DEFAULTS = {**MODEL_KEYS, **DATA_KEYS, **FIT_KEYS}
+#: A mapping that records what an original study reported for this config
+#: (``fastnn study`` reads it; training ignores it).
+REPORT_KEY = "report"
 
 
 class _Loader(yaml.SafeLoader):
@@ -65,6 +70,8 @@ def resolve(config, overrides=None):
     merged = dict(DEFAULTS)
     for source in (config, overrides or {}):
         for key, value in source.items():
+            if key == REPORT_KEY and source is config:
+                continue
             if key not in DEFAULTS:
                 raise ValueError(f"unknown config key {key!r}; known keys: {', '.join(sorted(DEFAULTS))}")
             if source is overrides and value is None:

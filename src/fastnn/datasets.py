@@ -41,6 +41,7 @@ DATASETS = {
         "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
                     "https://storage.googleapis.com/cvdf-datasets/mnist/",
                     "http://yann.lecun.com/exdb/mnist/"],
+        "classes": [str(d) for d in range(10)],
         "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
                 "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
                 "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -48,6 +49,8 @@ DATASETS = {
     },
     "fashion-mnist": {
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                    "Sneaker", "Bag", "Ankle boot"],
         "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
                 "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
                 "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
@@ -176,6 +179,18 @@ def _locate(dataset, data_dir, download_missing):
             f"{dataset}: missing {', '.join(m + '[.gz]' for m in missing)} in {folder}; "
             f"put the files there, or pass data_dir= / set FASTNN_DATA to their folder")
     return found
+
+
+def class_names(dataset="mnist"):
+    """The names of ``dataset``'s ten classes, by label.
+
+    >>> class_names("fashion-mnist")[:3]
+    ['T-shirt/top', 'Trouser', 'Pullover']
+    >>> class_names("mnist")[7]
+    '7'
+    """
+    check_choice(dataset, "dataset", DATASETS)
+    return list(DATASETS[dataset]["classes"])
 
 
 def find_dataset(dataset="mnist", data_dir=None, download=True):

@@ -126,7 +126,7 @@ class MLP:
     def fit(self, X, y, *, epochs=10, batch_size=128, learning_rate=0.01, momentum=0.0,
             l2=0.0, l1=0.0, validation_split=0.0, validation_data=None,
             early_stopping=None, lr_decay=None, lr_decay_threshold=0.001,
-            verbose=True, callbacks=None, checkpoint=None):
+            verbose=True, callbacks=None, checkpoint=None, loss_reduction="mean"):
         """Train with mini-batch SGD; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once).
@@ -143,6 +143,16 @@ class MLP:
             after every epoch, and a later ``fit`` with the same path, data and
             arguments resumes from it, giving the weights of an uninterrupted run.
 
+        loss_reduction : ``"mean"`` (default) steps on the batch's mean
+            cross-entropy; ``"sum"`` on its sum, as the original reports'
+            ``E = -sum_n sum_k t_k ln y_k``, so their learning rates and
+            penalties apply as written: the step with ``learning_rate`` eta
+            and penalties l1, l2 (added to the summed gradient) equals the
+            mean-loss step with eta*B, l1/B, l2/B for batch size B. A smaller
+            last batch of an epoch (b < B rows) is scaled by the nominal B
+            too, i.e. weighs B/b times its sum. The history's ``loss`` is
+            the mean per sample either way.
+
         All arguments after ``y`` are keyword-only. A call continues from the
         current weights and momentum (the momentum lives in memory only: a
         model saved and loaded starts with none). Ctrl-C stops within 8,192
@@ -156,7 +166,7 @@ class MLP:
             momentum=momentum, l2=l2, l1=l1, validation_split=validation_split,
             validation_data=validation_data, early_stopping=early_stopping,
             lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold, verbose=verbose,
-            callbacks=callbacks, checkpoint=checkpoint)
+            callbacks=callbacks, checkpoint=checkpoint, loss_reduction=loss_reduction)
 
     # -- inference -----------------------------------------------------------
     def _check_X(self, X, name="X"):

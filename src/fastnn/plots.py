@@ -40,15 +40,28 @@ def plot_history(history, path, title=None):
     return path
 
 
-def plot_confusion_matrix(cm, path, title="Confusion matrix (test set)"):
+def _tick_labels(class_names, k):
+    """Tick labels for k classes: the names (checked against k), else 0..k-1."""
+    if class_names is None:
+        return [str(i) for i in range(k)]
+    names = [str(n) for n in class_names]
+    if len(names) != k:
+        raise ValueError(f"class_names must name the {k} classes, got {len(names)} names")
+    return names
+
+
+def plot_confusion_matrix(cm, path, title="Confusion matrix (test set)", class_names=None):
+    """``class_names``: tick labels by class (e.g. Fashion-MNIST's); default 0..k-1."""
     cm = np.asarray(cm)
     k = cm.shape[0]
+    labels = _tick_labels(class_names, k)
     fig = _figure(6.4, 5.6)
     ax = fig.subplots()
     im = ax.imshow(cm, cmap="Blues")
     fig.colorbar(im, ax=ax)
-    ax.set_xticks(range(k))
-    ax.set_yticks(range(k))
+    ax.set_xticks(range(k), labels, rotation=45 if class_names is not None else 0,
+                  ha="right" if class_names is not None else "center")
+    ax.set_yticks(range(k), labels)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     threshold = cm.max() / 2 if cm.size else 0
@@ -61,12 +74,15 @@ def plot_confusion_matrix(cm, path, title="Confusion matrix (test set)"):
     return path
 
 
-def plot_per_class_errors(cm, path, title="Error rate per class (test set)"):
+def plot_per_class_errors(cm, path, title="Error rate per class (test set)", class_names=None):
+    """``class_names``: bar labels by class (e.g. Fashion-MNIST's); default 0..k-1."""
     errors = per_class_error(cm) * 100
+    labels = _tick_labels(class_names, len(errors))
     fig = _figure(6.4, 4.0)
     ax = fig.subplots()
     ax.bar(range(len(errors)), errors, color="tab:red")
-    ax.set_xticks(range(len(errors)))
+    ax.set_xticks(range(len(errors)), labels, rotation=45 if class_names is not None else 0,
+                  ha="right" if class_names is not None else "center")
     ax.set_xlabel("true class")
     ax.set_ylabel("error (%)")
     for i, e in enumerate(errors):

@@ -8,6 +8,7 @@ per ``fit``. Between chunks Python can react to Ctrl-C.
 import hashlib
 import json
 import os
+import dataclasses
 import time
 import warnings
 
@@ -17,13 +18,16 @@ from tqdm.auto import tqdm
 from . import kernels as _compiled
 from . import serialization, threads
 from ._layout import workspace_sizes
-from ._validation import check_float, check_int, check_X, check_y
+from ._validation import check_choice, check_float, check_int, check_X, check_y
 from .optim import SGD
 
 CHUNK_ROWS = 8192  # rows per compiled call: bounds the reaction time to Ctrl-C
 #: An epoch whose mean training loss exceeds this many times ln(classes), the
 #: loss of a uniform guess, has diverged (e.g. learning_rate=1e4 gives ~1e18).
 DIVERGED_LOSS = 1000.0
+#: ``fit(loss_reduction=...)``: the batch's cross-entropy is averaged (fastnn's and
+#: PyTorch's default) or summed (as the original reports write it).
+LOSS_REDUCTIONS = ("mean", "sum")
 
 
 class TrainingDivergedWarning(RuntimeWarning):
@@ -197,12 +201,13 @@ def _validate_fit_args(model, X, y, epochs, batch_size, validation_split, valida
 
 def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
         validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
-        verbose, callbacks, checkpoint, kernels=None):
+        verbose, callbacks, checkpoint, loss_reduction="mean", kernels=None):
     """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
     kernels = _compiled if kernels is None else kernels
     opt = SGD(learning_rate, momentum, l1, l2, lr_decay, lr_decay_threshold)
+    loss_reduction = check_choice(loss_reduction, "loss_reduction", LOSS_REDUCTIONS)
     (X, y, train_idx, X_val, y_val, epochs, batch_size, validation_split, early_stopping,
      callbacks, checkpoint) = _validate_fit_args(
         model, X, y, epochs, batch_size, validation_split, validation_data, early_stopping,
@@ -217,12 +222,18 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
     params = {"epochs": epochs, "batch_size": batch_size, "samples": int(train_idx.size),
               "validation_samples": 0 if X_val is None else int(X_val.shape[0]),
               "validation_split": validation_split, "early_stopping": early_stopping,
-              **opt.to_dict()}
+              "loss_reduction": loss_reduction, **opt.to_dict()}
     history = History(params)
     # a batch never holds more than the training set: size the buffers (and the
     # batches, identically) by that, so a huge batch_size cannot exhaust memory
     run_batch = min(batch_size, int(train_idx.size))
     ws = Workspace(model._sizes, run_batch, model.dtype)
+    # The kernels step on the mean loss. The summed loss's step with learning rate
+    # eta and penalties l1, l2 (each added to the summed gradient) is the same step
+    # on the mean loss with eta*B and l1/B, l2/B, B the batch size; the last batch
+    # of an epoch, when smaller (b < B rows), is scaled by the same nominal B.
+    scale = float(run_batch) if loss_reduction == "sum" else 1.0
+    step = opt if scale == 1.0 else dataclasses.replace(opt, l1=opt.l1 / scale, l2=opt.l2 / scale)
     state = np.concatenate([model._params, model._velocity])  # last finite params+velocity
     best = state.copy()
     best_loss, wait, lr, prev_val_acc = np.inf, 0, opt.learning_rate, None
@@ -262,7 +273,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                 order = epoch_order(train_idx, model.seed, base_epoch + epoch)
                 t0 = time.perf_counter()
                 done, loss_sum, correct, diverged, interrupted = _run_epoch(
-                    kernels, model, ws, X, y, order, run_batch, chunk, lr, opt)
+                    kernels, model, ws, X, y, order, run_batch, chunk, lr * scale, step)
                 if interrupted:
                     history.interrupted = True
                     if not _finite(model):
