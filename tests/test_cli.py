@@ -528,3 +528,119 @@ def test_sweep_errors_name_the_problem(tmp_path, mnist_path, argv, needle):
                           "--out", tmp_path / "s", "--quiet", "--epochs", "1", *argv)
     assert rc == 2
     assert needle in err
+
+
+# ---------------------------------------------------------------------------
+# class names (Fashion-MNIST), the light --help, one version, study
+# ---------------------------------------------------------------------------
+
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+           "Bag", "Ankle boot"]
+
+
+@pytest.fixture
+def fashion_standin(cached_data, mnist_path, monkeypatch):
+    """``fashion-mnist`` served by the MNIST files (same format; no Fashion-MNIST
+    files on an offline machine): what is checked here is the naming, not the data."""
+    def load(dataset, data_dir, normalize):
+        return cached_data("mnist", mnist_path, normalize)
+    monkeypatch.setattr(cli, "_load_data", load)
+
+
+def test_evaluate_names_the_classes(best_run, mnist_path):
+    out, _ = best_run
+    rc, stdout, err = run_main("evaluate", out / "model.npz", "--data-dir", mnist_path)
+    assert rc == 0, err
+    result = json.loads(stdout)
+    assert list(result["per_class_error"]) == [str(d) for d in range(10)]
+    cm = np.array(result["confusion_matrix"]["rows_true_columns_predicted"])
+    assert result["confusion_matrix"]["classes"] == [str(d) for d in range(10)]
+    np.testing.assert_allclose(list(result["per_class_error"].values()), per_class_error(cm))
+    assert np.trace(cm) / cm.sum() == pytest.approx(result["test_accuracy"], abs=1e-12)
+
+
+def test_fashion_mnist_run_and_evaluate_use_class_names(fashion_standin, tmp_path, mnist_path):
+    config = tmp_path / "fashion.yaml"
+    config.write_text("layers: [784, 10]\ndataset: fashion-mnist\nepochs: 1\n")
+    out = tmp_path / "run"
+    rc, _, err = run_main("train", "--config", config, "--out", out, "--quiet")
+    assert rc == 0, err
+    metrics = read_json(out / "metrics.json")
+    assert metrics["class_names"] == FASHION
+    for name in PLOTS:
+        assert (out / name).read_bytes()[:8] == PNG_SIGNATURE
+    rc, stdout, err = run_main("evaluate", out / "model.npz")
+    assert rc == 0, err
+    result = json.loads(stdout)
+    assert result["dataset"] == "fashion-mnist"
+    assert list(result["per_class_error"]) == FASHION
+    assert result["confusion_matrix"]["classes"] == FASHION
+
+
+def test_help_does_not_import_the_bench_harness():
+    code = ("import sys\nfrom fastnn import cli\n"
+            "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('fastnn.bench' in sys.modules, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "False False"
+    # the bench subcommand still has its own help (and imports the harness then)
+    proc = subprocess.run([fastnn_script(), "bench", "--help"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and "--batch-sizes" in proc.stdout
+
+
+def test_version_is_defined_once():
+    from importlib.metadata import version
+
+    import fastnn
+    assert version("fastnn") == fastnn.__version__
+    import tomllib
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+
+
+def test_study_command_writes_the_table(tmp_path, mnist_path):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "tiny.yaml").write_text(
+        "layers: [784, 10]\nepochs: 1\nbatch_size: 100\nlearning_rate: 0.001\n"
+        "loss_reduction: sum\n"
+        "report:\n  source: test\n  test_accuracy: 0.5\n  epochs: 1\n  note: a note\n")
+    (folder / "unreachable.yaml").write_text(
+        "layers: [784, 10]\nepochs: 1\nreport:\n  test_accuracy: 0.9999\n")
+    out = tmp_path / "out"
+    rc, stdout, err = run_main("study", folder, "--data-dir", mnist_path, "--out", out, "--quiet")
+    assert rc == 0, err
+    study = read_json(out / "study.json")
+    rows = {r["name"]: r for r in study["rows"]}
+    assert set(rows) == {"tiny", "unreachable"}
+    tiny = rows["tiny"]
+    assert tiny["reported_accuracy"] == 0.5 and tiny["epochs"] == 1
+    assert tiny["test_accuracy"] == read_json(out / "tiny" / "metrics.json")["test_accuracy"]
+    assert tiny["meets_target"] and not rows["unreachable"]["meets_target"]
+    assert tiny["config"]["loss_reduction"] == "sum"
+    table = (out / "study.md").read_text()
+    assert "| tiny | test | 50.00 % |" in table and "a note" in table and "**no**" in table
+    assert "1 of 2 rows" in stdout
+    # --only
+    rc, _, err = run_main("study", folder, "--data-dir", mnist_path, "--out", tmp_path / "o2",
+                          "--only", "tiny", "--quiet")
+    assert rc == 0, err
+    assert [r["name"] for r in read_json(tmp_path / "o2" / "study.json")["rows"]] == ["tiny"]
+    rc, _, err = run_main("study", folder, "--out", tmp_path / "o3", "--only", "nope")
+    assert rc == 2 and "nope" in err
+
+
+@pytest.mark.parametrize("report, message", [
+    ("", "needs a 'report' mapping"),
+    ("report:\n  test_accuracy: 97.5\n", "fraction"),
+    ("report:\n  test_accuracy: 0.9\n  accuracy: 0.9\n", "unknown report keys"),
+])
+def test_study_config_errors(tmp_path, report, message):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "bad.yaml").write_text("layers: [784, 10]\n" + report)
+    rc, _, err = run_main("study", folder, "--out", tmp_path / "out")
+    assert rc == 2 and message in err, err

@@ -186,3 +186,33 @@ def test_shipped_configs_values():
     assert best["early_stopping"] == 3 and best["validation_split"] == 0.2
     softmax = cfg.resolve(cfg.load(ROOT / "configs" / "softmax-regression.yaml"))
     assert softmax["layers"] == [784, 10]
+
+
+STUDY_FILES = sorted((ROOT / "configs" / "study").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)
+def test_study_configs_resolve_and_state_their_report(path):
+    """Every study config is a valid config whose report states the figure, also in a comment."""
+    from fastnn.study import load_report
+    raw = cfg.load(path)
+    resolved = cfg.resolve(raw)  # the report key is ignored by training
+    assert "report" not in resolved
+    report = load_report(raw, path.stem)
+    assert 0 < report["test_accuracy"] <= 1 and report["source"]
+    assert f"{report['test_accuracy'] * 100:.2f} %" in path.read_text().replace("97.20", "97.2") \
+        or f"{report['test_accuracy'] * 100:.1f} %" in path.read_text()
+    assert resolved["loss_reduction"] in ("mean", "sum")
+    if resolved["loss_reduction"] == "sum":
+        # the nominal batch size divides the training set: no partial batch is rescaled
+        n = 60000 - round(60000 * resolved["validation_split"])
+        assert n % resolved["batch_size"] == 0
+
+
+def test_loss_reduction_key():
+    assert cfg.resolve({"layers": [784, 10]})["loss_reduction"] == "mean"
+    assert cfg.resolve({"layers": [784, 10], "loss_reduction": "sum"})["loss_reduction"] == "sum"
+    with pytest.raises(ValueError, match="unknown config key 'reporting'"):
+        cfg.resolve({"layers": [784, 10], "reporting": {}})
+    with pytest.raises(ValueError, match="unknown config key 'report'"):
+        cfg.resolve({"layers": [784, 10]}, overrides={"report": {}})

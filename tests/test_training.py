@@ -442,6 +442,23 @@ def test_ctrl_c_returns_history_promptly(mnist):
     assert not history.interrupted and len(history.epoch) == 1
 
 
+def test_ctrl_c_with_batches_larger_than_a_chunk(mnist):
+    """Batches of 20,000 rows (> CHUNK_ROWS): each batch is one compiled call, and
+    Ctrl-C stops fit at the next batch boundary (the README's promise)."""
+    (X, y), _ = mnist
+    assert training.chunk_rows(20000) == 20000 > training.CHUNK_ROWS
+    model = MLP([784, 32, 10], seed=0)
+    cb = _InterruptDuring(epoch=1)
+    with pytest.warns(RuntimeWarning, match="interrupted") as record:
+        history = model.fit(X, y, epochs=10**6, batch_size=20000, learning_rate=0.1,
+                            verbose=False, callbacks=[cb])
+    assert history.interrupted and len(history.epoch) <= 2
+    done = [int(m.group(1)) for w in record
+            if (m := re.search(r"after (\d+) samples", str(w.message)))]
+    assert all(d % 20000 == 0 and d < len(y) for d in done), done
+    assert np.isfinite(model._params).all()
+
+
 def test_ctrl_c_between_epochs_is_caught(data):
     X, y, Xt, yt = data
 

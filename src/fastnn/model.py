@@ -155,8 +155,10 @@ class MLP:
 
         All arguments after ``y`` are keyword-only. A call continues from the
         current weights and momentum (the momentum lives in memory only: a
-        model saved and loaded starts with none). Ctrl-C stops within 8,192
-        samples and returns the history so far (with the best validation
+        model saved and loaded starts with none). Ctrl-C stops within one
+        compiled chunk (8,192 samples, or one batch when ``batch_size`` is
+        larger: a batch runs without the GIL, uninterruptible) and returns
+        the history so far (with the best validation
         epoch's weights when validating). A
         non-finite loss stops training with a warning and restores the last
         finite (best) weights.

@@ -21,7 +21,9 @@ from ._layout import workspace_sizes
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 from .optim import SGD
 
-CHUNK_ROWS = 8192  # rows per compiled call: bounds the reaction time to Ctrl-C
+#: Rows per compiled call (rounded down to whole batches, at least one batch):
+#: bounds the reaction time to Ctrl-C, which Python sees between calls only.
+CHUNK_ROWS = 8192
 #: An epoch whose mean training loss exceeds this many times ln(classes), the
 #: loss of a uniform guess, has diverged (e.g. learning_rate=1e4 gives ~1e18).
 DIVERGED_LOSS = 1000.0
@@ -259,7 +261,7 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
     for cb in callbacks:
         cb.set_model(model)
         cb.on_train_begin()
-    chunk = max(run_batch, CHUNK_ROWS // run_batch * run_batch)
+    chunk = chunk_rows(run_batch)
     bar = tqdm(total=epochs, initial=start, disable=not verbose, unit="epoch",
                desc=f"fit {list(model.layers)}")
     try:
@@ -338,6 +340,17 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
         cb.on_train_end({"history": history})
     model.history_ = history
     return history
+
+
+def chunk_rows(batch_size):
+    """Rows per compiled call for ``batch_size``: whole batches, 8,192 rows or
+    fewer, but at least one batch (a batch is never split across calls, so a
+    batch larger than 8,192 rows is one uninterruptible call).
+
+    >>> chunk_rows(128), chunk_rows(100), chunk_rows(20000)
+    (8192, 8100, 20000)
+    """
+    return max(batch_size, CHUNK_ROWS // batch_size * batch_size)
 
 
 def _snapshot(model, buf):
