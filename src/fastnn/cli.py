@@ -117,9 +117,8 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     returns ``(metrics, history)``.
     """
     from . import MLP, plots
-    from .metrics import confusion_matrix, per_class_error
-
     from .datasets import class_names
+    from .metrics import confusion_matrix, per_class_error
 
     model_kw, _, fit_kw = cfg.split(config)
     names = class_names(config["dataset"])
@@ -230,19 +229,19 @@ def cmd_sweep(args):
 
 def cmd_evaluate(args):
     from . import MLP
+    from .datasets import class_names
+    from .metrics import confusion_matrix, per_class_error
     model = MLP.load(args.model)
     run_config = Path(args.model).with_name("config.json")
     saved = json.loads(run_config.read_text()) if run_config.is_file() else {}
     dataset = args.dataset or saved.get("dataset", "mnist")
     normalize = args.normalize or saved.get("normalize", "minmax")
-    from .datasets import class_names
-    from .metrics import confusion_matrix, per_class_error
-    _, (X_test, y_test) = _load_data(dataset, args.data_dir, normalize)
-    loss, acc = model.evaluate(X_test, y_test)
-    cm = confusion_matrix(y_test, model.predict(X_test), model.n_classes_)
     names = class_names(dataset)
     if len(names) != model.n_classes_:
         raise ValueError(f"the model has {model.n_classes_} classes, {dataset} has {len(names)}")
+    _, (X_test, y_test) = _load_data(dataset, args.data_dir, normalize)
+    loss, acc = model.evaluate(X_test, y_test)
+    cm = confusion_matrix(y_test, model.predict(X_test), model.n_classes_)
     print(json.dumps({"model": args.model, "dataset": dataset, "normalize": normalize,
                       "test_accuracy": acc, "test_loss": loss,
                       "per_class_error": dict(zip(names, per_class_error(cm).tolist())),
