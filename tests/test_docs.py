@@ -5,7 +5,8 @@ import importlib
 import pytest
 
 MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
-           "fastnn.config", "fastnn.metrics"]
+           "fastnn.config", "fastnn.metrics", "fastnn.datasets", "fastnn.training",
+           "fastnn.study"]
 
 
 @pytest.mark.parametrize("name", MODULES)
