@@ -452,7 +452,9 @@ def available_trainers():
     return names
 
 
-def _make_trainer(name, X, y, batch_size, seed, layers=LAYERS):
+def make_trainer(name, X, y, batch_size, seed=SEED, layers=LAYERS):
+    """The trainer ``name`` on (X, y): ``setup()`` (untimed) gives a fresh state,
+    ``run(state)`` trains one epoch and returns its loss (None for the floors)."""
     if name in KERNELS:
         return _FitTrainer(name, X, y, batch_size, seed, layers)
     if name in FLOORS:
@@ -698,12 +700,12 @@ def _time_all(name, data_dir, n_samples, networks, batch_sizes, batch1_samples, 
             for b in batch_sizes:
                 n = batch_samples(b, X.shape[0], batch1_samples)
                 Xb, yb = X[:n], y[:n]
-                trainer = _make_trainer(name, Xb, yb, b, seed, layers)
+                trainer = make_trainer(name, Xb, yb, b, seed, layers)
                 if name == "jax":
                     warm = trainer  # compiled for these shapes: one untimed epoch
                 else:
                     n_warm = min(n, 2048)
-                    warm = _make_trainer(name, Xb[:n_warm], yb[:n_warm], b, seed, layers)
+                    warm = make_trainer(name, Xb[:n_warm], yb[:n_warm], b, seed, layers)
                 times, loss = time_trainer(trainer, repeats, warmup=warm)
                 out[(tuple(layers), b)] = (times, loss, getattr(trainer, "compile_seconds", None))
     return out
