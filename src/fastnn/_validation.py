@@ -60,6 +60,17 @@ def check_X(X, n_features, dtype, name="X"):
         if check and not all_finite(arr, _n_threads(arr.size)):
             raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or inf")
         return out
+    if not arr.flags.c_contiguous:
+        # another layout (Fortran order, strided views): NumPy's own copy walks
+        # it best (measured: 40 ms against 70 for the row blocks below, on
+        # MNIST in Fortran order); then the blocked check
+        with np.errstate(all="ignore"):
+            out = np.ascontiguousarray(arr, dtype=dtype)
+        if check and not all_finite(out, _n_threads(out.size)):
+            raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or inf")
+        return out
+    # a C-contiguous array of another dtype: convert and check a block at a
+    # time, so that each block is checked while it is still in cache
     out = np.empty(arr.shape, dtype=dtype)
     n_rows, n_cols = arr.shape
     block_rows = max(1, CHECK_BLOCK // n_cols)
