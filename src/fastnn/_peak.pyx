@@ -27,14 +27,16 @@ def flops_per_iteration():
     return int(fastnn_fma_flops_per_iter())
 
 
-def _loop(long long iters):
+def fma_loop(long long iters):
+    """Run ``iters`` iterations of the loop without the GIL; a checksum of its accumulators."""
     cdef double checksum
     with nogil:
         checksum = fastnn_fma_loop(iters)
     return checksum
 
 
-def _usable_cores():
+def usable_cores():
+    """The cores this process may run on."""
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
@@ -48,7 +50,7 @@ def peak_gflops(threads=None, seconds=0.2, repeats=3):
     repeat (the loop is calibrated on one thread first).
     """
     if threads is None:
-        threads = _usable_cores()
+        threads = usable_cores()
     threads = int(threads)
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -59,7 +61,7 @@ def peak_gflops(threads=None, seconds=0.2, repeats=3):
     iters = 1024
     while True:  # calibrate on this thread: about a tenth of the target time
         t0 = time.perf_counter()
-        _loop(iters)
+        fma_loop(iters)
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds / 10 or iters >= 1 << 40:
             break
@@ -68,7 +70,7 @@ def peak_gflops(threads=None, seconds=0.2, repeats=3):
     best = None
     for _ in range(repeats):
         start = threading.Barrier(threads + 1)
-        workers = [threading.Thread(target=lambda: (start.wait(), _loop(iters)), daemon=True)
+        workers = [threading.Thread(target=lambda: (start.wait(), fma_loop(iters)), daemon=True)
                    for _ in range(threads)]
         for w in workers:
             w.start()

@@ -714,7 +714,7 @@ def _time_all(name, data_dir, n_samples, networks, batch_sizes, batch1_samples, 
 def measure_peak(threads):
     """The single-precision FMA peak on ``threads`` threads and on one, in GFLOP/s."""
     from . import _peak
-    n = threads if threads is not None else _peak._usable_cores()
+    n = threads if threads is not None else _peak.usable_cores()
     return {"gflops": _peak.peak_gflops(n), "threads": n,
             "gflops_1thread": _peak.peak_gflops(1), "isa": _peak.isa()}
 
