@@ -48,7 +48,17 @@ extensions = [
         define_macros=[("FASTNN_DEBUG", "1" if DEBUG else "0"),
                        ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
-    )
+    ),
+    # the FMA-peak probe of `fastnn bench` (its roofline): register-only loops,
+    # each variant built for its own instruction set with GCC's target
+    # attribute and chosen at run time, so no -march flag is needed; -O2 even
+    # in the debug build, as the loop measures the CPU, not the code
+    Extension(
+        "fastnn._peak",
+        ["src/fastnn/_peak.pyx"],
+        include_dirs=["src/fastnn"],
+        extra_compile_args=(["-g"] if DEBUG else []) + ["-O2"],
+    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -3,11 +3,12 @@
 Pairing: every benchmark sets ``benchmark.group`` (one group per kernel,
 shape, dtype and batch size, or per epoch batch size) and
 ``benchmark.extra_info["impl"]``: ``"fastnn"`` (compiled), ``"numpy"`` (the
-twin in :mod:`fastnn.reference` / the pure-NumPy trainer) or ``"floor"``
-(the GEMM-only epoch). After pytest-benchmark's tables, the terminal summary
-prints per group ``numpy / fastnn`` (speed-up of the compiled code) and, for
-the epochs, ``fastnn / floor`` (how far the trainer is from the GEMM bound),
-from both the min and the median times. ``--benchmark-json`` files get the
+twin in :mod:`fastnn.reference` / the pure-NumPy trainer), ``"jax"`` and
+``"torch"`` (the peers, epochs only) or ``"floor"`` / ``"floor_scipy"`` (the
+GEMM-only epoch with NumPy's / SciPy's BLAS). After pytest-benchmark's
+tables, the terminal summary prints per group ``other / fastnn`` (speed-up
+of the compiled code) and, for the epochs, ``fastnn / floor`` (how far the
+trainer is from the GEMM bound), from both the min and the median times. ``--benchmark-json`` files get the
 same table under the key ``"fastnn_ratios"``.
 """
 import os
@@ -128,8 +129,14 @@ def bench_rounds(request):
 # Ratios
 # ---------------------------------------------------------------------------
 
+#: Per group, ``other / fastnn`` for these (speed-up of fastnn over them) ...
+PEERS = ("numpy", "jax", "torch")
+#: ... and ``fastnn / floor`` for these (how far fastnn is from the GEMM bound).
+FLOORS = ("floor", "floor_scipy")
+
+
 def ratio_rows(benchmarks):
-    """Per group: the fastnn/numpy/floor min and median times and their ratios."""
+    """Per group: the min and median times of each impl and their ratios to fastnn."""
     groups = {}
     for bench in benchmarks:
         if not bench or getattr(bench, "has_error", False):
@@ -145,14 +152,16 @@ def ratio_rows(benchmarks):
             continue
         fast = g["fastnn"]
         row = {"group": group, "fastnn_min": fast[0], "fastnn_median": fast[1]}
-        if "numpy" in g:
-            row.update(numpy_min=g["numpy"][0], numpy_median=g["numpy"][1],
-                       numpy_over_fastnn_min=g["numpy"][0] / fast[0],
-                       numpy_over_fastnn_median=g["numpy"][1] / fast[1])
-        if "floor" in g:
-            row.update(floor_min=g["floor"][0], floor_median=g["floor"][1],
-                       fastnn_over_floor_min=fast[0] / g["floor"][0],
-                       fastnn_over_floor_median=fast[1] / g["floor"][1])
+        for peer in PEERS:
+            if peer in g:
+                row.update({f"{peer}_min": g[peer][0], f"{peer}_median": g[peer][1],
+                            f"{peer}_over_fastnn_min": g[peer][0] / fast[0],
+                            f"{peer}_over_fastnn_median": g[peer][1] / fast[1]})
+        for floor in FLOORS:
+            if floor in g:
+                row.update({f"{floor}_min": g[floor][0], f"{floor}_median": g[floor][1],
+                            f"fastnn_over_{floor}_min": fast[0] / g[floor][0],
+                            f"fastnn_over_{floor}_median": fast[1] / g[floor][1]})
         rows.append(row)
     return rows
 
@@ -185,17 +194,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     width = max(len(r["group"]) for r in rows)
-    tr.write_sep("-", "fastnn speed-ups: numpy/fastnn and fastnn/floor (min | median)")
+    cols = ([(f"{p}/fastnn", f"{p}_over_fastnn") for p in PEERS]
+            + [(f"fastnn/{f}", f"fastnn_over_{f}") for f in FLOORS])
+    cols = [(title, key) for title, key in cols if any(f"{key}_min" in r for r in rows)]
+    tr.write_sep("-", "fastnn speed-ups: other/fastnn and fastnn/floor (min | median)")
     tr.write_line(f"{'group':<{width}}  {'fastnn min':>10}  {'numpy min':>10}  "
-                  f"{'numpy/fastnn':>15}  {'fastnn/floor':>15}")
+                  + "  ".join(f"{title:>18}" for title, _ in cols))
     for r in rows:
-        np_ratio = (f"{r['numpy_over_fastnn_min']:6.2f} | {r['numpy_over_fastnn_median']:6.2f}"
-                    if "numpy_min" in r else "")
-        fl_ratio = (f"{r['fastnn_over_floor_min']:6.2f} | {r['fastnn_over_floor_median']:6.2f}"
-                    if "floor_min" in r else "")
         numpy_min = _fmt(r["numpy_min"]) if "numpy_min" in r else ""
+        ratios = [(f"{r[key + '_min']:7.2f} | {r[key + '_median']:7.2f}"
+                   if f"{key}_min" in r else "") for _, key in cols]
         tr.write_line(f"{r['group']:<{width}}  {_fmt(r['fastnn_min']):>10}  {numpy_min:>10}  "
-                      f"{np_ratio:>15}  {fl_ratio:>15}".rstrip())
+                      + "  ".join(f"{x:>18}" for x in ratios).rstrip())
     speedups = [r["numpy_over_fastnn_min"] for r in rows if "numpy_min" in r]
     if speedups:
         geo = float(np.exp(np.mean(np.log(speedups))))

@@ -331,24 +331,43 @@ def test_gradcheck_tolerance_fails(mnist_path):
 def test_bench_quick_json(tmp_path, mnist_path):
     path = tmp_path / "bench.json"
     rc, stdout, err = run_main("bench", "--data-dir", mnist_path, "--samples", "2000",
-                               "--batch-sizes", "128", "--repeats", "1",
-                               "--trainers", "fastnn", "numpy", "floor", "--json", path)
+                               "--batch-sizes", "128", "1", "--batch1-samples", "50",
+                               "--repeats", "1", "--layers", "784,16,10", "784,8,8,10",
+                               "--trainers", "fastnn", "numpy", "floor", "floor_scipy",
+                               "--json", path)
     assert rc == 0, err
     results = read_json(path)
     assert results["config"]["samples"] == 2000
-    assert results["config"]["batch_sizes"] == [128]
-    entry = results["batches"]["128"]
-    assert set(entry["trainers"]) == {"fastnn", "numpy", "floor"}
-    fastnn_best = entry["trainers"]["fastnn"]["best"]
-    for name, r in entry["trainers"].items():
-        assert len(r["times"]) == 1 and r["best"] == r["times"][0] > 0, name
-        assert entry["speedup"][name] == pytest.approx(r["best"] / fastnn_best)
-    assert entry["trainers"]["floor"]["loss"] is None
-    # the NumPy twin trains the same model on the same rows: same loss up to rounding
-    assert entry["trainers"]["numpy"]["loss"] == pytest.approx(entry["trainers"]["fastnn"]["loss"],
-                                                               rel=1e-4)
-    assert entry["floor_ratio"] > 0
-    assert "GEMM floor" in stdout and "NumPy trainer" in stdout
+    assert results["config"]["batch_sizes"] == [128, 1]
+    assert results["config"]["layers"] == [[784, 16, 10], [784, 8, 8, 10]]
+    peak = results["peak"]
+    assert peak["gflops"] > 0 and peak["gflops_1thread"] > 0
+    assert [net["layers"] for net in results["networks"]] == [[784, 16, 10], [784, 8, 8, 10]]
+    for net in results["networks"]:
+        assert net["batches"]["1"]["samples"] == 50  # batch 1 on a subset
+        entry = net["batches"]["128"]
+        assert entry["samples"] == 2000
+        assert set(entry["trainers"]) == {"fastnn", "numpy", "floor", "floor_scipy"}
+        fastnn_best = entry["trainers"]["fastnn"]["best"]
+        for name, r in entry["trainers"].items():
+            assert len(r["times"]) == 1 and r["best"] == r["times"][0] > 0, name
+            assert entry["speedup"][name] == pytest.approx(r["best"] / fastnn_best)
+            assert r["gflops"] == pytest.approx(entry["flops"] / r["best"] / 1e9)
+            assert r["peak_pct"] == pytest.approx(100 * r["gflops"] / peak["gflops"])
+        assert entry["trainers"]["floor"]["loss"] is None
+        # the NumPy twin trains the same model on the same rows: same loss up to rounding
+        assert entry["trainers"]["numpy"]["loss"] == pytest.approx(
+            entry["trainers"]["fastnn"]["loss"], rel=1e-4)
+        assert entry["floor_ratio"] > 0 and entry["floor_scipy_ratio"] > 0
+    assert "GEMM floor (NumPy)" in stdout and "GEMM floor (SciPy)" in stdout
+    assert "NumPy trainer" in stdout and "FMA peak" in stdout
+    assert "over the first 50 images only" in stdout
+
+
+@pytest.mark.parametrize("layers", ["784", "784,x,10", "784,128,1", "784,0,10"])
+def test_bench_bad_layers_exit_2(layers):
+    rc, stdout, err = run_main("bench", "--layers", layers, "--trainers", "fastnn")
+    assert rc == 2 and "--layers" in err
 
 
 # ---------------------------------------------------------------------------

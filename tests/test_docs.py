@@ -5,6 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
+           "fastnn._validation",
            "fastnn.config", "fastnn.metrics", "fastnn.datasets", "fastnn.training",
            "fastnn.study"]
 

@@ -8,6 +8,8 @@ C-contiguous, so that the compiled kernels can trust it.
 import math
 import numbers
 import operator
+import os
+import threading
 
 import numpy as np
 
@@ -25,8 +27,25 @@ def _as_array(value, name):
     return arr
 
 
+#: Elements per block of the finiteness check and of the dtype conversion:
+#: 256 Ki elements (1 MiB of float32) stay in a core's L2 cache while they are
+#: converted and checked, and bound the temporaries to one block per thread.
+CHECK_BLOCK = 1 << 18
+#: Arrays of fewer blocks than this per thread are checked by one thread
+#: (starting a thread costs about as much as checking a few blocks).
+_MIN_BLOCKS_PER_THREAD = 8
+
+
 def check_X(X, n_features, dtype, name="X"):
-    """A 2-D, finite, C-contiguous array of ``dtype`` with ``n_features`` columns."""
+    """A 2-D, finite, C-contiguous array of ``dtype`` with ``n_features`` columns.
+
+    A C-contiguous array of ``dtype`` is returned as is (never copied); any
+    other is converted once, block by block, each block checked while it is in
+    cache. Finiteness is checked without an array of ``X.size`` booleans, and
+    not at all where the source dtype cannot hold NaN or inf (integers, bool).
+    Large arrays are checked and converted on fastnn's threads (one pass over
+    memory is the whole cost, and one core does not saturate its bandwidth).
+    """
     arr = _as_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {arr.shape}")
@@ -34,11 +53,107 @@ def check_X(X, n_features, dtype, name="X"):
         raise ValueError(f"{name} must have at least one sample, got shape {arr.shape}")
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} must have {n_features} features (columns), got {arr.shape[1]}")
-    with np.errstate(all="ignore"):
-        arr = np.ascontiguousarray(arr, dtype=dtype)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise ValueError(f"{name} must be finite in {np.dtype(dtype).name}: it holds NaN or inf")
-    return arr
+    dtype = np.dtype(dtype)
+    check = arr.dtype.kind == "f"  # bool and integer values are finite in any float dtype
+    if arr.dtype == dtype and arr.flags.c_contiguous:
+        out = arr
+        if check and not all_finite(arr, _n_threads(arr.size)):
+            raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or inf")
+        return out
+    if not arr.flags.c_contiguous:
+        # another layout (Fortran order, strided views): NumPy's own copy walks
+        # it best (measured: 40 ms against 70 for the row blocks below, on
+        # MNIST in Fortran order); then the blocked check
+        with np.errstate(all="ignore"):
+            out = np.ascontiguousarray(arr, dtype=dtype)
+        if check and not all_finite(out, _n_threads(out.size)):
+            raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or inf")
+        return out
+    # a C-contiguous array of another dtype: convert and check a block at a
+    # time, so that each block is checked while it is still in cache
+    out = np.empty(arr.shape, dtype=dtype)
+    n_rows, n_cols = arr.shape
+    block_rows = max(1, CHECK_BLOCK // n_cols)
+
+    def convert(lo, hi):
+        """Rows [lo, hi) of arr into out, a block at a time; False at a non-finite value."""
+        flags = np.empty(block_rows * n_cols, dtype=bool) if check else None
+        with np.errstate(all="ignore"):  # float64 beyond float32's range becomes inf: refused
+            for start in range(lo, hi, block_rows):
+                block = out[start:min(start + block_rows, hi)]
+                np.copyto(block, arr[start:start + block.shape[0]], casting="unsafe")
+                if check and not _block_finite(block.reshape(-1), flags):
+                    return False
+        return True
+
+    if not _split(n_rows, _n_threads(arr.size), convert):
+        raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or inf")
+    return out
+
+
+def all_finite(arr, n_threads=1):
+    """Whether a C-contiguous float array holds no NaN or inf.
+
+    ``np.isfinite(arr).all()`` would first write ``arr.size`` booleans (47 MB
+    for MNIST's training images) and read them back; this checks blocks of
+    :data:`CHECK_BLOCK` elements into one small reused buffer per thread: one
+    pass over ``arr``, split over ``n_threads`` threads.
+
+    >>> all_finite(np.ones((3, 4))), all_finite(np.array([[1.0, np.inf]]))
+    (True, False)
+    """
+    flat = arr.reshape(-1)
+
+    def part(lo, hi):
+        flags = np.empty(min(hi - lo, CHECK_BLOCK), dtype=bool)
+        for start in range(lo, hi, CHECK_BLOCK):
+            if not _block_finite(flat[start:min(start + CHECK_BLOCK, hi)], flags):
+                return False
+        return True
+
+    return _split(flat.size, n_threads, part)
+
+
+def _block_finite(block, flags):
+    ok = flags[:block.size]
+    np.isfinite(block, out=ok)  # releases the GIL: threads run in parallel
+    return bool(ok.all())
+
+
+def _n_threads(size):
+    """Threads for a pass over ``size`` elements: fastnn's thread count (its
+    setting, else the usable cores), fewer for small arrays."""
+    from . import threads  # not at import: threads imports this module
+    n = threads.get_num_threads()
+    if n is None:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(n or 1, size // (CHECK_BLOCK * _MIN_BLOCKS_PER_THREAD)))
+
+
+def _split(n, n_threads, work):
+    """``work(lo, hi)`` over ``n_threads`` contiguous parts of ``range(n)``, the
+    first in this thread; True when every part returned True."""
+    if n_threads <= 1:
+        return work(0, n)
+    bounds = [n * i // n_threads for i in range(n_threads + 1)]
+    results = [False] * n_threads
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = work(bounds[i], bounds[i + 1])
+        except BaseException as exc:  # e.g. MemoryError: re-raised in the caller's thread
+            errors.append(exc)
+
+    helpers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, n_threads)]
+    for t in helpers:
+        t.start()
+    run(0)
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+    return all(results)
 
 
 def check_y(y, n_samples, n_classes, name="y"):

@@ -1,16 +1,21 @@
-"""Time one epoch of MNIST training: fastnn against the alternatives.
+"""Time one epoch of MNIST training: fastnn against the alternatives and the machine's limits.
 
-:func:`run` (behind ``fastnn bench``) trains ``[784, 128, 10]`` ReLU with
-SGD (learning rate 0.01, momentum 0.9, L2 1e-3, float32) for one epoch of
-the 60,000 MNIST training images, per batch size, with:
+:func:`run` (behind ``fastnn bench``) trains ReLU networks (by default
+``[784, 128, 10]``; ``layers`` / ``--layers`` takes several) with SGD
+(learning rate 0.01, momentum 0.9, L2 1e-3, float32) for one epoch of the
+60,000 MNIST training images, per batch size (by default 1, 10, 32, 128 and
+512; batch 1 over the first :data:`BATCH1_SAMPLES` images only, so that the
+slow trainers finish; the table says so), with:
 
 * ``fastnn``: the compiled trainer (:func:`fastnn.training.fit`, default kernels);
 * ``numpy``: the pure-NumPy trainer of the same algorithm
   (``kernels=fastnn.reference``): same initial weights, same row order, so
   the same final loss up to float rounding;
-* ``floor``: the matrix products of one epoch and nothing else (NumPy
-  ``matmul`` into preallocated outputs): no trainer can beat it with the
-  same BLAS, so ``fastnn / floor`` says how much of fastnn's time is not GEMM;
+* ``jax``: when ``import jax`` works (never a dependency): the whole epoch
+  compiled, ``jax.jit`` of a ``lax.scan`` over the batches (one more compiled
+  step for a last, shorter batch), fastnn's initial weights and row order,
+  the same SGD momentum/L2 update, float32. Its compile time is reported
+  apart and not counted in the epoch time; its loss matches fastnn's;
 * ``torch``: PyTorch on the CPU, when ``import torch`` works (never a
   dependency): the same network, fastnn's initial weights and row order,
   ``torch.optim.SGD(momentum=0.9)`` with ``weight_decay=1e-3`` on the weights
@@ -18,14 +23,28 @@ the 60,000 MNIST training images, per batch size, with:
 * ``sklearn``: :class:`sklearn.neural_network.MLPClassifier` (solver "sgd",
   ``max_iter=1``), when scikit-learn is importable: its own initialisation
   and shuffling, and its reported loss includes the L2 penalty, so only its
-  time is comparable.
+  time is comparable;
+* ``floor``: the matrix products of one epoch and nothing else, with NumPy's
+  BLAS (``matmul`` into preallocated outputs): no trainer can beat it with
+  the same BLAS, so ``fastnn / floor`` says how much of fastnn's time is not
+  GEMM;
+* ``floor_scipy``: the same products with the BLAS fastnn's compiled code
+  links (SciPy's, through ``scipy.linalg.blas``), which may be another build
+  of OpenBLAS than NumPy's.
+
+The roofline: before the trainers, :func:`fastnn._peak.peak_gflops` measures
+the single-precision FMA peak of the cores in use (a register-only loop of
+fused multiply-adds on as many threads as the trainers' BLAS uses), and each
+trainer's epoch FLOPs (those of its matrix products, 2 per multiply-add,
+:meth:`GemmFloor.flops`) divided by its time is shown as a percentage of it.
 
 Each trainer is timed ``repeats`` times on a fresh model (building the model
-is not timed) after a short warm-up; the table shows the best and median
-times and the speed-up of fastnn over each (other's best / fastnn's best).
+is not timed) after a warm-up; the table shows the best and median times and
+the speed-up of fastnn over each (other's best / fastnn's best).
 
 The same building blocks (:func:`make_model`, :func:`fit_epoch`,
-:class:`GemmFloor`) are what ``benchmarks/`` times under pytest-benchmark.
+:class:`GemmFloor`, :class:`JaxEpoch`) are what ``benchmarks/`` times under
+pytest-benchmark.
 """
 import contextlib
 import os
@@ -41,8 +60,14 @@ from . import reference, training
 from . import threads as _threads
 from ._layout import unflatten
 
-#: The benchmark's network and optimiser.
+#: The benchmark's default network, batch sizes and optimiser.
 LAYERS = (784, 128, 10)
+#: The networks of the issue's study (``--layers 784,128,10 784,800,10 784,256,256,256,10``).
+STUDY_LAYERS = ((784, 128, 10), (784, 800, 10), (784, 256, 256, 256, 10))
+BATCH_SIZES = (1, 10, 32, 128, 512)
+#: Images of a batch-1 epoch (the first ones): a full one takes the NumPy
+#: trainer and PyTorch most of a minute per repeat.
+BATCH1_SAMPLES = 6000
 ACTIVATION = "relu"
 LEARNING_RATE = 0.01
 MOMENTUM = 0.9
@@ -51,14 +76,20 @@ DTYPE = "float32"
 SEED = 0
 
 #: Trainer names, in table order.
-TRAINERS = ("fastnn", "numpy", "torch", "sklearn", "floor")
+TRAINERS = ("fastnn", "numpy", "jax", "torch", "sklearn", "floor", "floor_scipy")
 LABELS = {
     "fastnn": "fastnn (compiled)",
     "numpy": "NumPy trainer",
+    "jax": "JAX (jit epoch)",
     "torch": "PyTorch CPU",
     "sklearn": "scikit-learn MLP",
     "floor": "GEMM floor (NumPy)",
+    "floor_scipy": "GEMM floor (SciPy)",
 }
+#: Trainers that are the epoch's GEMMs alone, not training.
+FLOORS = ("floor", "floor_scipy")
+#: Optional trainers and the module that must import for each.
+OPTIONAL = {"jax": "jax", "torch": "torch", "sklearn": "sklearn.neural_network"}
 #: Kernel modules of the two fastnn trainers (None: the compiled default).
 KERNELS = {"fastnn": None, "numpy": reference}
 
@@ -68,7 +99,7 @@ KERNELS = {"fastnn": None, "numpy": reference}
 # ---------------------------------------------------------------------------
 
 def make_model(layers=LAYERS, seed=SEED, dtype=DTYPE, activation=ACTIVATION):
-    """A fresh :class:`fastnn.MLP` with the benchmark's architecture and seed."""
+    """A fresh :class:`fastnn.MLP` with the benchmark's (or the given) architecture and seed."""
     from .model import MLP
     return MLP(list(layers), activation, dtype=dtype, seed=seed)
 
@@ -93,23 +124,33 @@ def fit_epoch(model, X, y, batch_size, kernels=None, learning_rate=LEARNING_RATE
 class GemmFloor:
     """The matrix products of one training epoch, and nothing else.
 
-    Per batch, the GEMMs the trainer runs, with NumPy ``matmul`` into
-    preallocated outputs: forward ``A_l @ W_l`` for every layer; backward
-    ``A_l.T @ dZ_l`` for every layer and ``dZ_l @ W_l.T`` for every layer
-    but the first (for ``[784, 128, 10]``: ``X@W1, H@W2, H.T@dZ2, dZ2@W2.T,
-    X.T@dZ1``). Batches are consecutive row slices of ``X`` (no gather) and the
-    last one may be short, as in the trainer. Calling the object runs one
-    epoch and returns the number of floating-point operations done.
+    Per batch, the GEMMs the trainer runs, into preallocated outputs: forward
+    ``A_l @ W_l`` for every layer; backward ``A_l.T @ dZ_l`` for every layer
+    and ``dZ_l @ W_l.T`` for every layer but the first (for ``[784, 128,
+    10]``: ``X@W1, H@W2, H.T@dZ2, dZ2@W2.T, X.T@dZ1``). Batches are
+    consecutive row slices of ``X`` (no gather) and the last one may be
+    short, as in the trainer. Calling the object runs one epoch and returns
+    the number of floating-point operations done.
+
+    ``blas="numpy"``: NumPy's ``matmul`` (NumPy's BLAS); a one-row batch's
+    ``A.T @ dZ`` is an outer product, done by ``np.multiply`` (gemm with an
+    inner dimension of 1 is several times slower). ``blas="scipy"``: SciPy's
+    ``?gemm`` (``scipy.linalg.blas``, the BLAS that fastnn's compiled code
+    calls through ``scipy.linalg.cython_blas``) on Fortran-order views of the
+    same buffers, so nothing is copied.
     """
 
-    def __init__(self, X, batch_size, layers=LAYERS, dtype=None, seed=SEED):
+    def __init__(self, X, batch_size, layers=LAYERS, dtype=None, seed=SEED, blas="numpy"):
         layers = [int(s) for s in layers]
         dtype = np.dtype(dtype if dtype is not None else X.dtype)
         if X.ndim != 2 or X.shape[1] != layers[0]:
             raise ValueError(f"X must have shape (n, {layers[0]}), got {X.shape}")
+        if blas not in ("numpy", "scipy"):
+            raise ValueError(f"blas must be 'numpy' or 'scipy', got {blas!r}")
         self.X = np.ascontiguousarray(X, dtype=dtype)
         self.batch_size = int(batch_size)
         self.layers = layers
+        self.blas = blas
         rng = np.random.default_rng(seed)
         pairs = list(zip(layers[:-1], layers[1:]))
         bs = self.batch_size
@@ -118,15 +159,24 @@ class GemmFloor:
         self.dZ = [(rng.standard_normal((bs, b)) / bs).astype(dtype) for _, b in pairs]
         self.dW = [np.empty((a, b), dtype=dtype) for a, b in pairs]
         self.dA = [np.empty((bs, a), dtype=dtype) for a, _ in pairs]
+        if blas == "scipy":
+            from scipy.linalg.blas import get_blas_funcs
+            self._gemm = get_blas_funcs("gemm", dtype=dtype)
 
-    def flops(self):
-        """Floating-point operations of one epoch (2 per multiply-add)."""
-        n = self.X.shape[0]
-        per_row = sum(2 * a * b * (2 if l == 0 else 3)
-                      for l, (a, b) in enumerate(zip(self.layers[:-1], self.layers[1:])))
-        return n * per_row
+    def flops(self, n_samples=None):
+        """Floating-point operations of one epoch (2 per multiply-add) over
+        ``n_samples`` rows (default: all of ``X``)."""
+        n = self.X.shape[0] if n_samples is None else int(n_samples)
+        return n * epoch_flops_per_sample(self.layers)
 
     def __call__(self):
+        if self.blas == "scipy":
+            self._run_scipy()
+        else:
+            self._run_numpy()
+        return self.flops()
+
+    def _run_numpy(self):
         X, W, A, dZ, dW, dA = self.X, self.W, self.A, self.dZ, self.dW, self.dA
         n, bs, L = X.shape[0], self.batch_size, len(W)
         matmul = np.matmul
@@ -141,10 +191,42 @@ class GemmFloor:
             for l in range(L - 1, -1, -1):
                 dz = dZ[l][:rows]
                 a_prev = xb if l == 0 else A[l - 1][:rows]
-                matmul(a_prev.T, dz, out=dW[l])
+                if rows == 1:
+                    np.multiply(a_prev.T, dz, out=dW[l])
+                else:
+                    matmul(a_prev.T, dz, out=dW[l])
                 if l > 0:
                     matmul(dz, W[l].T, out=dA[l][:rows])
-        return self.flops()
+
+    def _run_scipy(self):
+        # Row-major C = A @ B is column-major C.T = B.T @ A.T: every operand
+        # below is a Fortran-contiguous view (.T of a C array), so f2py copies
+        # nothing and writes into the preallocated output (overwrite_c).
+        X, W, A, dZ, dW, dA = self.X, self.W, self.A, self.dZ, self.dW, self.dA
+        n, bs, L = X.shape[0], self.batch_size, len(W)
+        gemm = self._gemm
+        for s in range(0, n, bs):
+            xb = X[s:s + bs]
+            rows = xb.shape[0]
+            a = xb
+            for l in range(L):
+                out = A[l][:rows]
+                gemm(1.0, W[l].T, a.T, c=out.T, overwrite_c=True)  # out = a @ W
+                a = out
+            for l in range(L - 1, -1, -1):
+                dz = dZ[l][:rows]
+                a_prev = xb if l == 0 else A[l - 1][:rows]
+                gemm(1.0, dz.T, a_prev.T, trans_b=True, c=dW[l].T, overwrite_c=True)
+                if l > 0:  # dA = dz @ W.T
+                    gemm(1.0, W[l].T, dz.T, trans_a=True, c=dA[l][:rows].T, overwrite_c=True)
+
+
+def epoch_flops_per_sample(layers):
+    """Floating-point operations of the matrix products per training sample
+    (2 per multiply-add): forward and weight gradient for every layer, the
+    input gradient for every layer but the first."""
+    return sum(2 * a * b * (2 if l == 0 else 3)
+               for l, (a, b) in enumerate(zip(layers[:-1], layers[1:])))
 
 
 def load_data(data_dir=None, n_samples=None):
@@ -160,21 +242,100 @@ def load_data(data_dir=None, n_samples=None):
 # Trainers: setup() (not timed) and run(state) -> final loss or None (timed)
 # ---------------------------------------------------------------------------
 
-class _FitTrainer:
-    def __init__(self, name, X, y, batch_size, seed):
-        self.kernels = KERNELS[name]
-        self.X, self.y, self.batch_size, self.seed = X, y, batch_size, seed
+class JaxEpoch:
+    """One MNIST epoch in JAX, compiled whole: ``jax.jit`` of a ``lax.scan``
+    over the batches, each step gather, forward, softmax cross-entropy,
+    ``jax.value_and_grad`` and fastnn's update (``v = mu*v - lr*(g + l2*W)``
+    on the weights, ``v = mu*v - lr*g`` on the biases, ``W += v``), float32.
+
+    Same initial weights (a :func:`make_model` of the same seed) and row
+    order (:func:`fastnn.training.epoch_order`) as fastnn. Rows that do not
+    fill a last batch go through a second compiled step. Compiling (both
+    functions, ahead of time) happens in the constructor and is timed apart:
+    :attr:`compile_seconds`. Calling ``run(setup())`` trains one epoch from the
+    initial weights and returns its mean loss (batch means weighted by rows,
+    before each update, as fastnn reports).
+    """
+
+    def __init__(self, X, y, batch_size, layers=LAYERS, seed=SEED):
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+        self.jax, self.jnp = jax, jnp
+        self.layers, self.seed = tuple(int(s) for s in layers), seed
+        n, bs = X.shape[0], int(batch_size)
+        order = training.epoch_order(np.arange(n, dtype=np.intp), seed, 0).astype(np.int32)
+        n_full = n // bs
+        self.n, self.bs, self.n_full = n, bs, n_full
+        self.X, self.y = jnp.asarray(X), jnp.asarray(np.asarray(y, dtype=np.int32))
+        self.idx_full = jnp.asarray(order[:n_full * bs].reshape(n_full, bs)) if n_full else None
+        rest = order[n_full * bs:]
+        self.idx_rest = jnp.asarray(rest.reshape(1, -1)) if rest.size else None
+        lr, mu, l2, last = LEARNING_RATE, MOMENTUM, L2, len(self.layers) - 2
+
+        def loss_fn(params, xb, yb):
+            a = xb
+            for i, (W, b) in enumerate(zip(*params)):
+                a = a @ W + b
+                if i < last:
+                    a = jnp.maximum(a, 0)
+            picked = jnp.take_along_axis(a, yb[:, None], axis=1)[:, 0]
+            return jnp.mean(jax.nn.logsumexp(a, axis=1) - picked)
+
+        def step(carry, idx):
+            (Ws, bs_), (vW, vb) = carry
+            loss, (gW, gb) = jax.value_and_grad(loss_fn)((Ws, bs_), self.X[idx], self.y[idx])
+            vW = [mu * v - lr * (g + l2 * W) for v, g, W in zip(vW, gW, Ws)]
+            vb = [mu * v - lr * g for v, g in zip(vb, gb)]
+            Ws = [W + v for W, v in zip(Ws, vW)]
+            bs_ = [b + v for b, v in zip(bs_, vb)]
+            return ((Ws, bs_), (vW, vb)), loss
+
+        def epoch(state, idx):
+            return lax.scan(step, state, idx)
+
+        state = self.setup()
+        t0 = time.perf_counter()
+        jitted = jax.jit(epoch)
+        self._full = jitted.lower(state, self.idx_full).compile() if n_full else None
+        self._rest = jitted.lower(state, self.idx_rest).compile() if rest.size else None
+        self.compile_seconds = time.perf_counter() - t0
 
     def setup(self):
-        return make_model(seed=self.seed)
+        """The initial (params, velocity), on the device: fastnn's weights."""
+        jnp = self.jnp
+        W, b = unflatten(make_model(self.layers, seed=self.seed)._params, self.layers)
+        params = ([jnp.asarray(w) for w in W], [jnp.asarray(v) for v in b])
+        zeros = ([jnp.zeros_like(w) for w in params[0]], [jnp.zeros_like(v) for v in params[1]])
+        return params, zeros
+
+    def run(self, state):
+        loss_sum = 0.0
+        if self._full is not None:
+            state, losses = self._full(state, self.idx_full)
+            loss_sum += float(np.sum(np.asarray(losses, dtype=np.float64))) * self.bs
+        if self._rest is not None:
+            state, losses = self._rest(state, self.idx_rest)
+            loss_sum += float(np.asarray(losses, dtype=np.float64)[0]) * (self.n - self.n_full * self.bs)
+        self.jax.block_until_ready(state)
+        return loss_sum / self.n
+
+
+class _FitTrainer:
+    def __init__(self, name, X, y, batch_size, seed, layers):
+        self.kernels = KERNELS[name]
+        self.X, self.y, self.batch_size, self.seed, self.layers = X, y, batch_size, seed, layers
+
+    def setup(self):
+        return make_model(self.layers, seed=self.seed)
 
     def run(self, model):
         return fit_epoch(model, self.X, self.y, self.batch_size, self.kernels)
 
 
 class _FloorTrainer:
-    def __init__(self, X, batch_size, seed):
-        self.floor = GemmFloor(X, batch_size, seed=seed)
+    def __init__(self, X, batch_size, seed, layers, blas):
+        self.floor = GemmFloor(X, batch_size, layers, seed=seed, blas=blas)
 
     def setup(self):
         return None
@@ -182,6 +343,18 @@ class _FloorTrainer:
     def run(self, _):
         self.floor()
         return None
+
+
+class _JaxTrainer:
+    def __init__(self, X, y, batch_size, seed, layers):
+        self.epoch = JaxEpoch(X, y, batch_size, layers, seed)
+        self.compile_seconds = self.epoch.compile_seconds
+
+    def setup(self):
+        return self.epoch.setup()
+
+    def run(self, state):
+        return self.epoch.run(state)
 
 
 class _TorchTrainer:
@@ -192,20 +365,20 @@ class _TorchTrainer:
     Weight decay goes on the weights only, as fastnn's L2.
     """
 
-    def __init__(self, X, y, batch_size, seed):
+    def __init__(self, X, y, batch_size, seed, layers):
         import torch
         self.torch = torch
         self.X = torch.from_numpy(X)
         self.y = torch.from_numpy(np.asarray(y, dtype=np.int64))
-        self.batch_size, self.seed = batch_size, seed
+        self.batch_size, self.seed, self.layers = batch_size, seed, tuple(layers)
         order = training.epoch_order(np.arange(X.shape[0], dtype=np.intp), seed, 0)
         self.order = torch.from_numpy(order.astype(np.int64))
 
     def setup(self):
         torch = self.torch
-        ref = make_model(seed=self.seed)
+        ref = make_model(self.layers, seed=self.seed)
         weights, biases = unflatten(ref._params, ref._sizes)
-        dims = list(zip(LAYERS[:-1], LAYERS[1:]))
+        dims = list(zip(self.layers[:-1], self.layers[1:]))
         mods = []
         for i, (a, b) in enumerate(dims):
             lin = torch.nn.Linear(a, b)
@@ -248,13 +421,13 @@ class _SklearnTrainer:
     ``loss_`` includes the penalty.
     """
 
-    def __init__(self, X, y, batch_size, seed):
-        self.X, self.y, self.batch_size, self.seed = X, y, batch_size, seed
+    def __init__(self, X, y, batch_size, seed, layers):
+        self.X, self.y, self.batch_size, self.seed, self.layers = X, y, batch_size, seed, layers
 
     def setup(self):
         from sklearn.neural_network import MLPClassifier
         return MLPClassifier(
-            hidden_layer_sizes=LAYERS[1:-1], activation=ACTIVATION, solver="sgd",
+            hidden_layer_sizes=tuple(self.layers[1:-1]), activation=ACTIVATION, solver="sgd",
             alpha=L2 * self.batch_size, batch_size=self.batch_size,
             learning_rate_init=LEARNING_RATE, momentum=MOMENTUM, nesterovs_momentum=False,
             max_iter=1, shuffle=True, random_state=self.seed, tol=0.0)
@@ -267,40 +440,39 @@ class _SklearnTrainer:
 
 
 def available_trainers():
-    """The trainer names that can run here (torch and sklearn are optional)."""
+    """The trainer names that can run here (jax, torch and sklearn are optional)."""
     names = []
     for name in TRAINERS:
-        if name == "torch":
+        if name in OPTIONAL:
             try:
-                import torch  # noqa: F401
-            except Exception:
-                continue
-        elif name == "sklearn":
-            try:
-                import sklearn.neural_network  # noqa: F401
+                __import__(OPTIONAL[name])
             except Exception:
                 continue
         names.append(name)
     return names
 
 
-def _make_trainer(name, X, y, batch_size, seed):
+def make_trainer(name, X, y, batch_size, seed=SEED, layers=LAYERS):
+    """The trainer ``name`` on (X, y): ``setup()`` (untimed) gives a fresh state,
+    ``run(state)`` trains one epoch and returns its loss (None for the floors)."""
     if name in KERNELS:
-        return _FitTrainer(name, X, y, batch_size, seed)
-    if name == "floor":
-        return _FloorTrainer(X, batch_size, seed)
+        return _FitTrainer(name, X, y, batch_size, seed, layers)
+    if name in FLOORS:
+        return _FloorTrainer(X, batch_size, seed, layers, "scipy" if name == "floor_scipy" else "numpy")
+    if name == "jax":
+        return _JaxTrainer(X, y, batch_size, seed, layers)
     if name == "torch":
-        return _TorchTrainer(X, y, batch_size, seed)
+        return _TorchTrainer(X, y, batch_size, seed, layers)
     if name == "sklearn":
-        return _SklearnTrainer(X, y, batch_size, seed)
+        return _SklearnTrainer(X, y, batch_size, seed, layers)
     raise ValueError(f"unknown trainer {name!r}; choose from {TRAINERS}")
 
 
 def time_trainer(trainer, repeats=3, warmup=None):
     """Time ``trainer.run`` ``repeats`` times, each on a fresh ``setup()``.
 
-    ``warmup``: an optional smaller trainer run once first, untimed (first
-    calls pay for lazy imports and thread-pool start-up).
+    ``warmup``: an optional trainer run once first, untimed (first calls pay
+    for lazy imports, thread-pool start-up and page faults).
     Returns ``(times_in_seconds, last_loss)``.
     """
     if warmup is not None:
@@ -367,7 +539,7 @@ def format_machine(info):
              + (f" ({info['usable_cores']} usable)" if "usable_cores" in info else ""),
              f"         {info['platform']}, Python {info['python']}, NumPy {info['numpy']}, "
              f"SciPy {info['scipy']}, fastnn {info['fastnn']}"]
-    for extra in ("torch", "sklearn"):
+    for extra in ("jax", "torch", "sklearn"):
         if extra in info:
             lines.append(f"         {extra} {info[extra]}")
     blas = info.get("blas")
@@ -414,70 +586,143 @@ def _fmt_time(t):
     return "-" if t is None else (f"{t:.3f} s" if t < 10 else f"{t:.1f} s")
 
 
+def _net_name(layers):
+    return "[" + ", ".join(str(int(w)) for w in layers) + "]"
+
+
+def parse_layers(text):
+    """``"784,128,10"`` -> ``(784, 128, 10)`` (the ``--layers`` syntax)."""
+    try:
+        layers = tuple(int(w) for w in str(text).replace("[", "").replace("]", "").split(","))
+    except ValueError:
+        raise ValueError(f"a network is comma-separated widths like 784,128,10, got {text!r}") \
+            from None
+    if len(layers) < 2 or min(layers) < 1 or layers[-1] < 2:
+        raise ValueError(f"a network needs >= 2 positive widths and >= 2 classes, got {text!r}")
+    return layers
+
+
+def batch_samples(batch_size, n, batch1_samples=BATCH1_SAMPLES):
+    """Images of the timed epoch at ``batch_size``: all ``n``, or the first
+    ``batch1_samples`` at batch 1."""
+    return min(n, int(batch1_samples)) if batch_size == 1 else n
+
+
 def format_table(results, repeats):
-    """The side-by-side table: rows are trainers, columns batch sizes."""
-    batches = list(results["batches"])
-    names = [n for n in TRAINERS if any(n in results["batches"][b]["trainers"] for b in batches)]
-    w0, wc = 20, 30
-    head = "trainer".ljust(w0) + "".join(f"batch {b}".center(wc) for b in batches)
-    sub = "".ljust(w0) + "".join(
-        f"{'best':>9} {'median':>9} {'fastnn x':>9} " for _ in batches)
-    lines = [head, sub, "-" * len(sub)]
-    for name in names:
-        row = LABELS[name].ljust(w0)
-        for b in batches:
-            r = results["batches"][b]["trainers"].get(name)
-            if r is None:
-                row += f"{'-':>9} {'-':>9} {'-':>9} "
+    """The side-by-side tables, one per network: rows are trainers, columns batch sizes."""
+    lines = []
+    peak = results.get("peak")
+    for net in results["networks"]:
+        batches = list(net["batches"])
+        entries = [net["batches"][b] for b in batches]
+        names = [n for n in TRAINERS if any(n in e["trainers"] for e in entries)]
+        w0, wc = 20, 30
+        lines.append(f"network {_net_name(net['layers'])}")
+        head = "trainer".ljust(w0) + "".join(
+            (f"batch {b}" + ("*" if e["samples"] < results["config"]["samples"] else "")).center(wc)
+            for b, e in zip(batches, entries))
+        sub = "".ljust(w0) + "".join(f"{'best':>9} {'median':>9} {'fastnn x':>9} " for _ in batches)
+        lines += [head, sub, "-" * len(sub)]
+        for name in names:
+            row = LABELS[name].ljust(w0)
+            for e in entries:
+                r = e["trainers"].get(name)
+                if r is None:
+                    row += f"{'-':>9} {'-':>9} {'-':>9} "
+                    continue
+                ratio = e["speedup"].get(name)
+                rtxt = "-" if ratio is None else f"{ratio:.2f}x"
+                row += f"{_fmt_time(r['best']):>9} {_fmt_time(r['median']):>9} {rtxt:>9} "
+            lines.append(row.rstrip())
+        if peak:
+            lines.append("roofline: GFLOP/s of the epoch's matrix products / best time, "
+                         f"and % of the FMA peak ({peak['gflops']:.0f} GFLOP/s)")
+            for name in names:
+                row = ("  " + LABELS[name]).ljust(w0)
+                for e in entries:
+                    r = e["trainers"].get(name)
+                    txt = "-" if r is None else f"{r['gflops']:.1f} ({r['peak_pct']:.1f}%)"
+                    row += txt.rjust(19) + " " * 11
+                lines.append(row.rstrip())
+        lines.append("final training loss (mean over the epoch)")
+        for name in names:
+            if name in FLOORS:
                 continue
-            ratio = results["batches"][b]["speedup"].get(name)
-            rtxt = "-" if ratio is None else f"{ratio:.2f}x"
-            row += f"{_fmt_time(r['best']):>9} {_fmt_time(r['median']):>9} {rtxt:>9} "
-        lines.append(row.rstrip())
-    lines.append("-" * len(sub))
-    lines.append("final training loss (mean over the epoch)")
-    for name in names:
-        if name == "floor":
-            continue
-        row = ("  " + LABELS[name]).ljust(w0)
-        for b in batches:
-            r = results["batches"][b]["trainers"].get(name)
-            loss = None if r is None else r.get("loss")
-            row += ("-" if loss is None else f"{loss:.5f}").rjust(9) + " " * 21
-        lines.append(row.rstrip())
-    lines.append("")
+            row = ("  " + LABELS[name]).ljust(w0)
+            for e in entries:
+                r = e["trainers"].get(name)
+                loss = None if r is None else r.get("loss")
+                row += ("-" if loss is None else f"{loss:.5f}").rjust(9) + " " * 21
+            lines.append(row.rstrip())
+        for b, e in zip(batches, entries):
+            notes = []
+            for floor in FLOORS:
+                fl = e.get(f"{floor}_ratio")
+                if fl is not None:
+                    notes.append(f"{fl:.2f}x the {LABELS[floor]}")
+            jax = e["trainers"].get("jax")
+            if jax is not None and jax.get("compile_seconds") is not None:
+                notes.append(f"JAX compiled in {jax['compile_seconds']:.2f} s (not counted)")
+            if notes:
+                lines.append(f"batch {b}: fastnn takes " + "; ".join(notes))
+        short = sorted({e["samples"] for e in entries if e["samples"] < results["config"]["samples"]})
+        if short:
+            lines.append(f"* over the first {', '.join(map(str, short))} images only")
+        lines.append("")
     lines.append(f"best/median of {repeats} runs, each on a fresh model; 'fastnn x' = the "
                  "trainer's best time / fastnn's best time")
-    lines.append("(above 1: fastnn is that many times faster; the GEMM floor's is below 1 "
+    lines.append("(above 1: fastnn is that many times faster; the GEMM floors' are below 1 "
                  "by construction).")
-    for b in batches:
-        fl = results["batches"][b].get("floor_ratio")
-        if fl is not None:
-            lines.append(f"batch {b}: fastnn takes {fl:.2f}x the time of the GEMMs alone "
-                         f"({100 / fl:.0f}% of the GEMM-bound speed).")
-    if "sklearn" in names:
+    if peak:
+        lines.append(f"FMA peak: {peak['gflops']:.0f} GFLOP/s measured on {peak['threads']} "
+                     f"thread(s), {peak['gflops_1thread']:.0f} on one ({peak['isa']} loop); "
+                     "on a busy machine the first is below threads x the second.")
+    if any("sklearn" in e["trainers"] for net in results["networks"]
+           for e in net["batches"].values()):
         lines.append("scikit-learn: own init and shuffling; its loss includes the L2 penalty.")
     return lines
 
 
-def _time_all(name, data_dir, n_samples, batch_sizes, repeats, seed, threads, data=None):
-    """``{batch_size: (times, loss)}`` of one trainer (run in a child process by :func:`run`)."""
+def _time_all(name, data_dir, n_samples, networks, batch_sizes, batch1_samples, repeats, seed,
+              threads, data=None):
+    """``{(layers, batch_size): (times, loss, compile_seconds)}`` of one trainer
+    (run in a child process by :func:`run`)."""
+    if name == "jax" and threads == 1 and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   " --xla_cpu_multi_thread_eigen=false"
+                                   " intra_op_parallelism_threads=1").strip()
     X, y = load_data(data_dir, n_samples) if data is None else data
-    if name == "torch":
-        import torch  # noqa: F401  (before the thread limit, which then covers it)
-    n_warm = min(X.shape[0], 2048)
+    if name in OPTIONAL:
+        __import__(OPTIONAL[name])  # before the thread limit, which then covers it
     out = {}
     with _thread_limit(threads):
-        for b in batch_sizes:
-            trainer = _make_trainer(name, X, y, b, seed)
-            warm = _make_trainer(name, X[:n_warm], y[:n_warm], b, seed)
-            out[b] = time_trainer(trainer, repeats, warmup=warm)
+        for layers in networks:
+            for b in batch_sizes:
+                n = batch_samples(b, X.shape[0], batch1_samples)
+                Xb, yb = X[:n], y[:n]
+                trainer = make_trainer(name, Xb, yb, b, seed, layers)
+                if name == "jax":
+                    warm = trainer  # compiled for these shapes: one untimed epoch
+                else:
+                    n_warm = min(n, 2048)
+                    warm = make_trainer(name, Xb[:n_warm], yb[:n_warm], b, seed, layers)
+                times, loss = time_trainer(trainer, repeats, warmup=warm)
+                out[(tuple(layers), b)] = (times, loss, getattr(trainer, "compile_seconds", None))
     return out
 
 
-def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print, *,
-        n_samples=None, trainers=None, seed=SEED, isolate=True):
-    """Time one MNIST epoch per trainer and print a side-by-side table.
+def measure_peak(threads):
+    """The single-precision FMA peak on ``threads`` threads and on one, in GFLOP/s."""
+    from . import _peak
+    n = threads if threads is not None else _peak.usable_cores()
+    return {"gflops": _peak.peak_gflops(n), "threads": n,
+            "gflops_1thread": _peak.peak_gflops(1), "isa": _peak.isa()}
+
+
+def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=print, *,
+        n_samples=None, trainers=None, seed=SEED, isolate=True, layers=(LAYERS,),
+        batch1_samples=BATCH1_SAMPLES, peak=True):
+    """Time one MNIST epoch per trainer, network and batch size; print side-by-side tables.
 
     Parameters
     ----------
@@ -485,9 +730,10 @@ def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print
         user cache, downloading if needed; see :mod:`fastnn.datasets`).
     batch_sizes : the batch sizes to time, one table column each.
     repeats : timed runs per trainer and batch size (best and median reported).
-    threads : BLAS threads for every trainer (fastnn, NumPy, torch alike);
-        ``None`` leaves the libraries' defaults (``FASTNN_NUM_THREADS``, if set,
-        then applies to all of them).
+    threads : BLAS threads for every trainer (fastnn, NumPy, torch alike; JAX
+        is held to one thread only when this is 1); ``None`` leaves the
+        libraries' defaults (``FASTNN_NUM_THREADS``, if set, then applies to
+        all of them).
     out : called with each line of the report (``print``); ``None`` for silence.
     n_samples : train on the first ``n_samples`` images only (quick runs).
     trainers : subset of :data:`TRAINERS` (default: all that are importable;
@@ -495,21 +741,34 @@ def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print
     seed : seed of the models' initial weights and row order.
     isolate : time each trainer in a fresh process (the default), so that no
         library's idle thread pool competes with the next trainer.
+    layers : the networks, each a sequence of widths (one table each).
+    batch1_samples : images of a batch-1 epoch (the first ones).
+    peak : measure the FMA peak and show the roofline.
 
     Returns
     -------
-    dict with ``machine`` (see :func:`machine_info`), ``config`` and
-    ``batches``: ``{batch_size: {"trainers": {name: {"times", "best",
-    "median", "loss"}}, "speedup": {name: other_best / fastnn_best},
-    "floor_ratio": fastnn_best / floor_best}}``; JSON-serialisable.
+    dict with ``machine`` (see :func:`machine_info`), ``config``, ``peak``
+    (see :func:`measure_peak`, or None) and ``networks``: a list of
+    ``{"layers", "batches": {batch_size: {"samples", "flops", "trainers":
+    {name: {"times", "best", "median", "loss", "gflops", "peak_pct",
+    "compile_seconds"}}, "speedup": {name: other_best / fastnn_best},
+    "floor_ratio", "floor_scipy_ratio": fastnn_best / floor_best}}}``;
+    JSON-serialisable.
     """
     say = out if out is not None else (lambda *_: None)
     batch_sizes = [int(b) for b in batch_sizes]
     if not batch_sizes or min(batch_sizes) < 1:
         raise ValueError(f"batch_sizes must be positive integers, got {batch_sizes}")
+    networks = [parse_layers(",".join(map(str, l)) if not isinstance(l, str) else l)
+                for l in layers]
+    if not networks:
+        raise ValueError("layers must name at least one network")
     repeats = int(repeats)
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    batch1_samples = int(batch1_samples)
+    if batch1_samples < 1:
+        raise ValueError(f"batch1_samples must be >= 1, got {batch1_samples}")
     available = available_trainers()
     if trainers is None:
         names = available
@@ -529,51 +788,66 @@ def run(data_dir=None, batch_sizes=(128, 10), repeats=3, threads=None, out=print
     X, y = load_data(data_dir, n_samples)
     with _thread_limit(threads):
         machine = machine_info()
-        if "torch" in names:
-            import torch
-            machine["torch"] = torch.__version__
-        if "sklearn" in names:
-            import sklearn
-            machine["sklearn"] = sklearn.__version__
-        config = {"layers": list(LAYERS), "activation": ACTIVATION, "learning_rate": LEARNING_RATE,
-                  "momentum": MOMENTUM, "l2": L2, "dtype": DTYPE, "samples": int(X.shape[0]),
-                  "batch_sizes": batch_sizes, "repeats": repeats, "threads": threads,
+        for name in ("jax", "torch", "sklearn"):
+            if name in names:
+                module = __import__(name)
+                machine[name] = module.__version__
+        config = {"layers": [list(l) for l in networks], "activation": ACTIVATION,
+                  "learning_rate": LEARNING_RATE, "momentum": MOMENTUM, "l2": L2,
+                  "dtype": DTYPE, "samples": int(X.shape[0]), "batch_sizes": batch_sizes,
+                  "batch1_samples": batch1_samples, "repeats": repeats, "threads": threads,
                   "seed": seed, "trainers": names}
         for line in format_machine(machine):
             say(line)
-        say(f"MNIST, one epoch of {X.shape[0]} images, {list(LAYERS)} {ACTIVATION}, SGD lr "
-            f"{LEARNING_RATE} momentum {MOMENTUM} L2 {L2}, {DTYPE}; BLAS threads: "
+        say(f"MNIST, one epoch of {X.shape[0]} images, {ACTIVATION}, SGD lr {LEARNING_RATE} "
+            f"momentum {MOMENTUM} L2 {L2}, {DTYPE}; BLAS threads: "
             f"{threads if threads is not None else 'library default'}")
-        results = {"machine": machine, "config": config, "batches": {}}
+    peak_info = measure_peak(threads) if peak else None
+    if peak_info:
+        say(f"FMA peak ({peak_info['isa']}): {peak_info['gflops']:.0f} GFLOP/s on "
+            f"{peak_info['threads']} thread(s), {peak_info['gflops_1thread']:.0f} on one")
+    results = {"machine": machine, "config": config, "peak": peak_info, "networks": []}
     # Each trainer runs in a fresh process when isolated: thread pools of
-    # other libraries (torch's OpenMP, NumPy's OpenBLAS) stay alive and spin
-    # after use, and on a small machine they slow whichever trainer comes next.
+    # other libraries (torch's OpenMP, NumPy's OpenBLAS, XLA's) stay alive and
+    # spin after use, and on a small machine they slow whichever trainer comes next.
     timings = {}
+    args = (data_dir, n_samples, networks, batch_sizes, batch1_samples, repeats, seed, threads)
     for name in names:
         if isolate:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
             with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                timings[name] = pool.submit(_time_all, name, data_dir, n_samples, batch_sizes,
-                                            repeats, seed, threads).result()
+                timings[name] = pool.submit(_time_all, name, *args).result()
         else:
-            timings[name] = _time_all(name, data_dir, n_samples, batch_sizes, repeats, seed,
-                                      threads, data=(X, y))
+            timings[name] = _time_all(name, *args, data=(X, y))
+        for net in networks:
+            for b in batch_sizes:
+                say(f"  {_net_name(net):<22} batch {b:>5}  {LABELS[name]:<20} best "
+                    f"{_fmt_time(min(timings[name][(net, b)][0]))}")
+    for net in networks:
+        entry_net = {"layers": list(net), "batches": {}}
         for b in batch_sizes:
-            say(f"  batch {b:>5}  {LABELS[name]:<20} best {_fmt_time(min(timings[name][b][0]))}")
-    for b in batch_sizes:
-        entry = {"trainers": {}, "speedup": {}, "floor_ratio": None}
-        for name in names:
-            times, loss = timings[name][b]
-            entry["trainers"][name] = {
-                "times": times, "best": min(times), "median": statistics.median(times),
-                "loss": None if loss is None else float(loss)}
-        base = entry["trainers"]["fastnn"]["best"]
-        for name, r in entry["trainers"].items():
-            entry["speedup"][name] = r["best"] / base
-        if "floor" in entry["trainers"]:
-            entry["floor_ratio"] = base / entry["trainers"]["floor"]["best"]
-        results["batches"][b] = entry
+            n = batch_samples(b, X.shape[0], batch1_samples)
+            flops = n * epoch_flops_per_sample(net)
+            entry = {"samples": n, "flops": flops, "trainers": {}, "speedup": {}}
+            for name in names:
+                times, loss, compile_seconds = timings[name][(net, b)]
+                best = min(times)
+                r = {"times": times, "best": best, "median": statistics.median(times),
+                     "loss": None if loss is None else float(loss),
+                     "gflops": flops / best / 1e9}
+                r["peak_pct"] = 100 * r["gflops"] / peak_info["gflops"] if peak_info else None
+                if compile_seconds is not None:
+                    r["compile_seconds"] = compile_seconds
+                entry["trainers"][name] = r
+            base = entry["trainers"]["fastnn"]["best"]
+            for name, r in entry["trainers"].items():
+                entry["speedup"][name] = r["best"] / base
+            for floor in FLOORS:
+                entry[f"{floor}_ratio"] = (base / entry["trainers"][floor]["best"]
+                                           if floor in entry["trainers"] else None)
+            entry_net["batches"][b] = entry
+        results["networks"].append(entry_net)
     say("")
     for line in format_table(results, repeats):
         say(line)
@@ -584,11 +858,19 @@ def add_arguments(p):
     """The options of ``fastnn bench`` (shared by the CLI and ``python -m fastnn.bench``)."""
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST IDX files (default: $FASTNN_DATA, else the user cache)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 10])
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
+    p.add_argument("--layers", nargs="+", default=[",".join(map(str, LAYERS))],
+                   metavar="WIDTHS",
+                   help="networks as comma-separated widths, one table each (default 784,128,10; "
+                        "the study's: 784,128,10 784,800,10 784,256,256,256,10)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="BLAS threads (default: BLAS's)")
     p.add_argument("--samples", type=int, default=None, help="use the first N images only")
+    p.add_argument("--batch1-samples", type=int, default=BATCH1_SAMPLES,
+                   help=f"images of a batch-1 epoch (default {BATCH1_SAMPLES})")
     p.add_argument("--trainers", nargs="+", choices=TRAINERS, default=None)
+    p.add_argument("--no-peak", dest="peak", action="store_false",
+                   help="skip the FMA-peak measurement and the roofline")
     p.add_argument("--json", default=None, help="also write the results to this file")
     p.add_argument("--no-isolate", dest="isolate", action="store_false",
                    help="time all trainers in this process (default: a fresh process each)")
@@ -596,16 +878,33 @@ def add_arguments(p):
 
 def run_from_args(args):
     import json
+    try:
+        layers = [parse_layers(text) for text in args.layers]
+    except ValueError as exc:
+        print(f"fastnn bench: --layers: {exc}", file=sys.stderr)
+        return 2
     results = run(args.data_dir, args.batch_sizes, args.repeats, args.threads,
-                  n_samples=args.samples, trainers=args.trainers, isolate=args.isolate)
+                  n_samples=args.samples, trainers=args.trainers, isolate=args.isolate,
+                  layers=layers, batch1_samples=args.batch1_samples, peak=args.peak)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2, default=str)
+            json.dump(_jsonable(results), f, indent=2, default=str)
     return 0
 
 
+def _jsonable(obj):
+    """Tuple keys (none today) and numpy scalars made JSON-friendly."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 def main(argv=None):
-    """``python -m fastnn.bench [--batch-sizes 128 10] [--repeats 3] ...``"""
+    """``python -m fastnn.bench [--batch-sizes 1 10 32 128 512] [--layers 784,128,10] ...``"""
     import argparse
     p = argparse.ArgumentParser(prog="fastnn bench", description=run.__doc__.split("\n")[0])
     add_arguments(p)
