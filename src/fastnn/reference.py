@@ -91,11 +91,12 @@ def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0):
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params,
                   grads, velocity, acts, deltas, ybuf, learning_rate, momentum=0.0,
-                  l1=0.0, l2=0.0):
+                  l1=0.0, l2=0.0, n_threads=1):
     """Mini-batch SGD over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, buffers and return value as the compiled kernel:
-    ``(rows_done, loss_sum, n_correct, diverged)``.
+    ``(rows_done, loss_sum, n_correct, diverged)``. ``n_threads`` is accepted
+    for the same signature; NumPy's BLAS uses its own threads.
     """
     sizes = [int(s) for s in sizes]
     n_layers = len(sizes) - 1

@@ -1,12 +1,16 @@
-"""How many threads fastnn's BLAS calls use.
+"""How many threads fastnn uses.
 
-fastnn's kernels are single-threaded loops around BLAS GEMMs; the GEMMs are
-the only multi-threaded part. By default fastnn leaves BLAS at its own
-default (one thread per core). Set a number with :func:`set_num_threads` or
-the environment variable ``FASTNN_NUM_THREADS``; it applies to every BLAS
-library loaded in the process (NumPy's and SciPy's) while fastnn trains or
-predicts, through threadpoolctl, and is restored afterwards. Results do not
-depend on the thread count beyond float rounding.
+Training runs on fastnn's own kernels and its own thread pool (OpenMP): each
+step is split across the threads, and BLAS is not called (batches of
+``fastnn._kernels._BLAS_MIN_BATCH`` rows or more go to BLAS and its threads
+instead). Prediction on many rows calls BLAS. Set a number with
+:func:`set_num_threads` or the environment variable ``FASTNN_NUM_THREADS``;
+by default fastnn uses one thread per core available to the process, and
+leaves BLAS at its own default. A configured number also applies to every
+BLAS library loaded in the process (NumPy's and SciPy's) while fastnn trains
+or predicts, through threadpoolctl, and is restored afterwards. Training
+results do not depend on the thread count, bit for bit; BLAS results only
+up to float rounding.
 """
 import contextlib
 import os
@@ -38,6 +42,31 @@ def get_num_threads():
         return check_int(int(env), "FASTNN_NUM_THREADS", low=1)
     except ValueError:
         raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}") from None
+
+
+# Multiply-adds per training step (batch x sum of n_in x n_out) below which
+# the training loop stays on one thread: under it the barriers of a step
+# cost more than the split saves. Measured on 2 vCPUs of an AMD EPYC (Zen 5,
+# KVM): see the README section "Speed internals".
+MIN_STEP_MACS_PER_THREAD = 0
+
+
+def _cores():
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def training_threads(sizes, batch_size):
+    """Threads for fastnn's training loop on a net of layer widths ``sizes``
+    at ``batch_size``: the configured count (default: the cores), or 1 when a
+    step is too small to split."""
+    n = get_num_threads() or _cores()
+    macs = batch_size * sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
+    if n > 1 and macs < MIN_STEP_MACS_PER_THREAD:
+        return 1
+    return n
 
 
 @contextlib.contextmanager

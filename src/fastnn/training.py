@@ -350,13 +350,14 @@ def _run_epoch(kernels, model, ws, X, y, order, batch_size, chunk, lr, opt):
     is caught between chunks, where the model is consistent.
     """
     done, loss_sum, correct, diverged = 0, 0.0, 0, False
+    n_threads = threads.training_threads(model._sizes, batch_size)
     try:
         while done < order.size and not diverged:
             stop = min(done + chunk, order.size)
             rows, ls, c, diverged = kernels.train_batches(
                 X, y, order, done, stop, batch_size, model._sizes, model.activation,
                 model._params, ws.grads, model._velocity, ws.acts, ws.deltas, ws.ybuf,
-                lr, opt.momentum, opt.l1, opt.l2)
+                lr, opt.momentum, opt.l1, opt.l2, n_threads=n_threads)
             done += rows
             loss_sum += ls
             correct += c
