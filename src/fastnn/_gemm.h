@@ -29,6 +29,7 @@
 #define FASTNN_GEMM_H
 
 #include <math.h>
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -46,11 +47,13 @@ typedef struct { double lr, mu, l1, l2; } fnn_sgd_d;
 
 /* A layer phase (forward of a layer, or its backward) is split across the
  * threads only from this many multiply-adds per batch on: below it, thread
- * 0 does it alone and the barrier it would need is skipped. Measured on
- * 2 vCPUs of an AMD EPYC (Zen 5, KVM): splitting the 10-column output layer
- * of [784, 128, 10] (at most 128 x 128 x 10 = 164k MACs a batch) never paid. */
+ * 0 does it alone and the barrier it would need is skipped. An OpenMP
+ * barrier of 2 threads took 2.2-7 us on 2 vCPUs of an AMD EPYC (Zen 5, KVM,
+ * shared with other jobs) and the kernels do about 100 G multiply-adds/s a
+ * core, so a phase must be ~2M multiply-adds (~20 us) for a split to save
+ * clearly more than the barrier costs. */
 #ifndef FNN_PAR_MIN_MACS
-#define FNN_PAR_MIN_MACS 200000
+#define FNN_PAR_MIN_MACS 2000000
 #endif
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -356,11 +359,40 @@ static inline void fnn_split(ptrdiff_t n, ptrdiff_t unit, int nt, int t,
     *hi = b < n ? b : n;
 }
 
-#ifdef _OPENMP
-#define FNN_BARRIER(nt) do { if ((nt) > 1) { _Pragma("omp barrier") } } while (0)
-#else
-#define FNN_BARRIER(nt) do { (void) (nt); } while (0)
+/* A spinning barrier for the threads of one training call (libgomp's own
+ * barrier measured 45 us a step under KVM with the other vCPU busy, as its
+ * waiters fall asleep; this one spins, then yields after ~1 ms so that more
+ * threads than cores cannot livelock). */
+typedef struct {
+    int count;
+    int gen;
+} fnn_barrier_t;
+
+static inline void fnn_cpu_relax(void)
+{
+#if FNN_HAVE_X86
+    _mm_pause();
 #endif
+}
+
+static inline void fnn_barrier_wait(fnn_barrier_t *b, int nt)
+{
+    if (nt <= 1)
+        return;
+    int g = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nt) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->gen, g + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    for (long spins = 0; __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g; spins++) {
+        fnn_cpu_relax();
+        if (spins > 20000)
+            sched_yield();
+    }
+}
+
+#define FNN_BARRIER(nt) fnn_barrier_wait(&barrier, (nt))
 
 static const char *fnn_gemm_isa_name = "generic";
 static int fnn_gemm_select(const char *name);

@@ -106,9 +106,16 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_T *x, ptrdiff_t n_rows, const ptrdif
                 wt[woff + j * ni + k] = params[woff + k * no + j];
         woff += ni * no;
     }
+    fnn_barrier_t barrier = {0, 0};
     int status = 0;            /* 1: corrupt index or label, 2: diverged */
     ptrdiff_t fail_s0 = stop;  /* batch start where it stopped */
-    if (n_threads < 1)
+    /* no phase big enough to split: no second thread at all (its barriers
+       would only cost) */
+    int any_split = 0;
+    for (ptrdiff_t l = 0; l < n_layers; l++)
+        if (batch_size * sizes[l] * sizes[l + 1] >= FNN_PAR_MIN_MACS)
+            any_split = 1;
+    if (n_threads < 1 || !any_split)
         n_threads = 1;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(n_threads) if (n_threads > 1)

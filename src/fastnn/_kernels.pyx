@@ -160,6 +160,7 @@ def _kernel_isa(name=None):
 OPENMP = bool(fnn_openmp())
 
 
+
 cdef inline floating _exp_neg(floating x) noexcept nogil:
     if floating is float:
         return fnn_exp_neg_f(x)

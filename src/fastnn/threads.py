@@ -5,7 +5,7 @@ step is split across the threads, and BLAS is not called (batches of
 ``fastnn._kernels._BLAS_MIN_BATCH`` rows or more go to BLAS and its threads
 instead). Prediction on many rows calls BLAS. Set a number with
 :func:`set_num_threads` or the environment variable ``FASTNN_NUM_THREADS``;
-by default fastnn uses one thread per core available to the process, and
+by default fastnn trains on one thread (see :func:`training_threads`) and
 leaves BLAS at its own default. A configured number also applies to every
 BLAS library loaded in the process (NumPy's and SciPy's) while fastnn trains
 or predicts, through threadpoolctl, and is restored afterwards. Training
@@ -44,29 +44,18 @@ def get_num_threads():
         raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}") from None
 
 
-# Multiply-adds per training step (batch x sum of n_in x n_out) below which
-# the training loop stays on one thread: under it the barriers of a step
-# cost more than the split saves. Measured on 2 vCPUs of an AMD EPYC (Zen 5,
-# KVM): see the README section "Speed internals".
-MIN_STEP_MACS_PER_THREAD = 0
+def training_threads():
+    """Threads for fastnn's training loop: the configured count, else 1.
 
-
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def training_threads(sizes, batch_size):
-    """Threads for fastnn's training loop on a net of layer widths ``sizes``
-    at ``batch_size``: the configured count (default: the cores), or 1 when a
-    step is too small to split."""
-    n = get_num_threads() or _cores()
-    macs = batch_size * sum(int(a) * int(b) for a, b in zip(sizes[:-1], sizes[1:]))
-    if n > 1 and macs < MIN_STEP_MACS_PER_THREAD:
-        return 1
-    return n
+    The weights do not depend on it, and the compiled loop keeps layers too
+    small to split on one thread (``FNN_PAR_MIN_MACS`` in _gemm.h). One
+    thread is the default because a second never paid on the machine fastnn
+    is measured on (2 vCPUs of an AMD EPYC, Zen 5, KVM, with other jobs on
+    the second vCPU): [784, 128, 10] at batch 128, 0.17-0.21 s an epoch on one
+    thread, 0.24-0.26 s on two; see the README, "Speed internals".
+    """
+    n = get_num_threads()
+    return 1 if n is None else n
 
 
 @contextlib.contextmanager

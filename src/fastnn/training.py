@@ -350,7 +350,7 @@ def _run_epoch(kernels, model, ws, X, y, order, batch_size, chunk, lr, opt):
     is caught between chunks, where the model is consistent.
     """
     done, loss_sum, correct, diverged = 0, 0.0, 0, False
-    n_threads = threads.training_threads(model._sizes, batch_size)
+    n_threads = threads.training_threads()
     try:
         while done < order.size and not diverged:
             stop = min(done + chunk, order.size)
