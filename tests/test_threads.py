@@ -233,3 +233,29 @@ def test_set_num_threads_overrides_env(monkeypatch):
     assert get_num_threads() == 2
     set_num_threads(None)
     assert get_num_threads() == 3
+
+
+def test_training_threads_policy(monkeypatch):
+    set_num_threads(None)
+    assert threads.training_threads() == 1  # the default: one thread
+    set_num_threads(3)
+    assert threads.training_threads() == 3
+    set_num_threads(None)
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "2")
+    assert threads.training_threads() == 2
+
+
+def test_fit_weights_bit_identical_across_thread_counts(mnist_small):
+    """fastnn's training loop reduces every element in a fixed order: the same
+    seed gives the same weights, bit for bit, on 1, 2 or 3 threads (a batch big
+    enough that the first layer's work is split)."""
+    (X, y), _ = mnist_small
+    params = {}
+    for n in (1, 2, 3):
+        set_num_threads(n)
+        m = MLP([784, 200, 10], seed=5)
+        m.fit(X[:1200], y[:1200], epochs=2, batch_size=40, learning_rate=0.05, momentum=0.9,
+              l2=1e-3, verbose=False)
+        params[n] = m._params.copy()
+    np.testing.assert_array_equal(params[1], params[2])
+    np.testing.assert_array_equal(params[1], params[3])
