@@ -7,8 +7,6 @@ Environment variables read at build time:
 * ``FASTNN_NATIVE=1`` -- add ``-march=native`` (faster elementwise passes on
   the build machine; the default build stays portable across x86-64: the
   training kernels of _gemm.h pick AVX-512/AVX2/generic at load time anyway);
-* ``FASTNN_OPENMP=0``  -- build without OpenMP (fastnn's training loop then
-  runs on one thread). By default OpenMP is used when the compiler has it.
 """
 import os
 
@@ -26,29 +24,6 @@ DEBUG = _flag("FASTNN_DEBUG")
 NATIVE = _flag("FASTNN_NATIVE")
 
 
-def _openmp_flag():
-    """``-fopenmp`` if the C compiler accepts it (and FASTNN_OPENMP is not 0)."""
-    if os.environ.get("FASTNN_OPENMP", "1").strip().lower() in ("0", "false", "no"):
-        return None
-    import tempfile
-    from setuptools._distutils.ccompiler import new_compiler
-    from setuptools._distutils.sysconfig import customize_compiler
-    cc = new_compiler()
-    customize_compiler(cc)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = os.path.join(tmp, "omp.c")
-        with open(src, "w") as f:
-            f.write("#include <omp.h>\nint main(void) { return omp_get_max_threads() < 1; }\n")
-        try:
-            objs = cc.compile([src], output_dir=tmp, extra_postargs=["-fopenmp"])
-            cc.link_executable(objs, os.path.join(tmp, "omp"), extra_postargs=["-fopenmp"])
-        except Exception:
-            return None
-    return "-fopenmp"
-
-
-OPENMP = _openmp_flag()
-
 # -fno-trapping-math lets gcc vectorise the branch-free activations in
 # _fastmath.h (it changes no results: fastnn never reads FP exception flags);
 # -ffp-contract=off keeps a*b+c two roundings on every instruction set, so a
@@ -57,10 +32,11 @@ compile_args = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3", "-fno-trapping-ma
 compile_args.append("-ffp-contract=off")
 if NATIVE:
     compile_args.append("-march=native")
+# fastnn's training threads are POSIX threads started per call (_gemm.h)
 link_args = []
-if OPENMP:
-    compile_args.append(OPENMP)
-    link_args.append(OPENMP)
+if os.name == "posix":
+    compile_args.append("-pthread")
+    link_args.append("-pthread")
 
 directives = {
     "language_level": 3,

@@ -20,8 +20,9 @@
  *    AVX2+FMA (8 / 4, 6 x 2) and generic C (scalar, 6 x 2), chosen once at
  *    load (fnn_gemm_select) by __builtin_cpu_supports; the x86 variants are
  *    compiled with function target attributes, so the build stays portable.
- *  - threads: one OpenMP region around a whole chunk of batches; each phase
- *    of a step is split over blocks of columns (forward) or rows of W
+ *  - threads: started per call (a chunk of batches; no pool survives the
+ *    call, so a fork never inherits one), a spinning barrier between the
+ *    phases of a step; each phase is split over blocks of columns (forward) or rows of W
  *    (backward), and each output element is reduced in index order by one
  *    thread, so the weights are bit-identical for any thread count.
  */
@@ -33,8 +34,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FNN_PTHREADS 1
+#else
+#define FNN_PTHREADS 0
 #endif
 #include "_fastmath.h"
 
@@ -359,10 +363,10 @@ static inline void fnn_split(ptrdiff_t n, ptrdiff_t unit, int nt, int t,
     *hi = b < n ? b : n;
 }
 
-/* A spinning barrier for the threads of one training call (libgomp's own
+/* A spinning barrier for the threads of one training call (libgomp's
  * barrier measured 45 us a step under KVM with the other vCPU busy, as its
- * waiters fall asleep; this one spins, then yields after ~1 ms so that more
- * threads than cores cannot livelock). */
+ * waiters fall asleep; this one spins, then yields, so that more threads
+ * than cores cannot livelock). */
 typedef struct {
     int count;
     int gen;
@@ -375,12 +379,14 @@ static inline void fnn_cpu_relax(void)
 #endif
 }
 
-static inline void fnn_barrier_wait(fnn_barrier_t *b, int nt)
+/* m arrivals at once (m = 1: an ordinary wait; more: stand in for threads
+ * that could not be started). */
+static inline void fnn_barrier_arrive(fnn_barrier_t *b, int nt, int m)
 {
     if (nt <= 1)
         return;
     int g = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->count, 1, __ATOMIC_ACQ_REL) == nt) {
+    if (__atomic_add_fetch(&b->count, m, __ATOMIC_ACQ_REL) == nt) {
         __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&b->gen, g + 1, __ATOMIC_RELEASE);
         return;
@@ -391,6 +397,8 @@ static inline void fnn_barrier_wait(fnn_barrier_t *b, int nt)
             sched_yield();
     }
 }
+
+static inline void fnn_barrier_wait(fnn_barrier_t *b, int nt) { fnn_barrier_arrive(b, nt, 1); }
 
 #define FNN_BARRIER(nt) fnn_barrier_wait(&barrier, (nt))
 
@@ -458,13 +466,6 @@ static int fnn_gemm_select(const char *name)
 
 static const char *fnn_gemm_isa(void) { return fnn_gemm_isa_name; }
 
-static int fnn_openmp(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
+static int fnn_threaded(void) { return FNN_PTHREADS; }
 
 #endif

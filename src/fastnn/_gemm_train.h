@@ -71,6 +71,139 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, FNN_T *g,
     return total / (double) batch;
 }
 
+typedef struct {
+    const FNN_T *x;
+    ptrdiff_t n_rows;
+    const ptrdiff_t *y, *order;
+    ptrdiff_t start, stop, batch_size;
+    const ptrdiff_t *sizes;
+    ptrdiff_t n_layers, n_w, max_width;
+    int act;
+    FNN_T *params, *wt, *vel, *acts, *deltas;
+    ptrdiff_t *ybuf;
+    const FNN_HP *hp;
+    FNN_F(fnn_kern_t) K;
+    int nt;
+    fnn_barrier_t barrier;
+    int status;            /* 1: corrupt index or label, 2: diverged */
+    ptrdiff_t fail_s0;     /* batch start where it stopped */
+    double *loss_sum;
+    ptrdiff_t *n_correct;
+} FNN_F(fnn_train_ctx);
+
+typedef struct {
+    FNN_F(fnn_train_ctx) *c;
+    int tid;
+} FNN_F(fnn_train_arg);
+
+/* One thread's share of every step of the call (thread 0 also does the
+ * softmax-xent and the small layers). */
+static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
+{
+    const FNN_F(fnn_kern_t) K = c->K;
+    const int nt = c->nt, act = c->act;
+    const ptrdiff_t *sizes = c->sizes, n_layers = c->n_layers, batch_size = c->batch_size;
+    const ptrdiff_t d = sizes[0], kcls = sizes[n_layers];
+    FNN_T *params = c->params, *wt = c->wt, *vel = c->vel, *acts = c->acts;
+    const FNN_HP *hp = c->hp;
+#define barrier (c->barrier)
+    for (ptrdiff_t s0 = c->start; s0 < c->stop; s0 += batch_size) {
+        const ptrdiff_t bs = c->stop - s0 < batch_size ? c->stop - s0 : batch_size;
+        ptrdiff_t lo, hi;
+        /* gather */
+        fnn_split(bs, 1, nt, tid, &lo, &hi);
+        for (ptrdiff_t i = lo; i < hi; i++) {
+            ptrdiff_t r = c->order[s0 + i];
+            if (r < 0 || r >= c->n_rows) {
+                __atomic_store_n(&c->fail_s0, s0, __ATOMIC_RELAXED);
+                __atomic_store_n(&c->status, 1, __ATOMIC_RELAXED);
+                break;
+            }
+            memcpy(acts + i * d, c->x + r * d, (size_t) d * sizeof(FNN_T));
+            c->ybuf[i] = c->y[r];
+        }
+        FNN_BARRIER(nt);
+        if (__atomic_load_n(&c->status, __ATOMIC_RELAXED))
+            break;
+        /* forward */
+        ptrdiff_t woff = 0, boff = c->n_w, aoff = 0;
+        int split = nt > 1 && bs * sizes[0] * sizes[1] >= FNN_PAR_MIN_MACS;
+        for (ptrdiff_t l = 0; l < n_layers; l++) {
+            const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
+            const FNN_T *a_in = acts + aoff;
+            aoff += batch_size * ni;
+            if (split)
+                fnn_split(no, K.vl, nt, tid, &lo, &hi);
+            else
+                lo = 0, hi = tid == 0 ? no : 0;
+            if (lo < hi)
+                K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
+                       params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY, NULL);
+            int next = l + 1 < n_layers && nt > 1 && bs * no * sizes[l + 2] >= FNN_PAR_MIN_MACS;
+            if (split || next)
+                FNN_BARRIER(nt);
+            split = next;
+            woff += ni * no;
+            boff += no;
+        }
+        /* loss and its gradient w.r.t. the logits */
+        FNN_T *delta = c->deltas, *delta_prev = c->deltas + batch_size * c->max_width, *tmp;
+        if (tid == 0) {
+            ptrdiff_t nc;
+            double loss = FNN_F(fnn_xent)(acts + aoff, c->ybuf, delta, bs, kcls, &nc);
+            if (nc < 0 || !isfinite(loss)) {
+                c->fail_s0 = s0;
+                __atomic_store_n(&c->status, nc < 0 ? 1 : 2, __ATOMIC_RELAXED);
+            } else {
+                *c->loss_sum += loss * (double) bs;
+                *c->n_correct += nc;
+            }
+        }
+        FNN_BARRIER(nt);
+        if (__atomic_load_n(&c->status, __ATOMIC_RELAXED))
+            break;
+        /* backward, last layer first: dZ_prev with the old W, then W's update */
+        for (ptrdiff_t l = n_layers - 1; l >= 0; l--) {
+            const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
+            woff -= ni * no;
+            boff -= no;
+            aoff -= batch_size * ni;
+            split = nt > 1 && bs * ni * no * (l > 0 ? 2 : 1) >= FNN_PAR_MIN_MACS;
+            if (split)
+                fnn_split(ni, K.vl, nt, tid, &lo, &hi);
+            else
+                lo = 0, hi = tid == 0 ? ni : 0;
+            if (lo < hi) {
+                if (l > 0)
+                    K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
+                           FNN_EPI_DACT, act, acts + aoff);
+                K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff, vel + woff, no,
+                     l > 0 ? wt + woff : NULL, ni, hp);
+            }
+            if (tid == (split ? nt - 1 : 0))
+                K.db(bs, 0, no, delta, no, params + boff, vel + boff, hp);
+            int prev = l > 0 && nt > 1
+                       && bs * sizes[l - 1] * ni * (l > 1 ? 2 : 1) >= FNN_PAR_MIN_MACS;
+            if (l > 0 && (split || prev))
+                FNN_BARRIER(nt);
+            tmp = delta;
+            delta = delta_prev;
+            delta_prev = tmp;
+        }
+        FNN_BARRIER(nt);
+    }
+#undef barrier
+}
+
+#if FNN_PTHREADS
+static void *FNN_F(fnn_train_thread)(void *p)
+{
+    FNN_F(fnn_train_arg) *a = (FNN_F(fnn_train_arg) *) p;
+    FNN_F(fnn_train_body)(a->c, a->tid);
+    return NULL;
+}
+#endif
+
 /* Mini-batch SGD over rows order[start:stop] with fastnn's kernels on
  * n_threads threads; the same contract as _kernels.pyx's _train_batches
  * (layouts, diverged/corrupt, return value), plus:
@@ -80,7 +213,8 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, FNN_T *g,
  * (output columns split) | softmax-xent (thread 0) | backward layer by layer:
  * dZ_prev then the fused dW + update, both over the same block of W's rows
  * (= dZ_prev's columns) per thread, so a thread only ever reads the W^T
- * columns that it updates itself, after reading them. */
+ * columns that it updates itself, after reading them. The threads live for
+ * the call only (started here, joined before it returns). */
 static ptrdiff_t FNN_F(fnn_train)(const FNN_T *x, ptrdiff_t n_rows, const ptrdiff_t *y,
                                   const ptrdiff_t *order, ptrdiff_t start, ptrdiff_t stop,
                                   ptrdiff_t batch_size, const ptrdiff_t *sizes,
@@ -91,13 +225,17 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_T *x, ptrdiff_t n_rows, const ptrdif
 {
     if (FNN_F(fnn_kern).gemm == NULL)
         fnn_gemm_select(NULL);
-    const FNN_F(fnn_kern_t) K = FNN_F(fnn_kern);
-    const ptrdiff_t d = sizes[0], kcls = sizes[n_layers];
-    ptrdiff_t n_w = 0, max_width = 0;
+    FNN_F(fnn_train_ctx) c;
+    memset(&c, 0, sizeof c);
+    c.x = x, c.n_rows = n_rows, c.y = y, c.order = order, c.start = start, c.stop = stop;
+    c.batch_size = batch_size, c.sizes = sizes, c.n_layers = n_layers, c.act = act;
+    c.params = params, c.wt = wt, c.vel = vel, c.acts = acts, c.deltas = deltas, c.ybuf = ybuf;
+    c.hp = hp, c.K = FNN_F(fnn_kern), c.fail_s0 = stop, c.loss_sum = loss_sum;
+    c.n_correct = n_correct;
     for (ptrdiff_t l = 0; l < n_layers; l++) {
-        n_w += sizes[l] * sizes[l + 1];
-        if (sizes[l + 1] > max_width)
-            max_width = sizes[l + 1];
+        c.n_w += sizes[l] * sizes[l + 1];
+        if (sizes[l + 1] > c.max_width)
+            c.max_width = sizes[l + 1];
     }
     for (ptrdiff_t l = 1, woff = sizes[0] * sizes[1]; l < n_layers; l++) {
         const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
@@ -106,119 +244,63 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_T *x, ptrdiff_t n_rows, const ptrdif
                 wt[woff + j * ni + k] = params[woff + k * no + j];
         woff += ni * no;
     }
-    fnn_barrier_t barrier = {0, 0};
-    int status = 0;            /* 1: corrupt index or label, 2: diverged */
-    ptrdiff_t fail_s0 = stop;  /* batch start where it stopped */
     /* no phase big enough to split: no second thread at all (its barriers
        would only cost) */
     int any_split = 0;
     for (ptrdiff_t l = 0; l < n_layers; l++)
         if (batch_size * sizes[l] * sizes[l + 1] >= FNN_PAR_MIN_MACS)
             any_split = 1;
-    if (n_threads < 1 || !any_split)
+    if (n_threads < 1 || !any_split || !FNN_PTHREADS)
         n_threads = 1;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(n_threads) if (n_threads > 1)
-#endif
-    {
-        int tid = 0, nt = 1;
-#ifdef _OPENMP
-        tid = omp_get_thread_num();
-        nt = omp_get_num_threads();
-#endif
-        for (ptrdiff_t s0 = start; s0 < stop; s0 += batch_size) {
-            const ptrdiff_t bs = stop - s0 < batch_size ? stop - s0 : batch_size;
-            ptrdiff_t lo, hi;
-            /* gather */
-            fnn_split(bs, 1, nt, tid, &lo, &hi);
-            for (ptrdiff_t i = lo; i < hi; i++) {
-                ptrdiff_t r = order[s0 + i];
-                if (r < 0 || r >= n_rows) {
-                    __atomic_store_n(&fail_s0, s0, __ATOMIC_RELAXED);
-                    __atomic_store_n(&status, 1, __ATOMIC_RELAXED);
-                    break;
-                }
-                memcpy(acts + i * d, x + r * d, (size_t) d * sizeof(FNN_T));
-                ybuf[i] = y[r];
-            }
-            FNN_BARRIER(nt);
-            if (__atomic_load_n(&status, __ATOMIC_RELAXED))
+    if (n_threads > 64)
+        n_threads = 64;
+    c.nt = 1;
+#if FNN_PTHREADS
+    pthread_t th[64];
+    FNN_F(fnn_train_arg) args[64];
+    int started = 0;
+    if (n_threads > 1) {
+        /* every thread must know the team size before it starts */
+        c.nt = n_threads;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        for (int t = 1; t < n_threads; t++) {
+            args[t].c = &c;
+            args[t].tid = t;
+        }
+        for (int t = 1; t < n_threads; t++) {
+            if (pthread_create(&th[t], &attr, FNN_F(fnn_train_thread), &args[t]) != 0)
                 break;
-            /* forward */
-            ptrdiff_t woff = 0, boff = n_w, aoff = 0;
-            int split = nt > 1 && bs * sizes[0] * sizes[1] >= FNN_PAR_MIN_MACS;
-            for (ptrdiff_t l = 0; l < n_layers; l++) {
-                const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
-                const FNN_T *a_in = acts + aoff;
-                aoff += batch_size * ni;
-                if (split)
-                    fnn_split(no, K.vl, nt, tid, &lo, &hi);
-                else
-                    lo = 0, hi = tid == 0 ? no : 0;
-                if (lo < hi)
-                    K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
-                           params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY,
-                           NULL);
-                int next = l + 1 < n_layers && nt > 1
-                           && bs * no * sizes[l + 2] >= FNN_PAR_MIN_MACS;
-                if (split || next)
-                    FNN_BARRIER(nt);
-                split = next;
-                woff += ni * no;
-                boff += no;
-            }
-            /* loss and its gradient w.r.t. the logits */
-            FNN_T *delta = deltas, *delta_prev = deltas + batch_size * max_width, *tmp;
-            if (tid == 0) {
-                ptrdiff_t c;
-                double loss = FNN_F(fnn_xent)(acts + aoff, ybuf, delta, bs, kcls, &c);
-                if (c < 0 || !isfinite(loss)) {
-                    fail_s0 = s0;
-                    __atomic_store_n(&status, c < 0 ? 1 : 2, __ATOMIC_RELAXED);
-                } else {
-                    *loss_sum += loss * (double) bs;
-                    *n_correct += c;
-                }
-            }
-            FNN_BARRIER(nt);
-            if (__atomic_load_n(&status, __ATOMIC_RELAXED))
-                break;
-            /* backward, last layer first: dZ_prev with the old W, then W's update */
-            for (ptrdiff_t l = n_layers - 1; l >= 0; l--) {
-                const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
-                woff -= ni * no;
-                boff -= no;
-                aoff -= batch_size * ni;
-                split = nt > 1 && bs * ni * no * (l > 0 ? 2 : 1) >= FNN_PAR_MIN_MACS;
-                if (split)
-                    fnn_split(ni, K.vl, nt, tid, &lo, &hi);
-                else
-                    lo = 0, hi = tid == 0 ? ni : 0;
-                if (lo < hi) {
-                    if (l > 0)
-                        K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
-                               FNN_EPI_DACT, act, acts + aoff);
-                    K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff, vel + woff, no,
-                         l > 0 ? wt + woff : NULL, ni, hp);
-                }
-                if (tid == (split ? nt - 1 : 0))
-                    K.db(bs, 0, no, delta, no, params + boff, vel + boff, hp);
-                int prev = l > 0 && nt > 1
-                           && bs * sizes[l - 1] * ni * (l > 1 ? 2 : 1) >= FNN_PAR_MIN_MACS;
-                if (l > 0 && (split || prev))
-                    FNN_BARRIER(nt);
-                tmp = delta;
-                delta = delta_prev;
-                delta_prev = tmp;
-            }
-            FNN_BARRIER(nt);
+            started++;
+        }
+        pthread_attr_destroy(&attr);
+        if (started < n_threads - 1) {
+            /* a thread could not be started: release the started ones at
+               their first barrier (this thread arrives for itself and the
+               missing ones) with a status that makes them return, then run
+               the call alone */
+            __atomic_store_n(&c.status, 3, __ATOMIC_RELAXED);
+            fnn_barrier_arrive(&c.barrier, c.nt, n_threads - started);
+            for (int t = 1; t <= started; t++)
+                pthread_join(th[t], NULL);
+            memset(&c.barrier, 0, sizeof c.barrier);
+            c.status = 0;
+            c.fail_s0 = stop;
+            c.nt = 1;
+            started = 0;
         }
     }
-    if (status == 1)
+#endif
+    FNN_F(fnn_train_body)(&c, 0);
+#if FNN_PTHREADS
+    for (int t = 1; t <= started; t++)
+        pthread_join(th[t], NULL);
+#endif
+    if (c.status == 1)
         *corrupt = 1;
-    else if (status == 2)
+    else if (c.status == 2)
         *diverged = 1;
-    return (status ? fail_s0 : stop) - start;
+    return (c.status ? c.fail_s0 : stop) - start;
 }
 
 #undef FNN_S2

@@ -6,7 +6,7 @@ from numpy.typing import NDArray
 
 ACTIVATIONS: Dict[str, int]
 DEBUG_BUILD: bool
-OPENMP: bool
+THREADED: bool
 
 def _kernel_isa(name: Optional[str] = None) -> str: ...
 

@@ -106,7 +106,7 @@ cdef extern from "_fastmath.h" nogil:
 
 # fastnn's own training products (_gemm.h): register-blocked AVX-512 / AVX2 /
 # generic micro-kernels with fused bias/activation and SGD epilogues, and the
-# mini-batch loop that runs them on fastnn's threads (OpenMP).
+# mini-batch loop that runs them on fastnn's threads.
 cdef extern from "_gemm.h" nogil:
     ctypedef struct fnn_sgd_f:
         float lr, mu, l1, l2
@@ -114,7 +114,7 @@ cdef extern from "_gemm.h" nogil:
         double lr, mu, l1, l2
     int fnn_gemm_select(const char* name)
     const char* fnn_gemm_isa()
-    int fnn_openmp()
+    int fnn_threaded()
     void fnn_dense_forward_f(const float* x, const float* w, const float* b, float* out,
                              intp_t batch, intp_t n_in, intp_t n_out, int act)
     void fnn_dense_forward_d(const double* x, const double* w, const double* b, double* out,
@@ -161,8 +161,8 @@ def _kernel_isa(name=None):
     return fnn_gemm_isa().decode()
 
 
-# Whether the training loop can use more than one thread (built with OpenMP).
-OPENMP = bool(fnn_openmp())
+# Whether the training loop can use more than one thread (POSIX threads).
+THREADED = bool(fnn_threaded())
 
 
 
