@@ -111,7 +111,9 @@ class History:
 
 
 class Workspace:
-    """The buffers of one ``fit``: gradients, activations, deltas, batch labels."""
+    """The buffers of one ``fit``: work space of the size of the parameters
+    (``grads``: the compiled loop keeps transposed weight copies there, the
+    NumPy twin the gradients), activations, deltas, batch labels."""
 
     def __init__(self, sizes, batch_size, dtype):
         n_params, n_acts, n_deltas = workspace_sizes(sizes, batch_size)
