@@ -5,7 +5,8 @@ Environment variables read at build time:
 * ``FASTNN_DEBUG=1``  -- Cython bounds checks, wraparound and initialisation
   checks on, ``-O0 -g`` (the kernel tests run once in this mode in CI);
 * ``FASTNN_NATIVE=1`` -- add ``-march=native`` (faster elementwise passes on
-  the build machine; the default build stays portable across x86-64).
+  the build machine; the default build stays portable across x86-64: the
+  training kernels of _gemm.h pick AVX-512/AVX2/generic at load time anyway);
 """
 import os
 
@@ -22,6 +23,7 @@ def _flag(name):
 DEBUG = _flag("FASTNN_DEBUG")
 NATIVE = _flag("FASTNN_NATIVE")
 
+
 # -fno-trapping-math lets gcc vectorise the branch-free activations in
 # _fastmath.h (it changes no results: fastnn never reads FP exception flags);
 # -ffp-contract=off keeps a*b+c two roundings on every instruction set, so a
@@ -30,6 +32,11 @@ compile_args = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3", "-fno-trapping-ma
 compile_args.append("-ffp-contract=off")
 if NATIVE:
     compile_args.append("-march=native")
+# fastnn's training threads are POSIX threads started per call (_gemm.h)
+link_args = []
+if os.name == "posix":
+    compile_args.append("-pthread")
+    link_args.append("-pthread")
 
 directives = {
     "language_level": 3,
@@ -48,6 +55,7 @@ extensions = [
         define_macros=[("FASTNN_DEBUG", "1" if DEBUG else "0"),
                        ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
         extra_compile_args=compile_args,
+        extra_link_args=link_args,
     ),
     # the FMA-peak probe of `fastnn bench` (its roofline): register-only loops,
     # each variant built for its own instruction set with GCC's target

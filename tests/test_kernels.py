@@ -4,11 +4,14 @@ Random inputs with awkward shapes (batch 1, 7, 128, 1000; widths that are
 not multiples of 8 or 16), both float dtypes, tolerances stated per dtype.
 Also: caller-supplied ``out`` buffers, numerical stability of the softmax
 and cross-entropy, the SGD update rule, and ``train_batches`` on multi-layer
-nets (returned counters and the resulting params/velocity/grads).
+nets (returned counters and the resulting params and velocity), on every
+instruction-set variant of fastnn's own kernels that the CPU runs and on
+several threads (the weights must not depend on the thread count).
 """
 import numpy as np
 import pytest
 
+from fastnn import _kernels
 from fastnn import kernels as K
 from fastnn import reference as R
 from fastnn._layout import as_sizes, n_params, n_weights, unflatten
@@ -55,6 +58,24 @@ def rng():
     return np.random.default_rng(20240611)
 
 
+def _supported_isas():
+    best = _kernels._kernel_isa()
+    order = ["avx512", "avx2", "generic"]
+    return order[order.index(best):]
+
+
+ISAS = _supported_isas()
+
+
+@pytest.fixture(params=ISAS)
+def kernel_isa(request):
+    """Run a test on each variant of fastnn's kernels this CPU supports."""
+    before = _kernels._kernel_isa()
+    _kernels._kernel_isa(request.param)
+    yield request.param
+    _kernels._kernel_isa(before)
+
+
 def randn(rng, shape, dtype, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(dtype)
 
@@ -92,6 +113,35 @@ def test_dense_forward_matches_reference(rng, shape, activation, dtype):
     oracle = {"identity": z, "relu": np.maximum(z, 0), "tanh": np.tanh(z),
               "sigmoid": 1 / (1 + np.exp(-z))}[activation]
     np.testing.assert_allclose(got, oracle, **TOL[dtype])
+
+
+# batch rows around the register tile (6 rows) and widths around the vector
+# widths (4, 8, 16 lanes): every row and column tail of the micro-kernels
+KERNEL_BATCHES = [1, 7, 10, 33, 128]
+KERNEL_WIDTHS = [1, 3, 10, 17, 31, 100, 129]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", KERNEL_BATCHES)
+def test_own_forward_kernel_tails(rng, kernel_isa, batch, dtype):
+    """fastnn's forward kernel (bias + activation fused) against the twin and
+    the BLAS product, for every tail width, on each instruction-set variant."""
+    for n_in in (1, 17, 100):
+        for n_out in KERNEL_WIDTHS:
+            for activation in ACTIVATIONS:
+                X, W, b = layer_inputs(rng, batch, n_in, n_out, dtype)
+                got = K.dense_forward(X, W, b, activation)
+                want = R.dense_forward(X, W, b, activation)
+                np.testing.assert_allclose(got, want, **TOL[dtype],
+                                           err_msg=f"{n_in}x{n_out} {activation}")
+                blas = R._activate(X @ W + b, activation)
+                np.testing.assert_allclose(got, blas, **TOL[dtype])
+
+
+def test_kernel_isa_selection_refuses_unknown_names():
+    with pytest.raises(ValueError, match="name must be"):
+        _kernels._kernel_isa("sse9")
+    assert _kernels._kernel_isa() in ("avx512", "avx2", "generic")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -473,9 +523,10 @@ TRAIN_CASES = [
 ]
 
 
+@pytest.mark.parametrize("n_threads", [1, 3])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", TRAIN_CASES, ids=lambda c: f"{c[0]}-bs{c[2]}-{c[5]}")
-def test_train_batches_matches_reference(rng, case, dtype):
+def test_train_batches_matches_reference(rng, case, dtype, kernel_isa, n_threads):
     sizes, n_rows, batch_size, start, stop, activation, hyper = case
     sizes, ws = make_workspace(sizes, batch_size, dtype, rng)
     X = randn(rng, (n_rows, sizes[0]), dtype)
@@ -483,7 +534,7 @@ def test_train_batches_matches_reference(rng, case, dtype):
     order = rng.permutation(n_rows).astype(np.intp)
     ws0, ws_ref = copy_ws(ws), copy_ws(ws)
     got = run_train(K.train_batches, X, y, order, start, stop, batch_size, sizes,
-                    activation, ws, **hyper)
+                    activation, ws, n_threads=n_threads, **hyper)
     want = run_train(R.train_batches, X, y, order, start, stop, batch_size, sizes,
                      activation, ws_ref, **hyper)
     rows, loss_sum, correct, diverged = got
@@ -494,7 +545,7 @@ def test_train_batches_matches_reference(rng, case, dtype):
     assert correct == want[2]
     assert 0 <= correct <= rows
     assert not np.array_equal(ws["params"], ws0["params"])  # it did train
-    for name in ("params", "velocity", "grads"):
+    for name in ("params", "velocity"):  # grads is work space
         np.testing.assert_allclose(ws[name], ws_ref[name], **TRAIN_TOL[dtype],
                                    err_msg=name)
 
@@ -606,3 +657,94 @@ def test_reference_train_batches_biases_unpenalised(rng):
     nw = n_weights([6, 4])
     np.testing.assert_array_equal(ws["params"][nw:], ws_pen["params"][nw:])
     assert not np.allclose(ws["params"][:nw], ws_pen["params"][:nw])
+
+
+# ---------------------------------------------------------------------------
+# fastnn's own training kernels: tails, threads, instruction sets
+# ---------------------------------------------------------------------------
+
+TAIL_NETS = [[17, 31, 10], [100, 129, 1, 3], [31, 10, 17, 100, 3]]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", KERNEL_BATCHES)
+@pytest.mark.parametrize("sizes", TAIL_NETS, ids=lambda s: "-".join(map(str, s)))
+def test_train_kernels_tails_match_reference(rng, kernel_isa, sizes, batch, dtype):
+    """Fused forward, dZ_prev and dW+update kernels on widths that are not
+    multiples of any vector width, against the NumPy twin (BLAS products and
+    a separate SGD pass)."""
+    sizes, ws = make_workspace(sizes, batch, dtype, rng)
+    n_rows = 3 * batch + 1  # a short last batch too
+    X = randn(rng, (n_rows, sizes[0]), dtype)
+    y = rng.integers(0, sizes[-1], n_rows).astype(np.intp)
+    order = rng.permutation(n_rows).astype(np.intp)
+    ws_ref = copy_ws(ws)
+    hyper = dict(learning_rate=0.05, momentum=0.9, l1=1e-4, l2=1e-3)
+    got = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sizes, "tanh", ws,
+                    n_threads=2, **hyper)
+    want = run_train(R.train_batches, X, y, order, 0, n_rows, batch, sizes, "tanh", ws_ref,
+                     **hyper)
+    assert got[0] == want[0] == n_rows and got[2] == want[2]
+    np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
+    for name in ("params", "velocity"):
+        np.testing.assert_allclose(ws[name], ws_ref[name], **TRAIN_TOL[dtype], err_msg=name)
+
+
+def _train_result(sizes, batch, dtype, activation, n_threads, seed=7):
+    rng = np.random.default_rng(seed)
+    sizes, ws = make_workspace(sizes, batch, dtype, rng)
+    n_rows = 4 * batch + 3
+    X = randn(rng, (n_rows, sizes[0]), dtype)
+    y = rng.integers(0, sizes[-1], n_rows).astype(np.intp)
+    order = rng.permutation(n_rows).astype(np.intp)
+    out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sizes, activation, ws,
+                    learning_rate=0.05, momentum=0.9, l1=1e-4, l2=1e-3, n_threads=n_threads)
+    return out, ws["params"], ws["velocity"]
+
+
+# big enough that every layer's work is split across the threads, and small
+# enough that only the first layer's is
+THREAD_NETS = [([784, 129, 33, 10], 33), ([300, 256, 256, 10], 64), ([784, 128, 10], 10),
+               ([31, 17, 3], 7)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("net", THREAD_NETS, ids=lambda n: f"{'-'.join(map(str, n[0]))}-bs{n[1]}")
+def test_train_weights_bit_identical_across_thread_counts(kernel_isa, net, activation, dtype):
+    sizes, batch = net
+    ref = _train_result(sizes, batch, dtype, activation, 1)
+    for n_threads in (2, 3):
+        got = _train_result(sizes, batch, dtype, activation, n_threads)
+        assert got[0] == ref[0], n_threads  # same loss sum, bit for bit
+        np.testing.assert_array_equal(got[1], ref[1], err_msg=f"params, {n_threads} threads")
+        np.testing.assert_array_equal(got[2], ref[2], err_msg=f"velocity, {n_threads} threads")
+
+
+@pytest.mark.skipif(not {"avx512", "avx2"} <= set(ISAS), reason="needs AVX-512 and AVX2")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_weights_same_on_avx512_and_avx2(dtype):
+    """Both FMA variants reduce every element in the same order: same bits."""
+    before = _kernels._kernel_isa()
+    try:
+        results = []
+        for isa in ("avx512", "avx2"):
+            _kernels._kernel_isa(isa)
+            results.append(_train_result([100, 129, 17, 10], 33, dtype, "tanh", 2))
+    finally:
+        _kernels._kernel_isa(before)
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+def test_train_batches_refuses_bad_thread_counts(rng):
+    sizes, ws = make_workspace([5, 4, 3], 4, np.float64, rng)
+    X = randn(rng, (8, 5), np.float64)
+    y = np.zeros(8, np.intp)
+    order = np.arange(8, dtype=np.intp)
+    for bad, exc in ((0, ValueError), (-1, ValueError), (2000, ValueError), (1.5, TypeError),
+                     ("2", TypeError)):
+        with pytest.raises(exc, match="n_threads"):
+            run_train(K.train_batches, X, y, order, 0, 8, 4, sizes, "relu", ws,
+                      learning_rate=0.1, n_threads=bad)

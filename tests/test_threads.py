@@ -233,3 +233,59 @@ def test_set_num_threads_overrides_env(monkeypatch):
     assert get_num_threads() == 2
     set_num_threads(None)
     assert get_num_threads() == 3
+
+
+def test_training_threads_policy(monkeypatch):
+    set_num_threads(None)
+    assert threads.training_threads() == 1  # the default: one thread
+    set_num_threads(3)
+    assert threads.training_threads() == 3
+    set_num_threads(None)
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "2")
+    assert threads.training_threads() == 2
+
+
+def test_fit_weights_bit_identical_across_thread_counts(mnist_small):
+    """fastnn's training loop reduces every element in a fixed order: the same
+    seed gives the same weights, bit for bit, on 1, 2 or 3 threads (a batch big
+    enough that the first layer's work is split)."""
+    (X, y), _ = mnist_small
+    params = {}
+    for n in (1, 2, 3):
+        set_num_threads(n)
+        m = MLP([784, 200, 10], seed=5)
+        m.fit(X[:1200], y[:1200], epochs=2, batch_size=40, learning_rate=0.05, momentum=0.9,
+              l2=1e-3, verbose=False)
+        params[n] = m._params.copy()
+    np.testing.assert_array_equal(params[1], params[2])
+    np.testing.assert_array_equal(params[1], params[3])
+
+
+def _fit_in_child(X, y, queue):
+    m = MLP([784, 200, 10], seed=1)
+    m.fit(X, y, epochs=1, batch_size=64, verbose=False)
+    queue.put(m._params.copy())
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_threaded_training_works_after_fork(mnist_small):
+    """fastnn's training threads live for one compiled call: a process forked
+    after threaded training can train on threads too (a persistent pool, as
+    libgomp's, would hang the child)."""
+    import multiprocessing as mp
+    (X, y), _ = mnist_small
+    X, y = X[:1500], y[:1500]
+    set_num_threads(2)
+    parent = MLP([784, 200, 10], seed=1)
+    parent.fit(X, y, epochs=1, batch_size=64, verbose=False)
+    ctx = mp.get_context("fork")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_fit_in_child, args=(X, y, queue))
+    proc.start()
+    try:
+        child = queue.get(timeout=60)
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+    np.testing.assert_array_equal(child, parent._params)

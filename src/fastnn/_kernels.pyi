@@ -6,6 +6,9 @@ from numpy.typing import NDArray
 
 ACTIVATIONS: Dict[str, int]
 DEBUG_BUILD: bool
+THREADED: bool
+
+def _kernel_isa(name: Optional[str] = None) -> str: ...
 
 def dense_forward(
     X: NDArray[np.floating],
@@ -60,4 +63,5 @@ def train_batches(
     momentum: float = 0.0,
     l1: float = 0.0,
     l2: float = 0.0,
+    n_threads: int = 1,
 ) -> Tuple[int, float, int, bool]: ...

@@ -184,13 +184,14 @@ class _TrainBuffers:
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params,
                   grads, velocity, acts, deltas, ybuf, learning_rate, momentum=0.0,
-                  l1=0.0, l2=0.0):
+                  l1=0.0, l2=0.0, n_threads=1):
     """Mini-batch SGD over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, buffers and return value as the compiled kernel:
     ``(rows_done, loss_sum, n_correct, diverged)``. Every array of a batch
     lives in the caller's buffers or in temporaries made once per call, so a
     batch allocates nothing (NumPy's ``out=`` everywhere).
+    ``n_threads`` is accepted for the same signature; NumPy's BLAS uses its own threads.
     """
     sizes = [int(s) for s in sizes]
     n_layers = len(sizes) - 1

@@ -117,7 +117,9 @@ class History:
 
 
 class Workspace:
-    """The buffers of one ``fit``: gradients, activations, deltas, batch labels."""
+    """The buffers of one ``fit``: work space of the size of the parameters
+    (``grads``: the compiled loop keeps transposed weight copies there, the
+    NumPy twin the gradients), activations, deltas, batch labels."""
 
     def __init__(self, sizes, batch_size, dtype):
         n_params, n_acts, n_deltas = workspace_sizes(sizes, batch_size)
@@ -374,13 +376,14 @@ def _run_epoch(kernels, model, ws, X, y, order, batch_size, chunk, lr, opt):
     is caught between chunks, where the model is consistent.
     """
     done, loss_sum, correct, diverged = 0, 0.0, 0, False
+    n_threads = threads.training_threads()
     try:
         while done < order.size and not diverged:
             stop = min(done + chunk, order.size)
             rows, ls, c, diverged = kernels.train_batches(
                 X, y, order, done, stop, batch_size, model._sizes, model.activation,
                 model._params, ws.grads, model._velocity, ws.acts, ws.deltas, ws.ybuf,
-                lr, opt.momentum, opt.l1, opt.l2)
+                lr, opt.momentum, opt.l1, opt.l2, n_threads=n_threads)
             done += rows
             loss_sum += ls
             correct += c

@@ -1,0 +1,471 @@
+/* fastnn's own training products: packing-free register-blocked SIMD
+ * micro-kernels with fused epilogues, and the mini-batch SGD loop that runs
+ * them on fastnn's own threads (OpenMP when built with it).
+ *
+ * Design (after BLIS/oneDNN micro-kernels, specialised to a training step):
+ *  - forward  Z = act(A W + b): W stays row-major (n_in x n_out) as the model
+ *    keeps it; a register tile of MRR batch rows x NRV vectors of output
+ *    columns accumulates over the whole K loop; bias and activation are
+ *    applied to the tile before it is stored (_gemm_isa.h: tile/gemm);
+ *  - dZ_prev = (dZ W^T) * act'(A_prev): the same kernel reading W^T, a
+ *    transposed copy of each layer but the first, which the update epilogue
+ *    keeps equal to W (it is the OLD W when dZ_prev is computed, as the
+ *    update of a layer comes after its dZ_prev);
+ *  - dW + SGD: each register tile of the weight gradient is consumed by the
+ *    momentum/L1/L2 update where it is made (no dW array, no second pass over
+ *    the parameters); biases likewise. The update reads its hyperparameters
+ *    from a small struct (fnn_sgd_f/_d) so another optimizer is another
+ *    epilogue, not another tiling.
+ *  - variants: AVX-512 (16 floats / 8 doubles a vector, 6 x 4 vector tile),
+ *    AVX2+FMA (8 / 4, 6 x 2) and generic C (scalar, 6 x 2), chosen once at
+ *    load (fnn_gemm_select) by __builtin_cpu_supports; the x86 variants are
+ *    compiled with function target attributes, so the build stays portable.
+ *  - threads: started per call (a chunk of batches; no pool survives the
+ *    call, so a fork never inherits one), a spinning barrier between the
+ *    phases of a step; each phase is split over blocks of columns (forward) or rows of W
+ *    (backward), and each output element is reduced in index order by one
+ *    thread, so the weights are bit-identical for any thread count.
+ */
+#ifndef FASTNN_GEMM_H
+#define FASTNN_GEMM_H
+
+#include <math.h>
+#include <sched.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define FNN_PTHREADS 1
+#else
+#define FNN_PTHREADS 0
+#endif
+#include "_fastmath.h"
+
+enum { FNN_IDENTITY = 0, FNN_RELU = 1, FNN_TANH = 2, FNN_SIGMOID = 3 };
+enum { FNN_EPI_BIAS = 0, FNN_EPI_DACT = 1 };
+
+/* SGD hyperparameters of the fused update epilogue. */
+typedef struct { float lr, mu, l1, l2; } fnn_sgd_f;
+typedef struct { double lr, mu, l1, l2; } fnn_sgd_d;
+
+/* A layer phase (forward of a layer, or its backward) is split across the
+ * threads only from this many multiply-adds per batch on: below it, thread
+ * 0 does it alone and the barrier it would need is skipped. An OpenMP
+ * barrier of 2 threads took 2.2-7 us on 2 vCPUs of an AMD EPYC (Zen 5, KVM,
+ * shared with other jobs) and the kernels do about 100 G multiply-adds/s a
+ * core, so a phase must be ~2M multiply-adds (~20 us) for a split to save
+ * clearly more than the barrier costs. */
+#ifndef FNN_PAR_MIN_MACS
+#define FNN_PAR_MIN_MACS 2000000
+#endif
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FNN_HAVE_X86 1
+static const int32_t fnn_mtab32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+#else
+#define FNN_HAVE_X86 0
+#endif
+
+#define FNN_CAT4(a, b, c, d) a##_##b##_##c##_##d
+#define FNN_XCAT4(a, b, c, d) FNN_CAT4(a, b, c, d)
+
+/* ----------------------------------------------------------------- generic */
+#define MRR 6
+#define NRV 2
+#define VL 1
+#define MT int
+#define MASKN(r) 0
+#define VZERO 0
+#define VSET1(x) (x)
+#define VLOAD(p) (*(p))
+#define VLOADM(p, m) (*(p))
+#define VSTORE(p, v) (*(p) = (v))
+#define VSTOREM(p, m, v) (*(p) = (v))
+#define VFMA(a, b, c) ((a) * (b) + (c))
+#define VMUL(a, b) ((a) * (b))
+#define VADD(a, b) ((a) + (b))
+#define VSUB(a, b) ((a) - (b))
+#define VRELU(x) ((x) < 0 ? 0 : (x))
+#define VSELPOS(x, a) ((a) > 0 ? (x) : 0)
+#define VADDPOS(s, w, l) ((w) > 0 ? (s) + (l) : (s))
+#define VSUBNEG(s, w, l) ((w) < 0 ? (s) - (l) : (s))
+#define FNN_TARGET
+
+#define FNN_T float
+#define VT float
+#define FNN_HP fnn_sgd_f
+#define FNN_BIAS_TANH fnn_bias_tanh_f
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, gen, f)
+#include "_gemm_isa.h"
+#undef FNN_T
+#undef VT
+#undef FNN_HP
+#undef FNN_BIAS_TANH
+#undef FNN_BIAS_SIGMOID
+#undef FNN_NAME
+
+#define FNN_T double
+#define VT double
+#define FNN_HP fnn_sgd_d
+#define FNN_BIAS_TANH fnn_bias_tanh_d
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, gen, d)
+#include "_gemm_isa.h"
+#undef FNN_T
+#undef VT
+#undef FNN_HP
+#undef FNN_BIAS_TANH
+#undef FNN_BIAS_SIGMOID
+#undef FNN_NAME
+
+#undef MRR
+#undef NRV
+#undef VL
+#undef MT
+#undef MASKN
+#undef VZERO
+#undef VSET1
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VFMA
+#undef VMUL
+#undef VADD
+#undef VSUB
+#undef VRELU
+#undef VSELPOS
+#undef VADDPOS
+#undef VSUBNEG
+#undef FNN_TARGET
+
+#if FNN_HAVE_X86
+/* ------------------------------------------------------------------ AVX-512 */
+#define FNN_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#define MRR 6
+#define NRV 4
+
+#define FNN_T float
+#define FNN_HP fnn_sgd_f
+#define FNN_BIAS_TANH fnn_bias_tanh_f
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx512, f)
+#define VT __m512
+#define VL 16
+#define MT __mmask16
+#define MASKN(r) ((__mmask16) ((1u << (r)) - 1u))
+#define VZERO _mm512_setzero_ps()
+#define VSET1(x) _mm512_set1_ps(x)
+#define VLOAD(p) _mm512_loadu_ps(p)
+#define VLOADM(p, m) _mm512_maskz_loadu_ps(m, p)
+#define VSTORE(p, v) _mm512_storeu_ps(p, v)
+#define VSTOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VMUL(a, b) _mm512_mul_ps(a, b)
+#define VADD(a, b) _mm512_add_ps(a, b)
+#define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VRELU(x) _mm512_max_ps(_mm512_setzero_ps(), x)
+#define VSELPOS(x, a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ), x)
+#define VADDPOS(s, w, l) _mm512_mask_add_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_GT_OQ), s, l)
+#define VSUBNEG(s, w, l) _mm512_mask_sub_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_LT_OQ), s, l)
+#include "_gemm_isa.h"
+#undef FNN_T
+#undef FNN_HP
+#undef FNN_BIAS_TANH
+#undef FNN_BIAS_SIGMOID
+#undef FNN_NAME
+#undef VT
+#undef VL
+#undef MT
+#undef MASKN
+#undef VZERO
+#undef VSET1
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VFMA
+#undef VMUL
+#undef VADD
+#undef VSUB
+#undef VRELU
+#undef VSELPOS
+#undef VADDPOS
+#undef VSUBNEG
+
+#define FNN_T double
+#define FNN_HP fnn_sgd_d
+#define FNN_BIAS_TANH fnn_bias_tanh_d
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx512, d)
+#define VT __m512d
+#define VL 8
+#define MT __mmask8
+#define MASKN(r) ((__mmask8) ((1u << (r)) - 1u))
+#define VZERO _mm512_setzero_pd()
+#define VSET1(x) _mm512_set1_pd(x)
+#define VLOAD(p) _mm512_loadu_pd(p)
+#define VLOADM(p, m) _mm512_maskz_loadu_pd(m, p)
+#define VSTORE(p, v) _mm512_storeu_pd(p, v)
+#define VSTOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
+#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
+#define VMUL(a, b) _mm512_mul_pd(a, b)
+#define VADD(a, b) _mm512_add_pd(a, b)
+#define VSUB(a, b) _mm512_sub_pd(a, b)
+#define VRELU(x) _mm512_max_pd(_mm512_setzero_pd(), x)
+#define VSELPOS(x, a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_GT_OQ), x)
+#define VADDPOS(s, w, l) _mm512_mask_add_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_GT_OQ), s, l)
+#define VSUBNEG(s, w, l) _mm512_mask_sub_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_LT_OQ), s, l)
+#include "_gemm_isa.h"
+#undef FNN_T
+#undef FNN_HP
+#undef FNN_BIAS_TANH
+#undef FNN_BIAS_SIGMOID
+#undef FNN_NAME
+#undef VT
+#undef VL
+#undef MT
+#undef MASKN
+#undef VZERO
+#undef VSET1
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VFMA
+#undef VMUL
+#undef VADD
+#undef VSUB
+#undef VRELU
+#undef VSELPOS
+#undef VADDPOS
+#undef VSUBNEG
+#undef FNN_TARGET
+#undef MRR
+#undef NRV
+
+/* --------------------------------------------------------------- AVX2 + FMA */
+#define FNN_TARGET __attribute__((target("avx2,fma")))
+#define MRR 6
+#define NRV 2
+
+#define FNN_T float
+#define FNN_HP fnn_sgd_f
+#define FNN_BIAS_TANH fnn_bias_tanh_f
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx2, f)
+#define VT __m256
+#define VL 8
+#define MT __m256i
+#define MASKN(r) _mm256_loadu_si256((const __m256i *) (fnn_mtab32 + 8 - (r)))
+#define VZERO _mm256_setzero_ps()
+#define VSET1(x) _mm256_set1_ps(x)
+#define VLOAD(p) _mm256_loadu_ps(p)
+#define VLOADM(p, m) _mm256_maskload_ps(p, m)
+#define VSTORE(p, v) _mm256_storeu_ps(p, v)
+#define VSTOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
+#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VMUL(a, b) _mm256_mul_ps(a, b)
+#define VADD(a, b) _mm256_add_ps(a, b)
+#define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VRELU(x) _mm256_max_ps(_mm256_setzero_ps(), x)
+#define VSELPOS(x, a) _mm256_and_ps(x, _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ))
+#define VADDPOS(s, w, l) _mm256_blendv_ps(s, _mm256_add_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_GT_OQ))
+#define VSUBNEG(s, w, l) _mm256_blendv_ps(s, _mm256_sub_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ))
+#include "_gemm_isa.h"
+#undef FNN_T
+#undef FNN_HP
+#undef FNN_BIAS_TANH
+#undef FNN_BIAS_SIGMOID
+#undef FNN_NAME
+#undef VT
+#undef VL
+#undef MT
+#undef MASKN
+#undef VZERO
+#undef VSET1
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VFMA
+#undef VMUL
+#undef VADD
+#undef VSUB
+#undef VRELU
+#undef VSELPOS
+#undef VADDPOS
+#undef VSUBNEG
+
+#define FNN_T double
+#define FNN_HP fnn_sgd_d
+#define FNN_BIAS_TANH fnn_bias_tanh_d
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx2, d)
+#define VT __m256d
+#define VL 4
+#define MT __m256i
+#define MASKN(r) _mm256_loadu_si256((const __m256i *) (fnn_mtab64 + 4 - (r)))
+#define VZERO _mm256_setzero_pd()
+#define VSET1(x) _mm256_set1_pd(x)
+#define VLOAD(p) _mm256_loadu_pd(p)
+#define VLOADM(p, m) _mm256_maskload_pd(p, m)
+#define VSTORE(p, v) _mm256_storeu_pd(p, v)
+#define VSTOREM(p, m, v) _mm256_maskstore_pd(p, m, v)
+#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
+#define VMUL(a, b) _mm256_mul_pd(a, b)
+#define VADD(a, b) _mm256_add_pd(a, b)
+#define VSUB(a, b) _mm256_sub_pd(a, b)
+#define VRELU(x) _mm256_max_pd(_mm256_setzero_pd(), x)
+#define VSELPOS(x, a) _mm256_and_pd(x, _mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_GT_OQ))
+#define VADDPOS(s, w, l) _mm256_blendv_pd(s, _mm256_add_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_GT_OQ))
+#define VSUBNEG(s, w, l) _mm256_blendv_pd(s, _mm256_sub_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_LT_OQ))
+#include "_gemm_isa.h"
+#undef FNN_T
+#undef FNN_HP
+#undef FNN_BIAS_TANH
+#undef FNN_BIAS_SIGMOID
+#undef FNN_NAME
+#undef VT
+#undef VL
+#undef MT
+#undef MASKN
+#undef VZERO
+#undef VSET1
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VFMA
+#undef VMUL
+#undef VADD
+#undef VSUB
+#undef VRELU
+#undef VSELPOS
+#undef VADDPOS
+#undef VSUBNEG
+#undef FNN_TARGET
+#undef MRR
+#undef NRV
+#endif /* FNN_HAVE_X86 */
+
+/* ------------------------------------------------------ dispatch and loop */
+static inline void fnn_split(ptrdiff_t n, ptrdiff_t unit, int nt, int t,
+                             ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t nu = (n + unit - 1) / unit;
+    ptrdiff_t a = nu * t / nt * unit, b = nu * (t + 1) / nt * unit;
+    *lo = a < n ? a : n;
+    *hi = b < n ? b : n;
+}
+
+/* A spinning barrier for the threads of one training call (libgomp's
+ * barrier measured 45 us a step under KVM with the other vCPU busy, as its
+ * waiters fall asleep; this one spins, then yields, so that more threads
+ * than cores cannot livelock). */
+typedef struct {
+    int count;
+    int gen;
+} fnn_barrier_t;
+
+static inline void fnn_cpu_relax(void)
+{
+#if FNN_HAVE_X86
+    _mm_pause();
+#endif
+}
+
+/* m arrivals at once (m = 1: an ordinary wait; more: stand in for threads
+ * that could not be started). */
+static inline void fnn_barrier_arrive(fnn_barrier_t *b, int nt, int m)
+{
+    if (nt <= 1)
+        return;
+    int g = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
+    if (__atomic_add_fetch(&b->count, m, __ATOMIC_ACQ_REL) == nt) {
+        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->gen, g + 1, __ATOMIC_RELEASE);
+        return;
+    }
+    for (long spins = 0; __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g; spins++) {
+        fnn_cpu_relax();
+        if (spins > 20000)
+            sched_yield();
+    }
+}
+
+static inline void fnn_barrier_wait(fnn_barrier_t *b, int nt) { fnn_barrier_arrive(b, nt, 1); }
+
+#define FNN_BARRIER(nt) fnn_barrier_wait(&barrier, (nt))
+
+static const char *fnn_gemm_isa_name = "generic";
+static int fnn_gemm_select(const char *name);
+
+#define FNN_T float
+#define FNN_SUF f
+#define FNN_HP fnn_sgd_f
+#define FNN_LOG logf
+#define FNN_EXP_NEG fnn_exp_neg_f
+#include "_gemm_train.h"
+#undef FNN_T
+#undef FNN_SUF
+#undef FNN_HP
+#undef FNN_LOG
+#undef FNN_EXP_NEG
+
+#define FNN_T double
+#define FNN_SUF d
+#define FNN_HP fnn_sgd_d
+#define FNN_LOG log
+#define FNN_EXP_NEG fnn_exp_neg_d
+#include "_gemm_train.h"
+#undef FNN_T
+#undef FNN_SUF
+#undef FNN_HP
+#undef FNN_LOG
+#undef FNN_EXP_NEG
+
+/* Select the kernels: name NULL (or "") for the best the CPU runs, else
+ * "avx512", "avx2" or "generic". Returns 0, or -1 if the CPU lacks it. */
+static int fnn_gemm_select(const char *name)
+{
+    int want_best = name == NULL || name[0] == '\0';
+#if FNN_HAVE_X86
+    __builtin_cpu_init();
+    int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+                 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if ((want_best && has512) || (!want_best && strcmp(name, "avx512") == 0)) {
+        if (!has512)
+            return -1;
+        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx512_f, fnn_dw_update_avx512_f, fnn_db_update_avx512_f, 16};
+        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx512_d, fnn_dw_update_avx512_d, fnn_db_update_avx512_d, 8};
+        fnn_gemm_isa_name = "avx512";
+        return 0;
+    }
+    if ((want_best && has2) || (!want_best && strcmp(name, "avx2") == 0)) {
+        if (!has2)
+            return -1;
+        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx2_f, fnn_dw_update_avx2_f, fnn_db_update_avx2_f, 8};
+        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx2_d, fnn_dw_update_avx2_d, fnn_db_update_avx2_d, 4};
+        fnn_gemm_isa_name = "avx2";
+        return 0;
+    }
+#endif
+    if (!want_best && strcmp(name, "generic") != 0)
+        return -1;
+    fnn_kern_f = (fnn_kern_t_f){fnn_gemm_gen_f, fnn_dw_update_gen_f, fnn_db_update_gen_f, 1};
+    fnn_kern_d = (fnn_kern_t_d){fnn_gemm_gen_d, fnn_dw_update_gen_d, fnn_db_update_gen_d, 1};
+    fnn_gemm_isa_name = "generic";
+    return 0;
+}
+
+static const char *fnn_gemm_isa(void) { return fnn_gemm_isa_name; }
+
+static int fnn_threaded(void) { return FNN_PTHREADS; }
+
+#endif
