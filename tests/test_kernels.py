@@ -397,6 +397,22 @@ def test_softmax_cross_entropy_out(rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", [1, 7, 128])
+def test_softmax_cross_entropy_counts_correct(rng, dtype, batch):
+    # integer-valued logits make ties common: the first largest logit counts,
+    # as np.argmax picks it
+    logits = rng.integers(-2, 3, (batch, 10)).astype(dtype)
+    labels = rng.integers(0, 10, batch).astype(np.intp)
+    want = int(np.count_nonzero(logits.argmax(axis=1) == labels))
+    loss, grad, hits = K.softmax_cross_entropy(logits, labels, return_correct=True)
+    assert hits == want
+    assert K.softmax_cross_entropy(logits, labels)[0] == loss
+    rloss, rgrad, rhits = R.softmax_cross_entropy(logits, labels, return_correct=True)
+    assert rhits == want
+    np.testing.assert_allclose(rloss, loss, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_softmax_out(rng, dtype):
     logits = randn(rng, (1000, 33), dtype, 3.0)
     want = K.softmax(logits)

@@ -1,5 +1,5 @@
 # Type stub of the compiled module fastnn._kernels (see _kernels.pyx).
-from typing import Dict, Optional, Tuple
+from typing import Union, Dict, Optional, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,7 +31,9 @@ def softmax_cross_entropy(
     logits: NDArray[np.floating],
     labels: NDArray[np.intp],
     grad: Optional[NDArray[np.floating]] = None,
-) -> Tuple[float, NDArray[np.floating]]: ...
+    *,
+    return_correct: bool = False,
+) -> Union[Tuple[float, NDArray[np.floating]], Tuple[float, NDArray[np.floating], int]]: ...
 def softmax(
     logits: NDArray[np.floating], out: Optional[NDArray[np.floating]] = None
 ) -> NDArray[np.floating]: ...

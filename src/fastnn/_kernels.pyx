@@ -643,11 +643,14 @@ cdef void _dense_backward_call(const floating[:, ::1] A_prev, const floating[:, 
                         <int> A_prev.shape[0], <int> A_prev.shape[1], <int> W.shape[1], act)
 
 
-def softmax_cross_entropy(logits, labels, grad=None):
+def softmax_cross_entropy(logits, labels, grad=None, *, return_correct=False):
     """Mean softmax cross-entropy and its gradient w.r.t. the logits.
 
     logits: (batch, classes) float; labels: (batch,) intp in [0, classes).
-    Returns ``(loss, grad)`` with ``grad = (softmax(logits) - onehot) / batch``.
+    Returns ``(loss, grad)`` with ``grad = (softmax(logits) - onehot) / batch``;
+    with ``return_correct=True``, ``(loss, grad, n_correct)`` where
+    ``n_correct`` counts the rows whose first largest logit is at the label
+    (the count the same pass makes anyway).
     """
     dtype = _float_dtype(logits, "logits")
     _check_array(logits, "logits", dtype, 2)
@@ -665,6 +668,8 @@ def softmax_cross_entropy(logits, labels, grad=None):
         loss = _xent_call[double](logits, labels, grad, &correct)
     if correct < 0:
         raise ValueError("labels changed during the call: a label left [0, classes)")
+    if return_correct:
+        return loss, grad, int(correct)
     return loss, grad
 
 

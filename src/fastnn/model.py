@@ -229,9 +229,10 @@ class MLP:
             labels = y[start:start + rows]
             if grad is None or grad.shape[0] != rows:
                 grad = np.empty_like(logits)
-            loss, _ = kernels.softmax_cross_entropy(logits, labels, grad=grad)
+            loss, _, hits = kernels.softmax_cross_entropy(logits, labels, grad=grad,
+                                                          return_correct=True)
             loss_sum += loss * rows
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == labels))
+            correct += hits
         n = X.shape[0]
         return loss_sum / n, correct / n
 

@@ -68,15 +68,18 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     return dW, db, dZ_prev
 
 
-def softmax_cross_entropy(logits, labels, grad=None):
-    """``(mean loss, (softmax(logits) - onehot(labels)) / batch)``, max-shifted."""
+def softmax_cross_entropy(logits, labels, grad=None, *, return_correct=False):
+    """``(mean loss, (softmax(logits) - onehot(labels)) / batch)``, max-shifted;
+    with ``return_correct``, also the count of rows whose argmax is the label."""
     n, k = logits.shape
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= k):
         raise ValueError(f"labels must be in [0, {k})")
     if grad is None:
         grad = np.empty_like(logits)
-    return _softmax_xent(logits, labels, grad, _XentBuffers(n, logits.shape[1], logits.dtype))
+    correct = int(np.count_nonzero(logits.argmax(axis=1) == labels)) if return_correct else None
+    loss, grad = _softmax_xent(logits, labels, grad, _XentBuffers(n, k, logits.dtype))
+    return (loss, grad, correct) if return_correct else (loss, grad)
 
 
 class _XentBuffers:
