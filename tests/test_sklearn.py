@@ -133,14 +133,15 @@ def test_invscaling_matches_sklearn(blobs):
 
 
 def test_adaptive_divides_by_five_like_sklearn(blobs):
-    """tol=10: no epoch improves, so the rate drops 5x after every n_iter_no_change + 1."""
+    """tol=10: no epoch improves by tol, so after the first epoch (which sets best_loss_)
+    the rate drops 5x after every n_iter_no_change + 1 epochs."""
     X, y = blobs
     ours, theirs = _pair(X, y, learning_rate="adaptive", learning_rate_init=0.1, tol=10.0,
                          n_iter_no_change=2, batch_size=40, max_iter=8)
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
     for a, b in zip(ours.coefs_, theirs.coefs_):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-    assert ours.history_.history["lr"] == pytest.approx([0.1] * 3 + [0.02] * 3 + [0.004] * 2)
+    assert ours.history_.history["lr"] == pytest.approx([0.1] * 4 + [0.02] * 3 + [0.004])
     assert ours._lr == pytest.approx(theirs._optimizer.learning_rate)
 
 
