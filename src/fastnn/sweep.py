@@ -76,7 +76,11 @@ def parse_grid(text):
     if not values:
         raise ValueError(f"--grid {key}: no values")
     if values.startswith("["):
-        parsed = cfg.parse_yaml(values)
+        import yaml
+        try:
+            parsed = cfg.parse_yaml(values)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--grid {key}: {values!r} is not a YAML list: {exc}") from None
         if not isinstance(parsed, list):
             raise ValueError(f"--grid {key}: {values!r} is not a list")
         return key, parsed
@@ -365,7 +369,7 @@ def _run_dask(scheduler, todo, data, finished):
     own = not isinstance(scheduler, Client)
     if own:
         address = getattr(scheduler, "scheduler_address", scheduler)
-        client = Client(address, set_as_default=False)
+        client = Client(address)  # the default client while the sweep runs (as_completed)
     else:
         client = scheduler
     futures = {}
