@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
-           "fastnn.config", "fastnn.metrics"]
+           "fastnn.config", "fastnn.metrics", "fastnn.sklearn", "fastnn.sweep"]
 
 
 @pytest.mark.parametrize("name", MODULES)

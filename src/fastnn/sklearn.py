@@ -328,6 +328,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                         "and need to be preprocessed, or the learning rate is too large.")
                 if history.interrupted:
                     raise KeyboardInterrupt
+                if not history.epoch:  # nothing trained (cannot happen with epochs >= 1)
+                    break
                 if self.n_iter_ >= epochs and incremental:
                     break
                 if self.n_iter_ >= self.max_iter:
