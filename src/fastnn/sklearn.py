@@ -10,7 +10,7 @@ Importing :mod:`fastnn` does not import scikit-learn; this module does.
 >>> from fastnn.sklearn import MLPClassifier
 >>> rng = np.random.default_rng(0)
 >>> X = rng.normal(size=(300, 4)); y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
->>> clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, max_iter=50,
+>>> clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, tol=1e-3,
 ...                     random_state=0).fit(X, y)
 >>> clf.classes_.tolist(), clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
 (['no', 'yes'], True, (2, 2))
