@@ -23,6 +23,7 @@ The real measurement is the script::
     python benchmarks/bench_sklearn.py --samples 6000 --max-iter 3 --epochs 1   # quicker
 """
 import argparse
+import gc
 import json
 import os
 import sys
@@ -97,6 +98,7 @@ def sweep_throughput(data, epochs, out, modes=("sequential-1-thread", "sequentia
             threads.set_num_threads(previous)
             if cluster is not None:
                 cluster.close()
+                gc.collect()  # the cluster's finalizers now, not inside a later test
         ok = [t for t in summary["trials"] if t["status"] == "ok"]
         rows[mode] = {"seconds": seconds, "trials": len(summary["trials"]), "ok": len(ok),
                       "trials_per_minute": 60.0 * len(summary["trials"]) / seconds,

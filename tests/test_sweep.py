@@ -3,6 +3,7 @@
 
 The backends' tests train tiny networks on a small synthetic problem, so that
 each takes seconds; the CLI's are in test_cli.py (real MNIST)."""
+import gc
 import json
 import warnings
 
@@ -35,6 +36,11 @@ def cluster():
                                       dashboard_address=None, worker_dashboard_address=None
                                       ) as c:
             yield c
+    # Collect the closed cluster's and clients' objects now: their finalizers would
+    # otherwise run at some later garbage collection, in another test, where a
+    # KeyboardInterrupt arriving inside a finalizer is swallowed ("Exception ignored")
+    # and breaks the Ctrl-C tests of test_training.py.
+    gc.collect()
 
 
 def read(out):
