@@ -342,6 +342,8 @@ def _run_processes(jobs, todo, data, finished):
     """``jobs`` worker processes; each receives the data once (initializer)."""
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
+    if method == "forkserver":  # the workers fork from a server that has imported fastnn once
+        ctx.set_forkserver_preload(["fastnn.sweep", "fastnn.cli", "fastnn.plots"])
     results = queue.Queue()
     pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(data,))
     try:
