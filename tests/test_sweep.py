@@ -27,6 +27,16 @@ def data():
     return (X[:700], y[:700]), (X[700:], y[700:])
 
 
+@pytest.fixture(autouse=True)
+def _collect_garbage():
+    """Run the finalizers of each test's garbage (pools, Dask clients) before the next
+    test: at a later, random garbage collection they could swallow another test's
+    Ctrl-C (a KeyboardInterrupt raised inside a finalizer is only reported, "Exception
+    ignored"), which the Ctrl-C tests of test_training.py would see as lost."""
+    yield
+    gc.collect()
+
+
 @pytest.fixture(scope="module")
 def cluster():
     distributed = pytest.importorskip("distributed")
@@ -36,10 +46,7 @@ def cluster():
                                       dashboard_address=None, worker_dashboard_address=None
                                       ) as c:
             yield c
-    # Collect the closed cluster's and clients' objects now: their finalizers would
-    # otherwise run at some later garbage collection, in another test, where a
-    # KeyboardInterrupt arriving inside a finalizer is swallowed ("Exception ignored")
-    # and breaks the Ctrl-C tests of test_training.py.
+    gc.collect()  # the closed cluster's objects, for the same reason as _collect_garbage
     gc.collect()
 
 
