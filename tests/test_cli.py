@@ -504,43 +504,89 @@ def test_sweep_trains_one_run_per_value_and_compares_them(tmp_path, mnist_path):
     out = tmp_path / "sweep"
     rc, stdout, err = run_main("sweep", "--config", CONFIGS / "best.yaml", "--param", "activation",
                                "--values", "relu,tanh", "--data-dir", mnist_path, "--out", out,
-                               "--quiet", "--epochs", "1", "--layers", "784,16,10")
+                               "--quiet", "--epochs", "1", "--layers", "784,16,10", "--jobs", "1")
     assert rc == 0, err
     summary = read_json(out / "sweep.json")
-    assert summary["param"] == "activation"
-    assert [r["activation"] for r in summary["runs"]] == ["relu", "tanh"]
-    for run in summary["runs"]:
-        folder = out / f"activation={run['activation']}"
+    assert summary["grid"] == {"activation": ["relu", "tanh"]}
+    assert [t["params"] for t in summary["trials"]] == [{"activation": "relu"},
+                                                        {"activation": "tanh"}]
+    for trial in summary["trials"]:
+        assert trial["status"] == "ok" and trial["error"] is None and trial["epochs"] == 1
+        folder = out / trial["run"]
+        assert folder.name == f"activation={trial['params']['activation']}"
         for name in ARTIFACTS:
             assert (folder / name).is_file(), (folder, name)
         config = read_json(folder / "config.json")
-        assert config["activation"] == run["activation"] and config["layers"] == [784, 16, 10]
+        assert config["activation"] == trial["params"]["activation"]
+        assert config["layers"] == [784, 16, 10]
         metrics = read_json(folder / "metrics.json")
-        assert metrics["test_accuracy"] == run["test_accuracy"]
-        assert f"activation={run['activation']}: test accuracy" in stdout
+        assert metrics["test_accuracy"] == trial["test_accuracy"]
+        history = read_json(folder / "history.json")["history"]
+        assert trial["val_accuracy"] == history["val_accuracy"][0]
     # the two runs differ only in the swept key, so their results differ
-    assert summary["runs"][0]["test_loss"] != summary["runs"][1]["test_loss"]
+    assert summary["trials"][0]["test_accuracy"] != summary["trials"][1]["test_accuracy"]
     assert (out / "sweep.png").read_bytes()[:8] == PNG_SIGNATURE
+    # the table: sorted by validation accuracy, the best marked
+    best = max(summary["trials"], key=lambda t: t["val_accuracy"])
+    assert summary["best"] == best["run"]
+    rows = [line for line in stdout.splitlines() if "%" in line]
+    assert len(rows) == 2 and rows[0].startswith("*") and best["params"]["activation"] in rows[0]
+    assert f"{best['val_accuracy'] * 100:.2f} %" in rows[0]
 
 
 def test_sweep_values_are_typed_and_layers_take_semicolons(tmp_path, mnist_path):
     out = tmp_path / "l2"
     rc, _, err = run_main("sweep", "--config", CONFIGS / "softmax-regression.yaml", "--param", "l2",
                           "--values", "0,1e-3", "--data-dir", mnist_path, "--out", out, "--quiet",
-                          "--epochs", "1")
+                          "--epochs", "1", "--jobs", "1")
     assert rc == 0, err
-    assert [r["l2"] for r in read_json(out / "sweep.json")["runs"]] == [0, 0.001]
+    assert [t["params"]["l2"] for t in read_json(out / "sweep.json")["trials"]] == [0, 0.001]
     out = tmp_path / "layers"
-    rc, _, err = run_main("sweep", "--config", CONFIGS / "softmax-regression.yaml", "--param",
-                          "layers", "--values", "784,10;784,8,10", "--data-dir", mnist_path,
-                          "--out", out, "--quiet", "--epochs", "1")
+    rc, _, err = run_main("sweep", "--config", CONFIGS / "softmax-regression.yaml", "--grid",
+                          "layers=784,10;784,8,10", "--data-dir", mnist_path,
+                          "--out", out, "--quiet", "--epochs", "1", "--jobs", "1")
     assert rc == 0, err
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["layers=784-10", "layers=784-8-10"]
+
+
+def test_sweep_grid_random_and_jobs_2(tmp_path, mnist_path):
+    """A product grid sampled with --random, on two worker processes; a rerun skips it all."""
+    out = tmp_path / "grid"
+    argv = ("sweep", "--config", CONFIGS / "softmax-regression.yaml", "--grid", "l2=0,1e-3",
+            "--grid", "learning_rate=0.05,0.1", "--random", "3", "--seed", "1", "--jobs", "2",
+            "--data-dir", mnist_path, "--out", out, "--quiet", "--epochs", "1")
+    rc, stdout, err = run_main(*argv)
+    assert rc == 0, err
+    summary = read_json(out / "sweep.json")
+    assert summary["backend"] == "processes(2)" and summary["random"] == 3
+    params = [t["params"] for t in summary["trials"]]
+    assert len(params) == 3 and all(set(p) == {"l2", "learning_rate"} for p in params)
+    assert all(t["status"] == "ok" for t in summary["trials"])
+    assert "processes(2)" in stdout and "trials/minute" in stdout
+    rc, stdout, err = run_main(*argv)
+    assert rc == 0, err
+    assert read_json(out / "sweep.json")["skipped"] == 3 and "3 from an earlier run" in stdout
+
+
+def test_sweep_failed_trial_exits_1_and_others_go_on(tmp_path, mnist_path):
+    out = tmp_path / "fail"
+    rc, stdout, err = run_main("sweep", "--config", CONFIGS / "softmax-regression.yaml",
+                               "--grid", "learning_rate=0.1,1e5", "--data-dir", mnist_path,
+                               "--out", out, "--quiet", "--epochs", "1", "--jobs", "1")
+    assert rc == 1, err
+    trials = read_json(out / "sweep.json")["trials"]
+    assert [t["status"] for t in trials] == ["ok", "failed"]
+    assert "diverged" in trials[1]["error"] and "failed: training diverged" in stdout
 
 
 @pytest.mark.parametrize("argv, needle", [
     (("--param", "bogus", "--values", "1"), "--param"),
     (("--param", "activation", "--values", "relu,swish"), "activation"),
+    (("--grid", "bogus=1"), "bogus"),
+    (("--grid", "l2"), "--grid"),
+    (("--param", "l2"), "--values"),
+    ((), "--grid"),
+    (("--grid", "l2=0", "--jobs", "0"), "jobs"),
 ])
 def test_sweep_errors_name_the_problem(tmp_path, mnist_path, argv, needle):
     rc, _, err = run_main("sweep", "--config", CONFIGS / "best.yaml", "--data-dir", mnist_path,

@@ -7,7 +7,7 @@ import pytest
 MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
            "fastnn._validation",
            "fastnn.config", "fastnn.metrics", "fastnn.datasets", "fastnn.training",
-           "fastnn.study"]
+           "fastnn.study", "fastnn.sklearn", "fastnn.sweep"]
 
 
 @pytest.mark.parametrize("name", MODULES)

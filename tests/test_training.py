@@ -735,7 +735,7 @@ BAD_FIT = [
     (dict(callbacks=[NotACallback()]), TypeError, "callbacks"),
     (dict(callbacks=Recorder()), TypeError, "callbacks"),
     (dict(callbacks=[print]), TypeError, "callbacks"),
-    (dict(shuffle=False), TypeError, "shuffle"),
+    (dict(shuffle="no"), TypeError, "shuffle"),
     (dict(class_weight=None), TypeError, "class_weight"),
 ]
 

@@ -12,3 +12,15 @@ __version__ = "0.1.0"
 
 __all__ = ["MLP", "History", "Callback", "TrainingDivergedWarning",
            "set_num_threads", "get_num_threads", "__version__"]
+
+
+def __getattr__(name):
+    # fastnn.MLPClassifier without importing scikit-learn at ``import fastnn``
+    if name == "MLPClassifier":
+        from .sklearn import MLPClassifier
+        return MLPClassifier
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), "MLPClassifier"])

@@ -1,7 +1,7 @@
 """The ``fastnn`` command line: train, sweep, study, evaluate, gradcheck, bench.
 
     fastnn train --config configs/best.yaml --data-dir ../shared/data/mnist --out runs/best
-    fastnn sweep --config configs/best.yaml --param activation --values relu,tanh,sigmoid
+    fastnn sweep --config configs/best.yaml --grid activation=relu,tanh --grid l2=0,1e-3 --jobs 2
     fastnn study configs/study --out runs/study
     fastnn evaluate runs/best/model.npz --data-dir ../shared/data/mnist
     fastnn gradcheck --data-dir ../shared/data/mnist
@@ -41,10 +41,13 @@ def _add_data_args(p):
                    help="folder with the IDX files (default: $FASTNN_DATA, else the user cache)")
 
 
-def _add_config_overrides(p, title):
-    """A ``--key VALUE`` flag for every config key (read by :func:`_config_from_args`)."""
+def _add_config_overrides(p, title, exclude=()):
+    """A ``--key VALUE`` flag for every config key but ``exclude`` (read by
+    :func:`_config_from_args`)."""
     group = p.add_argument_group(title)
     for key in cfg.DEFAULTS:
+        if key in exclude:
+            continue
         # SUPPRESS: only the flags given appear, so "--early-stopping null" can set None
         group.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
                            default=argparse.SUPPRESS, metavar="VALUE")
@@ -63,16 +66,30 @@ def _parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_overrides(p, "config overrides")
 
-    p = sub.add_parser("sweep", help="train one config per value of a key; compare them")
+    p = sub.add_parser("sweep", help="train a grid of configs (in parallel, or on a Dask "
+                                     "cluster) and compare them")
     p.add_argument("--config", required=True, help="YAML or JSON config (the base)")
-    p.add_argument("--param", required=True, help="the config key to vary, e.g. activation")
-    p.add_argument("--values", required=True,
-                   help="comma-separated values (relu,tanh,sigmoid); for layers, "
-                        "semicolon-separated lists (784,10;784,128,10)")
+    p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a config key and its values; repeat for a product grid. layers take "
+                        "semicolons (layers=784,10;784,128,10); any key takes a YAML list")
+    p.add_argument("--param", default=None, help="shorthand: --param KEY --values V1,V2 is "
+                                                 "--grid KEY=V1,V2")
+    p.add_argument("--values", default=None, help="the values of --param")
+    p.add_argument("--random", type=int, default=None, metavar="N",
+                   help="train N trials drawn from the grid")
+    p.add_argument("--seed", type=int, default=0, metavar="S",
+                   help="seed of --random's draw (the models' seed is the config key seed; "
+                        "sweep it with --grid seed=0,1,2)")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="trials at once in worker processes, one BLAS thread each "
+                        "(default: one per core)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run the trials on a Dask cluster, e.g. tcp://host:8786 "
+                        "(pip install 'fastnn[dask]')")
     _add_data_args(p)
-    p.add_argument("--out", default=None, help="output folder (default: runs/sweep-<config>-<key>)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_config_overrides(p, "config overrides (applied to every run)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/sweep-<config>-<keys>)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_config_overrides(p, "config overrides (applied to every run)", exclude=("seed",))
 
     p = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
@@ -183,48 +200,40 @@ def cmd_train(args):
     return 0
 
 
-def _slug(value):
-    """A value as a folder-name-safe label: relu, 0.001, null, 784-128-10."""
-    if isinstance(value, (list, tuple)):
-        return "-".join(_slug(v) for v in value)
-    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in text)
-
-
 def cmd_sweep(args):
-    from . import plots
-    base = _config_from_args(args)
-    key = args.param
-    if key not in cfg.DEFAULTS:
-        raise ValueError(f"--param must be a config key ({', '.join(sorted(cfg.DEFAULTS))}), "
-                         f"got {key!r}")
-    if key == "layers":  # several architectures: "784,10;784,128,10"
-        values = [_value(v) for v in args.values.split(";")]
-    else:
-        values = _value(args.values)
-        values = values if isinstance(values, list) else [values]
-    name = f"{Path(args.config).stem}-{key}"
+    """``fastnn sweep``: the grid from the flags, the work in :func:`fastnn.sweep.run_sweep`."""
+    from . import sweep
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
+    base = {**cfg.load(args.config), **overrides}
+    grid = dict(sweep.parse_grid(g) for g in args.grid)
+    if (args.param is None) != (args.values is None):
+        raise ValueError("--param and --values go together")
+    if args.param is not None:
+        key, values = sweep.parse_grid(f"{args.param}={args.values}")
+        if key not in cfg.DEFAULTS:
+            raise ValueError(f"--param must be a config key ({', '.join(sorted(cfg.DEFAULTS))}), "
+                             f"got {args.param!r}")
+        grid[key] = values
+    if not grid:
+        raise ValueError("give at least one --grid KEY=V1,V2 (or --param KEY --values V1,V2)")
+    name = f"{Path(args.config).stem}-{'-'.join(grid)}"
     out = Path(args.out or Path("runs") / f"sweep-{name}")
-    data_cache, rows, histories = {}, [], {}
-    for value in values:
-        config = cfg.resolve({**base, key: value})
-        data_key = (config["dataset"], config["normalize"])
-        if data_key not in data_cache:
-            data_cache[data_key] = _load_data(config["dataset"], args.data_dir, config["normalize"])
-        label = f"{key}={_slug(value)}"
-        metrics, history = run_experiment(config, data_cache[data_key], out / label,
-                                          f"{name}: {label}", verbose=not args.quiet)
-        histories[label] = history
-        rows.append({key: value, **{k: metrics[k] for k in (
-            "test_accuracy", "test_loss", "epochs", "best_epoch", "train_seconds", "diverged")}})
-        print(f"{label:>28}: test accuracy {metrics['test_accuracy'] * 100:6.2f} %, loss "
-              f"{metrics['test_loss']:.4f}, {metrics['epochs']} epochs, "
-              f"{metrics['train_seconds']:.1f} s")
-    (out / "sweep.json").write_text(json.dumps({"param": key, "base_config": base, "runs": rows},
-                                               indent=2))
-    plots.plot_sweep(histories, out / "sweep.png", title=f"{name}")
-    print(f"-> {out}/sweep.json, {out}/sweep.png")
-    return 0
+    try:
+        summary = sweep.run_sweep(base, grid, out, loader=lambda d, n: _load_data(d, args.data_dir, n),
+                                  random=args.random, seed=args.seed, jobs=args.jobs,
+                                  scheduler=args.scheduler, progress=not args.quiet, name=name)
+    except KeyboardInterrupt:
+        print(f"fastnn sweep: interrupted; the finished trials are in {out}/sweep.json "
+              f"(rerun the same command to continue)", file=sys.stderr)
+        return 130
+    print(sweep.format_table(summary))
+    failed = [t for t in summary["trials"] if t["status"] != "ok"]
+    rate = summary["trials_per_minute"]
+    print(f"{len(summary['trials'])} trials ({summary['skipped']} from an earlier run, "
+          f"{len(failed)} failed) on {summary['backend']}"
+          + (f", {rate:.1f} trials/minute" if rate else "")
+          + f"; best (*): {summary['best']} -> {out}/sweep.json, {out}/sweep.png")
+    return 1 if failed else 0
 
 
 def cmd_evaluate(args):

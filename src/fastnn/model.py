@@ -126,7 +126,8 @@ class MLP:
     def fit(self, X, y, *, epochs=10, batch_size=128, learning_rate=0.01, momentum=0.0,
             l2=0.0, l1=0.0, validation_split=0.0, validation_data=None,
             early_stopping=None, lr_decay=None, lr_decay_threshold=0.001,
-            verbose=True, callbacks=None, checkpoint=None, loss_reduction="mean"):
+            verbose=True, callbacks=None, checkpoint=None, loss_reduction="mean",
+            shuffle=True):
         """Train with mini-batch SGD; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once).
@@ -142,6 +143,9 @@ class MLP:
         checkpoint : path; the full training state is saved there (atomically)
             after every epoch, and a later ``fit`` with the same path, data and
             arguments resumes from it, giving the weights of an uninterrupted run.
+        shuffle : visit the training rows in a fresh random order each epoch
+            (seeded by the model's seed and the epoch number); ``False``: in
+            their given order.
 
         loss_reduction : ``"mean"`` (default) steps on the batch's mean
             cross-entropy; ``"sum"`` on its sum, as the original reports'
@@ -168,7 +172,8 @@ class MLP:
             momentum=momentum, l2=l2, l1=l1, validation_split=validation_split,
             validation_data=validation_data, early_stopping=early_stopping,
             lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold, verbose=verbose,
-            callbacks=callbacks, checkpoint=checkpoint, loss_reduction=loss_reduction)
+            callbacks=callbacks, checkpoint=checkpoint, loss_reduction=loss_reduction,
+            shuffle=shuffle)
 
     # -- inference -----------------------------------------------------------
     def _check_X(self, X, name="X"):

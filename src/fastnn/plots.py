@@ -115,3 +115,64 @@ def plot_sweep(histories, path, title=None):
         fig.suptitle(title)
     fig.savefig(path, dpi=110)
     return path
+
+
+def plot_sweep_results(histories, trials, keys, path, title=None):
+    """A sweep's comparison: the trials' learning curves (validation where they
+    have it) on the top row, and test accuracy against each swept key below.
+
+    ``histories``: run label -> history dict; ``trials``: the sweep.json
+    records (``run``, ``params``, ``status``, ``test_accuracy``); ``keys``:
+    the swept config keys. Failed trials are drawn hollow.
+    """
+    from matplotlib.ticker import MaxNLocator
+    keys = list(keys) or ["trial"]
+    cols = max(2, len(keys))
+    fig = _figure(4.2 * cols, 7.6)
+    grid = fig.add_gridspec(2, cols)
+    curves = [fig.add_subplot(grid[0, :cols // 2]), fig.add_subplot(grid[0, cols // 2:])]
+    for label, h in histories.items():
+        for ax, key in zip(curves, ("loss", "accuracy")):
+            curve = h.get("val_" + key) or h.get(key)
+            if curve:
+                ax.plot(np.arange(1, len(curve) + 1), curve, label=label, linewidth=1)
+    for ax, key in zip(curves, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(f"{key} (validation where available)")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0] and len(histories) <= 12:
+            ax.legend(fontsize=7)
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(grid[1, i])
+        values = [t["params"].get(key) for t in trials]
+        names = sorted({_value_name(v) for v in values}, key=_natural)
+        for t, v in zip(trials, values):
+            if t.get("test_accuracy") is None:
+                continue
+            ok = t.get("status") == "ok"
+            ax.scatter(names.index(_value_name(v)), t["test_accuracy"] * 100,
+                       facecolors="tab:blue" if ok else "none", edgecolors="tab:blue")
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=30 if len(names) > 4 else 0, fontsize=8)
+        ax.set_xlabel(key)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _value_name(value):
+    if isinstance(value, (list, tuple)):
+        return "-".join(str(v) for v in value)
+    return "null" if value is None else str(value)
+
+
+def _natural(name):
+    """Numbers by value, then text."""
+    try:
+        return (0, float(name), "")
+    except ValueError:
+        return (1, 0.0, name)

@@ -205,7 +205,8 @@ def _validate_fit_args(model, X, y, epochs, batch_size, validation_split, valida
 
 def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
         validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
-        verbose, callbacks, checkpoint, loss_reduction="mean", kernels=None):
+        verbose, callbacks, checkpoint, loss_reduction="mean", shuffle=True,
+        kernels=None):
     """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
@@ -227,6 +228,10 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
               "validation_samples": 0 if X_val is None else int(X_val.shape[0]),
               "validation_split": validation_split, "early_stopping": early_stopping,
               "loss_reduction": loss_reduction, **opt.to_dict()}
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
+    if not shuffle:  # recorded only when off: checkpoints of shuffled runs keep their fingerprint
+        params["shuffle"] = False
     history = History(params)
     # a batch never holds more than the training set: size the buffers (and the
     # batches, identically) by that, so a huge batch_size cannot exhaust memory
@@ -274,7 +279,8 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
                 _snapshot(model, state)
-                order = epoch_order(train_idx, model.seed, base_epoch + epoch)
+                order = (epoch_order(train_idx, model.seed, base_epoch + epoch) if shuffle
+                         else train_idx)
                 t0 = time.perf_counter()
                 done, loss_sum, correct, diverged, interrupted = _run_epoch(
                     kernels, model, ws, X, y, order, run_batch, chunk, lr * scale, step)

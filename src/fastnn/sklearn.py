@@ -1,0 +1,553 @@
+"""scikit-learn's ``MLPClassifier`` on fastnn's trainer (needs ``pip install "fastnn[sklearn]"``).
+
+Replace ``from sklearn.neural_network import MLPClassifier`` with
+``from fastnn.sklearn import MLPClassifier`` (also ``fastnn.MLPClassifier``):
+same parameter names and meanings, same attributes, and it works in
+``Pipeline``, ``GridSearchCV``, ``cross_val_score``, ``clone`` and pickle.
+Importing :mod:`fastnn` does not import scikit-learn; this module does.
+
+>>> import numpy as np
+>>> from fastnn.sklearn import MLPClassifier
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(300, 4)); y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+>>> clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, tol=1e-3,
+...                     random_state=0).fit(X, y)
+>>> clf.classes_.tolist(), clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
+(['no', 'yes'], True, (2, 2))
+"""
+import contextlib
+import numbers
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from . import threads
+from .model import MLP
+from .training import Callback, History
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data as _validate_data
+except ImportError:  # scikit-learn 1.3 - 1.5
+    def _validate_data(estimator, *args, **kwargs):
+        return estimator._validate_data(*args, **kwargs)
+
+__all__ = ["MLPClassifier"]
+
+#: scikit-learn's activation names -> fastnn's
+_ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
+_LEARNING_RATES = ("constant", "invscaling", "adaptive")
+_SOLVERS = ("sgd", "adam", "lbfgs")
+_DTYPES = ("float32", "float64")
+#: sklearn's adaptive schedule stops once the learning rate is at or below this
+_MIN_ADAPTIVE_LR = 1e-6
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multilayer perceptron classifier: scikit-learn's API, fastnn's compiled SGD.
+
+    Parameters are scikit-learn's ``MLPClassifier``'s, with the same meaning,
+    except where noted; fastnn's own are ``l1``, ``dtype`` and ``n_threads``.
+
+    hidden_layer_sizes : tuple of int, default=(100,)
+    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+    solver : {"sgd"}, default="sgd"
+        Mini-batch SGD with momentum. scikit-learn's default ``"adam"`` and
+        ``"lbfgs"`` raise ``NotImplementedError``: fastnn has no Adam or L-BFGS
+        yet (this default differs from scikit-learn's on purpose).
+    alpha : float, default=1e-4
+        L2 penalty with scikit-learn's convention: scikit-learn adds
+        ``alpha/(2*b) * sum ||W||^2`` to the mean loss of each batch of ``b``
+        samples, so its gradient is ``grad + (alpha/b) * W``. fastnn's penalty
+        ``l2`` enters as ``grad + l2 * W``, so this estimator trains with
+        ``l2 = alpha / batch_size`` (biases unpenalised in both). This is exact
+        for every full batch; when ``batch_size`` does not divide the number of
+        training samples, scikit-learn's last, smaller batch of ``r`` samples
+        per epoch gets ``alpha/r``, fastnn's ``alpha/batch_size``.
+    batch_size : int or "auto", default="auto"
+        ``"auto"``: ``min(200, n_samples)``; larger values are clipped to the
+        number of samples, with scikit-learn's warning.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        As scikit-learn: ``"invscaling"`` sets the rate after each epoch to
+        ``learning_rate_init / (t_ + 1) ** power_t`` (``t_``: samples seen);
+        ``"adaptive"`` divides it by 5 whenever ``n_iter_no_change``
+        consecutive epochs fail to improve the training loss (or the
+        validation score, with ``early_stopping``) by ``tol``, and stops once
+        it is ``<= 1e-6``.
+    learning_rate_init : float, default=0.001
+    power_t : float, default=0.5
+    max_iter : int, default=200
+        Epochs; reaching it without converging warns ``ConvergenceWarning``.
+    shuffle : bool, default=True
+    random_state : int, RandomState instance or None, default=None
+        An int is fastnn's ``seed`` (weights, shuffling, validation split):
+        same int, data and parameters give bit-identical weights. A
+        RandomState or None (NumPy's global one) draws the seed from it.
+    tol : float, default=1e-4
+    verbose : bool, default=False
+        Prints the loss (and validation score) of each epoch, as scikit-learn.
+    warm_start : bool, default=False
+        ``fit`` continues from the previous weights (with a fresh optimizer,
+        as scikit-learn: momentum and learning rate restart).
+    momentum : float, default=0.9
+    nesterovs_momentum : bool, default=False
+        fastnn's update is classical momentum (scikit-learn's
+        ``nesterovs_momentum=False``); fastnn has no Nesterov momentum yet, so
+        ``True`` with a nonzero momentum raises ``NotImplementedError``. The
+        default is ``False`` (scikit-learn's is ``True``) so that estimators built
+        with defaults fit, and the difference shows in ``get_params()``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (stratified), stop when the
+        validation accuracy has not improved by ``tol`` for ``n_iter_no_change``
+        epochs, and keep the weights of the best one.
+    validation_fraction : float, default=0.1
+    beta_1, beta_2, epsilon, max_fun :
+        Accepted for compatibility; used only by the solvers fastnn does not
+        have (scikit-learn's ``"adam"`` and ``"lbfgs"``), so never used.
+    n_iter_no_change : int, default=10
+    l1 : float, default=0.0
+        fastnn's L1 penalty: ``grad + l1 * sign(W)`` (no scikit-learn equivalent).
+    dtype : {"float32", "float64"}, default="float32"
+        Precision of weights and arithmetic; inputs are converted once.
+    n_threads : int or None, default=None
+        BLAS threads while fitting and predicting (None: fastnn's setting,
+        :func:`fastnn.set_num_threads`, else BLAS's default).
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
+    loss_curve_, best_loss_, best_validation_score_, validation_scores_,
+    n_iter_, t_, n_layers_, n_outputs_, out_activation_ : as scikit-learn's.
+    ``loss_`` is the epoch's mean training cross-entropy (before each update,
+    as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` evaluated with
+    the end-of-epoch weights (scikit-learn evaluates it with each batch's).
+    history_ : fastnn.History
+        Every epoch of the last ``fit`` (``partial_fit`` calls append), with
+        ``val_accuracy`` when ``early_stopping``.
+    model_ : fastnn.MLP
+        The trained network (save it with ``model_.save``).
+
+    Not supported yet: ``sample_weight`` (fastnn has no weighted loss kernel;
+    the parameter is absent rather than ignored), multilabel ``y``, sparse ``X``.
+    Binary problems use a softmax over 2 outputs where scikit-learn uses one
+    logistic output; the probabilities have the same form (2 columns).
+    """
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="sgd",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=False, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 l1=0.0, dtype="float32", n_threads=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.l1 = l1
+        self.dtype = dtype
+        self.n_threads = n_threads
+
+    # -- scikit-learn protocol -------------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = False
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {"non_deterministic": False}
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "model_")
+
+    # -- parameters ------------------------------------------------------------
+    def _check_params(self):
+        """Validate the hyperparameters; returns the fastnn activation name."""
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral):
+            sizes = [sizes]
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise TypeError(f"hidden_layer_sizes must be an int or a sequence of ints, "
+                            f"got {self.hidden_layer_sizes!r}")
+        sizes = list(sizes)
+        for s in sizes:
+            if isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral):
+                raise TypeError(f"hidden_layer_sizes must hold ints, got {s!r}")
+            if s <= 0:
+                raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}")
+        if self.solver not in _SOLVERS:
+            raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
+        if self.solver != "sgd":
+            raise NotImplementedError(
+                f"solver={self.solver!r}: fastnn trains with mini-batch SGD only (solver='sgd'); "
+                f"Adam and L-BFGS are not implemented yet")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, "
+                             f"got {self.activation!r}")
+        if self.learning_rate not in _LEARNING_RATES:
+            raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
+                             f"got {self.learning_rate!r}")
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {self.dtype!r}")
+        _real(self.alpha, "alpha", low=0.0)
+        _real(self.l1, "l1", low=0.0)
+        _real(self.learning_rate_init, "learning_rate_init", low=0.0, open_low=True)
+        _real(self.power_t, "power_t", low=0.0)
+        _real(self.tol, "tol", low=0.0)
+        _real(self.momentum, "momentum", low=0.0, high=1.0, open_high=True)
+        _real(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
+              open_low=True, open_high=True)
+        _integer(self.max_iter, "max_iter", low=1)
+        _integer(self.n_iter_no_change, "n_iter_no_change", low=1)
+        if self.batch_size != "auto":
+            _integer(self.batch_size, "batch_size", low=1)
+        if self.n_threads is not None:
+            _integer(self.n_threads, "n_threads", low=1)
+        for name in ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        if self.nesterovs_momentum and self.momentum > 0:
+            raise NotImplementedError(
+                "nesterovs_momentum=True: fastnn's SGD uses classical momentum only; pass "
+                "nesterovs_momentum=False (or momentum=0)")
+        return sizes, _ACTIVATIONS[self.activation]
+
+    # -- fitting ---------------------------------------------------------------
+    def fit(self, X, y):
+        """Train on (X, y) for up to ``max_iter`` epochs; returns ``self``."""
+        return self._fit(X, y, incremental=False)
+
+    def partial_fit(self, X, y, classes=None):
+        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
+        if not hasattr(self, "classes_") or not hasattr(self, "model_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._partial_classes = np.unique(np.asarray(classes))
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"`classes={classes!r}` is not the same as on the last call to "
+                             f"partial_fit, was: {self.classes_!r}")
+        return self._fit(X, y, incremental=True)
+
+    def _fit(self, X, y, incremental):
+        sizes, activation = self._check_params()
+        first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        if y is None:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             f"is None")
+        X, y = _validate_data(self, X, y, reset=first_pass, dtype=np.dtype(self.dtype),
+                              order="C", accept_sparse=False)
+        check_classification_targets(y)
+        y_idx = self._encode_labels(y, incremental, first_pass)
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        seed = self._seed()
+        if first_pass:
+            self.model_ = MLP([X.shape[1], *sizes, len(self.classes_)], activation,
+                              dtype=self.dtype, seed=seed)
+            self.n_layers_ = len(sizes) + 2
+            self.n_outputs_ = len(self.classes_)
+            self.out_activation_ = "softmax"
+            self.t_ = 0
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            self.history_ = History()
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+        if not incremental or not hasattr(self, "_lr"):
+            # a new optimizer, as scikit-learn: learning rate and momentum restart
+            if not first_pass:
+                self.model_ = _fresh_momentum(self.model_, seed)
+            self._lr = float(self.learning_rate_init)
+            if not incremental:
+                self.history_ = History()
+        if self.early_stopping:
+            X_train, X_val, y_train, y_val = train_test_split(
+                X, y_idx, random_state=seed % 2**32, test_size=self.validation_fraction,
+                stratify=y_idx)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            X_train, X_val = np.ascontiguousarray(X_train), np.ascontiguousarray(X_val)
+        else:
+            X_train, y_train, X_val, y_val = X, y_idx, None, None
+        n = X_train.shape[0]
+        if self.batch_size == "auto":
+            batch_size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                              "It is going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n))
+        schedule = _SklearnSchedule(self, X_val, y_val, n, batch_size, incremental)
+        self.n_iter_ = 0
+        with _num_threads(self.n_threads):
+            while not schedule.done:
+                epochs = 1 if incremental else self.max_iter - self.n_iter_
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # divergence: raised below
+                    history = self.model_.fit(
+                        X_train, y_train, epochs=epochs, batch_size=batch_size,
+                        learning_rate=self._lr, momentum=self.momentum,
+                        l2=self.alpha / batch_size, l1=self.l1, verbose=False,
+                        callbacks=[schedule], shuffle=bool(self.shuffle))
+                _extend(self.history_, history, schedule.val_scores)
+                if history.diverged:
+                    raise ValueError(
+                        "Solver produced non-finite parameter weights (the loss diverged at "
+                        f"learning rate {self._lr:g}). The input data may contain large values "
+                        "and need to be preprocessed, or the learning rate is too large.")
+                if history.interrupted:
+                    raise KeyboardInterrupt
+                if not history.epoch:  # nothing trained (cannot happen with epochs >= 1)
+                    break
+                if self.n_iter_ >= epochs and incremental:
+                    break
+                if self.n_iter_ >= self.max_iter:
+                    break
+        if self.early_stopping and schedule.best is not None:
+            for dst, src in zip(self.model_.coefs_ + self.model_.intercepts_, schedule.best):
+                dst[...] = src
+        return self
+
+    def _encode_labels(self, y, incremental, first_pass):
+        """Labels -> indices into ``classes_`` (set here on a first pass)."""
+        if incremental and hasattr(self, "_partial_classes"):
+            self.classes_ = self._partial_classes
+            del self._partial_classes
+            first_pass = False
+            if len(self.classes_) < 2:
+                raise ValueError(f"{type(self).__name__} needs at least 2 classes, got "
+                                 f"classes={self.classes_.tolist()}")
+        if first_pass:
+            classes, y_idx = np.unique(y, return_inverse=True)
+            if len(classes) < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in "
+                                 f"y; got 1 class: {classes.tolist()}")
+            self.classes_ = classes
+            return y_idx.astype(np.intp)
+        classes = unique_labels(y)
+        if self.warm_start and not incremental and set(classes) != set(self.classes_):
+            raise ValueError("warm_start can only be used where `y` has the same classes as in "
+                             f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                             f"{classes}")
+        if len(np.setdiff1d(classes, self.classes_)):
+            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                             f"{self.classes_}. 'y' has {classes}.")
+        return np.searchsorted(self.classes_, y).astype(np.intp)
+
+    def _seed(self):
+        if isinstance(self.random_state, numbers.Integral) and not isinstance(
+                self.random_state, (bool, np.bool_)):
+            if self.random_state < 0:
+                raise ValueError(f"random_state must be >= 0, got {self.random_state}")
+            return int(self.random_state)
+        rng = check_random_state(self.random_state)
+        return int(rng.randint(np.iinfo(np.int32).max))
+
+    # -- inference -------------------------------------------------------------
+    def _check_X(self, X):
+        check_is_fitted(self)
+        return _validate_data(self, X, reset=False, dtype=np.dtype(self.dtype), order="C",
+                              accept_sparse=False)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
+        X = self._check_X(X)
+        with _num_threads(self.n_threads):
+            return self.model_.predict_proba(X).astype(np.float64)
+
+    def predict_log_proba(self, X):
+        """``log(predict_proba(X))``."""
+        proba = self.predict_proba(X)
+        with np.errstate(divide="ignore"):
+            return np.log(proba, out=proba)
+
+    def predict(self, X):
+        """Predicted labels (elements of ``classes_``)."""
+        X = self._check_X(X)
+        with _num_threads(self.n_threads):
+            return self.classes_[self.model_.predict(X)]
+
+    # -- scikit-learn's attributes ---------------------------------------------
+    @property
+    def coefs_(self):
+        """Weight matrices ``(fan_in, fan_out)``, views of the network's weights."""
+        check_is_fitted(self)
+        return self.model_.coefs_
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, views of the network's biases."""
+        check_is_fitted(self)
+        return self.model_.intercepts_
+
+    @property
+    def loss_(self):
+        check_is_fitted(self)
+        if not self.loss_curve_:
+            raise AttributeError("loss_ is set by the first epoch")
+        return self.loss_curve_[-1]
+
+
+class _SklearnSchedule(Callback):
+    """scikit-learn's end-of-epoch logic as a fastnn callback.
+
+    After each epoch: the loss curve, ``t_``, the validation score, the
+    no-improvement count, the invscaling/adaptive learning rate. When the rate
+    changes the current ``MLP.fit`` is stopped after the epoch and the
+    estimator resumes with the new rate (same weights, momentum and shuffling
+    sequence); when training has converged, it is stopped for good.
+    """
+
+    def __init__(self, est, X_val, y_val, n_train, batch_size, incremental):
+        self.est, self.X_val, self.y_val = est, X_val, y_val
+        self.n_train, self.batch_size, self.incremental = n_train, batch_size, incremental
+        self.done = False
+        self.best = None
+        self.val_scores = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        est, model = self.est, self.model
+        est.n_iter_ += 1
+        est.t_ += self.n_train
+        penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_)
+        loss = float(logs["loss"]) + 0.5 * est.alpha * penalty / self.batch_size
+        est.loss_curve_.append(loss)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
+        if est.early_stopping:
+            score = model.score(self.X_val, self.y_val)
+            self.val_scores.append(score)
+            est.validation_scores_.append(score)
+            if est.verbose:
+                print("Validation score: %f" % score)
+            if score < est.best_validation_score_ + est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                self.best = [a.copy() for a in model.coefs_ + model.intercepts_]
+        else:
+            if loss > est.best_loss_ - est.tol:
+                est._no_improvement_count += 1
+            else:
+                est._no_improvement_count = 0
+            est.best_loss_ = min(est.best_loss_, loss)
+        lr = est._lr
+        if est.learning_rate == "invscaling":
+            est._lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
+        if est._no_improvement_count > est.n_iter_no_change:
+            what = "Validation score" if est.early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={est.tol:f} for "
+                   f"{est.n_iter_no_change} consecutive epochs.")
+            if est.learning_rate != "adaptive" or est._lr <= _MIN_ADAPTIVE_LR:
+                if est.verbose:
+                    print(msg + " Stopping.")
+                self._stop()
+                return
+            est._lr /= 5.0
+            est._no_improvement_count = 0
+            if est.verbose:
+                print(msg + " Setting learning rate to %f" % est._lr)
+        if self.incremental:
+            self._stop()
+            return
+        if est.n_iter_ == est.max_iter:
+            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
+                          "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
+            self._stop()
+            return
+        if est._lr != lr:
+            model.stop_training = True  # resume with the new rate
+
+    def _stop(self):
+        self.done = True
+        self.model.stop_training = True
+
+
+def _extend(history, part, val_scores):
+    """Append the epochs of ``part`` (one ``MLP.fit``) to ``history``."""
+    first = len(history.epoch)
+    history.epoch.extend(range(first, first + len(part.epoch)))
+    for key, values in part.history.items():
+        history.history.setdefault(key, []).extend(values)
+    if val_scores:
+        history.history["val_accuracy"] = list(val_scores)
+    history.params = dict(part.params)
+    history.diverged = history.diverged or part.diverged
+    history.interrupted = history.interrupted or part.interrupted
+
+
+def _fresh_momentum(model, seed):
+    """A copy of ``model``'s network with zero momentum (a new SGD optimizer)."""
+    fresh = MLP(model.layers, model.activation, dtype=model.dtype.name, seed=seed,
+                init=model.init)
+    for dst, src in zip(fresh.coefs_ + fresh.intercepts_, model.coefs_ + model.intercepts_):
+        dst[...] = src
+    return fresh
+
+
+@contextlib.contextmanager
+def _num_threads(n):
+    """fastnn's BLAS thread count set to ``n`` for a block (None: unchanged)."""
+    if n is None:
+        yield
+        return
+    previous = threads.get_num_threads()
+    threads.set_num_threads(n)
+    try:
+        yield
+    finally:
+        threads.set_num_threads(previous)
+
+
+def _real(value, name, low=None, high=None, open_low=False, open_high=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    bad = not np.isfinite(value)
+    if low is not None:
+        bad |= value <= low if open_low else value < low
+    if high is not None:
+        bad |= value >= high if open_high else value > high
+    if bad:
+        raise ValueError(f"{name} must be finite and in {'(' if open_low else '['}{low}, "
+                         f"{high if high is not None else 'inf'}{')' if open_high else ']'}, "
+                         f"got {value!r}")
+
+
+def _integer(value, name, low=None):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")

@@ -1,0 +1,480 @@
+"""Hyperparameter sweeps: many training runs, on this machine's cores or a Dask cluster.
+
+A sweep is a base config and a grid (config key -> values); its trials are
+the product of the grid (or ``random`` of them). Each trial trains one config
+with :func:`fastnn.cli.run_experiment` into its own run folder under ``out``.
+Trials run one after another (``jobs=1``), in worker processes on this
+machine (``jobs=N``), or on a running Dask cluster (``scheduler=ADDRESS``).
+Workers need fastnn, not the data files: the client loads the data once and
+sends it once (to each worker process through the pool's initializer; to a
+Dask cluster with one broadcast ``scatter``). Every trial trains with one BLAS
+thread in a worker, and returns its run folder's files to the client, which
+writes them, so a remote worker needs no shared disk.
+
+``out/sweep.json`` is rewritten atomically as each trial finishes::
+
+    {"trials": [{"params": {...}, "status": "ok" | "failed", "test_accuracy": ...,
+                 "val_accuracy": ..., "epochs": ..., "seconds": ..., "error": ...,
+                 "run": "<folder>", "config": {...}}, ...],
+     "best": "<folder>", "base_config": {...}, "grid": {...}, ...}
+
+A rerun with the same base config and grid skips the trials already ``ok``
+(trials are identified by the canonical JSON of their full config) and retries
+the failed ones. A trial that raises or diverges is recorded as ``failed``
+with its error; the others go on. Ctrl-C cancels the pending trials, stops
+the workers, and keeps ``sweep.json`` with what finished.
+
+>>> from fastnn.sweep import expand_grid
+>>> expand_grid({"activation": ["relu", "tanh"], "l2": [0, 0.001]})
+[{'activation': 'relu', 'l2': 0}, {'activation': 'relu', 'l2': 0.001}, {'activation': 'tanh', 'l2': 0}, {'activation': 'tanh', 'l2': 0.001}]
+"""
+import contextlib
+import io
+import itertools
+import json
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import config as cfg
+from . import threads
+from ._validation import check_int
+from .training import TrainingDivergedWarning
+
+__all__ = ["expand_grid", "sample_trials", "trial_key", "run_sweep", "format_table",
+           "parse_grid"]
+
+SCHEMA_VERSION = 1
+DATA_KEYS = tuple(cfg.DATA_KEYS)  # ("dataset", "normalize"): which data a trial needs
+
+
+# ---------------------------------------------------------------------------
+# the grid
+# ---------------------------------------------------------------------------
+
+def parse_grid(text):
+    """``"KEY=V1,V2"`` -> ``(key, [values])``, the values typed as YAML scalars.
+
+    ``layers`` (whose values are lists) takes semicolons between the values,
+    ``layers=784,10;784,128,10``; any key takes a YAML list,
+    ``layers=[[784,10],[784,128,10]]``.
+    """
+    if not isinstance(text, str) or "=" not in text:
+        raise ValueError(f"--grid wants KEY=V1,V2,..., got {text!r}")
+    key, _, values = text.partition("=")
+    key = key.strip().replace("-", "_")
+    values = values.strip()
+    if not values:
+        raise ValueError(f"--grid {key}: no values")
+    if values.startswith("["):
+        import yaml
+        try:
+            parsed = cfg.parse_yaml(values)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--grid {key}: {values!r} is not a YAML list: {exc}") from None
+        if not isinstance(parsed, list):
+            raise ValueError(f"--grid {key}: {values!r} is not a list")
+        return key, parsed
+    if key == "layers" or ";" in values:
+        return key, [_scalar_or_list(v) for v in values.split(";") if v.strip()]
+    return key, [_scalar(v) for v in values.split(",")]
+
+
+def _scalar(text):
+    import yaml
+    try:
+        return cfg.parse_yaml(text.strip())
+    except yaml.YAMLError:
+        return text.strip()
+
+
+def _scalar_or_list(text):
+    text = text.strip()
+    return [_scalar(v) for v in text.split(",")] if "," in text else _scalar(text)
+
+
+def expand_grid(grid):
+    """Every combination of the grid's values, in key order then value order."""
+    if not isinstance(grid, dict) or not grid:
+        raise ValueError("the grid must map at least one config key to a list of values")
+    for key, values in grid.items():
+        if key not in cfg.DEFAULTS:
+            raise ValueError(f"grid key {key!r} is not a config key; known keys: "
+                             f"{', '.join(sorted(cfg.DEFAULTS))}")
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ValueError(f"grid key {key!r} needs a non-empty list of values, got {values!r}")
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def sample_trials(trials, n, seed):
+    """``n`` of ``trials`` drawn without replacement with ``seed`` (in grid order);
+    all of them when ``n`` is at least their number."""
+    n = check_int(n, "random", low=1)
+    seed = check_int(seed, "seed", low=0)
+    if n >= len(trials):
+        return list(trials)
+    picked = np.sort(np.random.default_rng(seed).choice(len(trials), size=n, replace=False))
+    return [trials[i] for i in picked]
+
+
+def trial_key(config):
+    """The identity of a trial: the canonical JSON of its full, resolved config."""
+    return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+
+def _slug(value):
+    if isinstance(value, (list, tuple)):
+        return "-".join(_slug(v) for v in value)
+    text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in text)
+
+
+def trial_label(params):
+    """The run folder's name: ``activation=relu,l2=0.001``."""
+    return ",".join(f"{k}={_slug(v)}" for k, v in params.items())
+
+
+def _check_config(config):
+    """Fail before any training on values the model or optimizer reject."""
+    from .model import MLP
+    from .optim import SGD
+    model_kw, _, fit_kw = cfg.split(config)
+    MLP(**{**model_kw, "seed": model_kw["seed"] if model_kw["seed"] is not None else 0})
+    SGD(fit_kw["learning_rate"], fit_kw["momentum"], fit_kw["l1"], fit_kw["l2"],
+        fit_kw["lr_decay"], fit_kw["lr_decay_threshold"])
+
+
+# ---------------------------------------------------------------------------
+# one trial (runs in a worker)
+# ---------------------------------------------------------------------------
+
+def run_trial(config, params, label, data, one_thread=True):
+    """Train ``config`` on ``data`` into a temporary run folder; returns
+    ``(record, files)``: the sweep.json entry and the folder's files
+    (name -> bytes). Never raises for a failing trial: the record says
+    ``"failed"`` with the error (KeyboardInterrupt propagates)."""
+    from .cli import run_experiment
+    record = {"params": params, "run": label, "config": config, "status": "ok",
+              "test_accuracy": None, "val_accuracy": None, "epochs": None, "seconds": None,
+              "train_seconds": None, "error": None}
+    files = {}
+    t0 = time.perf_counter()
+    previous = threads.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
+        try:
+            if one_thread:
+                threads.set_num_threads(1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", TrainingDivergedWarning)  # recorded below
+                metrics, history = run_experiment(config, data, tmp, label, verbose=False)
+            record.update(test_accuracy=metrics["test_accuracy"], epochs=metrics["epochs"],
+                          train_seconds=metrics["train_seconds"])
+            val = history.history.get("val_accuracy")
+            if val:
+                best = history.best_epoch if history.best_epoch is not None else len(val) - 1
+                record["val_accuracy"] = val[best]
+            if metrics["diverged"]:
+                record.update(status="failed", error=(
+                    f"training diverged after {metrics['epochs']} epochs (loss NaN, infinite or "
+                    f"runaway at learning rate {config['learning_rate']}); the last finite "
+                    f"weights were kept"))
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # recorded; the sweep goes on
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if one_thread:
+                threads.set_num_threads(previous)
+        for path in sorted(Path(tmp).iterdir()):
+            if path.is_file():
+                files[path.name] = path.read_bytes()
+    record["seconds"] = time.perf_counter() - t0
+    return record, files
+
+
+# worker processes (jobs > 1): the data arrives once, through the initializer
+_WORKER_DATA = None
+
+
+def _init_worker(data):
+    global _WORKER_DATA
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the client's to handle
+    _WORKER_DATA = data
+
+
+def _process_task(config, params, label):
+    return run_trial(config, params, label, _WORKER_DATA[_data_key(config)])
+
+
+def _dask_task(config, params, label, data):
+    return run_trial(config, params, label, data[_data_key(config)])
+
+
+def _data_key(config):
+    return tuple(config[k] for k in DATA_KEYS)
+
+
+# ---------------------------------------------------------------------------
+# the sweep (runs in the client)
+# ---------------------------------------------------------------------------
+
+def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, random=None,
+              seed=0, jobs=1, scheduler=None, progress=True, name=None):
+    """Run a sweep; returns the summary written to ``out/sweep.json``.
+
+    base_config : mapping of config keys (a config file's contents)
+    grid : mapping key -> list of values (any config key, ``layers`` included)
+    out : folder for ``sweep.json``, ``sweep.png`` and one run folder per trial
+    data : ``((X, y), (X_test, y_test))`` for every trial, or a mapping
+        ``{(dataset, normalize): data}``; None: loaded once per (dataset,
+        normalize) the trials need, from ``data_dir`` (see :mod:`fastnn.datasets`)
+        or by ``loader(dataset, normalize)``
+    random : train only this many trials, drawn from the grid with ``seed``
+    jobs : trials at once in worker processes on this machine (``None``: one
+        per core); 1 runs them in this process, with fastnn's thread setting
+    scheduler : a Dask scheduler address (``"tcp://host:8786"``), a
+        ``distributed.Client`` or a cluster object; overrides ``jobs``
+    """
+    out = Path(out)
+    base = dict(base_config)
+    if jobs is None:
+        jobs = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    jobs = check_int(jobs, "jobs", low=1)
+    trials = expand_grid({k: list(v) for k, v in grid.items()})
+    if random is not None:
+        trials = sample_trials(trials, random, seed)
+    configs = []
+    for params in trials:
+        config = cfg.resolve({**base, **params})
+        _check_config(config)
+        configs.append((config, params, trial_label(params)))
+    data = _prepare_data(data, data_dir, loader, {_data_key(c) for c, _, _ in configs})
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"version": SCHEMA_VERSION, "name": name or out.name, "base_config": base,
+               "grid": {k: list(v) for k, v in grid.items()}, "random": random, "seed": seed,
+               "trials": [], "best": None}
+    previous = _load_previous(out / "sweep.json")
+    done, todo = [], []
+    for config, params, label in configs:
+        old = previous.get(trial_key(config))
+        if old is not None and old.get("status") == "ok" and (out / label).is_dir():
+            done.append(old)
+        else:
+            todo.append((config, params, label))
+    summary["trials"] = list(done)
+    summary["skipped"] = len(done)
+    _write_summary(out, summary)
+
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(configs), initial=len(done), unit="trial", disable=not progress,
+               desc=f"sweep {summary['name']}")
+
+    def finished(record, files):
+        _write_run(out, record["run"], files)
+        summary["trials"].append(record)
+        _write_summary(out, summary)
+        bar.update(1)
+        bar.set_postfix(last=f"{record['run']}: {record['status']}")
+
+    try:
+        if not todo:
+            pass
+        elif scheduler is not None:
+            _run_dask(scheduler, todo, data, finished)
+        elif jobs > 1 and len(todo) > 1:
+            _run_processes(min(jobs, len(todo)), todo, data, finished)
+        else:
+            for config, params, label in todo:
+                finished(*run_trial(config, params, label, data[_data_key(config)],
+                                    one_thread=False))
+    except KeyboardInterrupt:
+        summary["interrupted"] = True
+        raise
+    finally:
+        bar.close()
+        wall = time.perf_counter() - t0
+        ran = len(summary["trials"]) - len(done)
+        summary["wall_seconds"] = wall
+        summary["trials_per_minute"] = 60.0 * ran / wall if ran and wall > 0 else None
+        summary["backend"] = ("dask" if scheduler is not None else
+                              f"processes({min(jobs, len(todo))})" if jobs > 1 and len(todo) > 1
+                              else "sequential")
+        summary["trials"].sort(key=lambda r: [c[2] for c in configs].index(r["run"])
+                               if r["run"] in [c[2] for c in configs] else len(configs))
+        summary["best"] = _best(summary["trials"])
+        _write_summary(out, summary)
+        if summary["trials"]:
+            _plot(out, summary)
+    return summary
+
+
+def _prepare_data(data, data_dir, loader, needed):
+    """``{(dataset, normalize): data}`` covering every trial."""
+    if data is None:
+        if loader is None:
+            from .datasets import load_dataset
+            loader = lambda dataset, normalize: load_dataset(  # noqa: E731
+                dataset, data_dir=data_dir, normalize=normalize)
+        return {key: loader(*key) for key in sorted(needed)}
+    if isinstance(data, dict):
+        missing = needed - set(data)
+        if missing:
+            raise ValueError(f"data has no arrays for (dataset, normalize) = {sorted(missing)}")
+        return {key: data[key] for key in needed}
+    if len(needed) > 1:
+        raise ValueError("the trials need several datasets or normalizations: pass data as a "
+                         "mapping {(dataset, normalize): ((X, y), (X_test, y_test))} or None")
+    return {next(iter(needed)): data}
+
+
+def _run_processes(jobs, todo, data, finished):
+    """``jobs`` worker processes; each receives the data once (initializer)."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    if method == "forkserver":  # the workers fork from a server that has imported fastnn once
+        ctx.set_forkserver_preload(["fastnn.sweep", "fastnn.cli", "fastnn.plots"])
+    results = queue.Queue()
+    pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(data,))
+    try:
+        for config, params, label in todo:
+            pool.apply_async(_process_task, (config, params, label), callback=results.put,
+                             error_callback=lambda exc, c=config, p=params, l=label:
+                             results.put(_failure(c, p, l, exc)))
+        pool.close()
+        for _ in range(len(todo)):
+            while True:
+                try:
+                    item = results.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
+                    break
+                except queue.Empty:
+                    continue
+            finished(*item)
+        pool.join()
+    finally:
+        pool.terminate()  # no-op after join; on Ctrl-C or an error, stops the workers
+
+
+def _run_dask(scheduler, todo, data, finished):
+    """The trials on a Dask cluster: the data scattered once (broadcast), one task per trial."""
+    from distributed import Client, as_completed
+    own = not isinstance(scheduler, Client)
+    if own:
+        address = getattr(scheduler, "scheduler_address", scheduler)
+        client = Client(address)  # the default client while the sweep runs (as_completed)
+    else:
+        client = scheduler
+    futures = {}
+    try:
+        [data_future] = client.scatter([data], broadcast=True)
+        for config, params, label in todo:
+            fut = client.submit(_dask_task, config, params, label, data_future, pure=False,
+                                key=f"fastnn-trial-{label}-{os.urandom(4).hex()}")
+            futures[fut] = (config, params, label)
+        for fut in as_completed(list(futures)):
+            try:
+                item = fut.result()
+            except Exception as exc:  # a worker died, or the task could not run
+                item = _failure(*futures[fut], exc)
+            finished(*item)
+    except KeyboardInterrupt:
+        client.cancel(list(futures))
+        raise
+    finally:
+        if own:
+            client.close()
+
+
+def _failure(config, params, label, exc):
+    return ({"params": params, "run": label, "config": config, "status": "failed",
+             "test_accuracy": None, "val_accuracy": None, "epochs": None, "seconds": None,
+             "train_seconds": None, "error": f"{type(exc).__name__}: {exc}"}, {})
+
+
+def _load_previous(path):
+    """Trials of an earlier run of the sweep, by :func:`trial_key`."""
+    try:
+        old = json.loads(path.read_text())
+        return {trial_key(t["config"]): t for t in old.get("trials", []) if "config" in t}
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
+        return {}
+
+
+def _write_run(out, label, files):
+    """The trial's files into ``out/label``, replacing an earlier attempt's folder."""
+    if not files:
+        return
+    tmp = Path(tempfile.mkdtemp(prefix=".run-", dir=out))
+    for name, blob in files.items():
+        (tmp / name).write_bytes(blob)
+    final = out / label
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def _write_summary(out, summary):
+    """``sweep.json``, atomically: a temporary file beside it, then ``os.replace``."""
+    fd, tmp = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(summary, f, indent=2)
+        os.replace(tmp, out / "sweep.json")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _rank_value(trial):
+    """Validation accuracy, else test accuracy (trials without validation)."""
+    value = trial.get("val_accuracy")
+    return trial.get("test_accuracy") if value is None else value
+
+
+def _best(trials):
+    ok = [t for t in trials if t["status"] == "ok" and _rank_value(t) is not None]
+    return max(ok, key=_rank_value)["run"] if ok else None
+
+
+def _plot(out, summary):
+    from .plots import plot_sweep_results
+    histories = {}
+    for t in summary["trials"]:
+        path = out / t["run"] / "history.json"
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            histories[t["run"]] = json.loads(path.read_text())["history"]
+    plot_sweep_results(histories, summary["trials"], list(summary["grid"]), out / "sweep.png",
+                       title=summary["name"])
+
+
+def format_table(summary):
+    """The trials as a text table sorted by validation accuracy, the best marked ``*``."""
+    keys = list(summary["grid"])
+    trials = sorted(summary["trials"], key=lambda t: (t["status"] != "ok",
+                                                      -(_rank_value(t) or 0.0)))
+    head = ["", *keys, "val acc", "test acc", "epochs", "seconds", "status"]
+    rows = []
+    for t in trials:
+        pct = lambda v: "" if v is None else f"{v * 100:.2f} %"  # noqa: E731
+        status = t["status"] if t["error"] is None else f"{t['status']}: {t['error']}"
+        rows.append(["*" if t["run"] == summary["best"] else "",
+                     *(json.dumps(t["params"].get(k)) if not isinstance(t["params"].get(k), str)
+                       else t["params"][k] for k in keys),
+                     pct(t["val_accuracy"]), pct(t["test_accuracy"]),
+                     "" if t["epochs"] is None else str(t["epochs"]),
+                     "" if t["seconds"] is None else f"{t['seconds']:.1f}", status])
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head) - 1)]
+    buf = io.StringIO()
+    for r in [head, *rows]:
+        buf.write("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] + "\n")
+    return buf.getvalue().rstrip("\n")

@@ -1,0 +1,373 @@
+"""fastnn.sklearn.MLPClassifier: scikit-learn's estimator checks, exact agreement with
+scikit-learn's own MLPClassifier where the algorithms coincide, and the workflow
+(clone, pickle, Pipeline, GridSearchCV, cross_val_score)."""
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")  # in the test extra: present in CI
+
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import make_blobs  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+import fastnn  # noqa: E402
+from fastnn import MLP, threads  # noqa: E402
+from fastnn.sklearn import MLPClassifier  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+#: Every scikit-learn estimator check expected to fail, with the reason (none today).
+EXPECTED_FAILED_CHECKS = {}
+
+#: The instances under scikit-learn's checks: the default float32 and float64.
+#: A small network and max_iter keep the checks at a few seconds; lr 0.01 with
+#: momentum 0.9 trains their blobs to > 0.83 accuracy and does not diverge on
+#: their unscaled (loc=100) inputs.
+CHECKED = [MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=100,
+                         random_state=0, dtype=dtype) for dtype in ("float32", "float64")]
+
+
+def _with_checks(estimators):
+    """parametrize_with_checks, with the expected failures where scikit-learn takes them (>= 1.6)."""
+    try:
+        return parametrize_with_checks(estimators,
+                                       expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
+    except TypeError:  # scikit-learn < 1.6: no expected_failed_checks (and none to pass)
+        assert not EXPECTED_FAILED_CHECKS
+        return parametrize_with_checks(estimators)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@_with_checks(CHECKED)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = make_blobs(n_samples=240, centers=3, n_features=5, random_state=0)
+    return StandardScaler().fit_transform(X), y
+
+
+# ---------------------------------------------------------------------------
+# import and naming
+# ---------------------------------------------------------------------------
+
+def test_import_fastnn_does_not_import_sklearn():
+    code = ("import sys, fastnn; assert 'sklearn' not in sys.modules, 'sklearn imported'; "
+            "C = fastnn.MLPClassifier; assert 'sklearn' in sys.modules; "
+            "import fastnn.sklearn; assert C is fastnn.sklearn.MLPClassifier; print('ok')")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr
+    assert fastnn.MLPClassifier is MLPClassifier
+    assert "MLPClassifier" in dir(fastnn)
+    with pytest.raises(AttributeError, match="nope"):
+        fastnn.nope  # noqa: B018
+
+
+def test_parameters_are_sklearns_plus_fastnns_own():
+    ours = set(MLPClassifier().get_params())
+    theirs = set(SkMLP().get_params())
+    assert ours - theirs == {"l1", "dtype", "n_threads"}
+    assert theirs <= ours
+    defaults = MLPClassifier().get_params()
+    differ = {k for k, v in SkMLP().get_params().items() if defaults[k] != v}
+    assert differ == {"solver", "nesterovs_momentum"}  # fastnn has neither Adam nor Nesterov
+
+
+# ---------------------------------------------------------------------------
+# exact agreement with scikit-learn's MLPClassifier (float64, same initial weights)
+# ---------------------------------------------------------------------------
+
+def _pair(X, y, **params):
+    """(ours, scikit-learn's) fitted with the same hyperparameters from the same
+    initial weights: those of ``fastnn.MLP(seed=0)``, copied into scikit-learn's
+    estimator after a throw-away fit that allocates them."""
+    common = dict(hidden_layer_sizes=(7,), solver="sgd", shuffle=False, momentum=0.9, alpha=0.0,
+                  nesterovs_momentum=False, tol=1e-4, n_iter_no_change=10)
+    common.update(params)
+    ours = MLPClassifier(random_state=0, dtype="float64", **common)
+    theirs = SkMLP(random_state=0, warm_start=True, **{**common, "max_iter": 1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        theirs.fit(X, y)
+        init = MLP([X.shape[1], 7, 3], "relu", dtype="float64", seed=0)
+        theirs.coefs_ = [W.copy() for W in init.coefs_]
+        theirs.intercepts_ = [b.copy() for b in init.intercepts_]
+        # forget the throw-away epoch: a first fit's state
+        theirs.loss_curve_, theirs.best_loss_, theirs.t_ = [], np.inf, 0
+        theirs._no_improvement_count = 0
+        theirs.set_params(max_iter=common["max_iter"])
+        theirs.fit(X, y)
+        ours.fit(X, y)
+    return ours, theirs
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.05])
+def test_alpha_is_sklearns_l2_convention(blobs, alpha):
+    """l2 = alpha / batch_size reproduces scikit-learn's weights when the batch
+    size divides the training set (240 = 6 x 40)."""
+    X, y = blobs
+    ours, theirs = _pair(X, y, alpha=alpha, batch_size=40, learning_rate_init=0.05, max_iter=6)
+    assert ours.n_iter_ == theirs.n_iter_ == 6
+    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    if alpha == 0.0:
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    else:  # the penalty in loss_: scikit-learn's with each batch's weights, ours the epoch's last
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=0.05)
+    assert ours.history_.params["l2"] == alpha / 40
+
+
+def test_invscaling_matches_sklearn(blobs):
+    X, y = blobs
+    ours, theirs = _pair(X, y, learning_rate="invscaling", learning_rate_init=0.5, power_t=0.25,
+                         batch_size=40, max_iter=5)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for a, b in zip(ours.coefs_, theirs.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    # the rate of epoch k (from 0) is eta0 / (k * n + 1) ** power_t
+    expected = [0.5 / (k * 240 + 1) ** 0.25 for k in range(5)]
+    np.testing.assert_allclose(ours.history_.history["lr"], expected, rtol=1e-12)
+
+
+def test_adaptive_divides_by_five_like_sklearn(blobs):
+    """tol=10: no epoch improves by tol, so after the first epoch (which sets best_loss_)
+    the rate drops 5x after every n_iter_no_change + 1 epochs."""
+    X, y = blobs
+    ours, theirs = _pair(X, y, learning_rate="adaptive", learning_rate_init=0.1, tol=10.0,
+                         n_iter_no_change=2, batch_size=40, max_iter=8)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    for a, b in zip(ours.coefs_, theirs.coefs_):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert ours.history_.history["lr"] == pytest.approx([0.1] * 4 + [0.02] * 3 + [0.004])
+    assert ours._lr == pytest.approx(theirs._optimizer.learning_rate)
+
+
+def test_constant_rate_stops_on_tol_like_sklearn(blobs):
+    X, y = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # converged: no warning
+        ours, theirs = _pair(X, y, learning_rate_init=0.1, tol=0.5, n_iter_no_change=3,
+                             batch_size=40, max_iter=50)
+    # losses 1.04, 0.24 (improves by > tol), then 4 (> n_iter_no_change) that do not
+    assert ours.n_iter_ == theirs.n_iter_ == 6
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-9)
+    assert ours.best_loss_ == min(ours.loss_curve_)
+
+
+# ---------------------------------------------------------------------------
+# behaviour
+# ---------------------------------------------------------------------------
+
+def test_convergence_warning_at_max_iter(blobs):
+    X, y = blobs
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations \\(3\\)"):
+        clf = MLPClassifier(max_iter=3, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 3 and len(clf.loss_curve_) == 3 and clf.t_ == 3 * len(X)
+    assert clf.loss_ == clf.loss_curve_[-1]
+    assert clf.history_.epoch == [0, 1, 2]
+
+
+def test_early_stopping_keeps_the_best_validation_epoch(blobs):
+    X, y = blobs
+    clf = MLPClassifier(hidden_layer_sizes=(8,), early_stopping=True, validation_fraction=0.25,
+                        n_iter_no_change=3, learning_rate_init=0.05, max_iter=200,
+                        random_state=1).fit(X, y)
+    assert clf.n_iter_ < 200 and clf.best_loss_ is None
+    assert len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.history_.history["val_accuracy"] == clf.validation_scores_
+    with pytest.raises(ValueError, match="early_stopping"):
+        clf.partial_fit(X, y)
+
+
+def test_deterministic_for_an_int_random_state(blobs):
+    X, y = blobs
+    kw = dict(hidden_layer_sizes=(9,), max_iter=5, learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(random_state=3, **kw).fit(X, y)
+        b = MLPClassifier(random_state=3, **kw).fit(X, y)
+        c = MLPClassifier(random_state=np.random.RandomState(3), **kw).fit(X, y)
+        d = MLPClassifier(random_state=np.random.RandomState(3), **kw).fit(X, y)
+    for p, q in zip(a.coefs_, b.coefs_):
+        assert np.array_equal(p, q)
+    for p, q in zip(c.coefs_, d.coefs_):  # RandomState -> a seed drawn from it
+        assert np.array_equal(p, q)
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+def test_string_labels_binary_and_partial_fit(blobs):
+    X, y = blobs
+    labels = np.array(["cat", "dog", "emu"])[y]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), learning_rate_init=0.05, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        clf.partial_fit(X, labels)
+    for i in range(4):
+        clf.partial_fit(X[i::4], labels[i::4], classes=["emu", "cat", "dog"] if i == 0 else None)
+    assert clf.classes_.tolist() == ["cat", "dog", "emu"]
+    assert clf.n_iter_ == 1 and len(clf.loss_curve_) == 4 and clf.t_ == len(X)
+    assert len(clf.history_.epoch) == 4
+    assert set(clf.predict(X)) <= set(clf.classes_)
+    with pytest.raises(ValueError, match="not in `self.classes_`"):
+        clf.partial_fit(X[:3], ["cow", "cat", "cat"])
+    binary = MLPClassifier(max_iter=30, random_state=0, learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        binary.fit(X, labels == "cat")
+    proba = binary.predict_proba(X)
+    assert proba.shape == (len(X), 2) and proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(binary.predict_log_proba(X), np.log(proba))
+    assert binary.classes_.tolist() == [False, True]
+    assert binary.score(X, labels == "cat") > 0.95
+
+
+def test_warm_start_continues_from_the_weights(blobs):
+    X, y = blobs
+    kw = dict(hidden_layer_sizes=(8,), max_iter=3, learning_rate_init=0.02, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(warm_start=True, **kw).fit(X, y)
+        first = clf.loss_curve_[-1]
+        clf.fit(X, y)
+        cold = MLPClassifier(**kw).fit(X, y).fit(X, y)
+    assert len(clf.loss_curve_) == 6 and clf.n_iter_ == 3
+    assert clf.loss_curve_[3] < first
+    assert len(cold.loss_curve_) == 3
+    with pytest.raises(ValueError, match="warm_start"):
+        clf.fit(X[y < 2], y[y < 2])
+
+
+def test_shuffle_false_visits_rows_in_order(blobs):
+    X, y = blobs
+    kw = dict(hidden_layer_sizes=(8,), max_iter=2, batch_size=40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(shuffle=False, **kw).fit(X, y)
+        b = MLPClassifier(shuffle=False, **kw).fit(X, y)
+        c = MLPClassifier(shuffle=True, **kw).fit(X, y)
+    assert np.array_equal(a.coefs_[0], b.coefs_[0])
+    assert not np.array_equal(a.coefs_[0], c.coefs_[0])
+
+
+@pytest.mark.parametrize("params, error, match", [
+    ({"solver": "adam"}, NotImplementedError, "Adam"),
+    ({"solver": "lbfgs"}, NotImplementedError, "L-BFGS"),
+    ({"solver": "newton"}, ValueError, "solver"),
+    ({"nesterovs_momentum": True}, NotImplementedError, "nesterovs_momentum"),
+    ({"activation": "softplus"}, ValueError, "activation"),
+    ({"learning_rate": "cyclic"}, ValueError, "learning_rate"),
+    ({"alpha": -1.0}, ValueError, "alpha"),
+    ({"learning_rate_init": 0.0}, ValueError, "learning_rate_init"),
+    ({"momentum": 1.0}, ValueError, "momentum"),
+    ({"hidden_layer_sizes": (4, 0)}, ValueError, "hidden_layer_sizes"),
+    ({"hidden_layer_sizes": "4"}, TypeError, "hidden_layer_sizes"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"max_iter": 1.5}, TypeError, "max_iter"),
+    ({"dtype": "float16"}, ValueError, "dtype"),
+    ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
+    ({"random_state": -1}, ValueError, "random_state"),
+])
+def test_bad_parameters_raise_clear_errors(blobs, params, error, match):
+    X, y = blobs
+    with pytest.raises(error, match=match):
+        MLPClassifier(**params).fit(X, y)
+
+
+def test_unsupported_inputs(blobs):
+    X, y = blobs
+    clf = MLPClassifier(max_iter=1)
+    with pytest.raises(TypeError, match="sample_weight"):
+        clf.fit(X, y, sample_weight=np.ones(len(y)))  # not accepted until fastnn weights losses
+    with pytest.raises(ValueError):
+        clf.fit(X, np.stack([y, y], axis=1))  # multilabel
+    with pytest.raises(ValueError, match="2 classes"):
+        clf.fit(X, np.zeros(len(y)))
+    # momentum 0: Nesterov and classical momentum coincide
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(nesterovs_momentum=True, momentum=0.0, max_iter=1).fit(X, y)
+
+
+def test_divergence_is_a_value_error(blobs):
+    X, y = blobs
+    with pytest.raises(ValueError, match="non-finite"):
+        MLPClassifier(learning_rate_init=1e4, max_iter=5, random_state=0).fit(X * 1e3, y)
+
+
+def test_n_threads_applies_while_fitting_and_is_restored(blobs):
+    X, y = blobs
+    seen = []
+
+    class Spy(fastnn.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(threads.get_num_threads())
+
+    before = threads.get_num_threads()
+    clf = MLPClassifier(max_iter=1, n_threads=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        clf.model_.fit(X, y, epochs=1, verbose=False, callbacks=[Spy()])
+    assert threads.get_num_threads() == before
+    with pytest.raises(ValueError, match="n_threads"):
+        MLPClassifier(n_threads=0).fit(X, y)
+
+
+def test_feature_names_with_pandas(blobs):
+    pd = pytest.importorskip("pandas")
+    X, y = blobs
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(max_iter=2, random_state=0).fit(frame, y)
+    assert clf.feature_names_in_.tolist() == list(frame.columns)
+    assert clf.n_features_in_ == X.shape[1]
+    with pytest.warns(UserWarning, match="feature names"):
+        clf.predict(X)
+
+
+# ---------------------------------------------------------------------------
+# workflow
+# ---------------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_clone_pickle_pipeline_gridsearch_cross_val(blobs):
+    X, y = blobs
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, learning_rate_init=0.05,
+                        random_state=0)
+    pipe = make_pipeline(StandardScaler(), clf).fit(X, y)
+    restored = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(restored.predict_proba(X), pipe.predict_proba(X))
+    fitted = pipe[-1]
+    twin = clone(fitted)
+    assert twin.get_params() == fitted.get_params() and not hasattr(twin, "model_")
+    scores = cross_val_score(clf, X, y, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.9
+    search = GridSearchCV(clf, {"alpha": [1e-4, 1e-2], "hidden_layer_sizes": [(4,), (8,)]},
+                          cv=3).fit(X, y)
+    assert search.best_score_ > 0.9
+    assert isinstance(search.best_estimator_, MLPClassifier)
+    assert search.best_estimator_.history_.epoch
+
+
+def test_verbose_prints_like_sklearn(blobs, capsys):
+    X, y = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(max_iter=2, verbose=True, random_state=0).fit(X, y)
+    out = capsys.readouterr().out
+    assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out

@@ -1,0 +1,250 @@
+"""fastnn.sweep: grids, sweep.json, reruns, failures, Ctrl-C, and the parallel backends
+(worker processes, a Dask LocalCluster) plus GridSearchCV on joblib's Dask backend.
+
+The backends' tests train tiny networks on a small synthetic problem, so that
+each takes seconds; the CLI's are in test_cli.py (real MNIST)."""
+import gc
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from fastnn import sweep
+
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
+
+BASE = {"layers": [12, 8, 3], "epochs": 2, "batch_size": 32, "learning_rate": 0.05,
+        "validation_split": 0.2, "seed": 0}
+GRID = {"activation": ["relu", "tanh"], "learning_rate": [0.05, 1e5]}  # 1e5 diverges
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(900, 12)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.intp) + (X[:, 1] > 0.5)
+    return (X[:700], y[:700]), (X[700:], y[700:])
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage():
+    """Run the finalizers of each test's garbage (pools, Dask clients) before the next
+    test: at a later, random garbage collection they could swallow another test's
+    Ctrl-C (a KeyboardInterrupt raised inside a finalizer is only reported, "Exception
+    ignored"), which the Ctrl-C tests of test_training.py would see as lost."""
+    yield
+    gc.collect()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    distributed = pytest.importorskip("distributed")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                      dashboard_address=None, worker_dashboard_address=None
+                                      ) as c:
+            yield c
+    gc.collect()  # the closed cluster's objects, for the same reason as _collect_garbage
+    gc.collect()
+
+
+def read(out):
+    return json.loads((out / "sweep.json").read_text())
+
+
+def results(summary):
+    return {t["run"]: (t["status"], t["test_accuracy"], t["val_accuracy"], t["epochs"])
+            for t in summary["trials"]}
+
+
+# ---------------------------------------------------------------------------
+# the grid
+# ---------------------------------------------------------------------------
+
+def test_parse_grid_types_values_and_takes_layers():
+    assert sweep.parse_grid("l2=0,1e-3") == ("l2", [0, 0.001])
+    assert sweep.parse_grid("activation=relu,tanh") == ("activation", ["relu", "tanh"])
+    assert sweep.parse_grid("early-stopping=null,3") == ("early_stopping", [None, 3])
+    assert sweep.parse_grid("layers=784,10;784,128,10") == ("layers", [[784, 10], [784, 128, 10]])
+    assert sweep.parse_grid("layers=[[784,10],[784,32,10]]") == ("layers", [[784, 10], [784, 32, 10]])
+    for bad in ("l2", "l2=", "layers=[1"):
+        with pytest.raises(ValueError):
+            sweep.parse_grid(bad)
+
+
+def test_expand_and_sample():
+    trials = sweep.expand_grid({"activation": ["relu", "tanh", "sigmoid"], "l2": [0, 1]})
+    assert len(trials) == 6 and trials[1] == {"activation": "relu", "l2": 1}
+    picked = sweep.sample_trials(trials, 3, seed=5)
+    assert len(picked) == 3 and picked == sweep.sample_trials(trials, 3, seed=5)
+    assert all(p in trials for p in picked)
+    assert [trials.index(p) for p in picked] == sorted(trials.index(p) for p in picked)
+    assert {json.dumps(p) for s in range(20) for p in sweep.sample_trials(trials, 2, s)} \
+        == {json.dumps(t) for t in trials}  # every trial can be drawn
+    assert sweep.sample_trials(trials, 99, 0) == trials
+    with pytest.raises(ValueError, match="bogus"):
+        sweep.expand_grid({"bogus": [1]})
+    with pytest.raises(ValueError, match="non-empty"):
+        sweep.expand_grid({"l2": []})
+    assert sweep.trial_key({"b": 1, "a": [1, 2]}) == sweep.trial_key({"a": [1, 2], "b": 1})
+
+
+def test_bad_values_fail_before_any_training(tmp_path, data):
+    with pytest.raises(ValueError, match="activation"):
+        sweep.run_sweep(BASE, {"activation": ["relu", "swish"]}, tmp_path / "s", data=data,
+                        progress=False)
+    assert not (tmp_path / "s").exists()
+
+
+# ---------------------------------------------------------------------------
+# sequential: sweep.json, failures, reruns, atomicity, Ctrl-C
+# ---------------------------------------------------------------------------
+
+def test_sweep_records_every_trial_and_failures_go_on(tmp_path, data):
+    out = tmp_path / "s"
+    grid = {**GRID, "layers": [[12, 8, 3], [5, 8, 3]]}  # 5 inputs: fit raises on 12 features
+    summary = sweep.run_sweep(BASE, grid, out, data=data, progress=False)
+    assert summary == read(out)
+    assert len(summary["trials"]) == 8
+    by = {(t["params"]["activation"], t["params"]["learning_rate"], len(t["params"]["layers"])
+           and t["params"]["layers"][0]): t for t in summary["trials"]}
+    for act in ("relu", "tanh"):
+        ok = by[(act, 0.05, 12)]
+        assert ok["status"] == "ok" and ok["error"] is None and ok["epochs"] == 2
+        assert 0.4 < ok["test_accuracy"] <= 1 and 0.4 < ok["val_accuracy"] <= 1
+        assert ok["seconds"] > 0
+        metrics = json.loads((out / ok["run"] / "metrics.json").read_text())
+        assert metrics["test_accuracy"] == ok["test_accuracy"]
+        diverged = by[(act, 1e5, 12)]
+        assert diverged["status"] == "failed" and "diverged" in diverged["error"]
+        wrong = by[(act, 0.05, 5)]
+        assert wrong["status"] == "failed" and "ValueError" in wrong["error"]
+        assert "features" in wrong["error"]
+    best = max((t for t in summary["trials"] if t["status"] == "ok"),
+               key=lambda t: t["val_accuracy"])
+    assert summary["best"] == best["run"]
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    table = sweep.format_table(summary)
+    lines = table.splitlines()
+    assert lines[1].startswith("*") and best["run"].split(",")[0].split("=")[1] in lines[1]
+    assert sum(line.startswith("*") for line in lines) == 1
+    assert "failed: ValueError" in table
+
+
+def test_rerun_skips_finished_trials_and_retries_failed(tmp_path, data, monkeypatch):
+    out = tmp_path / "s"
+    first = sweep.run_sweep(BASE, GRID, out, data=data, progress=False)
+    ran = []
+    real = sweep.run_trial
+    monkeypatch.setattr(sweep, "run_trial", lambda c, p, label, *a, **k: (
+        ran.append(label), real(c, p, label, *a, **k))[1])
+    again = sweep.run_sweep(BASE, GRID, out, data=data, progress=False)
+    failed = {t["run"] for t in first["trials"] if t["status"] != "ok"}
+    assert set(ran) == failed and len(failed) == 2
+    assert again["skipped"] == 2
+    assert results(again) == results(first)
+    # another base config is another trial: nothing is skipped
+    ran.clear()
+    sweep.run_sweep({**BASE, "epochs": 1}, {"activation": ["relu"]}, out, data=data,
+                    progress=False)
+    assert ran == ["activation=relu"]
+
+
+def test_sweep_json_is_replaced_atomically(tmp_path, data, monkeypatch):
+    out = tmp_path / "s"
+    seen = []
+    real_write = sweep._write_summary
+
+    def spy(folder, summary):
+        real_write(folder, summary)
+        seen.append(len(read(folder)["trials"]))  # always complete JSON
+    monkeypatch.setattr(sweep, "_write_summary", spy)
+    sweep.run_sweep(BASE, {"activation": ["relu", "tanh"]}, out, data=data, progress=False)
+    assert seen[:3] == [0, 1, 2]
+    monkeypatch.setattr(sweep, "_write_summary", real_write)
+    before = (out / "sweep.json").read_text()
+
+    def broken_dump(obj, f, **kw):
+        f.write('{"trials": [')
+        raise OSError("disk full")
+    monkeypatch.setattr(sweep.json, "dump", broken_dump)
+    with pytest.raises(OSError, match="disk full"):
+        sweep._write_summary(out, {"trials": []})
+    assert (out / "sweep.json").read_text() == before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
+    out = tmp_path / "s"
+    real = sweep.run_trial
+    calls = []
+
+    def interrupted_second(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(sweep, "run_trial", interrupted_second)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
+                        progress=False)
+    summary = read(out)
+    assert summary["interrupted"] is True
+    assert [t["run"] for t in summary["trials"]] == ["activation=relu"]
+    monkeypatch.setattr(sweep, "run_trial", real)
+    again = sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
+                            progress=False)
+    assert again["skipped"] == 1 and len(again["trials"]) == 3
+
+
+# ---------------------------------------------------------------------------
+# parallel backends: the same results as one after another
+# ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory, data):
+    return sweep.run_sweep(BASE, GRID, tmp_path_factory.mktemp("seq") / "s", data=data,
+                           progress=False)
+
+
+def test_jobs_2_matches_sequential(tmp_path, data, sequential):
+    summary = sweep.run_sweep(BASE, GRID, tmp_path / "s", data=data, jobs=2, progress=False)
+    assert summary["backend"] == "processes(2)"
+    assert results(summary) == results(sequential)
+    assert all((tmp_path / "s" / t["run"] / "model.npz").is_file() for t in summary["trials"])
+
+
+def test_local_cluster_matches_sequential(tmp_path, data, sequential, cluster):
+    out = tmp_path / "s"
+    summary = sweep.run_sweep(BASE, GRID, out, data=data, scheduler=cluster.scheduler_address,
+                              progress=False)
+    assert summary["backend"] == "dask"
+    assert results(summary) == results(sequential)
+    for t in summary["trials"]:  # the workers' run folders came back to the client
+        assert (out / t["run"] / "history.json").is_file()
+    # a rerun against the cluster skips everything that finished
+    again = sweep.run_sweep(BASE, GRID, out, data=data, scheduler=cluster.scheduler_address,
+                            progress=False)
+    assert again["skipped"] == 2 and results(again) == results(summary)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_gridsearchcv_on_joblibs_dask_backend(data, cluster):
+    joblib = pytest.importorskip("joblib")
+    distributed = pytest.importorskip("distributed")
+    from sklearn.model_selection import GridSearchCV
+
+    from fastnn.sklearn import MLPClassifier
+    (X, y), _ = data
+    grid = {"alpha": [1e-4, 1e-2], "hidden_layer_sizes": [(4,), (16,)]}
+    est = MLPClassifier(max_iter=15, learning_rate_init=0.05, random_state=0)
+    local = GridSearchCV(est, grid, cv=3).fit(X, y)
+    with distributed.Client(cluster, set_as_default=True) as client, \
+            joblib.parallel_backend("dask"):
+        remote = GridSearchCV(est, grid, cv=3, n_jobs=-1).fit(X, y)
+        assert len(client.scheduler_info()["workers"]) == 2
+    np.testing.assert_array_equal(remote.cv_results_["mean_test_score"],
+                                  local.cv_results_["mean_test_score"])
+    assert remote.best_params_ == local.best_params_
