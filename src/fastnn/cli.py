@@ -138,7 +138,6 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     from .metrics import confusion_matrix, per_class_error
 
     model_kw, _, fit_kw = cfg.split(config)
-    names = class_names(config["dataset"])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (X, y), (X_test, y_test) = data
@@ -150,6 +149,10 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
         log.info("config %s: %s", name, json.dumps(config))
         log.info("data: %d train, %d test images", len(X), len(X_test))
         model = MLP(**model_kw)
+        # the dataset's class names, unless the arrays came from elsewhere
+        # (a sweep's in-memory data) with another number of classes
+        names = class_names(config["dataset"])
+        names = names if len(names) == model.n_classes_ else None
         config = {**config, "seed": model.seed}  # the seed drawn for `seed: null`
         log.info("model: %r", model)
         t0 = time.perf_counter()
