@@ -237,7 +237,11 @@ def test_set_num_threads_overrides_env(monkeypatch):
 
 def test_training_threads_policy(monkeypatch):
     set_num_threads(None)
-    assert threads.training_threads() == 1  # the default: one thread
+    monkeypatch.delenv("FASTNN_NUM_THREADS", raising=False)
+    # the default: one thread per core this process may use
+    assert threads.training_threads() == threads.usable_cores() >= 1
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    assert threads.training_threads() == 3
     set_num_threads(3)
     assert threads.training_threads() == 3
     set_num_threads(None)

@@ -1,13 +1,13 @@
 """How many threads fastnn uses.
 
-Training runs on fastnn's own kernels and its own thread pool (OpenMP): each
-step is split across the threads, and BLAS is not called (batches of
-``fastnn._kernels._BLAS_MIN_BATCH`` rows or more go to BLAS and its threads
-instead). Prediction on many rows calls BLAS. Set a number with
-:func:`set_num_threads` or the environment variable ``FASTNN_NUM_THREADS``;
-by default fastnn trains on one thread (see :func:`training_threads`) and
-leaves BLAS at its own default. A configured number also applies to every
-BLAS library loaded in the process (NumPy's and SciPy's) while fastnn trains
+Training runs on fastnn's own kernels and its own threads (POSIX threads
+started per compiled call): each step is split across the threads, and BLAS
+is not called (batches of ``fastnn._kernels._BLAS_MIN_BATCH`` rows or more
+would go to BLAS and its threads instead). Prediction on many rows calls
+BLAS. Set a number with :func:`set_num_threads` or the environment variable
+``FASTNN_NUM_THREADS``; by default fastnn trains on one thread per usable
+core (see :func:`training_threads`) and leaves BLAS at its own default. A
+configured number also applies to every BLAS library loaded in the process (NumPy's and SciPy's) while fastnn trains
 or predicts, through threadpoolctl, and is restored afterwards. Training
 results do not depend on the thread count, bit for bit; BLAS results only
 up to float rounding.
@@ -44,19 +44,31 @@ def get_num_threads():
         raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}") from None
 
 
-def training_threads():
-    """Threads for fastnn's training loop: the configured count, else 1.
+def usable_cores():
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
-    The weights do not depend on it, and the compiled loop keeps a layer too
-    small to split on one thread (``FNN_PAR_MIN_MACS`` in _gemm.h), starting
-    no second thread when no layer reaches it. One thread is the default
-    because a second was slower on the machine fastnn is measured on (2 vCPUs
-    of an AMD EPYC, Zen 5, KVM, shared with other jobs): a one-epoch ``fit``
-    of [784, 128, 10] at batch 128 took 0.44 s on two threads against 0.19 s
-    on one (see the README, "Threads").
+
+def training_threads():
+    """Threads for fastnn's training loop: the configured count, else one per
+    usable core.
+
+    The weights do not depend on it, bit for bit. The compiled loop keeps a
+    layer phase too small to split on one thread (``FNN_PAR_MIN_MACS`` in
+    _gemm.h) and starts no second thread when no phase reaches it, so small
+    networks and small batches run as on one thread. Measured on 2 vCPUs of an
+    AMD EPYC (Zen 5, KVM), otherwise idle, one MNIST epoch: two threads took
+    0.54-0.65x the time of one for [784, 128, 10] at batches 32-512 and
+    [784, 800, 10] at batches 10-512, and the same time where nothing is split
+    (batch 10 on [784, 128, 10]). On a machine whose other cores are busy a
+    thread that waits for a core stalls every step: set
+    ``FASTNN_NUM_THREADS=1`` (or :func:`set_num_threads`) there.
     """
     n = get_num_threads()
-    return 1 if n is None else n
+    return usable_cores() if n is None else n
 
 
 @contextlib.contextmanager
