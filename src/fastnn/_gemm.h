@@ -51,13 +51,16 @@ typedef struct { double lr, mu, l1, l2; } fnn_sgd_d;
 
 /* A layer phase (forward of a layer, or its backward) is split across the
  * threads only from this many multiply-adds per batch on: below it, thread
- * 0 does it alone and the barrier it would need is skipped. An OpenMP
- * barrier of 2 threads took 2.2-7 us on 2 vCPUs of an AMD EPYC (Zen 5, KVM,
- * shared with other jobs) and the kernels do about 100 G multiply-adds/s a
- * core, so a phase must be ~2M multiply-adds (~20 us) for a split to save
- * clearly more than the barrier costs. */
+ * 0 does it alone and the barrier it would need is skipped. The spinning
+ * barrier of 2 threads takes 2-7 us on 2 vCPUs of an AMD EPYC (Zen 5, KVM).
+ * Measured there, idle, one MNIST epoch on 2 threads against 1 (the
+ * threshold overridden with -DFNN_PAR_MIN_MACS): at 400k,
+ * [784, 128, 10] batch 10 (1.0M multiply-adds in layer 0) took 0.159 s
+ * against 0.179 s, and [784, 256, 256, 256, 10] batch 10 (0.66M in each
+ * 256x256 layer) 1.31 s against 2.27 s; at the earlier 2M neither split
+ * and both ran at their one-thread time. Batch 1 (0.1M) stays unsplit. */
 #ifndef FNN_PAR_MIN_MACS
-#define FNN_PAR_MIN_MACS 2000000
+#define FNN_PAR_MIN_MACS 400000
 #endif
 
 #if defined(__x86_64__) && defined(__GNUC__)

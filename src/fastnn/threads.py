@@ -59,12 +59,12 @@ def training_threads():
     The weights do not depend on it, bit for bit. The compiled loop keeps a
     layer phase too small to split on one thread (``FNN_PAR_MIN_MACS`` in
     _gemm.h) and starts no second thread when no phase reaches it, so small
-    networks and small batches run as on one thread. Measured on 2 vCPUs of an
-    AMD EPYC (Zen 5, KVM), otherwise idle, one MNIST epoch: two threads took
-    0.54-0.65x the time of one for [784, 128, 10] at batches 32-512 and
-    [784, 800, 10] at batches 10-512, and the same time where nothing is split
-    (batch 10 on [784, 128, 10]). On a machine whose other cores are busy a
-    thread that waits for a core stalls every step: set
+    networks and small batches (batch 1) run as on one thread. Measured on 2
+    vCPUs of an AMD EPYC (Zen 5, KVM), otherwise idle, one MNIST epoch: two
+    threads took 0.54-0.65x the time of one for [784, 128, 10] at batches
+    32-512 and [784, 800, 10] at batches 10-512, 0.89x for [784, 128, 10] and
+    0.58x for [784, 256, 256, 256, 10] at batch 10. On a machine whose other
+    cores are busy a thread that waits for a core stalls every step: set
     ``FASTNN_NUM_THREADS=1`` (or :func:`set_num_threads`) there.
     """
     n = get_num_threads()
