@@ -115,8 +115,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     dtype : {"float32", "float64"}, default="float32"
         Precision of weights and arithmetic; inputs are converted once.
     n_threads : int or None, default=None
-        BLAS threads while fitting and predicting (None: fastnn's setting,
-        :func:`fastnn.set_num_threads`, else BLAS's default).
+        Threads of fastnn's training loop and of BLAS while fitting and
+        predicting (None: fastnn's setting, :func:`fastnn.set_num_threads`,
+        else one training thread per core and BLAS's default). Use 1 under a
+        parallel search (``GridSearchCV(n_jobs=...)``), whose workers would
+        otherwise compete for the cores.
 
     Attributes
     ----------
