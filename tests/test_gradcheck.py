@@ -158,13 +158,12 @@ def test_gradient_check_single_layer_softmax_regression():
 def test_gradient_check_leaves_model_unchanged(mnist64, dtype):
     X, y = mnist64
     model = MLP(MNIST_LAYERS, "sigmoid", dtype=dtype, seed=4)
-    model._velocity[:] = 0.25
-    params, velocity = model._params.copy(), model._velocity.copy()
+    params = model.parameters.copy()
     proba = model.predict_proba(X[:8])
     gradient_check(model, X[:16], y[:16], n_checks=3)
     loss_and_gradient(model, X, y)
-    np.testing.assert_array_equal(model._params, params)  # bit for bit
-    np.testing.assert_array_equal(model._velocity, velocity)
+    np.testing.assert_array_equal(model.parameters, params)  # bit for bit
+    assert model.optimizer_ is None
     np.testing.assert_array_equal(model.predict_proba(X[:8]), proba)
     assert model.epochs_trained == 0
 
@@ -175,7 +174,7 @@ def test_gradient_check_restores_weight_when_loss_raises(mnist64, monkeypatch, e
     import fastnn.gradcheck as gc
     X, y = mnist64
     model = MLP([784, 8, 10], "tanh", dtype="float64", seed=2)
-    params = model._params.copy()
+    params = model.parameters.copy()
     real_loss, calls = gc._loss, []
 
     def failing_loss(m, X_, y_):
@@ -188,12 +187,12 @@ def test_gradient_check_restores_weight_when_loss_raises(mnist64, monkeypatch, e
     with pytest.raises(exc):
         _central_difference(model, X[:8], y[:8], 3, 1e-3)
     assert len(calls) == 2
-    np.testing.assert_array_equal(model._params, params)  # bit for bit
+    np.testing.assert_array_equal(model.parameters, params)  # bit for bit
 
 
 def reference_loss_and_gradient(model, X, y):
     """Forward and backward with the plain-NumPy twins."""
-    weights, biases = unflatten(model._params, list(model.layers))
+    weights, biases = unflatten(model.parameters, list(model.layers))
     acts = [np.asarray(X, model.dtype)]
     last = len(weights) - 1
     for i, (W, b) in enumerate(zip(weights, biases)):
@@ -213,7 +212,7 @@ def test_loss_and_gradient_matches_reference(mnist64, activation, dtype, rtol, a
     model = MLP([784, 33, 13, 10], activation, dtype=dtype, seed=5)
     loss, grad = loss_and_gradient(model, X, y)
     rloss, rgrad = reference_loss_and_gradient(model, X, y)
-    assert grad.dtype == model.dtype and grad.shape == model._params.shape
+    assert grad.dtype == model.dtype and grad.shape == model.parameters.shape
     assert np.isfinite(loss) and loss > 0
     np.testing.assert_allclose(loss, rloss, rtol=rtol)
     np.testing.assert_allclose(grad, rgrad, rtol=rtol, atol=atol)

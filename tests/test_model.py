@@ -221,12 +221,12 @@ def test_same_seed_is_bitwise_reproducible(mnist_small):
     (X, y), (Xt, _) = _subset(mnist_small, 1500)
     m1, h1 = _run(X, y, seed=11)
     m2, h2 = _run(X, y, seed=11)
-    np.testing.assert_array_equal(m1._params, m2._params)
+    np.testing.assert_array_equal(m1.parameters, m2.parameters)
     assert _history_wo_time(h1) == _history_wo_time(h2)
     assert h1.best_epoch == h2.best_epoch
     np.testing.assert_array_equal(m1.predict_proba(Xt), m2.predict_proba(Xt))
     m3, h3 = _run(X, y, seed=12)
-    assert not np.array_equal(m1._params, m3._params)
+    assert not np.array_equal(m1.parameters, m3.parameters)
     assert _history_wo_time(h1) != _history_wo_time(h3)
 
 
@@ -237,10 +237,10 @@ def test_seed_none_is_recorded_and_repeatable(mnist_small):
     assert isinstance(a.seed, int) and a.seed >= 0
     assert a.seed != b.seed
     c = MLP([784, 16, 10], seed=a.seed)
-    np.testing.assert_array_equal(a._params, c._params)
+    np.testing.assert_array_equal(a.parameters, c.parameters)
     a.fit(X, y, epochs=1, verbose=False)
     c.fit(X, y, epochs=1, verbose=False)
-    np.testing.assert_array_equal(a._params, c._params)
+    np.testing.assert_array_equal(a.parameters, c.parameters)
 
 
 def _variants(X, y):
@@ -275,7 +275,7 @@ def test_input_layouts_give_bitwise_identical_results(mnist_small, variant):
     assert not (isinstance(Xv, np.ndarray) and Xv.flags.c_contiguous and Xv.flags.writeable
                 and Xv.dtype == np.float32 and yv is y)
     model, history = _run(Xv, yv, seed=5)
-    np.testing.assert_array_equal(model._params, ref._params)
+    np.testing.assert_array_equal(model.parameters, ref.parameters)
     assert _history_wo_time(history) == _history_wo_time(href)
     Xtv, ytv = _variants(np.ascontiguousarray(Xt), yt)[variant]
     np.testing.assert_array_equal(model.predict_proba(Xtv), ref.predict_proba(Xt))
@@ -292,7 +292,7 @@ def test_uint8_images_equal_float32_images(mnist_path):
     args = dict(epochs=1, batch_size=50, learning_rate=1e-4, verbose=False)
     a, b = MLP([784, 16, 10], seed=2), MLP([784, 16, 10], seed=2)
     ha, hb = a.fit(Xu8, y[:500], **args), b.fit(X32, y[:500], **args)
-    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
     assert _history_wo_time(ha) == _history_wo_time(hb)
     np.testing.assert_array_equal(a.predict_proba(Xtr[:100].astype(np.uint8)),
                                   a.predict_proba(Xtr[:100]))
@@ -305,7 +305,7 @@ def test_bool_and_int_inputs():
     a, b = MLP([6, 5, 3], seed=0), MLP([6, 5, 3], seed=0)
     a.fit(Xb, y, epochs=2, batch_size=8, verbose=False)
     b.fit(Xb.astype(np.float32), y.astype(np.uint16), epochs=2, batch_size=8, verbose=False)
-    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
     np.testing.assert_array_equal(a.predict_proba(Xb.astype(np.int64)), b.predict_proba(Xb))
 
 

@@ -194,7 +194,7 @@ def test_public_api_never_misbehaves(data):
             ("early_stopping", 0), ("lr_decay", 2.0), ("verbose", "no"),
             ("callbacks", [object()]), ("not_an_argument", 1)]))
         fit_kwargs[key] = value
-    before = model._params.copy()
+    before = model.parameters.copy()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TrainingDivergedWarning)
         ok, history = _call(model.fit, X, y, **fit_kwargs)
@@ -211,9 +211,9 @@ def test_public_api_never_misbehaves(data):
         assert history.diverged or n_epochs == fit_kwargs["epochs"] or \
             history.stopped_epoch is not None
     else:
-        np.testing.assert_array_equal(model._params, before)  # a rejected fit changes nothing
+        np.testing.assert_array_equal(model.parameters, before)  # a rejected fit changes nothing
     # whatever happened, the weights stay finite
-    assert np.isfinite(model._params).all() and np.isfinite(model._velocity).all()
+    assert np.isfinite(model.parameters).all() and np.isfinite(model.optimizer_.slots[0]).all()
 
     ok, proba = _call(model.predict_proba, X)
     event(f"predict_proba: {'ok' if ok else type(proba).__name__}")
@@ -271,6 +271,6 @@ def test_training_never_leaves_non_finite_weights(n, d, k, lr, momentum, scale, 
         warnings.simplefilter("ignore", TrainingDivergedWarning)
         history = model.fit(X, y, epochs=3, batch_size=batch_size, learning_rate=lr,
                             momentum=momentum, verbose=False)
-    assert np.isfinite(model._params).all() and np.isfinite(model._velocity).all()
+    assert np.isfinite(model.parameters).all() and np.isfinite(model.optimizer_.slots[0]).all()
     assert all(np.isfinite(v) for v in history.history.get("loss", []))
     assert history.diverged or len(history.epoch) == 3

@@ -48,8 +48,8 @@ def test_round_trip_is_exact(trained, tmp_path, dtype):
     model.save(path)
     loaded = MLP.load(path)
     assert isinstance(loaded, MLP)
-    np.testing.assert_array_equal(loaded._params, model._params)
-    assert loaded._params.dtype == model._params.dtype
+    np.testing.assert_array_equal(loaded.parameters, model.parameters)
+    assert loaded.parameters.dtype == model.parameters.dtype
     assert (loaded.layers, loaded.activation, loaded.dtype, loaded.seed, loaded.init) == \
         (model.layers, model.activation, model.dtype, model.seed, model.init)
     assert loaded.epochs_trained == model.epochs_trained
@@ -58,9 +58,9 @@ def test_round_trip_is_exact(trained, tmp_path, dtype):
     np.testing.assert_array_equal(loaded.predict(Xt), model.predict(Xt))
     assert loaded.evaluate(Xt, yt) == model.evaluate(Xt, yt)
     # the loaded model owns its parameters and can keep training
-    assert loaded._params.flags.c_contiguous and loaded._params.flags.writeable
+    assert loaded.parameters.flags.c_contiguous and loaded.parameters.flags.writeable
     loaded.fit(Xt, yt, epochs=1, verbose=False)
-    assert not np.array_equal(loaded._params, model._params)
+    assert not np.array_equal(loaded.parameters, model.parameters)
 
 
 def test_path_types(trained, tmp_path):
@@ -93,7 +93,7 @@ def test_save_overwrites(trained, tmp_path):
     path = tmp_path / "model.npz"
     MLP([784, 10], seed=0).save(path)
     model.save(path)
-    np.testing.assert_array_equal(MLP.load(path)._params, model._params)
+    np.testing.assert_array_equal(MLP.load(path).parameters, model.parameters)
     assert os.listdir(tmp_path) == ["model.npz"]
 
 
@@ -146,7 +146,7 @@ def test_failed_save_keeps_previous_file_and_leaves_no_temp(trained, tmp_path, m
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["model.npz"]
-    np.testing.assert_array_equal(MLP.load(path)._params, old._params)
+    np.testing.assert_array_equal(MLP.load(path).parameters, old.parameters)
 
 
 def test_keyboard_interrupt_during_save_leaves_no_temp(trained, tmp_path, monkeypatch):
@@ -232,7 +232,7 @@ def test_corrupted_bytes_inside_a_valid_file(trained, tmp_path):
         except ValueError:
             continue
         # the zip has CRCs on every member, so a loaded file must be the same model
-        np.testing.assert_array_equal(loaded._params, model._params)
+        np.testing.assert_array_equal(loaded.parameters, model.parameters)
 
 
 def test_npy_instead_of_npz(tmp_path):
@@ -258,7 +258,7 @@ def test_zip_with_non_npy_members(trained, tmp_path):
 
 
 def test_valid_npz_without_header(trained, tmp_path):
-    path = _write(tmp_path / "m.npz", None, params=trained[0]._params)
+    path = _write(tmp_path / "m.npz", None, params=trained[0].parameters)
     with pytest.raises(ValueError, match="no valid header"):
         MLP.load(path)
 
@@ -274,7 +274,7 @@ def test_valid_npz_without_header(trained, tmp_path):
 def test_malformed_header_array(trained, tmp_path, header):
     path = tmp_path / "m.npz"
     with open(path, "wb") as f:
-        np.savez(f, header=header, params=trained[0]._params)
+        np.savez(f, header=header, params=trained[0].parameters)
     with pytest.raises(ValueError, match="m.npz"):
         MLP.load(path)
 
@@ -282,7 +282,7 @@ def test_malformed_header_array(trained, tmp_path, header):
 def _tampered_cases(model):
     good = _good_header(model)
     n = model.n_params
-    p = model._params
+    p = model.parameters
     cases = {
         "wrong-format": ({**good, "format": "keras"}, p),
         "checkpoint-format": ({**good, "format": "fastnn-checkpoint"}, p),
@@ -341,8 +341,8 @@ def test_tampered_files(trained, tmp_path, case):
 def test_untampered_writer_is_accepted(trained, tmp_path):
     """The hand-written files above differ from a good one only in what was tampered."""
     model = trained[0]
-    path = _write(tmp_path / "ok.npz", _good_header(model), params=model._params)
-    np.testing.assert_array_equal(MLP.load(path)._params, model._params)
+    path = _write(tmp_path / "ok.npz", _good_header(model), params=model.parameters)
+    np.testing.assert_array_equal(MLP.load(path).parameters, model.parameters)
 
 
 class _Payload:
@@ -361,7 +361,7 @@ def test_pickled_object_arrays_are_never_unpickled(trained, tmp_path, which):
     marker = tmp_path / "PWNED"
     evil = np.array([_Payload(marker), 1], dtype=object)
     arrays = {"header": np.frombuffer(json.dumps(_good_header(model)).encode(), np.uint8),
-              "params": model._params}
+              "params": model.parameters}
     arrays[which] = evil
     path = tmp_path / "evil.npz"
     with open(path, "wb") as f:
@@ -386,9 +386,9 @@ def test_pickle_file_is_never_unpickled(tmp_path):
 
 def test_extra_arrays_are_ignored(trained, tmp_path):
     model = trained[0]
-    path = _write(tmp_path / "m.npz", _good_header(model), params=model._params,
+    path = _write(tmp_path / "m.npz", _good_header(model), params=model.parameters,
                   notes=np.arange(3))
-    np.testing.assert_array_equal(MLP.load(path)._params, model._params)
+    np.testing.assert_array_equal(MLP.load(path).parameters, model.parameters)
 
 
 def test_directory_is_not_a_model(tmp_path):

@@ -97,13 +97,13 @@ def test_concurrent_fit_of_separate_models_equals_sequential(model_and_data):
     for seed in range(3):
         m = MLP([784, 32, 10], seed=seed)
         m.fit(X[:600], y[:600], **args)
-        expected.append(m._params.copy())
+        expected.append(m.parameters.copy())
     got = [None] * 3
 
     def work(i):
         m = MLP([784, 32, 10], seed=i)
         m.fit(X[:600], y[:600], **args)
-        got[i] = m._params.copy()
+        got[i] = m.parameters.copy()
 
     _run_threads(work, 3)
     for a, b in zip(got, expected):
@@ -118,7 +118,7 @@ def test_thread_count_does_not_change_results_beyond_rounding(model_and_data):
         assert get_num_threads() == n
         m = MLP([784, 64, 10], seed=3)
         m.fit(X[:500], y[:500], epochs=1, batch_size=100, learning_rate=0.01, verbose=False)
-        out[n] = (model.predict_proba(Xt), model.predict(Xt), model.evaluate(Xt, yt), m._params)
+        out[n] = (model.predict_proba(Xt), model.predict(Xt), model.evaluate(Xt, yt), m.parameters)
     np.testing.assert_allclose(out[1][0], out[2][0], rtol=1e-5, atol=1e-7)
     assert (out[1][1] != out[2][1]).mean() < 0.01
     assert out[1][2][0] == pytest.approx(out[2][2][0], rel=1e-5)
@@ -260,7 +260,7 @@ def test_fit_weights_bit_identical_across_thread_counts(mnist_small):
         m = MLP([784, 200, 10], seed=5)
         m.fit(X[:1200], y[:1200], epochs=2, batch_size=40, learning_rate=0.05, momentum=0.9,
               l2=1e-3, verbose=False)
-        params[n] = m._params.copy()
+        params[n] = m.parameters.copy()
     np.testing.assert_array_equal(params[1], params[2])
     np.testing.assert_array_equal(params[1], params[3])
 
@@ -268,7 +268,7 @@ def test_fit_weights_bit_identical_across_thread_counts(mnist_small):
 def _fit_in_child(X, y, queue):
     m = MLP([784, 200, 10], seed=1)
     m.fit(X, y, epochs=1, batch_size=64, verbose=False)
-    queue.put(m._params.copy())
+    queue.put(m.parameters.copy())
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
@@ -292,4 +292,4 @@ def test_threaded_training_works_after_fork(mnist_small):
         proc.join(timeout=10)
         if proc.is_alive():
             proc.kill()
-    np.testing.assert_array_equal(child, parent._params)
+    np.testing.assert_array_equal(child, parent.parameters)

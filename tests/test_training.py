@@ -109,10 +109,10 @@ def test_numpy_scalar_hyperparameters_stay_json(data, tmp_path):
 def test_epochs_zero_changes_nothing(data):
     X, y, _, _ = data
     model = MLP([784, 10], seed=0)
-    before = model._params.copy()
+    before = model.parameters.copy()
     history = model.fit(X, y, epochs=0, **FIT)
     assert history.epoch == [] and history.history == {}
-    np.testing.assert_array_equal(model._params, before)
+    np.testing.assert_array_equal(model.parameters, before)
 
 
 # -- validation, best epoch, early stopping, lr decay ----------------------------
@@ -223,7 +223,7 @@ def test_lr_decay_changes_training(data):
     a.fit(X, y, epochs=3, validation_data=(Xt, yt), lr_decay=0.1, lr_decay_threshold=1.0, **FIT)
     b = MLP([784, 16, 10], seed=0)
     b.fit(X, y, epochs=3, validation_data=(Xt, yt), **FIT)
-    assert not np.array_equal(a._params, b._params)
+    assert not np.array_equal(a.parameters, b.parameters)
 
 
 # -- continued training, callbacks -----------------------------------------------
@@ -234,23 +234,23 @@ def test_fit_continues_from_weights_and_momentum(data):
     h_once = once.fit(X, y, epochs=2, **FIT)
     twice = MLP([784, 16, 10], seed=1)
     h1 = twice.fit(X, y, epochs=1, **FIT)
-    assert np.abs(twice._velocity).max() > 0
+    assert np.abs(twice.optimizer_.slots[0]).max() > 0
     h2 = twice.fit(X, y, epochs=1, **FIT)
     assert twice.epochs_trained == 2 and len(h2.epoch) == 1
     # two calls of one epoch == one call of two epochs, bit for bit
-    np.testing.assert_array_equal(twice._params, once._params)
-    np.testing.assert_array_equal(twice._velocity, once._velocity)
+    np.testing.assert_array_equal(twice.parameters, once.parameters)
+    np.testing.assert_array_equal(twice.optimizer_.slots[0], once.optimizer_.slots[0])
     assert h1.history["loss"] + h2.history["loss"] == h_once.history["loss"]
     # ... which needs the momentum: without it the second call differs
     reset = MLP([784, 16, 10], seed=1)
     reset.fit(X, y, epochs=1, **FIT)
-    reset._velocity[...] = 0
+    reset.optimizer_.reset()
     reset.fit(X, y, epochs=1, **FIT)
-    assert not np.array_equal(reset._params, once._params)
+    assert not np.array_equal(reset.parameters, once.parameters)
     # and so does a fresh model trained for one epoch
     fresh = MLP([784, 16, 10], seed=1)
     fresh.fit(X, y, epochs=1, **FIT)
-    assert not np.array_equal(fresh._params, twice._params)
+    assert not np.array_equal(fresh.parameters, twice.parameters)
 
 
 def test_callbacks_receive_logs_and_can_stop(data):
@@ -293,7 +293,7 @@ def test_batch_larger_than_data_is_one_batch():
     for bs in (51, 10**6, 2**31 - 1):  # must not allocate buffers for bs rows
         model = MLP([20, 8, 3], seed=0)
         history = model.fit(X, y, epochs=3, batch_size=bs, verbose=False)
-        np.testing.assert_array_equal(model._params, ref._params)
+        np.testing.assert_array_equal(model.parameters, ref.parameters)
         assert history.params["batch_size"] == bs
 
 
@@ -306,7 +306,7 @@ def test_divergence_warns_and_keeps_finite_weights(data, activation, lr):
                             verbose=False)
     assert history.diverged
     assert len(history.epoch) < 5
-    assert np.isfinite(model._params).all() and np.isfinite(model._velocity).all()
+    assert np.isfinite(model.parameters).all() and np.isfinite(model.optimizer_.slots[0]).all()
     proba = model.predict_proba(Xt)
     assert np.isfinite(proba).all()
     np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-5)
@@ -314,19 +314,19 @@ def test_divergence_warns_and_keeps_finite_weights(data, activation, lr):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(X, y, epochs=1, **FIT)
-    assert np.isfinite(model._params).all()
+    assert np.isfinite(model.parameters).all()
 
 
 def test_divergence_restores_the_last_finite_weights(data):
     X, y, Xt, yt = data
     model = MLP([784, 32, 10], "identity", seed=0)
     model.fit(X, y, epochs=1, validation_data=(Xt, yt), **FIT)
-    good = model._params.copy()
+    good = model.parameters.copy()
     with pytest.warns(TrainingDivergedWarning):
         history = model.fit(X, y, epochs=3, batch_size=32, learning_rate=1e5, momentum=0.9,
                             validation_data=(Xt, yt), verbose=False)
     assert history.diverged and history.epoch == [] and history.best_epoch is None
-    np.testing.assert_array_equal(model._params, good)  # back to where this fit started
+    np.testing.assert_array_equal(model.parameters, good)  # back to where this fit started
     assert model.epochs_trained == 1
     assert model.score(Xt, yt) > 0.7
 
@@ -351,7 +351,7 @@ def test_divergence_after_good_epochs_restores_best_epoch(data):
         history = model.fit(X, y[:600], epochs=6, validation_data=(Xt, yt),
                             callbacks=[_DivergeAt(X, 3)], **FIT)
     assert history.diverged and len(history.epoch) == 3
-    assert np.isfinite(model._params).all()
+    assert np.isfinite(model.parameters).all()
     best = history.best_epoch
     assert best is not None
     assert model.evaluate(Xt, yt) == (history.history["val_loss"][best],
@@ -364,11 +364,11 @@ def test_overflow_in_the_last_batch_of_an_epoch_is_divergence():
     X = np.full((20, 4), 100.0, dtype=np.float32)
     y = np.arange(20) % 3
     model = MLP([4, 3], seed=0)
-    start = model._params.copy()
+    start = model.parameters.copy()
     with pytest.warns(TrainingDivergedWarning):
         history = model.fit(X, y, epochs=1, batch_size=20, learning_rate=1e38, verbose=False)
     assert history.diverged and history.epoch == []
-    np.testing.assert_array_equal(model._params, start)
+    np.testing.assert_array_equal(model.parameters, start)
     assert np.isfinite(model.predict_proba(X)).all()
 
 
@@ -378,17 +378,17 @@ def test_overflowing_validation_loss_is_divergence():
     X = np.zeros((10, 1), np.float32)
     y = np.arange(10) % 2
     model = MLP([1, 1, 2], "identity", seed=0)
-    start = model._params.copy()
+    start = model.parameters.copy()
     with pytest.warns(TrainingDivergedWarning):
         history = model.fit(X, y, epochs=1, batch_size=10, learning_rate=1e38, l1=1e-4,
                             validation_data=(X, y), verbose=False)
     assert history.diverged and history.history == {}
-    np.testing.assert_array_equal(model._params, start)
+    np.testing.assert_array_equal(model.parameters, start)
     np.testing.assert_allclose(model.predict_proba(X[:1]), [[0.5, 0.5]])
     # without validation data the trainer cannot see it; inference then refuses
     model = MLP([1, 1, 2], "identity", seed=0)
     model.fit(X, y, epochs=1, batch_size=10, learning_rate=1e38, l1=1e-4, verbose=False)
-    assert np.isfinite(model._params).all()
+    assert np.isfinite(model.parameters).all()
     with pytest.raises(ValueError, match="overflow"):
         model.predict_proba(X)
 
@@ -435,7 +435,7 @@ def test_ctrl_c_returns_history_promptly(mnist):
     # promptness in samples, not seconds (no wall-clock limit): the interrupt was
     # sent and fit stopped inside the epoch it landed in
     assert cb.sent_at is not None
-    assert np.isfinite(model._params).all() and np.isfinite(model._velocity).all()
+    assert np.isfinite(model.parameters).all() and np.isfinite(model.optimizer_.slots[0]).all()
     assert model.score(Xt[:1000], yt[:1000]) > 0.5  # it did learn before the interrupt
     # usable afterwards: predicts and trains again
     history = model.fit(X[:500], y[:500], epochs=1, verbose=False)
@@ -456,7 +456,7 @@ def test_ctrl_c_with_batches_larger_than_a_chunk(mnist):
     done = [int(m.group(1)) for w in record
             if (m := re.search(r"after (\d+) samples", str(w.message)))]
     assert all(d % 20000 == 0 and d < len(y) for d in done), done
-    assert np.isfinite(model._params).all()
+    assert np.isfinite(model.parameters).all()
 
 
 def test_ctrl_c_between_epochs_is_caught(data):
@@ -481,7 +481,7 @@ CK = dict(batch_size=32, learning_rate=0.05, momentum=0.9, verbose=False,
 
 
 def _assert_same_run(a, ha, b, hb):
-    np.testing.assert_array_equal(a._params, b._params)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
     np.testing.assert_array_equal(a._velocity, b._velocity)
     assert _no_time(ha) == _no_time(hb)
     assert ha.epoch == hb.epoch
@@ -570,10 +570,10 @@ def test_checkpoint_from_other_data_or_arguments_is_rejected(data, tmp_path):
     for model, kwargs in cases:
         call = {**args, **kwargs}
         X_, y_ = call.pop("X"), call.pop("y")
-        before = model._params.copy()
+        before = model.parameters.copy()
         with pytest.raises(ValueError, match="checkpoint"):
             model.fit(X_, y_, epochs=2, checkpoint=path, **call)
-        np.testing.assert_array_equal(model._params, before)
+        np.testing.assert_array_equal(model.parameters, before)
     assert path.read_bytes() == saved  # left untouched
     # the right arguments still resume
     MLP([784, 16, 10], seed=0).fit(X, y, epochs=2, checkpoint=path, validation_data=val, **args)
@@ -743,10 +743,10 @@ BAD_FIT = [
 @pytest.mark.parametrize("kwargs, exc, match", BAD_FIT, ids=[str(i) for i in range(len(BAD_FIT))])
 def test_fit_rejects_bad_arguments(kwargs, exc, match):
     model = MLP([4, 5, 3], seed=0)
-    before = model._params.copy()
+    before = model.parameters.copy()
     with pytest.raises(exc, match=match):
         model.fit(GOOD_X, GOOD_Y, **{"epochs": 1, "verbose": False, **kwargs})
-    np.testing.assert_array_equal(model._params, before)
+    np.testing.assert_array_equal(model.parameters, before)
     assert model.epochs_trained == 0
 
 
@@ -784,12 +784,12 @@ def test_runaway_learning_rate_is_divergence_even_with_a_finite_loss(data, activ
     divergence: a warning, and the weights from before the runaway epoch."""
     X, y, _, _ = data
     model = MLP([784, 32, 10], activation, seed=0)
-    initial = model._params.copy()
+    initial = model.parameters.copy()
     with pytest.warns(TrainingDivergedWarning, match="runaway"):
         history = model.fit(X, y, epochs=3, batch_size=32, learning_rate=1e4, momentum=0.9,
                             verbose=False)
     assert history.diverged and history.epoch == []
-    np.testing.assert_array_equal(model._params, initial)
+    np.testing.assert_array_equal(model.parameters, initial)
     assert np.isfinite(model.predict_proba(X[:50])).all()
 
 
@@ -858,7 +858,7 @@ def test_sum_reduction_equals_mean_with_scaled_hyperparameters(data, dtype):
     ha = a.fit(X, y, learning_rate=eta, l1=l1, l2=l2, loss_reduction="sum", **args)
     hb = b.fit(X, y, learning_rate=eta * B, l1=l1 / B, l2=l2 / B, **args)
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(a._params, b._params, **tol)
+    np.testing.assert_allclose(a.parameters, b.parameters, **tol)
     np.testing.assert_allclose(ha.history["loss"], hb.history["loss"], **tol)
     assert ha.history["lr"] == [eta, eta] and ha.params["loss_reduction"] == "sum"
     from fastnn import reference
@@ -867,14 +867,14 @@ def test_sum_reduction_equals_mean_with_scaled_hyperparameters(data, dtype):
                  validation_split=0.0, validation_data=None, early_stopping=None, lr_decay=None,
                  lr_decay_threshold=0.001, verbose=False, callbacks=None, checkpoint=None,
                  loss_reduction="sum", kernels=reference)
-    np.testing.assert_allclose(c._params, a._params, **tol)
+    np.testing.assert_allclose(c.parameters, a.parameters, **tol)
 
 
 @pytest.mark.parametrize("bad", ["Sum", "none", None, 1])
 def test_loss_reduction_is_validated(data, bad):
     X, y, _, _ = data
     model = MLP([784, 10], seed=0)
-    before = model._params.copy()
+    before = model.parameters.copy()
     with pytest.raises(ValueError, match="loss_reduction"):
         model.fit(X[:100], y[:100], epochs=1, loss_reduction=bad, verbose=False)
-    np.testing.assert_array_equal(model._params, before)
+    np.testing.assert_array_equal(model.parameters, before)

@@ -304,7 +304,7 @@ class JaxEpoch:
     def setup(self):
         """The initial (params, velocity), on the device: fastnn's weights."""
         jnp = self.jnp
-        W, b = unflatten(make_model(self.layers, seed=self.seed)._params, self.layers)
+        W, b = unflatten(make_model(self.layers, seed=self.seed).parameters, self.layers)
         params = ([jnp.asarray(w) for w in W], [jnp.asarray(v) for v in b])
         zeros = ([jnp.zeros_like(w) for w in params[0]], [jnp.zeros_like(v) for v in params[1]])
         return params, zeros
@@ -377,7 +377,7 @@ class _TorchTrainer:
     def setup(self):
         torch = self.torch
         ref = make_model(self.layers, seed=self.seed)
-        weights, biases = unflatten(ref._params, ref._sizes)
+        weights, biases = unflatten(ref.parameters, ref.layers)
         dims = list(zip(self.layers[:-1], self.layers[1:]))
         mods = []
         for i, (a, b) in enumerate(dims):

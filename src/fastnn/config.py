@@ -1,7 +1,9 @@
 """Experiment configuration files (YAML or JSON).
 
-Keys mirror :class:`fastnn.MLP`'s and :meth:`fastnn.MLP.fit`'s arguments,
-plus the data keys ``dataset`` and ``normalize``, and an optional ``report``
+Keys mirror :class:`fastnn.MLP`'s and :meth:`fastnn.MLP.fit`'s arguments (their
+defaults are read from those signatures), ``optimizer`` with the parameters of
+the :mod:`fastnn.optim` optimizers, the data keys ``dataset`` and
+``normalize``, and an optional ``report``
 mapping (what an original study reported: read by ``fastnn study``, ignored by
 training). A key that is not listed here is an error that names it; values are
 checked by the model and ``fit``.
@@ -16,13 +18,24 @@ from pathlib import Path
 
 import yaml
 
-MODEL_KEYS = {"layers": None, "activation": "relu", "dtype": "float32", "seed": 0,
-              "init": "auto"}
+from . import optim
+from .model import MLP
+
+#: The model's keys and defaults: MLP's, except ``seed`` (0: configs are
+#: reproducible unless they say ``seed: null``).
+MODEL_KEYS = {"layers": None, **MLP.init_defaults(), "seed": 0}
 DATA_KEYS = {"dataset": "mnist", "normalize": "minmax"}
-FIT_KEYS = {"epochs": 10, "batch_size": 128, "learning_rate": 0.01, "momentum": 0.0,
-            "l2": 0.0, "l1": 0.0, "validation_split": 0.0, "early_stopping": None,
-            "lr_decay": None, "lr_decay_threshold": 0.001, "loss_reduction": "mean"}
-DEFAULTS = {**MODEL_KEYS, **DATA_KEYS, **FIT_KEYS}
+#: fit's arguments that a config can set, with fit's defaults.
+FIT_KEYS = {k: v for k, v in MLP.fit_defaults().items()
+            if k not in ("optimizer", "learning_rate", "momentum", "l1", "l2", "sample_weight",
+                         "validation_data", "verbose", "callbacks", "checkpoint")}
+#: ``optimizer`` (a name of :data:`fastnn.optim.OPTIMIZERS`) and every optimizer's
+#: parameters; ``None`` stands for the chosen optimizer's default, which
+#: :func:`resolve` fills in; a parameter the chosen optimizer does not take
+#: must stay unset.
+OPTIMIZER_KEYS = {"optimizer": "sgd",
+                  **{k: None for name in optim.OPTIMIZERS for k in optim.params_of(name)}}
+DEFAULTS = {**MODEL_KEYS, **DATA_KEYS, **FIT_KEYS, **OPTIMIZER_KEYS}
 #: A mapping that records what an original study reported for this config
 #: (``fastnn study`` reads it; training ignores it).
 REPORT_KEY = "report"
@@ -79,10 +92,41 @@ def resolve(config, overrides=None):
             merged[key] = value
     if merged["layers"] is None:
         raise ValueError("config key 'layers' is required, e.g. layers: [784, 128, 10]")
+    name = merged["optimizer"]
+    if not isinstance(name, str) or name not in optim.OPTIMIZERS:
+        raise ValueError(f"config key 'optimizer' must be one of {sorted(optim.OPTIMIZERS)}, "
+                         f"got {name!r}")
+    own = optim.params_of(name)
+    for key in OPTIMIZER_KEYS:
+        if key == "optimizer":
+            continue
+        if key in own:
+            if merged[key] is None:
+                merged[key] = own[key]
+        elif merged[key] is not None:
+            raise ValueError(f"config key {key!r} does not apply to optimizer {name!r} "
+                             f"(its keys: {', '.join(own)})")
     return merged
 
 
+def make_optimizer(config):
+    """The optimizer of a resolved config (validated)."""
+    name = config["optimizer"]
+    return optim.make(name, **{k: config[k] for k in optim.params_of(name)})
+
+
 def split(config):
-    """``(model_kwargs, data_kwargs, fit_kwargs)`` of a resolved config."""
+    """``(model_kwargs, data_kwargs, fit_kwargs)`` of a resolved config; the fit
+    keywords hold ``optimizer``, a fresh :mod:`fastnn.optim` optimizer.
+
+    >>> _, _, fit = split(resolve({"layers": [784, 10], "optimizer": "adam"}))
+    >>> fit["optimizer"]
+    Adam(learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-08, weight_decay=0.0, l1=0.0, l2=0.0)
+    """
     pick = lambda keys: {k: config[k] for k in keys}  # noqa: E731
-    return pick(MODEL_KEYS), pick(DATA_KEYS), pick(FIT_KEYS)
+    fit = pick(FIT_KEYS)
+    if isinstance(fit["class_weight"], dict):  # JSON keys are strings
+        fit["class_weight"] = {int(k) if isinstance(k, str) and k.strip().isdigit() else k: v
+                               for k, v in fit["class_weight"].items()}
+    fit["optimizer"] = make_optimizer(config)
+    return pick(MODEL_KEYS), pick(DATA_KEYS), fit

@@ -26,14 +26,14 @@ def loss_and_gradient(model, X, y):
     vector in the model's parameter layout (weights, then biases)."""
     X = check_X(X, model.layers[0], model.dtype)
     y = check_y(y, X.shape[0], model.layers[-1])
-    weights, biases = unflatten(model._params, model.layers)
+    weights, biases = unflatten(model.parameters, model.layers)
     acts = [X]
     last = len(weights) - 1
     for i, (W, b) in enumerate(zip(weights, biases)):
         acts.append(kernels.dense_forward(acts[-1], W, b,
                                           model.activation if i < last else "identity"))
     loss, delta = kernels.softmax_cross_entropy(acts[-1], y)
-    grad = np.empty_like(model._params)
+    grad = np.empty_like(model.parameters)
     gW, gb = unflatten(grad, model.layers)
     for i in range(last, -1, -1):
         _, _, delta = kernels.dense_backward(acts[i], weights[i], delta, model.activation,
@@ -42,18 +42,14 @@ def loss_and_gradient(model, X, y):
 
 
 def _loss(model, X, y):
-    loss = 0.0
-    for start, logits in model._logits_blocks(X):
-        loss += kernels.softmax_cross_entropy(logits, y[start:start + logits.shape[0]])[0] \
-            * logits.shape[0]
-    return loss / X.shape[0]
+    return model.evaluate(X, y, check_overflow=False)[0]
 
 
 def _central_difference(model, X, y, j, eps):
     """Fourth-order central difference of the loss in parameter j:
     (-L(+2e) + 8 L(+e) - 8 L(-e) + L(-2e)) / (12 e): truncation O(e^4), so a
     step large enough to keep rounding small stays accurate."""
-    params = model._params
+    params = model.parameters
     old = params[j]
     values = []
     try:
@@ -84,7 +80,7 @@ def gradient_check(model, X, y, n_checks=10, eps=1e-4, seed=0):
     eps = check_float(eps, "eps", low=0.0, low_open=True)
     _, grad = loss_and_gradient(model, X, y)
     rng = np.random.default_rng(seed)
-    params = model._params
+    params = model.parameters
     flat_index = np.arange(params.size)
     idx_W, idx_b = unflatten(flat_index, model.layers)
     rows = []

@@ -104,7 +104,8 @@ def read_npz(path, expected_format):
 def model_header(model):
     return {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "layers": list(model.layers),
             "activation": model.activation, "dtype": model.dtype.name, "seed": model.seed,
-            "init": model.init, "epochs_trained": model.epochs_trained}
+            "init": model.init, "epochs_trained": model.epochs_trained,
+            "dropout": list(model.dropout), "input_dropout": model.input_dropout}
 
 
 def check_model_header(header, path):
@@ -136,7 +137,7 @@ def check_param_array(arr, layers, dtype, name, path, copies=1):
 
 
 def save_model(model, path):
-    atomic_savez(path, {"header": _header_array(model_header(model)), "params": model._params})
+    atomic_savez(path, {"header": _header_array(model_header(model)), "params": model.parameters})
 
 
 def load_model(path, cls):
@@ -152,9 +153,14 @@ def load_model(path, cls):
     init = header.get("init", "auto")
     if init not in _INITS:
         raise ValueError(f"{path!r}: invalid init {init!r}")
-    model = cls(layers, activation=activation, dtype=dtype.name, seed=seed, init=init)
-    model._params[...] = params
-    model._epochs_trained = epochs
+    try:
+        model = cls(layers, activation=activation, dtype=dtype.name, seed=seed, init=init,
+                    dropout=header.get("dropout", 0.0),
+                    input_dropout=header.get("input_dropout", 0.0))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path!r}: invalid model header: {exc}") from None
+    model.parameters[...] = params
+    model.epochs_trained = epochs
     return model
 
 
@@ -162,17 +168,23 @@ def save_checkpoint(path, model, state, arrays):
     """A model plus training state (JSON-able ``state``, named ``arrays``)."""
     header = model_header(model)
     header.update(format=CHECKPOINT_FORMAT, state=state)
-    atomic_savez(path, {"header": _header_array(header), "params": model._params,
-                        "velocity": model._velocity, **arrays})
+    atomic_savez(path, {"header": _header_array(header), "params": model.parameters,
+                        **arrays})
 
 
 def load_checkpoint(path):
     """``(header, arrays)`` of a checkpoint, with the model fields validated."""
     header, arrays = read_npz(path, CHECKPOINT_FORMAT)
     layers, _, dtype = check_model_header(header, path)
-    for name in ("params", "velocity"):
-        arrays[name] = check_param_array(arrays.get(name), layers, dtype, name, path)
-    arrays["best"] = check_param_array(arrays.get("best"), layers, dtype, "best", path, copies=2)
+    arrays["params"] = check_param_array(arrays.get("params"), layers, dtype, "params", path)
+    slots = arrays.get("slots")
+    if slots is None or slots.ndim != 2 or slots.shape[0] < 1:
+        raise ValueError(f"{path!r}: checkpoint has no optimizer state (slots)")
+    arrays["slots"] = check_param_array(slots.ravel(), layers, dtype, "slots", path,
+                                        copies=slots.shape[0]).reshape(slots.shape)
+    if "best" in arrays:
+        arrays["best"] = check_param_array(arrays["best"], layers, dtype, "best", path,
+                                           copies=1 + slots.shape[0])
     if not isinstance(header.get("state"), dict):
         raise ValueError(f"{path!r}: checkpoint has no training state")
     return header, arrays

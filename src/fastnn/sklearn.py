@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from . import threads
 from .model import MLP
+from .optim import SGD, Adam
 from .training import Callback, History
 
 try:  # scikit-learn >= 1.6
@@ -49,17 +50,21 @@ _MIN_ADAPTIVE_LR = 1e-6
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
-    """Multilayer perceptron classifier: scikit-learn's API, fastnn's compiled SGD.
+    """Multilayer perceptron classifier: scikit-learn's API, fastnn's compiled trainer.
 
     Parameters are scikit-learn's ``MLPClassifier``'s, with the same meaning,
     except where noted; fastnn's own are ``l1``, ``dtype`` and ``n_threads``.
 
     hidden_layer_sizes : tuple of int, default=(100,)
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
-    solver : {"sgd"}, default="sgd"
-        Mini-batch SGD with momentum. scikit-learn's default ``"adam"`` and
-        ``"lbfgs"`` raise ``NotImplementedError``: fastnn has no Adam or L-BFGS
-        yet (this default differs from scikit-learn's on purpose).
+    solver : {"adam", "sgd"}, default="adam"
+        ``"adam"``: :class:`fastnn.optim.Adam` with ``beta_1``, ``beta_2``,
+        ``epsilon``. scikit-learn's Adam divides by ``sqrt(v) + epsilon``
+        after folding the bias corrections into the step size; fastnn's (as
+        the paper's Algorithm 1 and PyTorch) by ``sqrt(v_hat) + epsilon``: the
+        same update except for where the tiny ``epsilon`` enters.
+        ``"sgd"``: :class:`fastnn.optim.SGD` with ``momentum`` and
+        ``nesterovs_momentum``. ``"lbfgs"`` raises ``NotImplementedError``.
     alpha : float, default=1e-4
         L2 penalty with scikit-learn's convention: scikit-learn adds
         ``alpha/(2*b) * sum ||W||^2`` to the mean loss of each batch of ``b``
@@ -95,20 +100,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``fit`` continues from the previous weights (with a fresh optimizer,
         as scikit-learn: momentum and learning rate restart).
     momentum : float, default=0.9
-    nesterovs_momentum : bool, default=False
-        fastnn's update is classical momentum (scikit-learn's
-        ``nesterovs_momentum=False``); fastnn has no Nesterov momentum yet, so
-        ``True`` with a nonzero momentum raises ``NotImplementedError``. The
-        default is ``False`` (scikit-learn's is ``True``) so that estimators built
-        with defaults fit, and the difference shows in ``get_params()``.
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum, in scikit-learn's (and Keras') form:
+        ``v = momentum*v - lr*g``, ``W += momentum*v - lr*g``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified), stop when the
         validation accuracy has not improved by ``tol`` for ``n_iter_no_change``
         epochs, and keep the weights of the best one.
     validation_fraction : float, default=0.1
-    beta_1, beta_2, epsilon, max_fun :
-        Accepted for compatibility; used only by the solvers fastnn does not
-        have (scikit-learn's ``"adam"`` and ``"lbfgs"``), so never used.
+    beta_1, beta_2, epsilon : Adam's, as scikit-learn's.
+    max_fun :
+        Accepted for compatibility; used only by ``"lbfgs"``, which fastnn
+        does not have.
     n_iter_no_change : int, default=10
     l1 : float, default=0.0
         fastnn's L1 penalty: ``grad + l1 * sign(W)`` (no scikit-learn equivalent).
@@ -135,17 +138,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     model_ : fastnn.MLP
         The trained network (save it with ``model_.save``).
 
-    Not supported yet: ``sample_weight`` (fastnn has no weighted loss kernel;
-    the parameter is absent rather than ignored), multilabel ``y``, sparse ``X``.
+    Not supported: ``sample_weight`` (fastnn's weighted loss divides a batch's
+    weighted sum by its number of rows, scikit-learn's by its sum of weights,
+    so the steps differ; the parameter is absent rather than different; use
+    ``fastnn.MLP.fit(sample_weight=...)``), multilabel ``y``, sparse ``X``.
     Binary problems use a softmax over 2 outputs where scikit-learn uses one
     logistic output; the probabilities have the same form (2 columns).
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="sgd",
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=False, early_stopping=False, validation_fraction=0.1,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  l1=0.0, dtype="float32", n_threads=None):
         self.hidden_layer_sizes = hidden_layer_sizes
@@ -204,10 +209,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"hidden_layer_sizes must be > 0, got {sizes}")
         if self.solver not in _SOLVERS:
             raise ValueError(f"solver must be one of {list(_SOLVERS)}, got {self.solver!r}")
-        if self.solver != "sgd":
+        if self.solver == "lbfgs":
             raise NotImplementedError(
-                f"solver={self.solver!r}: fastnn trains with mini-batch SGD only (solver='sgd'); "
-                f"Adam and L-BFGS are not implemented yet")
+                "solver='lbfgs': fastnn trains with mini-batch optimizers only "
+                "(solver='adam' or 'sgd'); L-BFGS is not implemented")
         if self.activation not in _ACTIVATIONS:
             raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, "
                              f"got {self.activation!r}")
@@ -224,6 +229,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         _real(self.momentum, "momentum", low=0.0, high=1.0, open_high=True)
         _real(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
               open_low=True, open_high=True)
+        _real(self.beta_1, "beta_1", low=0.0, high=1.0, open_high=True)
+        _real(self.beta_2, "beta_2", low=0.0, high=1.0, open_high=True)
+        _real(self.epsilon, "epsilon", low=0.0, open_low=True)
         _integer(self.max_iter, "max_iter", low=1)
         _integer(self.n_iter_no_change, "n_iter_no_change", low=1)
         if self.batch_size != "auto":
@@ -233,11 +241,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for name in ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        if self.nesterovs_momentum and self.momentum > 0:
-            raise NotImplementedError(
-                "nesterovs_momentum=True: fastnn's SGD uses classical momentum only; pass "
-                "nesterovs_momentum=False (or momentum=0)")
         return sizes, _ACTIVATIONS[self.activation]
+
+    def _new_optimizer(self, batch_size):
+        """A fresh fastnn optimizer for ``solver`` (scikit-learn's L2 as ``alpha/batch_size``)."""
+        common = dict(learning_rate=float(self.learning_rate_init), l1=float(self.l1),
+                      l2=float(self.alpha) / batch_size)
+        if self.solver == "adam":
+            return Adam(beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon, **common)
+        return SGD(momentum=self.momentum, nesterov=bool(self.nesterovs_momentum), **common)
 
     # -- fitting ---------------------------------------------------------------
     def fit(self, X, y):
@@ -286,10 +298,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
-        if not incremental or not hasattr(self, "_lr"):
-            # a new optimizer, as scikit-learn: learning rate and momentum restart
-            if not first_pass:
-                self.model_ = _fresh_momentum(self.model_, seed)
+        new_optimizer = not incremental or not hasattr(self, "_lr")
+        if new_optimizer:
+            # as scikit-learn: learning rate and optimizer state restart
             self._lr = float(self.learning_rate_init)
             if not incremental:
                 self.history_ = History()
@@ -311,6 +322,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                               "It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n))
+        if new_optimizer or getattr(self, "_batch_size", None) != batch_size:
+            self._optimizer = self._new_optimizer(batch_size)
+            self._batch_size = batch_size
         schedule = _SklearnSchedule(self, X_val, y_val, n, batch_size, incremental)
         self.n_iter_ = 0
         with _num_threads(self.n_threads):
@@ -318,11 +332,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 epochs = 1 if incremental else self.max_iter - self.n_iter_
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)  # divergence: raised below
+                    self._optimizer.learning_rate = self._lr
                     history = self.model_.fit(
                         X_train, y_train, epochs=epochs, batch_size=batch_size,
-                        learning_rate=self._lr, momentum=self.momentum,
-                        l2=self.alpha / batch_size, l1=self.l1, verbose=False,
-                        callbacks=[schedule], shuffle=bool(self.shuffle))
+                        optimizer=self._optimizer, verbose=False, callbacks=[schedule],
+                        shuffle=bool(self.shuffle))
                 _extend(self.history_, history, schedule.val_scores)
                 if history.diverged:
                     raise ValueError(
@@ -468,13 +482,14 @@ class _SklearnSchedule(Callback):
                 est._no_improvement_count = 0
             est.best_loss_ = min(est.best_loss_, loss)
         lr = est._lr
-        if est.learning_rate == "invscaling":
+        schedule = est.learning_rate if est.solver == "sgd" else "constant"  # as scikit-learn
+        if schedule == "invscaling":
             est._lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
         if est._no_improvement_count > est.n_iter_no_change:
             what = "Validation score" if est.early_stopping else "Training loss"
             msg = (f"{what} did not improve more than tol={est.tol:f} for "
                    f"{est.n_iter_no_change} consecutive epochs.")
-            if est.learning_rate != "adaptive" or est._lr <= _MIN_ADAPTIVE_LR:
+            if schedule != "adaptive" or est._lr <= _MIN_ADAPTIVE_LR:
                 if est.verbose:
                     print(msg + " Stopping.")
                 self._stop()
@@ -510,15 +525,6 @@ def _extend(history, part, val_scores):
     history.params = dict(part.params)
     history.diverged = history.diverged or part.diverged
     history.interrupted = history.interrupted or part.interrupted
-
-
-def _fresh_momentum(model, seed):
-    """A copy of ``model``'s network with zero momentum (a new SGD optimizer)."""
-    fresh = MLP(model.layers, model.activation, dtype=model.dtype.name, seed=seed,
-                init=model.init)
-    for dst, src in zip(fresh.coefs_ + fresh.intercepts_, model.coefs_ + model.intercepts_):
-        dst[...] = src
-    return fresh
 
 
 @contextlib.contextmanager

@@ -147,11 +147,13 @@ def trial_label(params):
 def _check_config(config):
     """Fail before any training on values the model or optimizer reject."""
     from .model import MLP
-    from .optim import SGD
-    model_kw, _, fit_kw = cfg.split(config)
+    from .training import check_policy
+    model_kw, _, fit_kw = cfg.split(config)  # builds (validates) the optimizer
     MLP(**{**model_kw, "seed": model_kw["seed"] if model_kw["seed"] is not None else 0})
-    SGD(fit_kw["learning_rate"], fit_kw["momentum"], fit_kw["l1"], fit_kw["l2"],
-        fit_kw["lr_decay"], fit_kw["lr_decay_threshold"])
+    check_policy(**{k: fit_kw[k] for k in ("epochs", "batch_size", "validation_split",
+                                           "early_stopping", "monitor", "min_delta", "lr_decay",
+                                           "lr_decay_threshold", "min_learning_rate",
+                                           "loss_reduction")})
 
 
 # ---------------------------------------------------------------------------

@@ -16,10 +16,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernels as _compiled
-from . import serialization, threads
-from ._layout import workspace_sizes
+from . import optim, serialization, threads
+from ._layout import as_sizes, workspace_sizes
 from ._validation import check_choice, check_float, check_int, check_X, check_y
-from .optim import SGD
 
 #: Rows per compiled call (rounded down to whole batches, at least one batch):
 #: bounds the reaction time to Ctrl-C, which Python sees between calls only.
@@ -30,6 +29,10 @@ DIVERGED_LOSS = 1000.0
 #: ``fit(loss_reduction=...)``: the batch's cross-entropy is averaged (fastnn's and
 #: PyTorch's default) or summed (as the original reports write it).
 LOSS_REDUCTIONS = ("mean", "sum")
+#: ``fit(monitor=...)``: what early stopping and the best-epoch restore watch.
+MONITORS = ("val_loss", "val_accuracy")
+#: ``fit(class_weight=...)`` by name.
+CLASS_WEIGHTS = ("balanced",)
 
 
 class TrainingDivergedWarning(RuntimeWarning):
@@ -117,16 +120,19 @@ class History:
 
 
 class Workspace:
-    """The buffers of one ``fit``: work space of the size of the parameters
-    (``grads``: the compiled loop keeps transposed weight copies there, the
-    NumPy twin the gradients), activations, deltas, batch labels."""
+    """The buffers of one ``fit``, allocated once: work space of the size of
+    the parameters (``grads``: the compiled loop keeps transposed weight
+    copies there, the NumPy twin the gradients), activations, deltas, batch
+    labels, batch sample weights (``wbuf``) and dropout masks (``masks``)."""
 
     def __init__(self, sizes, batch_size, dtype):
-        n_params, n_acts, n_deltas = workspace_sizes(sizes, batch_size)
+        n_params, n_acts, n_deltas = workspace_sizes(sizes, batch_size)[:3]
         self.grads = np.zeros(n_params, dtype=dtype)
         self.acts = np.empty(n_acts, dtype=dtype)
         self.deltas = np.empty(n_deltas, dtype=dtype)
         self.ybuf = np.empty(batch_size, dtype=np.intp)
+        self.wbuf = np.empty(batch_size, dtype=dtype)
+        self.masks = np.empty(batch_size * int(sum(int(s) for s in sizes[:-1])), dtype=np.uint8)
 
 
 def stratified_split(y, fraction, seed, n_classes):
@@ -149,7 +155,7 @@ def epoch_order(train_idx, seed, epoch):
     return train_idx[rng.permutation(train_idx.shape[0])]
 
 
-def _fingerprint(X, y, config, X_val=None, y_val=None):
+def _fingerprint(X, y, config, X_val=None, y_val=None, weights=None):
     h = hashlib.sha256()
     h.update(json.dumps(config, sort_keys=True).encode())
     for A, labels in ((X, y), (X_val, y_val)):
@@ -158,18 +164,119 @@ def _fingerprint(X, y, config, X_val=None, y_val=None):
         h.update(repr(A.shape).encode())
         h.update(np.ascontiguousarray(A[:: max(1, A.shape[0] // 257)]).tobytes())
         h.update(labels.tobytes())
+    if weights is not None:
+        h.update(weights.tobytes())
     return h.hexdigest()
 
 
-def _validate_fit_args(model, X, y, epochs, batch_size, validation_split, validation_data,
-                       early_stopping, verbose, callbacks, checkpoint):
-    epochs = check_int(epochs, "epochs", low=0)
-    batch_size = check_int(batch_size, "batch_size", low=1, high=2**31 - 1)
-    validation_split = check_float(validation_split, "validation_split", low=0.0, high=1.0,
-                                   high_open=True)
-    early_stopping = check_int(early_stopping, "early_stopping", low=1, allow_none=True)
+# -- the arguments of one fit, validated once ---------------------------------
+
+def _sgd_shorthand_defaults():
+    return {k: v for k, v in optim.params_of("sgd").items() if k != "nesterov"}
+
+
+@dataclasses.dataclass
+class FitPlan:
+    """The validated arguments of one ``fit``: data, schedule and policy."""
+    X: np.ndarray
+    y: np.ndarray
+    train_idx: np.ndarray
+    X_val: object
+    y_val: object
+    weights: object            # per-row training weights (model dtype) or None
+    epochs: int
+    batch_size: int            # rows per batch (<= training rows)
+    grad_scale: float          # 1, or the nominal batch size for loss_reduction="sum"
+    shuffle: bool
+    early_stopping: object
+    monitor: str
+    min_delta: float
+    lr_decay: object
+    lr_decay_threshold: float
+    min_learning_rate: float
+    callbacks: list
+    checkpoint: object
+    params: dict               # what History.params records
+
+    @property
+    def validating(self):
+        return self.X_val is not None
+
+
+def _check_weights(model, y, train_idx, sample_weight, class_weight):
+    """Per-row weights (model dtype, C-contiguous) or None: ``sample_weight``
+    times the weight of each row's class."""
+    if sample_weight is None and class_weight is None:
+        return None
+    n = y.shape[0]
+    w = np.ones(n, dtype=np.float64)
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight)
+        if sw.dtype == object or not (np.issubdtype(sw.dtype, np.floating)
+                                      or np.issubdtype(sw.dtype, np.integer)
+                                      or sw.dtype == bool):
+            raise TypeError(f"sample_weight must be an array of real numbers, got dtype {sw.dtype}")
+        if sw.shape != (n,):
+            raise ValueError(f"sample_weight must have shape ({n},) to match X, got {sw.shape}")
+        sw = sw.astype(np.float64)
+        if not np.isfinite(sw).all() or (sw < 0).any():
+            raise ValueError("sample_weight must be finite and >= 0")
+        w *= sw
+    if class_weight is not None:
+        k = model.layers[-1]
+        if isinstance(class_weight, str):
+            check_choice(class_weight, "class_weight", CLASS_WEIGHTS)
+            counts = np.bincount(y[train_idx], minlength=k).astype(np.float64)
+            per_class = np.divide(train_idx.size, k * counts, out=np.ones(k), where=counts > 0)
+        elif isinstance(class_weight, dict):
+            per_class = np.ones(k)
+            for key, value in class_weight.items():
+                label = check_int(key, "class_weight key", low=0, high=k - 1)
+                per_class[label] = check_float(value, f"class_weight[{label}]", low=0.0)
+        else:
+            raise TypeError(f"class_weight must be 'balanced', a dict {{class: weight}} or None, "
+                            f"got {class_weight!r}")
+        w *= per_class[y]
+    if not w[train_idx].sum() > 0:
+        raise ValueError("sample_weight and class_weight give every training row weight 0")
+    out = w.astype(model.dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"sample_weight * class_weight overflows {model.dtype.name}")
+    return out
+
+
+def check_policy(epochs, batch_size, validation_split, early_stopping, monitor, min_delta,
+                 lr_decay, lr_decay_threshold, min_learning_rate, loss_reduction):
+    """fit's scalar arguments, checked (errors name the argument), as a dict in this order."""
+    return {
+        "epochs": check_int(epochs, "epochs", low=0),
+        "batch_size": check_int(batch_size, "batch_size", low=1, high=2**31 - 1),
+        "validation_split": check_float(validation_split, "validation_split", low=0.0,
+                                        high=1.0, high_open=True),
+        "early_stopping": check_int(early_stopping, "early_stopping", low=1, allow_none=True),
+        "monitor": check_choice(monitor, "monitor", MONITORS),
+        "min_delta": check_float(min_delta, "min_delta", low=0.0),
+        "lr_decay": check_float(lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True,
+                                allow_none=True),
+        "lr_decay_threshold": check_float(lr_decay_threshold, "lr_decay_threshold"),
+        "min_learning_rate": check_float(min_learning_rate, "min_learning_rate", low=0.0),
+        "loss_reduction": check_choice(loss_reduction, "loss_reduction", LOSS_REDUCTIONS),
+    }
+
+
+def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_data,
+             early_stopping, monitor, min_delta, lr_decay, lr_decay_threshold,
+             min_learning_rate, sample_weight, class_weight, verbose, callbacks,
+             checkpoint, loss_reduction, shuffle, optimizer):
+    """Validate the arguments of ``fit`` (errors name the argument): a :class:`FitPlan`."""
+    (epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
+     lr_decay_threshold, min_learning_rate, loss_reduction) = check_policy(
+        epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
+        lr_decay_threshold, min_learning_rate, loss_reduction).values()
     if not isinstance(verbose, (bool, int, np.integer)):
         raise TypeError(f"verbose must be a bool, got {verbose!r}")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
     try:
         callbacks = list(callbacks or [])
     except TypeError:
@@ -199,141 +306,282 @@ def _validate_fit_args(model, X, y, epochs, batch_size, validation_split, valida
     else:
         X_val = y_val = None
         train_idx = np.arange(X.shape[0], dtype=np.intp)
-    return (X, y, train_idx, X_val, y_val, epochs, batch_size, validation_split,
-            early_stopping, callbacks, checkpoint)
+    weights = _check_weights(model, y, train_idx, sample_weight, class_weight)
+    validating = X_val is not None
+    for name, value in (("early_stopping", early_stopping), ("lr_decay", lr_decay)):
+        if value is not None and not validating:
+            raise ValueError(f"{name} needs validation data: set validation_split or "
+                             f"validation_data")
+    # a batch never holds more than the training set: size the buffers (and the
+    # batches, identically) by that, so a huge batch_size cannot exhaust memory
+    run_batch = min(batch_size, int(train_idx.size))
+    # The kernels step on the mean loss; the summed loss's step is the optimizer's
+    # step on B times the mean gradient, B the batch size (the last, smaller
+    # batch of an epoch is scaled by the same nominal B)
+    grad_scale = float(run_batch) if loss_reduction == "sum" else 1.0
+    params = {"epochs": epochs, "batch_size": batch_size, "samples": int(train_idx.size),
+              "validation_samples": 0 if X_val is None else int(X_val.shape[0]),
+              "validation_split": validation_split, "early_stopping": early_stopping,
+              "loss_reduction": loss_reduction, **optimizer.to_dict(),
+              "lr_decay": lr_decay, "lr_decay_threshold": lr_decay_threshold}
+    # recorded only when not at their defaults: checkpoints written before these
+    # options existed keep their fingerprint
+    for key, value, default in (("shuffle", bool(shuffle), True), ("monitor", monitor, "val_loss"),
+                                ("min_delta", min_delta, 0.0),
+                                ("min_learning_rate", min_learning_rate, 0.0),
+                                ("weighted", weights is not None, False)):
+        if value != default:
+            params[key] = value
+    return FitPlan(X, y, train_idx, X_val, y_val, weights, epochs, run_batch, grad_scale,
+                   bool(shuffle), early_stopping, monitor, min_delta, lr_decay,
+                   lr_decay_threshold, min_learning_rate, callbacks, checkpoint, params)
 
 
-def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
+def resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2):
+    """The optimizer of a fit: ``optimizer`` (an :class:`fastnn.optim.Optimizer` or a
+    name), or an SGD from the shorthand arguments, which continues the momentum of
+    the model's previous SGD fit."""
+    shorthand = {"learning_rate": learning_rate, "momentum": momentum, "l1": l1, "l2": l2}
+    if optimizer is None:
+        opt = optim.SGD(**shorthand)
+        prev = model.optimizer_
+        if isinstance(prev, optim.SGD) and prev.slots is not None:
+            opt.load_state_dict(prev.state_dict())
+        return opt
+    changed = [k for k, v in shorthand.items() if v != _sgd_shorthand_defaults()[k]]
+    if changed:
+        raise ValueError(f"give optimizer= or the SGD shorthand ({', '.join(changed)}), not both: "
+                         f"pass them to the optimizer, e.g. fastnn.optim.SGD(learning_rate=...)")
+    if isinstance(optimizer, str):
+        return optim.make(optimizer)
+    if not isinstance(optimizer, optim.Optimizer):
+        raise TypeError(f"optimizer must be a fastnn.optim.Optimizer or one of "
+                        f"{sorted(optim.OPTIMIZERS)}, got {optimizer!r}")
+    return optimizer
+
+
+# -- the state a fit carries from epoch to epoch -------------------------------
+
+class TrainState:
+    """Everything a fit carries between epochs: the model's parameters and
+    epoch count, the optimizer and its state, the history, the learning rate
+    of the schedule, the best epoch's snapshot and the early-stopping counters.
+
+    A checkpoint saves and restores exactly this (:meth:`save`,
+    :meth:`resume`), so a resumed fit gives the weights of an uninterrupted one.
+    """
+
+    def __init__(self, model, optimizer, history, learning_rate, base_epoch):
+        self.model = model
+        self.optimizer = optimizer
+        self.history = history
+        self.learning_rate = learning_rate
+        self.base_epoch = base_epoch      # model.epochs_trained when this fit began
+        self.best = None                  # snapshot of the best validation epoch
+        self.best_score = np.inf          # its monitored value, lower is better
+        self.wait = 0                     # epochs since it
+        self.prev_val_accuracy = None     # for the plateau decay
+
+    @property
+    def epoch(self):
+        """Epochs completed in this fit."""
+        return len(self.history.epoch)
+
+    @property
+    def absolute_epoch(self):
+        """The model's epoch number of the next epoch (keys the shuffle and dropout)."""
+        return self.base_epoch + self.epoch
+
+    # snapshots: parameters and optimizer state in one flat vector, plus t
+    def snapshot(self, buf=None):
+        params, slots = self.model.parameters, self.optimizer.slots
+        n = params.size
+        if buf is None:
+            buf = np.empty(n + slots.size, dtype=params.dtype)
+        buf[:n] = params
+        buf[n:] = slots.ravel()
+        return buf, self.optimizer.t
+
+    def restore(self, snap):
+        buf, t = snap
+        params, slots = self.model.parameters, self.optimizer.slots
+        n = params.size
+        params[...] = buf[:n]
+        slots.ravel()[...] = buf[n:]
+        self.optimizer.t = t
+
+    def finite(self):
+        return bool(np.isfinite(self.model.parameters).all()
+                    and np.isfinite(self.optimizer.slots).all())
+
+    def end_epoch(self, epoch, logs, plan):
+        """Record a finished epoch: history, best snapshot, patience, learning rate."""
+        self.model.epochs_trained += 1
+        self.history._append(epoch, logs)
+        if not plan.validating:
+            return
+        score = logs[plan.monitor] if plan.monitor == "val_loss" else -logs[plan.monitor]
+        if score < self.best_score - plan.min_delta or self.best is None:
+            self.best_score, self.wait, self.history.best_epoch = score, 0, epoch
+            self.best = self.snapshot(None if self.best is None else self.best[0])
+        else:
+            self.wait += 1
+            if plan.early_stopping is not None and self.wait >= plan.early_stopping:
+                self.history.stopped_epoch = epoch
+        val_acc = logs["val_accuracy"]
+        gain = val_acc - self.prev_val_accuracy if self.prev_val_accuracy is not None else np.inf
+        if plan.lr_decay is not None and gain < plan.lr_decay_threshold:
+            self.learning_rate = max(self.learning_rate * plan.lr_decay, plan.min_learning_rate)
+        self.prev_val_accuracy = val_acc
+
+    # checkpoints
+    def save(self, path, fingerprint):
+        state = {"history": self.history.to_dict(),
+                 "best_score": None if np.isinf(self.best_score) else self.best_score,
+                 "best_t": None if self.best is None else self.best[1],
+                 "wait": self.wait, "lr": self.learning_rate,
+                 "prev_val_acc": self.prev_val_accuracy, "base_epoch": self.base_epoch,
+                 "optimizer": self.optimizer.to_dict(), "t": self.optimizer.t,
+                 "fingerprint": fingerprint}
+        arrays = {"slots": self.optimizer.slots}
+        if self.best is not None:
+            arrays["best"] = self.best[0]
+        serialization.save_checkpoint(path, self.model, state, arrays)
+
+    @classmethod
+    def resume(cls, path, model, optimizer, fingerprint):
+        """The state saved at ``path`` by a fit of the same model, data and
+        arguments, loaded into ``model`` and ``optimizer``; else ValueError."""
+        header, arrays = serialization.load_checkpoint(path)
+        saved = header["state"]
+        if (list(header["layers"]) != list(model.layers) or header["dtype"] != model.dtype.name
+                or header["activation"] != model.activation
+                or saved.get("fingerprint") != fingerprint):
+            raise ValueError(f"checkpoint {os.fspath(path)!r} was written by a different model, "
+                             f"data or arguments; delete it or choose another path")
+        n_state = optimizer.n_slots * model.n_params
+        try:
+            history = History.from_dict(saved["history"])
+            if any(len(v) != len(history.epoch) for v in history.history.values()):
+                raise ValueError("history lists of different lengths")
+            slots = arrays.get("slots")
+            if slots is None or slots.shape != (optimizer.n_slots, model.n_params):
+                raise ValueError("optimizer state of the wrong shape")
+            state = cls(model, optimizer, history,
+                        check_float(saved["lr"], "lr", low=0.0, low_open=True),
+                        check_int(saved["base_epoch"], "base_epoch", low=0))
+            if saved["best_score"] is not None:
+                state.best_score = check_float(saved["best_score"], "best_score")
+            state.wait = check_int(saved["wait"], "wait", low=0)
+            state.prev_val_accuracy = check_float(saved["prev_val_acc"], "prev_val_acc",
+                                                  allow_none=True)
+            t = check_int(saved["t"], "t", low=0)
+            best = arrays.get("best")
+            if best is not None:
+                if best.shape != (model.n_params + n_state,):
+                    raise ValueError("best snapshot of the wrong shape")
+                state.best = (best, check_int(saved["best_t"], "best_t", low=0))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"checkpoint {os.fspath(path)!r} has a corrupt training state: "
+                             f"{exc}") from None
+        model.parameters[...] = arrays["params"]
+        optimizer.load_state_dict({"t": t, "slots": slots})
+        model.epochs_trained = state.base_epoch + state.epoch
+        return state
+
+
+# -- the loop ------------------------------------------------------------------
+
+def fit(model, X, y, *, epochs, batch_size, optimizer=None, learning_rate, momentum, l2, l1,
         validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
         verbose, callbacks, checkpoint, loss_reduction="mean", shuffle=True,
-        kernels=None):
+        monitor="val_loss", min_delta=0.0, min_learning_rate=0.0, sample_weight=None,
+        class_weight=None, kernels=None):
     """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
     kernels = _compiled if kernels is None else kernels
-    opt = SGD(learning_rate, momentum, l1, l2, lr_decay, lr_decay_threshold)
-    loss_reduction = check_choice(loss_reduction, "loss_reduction", LOSS_REDUCTIONS)
-    (X, y, train_idx, X_val, y_val, epochs, batch_size, validation_split, early_stopping,
-     callbacks, checkpoint) = _validate_fit_args(
-        model, X, y, epochs, batch_size, validation_split, validation_data, early_stopping,
-        verbose, callbacks, checkpoint)
-    validating = X_val is not None
-    if early_stopping is not None and not validating:
-        raise ValueError("early_stopping needs validation data: set validation_split or "
-                         "validation_data")
-    if lr_decay is not None and not validating:
-        raise ValueError("lr_decay needs validation data: set validation_split or validation_data")
-
-    params = {"epochs": epochs, "batch_size": batch_size, "samples": int(train_idx.size),
-              "validation_samples": 0 if X_val is None else int(X_val.shape[0]),
-              "validation_split": validation_split, "early_stopping": early_stopping,
-              "loss_reduction": loss_reduction, **opt.to_dict()}
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
-    if not shuffle:  # recorded only when off: checkpoints of shuffled runs keep their fingerprint
-        params["shuffle"] = False
-    history = History(params)
-    # a batch never holds more than the training set: size the buffers (and the
-    # batches, identically) by that, so a huge batch_size cannot exhaust memory
-    run_batch = min(batch_size, int(train_idx.size))
-    ws = Workspace(model._sizes, run_batch, model.dtype)
-    # The kernels step on the mean loss. The summed loss's step with learning rate
-    # eta and penalties l1, l2 (each added to the summed gradient) is the same step
-    # on the mean loss with eta*B and l1/B, l2/B, B the batch size; the last batch
-    # of an epoch, when smaller (b < B rows), is scaled by the same nominal B.
-    scale = float(run_batch) if loss_reduction == "sum" else 1.0
-    step = opt if scale == 1.0 else dataclasses.replace(opt, l1=opt.l1 / scale, l2=opt.l2 / scale)
-    state = np.concatenate([model._params, model._velocity])  # last finite params+velocity
-    best = state.copy()
-    best_loss, wait, lr, prev_val_acc = np.inf, 0, opt.learning_rate, None
-    base_epoch = model._epochs_trained
-    start = 0
-
+    opt = resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2)
+    plan = plan_fit(model, X, y, epochs=epochs, batch_size=batch_size,
+                    validation_split=validation_split, validation_data=validation_data,
+                    early_stopping=early_stopping, monitor=monitor, min_delta=min_delta,
+                    lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold,
+                    min_learning_rate=min_learning_rate, sample_weight=sample_weight,
+                    class_weight=class_weight, verbose=verbose, callbacks=callbacks,
+                    checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
+                    optimizer=opt)
+    opt.bind(model.n_params, model.dtype)
+    model.optimizer_ = opt
+    state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
     fingerprint = None
-    if checkpoint is not None:
-        fingerprint = _fingerprint(X, y, {"layers": list(model.layers), "seed": model.seed,
-                                          "init": model.init,
-                                          "val": None if X_val is None else X_val.shape[0],
-                                          **{k: v for k, v in params.items() if k != "epochs"}},
-                                   X_val if validation_data is not None else None,
-                                   y_val if validation_data is not None else None)
-        if os.path.exists(checkpoint):
-            history, best, best_loss, wait, lr, prev_val_acc, base_epoch = _resume(
-                checkpoint, model, fingerprint)
-            history.params = params  # this call's (the epochs may differ)
-            start = len(history.epoch)
-            model._epochs_trained = base_epoch + start
-
+    if plan.checkpoint is not None:
+        fingerprint = _fingerprint(
+            plan.X, plan.y, {"layers": list(model.layers), "seed": model.seed, "init": model.init,
+                             "dropout": list(model.dropout_rates),
+                             "val": None if plan.X_val is None else plan.X_val.shape[0],
+                             **{k: v for k, v in plan.params.items() if k != "epochs"}},
+            plan.X_val if validation_data is not None else None,
+            plan.y_val if validation_data is not None else None, plan.weights)
+        if os.path.exists(plan.checkpoint):
+            state = TrainState.resume(plan.checkpoint, model, opt, fingerprint)
+            state.history.params = plan.params  # this call's (the epochs may differ)
+    history = state.history
+    ws = Workspace(as_sizes(model.layers), plan.batch_size, model.dtype)
+    last_good = state.snapshot()
     model.stop_training = False
-    for cb in callbacks:
+    for cb in plan.callbacks:
         cb.set_model(model)
         cb.on_train_begin()
-    chunk = chunk_rows(run_batch)
-    bar = tqdm(total=epochs, initial=start, disable=not verbose, unit="epoch",
+    bar = tqdm(total=plan.epochs, initial=state.epoch, disable=not verbose, unit="epoch",
                desc=f"fit {list(model.layers)}")
     try:
         with threads.limit():
-            for epoch in range(start, epochs):
+            for epoch in range(state.epoch, plan.epochs):
                 if history.stopped_epoch is not None or model.stop_training:
                     break
-                for cb in callbacks:
+                for cb in plan.callbacks:
                     cb.on_epoch_begin(epoch)
-                _snapshot(model, state)
-                order = (epoch_order(train_idx, model.seed, base_epoch + epoch) if shuffle
-                         else train_idx)
+                last_good = state.snapshot(last_good[0])
                 t0 = time.perf_counter()
-                done, loss_sum, correct, diverged, interrupted = _run_epoch(
-                    kernels, model, ws, X, y, order, run_batch, chunk, lr * scale, step)
-                if interrupted:
-                    history.interrupted = True
-                    if not _finite(model):
-                        _restore(model, state)
-                    warnings.warn(f"training interrupted in epoch {epoch} after {done} samples; "
-                                  "returning the history so far", RuntimeWarning, stacklevel=3)
-                    break
+                run = _run_epoch(kernels, state, ws, plan)
                 elapsed = time.perf_counter() - t0
+                if run.interrupted:
+                    history.interrupted = True
+                    if not state.finite():
+                        state.restore(last_good)
+                    warnings.warn(f"training interrupted in epoch {epoch} after {run.rows} "
+                                  "samples; returning the history so far", RuntimeWarning,
+                                  stacklevel=3)
+                    break
                 # a finite loss on the last batch can still leave overflowed weights,
                 # or weights whose outputs overflow (a non-finite validation loss);
                 # and as the loss is computed stably, a runaway step size shows as a
                 # huge but finite loss rather than NaN
-                diverged = (diverged or not _finite(model)
-                            or loss_sum > DIVERGED_LOSS * np.log(model.layers[-1]) * done)
-                if validating and not diverged:
-                    val_loss, val_acc = model._evaluate_checked(X_val, y_val)
+                diverged = (run.diverged or not state.finite()
+                            or run.loss_sum > DIVERGED_LOSS * np.log(model.layers[-1]) * run.rows)
+                if plan.validating and not diverged:
+                    val_loss, val_acc = model.evaluate(plan.X_val, plan.y_val,
+                                                       check_overflow=False)
                     diverged = not np.isfinite(val_loss)
                 if diverged:
                     history.diverged = True
-                    _restore(model, best if validating and history.best_epoch is not None
-                             else state)
-                    warnings.warn(f"loss or weights became NaN, infinite or runaway in epoch {epoch} "
-                                  f"(learning rate {lr:g}); training stopped and the last "
-                                  "finite weights were "
-                                  "restored", TrainingDivergedWarning, stacklevel=3)
+                    state.restore(state.best if state.best is not None else last_good)
+                    warnings.warn(f"loss or weights became NaN, infinite or runaway in epoch "
+                                  f"{epoch} (learning rate {state.learning_rate:g}); training "
+                                  "stopped and the last finite weights were restored",
+                                  TrainingDivergedWarning, stacklevel=3)
                     break
-                model._epochs_trained += 1
-                logs = {"loss": loss_sum / done, "accuracy": correct / done}
-                if validating:
+                logs = {"loss": run.loss_sum / run.rows, "accuracy": run.correct / run.rows}
+                if plan.validating:
                     logs.update(val_loss=val_loss, val_accuracy=val_acc)
-                logs.update(lr=lr, time=elapsed)
-                history._append(epoch, logs)
-                if validating:
-                    if val_loss < best_loss:
-                        best_loss, wait, history.best_epoch = val_loss, 0, epoch
-                        _snapshot(model, best)
-                    else:
-                        wait += 1
-                        if early_stopping is not None and wait >= early_stopping:
-                            history.stopped_epoch = epoch
-                    gain = val_acc - prev_val_acc if prev_val_acc is not None else np.inf
-                    lr = opt.next_learning_rate(lr, gain)
-                    prev_val_acc = val_acc
-                for cb in callbacks:
+                logs.update(lr=state.learning_rate, time=elapsed)
+                state.end_epoch(epoch, logs, plan)
+                for cb in plan.callbacks:
                     cb.on_epoch_end(epoch, dict(logs))
                 bar.update(1)
                 bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k not in ("lr", "time")})
-                if checkpoint is not None:
-                    _save_checkpoint(checkpoint, model, history, best, best_loss, wait, lr,
-                                     prev_val_acc, base_epoch, fingerprint)
+                if plan.checkpoint is not None:
+                    state.save(plan.checkpoint, fingerprint)
     except KeyboardInterrupt:
         # Ctrl-C outside the compiled batches (validation, callbacks, checkpoint):
         # the weights are those of a whole epoch; the last checkpoint is intact
@@ -342,9 +590,9 @@ def fit(model, X, y, *, epochs, batch_size, learning_rate, momentum, l2, l1,
                       RuntimeWarning, stacklevel=3)
     finally:
         bar.close()
-    if validating and history.best_epoch is not None:
-        _restore(model, best)  # also after Ctrl-C: the model holds the best epoch's weights
-    for cb in callbacks:
+    if plan.validating and state.best is not None:
+        state.restore(state.best)  # also after Ctrl-C: the model holds the best epoch's weights
+    for cb in plan.callbacks:
         cb.on_train_end({"history": history})
     model.history_ = history
     return history
@@ -361,81 +609,42 @@ def chunk_rows(batch_size):
     return max(batch_size, CHUNK_ROWS // batch_size * batch_size)
 
 
-def _snapshot(model, buf):
-    """Copy the model's params and velocity into ``buf`` (one flat vector)."""
-    n = model._params.size
-    buf[:n] = model._params
-    buf[n:] = model._velocity
+@dataclasses.dataclass
+class EpochRun:
+    rows: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    diverged: bool = False
+    interrupted: bool = False
 
 
-def _restore(model, buf):
-    """Inverse of :func:`_snapshot`."""
-    n = model._params.size
-    model._params[...] = buf[:n]
-    model._velocity[...] = buf[n:]
-
-
-def _run_epoch(kernels, model, ws, X, y, order, batch_size, chunk, lr, opt):
-    """One epoch over ``order``, a compiled chunk of batches at a time.
-
-    Returns ``(rows_done, loss_sum, n_correct, diverged, interrupted)``; Ctrl-C
-    is caught between chunks, where the model is consistent.
-    """
-    done, loss_sum, correct, diverged = 0, 0.0, 0, False
+def _run_epoch(kernels, state, ws, plan):
+    """One epoch, a compiled chunk of batches at a time; Ctrl-C is caught
+    between chunks, where the model is consistent. Returns an :class:`EpochRun`."""
+    model, opt = state.model, state.optimizer
+    epoch = state.absolute_epoch
+    order = epoch_order(plan.train_idx, model.seed, epoch) if plan.shuffle else plan.train_idx
+    chunk = chunk_rows(plan.batch_size)
+    sizes = as_sizes(model.layers)
+    dropout = model.dropout_rates if any(model.dropout_rates) else None
+    if dropout is not None:
+        dropout = np.asarray(dropout, dtype=np.float64)
     n_threads = threads.training_threads()
+    run = EpochRun()
     try:
-        while done < order.size and not diverged:
-            stop = min(done + chunk, order.size)
-            rows, ls, c, diverged = kernels.train_batches(
-                X, y, order, done, stop, batch_size, model._sizes, model.activation,
-                model._params, ws.grads, model._velocity, ws.acts, ws.deltas, ws.ybuf,
-                lr, opt.momentum, opt.l1, opt.l2, n_threads=n_threads)
-            done += rows
-            loss_sum += ls
-            correct += c
+        while run.rows < order.size and not run.diverged:
+            stop = min(run.rows + chunk, order.size)
+            hyper = opt.hyper(state.learning_rate, plan.grad_scale)
+            rows, ls, c, run.diverged = kernels.train_batches(
+                plan.X, plan.y, order, run.rows, stop, plan.batch_size, sizes, model.activation,
+                model.parameters, opt.slots, ws, hyper, sample_weight=plan.weights,
+                dropout=dropout, seed=model.seed, epoch=epoch, n_threads=n_threads)
+            # every batch the call ran updated the parameters, except a diverged last one
+            steps = -(-rows // plan.batch_size)
+            opt.t += steps
+            run.rows += rows
+            run.loss_sum += ls
+            run.correct += c
     except KeyboardInterrupt:
-        return done, loss_sum, correct, diverged, True
-    return done, loss_sum, correct, diverged, False
-
-
-def _finite(model):
-    return bool(np.isfinite(model._params).all() and np.isfinite(model._velocity).all())
-
-
-def _resume(path, model, fingerprint):
-    """Load a checkpoint into ``model``; the training state it holds, checked.
-
-    Returns ``(history, best, best_loss, wait, lr, prev_val_acc, base_epoch)``.
-    A checkpoint of another model, data or arguments, or a tampered one,
-    raises ValueError.
-    """
-    header, arrays = serialization.load_checkpoint(path)
-    saved = header["state"]
-    if (list(header["layers"]) != list(model.layers) or header["dtype"] != model.dtype.name
-            or header["activation"] != model.activation
-            or saved.get("fingerprint") != fingerprint):
-        raise ValueError(f"checkpoint {os.fspath(path)!r} was written by a different model, "
-                         f"data or arguments; delete it or choose another path")
-    try:
-        history = History.from_dict(saved["history"])
-        best_loss = np.inf if saved["best_loss"] is None else check_float(saved["best_loss"], "best_loss")
-        wait = check_int(saved["wait"], "wait", low=0)
-        lr = check_float(saved["lr"], "lr", low=0.0, low_open=True)
-        prev_val_acc = check_float(saved["prev_val_acc"], "prev_val_acc", allow_none=True)
-        base_epoch = check_int(saved["base_epoch"], "base_epoch", low=0)
-        if any(len(v) != len(history.epoch) for v in history.history.values()):
-            raise ValueError("history lists of different lengths")
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} has a corrupt training state: "
-                         f"{exc}") from None
-    model._params[...] = arrays["params"]
-    model._velocity[...] = arrays["velocity"]
-    return history, arrays["best"], best_loss, wait, lr, prev_val_acc, base_epoch
-
-
-def _save_checkpoint(path, model, history, best, best_loss, wait, lr, prev_val_acc,
-                     base_epoch, fingerprint):
-    state = {"history": history.to_dict(), "best_loss": None if np.isinf(best_loss) else best_loss,
-             "wait": wait, "lr": lr, "prev_val_acc": prev_val_acc, "base_epoch": base_epoch,
-             "fingerprint": fingerprint}
-    serialization.save_checkpoint(path, model, state, {"best": best})
+        run.interrupted = True
+    return run
