@@ -8,13 +8,15 @@ nets (returned counters and the resulting params and velocity), on every
 instruction-set variant of fastnn's own kernels that the CPU runs and on
 several threads (the weights must not depend on the thread count).
 """
+import types
+
 import numpy as np
 import pytest
 
 from fastnn import _kernels
 from fastnn import kernels as K
 from fastnn import reference as R
-from fastnn._layout import as_sizes, n_params, n_weights, unflatten
+from fastnn._layout import as_sizes, n_params, n_weights, unflatten, workspace_sizes
 
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = ["identity", "relu", "tanh", "sigmoid"]
@@ -500,7 +502,9 @@ def test_sgd_update_zero_d_and_empty(dtype):
 # train_batches
 # ---------------------------------------------------------------------------
 
-def make_workspace(sizes, batch_size, dtype, rng):
+def make_workspace(sizes, batch_size, dtype, rng, n_slots=2):
+    """params (scaled normal weights, small biases), slots (a small velocity or
+    Adam's m in slots[0], a non-negative v in slots[1]) and the work space."""
     sizes = as_sizes(sizes)
     p = n_params(list(sizes))
     params = np.zeros(p, dtype)
@@ -509,23 +513,32 @@ def make_workspace(sizes, batch_size, dtype, rng):
         W[...] = rng.standard_normal(W.shape) / np.sqrt(W.shape[0])
     for b in biases:
         b[...] = rng.standard_normal(b.shape) * 0.1
-    velocity = (rng.standard_normal(p) * 0.01).astype(dtype)
+    slots = (rng.standard_normal((n_slots, p)) * 0.01).astype(dtype)
+    slots[1:] = np.abs(slots[1:]) * 0.01
+    need = workspace_sizes(list(sizes), batch_size)
     ws = dict(
-        params=params, grads=np.zeros(p, dtype), velocity=velocity,
-        acts=np.zeros(batch_size * int(sizes.sum()), dtype),
-        deltas=np.zeros(2 * batch_size * int(sizes[1:].max()), dtype),
-        ybuf=np.zeros(batch_size, np.intp),
+        params=params, slots=slots, grads=np.zeros(p, dtype),
+        acts=np.zeros(need.acts, dtype), deltas=np.zeros(need.deltas, dtype),
+        ybuf=np.zeros(batch_size, np.intp), wbuf=np.zeros(need.wbuf, dtype),
+        masks=np.zeros(need.masks, np.uint8),
     )
     return sizes, ws
+
+
+WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 
 
 def copy_ws(ws):
     return {k: v.copy() for k, v in ws.items()}
 
 
-def run_train(fn, X, y, order, start, stop, batch_size, sizes, activation, ws, **hyper):
+def run_train(fn, X, y, order, start, stop, batch_size, sizes, activation, ws, *, kind="sgd",
+              sample_weight=None, dropout=None, seed=0, epoch=0, n_threads=1, **hyper):
+    """fn's train_batches on the buffers of ``ws`` with ``Hyper(kind, **hyper)``."""
+    space = types.SimpleNamespace(**{k: ws[k] for k in WS_FIELDS})
     return fn(X, y, order, start, stop, batch_size, sizes, activation, ws["params"],
-              ws["grads"], ws["velocity"], ws["acts"], ws["deltas"], ws["ybuf"], **hyper)
+              ws["slots"], space, K.Hyper(kind, **hyper), sample_weight=sample_weight,
+              dropout=dropout, seed=seed, epoch=epoch, n_threads=n_threads)
 
 
 TRAIN_CASES = [
@@ -561,7 +574,7 @@ def test_train_batches_matches_reference(rng, case, dtype, kernel_isa, n_threads
     assert correct == want[2]
     assert 0 <= correct <= rows
     assert not np.array_equal(ws["params"], ws0["params"])  # it did train
-    for name in ("params", "velocity"):  # grads is work space
+    for name in ("params", "slots"):  # grads is work space
         np.testing.assert_allclose(ws[name], ws_ref[name], **TRAIN_TOL[dtype],
                                    err_msg=name)
 
@@ -625,7 +638,7 @@ def test_train_batches_diverged(rng, dtype):
     np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
     assert np.all(np.isfinite(ws["params"]))  # the bad batch did not update
     np.testing.assert_allclose(ws["params"], ws_ref["params"], **TRAIN_TOL[dtype])
-    np.testing.assert_allclose(ws["velocity"], ws_ref["velocity"], **TRAIN_TOL[dtype])
+    np.testing.assert_allclose(ws["slots"], ws_ref["slots"], **TRAIN_TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -639,7 +652,7 @@ def test_train_batches_biases_unpenalised(rng, dtype, l1, l2):
     X = randn(rng, (9, 6), dtype)
     y = rng.integers(0, 4, 9).astype(np.intp)
     W0, b0 = W.astype(np.float64), b.astype(np.float64)
-    (vW0,), (vb0,) = unflatten(ws["velocity"].astype(np.float64), [6, 4])
+    (vW0,), (vb0,) = unflatten(ws["slots"][0].astype(np.float64), [6, 4])
     # gradient of the mean loss, in float64
     z = X.astype(np.float64) @ W0 + b0
     p = np.exp(z - z.max(1, keepdims=True))
@@ -649,7 +662,7 @@ def test_train_batches_biases_unpenalised(rng, dtype, l1, l2):
     run_train(K.train_batches, X, y, np.arange(9), 0, 9, 9, sizes, "relu", ws,
               learning_rate=lr, momentum=mu, l1=l1, l2=l2)
     (W1,), (b1,) = unflatten(ws["params"], [6, 4])
-    (vW1,), (vb1,) = unflatten(ws["velocity"], [6, 4])
+    (vW1,), (vb1,) = unflatten(ws["slots"][0], [6, 4])
     expect_vW = mu * vW0 - lr * (gW + l2 * W0 + l1 * np.sign(W0))
     expect_vb = mu * vb0 - lr * gb
     np.testing.assert_allclose(vW1, expect_vW, **TOL[dtype])
@@ -702,7 +715,7 @@ def test_train_kernels_tails_match_reference(rng, kernel_isa, sizes, batch, dtyp
                      **hyper)
     assert got[0] == want[0] == n_rows and got[2] == want[2]
     np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
-    for name in ("params", "velocity"):
+    for name in ("params", "slots"):
         np.testing.assert_allclose(ws[name], ws_ref[name], **TRAIN_TOL[dtype], err_msg=name)
 
 
@@ -715,7 +728,7 @@ def _train_result(sizes, batch, dtype, activation, n_threads, seed=7):
     order = rng.permutation(n_rows).astype(np.intp)
     out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sizes, activation, ws,
                     learning_rate=0.05, momentum=0.9, l1=1e-4, l2=1e-3, n_threads=n_threads)
-    return out, ws["params"], ws["velocity"]
+    return out, ws["params"], ws["slots"]
 
 
 # big enough that every layer's work is split across the threads, and small
@@ -734,7 +747,7 @@ def test_train_weights_bit_identical_across_thread_counts(kernel_isa, net, activ
         got = _train_result(sizes, batch, dtype, activation, n_threads)
         assert got[0] == ref[0], n_threads  # same loss sum, bit for bit
         np.testing.assert_array_equal(got[1], ref[1], err_msg=f"params, {n_threads} threads")
-        np.testing.assert_array_equal(got[2], ref[2], err_msg=f"velocity, {n_threads} threads")
+        np.testing.assert_array_equal(got[2], ref[2], err_msg=f"slots, {n_threads} threads")
 
 
 @pytest.mark.skipif(not {"avx512", "avx2"} <= set(ISAS), reason="needs AVX-512 and AVX2")

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from . import kernels as _compiled
 from . import serialization, threads
+from ._hyper import Hyper
 from ._layout import workspace_sizes
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 from .optim import SGD
@@ -119,14 +120,17 @@ class History:
 class Workspace:
     """The buffers of one ``fit``: work space of the size of the parameters
     (``grads``: the compiled loop keeps transposed weight copies there, the
-    NumPy twin the gradients), activations, deltas, batch labels."""
+    NumPy twin the gradients), activations, deltas, batch labels, batch
+    sample weights (``wbuf``) and dropout masks (``masks``, uint8)."""
 
     def __init__(self, sizes, batch_size, dtype):
-        n_params, n_acts, n_deltas = workspace_sizes(sizes, batch_size)
-        self.grads = np.zeros(n_params, dtype=dtype)
-        self.acts = np.empty(n_acts, dtype=dtype)
-        self.deltas = np.empty(n_deltas, dtype=dtype)
+        need = workspace_sizes(sizes, batch_size)
+        self.grads = np.zeros(need.params, dtype=dtype)
+        self.acts = np.empty(need.acts, dtype=dtype)
+        self.deltas = np.empty(need.deltas, dtype=dtype)
         self.ybuf = np.empty(batch_size, dtype=np.intp)
+        self.wbuf = np.empty(need.wbuf, dtype=dtype)
+        self.masks = np.empty(need.masks, dtype=np.uint8)
 
 
 def stratified_split(y, fraction, seed, n_classes):
@@ -383,13 +387,13 @@ def _run_epoch(kernels, model, ws, X, y, order, batch_size, chunk, lr, opt):
     """
     done, loss_sum, correct, diverged = 0, 0.0, 0, False
     n_threads = threads.training_threads()
+    hyper = Hyper("sgd", lr, momentum=opt.momentum, l1=opt.l1, l2=opt.l2)
     try:
         while done < order.size and not diverged:
             stop = min(done + chunk, order.size)
             rows, ls, c, diverged = kernels.train_batches(
                 X, y, order, done, stop, batch_size, model._sizes, model.activation,
-                model._params, ws.grads, model._velocity, ws.acts, ws.deltas, ws.ybuf,
-                lr, opt.momentum, opt.l1, opt.l2, n_threads=n_threads)
+                model._params, model._velocity[None, :], ws, hyper, n_threads=n_threads)
             done += rows
             loss_sum += ls
             correct += c
