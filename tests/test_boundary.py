@@ -7,11 +7,13 @@ into memory it should not. Each case builds fresh valid arguments, breaks
 one of them, and checks the exception type and message; where a wrapper has
 output buffers, the test also checks nothing was written.
 """
+import types
+
 import numpy as np
 import pytest
 
 from fastnn import kernels as K
-from fastnn._layout import n_params
+from fastnn._layout import n_params, workspace_sizes
 
 F64, F32 = np.float64, np.float32
 
@@ -74,8 +76,30 @@ def sgd_args(dtype=F64):
                 l1=0.01, l2=0.01)
 
 
+def adam_args(dtype=F64):
+    rng = np.random.default_rng(6)
+    return dict(W=rng.random((3, 5)).astype(dtype), grad=rng.random((3, 5)).astype(dtype),
+                m=np.zeros((3, 5), dtype), v=np.zeros((3, 5), dtype), learning_rate=0.01, t=1,
+                beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, l1=0.01, l2=0.01)
+
+
+def mask_args(dtype=F64):
+    return dict(rows=3, width=5, rate=0.5, seed=1, epoch=2, step=3, layer=1)
+
+
 SIZES = [4, 6, 3]
 BATCH = 5
+NEED = workspace_sizes(SIZES, BATCH)
+WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
+
+
+def make_ws(dtype, **fields):
+    """A work space namespace of the right buffers, with ``fields`` replaced."""
+    ws = dict(grads=np.zeros(NEED.params, dtype), acts=np.zeros(NEED.acts, dtype),
+              deltas=np.zeros(NEED.deltas, dtype), ybuf=np.zeros(BATCH, np.intp),
+              wbuf=np.zeros(NEED.wbuf, dtype), masks=np.zeros(NEED.masks, np.uint8))
+    ws.update(fields)
+    return types.SimpleNamespace(**ws)
 
 
 def train_args(dtype=F64):
@@ -85,10 +109,18 @@ def train_args(dtype=F64):
         X=rng.random((20, 4)).astype(dtype), y=(np.arange(20) % 3).astype(np.intp),
         order=rng.permutation(20).astype(np.intp), start=0, stop=20, batch_size=BATCH,
         sizes=np.array(SIZES, np.intp), activation="tanh",
-        params=rng.standard_normal(p).astype(dtype), grads=np.zeros(p, dtype),
-        velocity=np.zeros(p, dtype), acts=np.zeros(BATCH * sum(SIZES), dtype),
-        deltas=np.zeros(2 * BATCH * max(SIZES[1:]), dtype), ybuf=np.zeros(BATCH, np.intp),
-        learning_rate=0.1, momentum=0.5, l1=0.0, l2=0.0)
+        params=rng.standard_normal(p).astype(dtype), slots=np.zeros((2, p), dtype),
+        ws=make_ws(dtype), hyper=K.Hyper("sgd", 0.1, momentum=0.5),
+        sample_weight=None, dropout=None, seed=0, epoch=0, n_threads=1)
+
+
+def full_train_args(dtype=F64):
+    """train_args with Adam, dropout and sample weights all on."""
+    kw = train_args(dtype)
+    kw.update(hyper=K.Hyper("adam", 0.01, weight_decay=0.01, l1=1e-3, l2=1e-3, t=3),
+              dropout=np.array([0.2, 0.5]), sample_weight=np.linspace(0, 2, 20).astype(dtype),
+              seed=2**64 - 1, epoch=7)
+    return kw
 
 
 def test_valid_arguments_work():
@@ -99,7 +131,14 @@ def test_valid_arguments_work():
         assert np.isfinite(K.softmax_cross_entropy(**xent_args(dtype))[0])
         assert K.softmax(**softmax_args(dtype)).shape == (7, 4)
         assert K.sgd_update(**sgd_args(dtype)) is None
+        assert K.sgd_update(**sgd_args(dtype), nesterov=True) is None
+        assert K.adam_update(**adam_args(dtype)) is None
+        assert K.dropout_mask(**mask_args(dtype)).shape == (3, 5)
         assert K.train_batches(**train_args(dtype))[0] == 20
+        assert K.train_batches(**full_train_args(dtype))[0] == 20
+        kw = xent_args(dtype)
+        kw["sample_weight"] = np.ones(7, dtype)
+        assert np.isfinite(K.softmax_cross_entropy(**kw)[0])
 
 
 # ---------------------------------------------------------------------------
@@ -333,6 +372,76 @@ for name in ("l1", "l2"):
         case(f"sgd-{name}-{bad!r}", sgd, sgd_args, with_(**{name: bad}), ValueError, name)
     case(f"sgd-{name}-None", sgd, sgd_args, with_(**{name: None}), TypeError, name)
 
+# --- sgd_update(nesterov) and adam_update -------------------------------------------
+case("sgd-nesterov-int", sgd, sgd_args, with_(nesterov=1), TypeError, "nesterov")
+case("sgd-nesterov-str", sgd, sgd_args, with_(nesterov="yes"), TypeError, "nesterov")
+adam = K.adam_update
+case("adam-W-list", adam, adam_args, with_(W=view("W", tolist)), TypeError, "W")
+case("adam-W-int", adam, adam_args, with_(W=cast("W", np.int64)), TypeError, "W")
+case("adam-grad-other-dtype", adam, adam_args, with_(grad=cast("grad", OTHER)), TypeError, "grad")
+case("adam-m-other-dtype", adam, adam_args, with_(m=Z(3, 5, dtype=OTHER)), TypeError, "m")
+case("adam-v-list", adam, adam_args, with_(v=[[0.0] * 5] * 3), TypeError, "v")
+case("adam-grad-shape", adam, adam_args, with_(grad=Z(5, 3)), ValueError, "grad must have shape")
+case("adam-m-shape", adam, adam_args, with_(m=Z(3, 4)), ValueError, "m must have shape")
+case("adam-v-shape", adam, adam_args, with_(v=Z(15)), ValueError, "v")
+case("adam-W-readonly", adam, adam_args, with_(W=view("W", readonly)), ValueError, "W must be writeable")
+case("adam-m-readonly", adam, adam_args, with_(m=Z(3, 5, f=readonly)), ValueError, "m must be writeable")
+case("adam-v-readonly", adam, adam_args, with_(v=Z(3, 5, f=readonly)), ValueError, "v must be writeable")
+case("adam-v-fortran", adam, adam_args, with_(v=Z(3, 5, f=fortran)), ValueError, "v must be C-contiguous")
+case("adam-m-is-W", adam, adam_args, with_(m=lambda kw, dt: kw["W"]), ValueError, "m must not overlap W")
+case("adam-v-is-m", adam, adam_args, with_(v=lambda kw, dt: kw["m"]), ValueError, "v must not overlap m")
+case("adam-v-overlaps-grad", adam, adam_args, shared_overlap("grad", "v", (3, 5), (3, 5)),
+     ValueError, "v must not overlap grad")
+for bad, exc in [(0, ValueError), (-1, ValueError), (2**62, ValueError), (1.0, TypeError),
+                 (None, TypeError)]:
+    case(f"adam-t-{bad!r}", adam, adam_args, with_(t=bad), exc, "t")
+for name, bads in (("learning_rate", (0.0, -1.0, float("nan"), float("inf"))),
+                   ("beta1", (1.0, 1.5, -0.1, float("nan"))), ("beta2", (1.0, -1e-9)),
+                   ("eps", (0.0, -1e-8, float("inf"))),
+                   ("weight_decay", (-0.1, float("nan"))), ("l1", (-1.0,)), ("l2", (float("inf"),))):
+    for bad in bads:
+        case(f"adam-{name}-{bad!r}", adam, adam_args, with_(**{name: bad}), ValueError, name)
+    case(f"adam-{name}-str", adam, adam_args, with_(**{name: "0.1"}), TypeError, name)
+    case(f"adam-{name}-bool", adam, adam_args, with_(**{name: True}), TypeError, name)
+
+# --- dropout_mask -------------------------------------------------------------------
+dmask = K.dropout_mask
+for name in ("rows", "width"):
+    case(f"mask-{name}-negative", dmask, mask_args, with_(**{name: -1}), ValueError, name)
+    case(f"mask-{name}-float", dmask, mask_args, with_(**{name: 2.0}), TypeError, name)
+case("mask-huge", dmask, mask_args, with_(rows=2**40, width=2**40), ValueError, "rows")
+for bad, exc in [(1.0, ValueError), (-0.1, ValueError), (float("nan"), ValueError),
+                 ("0.5", TypeError), (None, TypeError)]:
+    case(f"mask-rate-{bad!r}", dmask, mask_args, with_(rate=bad), exc, "rate")
+for name in ("seed", "epoch", "step", "layer"):
+    for bad, exc in [(-1, ValueError), (2**64, ValueError), (1.5, TypeError), (None, TypeError)]:
+        case(f"mask-{name}-{bad!r}", dmask, mask_args, with_(**{name: bad}), exc, name)
+
+# --- softmax_cross_entropy(sample_weight) ------------------------------------------------
+def xent_w(f=None, dtype=None, length=7):
+    return Z(length, dtype=dtype, f=f)
+
+
+def weights_with(value, at=3):
+    def make(kw, dt):
+        w = np.ones(7, dt)
+        w[at] = value
+        return w
+    return make
+
+
+case("xent-sample_weight-other-dtype", xent, xent_args, with_(sample_weight=xent_w(dtype=OTHER)), TypeError, "sample_weight")
+case("xent-sample_weight-int", xent, xent_args, with_(sample_weight=xent_w(dtype=np.int64)), TypeError, "sample_weight")
+case("xent-sample_weight-list", xent, xent_args, with_(sample_weight=[1.0] * 7), TypeError, "sample_weight")
+case("xent-sample_weight-2d", xent, xent_args, with_(sample_weight=Z(7, 1)), ValueError, "sample_weight")
+case("xent-sample_weight-length", xent, xent_args, with_(sample_weight=xent_w(length=6)), ValueError, "sample_weight must have length")
+case("xent-sample_weight-strided", xent, xent_args, with_(sample_weight=xent_w(f=strided)), ValueError, "sample_weight must be C-contiguous")
+for bad in (float("nan"), float("inf"), -1.0, -1e-30):
+    case(f"xent-sample_weight-{bad!r}", xent, xent_args, with_(sample_weight=weights_with(bad)),
+         ValueError, "sample_weight must be finite and >= 0")
+case("xent-grad-overlaps-sample_weight", xent, xent_args,
+     shared_overlap("grad", "sample_weight", (7, 4), (7,)), ValueError, "grad must not overlap")
+
 # --- train_batches -----------------------------------------------------------------------
 tb = K.train_batches
 P = n_params(SIZES)
@@ -344,6 +453,66 @@ def intp(*shape, f=None):
 
 def replace_where(name, old, new):
     return lambda kw, dt: np.where(kw[name] == old, new, kw[name]).astype(np.intp)
+
+
+def with_ws(**fields):
+    """kwargs["ws"] with ``fields`` replaced (values as in ``with_``)."""
+    def modify(kw, dt):
+        current = dict(vars(kw["ws"]))
+        for k, v in fields.items():
+            current[k] = v(kw, dt) if callable(v) else v
+        kw["ws"] = types.SimpleNamespace(**current)
+        return kw
+    return modify
+
+
+def ws_view(field, f):
+    return lambda kw, dt: f(getattr(kw["ws"], field))
+
+
+def without_ws(field):
+    def modify(kw, dt):
+        current = dict(vars(kw["ws"]))
+        del current[field]
+        kw["ws"] = types.SimpleNamespace(**current)
+        return kw
+    return modify
+
+
+def hyper_(**changes):
+    return with_(hyper=lambda kw, dt: kw["hyper"]._replace(**changes))
+
+
+def sliced_bytes(length_a, length_b, dtype_a, dtype_b):
+    """Two arrays of dtypes a and b that share one byte, from one raw buffer."""
+    ia, ib = np.dtype(dtype_a).itemsize, np.dtype(dtype_b).itemsize
+    raw = np.zeros(length_a * ia + length_b * ib, np.uint8)
+    a = raw[:length_a * ia].view(dtype_a)
+    b = raw[length_a * ia - 1:length_a * ia - 1 + length_b * ib].view(dtype_b) if ib == 1 else \
+        raw[length_a * ia - ib:length_a * ia - ib + length_b * ib].view(dtype_b)
+    return a, b
+
+
+def overlap_ws(field_a, field_b):
+    """ws.field_a and ws.field_b sharing bytes."""
+    def modify(kw, dt):
+        ws = kw["ws"]
+        a0, b0 = getattr(ws, field_a), getattr(ws, field_b)
+        a, b = sliced_bytes(a0.size, b0.size, a0.dtype.newbyteorder("="), b0.dtype.newbyteorder("="))
+        return with_ws(**{field_a: a, field_b: b})(kw, dt)
+    return modify
+
+
+def overlap_input(field, name):
+    """ws.field sharing bytes with the input ``name`` (its values kept)."""
+    def modify(kw, dt):
+        arr = getattr(kw["ws"], field)
+        inp = kw[name]
+        a, b = sliced_bytes(inp.size, arr.size, inp.dtype, arr.dtype)
+        a[...] = inp.reshape(-1)
+        kw[name] = a.reshape(inp.shape)
+        return with_ws(**{field: b})(kw, dt)
+    return modify
 
 
 case("train-X-list", tb, train_args, with_(X=view("X", tolist)), TypeError, "X")
@@ -381,47 +550,151 @@ case("train-sizes-zero", tb, train_args, with_(sizes=lambda kw, dt: np.array([4,
 case("train-sizes-negative", tb, train_args, with_(sizes=lambda kw, dt: np.array([4, -6, 3], np.intp)), ValueError, "sizes")
 case("train-sizes-2d", tb, train_args, with_(sizes=view("sizes", lambda a: a[None])), ValueError, "sizes")
 case("train-activation", tb, train_args, with_(activation="swish"), ValueError, "activation")
+case("train-n_threads-zero", tb, train_args, with_(n_threads=0), ValueError, "n_threads")
+case("train-n_threads-float", tb, train_args, with_(n_threads=2.0), TypeError, "n_threads")
+# params and slots
 case("train-params-size", tb, train_args, with_(params=Z(P - 1)), ValueError, "params must have")
 case("train-params-dtype", tb, train_args, with_(params=Z(P, dtype=OTHER)), TypeError, "params")
 case("train-params-readonly", tb, train_args, with_(params=Z(P, f=readonly)), ValueError, "params must be writeable")
 case("train-params-2d", tb, train_args, with_(params=Z(1, P)), ValueError, "params")
 case("train-params-list", tb, train_args, with_(params=[0.0] * P), TypeError, "params")
-case("train-grads-size", tb, train_args, with_(grads=Z(P + 1)), ValueError, "grads must have")
-case("train-grads-strided", tb, train_args, with_(grads=Z(P, f=strided)), ValueError, "grads must be C-contiguous")
-case("train-velocity-size", tb, train_args, with_(velocity=Z(P - 3)), ValueError, "velocity must have")
-case("train-velocity-readonly", tb, train_args, with_(velocity=Z(P, f=readonly)), ValueError, "velocity must be writeable")
-case("train-acts-small", tb, train_args, with_(acts=view("acts", lambda a: a[:-1].copy())), ValueError, "acts must have")
-case("train-acts-dtype", tb, train_args, with_(acts=cast("acts", OTHER)), TypeError, "acts")
-case("train-deltas-small", tb, train_args, with_(deltas=view("deltas", lambda a: a[:-1].copy())), ValueError, "deltas must have")
-case("train-deltas-readonly", tb, train_args, with_(deltas=view("deltas", readonly)), ValueError, "deltas must be writeable")
-case("train-ybuf-small", tb, train_args, with_(ybuf=intp(BATCH - 1)), ValueError, "ybuf must have")
-case("train-ybuf-int32", tb, train_args, with_(ybuf=cast("ybuf", np.int32)), TypeError, "ybuf")
-case("train-ybuf-readonly", tb, train_args, with_(ybuf=intp(BATCH, f=readonly)), ValueError, "ybuf must be writeable")
-case("train-bigger-batch-needs-bigger-acts", tb, train_args, with_(batch_size=BATCH + 1), ValueError, "acts must have")
-case("train-grads-is-params", tb, train_args, with_(grads=lambda kw, dt: kw["params"]), ValueError, "grads")
-case("train-velocity-overlaps-params", tb, train_args, shared_overlap("params", "velocity", (P,), (P,)),
-     ValueError, "velocity")
-case("train-acts-overlaps-deltas", tb, train_args,
-     shared_overlap("acts", "deltas", (BATCH * sum(SIZES),), (2 * BATCH * max(SIZES[1:]),)),
-     ValueError, "acts and deltas must not overlap")
-case("train-acts-overlaps-X", tb, train_args, shared_overlap("X", "acts", (20, 4), (BATCH * sum(SIZES),)),
-     ValueError, "acts must not overlap X")
-case("train-ybuf-is-y", tb, train_args, with_(ybuf=lambda kw, dt: kw["y"]), ValueError, "ybuf must not overlap y")
-case("train-ybuf-overlaps-order", tb, train_args, with_(ybuf=lambda kw, dt: kw["order"][:BATCH]),
-     ValueError, "ybuf must not overlap order")
-case("train-learning_rate-nan", tb, train_args, with_(learning_rate=float("nan")), ValueError, "learning_rate")
-case("train-learning_rate-negative", tb, train_args, with_(learning_rate=-1.0), ValueError, "learning_rate")
-case("train-learning_rate-str", tb, train_args, with_(learning_rate="fast"), TypeError, "learning_rate")
-case("train-momentum-one", tb, train_args, with_(momentum=1.0), ValueError, "momentum")
-case("train-momentum-negative", tb, train_args, with_(momentum=-0.5), ValueError, "momentum")
-case("train-l1-negative", tb, train_args, with_(l1=-1.0), ValueError, "l1")
-case("train-l2-nan", tb, train_args, with_(l2=float("nan")), ValueError, "l2")
+case("train-slots-1d", tb, train_args, with_(slots=Z(P)), ValueError, "slots must be 2-D")
+case("train-slots-dtype", tb, train_args, with_(slots=Z(2, P, dtype=OTHER)), TypeError, "slots")
+case("train-slots-list", tb, train_args, with_(slots=[[0.0] * P]), TypeError, "slots")
+case("train-slots-columns", tb, train_args, with_(slots=Z(2, P + 1)), ValueError, "slots must have shape")
+case("train-slots-none", tb, train_args, with_(slots=Z(0, P)), ValueError, "slots must have at least 1 rows")
+case("train-slots-adam-one", tb, full_train_args, with_(slots=Z(1, P)), ValueError,
+     "slots must have at least 2 rows for hyper.kind 'adam'")
+case("train-slots-readonly", tb, train_args, with_(slots=Z(2, P, f=readonly)), ValueError, "slots must be writeable")
+case("train-slots-fortran", tb, train_args, with_(slots=Z(2, P, f=fortran)), ValueError, "slots must be C-contiguous")
+case("train-slots-transposed", tb, train_args, with_(slots=Z(P, 2, f=np.transpose)), ValueError, "slots must be C-contiguous")
+case("train-slots-is-params", tb, train_args, with_(slots=lambda kw, dt: kw["params"][None, :]), ValueError,
+     "params and slots must not overlap")
+# ws
+case("train-ws-None", tb, train_args, with_(ws=None), TypeError, "ws must have the attribute 'grads'")
+case("train-ws-dict", tb, train_args, with_(ws=lambda kw, dt: dict(vars(kw["ws"]))), TypeError, "ws must have")
+for field in WS_FIELDS:
+    case(f"train-ws-no-{field}", tb, train_args, without_ws(field), TypeError, f"ws must have the attribute '{field}'")
+    case(f"train-ws-{field}-list", tb, train_args, with_ws(**{field: ws_view(field, tolist)}), TypeError, f"ws.{field}")
+    case(f"train-ws-{field}-readonly", tb, train_args, with_ws(**{field: ws_view(field, readonly)}), ValueError,
+         f"ws.{field} must be writeable")
+    case(f"train-ws-{field}-2d", tb, train_args, with_ws(**{field: ws_view(field, lambda a: a[None].copy())}),
+         ValueError, f"ws.{field} must be 1-D")
+    case(f"train-ws-{field}-strided", tb, train_args, with_ws(**{field: ws_view(field, strided)}), ValueError,
+         f"ws.{field} must be C-contiguous")
+    if field != "grads":
+        case(f"train-ws-{field}-small", tb, train_args, with_ws(**{field: ws_view(field, lambda a: a[:-1].copy())}),
+             ValueError, f"ws.{field} must have at least")
+case("train-ws-grads-big", tb, train_args, with_ws(grads=Z(P + 1)), ValueError, "ws.grads must have")
+case("train-ws-grads-small", tb, train_args, with_ws(grads=Z(P - 1)), ValueError, "ws.grads must have")
+case("train-ws-grads-dtype", tb, train_args, with_ws(grads=Z(P, dtype=OTHER)), TypeError, "ws.grads")
+case("train-ws-acts-dtype", tb, train_args, with_ws(acts=ws_view("acts", lambda a: a.astype(np.float16))), TypeError, "ws.acts")
+case("train-ws-deltas-dtype", tb, train_args, with_ws(deltas=Z(NEED.deltas, dtype=OTHER)), TypeError, "ws.deltas")
+case("train-ws-ybuf-int32", tb, train_args, with_ws(ybuf=ws_view("ybuf", lambda a: a.astype(np.int32))), TypeError, "ws.ybuf")
+case("train-ws-wbuf-dtype", tb, train_args, with_ws(wbuf=Z(NEED.wbuf, dtype=OTHER)), TypeError, "ws.wbuf")
+case("train-ws-wbuf-int", tb, train_args, with_ws(wbuf=intp(NEED.wbuf)), TypeError, "ws.wbuf")
+case("train-ws-masks-bool", tb, train_args, with_ws(masks=Z(NEED.masks, dtype=np.bool_)), TypeError, "ws.masks")
+case("train-ws-masks-float", tb, train_args, with_ws(masks=Z(NEED.masks)), TypeError, "ws.masks")
+case("train-ws-masks-int8", tb, train_args, with_ws(masks=Z(NEED.masks, dtype=np.int8)), TypeError, "ws.masks")
+case("train-bigger-batch-needs-bigger-acts", tb, train_args, with_(batch_size=BATCH + 1), ValueError, "ws.acts must have")
+# disjointness: of every pair of written buffers, and against every input
+case("train-grads-is-params", tb, train_args, with_ws(grads=lambda kw, dt: kw["params"]), ValueError,
+     "params and ws.grads must not overlap")
+case("train-slots-overlap-grads", tb, train_args,
+     lambda kw, dt: (lambda buf: with_ws(grads=buf[2 * P - 1:3 * P - 1])(dict(kw, slots=buf[:2 * P].reshape(2, P)), dt))(
+         np.zeros(3 * P, dt)), ValueError, "slots and ws.grads must not overlap")
+case("train-acts-overlaps-deltas", tb, train_args, overlap_ws("acts", "deltas"), ValueError,
+     "ws.acts and ws.deltas must not overlap")
+case("train-wbuf-overlaps-masks", tb, train_args, overlap_ws("wbuf", "masks"), ValueError,
+     "ws.wbuf and ws.masks must not overlap")
+case("train-ybuf-overlaps-masks", tb, train_args, overlap_ws("ybuf", "masks"), ValueError,
+     "ws.ybuf and ws.masks must not overlap")
+case("train-deltas-overlaps-wbuf", tb, train_args, overlap_ws("deltas", "wbuf"), ValueError,
+     "ws.deltas and ws.wbuf must not overlap")
+case("train-acts-overlaps-X", tb, train_args, overlap_input("acts", "X"), ValueError, "ws.acts must not overlap X")
+case("train-masks-overlaps-X", tb, train_args, overlap_input("masks", "X"), ValueError, "ws.masks must not overlap X")
+case("train-ybuf-is-y", tb, train_args, with_ws(ybuf=lambda kw, dt: kw["y"]), ValueError, "ws.ybuf must not overlap y")
+case("train-ybuf-overlaps-order", tb, train_args, with_ws(ybuf=lambda kw, dt: kw["order"][:BATCH]),
+     ValueError, "ws.ybuf must not overlap order")
+case("train-wbuf-overlaps-sample_weight", tb, full_train_args,
+     with_ws(wbuf=lambda kw, dt: kw["sample_weight"][:BATCH]), ValueError, "ws.wbuf must not overlap sample_weight")
+case("train-params-overlaps-sample_weight", tb, full_train_args,
+     with_(sample_weight=lambda kw, dt: kw["params"][:20]), ValueError, "params must not overlap sample_weight")
+case("train-slots-overlaps-X", tb, train_args, with_(X=lambda kw, dt: kw["slots"].reshape(-1)[:80].reshape(20, 4)),
+     ValueError, "slots must not overlap X")
+# hyper
+case("train-hyper-None", tb, train_args, with_(hyper=None), TypeError, "hyper must have the attribute 'kind'")
+case("train-hyper-tuple", tb, train_args, with_(hyper=("sgd", 0.1)), TypeError, "hyper must have the attribute")
+case("train-hyper-kind-unknown", tb, train_args, hyper_(kind="rmsprop"), ValueError, "hyper.kind must be one of")
+case("train-hyper-kind-case", tb, train_args, hyper_(kind="SGD"), ValueError, "hyper.kind")
+case("train-hyper-kind-int", tb, train_args, hyper_(kind=0), TypeError, "hyper.kind must be a str")
+case("train-hyper-beta1-1.5", tb, full_train_args, hyper_(beta1=1.5), ValueError,
+     r"hyper.beta1 must be in \[0, 1\), got 1.5")
+for name, bads in (("learning_rate", (0.0, -1.0, float("nan"), float("inf"))),
+                   ("momentum", (1.0, -0.5, float("nan"))), ("beta1", (1.0, -0.1)),
+                   ("beta2", (1.0, float("nan"))), ("eps", (0.0, -1.0, float("inf"))),
+                   ("weight_decay", (-0.1, float("inf"))), ("l1", (-1.0, float("nan"))),
+                   ("l2", (-1e-3, float("nan")))):
+    for bad in bads:
+        case(f"train-hyper-{name}-{bad!r}", tb, train_args, hyper_(**{name: bad}), ValueError, f"hyper.{name}")
+    for bad in ("fast", None, True, 1j):
+        case(f"train-hyper-{name}-{bad!r}", tb, train_args, hyper_(**{name: bad}), TypeError, f"hyper.{name}")
+for bad, exc in [(-1, ValueError), (2**62, ValueError), (1.0, TypeError), (None, TypeError), (True, TypeError)]:
+    case(f"train-hyper-t-{bad!r}", tb, full_train_args, hyper_(t=bad), exc, "hyper.t")
+for bad in (1, "yes", None):
+    case(f"train-hyper-nesterov-{bad!r}", tb, train_args, hyper_(nesterov=bad), TypeError, "hyper.nesterov")
+# sample_weight
+case("train-sample_weight-other-dtype", tb, full_train_args, with_(sample_weight=Z(20, dtype=OTHER)), TypeError, "sample_weight")
+case("train-sample_weight-int", tb, full_train_args, with_(sample_weight=intp(20)), TypeError, "sample_weight")
+case("train-sample_weight-list", tb, full_train_args, with_(sample_weight=[1.0] * 20), TypeError, "sample_weight")
+case("train-sample_weight-2d", tb, full_train_args, with_(sample_weight=Z(20, 1)), ValueError, "sample_weight")
+case("train-sample_weight-length", tb, full_train_args, with_(sample_weight=Z(19)), ValueError, "sample_weight must have length 20")
+case("train-sample_weight-strided", tb, full_train_args, with_(sample_weight=Z(20, f=strided)), ValueError,
+     "sample_weight must be C-contiguous")
+
+
+def weight_at(value, row):
+    def make(kw, dt):
+        w = np.ones(20, dt)
+        w[row] = value
+        return w
+    return make
+
+
+for bad in (float("nan"), float("inf"), -float("inf"), -1.0, -1e-30):
+    case(f"train-sample_weight-{bad!r}", tb, full_train_args, with_(sample_weight=weight_at(bad, 4)),
+         ValueError, "sample_weight must be finite and >= 0")
+# dropout
+case("train-dropout-list", tb, train_args, with_(dropout=[0.2, 0.5]), TypeError, "dropout")
+case("train-dropout-float32", tb, train_args, with_(dropout=lambda kw, dt: np.array([0.2, 0.5], np.float32)), TypeError, "dropout")
+case("train-dropout-int", tb, train_args, with_(dropout=lambda kw, dt: np.array([0, 0])), TypeError, "dropout")
+case("train-dropout-length", tb, train_args, with_(dropout=lambda kw, dt: np.array([0.2, 0.5, 0.1])), ValueError,
+     r"dropout must have shape \(2,\)")
+case("train-dropout-short", tb, train_args, with_(dropout=lambda kw, dt: np.array([0.2])), ValueError, "dropout must have shape")
+case("train-dropout-2d", tb, train_args, with_(dropout=lambda kw, dt: np.array([[0.2, 0.5]])), ValueError, "dropout must have shape")
+for l, bad in ((0, 1.0), (1, 1.0), (1, -0.1), (0, float("nan")), (1, float("inf")), (0, 1.5)):
+    case(f"train-dropout-{l}-{bad!r}", tb, train_args,
+         with_(dropout=lambda kw, dt, l=l, bad=bad: np.array([0.5, 0.5][:l] + [bad] + [0.5, 0.5][l + 1:2])),
+         ValueError, rf"dropout\[{l}\] must be in \[0, 1\)")
+# seed and epoch
+for name in ("seed", "epoch"):
+    for bad, exc in [(-1, ValueError), (2**64, ValueError), (1.5, TypeError), (None, TypeError), ("1", TypeError)]:
+        case(f"train-{name}-{bad!r}", tb, full_train_args, with_(**{name: bad}), exc, name)
 
 
 def snapshot(kw):
-    """Copies of every writeable ndarray argument, to check nothing was written."""
-    return {k: v.copy() for k, v in kw.items()
+    """Copies of every writeable ndarray argument (and of the work space's
+    buffers), to check nothing was written."""
+    arrays = dict(kw)
+    ws = kw.get("ws")
+    if isinstance(ws, types.SimpleNamespace):
+        arrays.update({f"ws.{k}": v for k, v in vars(ws).items()})
+    return {k: v.copy() for k, v in arrays.items()
             if isinstance(v, np.ndarray) and v.flags.writeable}
+
+
+def current(kw, name):
+    return getattr(kw["ws"], name[3:]) if name.startswith("ws.") else kw[name]
 
 
 @pytest.mark.parametrize("fn,base,modify,exc,match", CASES)
@@ -432,7 +705,7 @@ def test_bad_argument_is_refused(fn, base, modify, exc, match, dtype):
     with pytest.raises(exc, match=match):
         fn(**kw)
     for name, old in before.items():
-        np.testing.assert_array_equal(kw[name], old, err_msg=f"{name} was written")
+        np.testing.assert_array_equal(current(kw, name), old, err_msg=f"{name} was written")
 
 
 # ---------------------------------------------------------------------------
@@ -489,8 +762,8 @@ def test_readonly_inputs_are_fine():
     kw = sgd_args()
     kw["grad"] = readonly(kw["grad"])
     K.sgd_update(**kw)
-    kw = train_args()
-    for name in ("X", "y", "order", "sizes"):
+    kw = full_train_args()
+    for name in ("X", "y", "order", "sizes", "sample_weight", "dropout"):
         kw[name] = readonly(kw[name])
     assert K.train_batches(**kw)[0] == 20
 
@@ -509,16 +782,18 @@ def test_train_batches_sizes_sharing_a_work_buffer_cannot_corrupt_the_layout():
 
     def run(alias):
         params = np.linspace(-1, 1, n_par)
-        grads, velocity = np.zeros(n_par), np.zeros(n_par)
-        acts, deltas = np.zeros(8 * sum(widths)), np.zeros(2 * 8 * 3)
-        ybuf = np.zeros(8, dtype=np.intp)
+        slots = np.zeros((1, n_par))
+        need = workspace_sizes(widths, 8)
+        ws = types.SimpleNamespace(grads=np.zeros(n_par), acts=np.zeros(need.acts),
+                                   deltas=np.zeros(need.deltas), ybuf=np.zeros(8, np.intp),
+                                   wbuf=np.zeros(8), masks=np.zeros(need.masks, np.uint8))
         if alias:
-            ybuf[:3] = widths
-            sizes = ybuf[:3]
+            ws.ybuf[:3] = widths
+            sizes = ws.ybuf[:3]
         else:
             sizes = np.array(widths, dtype=np.intp)
-        out = kernels.train_batches(X, y, order, 0, 40, 8, sizes, "relu", params, grads,
-                                    velocity, acts, deltas, ybuf, 0.1, 0.9)
+        out = kernels.train_batches(X, y, order, 0, 40, 8, sizes, "relu", params, slots, ws,
+                                    kernels.Hyper("sgd", 0.1, momentum=0.9))
         return out, params
 
     (out_a, p_a), (out_b, p_b) = run(True), run(False)

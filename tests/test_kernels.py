@@ -8,13 +8,15 @@ nets (returned counters and the resulting params and velocity), on every
 instruction-set variant of fastnn's own kernels that the CPU runs and on
 several threads (the weights must not depend on the thread count).
 """
+import types
+
 import numpy as np
 import pytest
 
 from fastnn import _kernels
 from fastnn import kernels as K
 from fastnn import reference as R
-from fastnn._layout import as_sizes, n_params, n_weights, unflatten
+from fastnn._layout import as_sizes, n_params, n_weights, unflatten, workspace_sizes
 
 DTYPES = [np.float32, np.float64]
 ACTIVATIONS = ["identity", "relu", "tanh", "sigmoid"]
@@ -500,7 +502,9 @@ def test_sgd_update_zero_d_and_empty(dtype):
 # train_batches
 # ---------------------------------------------------------------------------
 
-def make_workspace(sizes, batch_size, dtype, rng):
+def make_workspace(sizes, batch_size, dtype, rng, n_slots=2):
+    """params (scaled normal weights, small biases), slots (a small velocity or
+    Adam's m in slots[0], a non-negative v in slots[1]) and the work space."""
     sizes = as_sizes(sizes)
     p = n_params(list(sizes))
     params = np.zeros(p, dtype)
@@ -509,23 +513,32 @@ def make_workspace(sizes, batch_size, dtype, rng):
         W[...] = rng.standard_normal(W.shape) / np.sqrt(W.shape[0])
     for b in biases:
         b[...] = rng.standard_normal(b.shape) * 0.1
-    velocity = (rng.standard_normal(p) * 0.01).astype(dtype)
+    slots = (rng.standard_normal((n_slots, p)) * 0.01).astype(dtype)
+    slots[1:] = np.abs(slots[1:]) * 0.01
+    need = workspace_sizes(list(sizes), batch_size)
     ws = dict(
-        params=params, grads=np.zeros(p, dtype), velocity=velocity,
-        acts=np.zeros(batch_size * int(sizes.sum()), dtype),
-        deltas=np.zeros(2 * batch_size * int(sizes[1:].max()), dtype),
-        ybuf=np.zeros(batch_size, np.intp),
+        params=params, slots=slots, grads=np.zeros(p, dtype),
+        acts=np.zeros(need.acts, dtype), deltas=np.zeros(need.deltas, dtype),
+        ybuf=np.zeros(batch_size, np.intp), wbuf=np.zeros(need.wbuf, dtype),
+        masks=np.zeros(need.masks, np.uint8),
     )
     return sizes, ws
+
+
+WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 
 
 def copy_ws(ws):
     return {k: v.copy() for k, v in ws.items()}
 
 
-def run_train(fn, X, y, order, start, stop, batch_size, sizes, activation, ws, **hyper):
+def run_train(fn, X, y, order, start, stop, batch_size, sizes, activation, ws, *, kind="sgd",
+              sample_weight=None, dropout=None, seed=0, epoch=0, n_threads=1, **hyper):
+    """fn's train_batches on the buffers of ``ws`` with ``Hyper(kind, **hyper)``."""
+    space = types.SimpleNamespace(**{k: ws[k] for k in WS_FIELDS})
     return fn(X, y, order, start, stop, batch_size, sizes, activation, ws["params"],
-              ws["grads"], ws["velocity"], ws["acts"], ws["deltas"], ws["ybuf"], **hyper)
+              ws["slots"], space, K.Hyper(kind, **hyper), sample_weight=sample_weight,
+              dropout=dropout, seed=seed, epoch=epoch, n_threads=n_threads)
 
 
 TRAIN_CASES = [
@@ -561,7 +574,7 @@ def test_train_batches_matches_reference(rng, case, dtype, kernel_isa, n_threads
     assert correct == want[2]
     assert 0 <= correct <= rows
     assert not np.array_equal(ws["params"], ws0["params"])  # it did train
-    for name in ("params", "velocity"):  # grads is work space
+    for name in ("params", "slots"):  # grads is work space
         np.testing.assert_allclose(ws[name], ws_ref[name], **TRAIN_TOL[dtype],
                                    err_msg=name)
 
@@ -625,7 +638,7 @@ def test_train_batches_diverged(rng, dtype):
     np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
     assert np.all(np.isfinite(ws["params"]))  # the bad batch did not update
     np.testing.assert_allclose(ws["params"], ws_ref["params"], **TRAIN_TOL[dtype])
-    np.testing.assert_allclose(ws["velocity"], ws_ref["velocity"], **TRAIN_TOL[dtype])
+    np.testing.assert_allclose(ws["slots"], ws_ref["slots"], **TRAIN_TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -639,7 +652,7 @@ def test_train_batches_biases_unpenalised(rng, dtype, l1, l2):
     X = randn(rng, (9, 6), dtype)
     y = rng.integers(0, 4, 9).astype(np.intp)
     W0, b0 = W.astype(np.float64), b.astype(np.float64)
-    (vW0,), (vb0,) = unflatten(ws["velocity"].astype(np.float64), [6, 4])
+    (vW0,), (vb0,) = unflatten(ws["slots"][0].astype(np.float64), [6, 4])
     # gradient of the mean loss, in float64
     z = X.astype(np.float64) @ W0 + b0
     p = np.exp(z - z.max(1, keepdims=True))
@@ -649,7 +662,7 @@ def test_train_batches_biases_unpenalised(rng, dtype, l1, l2):
     run_train(K.train_batches, X, y, np.arange(9), 0, 9, 9, sizes, "relu", ws,
               learning_rate=lr, momentum=mu, l1=l1, l2=l2)
     (W1,), (b1,) = unflatten(ws["params"], [6, 4])
-    (vW1,), (vb1,) = unflatten(ws["velocity"], [6, 4])
+    (vW1,), (vb1,) = unflatten(ws["slots"][0], [6, 4])
     expect_vW = mu * vW0 - lr * (gW + l2 * W0 + l1 * np.sign(W0))
     expect_vb = mu * vb0 - lr * gb
     np.testing.assert_allclose(vW1, expect_vW, **TOL[dtype])
@@ -702,7 +715,7 @@ def test_train_kernels_tails_match_reference(rng, kernel_isa, sizes, batch, dtyp
                      **hyper)
     assert got[0] == want[0] == n_rows and got[2] == want[2]
     np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
-    for name in ("params", "velocity"):
+    for name in ("params", "slots"):
         np.testing.assert_allclose(ws[name], ws_ref[name], **TRAIN_TOL[dtype], err_msg=name)
 
 
@@ -715,7 +728,7 @@ def _train_result(sizes, batch, dtype, activation, n_threads, seed=7):
     order = rng.permutation(n_rows).astype(np.intp)
     out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sizes, activation, ws,
                     learning_rate=0.05, momentum=0.9, l1=1e-4, l2=1e-3, n_threads=n_threads)
-    return out, ws["params"], ws["velocity"]
+    return out, ws["params"], ws["slots"]
 
 
 # big enough that every layer's work is split across the threads, and small
@@ -734,7 +747,7 @@ def test_train_weights_bit_identical_across_thread_counts(kernel_isa, net, activ
         got = _train_result(sizes, batch, dtype, activation, n_threads)
         assert got[0] == ref[0], n_threads  # same loss sum, bit for bit
         np.testing.assert_array_equal(got[1], ref[1], err_msg=f"params, {n_threads} threads")
-        np.testing.assert_array_equal(got[2], ref[2], err_msg=f"velocity, {n_threads} threads")
+        np.testing.assert_array_equal(got[2], ref[2], err_msg=f"slots, {n_threads} threads")
 
 
 @pytest.mark.skipif(not {"avx512", "avx2"} <= set(ISAS), reason="needs AVX-512 and AVX2")
@@ -764,3 +777,488 @@ def test_train_batches_refuses_bad_thread_counts(rng):
         with pytest.raises(exc, match="n_threads"):
             run_train(K.train_batches, X, y, order, 0, 8, 4, sizes, "relu", ws,
                       learning_rate=0.1, n_threads=bad)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers, sample weights, dropout: standalone kernels against their twins
+# ---------------------------------------------------------------------------
+
+UPDATE_SHAPES = [(1,), (7,), (13, 3), (33, 17), (128, 129), (784, 10)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("momentum,l1,l2", [(0.0, 0.0, 0.0), (0.9, 0.0, 1e-2), (0.5, 1e-3, 0.0)])
+def test_sgd_update_nesterov_matches_reference(rng, momentum, l1, l2, dtype):
+    for shape in UPDATE_SHAPES:
+        W, g, v = sgd_inputs(rng, shape, dtype)
+        W2, v2 = W.copy(), v.copy()
+        for _ in range(3):
+            assert K.sgd_update(W, g, v, 0.05, momentum, l1, l2, nesterov=True) is None
+            R.sgd_update(W2, g, v2, 0.05, momentum, l1, l2, nesterov=True)
+        np.testing.assert_allclose(W, W2, **TOL[dtype])
+        np.testing.assert_allclose(v, v2, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sgd_update_nesterov_semantics(rng, dtype):
+    """v = mu*v - lr*g; W += mu*v - lr*g (g with the penalties), in float64."""
+    lr, mu, l1, l2 = 0.1, 0.9, 0.01, 0.1
+    W, g, v = sgd_inputs(rng, (13, 3), dtype)
+    W64, g64, v64 = (a.astype(np.float64) for a in (W, g, v))
+    step = g64 + l2 * W64 + l1 * np.sign(W64)
+    v_new = mu * v64 - lr * step
+    K.sgd_update(W, g, v, lr, mu, l1, l2, nesterov=True)
+    np.testing.assert_allclose(v, v_new, **TOL[dtype])
+    np.testing.assert_allclose(W, W64 + mu * v_new - lr * step, **TOL[dtype])
+    # without momentum, Nesterov is plain SGD, bit for bit
+    W1, W2 = W.copy(), W.copy()
+    K.sgd_update(W1, g, np.zeros_like(W), lr, 0.0, l1, l2, nesterov=True)
+    K.sgd_update(W2, g, np.zeros_like(W), lr, 0.0, l1, l2)
+    np.testing.assert_array_equal(W1, W2)
+
+
+def adam_inputs(rng, shape, dtype):
+    W = randn(rng, shape, dtype)
+    W.reshape(-1)[::5] = 0  # sign(0) = 0
+    g = randn(rng, shape, dtype)
+    m = randn(rng, shape, dtype, 0.1)
+    v = np.abs(randn(rng, shape, dtype, 0.1))
+    return W, g, m, v
+
+
+ADAM_HYPER = [dict(),  # the defaults
+              dict(beta1=0.5, beta2=0.9, eps=1e-3),
+              dict(weight_decay=0.1, l1=1e-3, l2=1e-2),
+              dict(beta1=0.0, beta2=0.0)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hyper", ADAM_HYPER, ids=lambda h: "-".join(h) or "defaults")
+def test_adam_update_matches_reference(rng, hyper, dtype):
+    for shape in UPDATE_SHAPES:
+        W, g, m, v = adam_inputs(rng, shape, dtype)
+        W2, m2, v2 = W.copy(), m.copy(), v.copy()
+        g_before = g.copy()
+        for t in (1, 2, 3, 1000):
+            assert K.adam_update(W, g, m, v, 0.01, t, **hyper) is None
+            R.adam_update(W2, g, m2, v2, 0.01, t, **hyper)
+        np.testing.assert_array_equal(g, g_before)  # grad is read only
+        np.testing.assert_allclose(W, W2, **TOL[dtype])
+        np.testing.assert_allclose(m, m2, **TOL[dtype])
+        np.testing.assert_allclose(v, v2, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("t", [1, 2, 10])
+def test_adam_update_semantics(rng, t, dtype):
+    """The update rule written out in float64 (AdamW: decoupled decay)."""
+    lr, b1, b2, eps, wd, l1, l2 = 0.01, 0.8, 0.95, 1e-6, 0.1, 1e-3, 1e-2
+    W, g, m, v = adam_inputs(rng, (13, 7), dtype)
+    W64, g64, m64, v64 = (a.astype(np.float64) for a in (W, g, m, v))
+    gg = g64 + l2 * W64 + l1 * np.sign(W64)
+    m_new = b1 * m64 + (1 - b1) * gg
+    v_new = b2 * v64 + (1 - b2) * gg * gg
+    m_hat, v_hat = m_new / (1 - b1**t), v_new / (1 - b2**t)
+    W_new = W64 * (1 - lr * wd) - lr * m_hat / (np.sqrt(v_hat) + eps)
+    K.adam_update(W, g, m, v, lr, t, b1, b2, eps, wd, l1, l2)
+    np.testing.assert_allclose(m, m_new, **TOL[dtype])
+    np.testing.assert_allclose(v, v_new, **TOL[dtype])
+    np.testing.assert_allclose(W, W_new, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_update_empty_and_zero_d(dtype):
+    e = np.empty((0, 3), dtype)
+    assert K.adam_update(e, e.copy(), e.copy(), e.copy(), 0.1, 1) is None
+    W, g = np.array(1.0, dtype), np.array(0.5, dtype)
+    m, v = np.array(0.0, dtype), np.array(0.0, dtype)
+    K.adam_update(W, g, m, v, 0.1, 1, eps=0.0 + 1e-30)
+    # first step from zero moments: m_hat = g, v_hat = g*g, so W -= lr * sign(g)
+    np.testing.assert_allclose(W, 0.9, rtol=1e-6)
+
+
+def test_hyper_defaults_are_the_interfaces():
+    h = K.Hyper("adam", 1e-3)
+    assert (h.momentum, h.nesterov, h.beta1, h.beta2, h.eps, h.weight_decay, h.l1, h.l2, h.t) \
+        == (0.0, False, 0.9, 0.999, 1e-8, 0.0, 0.0, 0.0, 0)
+    assert K.Hyper._field_defaults["beta2"] == 0.999
+    assert R.Hyper is K.Hyper
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SOFTMAX_SHAPES, ids=shape_id)
+def test_softmax_cross_entropy_sample_weight_matches_reference(rng, shape, dtype):
+    batch, k = shape
+    logits = randn(rng, shape, dtype, 3.0)
+    labels = rng.integers(0, k, batch).astype(np.intp)
+    w = (rng.random(batch) * 3).astype(dtype)
+    w[::4] = 0  # zero weights: rows that do not count
+    loss, grad, hits = K.softmax_cross_entropy(logits, labels, sample_weight=w,
+                                               return_correct=True)
+    rloss, rgrad, rhits = R.softmax_cross_entropy(logits, labels, sample_weight=w,
+                                                  return_correct=True)
+    np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL[dtype], atol=1e-300)
+    np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
+    assert hits == rhits == int(np.count_nonzero(logits.argmax(1) == labels))  # unweighted
+    # float64 oracle: sum_i w_i CE_i / batch and w_i (p_i - onehot_i) / batch
+    z = logits.astype(np.float64)
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    ce = -np.log(p[np.arange(batch), labels])
+    np.testing.assert_allclose(loss, np.sum(w * ce) / batch, rtol=LOSS_RTOL[dtype] * 10,
+                               atol=1e-300)
+    np.testing.assert_allclose(grad, w[:, None] * (p - np.eye(k)[labels]) / batch, **TOL[dtype])
+    assert np.all(grad[::4] == 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_unit_weights_are_no_weights(rng, dtype):
+    logits = randn(rng, (128, 10), dtype, 3.0)
+    labels = rng.integers(0, 10, 128).astype(np.intp)
+    loss, grad = K.softmax_cross_entropy(logits, labels)
+    wloss, wgrad = K.softmax_cross_entropy(logits, labels, sample_weight=np.ones(128, dtype))
+    assert wloss == loss
+    np.testing.assert_array_equal(wgrad, grad)
+
+
+M64 = (1 << 64) - 1
+
+
+def scalar_mask(rows, width, rate, seed, epoch, step, layer):
+    """The interface's definition, element by element in Python ints: an
+    oracle independent of both vectorised implementations."""
+    def mix(z):
+        z = (z + 0x9E3779B97F4A7C15) & M64
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+        return z ^ (z >> 31)
+    key = mix(mix(mix(mix(seed) ^ epoch) ^ step) ^ layer)
+    thr = round(rate * 65536)
+    out = np.empty((rows, width), bool)
+    for i in range(rows):
+        for j in range(width):
+            e = i * width + j
+            u = (mix((key + (e >> 2)) & M64) >> (16 * (e & 3))) & 0xFFFF
+            out[i, j] = u >= thr
+    return out
+
+
+MASK_CASES = [  # rows, width, rate, seed, epoch, step, layer
+    (1, 1, 0.5, 0, 0, 0, 0),
+    (7, 13, 0.2, 1, 2, 3, 1),
+    (1, 784, 0.5, 2**64 - 1, 0, 0, 0),
+    (128, 129, 0.5, 2**64 - 2, 2**64 - 1, 2**64 - 1, 2**64 - 1),
+    (128, 784, 0.2, 12345, 7, 468, 0),
+    (33, 10, 0.9, 2**63, 1, 5, 2),
+    (5, 3, 1 / 131072, 3, 0, 0, 1),  # rate * 65536 = 0.5: round half to even, thr 0
+    (5, 3, 3 / 131072, 3, 0, 0, 1),  # 1.5: thr 2
+    (9, 17, 0.0, 4, 4, 4, 4),
+    (9, 17, 1 - 1e-9, 4, 4, 4, 4),  # thr 65536: every element dropped
+]
+
+
+@pytest.mark.parametrize("case", MASK_CASES, ids=lambda c: f"{c[0]}x{c[1]}-r{c[2]:.3g}-s{c[3]}")
+def test_dropout_mask_matches_reference_bit_for_bit(kernel_isa, case):
+    got = K.dropout_mask(*case)
+    want = R.dropout_mask(*case)
+    assert got.dtype == np.bool_ and got.shape == case[:2]
+    np.testing.assert_array_equal(got, want)
+    if case[0] * case[1] <= 2000:
+        np.testing.assert_array_equal(got, scalar_mask(*case))
+    if case[2] == 0:
+        assert got.all()
+    if case[2] > 1 - 1e-6:
+        assert not got.any()
+
+
+def test_dropout_mask_statistics():
+    """Keep fraction 1 - rate; masks of different layers, steps, epochs, seeds differ."""
+    for rate in (0.1, 0.5, 0.8):
+        mask = K.dropout_mask(500, 784, rate, 0, 0, 0, 0)
+        assert abs(mask.mean() - (1 - rate)) < 0.005
+    base = K.dropout_mask(64, 100, 0.5, 1, 2, 3, 4)
+    for args in ((2, 2, 3, 4), (1, 3, 3, 4), (1, 2, 4, 4), (1, 2, 3, 5)):
+        other = K.dropout_mask(64, 100, 0.5, *args)
+        assert 0.4 < np.mean(other != base) < 0.6
+
+
+# ---------------------------------------------------------------------------
+# train_batches: optimizers, sample weights, dropout
+# ---------------------------------------------------------------------------
+
+OPT_CASES = {
+    "sgd": dict(kind="sgd", learning_rate=0.05, momentum=0.9, l1=1e-4, l2=1e-3),
+    "nesterov": dict(kind="sgd", learning_rate=0.05, momentum=0.9, nesterov=True, l2=1e-3),
+    "adam": dict(kind="adam", learning_rate=0.01),
+    "adamw-l1-l2": dict(kind="adam", learning_rate=0.01, beta1=0.8, beta2=0.99, eps=1e-6,
+                        weight_decay=0.1, l1=1e-3, l2=1e-2, t=4),
+    "dropout": dict(kind="sgd", learning_rate=0.05, momentum=0.5, seed=2**64 - 1, epoch=3),
+    "sample-weights": dict(kind="sgd", learning_rate=0.05, momentum=0.5),
+    "adam-dropout-weights": dict(kind="adam", learning_rate=0.01, weight_decay=0.01, l2=1e-3,
+                                 seed=11, epoch=2),
+}
+# the dropout cases use these rates (input, hidden...) and the weights cases these weights
+DROP = {"dropout", "adam-dropout-weights"}
+WEIGHTED = {"sample-weights", "adam-dropout-weights"}
+
+
+def opt_kwargs(name, sizes, n_rows, dtype, rng):
+    kw = dict(OPT_CASES[name])
+    if name in DROP:
+        kw["dropout"] = np.array([0.2] + [0.5, 0.3, 0.1][:len(sizes) - 2])
+    if name in WEIGHTED:
+        w = (rng.random(n_rows) * 2).astype(dtype)
+        w[::7] = 0
+        kw["sample_weight"] = w
+    return kw
+
+
+def opt_setup(rng, sizes, batch, dtype, n_rows):
+    sizes, ws = make_workspace(sizes, batch, dtype, rng)
+    X = randn(rng, (n_rows, sizes[0]), dtype)
+    y = rng.integers(0, sizes[-1], n_rows).astype(np.intp)
+    order = rng.permutation(n_rows).astype(np.intp)
+    return sizes, ws, X, y, order
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("name", list(OPT_CASES))
+def test_train_batches_optimizers_match_reference(rng, kernel_isa, name, activation, dtype):
+    """Each optimizer, dropout and sample weights against the twin, batches 1, 7
+    and 128 (with a short last batch), odd widths."""
+    for sizes, batch in (([17, 31, 10], 7), ([31, 10, 17, 3], 1), ([100, 129, 13, 10], 128)):
+        n_rows = 2 * batch + 3
+        sizes, ws, X, y, order = opt_setup(rng, sizes, batch, dtype, n_rows)
+        kw = opt_kwargs(name, sizes, n_rows, dtype, rng)
+        ws0, ws_ref = copy_ws(ws), copy_ws(ws)
+        got = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sizes, activation, ws,
+                        n_threads=2, **kw)
+        want = run_train(R.train_batches, X, y, order, 0, n_rows, batch, sizes, activation,
+                         ws_ref, **kw)
+        assert got[0] == want[0] == n_rows and got[3] is want[3] is False
+        assert got[2] == want[2]
+        np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
+        assert not np.array_equal(ws["params"], ws0["params"])
+        for key in ("params", "slots"):
+            np.testing.assert_allclose(ws[key], ws_ref[key], **TRAIN_TOL[dtype],
+                                       err_msg=f"{key} {sizes} batch {batch}")
+        if kw["kind"] == "sgd":  # one slot used: the second is untouched
+            np.testing.assert_array_equal(ws["slots"][1], ws0["slots"][1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_batches_adam_one_step_semantics(rng, dtype):
+    """1-layer net, one batch, step t = 3: weights get L1, L2 and the decoupled
+    decay, biases the plain Adam step; the rule written out in float64."""
+    lr, b1, b2, eps, wd, l1, l2, t = 0.01, 0.8, 0.9, 1e-6, 0.5, 0.01, 0.1, 2
+    sizes, ws = make_workspace([6, 4], 9, dtype, rng)
+    (W,), (b,) = unflatten(ws["params"], [6, 4])
+    b[...] = [3.0, -2.0, 1.5, -4.0]
+    X = randn(rng, (9, 6), dtype)
+    y = rng.integers(0, 4, 9).astype(np.intp)
+    W0, b0 = W.astype(np.float64), b.astype(np.float64)
+    (mW, mb), (vW, vb) = (unflatten(s.astype(np.float64), [6, 4]) for s in ws["slots"])
+    z = X.astype(np.float64) @ W0 + b0
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - np.eye(4)[y]) / 9
+    gW, gb = X.astype(np.float64).T @ dz + l2 * W0 + l1 * np.sign(W0), dz.sum(0)
+    run_train(K.train_batches, X, y, np.arange(9), 0, 9, 9, sizes, "relu", ws, kind="adam",
+              learning_rate=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd, l1=l1, l2=l2, t=t)
+    step = t + 1
+    a_t, s_t = lr / (1 - b1**step), 1 / np.sqrt(1 - b2**step)
+    for w0, g, m0, v0, penalised, got in ((W0, gW, mW[0], vW[0], True, W),
+                                          (b0, gb, mb[0], vb[0], False, b)):
+        m1 = b1 * m0 + (1 - b1) * g
+        v1 = b2 * v0 + (1 - b2) * g * g
+        want = (w0 * (1 - lr * wd) if penalised else w0) - a_t * m1 / (np.sqrt(v1) * s_t + eps)
+        np.testing.assert_allclose(got, want, **TOL[dtype])
+    (mW1, mb1), (vW1, vb1) = (unflatten(s, [6, 4]) for s in ws["slots"])
+    np.testing.assert_allclose(mb1[0], b1 * mb[0] + (1 - b1) * gb, **TOL[dtype])
+    np.testing.assert_allclose(vb1[0], b2 * vb[0] + (1 - b2) * gb * gb, **TOL[dtype])
+
+
+def _opt_run(name, sizes, batch, dtype, activation, n_threads, calls=None, seed=5):
+    """train_batches over one epoch in one call, or in ``calls`` (a list of
+    (start, stop) of whole batches, Adam's t advanced by the batches done)."""
+    rng = np.random.default_rng(seed)
+    n_rows = 4 * batch + 3
+    sizes, ws, X, y, order = opt_setup(rng, sizes, batch, dtype, n_rows)
+    kw = opt_kwargs(name, sizes, n_rows, dtype, rng)
+    out = []
+    for start, stop in calls or [(0, n_rows)]:
+        call_kw = dict(kw, t=kw.get("t", 0) + start // batch) if kw["kind"] == "adam" else kw
+        out.append(run_train(K.train_batches, X, y, order, start, stop, batch, sizes, activation,
+                             ws, n_threads=n_threads, **call_kw))
+    return out, ws["params"], ws["slots"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("net", THREAD_NETS, ids=lambda n: f"{'-'.join(map(str, n[0]))}-bs{n[1]}")
+def test_train_adam_dropout_weights_bit_identical_across_thread_counts(kernel_isa, net, dtype):
+    sizes, batch = net
+    ref = _opt_run("adam-dropout-weights", sizes, batch, dtype, "tanh", 1)
+    for n_threads in (2, 3):
+        got = _opt_run("adam-dropout-weights", sizes, batch, dtype, "tanh", n_threads)
+        assert got[0] == ref[0], n_threads
+        np.testing.assert_array_equal(got[1], ref[1], err_msg=f"params, {n_threads} threads")
+        np.testing.assert_array_equal(got[2], ref[2], err_msg=f"slots, {n_threads} threads")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["adam", "adam-dropout-weights", "dropout", "nesterov"])
+def test_train_chunking_does_not_change_the_weights(name, dtype):
+    """An epoch in one call, or in calls of whole batches (Adam's t carried over):
+    the same masks, the same steps, the same bits."""
+    sizes, batch = [31, 17, 13, 3], 7
+    n_rows = 4 * batch + 3
+    one = _opt_run(name, sizes, batch, dtype, "relu", 2)
+    cuts = [(0, batch), (batch, 3 * batch), (3 * batch, n_rows)]
+    many = _opt_run(name, sizes, batch, dtype, "relu", 2, calls=cuts)
+    assert sum(r[0] for r in many[0]) == one[0][0][0] == n_rows
+    assert sum(r[2] for r in many[0]) == one[0][0][2]
+    np.testing.assert_array_equal(many[1], one[1])
+    np.testing.assert_array_equal(many[2], one[2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_adam_t_continuity(rng, dtype):
+    """Two calls (the second with t = the first's batches) equal one call; a
+    second call that restarts at t = 0 does not."""
+    sizes, batch = [13, 7, 3], 5
+    n_rows = 6 * batch
+    sizes, ws, X, y, order = opt_setup(rng, sizes, batch, dtype, n_rows)
+    ws_two, ws_restart = copy_ws(ws), copy_ws(ws)
+    hyper = dict(kind="adam", learning_rate=0.01, weight_decay=0.01, t=3)
+    run_train(K.train_batches, X, y, order, 0, n_rows, batch, sizes, "tanh", ws, **hyper)
+    run_train(K.train_batches, X, y, order, 0, 2 * batch, batch, sizes, "tanh", ws_two, **hyper)
+    run_train(K.train_batches, X, y, order, 2 * batch, n_rows, batch, sizes, "tanh", ws_two,
+              **dict(hyper, t=5))
+    np.testing.assert_array_equal(ws_two["params"], ws["params"])
+    np.testing.assert_array_equal(ws_two["slots"], ws["slots"])
+    run_train(K.train_batches, X, y, order, 0, 2 * batch, batch, sizes, "tanh", ws_restart,
+              **hyper)
+    run_train(K.train_batches, X, y, order, 2 * batch, n_rows, batch, sizes, "tanh",
+              ws_restart, **hyper)
+    assert not np.array_equal(ws_restart["params"], ws["params"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_zero_rates_and_unit_weights_change_nothing(rng, dtype):
+    """dropout of rate 0 everywhere and sample weights of 1: today's arithmetic, bit for bit."""
+    sizes, batch = [31, 17, 3], 7
+    sizes, ws, X, y, order = opt_setup(rng, sizes, batch, dtype, 40)
+    ws_plain = copy_ws(ws)
+    hyper = dict(learning_rate=0.1, momentum=0.9, l2=1e-3)
+    a = run_train(K.train_batches, X, y, order, 0, 40, batch, sizes, "relu", ws,
+                  dropout=np.zeros(2), sample_weight=np.ones(40, dtype), **hyper)
+    b = run_train(K.train_batches, X, y, order, 0, 40, batch, sizes, "relu", ws_plain, **hyper)
+    assert a == b
+    np.testing.assert_array_equal(ws["params"], ws_plain["params"])
+    np.testing.assert_array_equal(ws["slots"], ws_plain["slots"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_input_dropout_is_training_on_the_masked_copy(rng, kernel_isa, dtype):
+    """Input dropout only, one batch in row order: the same bits as training
+    without dropout on X * mask * scale (X itself is not written)."""
+    sizes, batch, rate = [33, 17, 3], 16, 0.3
+    sizes, ws, X, y, order = opt_setup(rng, sizes, batch, dtype, batch)
+    order = np.arange(batch, dtype=np.intp)
+    X_before, ws_plain = X.copy(), copy_ws(ws)
+    run_train(K.train_batches, X, y, order, 0, batch, batch, sizes, "tanh", ws,
+              dropout=np.array([rate, 0.0]), seed=9, epoch=4, learning_rate=0.1)
+    np.testing.assert_array_equal(X, X_before)
+    keep = K.dropout_mask(batch, 33, rate, 9, 4, 0, 0)
+    X_masked = np.where(keep, X * dtype(1 / (1 - rate)), 0).astype(dtype)
+    run_train(K.train_batches, X_masked, y, order, 0, batch, batch, sizes, "tanh", ws_plain,
+              learning_rate=0.1)
+    np.testing.assert_array_equal(ws["params"], ws_plain["params"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_dropout_masks_follow_the_batch_position(rng, dtype):
+    """The masks are keyed by (seed, epoch, step = position // batch_size): another
+    seed or epoch trains differently, the same ones identically."""
+    sizes, batch = [13, 11, 3], 4
+    sizes, ws, X, y, order = opt_setup(rng, sizes, batch, dtype, 20)
+    results = {}
+    for seed, epoch in ((1, 0), (1, 0), (2, 0), (1, 1)):
+        w = copy_ws(ws)
+        run_train(K.train_batches, X, y, order, 0, 20, batch, sizes, "relu", w,
+                  dropout=np.array([0.0, 0.5]), seed=seed, epoch=epoch, learning_rate=0.1)
+        results.setdefault((seed, epoch), []).append(w["params"])
+    np.testing.assert_array_equal(*results[(1, 0)])
+    assert not np.array_equal(results[(1, 0)][0], results[(2, 0)][0])
+    assert not np.array_equal(results[(1, 0)][0], results[(1, 1)][0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_sample_weights_scale_the_loss(rng, dtype):
+    """loss_sum = sum over batches of sum_i w_i CE_i (before each update);
+    weights of 2 everywhere: twice the loss, the step of twice the learning rate
+    for plain SGD (up to rounding)."""
+    sizes, batch = [13, 7, 3], 5
+    sizes, ws, X, y, order = opt_setup(rng, sizes, batch, dtype, 5)
+    ws2, ws_lr = copy_ws(ws), copy_ws(ws)
+    a = run_train(K.train_batches, X, y, order, 0, 5, batch, sizes, "tanh", ws,
+                  learning_rate=0.1)
+    b = run_train(K.train_batches, X, y, order, 0, 5, batch, sizes, "tanh", ws2,
+                  sample_weight=np.full(5, 2, dtype), learning_rate=0.1)
+    run_train(K.train_batches, X, y, order, 0, 5, batch, sizes, "tanh", ws_lr,
+              learning_rate=0.2)
+    np.testing.assert_allclose(b[1], 2 * a[1], rtol=1e-6)
+    assert b[2] == a[2]  # an unweighted count
+    np.testing.assert_allclose(ws2["params"], ws_lr["params"], **TOL[dtype])
+
+
+@pytest.mark.skipif(not {"avx512", "avx2"} <= set(ISAS), reason="needs AVX-512 and AVX2")
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_train_adam_dropout_same_on_avx512_and_avx2(dtype):
+    before = _kernels._kernel_isa()
+    try:
+        results = []
+        for isa in ("avx512", "avx2"):
+            _kernels._kernel_isa(isa)
+            results.append(_opt_run("adam-dropout-weights", [100, 129, 17, 10], 33, dtype,
+                                    "sigmoid", 2))
+    finally:
+        _kernels._kernel_isa(before)
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_array_equal(results[0][2], results[1][2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_train_hidden_dropout_one_step_semantics(rng, kernel_isa, activation, dtype):
+    """[d, h, k], one batch, plain SGD, hidden dropout: the step written out in
+    float64, with the derivative at the undropped activation (tanh and sigmoid
+    would differ clearly at the dropped-and-scaled one)."""
+    d, h, k, batch, rate, lr = 9, 13, 4, 6, 0.4, 0.5
+    sizes, ws = make_workspace([d, h, k], batch, dtype, rng)
+    ws["slots"][:] = 0
+    X = randn(rng, (batch, d), dtype)
+    y = rng.integers(0, k, batch).astype(np.intp)
+    (W0, W1), (b0, b1) = (list(map(lambda a: a.astype(np.float64), part))
+                          for part in unflatten(ws["params"], [d, h, k]))
+    keep = K.dropout_mask(batch, h, rate, 3, 1, 0, 1)
+    scale = float(dtype(1 / (1 - rate)))
+    act = {"tanh": np.tanh, "sigmoid": lambda z: 1 / (1 + np.exp(-z)),
+           "relu": lambda z: np.maximum(z, 0)}[activation]
+    deriv = {"tanh": lambda a: 1 - a * a, "sigmoid": lambda a: a * (1 - a),
+             "relu": lambda a: (a > 0).astype(np.float64)}[activation]
+    x = X.astype(np.float64)
+    a1 = act(x @ W0 + b0)
+    a1d = np.where(keep, a1 * scale, 0)
+    z = a1d @ W1 + b1
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    dz = (p - np.eye(k)[y]) / batch
+    da1 = (dz @ W1.T) * deriv(a1) * np.where(keep, scale, 0)
+    want = np.concatenate([(W0 - lr * (x.T @ da1)).ravel(), (W1 - lr * (a1d.T @ dz)).ravel(),
+                           b0 - lr * da1.sum(0), b1 - lr * dz.sum(0)])
+    run_train(K.train_batches, X, y, np.arange(batch), 0, batch, batch, sizes, activation, ws,
+              dropout=np.array([0.0, rate]), seed=3, epoch=1, learning_rate=lr)
+    np.testing.assert_allclose(ws["params"], want, **TOL[dtype])

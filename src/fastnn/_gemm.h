@@ -11,11 +11,17 @@
  *    transposed copy of each layer but the first, which the update epilogue
  *    keeps equal to W (it is the OLD W when dZ_prev is computed, as the
  *    update of a layer comes after its dZ_prev);
- *  - dW + SGD: each register tile of the weight gradient is consumed by the
- *    momentum/L1/L2 update where it is made (no dW array, no second pass over
- *    the parameters); biases likewise. The update reads its hyperparameters
- *    from a small struct (fnn_sgd_f/_d) so another optimizer is another
- *    epilogue, not another tiling.
+ *  - dW + update: each register tile of the weight gradient is consumed by
+ *    the optimizer's update where it is made (no dW array, no second pass
+ *    over the parameters); biases likewise. Epilogues: SGD with momentum,
+ *    SGD with Nesterov momentum, Adam/AdamW (L1/L2 on weights in all). The
+ *    update reads the step's constants from a small struct (fnn_step_f/_d,
+ *    derived once per step from the call's fnn_opt_t), so another optimizer
+ *    is another epilogue, not another tiling.
+ *  - dropout (inverted): counter-based splitmix64 masks, made without any
+ *    state by the thread that owns the elements (fnn_mix64 below), applied
+ *    to the gathered batch (input) and after a hidden layer's activation;
+ *    the backward multiplies by the stored mask.
  *  - variants: AVX-512 (16 floats / 8 doubles a vector, 6 x 4 vector tile),
  *    AVX2+FMA (8 / 4, 6 x 2) and generic C (scalar, 6 x 2), chosen once at
  *    load (fnn_gemm_select) by __builtin_cpu_supports; the x86 variants are
@@ -45,9 +51,81 @@
 enum { FNN_IDENTITY = 0, FNN_RELU = 1, FNN_TANH = 2, FNN_SIGMOID = 3 };
 enum { FNN_EPI_BIAS = 0, FNN_EPI_DACT = 1 };
 
-/* SGD hyperparameters of the fused update epilogue. */
-typedef struct { float lr, mu, l1, l2; } fnn_sgd_f;
-typedef struct { double lr, mu, l1, l2; } fnn_sgd_d;
+enum { FNN_OPT_SGD = 0, FNN_OPT_ADAM = 1 };
+
+/* The optimizer of one training call, as the Python wrapper validated it
+ * (fastnn.kernels.Hyper): kind, Nesterov flag, learning rate, momentum,
+ * L1, L2, Adam's beta1, beta2, eps, decoupled weight decay, and t, the
+ * Adam steps taken before the call (its k-th batch is step t + k). */
+typedef struct {
+    int kind, nesterov;
+    double lr, mu, l1, l2, beta1, beta2, eps, wd;
+    int64_t t;
+} fnn_opt_t;
+
+/* One step's constants of the fused update epilogues, in the model dtype
+ * (fnn_step_make): SGD uses lr, mu, l1, l2; Adam uses b1, c1 = 1 - b1,
+ * b2, c2 = 1 - b2, eps, at = lr / (1 - b1^t), st = 1 / sqrt(1 - b2^t),
+ * decay = 1 - lr * wd, and l1, l2 (each computed in double, then rounded). */
+typedef struct {
+    int kind, nesterov;
+    float lr, mu, l1, l2, b1, c1, b2, c2, eps, at, st, decay;
+} fnn_step_f;
+typedef struct {
+    int kind, nesterov;
+    double lr, mu, l1, l2, b1, c1, b2, c2, eps, at, st, decay;
+} fnn_step_d;
+
+#define FNN_STEP_MAKE(NAME, T, STEP)                                          \
+    static inline void NAME(STEP *s, const fnn_opt_t *o, int64_t step)       \
+    {                                                                         \
+        s->kind = o->kind;                                                    \
+        s->nesterov = o->nesterov;                                            \
+        s->lr = (T) o->lr;                                                    \
+        s->mu = (T) o->mu;                                                    \
+        s->l1 = (T) o->l1;                                                    \
+        s->l2 = (T) o->l2;                                                    \
+        s->b1 = (T) o->beta1;                                                 \
+        s->c1 = (T) (1.0 - o->beta1);                                         \
+        s->b2 = (T) o->beta2;                                                 \
+        s->c2 = (T) (1.0 - o->beta2);                                         \
+        s->eps = (T) o->eps;                                                  \
+        s->decay = (T) (1.0 - o->lr * o->wd);                                 \
+        if (o->kind == FNN_OPT_ADAM) {                                        \
+            s->at = (T) (o->lr / (1.0 - pow(o->beta1, (double) step)));       \
+            s->st = (T) (1.0 / sqrt(1.0 - pow(o->beta2, (double) step)));     \
+        } else {                                                              \
+            s->at = 0;                                                        \
+            s->st = 0;                                                        \
+        }                                                                     \
+    }
+FNN_STEP_MAKE(fnn_step_make_f, float, fnn_step_f)
+FNN_STEP_MAKE(fnn_step_make_d, double, fnn_step_d)
+#undef FNN_STEP_MAKE
+
+/* splitmix64's finaliser (Steele, Lea, Flood 2014): the dropout masks are
+ * counter-based, u16(e) = 16-bit lane e & 3 of mix(key + (e >> 2)), so any
+ * thread makes any element's bit without state (fastnn.reference.dropout_mask
+ * is the specification). */
+static inline uint64_t fnn_mix64(uint64_t z)
+{
+    z += 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The key of layer l's masks in the batch at step `step` of epoch `epoch`. */
+static inline uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t l)
+{
+    return fnn_mix64(fnn_mix64(fnn_mix64(fnn_mix64(seed) ^ epoch) ^ step) ^ l);
+}
+
+/* uint64 stores that may alias the uint16 lanes they are read back as */
+typedef uint64_t fnn_u64a __attribute__((may_alias));
+
+/* Elements per block of mask generation (its uint16 lanes live on the stack). */
+#define FNN_DROP_CHUNK 512
 
 /* A layer phase (forward of a layer, or its backward) is split across the
  * threads only from this many multiply-adds per batch on: below it, thread
@@ -95,17 +173,21 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VSELPOS(x, a) ((a) > 0 ? (x) : 0)
 #define VADDPOS(s, w, l) ((w) > 0 ? (s) + (l) : (s))
 #define VSUBNEG(s, w, l) ((w) < 0 ? (s) - (l) : (s))
+#define VDIV(a, b) ((a) / (b))
+#define VSQRT(x) FNN_SQRT(x)
 #define FNN_TARGET
 
 #define FNN_T float
 #define VT float
-#define FNN_HP fnn_sgd_f
+#define FNN_SQRT __builtin_sqrtf
+#define FNN_HP fnn_step_f
 #define FNN_BIAS_TANH fnn_bias_tanh_f
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
 #define FNN_NAME(x) FNN_XCAT4(fnn, x, gen, f)
 #include "_gemm_isa.h"
 #undef FNN_T
 #undef VT
+#undef FNN_SQRT
 #undef FNN_HP
 #undef FNN_BIAS_TANH
 #undef FNN_BIAS_SIGMOID
@@ -113,13 +195,15 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 
 #define FNN_T double
 #define VT double
-#define FNN_HP fnn_sgd_d
+#define FNN_SQRT __builtin_sqrt
+#define FNN_HP fnn_step_d
 #define FNN_BIAS_TANH fnn_bias_tanh_d
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
 #define FNN_NAME(x) FNN_XCAT4(fnn, x, gen, d)
 #include "_gemm_isa.h"
 #undef FNN_T
 #undef VT
+#undef FNN_SQRT
 #undef FNN_HP
 #undef FNN_BIAS_TANH
 #undef FNN_BIAS_SIGMOID
@@ -144,6 +228,8 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef VSELPOS
 #undef VADDPOS
 #undef VSUBNEG
+#undef VDIV
+#undef VSQRT
 #undef FNN_TARGET
 
 #if FNN_HAVE_X86
@@ -153,7 +239,8 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define NRV 4
 
 #define FNN_T float
-#define FNN_HP fnn_sgd_f
+#define FNN_SQRT __builtin_sqrtf
+#define FNN_HP fnn_step_f
 #define FNN_BIAS_TANH fnn_bias_tanh_f
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
 #define FNN_NAME(x) FNN_XCAT4(fnn, x, avx512, f)
@@ -171,12 +258,15 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VMUL(a, b) _mm512_mul_ps(a, b)
 #define VADD(a, b) _mm512_add_ps(a, b)
 #define VSUB(a, b) _mm512_sub_ps(a, b)
+#define VDIV(a, b) _mm512_div_ps(a, b)
+#define VSQRT(x) _mm512_sqrt_ps(x)
 #define VRELU(x) _mm512_max_ps(_mm512_setzero_ps(), x)
 #define VSELPOS(x, a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ), x)
 #define VADDPOS(s, w, l) _mm512_mask_add_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_GT_OQ), s, l)
 #define VSUBNEG(s, w, l) _mm512_mask_sub_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_LT_OQ), s, l)
 #include "_gemm_isa.h"
 #undef FNN_T
+#undef FNN_SQRT
 #undef FNN_HP
 #undef FNN_BIAS_TANH
 #undef FNN_BIAS_SIGMOID
@@ -199,9 +289,12 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef VSELPOS
 #undef VADDPOS
 #undef VSUBNEG
+#undef VDIV
+#undef VSQRT
 
 #define FNN_T double
-#define FNN_HP fnn_sgd_d
+#define FNN_SQRT __builtin_sqrt
+#define FNN_HP fnn_step_d
 #define FNN_BIAS_TANH fnn_bias_tanh_d
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
 #define FNN_NAME(x) FNN_XCAT4(fnn, x, avx512, d)
@@ -219,12 +312,15 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VMUL(a, b) _mm512_mul_pd(a, b)
 #define VADD(a, b) _mm512_add_pd(a, b)
 #define VSUB(a, b) _mm512_sub_pd(a, b)
+#define VDIV(a, b) _mm512_div_pd(a, b)
+#define VSQRT(x) _mm512_sqrt_pd(x)
 #define VRELU(x) _mm512_max_pd(_mm512_setzero_pd(), x)
 #define VSELPOS(x, a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_GT_OQ), x)
 #define VADDPOS(s, w, l) _mm512_mask_add_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_GT_OQ), s, l)
 #define VSUBNEG(s, w, l) _mm512_mask_sub_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_LT_OQ), s, l)
 #include "_gemm_isa.h"
 #undef FNN_T
+#undef FNN_SQRT
 #undef FNN_HP
 #undef FNN_BIAS_TANH
 #undef FNN_BIAS_SIGMOID
@@ -247,6 +343,8 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef VSELPOS
 #undef VADDPOS
 #undef VSUBNEG
+#undef VDIV
+#undef VSQRT
 #undef FNN_TARGET
 #undef MRR
 #undef NRV
@@ -257,7 +355,8 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define NRV 2
 
 #define FNN_T float
-#define FNN_HP fnn_sgd_f
+#define FNN_SQRT __builtin_sqrtf
+#define FNN_HP fnn_step_f
 #define FNN_BIAS_TANH fnn_bias_tanh_f
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
 #define FNN_NAME(x) FNN_XCAT4(fnn, x, avx2, f)
@@ -275,12 +374,15 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VMUL(a, b) _mm256_mul_ps(a, b)
 #define VADD(a, b) _mm256_add_ps(a, b)
 #define VSUB(a, b) _mm256_sub_ps(a, b)
+#define VDIV(a, b) _mm256_div_ps(a, b)
+#define VSQRT(x) _mm256_sqrt_ps(x)
 #define VRELU(x) _mm256_max_ps(_mm256_setzero_ps(), x)
 #define VSELPOS(x, a) _mm256_and_ps(x, _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ))
 #define VADDPOS(s, w, l) _mm256_blendv_ps(s, _mm256_add_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_GT_OQ))
 #define VSUBNEG(s, w, l) _mm256_blendv_ps(s, _mm256_sub_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ))
 #include "_gemm_isa.h"
 #undef FNN_T
+#undef FNN_SQRT
 #undef FNN_HP
 #undef FNN_BIAS_TANH
 #undef FNN_BIAS_SIGMOID
@@ -303,9 +405,12 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef VSELPOS
 #undef VADDPOS
 #undef VSUBNEG
+#undef VDIV
+#undef VSQRT
 
 #define FNN_T double
-#define FNN_HP fnn_sgd_d
+#define FNN_SQRT __builtin_sqrt
+#define FNN_HP fnn_step_d
 #define FNN_BIAS_TANH fnn_bias_tanh_d
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
 #define FNN_NAME(x) FNN_XCAT4(fnn, x, avx2, d)
@@ -323,12 +428,15 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VMUL(a, b) _mm256_mul_pd(a, b)
 #define VADD(a, b) _mm256_add_pd(a, b)
 #define VSUB(a, b) _mm256_sub_pd(a, b)
+#define VDIV(a, b) _mm256_div_pd(a, b)
+#define VSQRT(x) _mm256_sqrt_pd(x)
 #define VRELU(x) _mm256_max_pd(_mm256_setzero_pd(), x)
 #define VSELPOS(x, a) _mm256_and_pd(x, _mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_GT_OQ))
 #define VADDPOS(s, w, l) _mm256_blendv_pd(s, _mm256_add_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_GT_OQ))
 #define VSUBNEG(s, w, l) _mm256_blendv_pd(s, _mm256_sub_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_LT_OQ))
 #include "_gemm_isa.h"
 #undef FNN_T
+#undef FNN_SQRT
 #undef FNN_HP
 #undef FNN_BIAS_TANH
 #undef FNN_BIAS_SIGMOID
@@ -351,6 +459,8 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef VSELPOS
 #undef VADDPOS
 #undef VSUBNEG
+#undef VDIV
+#undef VSQRT
 #undef FNN_TARGET
 #undef MRR
 #undef NRV
@@ -410,7 +520,7 @@ static int fnn_gemm_select(const char *name);
 
 #define FNN_T float
 #define FNN_SUF f
-#define FNN_HP fnn_sgd_f
+#define FNN_HP fnn_step_f
 #define FNN_LOG logf
 #define FNN_EXP_NEG fnn_exp_neg_f
 #include "_gemm_train.h"
@@ -422,7 +532,7 @@ static int fnn_gemm_select(const char *name);
 
 #define FNN_T double
 #define FNN_SUF d
-#define FNN_HP fnn_sgd_d
+#define FNN_HP fnn_step_d
 #define FNN_LOG log
 #define FNN_EXP_NEG fnn_exp_neg_d
 #include "_gemm_train.h"
@@ -445,29 +555,72 @@ static int fnn_gemm_select(const char *name)
     if ((want_best && has512) || (!want_best && strcmp(name, "avx512") == 0)) {
         if (!has512)
             return -1;
-        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx512_f, fnn_dw_update_avx512_f, fnn_db_update_avx512_f, 16};
-        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx512_d, fnn_dw_update_avx512_d, fnn_db_update_avx512_d, 8};
+        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx512_f, fnn_dw_update_avx512_f, fnn_db_update_avx512_f,
+                                    fnn_drop_avx512_f, fnn_dropbwd_avx512_f, 16};
+        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx512_d, fnn_dw_update_avx512_d, fnn_db_update_avx512_d,
+                                    fnn_drop_avx512_d, fnn_dropbwd_avx512_d, 8};
         fnn_gemm_isa_name = "avx512";
         return 0;
     }
     if ((want_best && has2) || (!want_best && strcmp(name, "avx2") == 0)) {
         if (!has2)
             return -1;
-        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx2_f, fnn_dw_update_avx2_f, fnn_db_update_avx2_f, 8};
-        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx2_d, fnn_dw_update_avx2_d, fnn_db_update_avx2_d, 4};
+        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx2_f, fnn_dw_update_avx2_f, fnn_db_update_avx2_f,
+                                    fnn_drop_avx2_f, fnn_dropbwd_avx2_f, 8};
+        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx2_d, fnn_dw_update_avx2_d, fnn_db_update_avx2_d,
+                                    fnn_drop_avx2_d, fnn_dropbwd_avx2_d, 4};
         fnn_gemm_isa_name = "avx2";
         return 0;
     }
 #endif
     if (!want_best && strcmp(name, "generic") != 0)
         return -1;
-    fnn_kern_f = (fnn_kern_t_f){fnn_gemm_gen_f, fnn_dw_update_gen_f, fnn_db_update_gen_f, 1};
-    fnn_kern_d = (fnn_kern_t_d){fnn_gemm_gen_d, fnn_dw_update_gen_d, fnn_db_update_gen_d, 1};
+    fnn_kern_f = (fnn_kern_t_f){fnn_gemm_gen_f, fnn_dw_update_gen_f, fnn_db_update_gen_f,
+                                    fnn_drop_gen_f, fnn_dropbwd_gen_f, 1};
+    fnn_kern_d = (fnn_kern_t_d){fnn_gemm_gen_d, fnn_dw_update_gen_d, fnn_db_update_gen_d,
+                                    fnn_drop_gen_d, fnn_dropbwd_gen_d, 1};
     fnn_gemm_isa_name = "generic";
     return 0;
 }
 
 static const char *fnn_gemm_isa(void) { return fnn_gemm_isa_name; }
+
+/* The dropout mask of n elements (mask[e] = u16(e) >= thr, 0/1 bytes) on the
+ * selected kernels: the public dropout_mask. */
+static void fnn_dropout_mask(uint8_t *mask, ptrdiff_t n, uint64_t key, uint32_t thr)
+{
+    if (fnn_kern_f.drop == NULL)
+        fnn_gemm_select(NULL);
+    fnn_kern_f.drop(NULL, mask, 0, n, key, thr, 1.0f);
+}
+
+/* The standalone Adam step on n elements (the public adam_update), with the
+ * penalties and the decoupled decay on every element:
+ *   g = grad + l2 w + l1 sign(w);  m = b1 m + c1 g;  v = b2 v + c2 g g;
+ *   w = w decay - (at m) / (sqrt(v) st + eps). */
+#define FNN_ADAM_UPDATE(NAME, T, STEP, SQRT)                                  \
+    FNN_CLONES static void NAME(T *w, const T *g, T *m, T *v, ptrdiff_t n,    \
+                                const STEP *hp)                               \
+    {                                                                         \
+        const T b1 = hp->b1, c1 = hp->c1, b2 = hp->b2, c2 = hp->c2;           \
+        const T at = hp->at, st = hp->st, eps = hp->eps, decay = hp->decay;   \
+        const T l1 = hp->l1, l2 = hp->l2;                                     \
+        const int use_decay = decay != 1;                                     \
+        for (ptrdiff_t i = 0; i < n; i++) {                                   \
+            T wi = w[i];                                                      \
+            T gi = g[i] + l2 * wi;                                            \
+            gi = wi > 0 ? gi + l1 : (wi < 0 ? gi - l1 : gi);                  \
+            T mi = b1 * m[i] + c1 * gi;                                       \
+            T vi = b2 * v[i] + c2 * (gi * gi);                                \
+            m[i] = mi;                                                        \
+            v[i] = vi;                                                        \
+            T wd = use_decay ? wi * decay : wi;                               \
+            w[i] = wd - (at * mi) / (SQRT(vi) * st + eps);                    \
+        }                                                                     \
+    }
+FNN_ADAM_UPDATE(fnn_adam_f, float, fnn_step_f, __builtin_sqrtf)
+FNN_ADAM_UPDATE(fnn_adam_d, double, fnn_step_d, __builtin_sqrt)
+#undef FNN_ADAM_UPDATE
 
 static int fnn_threaded(void) { return FNN_PTHREADS; }
 

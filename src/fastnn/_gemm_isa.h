@@ -7,8 +7,9 @@
  *   FNN_TARGET  __attribute__((target(...))) or empty
  *   VT, MT      vector and tail-mask types;  VL lanes per vector
  *   MRR, NRV    register tile: MRR rows x NRV vectors of VL columns
- *   VLOAD/VLOADM/VSTORE/VSTOREM/VSET1/VZERO/VFMA/VMUL/VADD/VSUB/VRELU/
- *   VSELPOS/VADDPOS/VSUBNEG/MASKN   the vector operations
+ *   VLOAD/VLOADM/VSTORE/VSTOREM/VSET1/VZERO/VFMA/VMUL/VADD/VSUB/VDIV/VSQRT/
+ *   VRELU/VSELPOS/VADDPOS/VSUBNEG/MASKN   the vector operations
+ *   FNN_SQRT    the scalar square root of FNN_T
  *
  * Every output element is reduced in one accumulator, in index order
  * (k = 0..K-1 for products, i = 0..batch-1 for gradients), whatever the tile,
@@ -135,15 +136,21 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
     }
 }
 
-/* Fused weight gradient and SGD update of rows k0:k1 of W (n_in x n):
+/* Fused weight gradient and optimizer update of rows k0:k1 of W (n_in x n):
  *   g = A[:, k]^T dZ[:, j] (summed over the batch rows in order, in registers)
- *   v = mu v - lr (g + l2 w + l1 sign w);  w = w + v
- * No gradient array: each register tile of g is consumed where it is made.
- * wt, when not NULL, is W's transposed copy (n x n_in), kept equal to W. */
+ *       + l2 w + l1 sign(w)
+ *   SGD:      v = mu v - lr g;  w = w + v                     (s0 = v)
+ *   Nesterov: v = mu v - lr g;  w = w + (mu v - lr g)         (s0 = v)
+ *   Adam:     m = b1 m + c1 g;  v = b2 v + c2 (g g);          (s0 = m, s1 = v)
+ *             w = w decay - (at m) / (sqrt(v) st + eps)
+ * (hp: the step's constants, fnn_step_*; decay = 1 - lr wd is skipped when
+ * exactly 1). No gradient array: each register tile of g is consumed where
+ * it is made. wt, when not NULL, is W's transposed copy (n x n_in), kept
+ * equal to W. */
 static inline __attribute__((always_inline)) FNN_TARGET void
 FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t bs,
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
-                 FNN_T *w, FNN_T *vel, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
+                 FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
                  const FNN_HP *hp)
 {
     VT acc[MRR][NRV];
@@ -166,29 +173,49 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
                 acc[r][v] = VFMA(av, dv[v], acc[r][v]);
         }
     }
+    const int adam = hp->kind == FNN_OPT_ADAM, nesterov = hp->nesterov;
     const VT lr = VSET1(hp->lr), mu = VSET1(hp->mu), l1 = VSET1(hp->l1), l2 = VSET1(hp->l2);
-    const int use_l1 = hp->l1 != 0;
+    const int use_l1 = hp->l1 != 0, use_decay = hp->decay != 1;
 #pragma GCC unroll 8
     for (int r = 0; r < kr; r++) {
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++) {
             const int last = v == nv - 1;
             FNN_T *wp = w + r * ldw + v * VL;
-            FNN_T *vp = vel + r * ldw + v * VL;
+            FNN_T *p0 = s0 + r * ldw + v * VL;
             VT w0 = last ? VLOADM(wp, mask) : VLOAD(wp);
-            VT v0 = last ? VLOADM(vp, mask) : VLOAD(vp);
+            VT x0 = last ? VLOADM(p0, mask) : VLOAD(p0);
             VT step = VADD(acc[r][v], VMUL(l2, w0));
             if (use_l1) {
                 step = VADDPOS(step, w0, l1);
                 step = VSUBNEG(step, w0, l1);
             }
-            VT vn = VSUB(VMUL(mu, v0), VMUL(lr, step));
-            VT wn = VADD(w0, vn);
+            VT xn, wn;
+            if (adam) {
+                FNN_T *p1 = s1 + r * ldw + v * VL;
+                VT y0 = last ? VLOADM(p1, mask) : VLOAD(p1);
+                xn = VADD(VMUL(VSET1(hp->b1), x0), VMUL(VSET1(hp->c1), step));
+                VT yn = VADD(VMUL(VSET1(hp->b2), y0), VMUL(VSET1(hp->c2), VMUL(step, step)));
+                VT den = VADD(VMUL(VSQRT(yn), VSET1(hp->st)), VSET1(hp->eps));
+                VT wd = use_decay ? VMUL(w0, VSET1(hp->decay)) : w0;
+                wn = VSUB(wd, VDIV(VMUL(VSET1(hp->at), xn), den));
+                if (last)
+                    VSTOREM(p1, mask, yn);
+                else
+                    VSTORE(p1, yn);
+            } else if (nesterov) {
+                VT lrg = VMUL(lr, step);
+                xn = VSUB(VMUL(mu, x0), lrg);
+                wn = VADD(w0, VSUB(VMUL(mu, xn), lrg));
+            } else {
+                xn = VSUB(VMUL(mu, x0), VMUL(lr, step));
+                wn = VADD(w0, xn);
+            }
             if (last) {
-                VSTOREM(vp, mask, vn);
+                VSTOREM(p0, mask, xn);
                 VSTOREM(wp, mask, wn);
             } else {
-                VSTORE(vp, vn);
+                VSTORE(p0, xn);
                 VSTORE(wp, wn);
             }
             if (wt) {
@@ -205,7 +232,8 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 #define FNN_DW_CASE(KR, NV)                                                   \
     case (NV) * 8 + (KR):                                                     \
         FNN_NAME(dwtile)(KR, NV, mask, valid, bs, a + k, lda, dz + j0, ldz,   \
-                         w + k * ldw + j0, vel + k * ldw + j0, ldw,           \
+                         w + k * ldw + j0, s0 + k * ldw + j0,                 \
+                         s1 ? s1 + k * ldw + j0 : NULL, ldw,                  \
                          wt ? wt + j0 * ldwt + k : NULL, ldwt, hp);           \
         break;
 #define FNN_DW_CASES(NV) FNN_DW_CASE(1, NV) FNN_DW_CASE(2, NV) FNN_DW_CASE(3, NV) \
@@ -214,7 +242,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 static FNN_TARGET void
 FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
-                    FNN_T *w, FNN_T *vel, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
+                    FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
                     const FNN_HP *hp)
 {
     for (ptrdiff_t k = k0; k < k1; k += MRR) {
@@ -241,11 +269,11 @@ FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
     }
 }
 
-/* Bias gradient (column sums of dZ, rows in order) and its SGD update
- * (no penalty on biases), columns j0:j1. */
+/* Bias gradient (column sums of dZ, rows in order) and its update, columns
+ * j0:j1: the rules of dwtile without penalties or decay (s0, s1 as there). */
 static FNN_TARGET void
 FNN_NAME(db_update)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
-                    ptrdiff_t ldz, FNN_T *b, FNN_T *vel, const FNN_HP *hp)
+                    ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp)
 {
     FNN_T g[64];
     const FNN_T lr = hp->lr, mu = hp->mu;
@@ -256,10 +284,119 @@ FNN_NAME(db_update)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
         for (ptrdiff_t i = 1; i < bs; i++)
             for (ptrdiff_t j = 0; j < nc; j++)
                 g[j] = g[j] + dz[i * ldz + c0 + j];
-        for (ptrdiff_t j = 0; j < nc; j++) {
-            FNN_T vi = mu * vel[c0 + j] - lr * g[j];
-            vel[c0 + j] = vi;
-            b[c0 + j] = b[c0 + j] + vi;
+        if (hp->kind == FNN_OPT_ADAM) {
+            const FNN_T b1 = hp->b1, c1 = hp->c1, b2 = hp->b2, c2 = hp->c2;
+            const FNN_T at = hp->at, st = hp->st, eps = hp->eps;
+            for (ptrdiff_t j = 0; j < nc; j++) {
+                FNN_T m = b1 * s0[c0 + j] + c1 * g[j];
+                FNN_T v = b2 * s1[c0 + j] + c2 * (g[j] * g[j]);
+                s0[c0 + j] = m;
+                s1[c0 + j] = v;
+                b[c0 + j] = b[c0 + j] - (at * m) / (FNN_SQRT(v) * st + eps);
+            }
+        } else if (hp->nesterov) {
+            for (ptrdiff_t j = 0; j < nc; j++) {
+                FNN_T lrg = lr * g[j];
+                FNN_T vi = mu * s0[c0 + j] - lrg;
+                s0[c0 + j] = vi;
+                b[c0 + j] = b[c0 + j] + (mu * vi - lrg);
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < nc; j++) {
+                FNN_T vi = mu * s0[c0 + j] - lr * g[j];
+                s0[c0 + j] = vi;
+                b[c0 + j] = b[c0 + j] + vi;
+            }
+        }
+    }
+}
+
+/* Inverted dropout of the flat elements e0:e1 of a layer's batch (a[e],
+ * e = i * width + j): element e is kept iff u16(e) >= thr, where
+ * u16(e) = (mix64(key + (e >> 2)) >> (16 (e & 3))) & 0xFFFF; kept elements
+ * are multiplied by scale, dropped ones set to 0, and mask[e] = kept (0/1).
+ * a or mask may be NULL (no activations: the mask only; no mask: not stored).
+ * thr > 0xFFFF drops every element. The mixes of a block are written as
+ * uint64 and read back as their four uint16 lanes (little-endian order), so
+ * the generation is a vectorisable loop of 64-bit multiplies. */
+static FNN_TARGET void
+FNN_NAME(drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
+               uint32_t thr, FNN_T scale)
+{
+    uint16_t u[FNN_DROP_CHUNK + 8] __attribute__((aligned(64)));
+    const int none = thr > 0xFFFF;
+    const uint16_t t16 = (uint16_t) (none ? 0 : thr);
+    while (e0 < e1) {
+        const ptrdiff_t g0 = e0 >> 2, off = e0 - (g0 << 2);
+        const ptrdiff_t n = e1 - e0 < FNN_DROP_CHUNK ? e1 - e0 : FNN_DROP_CHUNK;
+        const ptrdiff_t ng = (off + n + 3) >> 2;
+        const uint64_t base = key + (uint64_t) g0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        fnn_u64a *h = (fnn_u64a *) u;
+        for (ptrdiff_t k = 0; k < ng; k++)
+            h[k] = fnn_mix64(base + (uint64_t) k);
+#else
+        for (ptrdiff_t k = 0; k < ng; k++) {
+            uint64_t hk = fnn_mix64(base + (uint64_t) k);
+            for (int q = 0; q < 4; q++)
+                u[4 * k + q] = (uint16_t) (hk >> (16 * q));
+        }
+#endif
+        const uint16_t *uu = u + off;
+        if (none) {
+            if (mask)
+                memset(mask + e0, 0, (size_t) n);
+            if (a)
+                for (ptrdiff_t k = 0; k < n; k++)
+                    a[e0 + k] = 0;
+        } else {
+            if (mask) {
+                uint8_t *mk = mask + e0;
+                for (ptrdiff_t k = 0; k < n; k++)
+                    mk[k] = uu[k] >= t16;
+            }
+            if (a) {
+                FNN_T *ak = a + e0;
+                for (ptrdiff_t k = 0; k < n; k++)
+                    ak[k] = uu[k] >= t16 ? ak[k] * scale : (FNN_T) 0;
+            }
+        }
+        e0 += n;
+    }
+}
+
+/* The backward of dropout on a hidden layer's dZ, rows 0:rows, columns j0:j1
+ * (d, the layer's activations ad after dropout and its mask share the
+ * leading dimension ld): d = mask ? d * act'(a) * scale : 0, where act' is
+ * evaluated at the undropped activation a, recovered as ad * inv (inv =
+ * 1 - rate; ReLU reads the sign of ad, which is exact). */
+static FNN_TARGET void
+FNN_NAME(dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
+                  ptrdiff_t rows, ptrdiff_t j0, ptrdiff_t j1, int act, FNN_T scale,
+                  FNN_T inv)
+{
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        FNN_T *dr = d + i * ld;
+        const FNN_T *ar = ad + i * ld;
+        const uint8_t *mr = mask + i * ld;
+        if (act == FNN_RELU) {
+            for (ptrdiff_t j = j0; j < j1; j++)
+                dr[j] = mr[j] && ar[j] > 0 ? dr[j] * scale : (FNN_T) 0;
+        } else if (act == FNN_TANH) {
+            for (ptrdiff_t j = j0; j < j1; j++) {
+                FNN_T u = ar[j] * inv;
+                FNN_T x = dr[j] * ((FNN_T) 1 - u * u);
+                dr[j] = mr[j] ? x * scale : (FNN_T) 0;
+            }
+        } else if (act == FNN_SIGMOID) {
+            for (ptrdiff_t j = j0; j < j1; j++) {
+                FNN_T u = ar[j] * inv;
+                FNN_T x = dr[j] * (u * ((FNN_T) 1 - u));
+                dr[j] = mr[j] ? x * scale : (FNN_T) 0;
+            }
+        } else {
+            for (ptrdiff_t j = j0; j < j1; j++)
+                dr[j] = mr[j] ? dr[j] * scale : (FNN_T) 0;
         }
     }
 }

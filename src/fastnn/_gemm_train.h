@@ -1,4 +1,4 @@
-/* The mini-batch SGD loop on fastnn's own kernels, one dtype per inclusion
+/* The mini-batch training loop on fastnn's own kernels, one dtype per inclusion
  * (included twice by _gemm.h with FNN_T, FNN_SUF, FNN_HP, FNN_LOG,
  * FNN_EXP_NEG defined; no include guard on purpose). */
 
@@ -13,10 +13,15 @@ typedef struct {
                  const FNN_T *ap);
     void (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
                const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
-               FNN_T *w, FNN_T *vel, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
+               FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
                const FNN_HP *hp);
     void (*db)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
-               ptrdiff_t ldz, FNN_T *b, FNN_T *vel, const FNN_HP *hp);
+               ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp);
+    void (*drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
+                 uint32_t thr, FNN_T scale);
+    void (*dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
+                    ptrdiff_t rows, ptrdiff_t j0, ptrdiff_t j1, int act, FNN_T scale,
+                    FNN_T inv);
     ptrdiff_t vl;
 } FNN_F(fnn_kern_t);
 
@@ -32,9 +37,10 @@ static void FNN_F(fnn_dense_forward)(const FNN_T *x, const FNN_T *w, const FNN_T
 }
 
 /* Softmax cross-entropy of one batch, as _kernels.pyx's _softmax_xent:
- * returns the mean loss, g = (softmax(z) - onehot(y)) / batch; n_correct -1
- * on a label outside [0, k). */
-static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, FNN_T *g,
+ * returns the mean loss sum_i w_i CE_i / batch, g_i = w_i (softmax(z_i) -
+ * onehot(y_i)) / batch (sw NULL: every w_i = 1, with exactly the unweighted
+ * arithmetic); n_correct (unweighted) -1 on a label outside [0, k). */
+static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
                               ptrdiff_t batch, ptrdiff_t k, ptrdiff_t *n_correct)
 {
     const FNN_T inv_batch = (FNN_T) 1 / (FNN_T) batch;
@@ -59,11 +65,17 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, FNN_T *g,
             *n_correct = -1;
             return 0;
         }
-        total += (double) FNN_LOG(s) - ((double) zr[label] - (double) m);
-        FNN_T scale = inv_batch / s;
+        double ce = (double) FNN_LOG(s) - ((double) zr[label] - (double) m);
+        FNN_T wi = inv_batch;
+        if (sw) {
+            wi = sw[i] * inv_batch;
+            ce = (double) sw[i] * ce;
+        }
+        total += ce;
+        FNN_T scale = wi / s;
         for (ptrdiff_t j = 0; j < k; j++)
             gr[j] = gr[j] * scale;
-        gr[label] = gr[label] - inv_batch;
+        gr[label] = gr[label] - wi;
         if (arg == label)
             correct++;
     }
@@ -71,17 +83,37 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, FNN_T *g,
     return total / (double) batch;
 }
 
+/* The buffers and data of one training call (the Python wrapper validated
+ * them: shapes, dtypes, disjointness). Flat layouts (offsets from sizes):
+ *   params, slot0, slot1, wt: [W_0, ..., W_{L-1}, b_0, ..., b_{L-1}]; wt
+ *       holds W_l^T for every layer but the first (work space);
+ *   slot0: SGD's velocity or Adam's m; slot1: Adam's v (NULL for SGD);
+ *   acts: A_0 (the gathered batch), A_1, ..., A_L, each batch_size x sizes[l];
+ *   masks: the dropout masks of A_1..A_{L-1}, at A_l's offset in acts
+ *       (0/1 bytes; A_0's part is not written: nothing flows back to X);
+ *   deltas: two batch_size x max(sizes[1:]) ping-pong buffers;
+ *   ybuf, wbuf: the batch's labels and sample weights (sw NULL: unweighted).
+ * drop: NULL, or n_layers rates in [0, 1) (drop[0]: the input) with their
+ * thresholds drop_thr[l] = round(rate * 65536). */
 typedef struct {
-    const FNN_T *x;
-    ptrdiff_t n_rows;
+    const FNN_T *x, *sw;
     const ptrdiff_t *y, *order;
-    ptrdiff_t start, stop, batch_size;
+    ptrdiff_t n_rows, start, stop, batch_size;
     const ptrdiff_t *sizes;
-    ptrdiff_t n_layers, n_w, max_width;
+    ptrdiff_t n_layers;
     int act;
-    FNN_T *params, *wt, *vel, *acts, *deltas;
+    FNN_T *params, *wt, *slot0, *slot1, *acts, *deltas, *wbuf;
     ptrdiff_t *ybuf;
-    const FNN_HP *hp;
+    uint8_t *masks;
+    const double *drop;
+    const uint32_t *drop_thr;
+    uint64_t seed, epoch;
+} FNN_F(fnn_bufs_t);
+
+typedef struct {
+    const FNN_F(fnn_bufs_t) *b;
+    const fnn_opt_t *opt;
+    ptrdiff_t n_w, max_width;
     FNN_F(fnn_kern_t) K;
     int nt;
     fnn_barrier_t barrier;
@@ -96,36 +128,68 @@ typedef struct {
     int tid;
 } FNN_F(fnn_train_arg);
 
+/* Dropout of layer l's block of columns lo:hi (all of a batch's bs rows),
+ * by the thread that made them. */
+static inline void FNN_F(fnn_drop_block)(const FNN_F(fnn_kern_t) *K, FNN_T *a, uint8_t *mask,
+                                         ptrdiff_t bs, ptrdiff_t width, ptrdiff_t lo,
+                                         ptrdiff_t hi, uint64_t key, uint32_t thr, FNN_T scale)
+{
+    if (lo == 0 && hi == width) {
+        K->drop(a, mask, 0, bs * width, key, thr, scale);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < bs; i++)
+        K->drop(a, mask, i * width + lo, i * width + hi, key, thr, scale);
+}
+
 /* One thread's share of every step of the call (thread 0 also does the
  * softmax-xent and the small layers). */
 static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
 {
+    const FNN_F(fnn_bufs_t) *B = c->b;
     const FNN_F(fnn_kern_t) K = c->K;
-    const int nt = c->nt, act = c->act;
-    const ptrdiff_t *sizes = c->sizes, n_layers = c->n_layers, batch_size = c->batch_size;
+    const int nt = c->nt, act = B->act;
+    const ptrdiff_t *sizes = B->sizes, n_layers = B->n_layers, batch_size = B->batch_size;
     const ptrdiff_t d = sizes[0], kcls = sizes[n_layers];
-    FNN_T *params = c->params, *wt = c->wt, *vel = c->vel, *acts = c->acts;
-    const FNN_HP *hp = c->hp;
+    FNN_T *params = B->params, *wt = B->wt, *acts = B->acts;
+    FNN_T *s0 = B->slot0, *s1 = B->slot1;
+    uint8_t *masks = B->masks;
+    const double *drop = B->drop;
+    const uint32_t *thr = B->drop_thr;
+    FNN_HP hp;
 #define barrier (c->barrier)
-    for (ptrdiff_t s0 = c->start; s0 < c->stop; s0 += batch_size) {
-        const ptrdiff_t bs = c->stop - s0 < batch_size ? c->stop - s0 : batch_size;
+    for (ptrdiff_t pos = B->start; pos < B->stop; pos += batch_size) {
+        const ptrdiff_t bs = B->stop - pos < batch_size ? B->stop - pos : batch_size;
+        /* the step's optimizer constants (Adam: step t + k for the k-th batch
+           of the call) and dropout's step counter: a batch's position in the
+           epoch, whatever the call */
+        FNN_F(fnn_step_make)(&hp, c->opt, c->opt->t + 1 + (pos - B->start) / batch_size);
+        const uint64_t step = (uint64_t) (pos / batch_size);
         ptrdiff_t lo, hi;
-        /* gather */
+        /* gather (and input dropout on the gathered copy) */
         fnn_split(bs, 1, nt, tid, &lo, &hi);
+        int ok = 1;
         for (ptrdiff_t i = lo; i < hi; i++) {
-            ptrdiff_t r = c->order[s0 + i];
-            if (r < 0 || r >= c->n_rows) {
-                __atomic_store_n(&c->fail_s0, s0, __ATOMIC_RELAXED);
+            ptrdiff_t r = B->order[pos + i];
+            if (r < 0 || r >= B->n_rows) {
+                __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
                 __atomic_store_n(&c->status, 1, __ATOMIC_RELAXED);
+                ok = 0;
                 break;
             }
-            memcpy(acts + i * d, c->x + r * d, (size_t) d * sizeof(FNN_T));
-            c->ybuf[i] = c->y[r];
+            memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
+            B->ybuf[i] = B->y[r];
+            if (B->sw)
+                B->wbuf[i] = B->sw[r];
         }
+        if (ok && drop && drop[0] > 0 && lo < hi)
+            K.drop(acts, NULL, lo * d, hi * d, fnn_drop_key(B->seed, B->epoch, step, 0), thr[0],
+                   (FNN_T) (1.0 / (1.0 - drop[0])));
         FNN_BARRIER(nt);
         if (__atomic_load_n(&c->status, __ATOMIC_RELAXED))
             break;
-        /* forward */
+        /* forward (hidden dropout after the activation, on the columns this
+           thread made) */
         ptrdiff_t woff = 0, boff = c->n_w, aoff = 0;
         int split = nt > 1 && bs * sizes[0] * sizes[1] >= FNN_PAR_MIN_MACS;
         for (ptrdiff_t l = 0; l < n_layers; l++) {
@@ -136,9 +200,15 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 fnn_split(no, K.vl, nt, tid, &lo, &hi);
             else
                 lo = 0, hi = tid == 0 ? no : 0;
-            if (lo < hi)
+            if (lo < hi) {
                 K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
                        params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY, NULL);
+                if (drop && l < n_layers - 1 && drop[l + 1] > 0)
+                    FNN_F(fnn_drop_block)(&K, acts + aoff, masks + aoff, bs, no, lo, hi,
+                                          fnn_drop_key(B->seed, B->epoch, step,
+                                                       (uint64_t) (l + 1)),
+                                          thr[l + 1], (FNN_T) (1.0 / (1.0 - drop[l + 1])));
+            }
             int next = l + 1 < n_layers && nt > 1 && bs * no * sizes[l + 2] >= FNN_PAR_MIN_MACS;
             if (split || next)
                 FNN_BARRIER(nt);
@@ -147,12 +217,13 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             boff += no;
         }
         /* loss and its gradient w.r.t. the logits */
-        FNN_T *delta = c->deltas, *delta_prev = c->deltas + batch_size * c->max_width, *tmp;
+        FNN_T *delta = B->deltas, *delta_prev = B->deltas + batch_size * c->max_width, *tmp;
         if (tid == 0) {
             ptrdiff_t nc;
-            double loss = FNN_F(fnn_xent)(acts + aoff, c->ybuf, delta, bs, kcls, &nc);
+            double loss = FNN_F(fnn_xent)(acts + aoff, B->ybuf, B->sw ? B->wbuf : NULL, delta,
+                                          bs, kcls, &nc);
             if (nc < 0 || !isfinite(loss)) {
-                c->fail_s0 = s0;
+                c->fail_s0 = pos;
                 __atomic_store_n(&c->status, nc < 0 ? 1 : 2, __ATOMIC_RELAXED);
             } else {
                 *c->loss_sum += loss * (double) bs;
@@ -162,7 +233,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         FNN_BARRIER(nt);
         if (__atomic_load_n(&c->status, __ATOMIC_RELAXED))
             break;
-        /* backward, last layer first: dZ_prev with the old W, then W's update */
+        /* backward, last layer first: dZ_prev with the old W (times the
+           dropout mask), then W's update */
         for (ptrdiff_t l = n_layers - 1; l >= 0; l--) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
             woff -= ni * no;
@@ -174,14 +246,20 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             else
                 lo = 0, hi = tid == 0 ? ni : 0;
             if (lo < hi) {
-                if (l > 0)
+                if (l > 0) {
+                    const int dl = drop && drop[l] > 0;
                     K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
-                           FNN_EPI_DACT, act, acts + aoff);
-                K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff, vel + woff, no,
-                     l > 0 ? wt + woff : NULL, ni, hp);
+                           FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff);
+                    if (dl)
+                        K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, lo, hi, act,
+                                  (FNN_T) (1.0 / (1.0 - drop[l])), (FNN_T) (1.0 - drop[l]));
+                }
+                K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff, s0 + woff,
+                     s1 ? s1 + woff : NULL, no, l > 0 ? wt + woff : NULL, ni, &hp);
             }
             if (tid == (split ? nt - 1 : 0))
-                K.db(bs, 0, no, delta, no, params + boff, vel + boff, hp);
+                K.db(bs, 0, no, delta, no, params + boff, s0 + boff, s1 ? s1 + boff : NULL,
+                     &hp);
             int prev = l > 0 && nt > 1
                        && bs * sizes[l - 1] * ni * (l > 1 ? 2 : 1) >= FNN_PAR_MIN_MACS;
             if (l > 0 && (split || prev))
@@ -204,33 +282,29 @@ static void *FNN_F(fnn_train_thread)(void *p)
 }
 #endif
 
-/* Mini-batch SGD over rows order[start:stop] with fastnn's kernels on
- * n_threads threads; the same contract as _kernels.pyx's _train_batches
- * (layouts, diverged/corrupt, return value), plus:
- *   wt: n_params elements of workspace; wt[woff_l:] holds W_l^T for every
- *       layer but the first (refreshed from params at the start of a call).
- * Per batch: gather (rows split over threads) | forward layer by layer
- * (output columns split) | softmax-xent (thread 0) | backward layer by layer:
- * dZ_prev then the fused dW + update, both over the same block of W's rows
- * (= dZ_prev's columns) per thread, so a thread only ever reads the W^T
- * columns that it updates itself, after reading them. The threads live for
- * the call only (started here, joined before it returns). */
-static ptrdiff_t FNN_F(fnn_train)(const FNN_T *x, ptrdiff_t n_rows, const ptrdiff_t *y,
-                                  const ptrdiff_t *order, ptrdiff_t start, ptrdiff_t stop,
-                                  ptrdiff_t batch_size, const ptrdiff_t *sizes,
-                                  ptrdiff_t n_layers, int act, FNN_T *params, FNN_T *wt,
-                                  FNN_T *vel, FNN_T *acts, FNN_T *deltas, ptrdiff_t *ybuf,
-                                  const FNN_HP *hp, int n_threads, double *loss_sum,
-                                  ptrdiff_t *n_correct, int *diverged, int *corrupt)
+/* Mini-batch training over rows order[start:stop] with fastnn's kernels on
+ * n_threads threads (buffers: fnn_bufs_t above; optimizer: fnn_opt_t).
+ * Per batch: gather (rows split over threads; input dropout on the gathered
+ * rows) | forward layer by layer (output columns split; hidden dropout on
+ * each thread's columns) | softmax-xent (thread 0) | backward layer by
+ * layer: dZ_prev (times the mask) then the fused dW + update, both over the
+ * same block of W's rows (= dZ_prev's columns) per thread, so a thread only
+ * ever reads the W^T columns that it updates itself, after reading them.
+ * Stops before updating on a batch whose loss is not finite (sets
+ * diverged); row indices and labels, validated by the caller, are checked
+ * again as they are read (sets corrupt and stops). Returns the rows
+ * consumed. The threads live for the call only (started here, joined
+ * before it returns). */
+static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *opt,
+                                  int n_threads, double *loss_sum, ptrdiff_t *n_correct,
+                                  int *diverged, int *corrupt)
 {
     if (FNN_F(fnn_kern).gemm == NULL)
         fnn_gemm_select(NULL);
+    const ptrdiff_t *sizes = b->sizes, n_layers = b->n_layers, stop = b->stop;
     FNN_F(fnn_train_ctx) c;
     memset(&c, 0, sizeof c);
-    c.x = x, c.n_rows = n_rows, c.y = y, c.order = order, c.start = start, c.stop = stop;
-    c.batch_size = batch_size, c.sizes = sizes, c.n_layers = n_layers, c.act = act;
-    c.params = params, c.wt = wt, c.vel = vel, c.acts = acts, c.deltas = deltas, c.ybuf = ybuf;
-    c.hp = hp, c.K = FNN_F(fnn_kern), c.fail_s0 = stop, c.loss_sum = loss_sum;
+    c.b = b, c.opt = opt, c.K = FNN_F(fnn_kern), c.fail_s0 = stop, c.loss_sum = loss_sum;
     c.n_correct = n_correct;
     for (ptrdiff_t l = 0; l < n_layers; l++) {
         c.n_w += sizes[l] * sizes[l + 1];
@@ -241,14 +315,14 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_T *x, ptrdiff_t n_rows, const ptrdif
         const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
         for (ptrdiff_t k = 0; k < ni; k++)
             for (ptrdiff_t j = 0; j < no; j++)
-                wt[woff + j * ni + k] = params[woff + k * no + j];
+                b->wt[woff + j * ni + k] = b->params[woff + k * no + j];
         woff += ni * no;
     }
     /* no phase big enough to split: no second thread at all (its barriers
        would only cost) */
     int any_split = 0;
     for (ptrdiff_t l = 0; l < n_layers; l++)
-        if (batch_size * sizes[l] * sizes[l + 1] >= FNN_PAR_MIN_MACS)
+        if (b->batch_size * sizes[l] * sizes[l + 1] >= FNN_PAR_MIN_MACS)
             any_split = 1;
     if (n_threads < 1 || !any_split || !FNN_PTHREADS)
         n_threads = 1;
@@ -300,7 +374,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_T *x, ptrdiff_t n_rows, const ptrdif
         *corrupt = 1;
     else if (c.status == 2)
         *diverged = 1;
-    return (c.status ? c.fail_s0 : stop) - start;
+    return (c.status ? c.fail_s0 : stop) - b->start;
 }
 
 #undef FNN_S2

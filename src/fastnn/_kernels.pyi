@@ -1,8 +1,10 @@
 # Type stub of the compiled module fastnn._kernels (see _kernels.pyx).
-from typing import Union, Dict, Optional, Tuple
+from typing import Any, Union, Dict, Optional, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ._hyper import Hyper
 
 ACTIVATIONS: Dict[str, int]
 DEBUG_BUILD: bool
@@ -32,6 +34,7 @@ def softmax_cross_entropy(
     labels: NDArray[np.intp],
     grad: Optional[NDArray[np.floating]] = None,
     *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
     return_correct: bool = False,
 ) -> Union[Tuple[float, NDArray[np.floating]], Tuple[float, NDArray[np.floating], int]]: ...
 def softmax(
@@ -45,7 +48,25 @@ def sgd_update(
     momentum: float = 0.0,
     l1: float = 0.0,
     l2: float = 0.0,
+    nesterov: bool = False,
 ) -> None: ...
+def adam_update(
+    W: NDArray[np.floating],
+    grad: NDArray[np.floating],
+    m: NDArray[np.floating],
+    v: NDArray[np.floating],
+    learning_rate: float,
+    t: int,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    l1: float = 0.0,
+    l2: float = 0.0,
+) -> None: ...
+def dropout_mask(
+    rows: int, width: int, rate: float, seed: int, epoch: int, step: int, layer: int
+) -> NDArray[np.bool_]: ...
 def train_batches(
     X: NDArray[np.floating],
     y: NDArray[np.intp],
@@ -56,14 +77,13 @@ def train_batches(
     sizes: NDArray[np.intp],
     activation: str,
     params: NDArray[np.floating],
-    grads: NDArray[np.floating],
-    velocity: NDArray[np.floating],
-    acts: NDArray[np.floating],
-    deltas: NDArray[np.floating],
-    ybuf: NDArray[np.intp],
-    learning_rate: float,
-    momentum: float = 0.0,
-    l1: float = 0.0,
-    l2: float = 0.0,
+    slots: NDArray[np.floating],
+    ws: Any,
+    hyper: Hyper,
+    *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
+    dropout: Optional[NDArray[np.float64]] = None,
+    seed: int = 0,
+    epoch: int = 0,
     n_threads: int = 1,
 ) -> Tuple[int, float, int, bool]: ...

@@ -23,11 +23,14 @@ import numpy as np
 
 cimport numpy as cnp
 
-from ._layout import workspace_sizes
+from ._hyper import Hyper, T_MAX, check_hyper
+from ._hyper import _nonneg as _hyper_nonneg, _positive as _hyper_positive
+from ._hyper import _unit as _hyper_unit
+from ._layout import drop_threshold, workspace_sizes
 
 from cython cimport floating
 from libc.math cimport log, logf, isfinite
-from libc.string cimport memcpy
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 ctypedef Py_ssize_t intp_t
@@ -105,13 +108,63 @@ cdef extern from "_fastmath.h" nogil:
 
 
 # fastnn's own training products (_gemm.h): register-blocked AVX-512 / AVX2 /
-# generic micro-kernels with fused bias/activation and SGD epilogues, and the
-# mini-batch loop that runs them on fastnn's threads.
+# generic micro-kernels with fused bias/activation and optimizer epilogues
+# (SGD, Nesterov, Adam/AdamW), dropout, and the mini-batch loop that runs
+# them on fastnn's threads.
 cdef extern from "_gemm.h" nogil:
-    ctypedef struct fnn_sgd_f:
-        float lr, mu, l1, l2
-    ctypedef struct fnn_sgd_d:
-        double lr, mu, l1, l2
+    ctypedef struct fnn_opt_t:
+        int kind, nesterov
+        double lr, mu, l1, l2, beta1, beta2, eps, wd
+        int64_t t
+    ctypedef struct fnn_step_f:
+        int kind, nesterov
+        float lr, mu, l1, l2, b1, c1, b2, c2, eps, at, st, decay
+    ctypedef struct fnn_step_d:
+        int kind, nesterov
+        double lr, mu, l1, l2, b1, c1, b2, c2, eps, at, st, decay
+    ctypedef struct fnn_bufs_t_f:
+        const float* x
+        const float* sw
+        const intp_t* y
+        const intp_t* order
+        intp_t n_rows, start, stop, batch_size
+        const intp_t* sizes
+        intp_t n_layers
+        int act
+        float* params
+        float* wt
+        float* slot0
+        float* slot1
+        float* acts
+        float* deltas
+        float* wbuf
+        intp_t* ybuf
+        uint8_t* masks
+        const double* drop
+        const uint32_t* drop_thr
+        uint64_t seed, epoch
+    ctypedef struct fnn_bufs_t_d:
+        const double* x
+        const double* sw
+        const intp_t* y
+        const intp_t* order
+        intp_t n_rows, start, stop, batch_size
+        const intp_t* sizes
+        intp_t n_layers
+        int act
+        double* params
+        double* wt
+        double* slot0
+        double* slot1
+        double* acts
+        double* deltas
+        double* wbuf
+        intp_t* ybuf
+        uint8_t* masks
+        const double* drop
+        const uint32_t* drop_thr
+        uint64_t seed, epoch
+    int FNN_OPT_SGD, FNN_OPT_ADAM
     int fnn_gemm_select(const char* name)
     const char* fnn_gemm_isa()
     int fnn_threaded()
@@ -119,29 +172,28 @@ cdef extern from "_gemm.h" nogil:
                              intp_t batch, intp_t n_in, intp_t n_out, int act)
     void fnn_dense_forward_d(const double* x, const double* w, const double* b, double* out,
                              intp_t batch, intp_t n_in, intp_t n_out, int act)
-    intp_t fnn_train_f(const float* x, intp_t n_rows, const intp_t* y, const intp_t* order,
-                       intp_t start, intp_t stop, intp_t batch_size, const intp_t* sizes,
-                       intp_t n_layers, int act, float* params, float* wt, float* vel,
-                       float* acts, float* deltas, intp_t* ybuf, const fnn_sgd_f* hp,
-                       int n_threads, double* loss_sum, intp_t* n_correct, bint* diverged,
-                       bint* corrupt)
-    intp_t fnn_train_d(const double* x, intp_t n_rows, const intp_t* y, const intp_t* order,
-                       intp_t start, intp_t stop, intp_t batch_size, const intp_t* sizes,
-                       intp_t n_layers, int act, double* params, double* wt, double* vel,
-                       double* acts, double* deltas, intp_t* ybuf, const fnn_sgd_d* hp,
-                       int n_threads, double* loss_sum, intp_t* n_correct, bint* diverged,
-                       bint* corrupt)
+    intp_t fnn_train_f(const fnn_bufs_t_f* b, const fnn_opt_t* opt, int n_threads,
+                       double* loss_sum, intp_t* n_correct, int* diverged, int* corrupt)
+    intp_t fnn_train_d(const fnn_bufs_t_d* b, const fnn_opt_t* opt, int n_threads,
+                       double* loss_sum, intp_t* n_correct, int* diverged, int* corrupt)
+    void fnn_step_make_f(fnn_step_f* s, const fnn_opt_t* o, int64_t step)
+    void fnn_step_make_d(fnn_step_d* s, const fnn_opt_t* o, int64_t step)
+    void fnn_adam_f(float* w, const float* g, float* m, float* v, intp_t n, const fnn_step_f* hp)
+    void fnn_adam_d(double* w, const double* g, double* m, double* v, intp_t n,
+                    const fnn_step_d* hp)
+    uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
+    void fnn_dropout_mask(uint8_t* mask, intp_t n, uint64_t key, uint32_t thr)
 
 fnn_gemm_select(NULL)
 
-# Batch rows from which a training step uses BLAS (sgemm/dgemm and a separate
-# SGD pass) instead of fastnn's kernels. Measured on 2 vCPUs of an AMD EPYC
+# Training runs on fastnn's kernels only. An earlier BLAS training path
+# (sgemm/dgemm products and a separate SGD pass, selected from a batch-size
+# threshold) was removed as unreachable: measured on 2 vCPUs of an AMD EPYC
 # (Zen 5, KVM; SciPy's OpenBLAS 0.3.30 pinned to its Haswell kernels by
 # OPENBLAS_CORETYPE), one MNIST epoch of [784, 128, 10], one thread each:
 # fastnn's loop / the BLAS loop = 1.30/2.41 s (batch 1), 0.18/0.66 (10),
 # 0.19/0.34 (32), 0.19/0.40 (128), 0.14/0.39 (512), 0.24/0.43 (2048); no
-# crossover up to 2048, so BLAS is kept only beyond what was measured.
-cdef intp_t _BLAS_MIN_BATCH = 1 << 30
+# crossover up to batch 2048, so the threshold sat at 2**30 rows (never).
 # Rows from which the public dense_forward uses BLAS (prediction on many
 # rows); below, fastnn's kernel. Same machine, one thread: fastnn's kernel
 # took 0.28-0.55x the time of sgemm + the bias/ReLU passes for 784->128,
@@ -282,20 +334,24 @@ cdef inline floating _exp_shifted_row(const floating* z, floating* e, intp_t k,
     return s
 
 
-cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
-                          intp_t batch, intp_t k, intp_t* n_correct) noexcept nogil:
-    """Mean cross-entropy of softmax(z) against y; g = (softmax(z) - onehot(y)) / batch.
+cdef double _softmax_xent(const floating* z, const intp_t* y, const floating* w,
+                          floating* g, intp_t batch, intp_t k,
+                          intp_t* n_correct) noexcept nogil:
+    """Mean weighted cross-entropy of softmax(z) against y and its gradient:
+    ``sum_i w_i CE_i / batch`` and ``g_i = w_i (softmax(z_i) - onehot(y_i)) / batch``
+    (``w`` NULL: every w_i = 1, computed without the weights at all).
 
     One sweep per row: max (and argmax), exp-sum, scale. Stable for any finite
     logits (row max subtracted; log of a sum >= 1). Returns NaN/inf only if
     the logits themselves are non-finite. Labels are validated by the caller
     and checked again here (another thread could change them in between):
     on a label outside [0, k) it stops and sets ``n_correct`` to -1.
+    ``n_correct`` counts rows (unweighted) whose first largest logit is the label.
     """
     cdef intp_t i, j, arg, label
-    cdef floating zmax, s, scale
+    cdef floating zmax, s, scale, wi
     cdef floating inv_batch = (<floating> 1) / batch
-    cdef double total = 0
+    cdef double total = 0, ce
     cdef const floating* zr
     cdef floating* gr
     cdef intp_t correct = 0
@@ -310,13 +366,18 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, floating* g,
         # The shift is taken in double: in float32, logits of +-3e38 would
         # overflow zr[label] - zmax to -inf although the loss is finite.
         if floating is float:
-            total += <double> logf(s) - (<double> zr[label] - <double> zmax)
+            ce = <double> logf(s) - (<double> zr[label] - <double> zmax)
         else:
-            total += log(s) - (zr[label] - zmax)
-        scale = inv_batch / s
+            ce = log(s) - (zr[label] - zmax)
+        wi = inv_batch
+        if w != NULL:
+            wi = w[i] * inv_batch
+            ce = <double> w[i] * ce
+        total += ce
+        scale = wi / s
         for j in range(k):
             gr[j] = gr[j] * scale
-        gr[label] = gr[label] - inv_batch
+        gr[label] = gr[label] - wi
         if arg == label:
             correct += 1
     n_correct[0] = correct
@@ -337,116 +398,28 @@ cdef void _softmax(floating* z, intp_t batch, intp_t k) noexcept nogil:
 
 
 cdef void _sgd_update(floating* w, const floating* g, floating* v, intp_t n,
-                      floating lr, floating mu, floating l1, floating l2) noexcept nogil:
-    """v = mu*v - lr*(g + l2*w + l1*sign(w)); w += v. One pass, no temporaries."""
+                      floating lr, floating mu, floating l1, floating l2,
+                      bint nesterov) noexcept nogil:
+    """v = mu*v - lr*(g + l2*w + l1*sign(w)); w += v, or with Nesterov momentum
+    w += mu*v - lr*(g + l2*w + l1*sign(w)) (v the new velocity). One pass, no
+    temporaries."""
     cdef intp_t i
     cdef floating wi, step, vi
-    if l1 == 0:
-        for i in range(n):
-            wi = w[i]
-            step = g[i] + l2 * wi
-            vi = mu * v[i] - lr * step
-            v[i] = vi
-            w[i] = wi + vi
-    else:
-        for i in range(n):
-            wi = w[i]
-            step = g[i] + l2 * wi
+    for i in range(n):
+        wi = w[i]
+        step = g[i] + l2 * wi
+        if l1 != 0:
             if wi > 0:
                 step = step + l1
             elif wi < 0:
                 step = step - l1
-            vi = mu * v[i] - lr * step
-            v[i] = vi
+        step = lr * step
+        vi = mu * v[i] - step
+        v[i] = vi
+        if nesterov:
+            w[i] = wi + (mu * vi - step)
+        else:
             w[i] = wi + vi
-
-
-cdef intp_t _train_batches(const floating* x, intp_t n_rows, const intp_t* y,
-                           const intp_t* order, intp_t start, intp_t stop, intp_t batch_size,
-                           const intp_t* sizes, intp_t n_layers, int act,
-                           floating* params, floating* grads, floating* velocity,
-                           floating* acts, floating* deltas, intp_t* ybuf,
-                           floating lr, floating mu, floating l1, floating l2,
-                           double* loss_sum, intp_t* n_correct,
-                           bint* diverged, bint* corrupt) noexcept nogil:
-    """Mini-batch SGD over rows order[start:stop], batch by batch.
-
-    Flat layouts (all offsets derived from ``sizes``):
-      params/grads/velocity: [W_0, ..., W_{L-1}, b_0, ..., b_{L-1}]
-      acts:   A_0 (the gathered batch), A_1, ..., A_L, each batch_size x sizes[l]
-      deltas: two batch_size x max(sizes[1:]) ping-pong buffers.
-    Stops before updating on a batch whose loss is not finite (sets diverged).
-    Row indices and labels, validated by the caller, are checked again as
-    they are read (sets corrupt and stops): no input reaches memory out of
-    bounds, even one another thread changes during the call.
-    Returns the number of rows consumed.
-    """
-    cdef intp_t d = sizes[0]
-    cdef intp_t k = sizes[n_layers]
-    cdef intp_t n_w = 0, n_b = 0, max_width = 0, l, i, r, bs, s0
-    cdef intp_t woff, boff, aoff, correct
-    cdef floating* delta
-    cdef floating* delta_prev
-    cdef floating* tmp
-    cdef floating* a_in
-    cdef double loss
-    for l in range(n_layers):
-        n_w += sizes[l] * sizes[l + 1]
-        n_b += sizes[l + 1]
-        if sizes[l + 1] > max_width:
-            max_width = sizes[l + 1]
-    s0 = start
-    while s0 < stop:
-        bs = batch_size if stop - s0 > batch_size else stop - s0
-        # gather the batch
-        for i in range(bs):
-            r = order[s0 + i]
-            if r < 0 or r >= n_rows:
-                corrupt[0] = True
-                return s0 - start
-            memcpy(acts + i * d, x + r * d, d * sizeof(floating))
-            ybuf[i] = y[r]
-        # forward
-        woff = 0
-        boff = n_w
-        aoff = 0
-        for l in range(n_layers):
-            a_in = acts + aoff
-            aoff += batch_size * sizes[l]
-            _dense_forward(a_in, params + woff, params + boff, acts + aoff,
-                           <int> bs, <int> sizes[l], <int> sizes[l + 1],
-                           act if l < n_layers - 1 else IDENTITY)
-            woff += sizes[l] * sizes[l + 1]
-            boff += sizes[l + 1]
-        delta = deltas
-        delta_prev = deltas + batch_size * max_width
-        loss = _softmax_xent(acts + aoff, ybuf, delta, bs, k, &correct)
-        if correct < 0:
-            corrupt[0] = True
-            return s0 - start
-        if not isfinite(loss):
-            diverged[0] = True
-            return s0 - start
-        loss_sum[0] += loss * bs
-        n_correct[0] += correct
-        # backward, last layer first
-        for l in range(n_layers - 1, -1, -1):
-            woff -= sizes[l] * sizes[l + 1]
-            boff -= sizes[l + 1]
-            aoff -= batch_size * sizes[l]
-            _dense_backward(acts + aoff, params + woff, delta,
-                            grads + woff, grads + boff,
-                            delta_prev if l > 0 else NULL,
-                            <int> bs, <int> sizes[l], <int> sizes[l + 1], act)
-            tmp = delta
-            delta = delta_prev
-            delta_prev = tmp
-        # update: penalties on weights only
-        _sgd_update(params, grads, velocity, n_w, lr, mu, l1, l2)
-        _sgd_update(params + n_w, grads + n_w, velocity + n_w, n_b, lr, mu,
-                    <floating> 0, <floating> 0)
-        s0 += bs
-    return stop - start
 
 
 # ---------------------------------------------------------------------------
@@ -559,6 +532,45 @@ cdef void _check_labels(const intp_t[::1] labels, intp_t n_classes, str name) ex
     if bad >= 0:
         raise ValueError(f"{name} must be in [0, {n_classes}), got {labels[bad]} at index {bad}")
 
+cdef object _check_u64(object value, str name):
+    """``value`` as a Python int in [0, 2**64)."""
+    v = _check_index(value, name)
+    if not 0 <= v < 2**64:
+        raise ValueError(f"{name} must be in [0, 2**64), got {v}")
+    return v
+
+
+cdef bint _check_bool(object value, str name) except -1:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+cdef void _check_weights(object weights, object order, intp_t start, intp_t stop) except *:
+    """Sample weights finite and >= 0: all of them (order None) or those of the
+    rows order[start:stop] (a row's weight is weights[row])."""
+    if weights.dtype == _FLOAT_DTYPES[0]:
+        _check_weights_typed[float](weights, order, start, stop)
+    else:
+        _check_weights_typed[double](weights, order, start, stop)
+
+
+cdef void _check_weights_typed(const floating[::1] w, const intp_t[::1] order, intp_t start,
+                               intp_t stop) except *:
+    cdef intp_t i, r, bad = -1
+    cdef bint all_rows = order is None
+    if all_rows:
+        start, stop = 0, w.shape[0]
+    with nogil:
+        for i in range(start, stop):
+            r = i if all_rows else order[i]
+            if not (isfinite(w[r]) and w[r] >= 0):
+                bad = r
+                break
+    if bad >= 0:
+        raise ValueError(f"sample_weight must be finite and >= 0, got {w[bad]} at index {bad}")
+
+
 
 # ---------------------------------------------------------------------------
 # Public wrappers
@@ -643,14 +655,17 @@ cdef void _dense_backward_call(const floating[:, ::1] A_prev, const floating[:, 
                         <int> A_prev.shape[0], <int> A_prev.shape[1], <int> W.shape[1], act)
 
 
-def softmax_cross_entropy(logits, labels, grad=None, *, return_correct=False):
+def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
+                          return_correct=False):
     """Mean softmax cross-entropy and its gradient w.r.t. the logits.
 
-    logits: (batch, classes) float; labels: (batch,) intp in [0, classes).
-    Returns ``(loss, grad)`` with ``grad = (softmax(logits) - onehot) / batch``;
-    with ``return_correct=True``, ``(loss, grad, n_correct)`` where
-    ``n_correct`` counts the rows whose first largest logit is at the label
-    (the count the same pass makes anyway).
+    logits: (batch, classes) float; labels: (batch,) intp in [0, classes);
+    sample_weight: None or (batch,) of the logits' dtype, finite and >= 0.
+    Returns ``(loss, grad)`` with ``loss = sum_i w_i CE_i / batch`` and
+    ``grad_i = w_i (softmax(logits_i) - onehot_i) / batch`` (``w_i = 1``
+    without weights); with ``return_correct=True``, ``(loss, grad,
+    n_correct)`` where ``n_correct`` counts the rows (unweighted) whose first
+    largest logit is at the label (the count the same pass makes anyway).
     """
     dtype = _float_dtype(logits, "logits")
     _check_array(logits, "logits", dtype, 2)
@@ -660,12 +675,20 @@ def softmax_cross_entropy(logits, labels, grad=None, *, return_correct=False):
     if labels.shape[0] != logits.shape[0]:
         raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
     _check_labels(labels, logits.shape[1], "labels")
-    grad = _out(grad, "grad", logits.shape, dtype, (logits, labels))
+    inputs = (logits, labels)
+    if sample_weight is not None:
+        _check_array(sample_weight, "sample_weight", dtype, 1)
+        if sample_weight.shape[0] != logits.shape[0]:
+            raise ValueError(f"sample_weight must have length {logits.shape[0]}, "
+                             f"got {sample_weight.shape[0]}")
+        _check_weights(sample_weight, None, 0, 0)
+        inputs = inputs + (sample_weight,)
+    grad = _out(grad, "grad", logits.shape, dtype, inputs)
     cdef intp_t correct
     if dtype is _FLOAT_DTYPES[0]:
-        loss = _xent_call[float](logits, labels, grad, &correct)
+        loss = _xent_call[float](logits, labels, sample_weight, grad, &correct)
     else:
-        loss = _xent_call[double](logits, labels, grad, &correct)
+        loss = _xent_call[double](logits, labels, sample_weight, grad, &correct)
     if correct < 0:
         raise ValueError("labels changed during the call: a label left [0, classes)")
     if return_correct:
@@ -674,10 +697,13 @@ def softmax_cross_entropy(logits, labels, grad=None, *, return_correct=False):
 
 
 cdef double _xent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
-                       floating[:, ::1] grad, intp_t* correct):
+                       const floating[::1] weights, floating[:, ::1] grad, intp_t* correct):
     cdef double loss
+    cdef const floating* w = NULL
+    if weights is not None:
+        w = &weights[0]
     with nogil:
-        loss = _softmax_xent(&logits[0, 0], &labels[0], &grad[0, 0],
+        loss = _softmax_xent(&logits[0, 0], &labels[0], w, &grad[0, 0],
                              logits.shape[0], logits.shape[1], correct)
     return loss
 
@@ -707,12 +733,15 @@ cdef void _softmax_call(floating[:, ::1] z):
         _softmax(&z[0, 0], z.shape[0], z.shape[1])
 
 
-def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0):
+def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0,
+               nesterov=False):
     """In-place SGD with momentum and L1/L2 penalties, one pass, no temporaries.
 
     ``velocity = momentum*velocity - learning_rate*(grad + l2*W + l1*sign(W))``
-    then ``W += velocity``. W, grad and velocity: same shape, same float dtype,
-    C-contiguous; W and velocity writeable. Returns None.
+    then ``W += velocity``; with ``nesterov=True``,
+    ``W += momentum*velocity - learning_rate*(grad + l2*W + l1*sign(W))``
+    (``velocity`` the new one). W, grad and velocity: same shape, same float
+    dtype, C-contiguous; W and velocity writeable. Returns None.
     """
     dtype = _float_dtype(W, "W")
     _check_array(W, "W", dtype, W.ndim, writeable=True)
@@ -728,39 +757,166 @@ def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0):
     mu = _check_scalar(momentum, "momentum", 0.0, True, 1.0)
     cl1 = _check_scalar(l1, "l1", 0.0, True, np.inf)
     cl2 = _check_scalar(l2, "l2", 0.0, True, np.inf)
+    cdef bint nest = _check_bool(nesterov, "nesterov")
     if W.size == 0:
         return
     if dtype is _FLOAT_DTYPES[0]:
         _sgd_call[float](W.reshape(-1), grad.reshape(-1), velocity.reshape(-1),
-                         lr, mu, cl1, cl2)
+                         lr, mu, cl1, cl2, nest)
     else:
         _sgd_call[double](W.reshape(-1), grad.reshape(-1), velocity.reshape(-1),
-                          lr, mu, cl1, cl2)
+                          lr, mu, cl1, cl2, nest)
 
 
 cdef void _sgd_call(floating[::1] w, const floating[::1] g, floating[::1] v,
-                    double lr, double mu, double l1, double l2):
+                    double lr, double mu, double l1, double l2, bint nesterov):
     with nogil:
         _sgd_update(&w[0], &g[0], &v[0], w.shape[0], <floating> lr, <floating> mu,
-                    <floating> l1, <floating> l2)
+                    <floating> l1, <floating> l2, nesterov)
 
 
-def train_batches(X, y, order, start, stop, batch_size,
-                  sizes, activation, params, grads, velocity, acts, deltas, ybuf,
-                  learning_rate, momentum=0.0, l1=0.0, l2=0.0, n_threads=1):
-    """Run mini-batch SGD over the rows ``X[order[start:stop]]`` without the GIL.
+def adam_update(W, grad, m, v, learning_rate, t, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, l1=0.0, l2=0.0):
+    """In-place Adam/AdamW step number ``t`` (1 for the first), one pass.
 
-    The whole run of batches stays in compiled code: gather, forward, softmax
-    cross-entropy, backward and update per batch, on fastnn's own kernels
-    and ``n_threads`` threads (batches of ``_BLAS_MIN_BATCH`` rows or more:
-    BLAS products and a separate update pass, BLAS's threads). Buffers are
-    caller-owned flat arrays (see ``fastnn.training.Workspace``); ``grads``
-    is work space (the gradients on the BLAS path, transposed weight copies
-    on fastnn's kernels), its content on return is unspecified. The
-    weights do not depend on ``n_threads``. Returns
-    ``(rows_done, loss_sum, n_correct, diverged)`` where ``loss_sum`` is the
-    sum over batches of mean batch loss times batch size. On a batch with a
-    non-finite loss it stops before updating and reports ``diverged``.
+    ``g = grad + l2*W + l1*sign(W)``; ``m = beta1*m + (1-beta1)*g``;
+    ``v = beta2*v + (1-beta2)*g*g``; ``W = W*(1 - learning_rate*weight_decay)
+    - a_t*m / (sqrt(v)*s_t + eps)`` with ``a_t = learning_rate/(1-beta1**t)``,
+    ``s_t = 1/sqrt(1-beta2**t)`` (both in double, then rounded to the dtype).
+    The penalties and the decay act on every element of W. W, grad, m, v:
+    same shape, same float dtype, C-contiguous, disjoint; W, m and v
+    writeable. Returns None.
+    """
+    dtype = _float_dtype(W, "W")
+    _check_array(W, "W", dtype, W.ndim, writeable=True)
+    _check_array(grad, "grad", dtype, W.ndim)
+    _check_array(m, "m", dtype, W.ndim, writeable=True)
+    _check_array(v, "v", dtype, W.ndim, writeable=True)
+    arrays = (("W", W), ("grad", grad), ("m", m), ("v", v))
+    for name, a in arrays[1:]:
+        if a.shape != W.shape:
+            raise ValueError(f"{name} must have shape {W.shape}, got {a.shape}")
+    for i in range(4):
+        for j in range(i + 1, 4):
+            if _overlap(arrays[i][1], arrays[j][1]):
+                raise ValueError(f"{arrays[j][0]} must not overlap {arrays[i][0]} "
+                                 "(W, grad, m and v must be disjoint)")
+    t = _check_index(t, "t")
+    if not 1 <= t < T_MAX:
+        raise ValueError(f"t must be in [1, 2**62) (the step number of this update), got {t}")
+    cdef fnn_opt_t opt
+    opt.kind = FNN_OPT_ADAM
+    opt.nesterov = 0
+    opt.mu = 0
+    opt.lr = _hyper_positive(learning_rate, "learning_rate")
+    opt.beta1 = _hyper_unit(beta1, "beta1")
+    opt.beta2 = _hyper_unit(beta2, "beta2")
+    opt.eps = _hyper_positive(eps, "eps")
+    opt.wd = _hyper_nonneg(weight_decay, "weight_decay")
+    opt.l1 = _hyper_nonneg(l1, "l1")
+    opt.l2 = _hyper_nonneg(l2, "l2")
+    opt.t = 0
+    if W.size == 0:
+        return
+    if dtype is _FLOAT_DTYPES[0]:
+        _adam_call[float](W.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                          &opt, t)
+    else:
+        _adam_call[double](W.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
+                           &opt, t)
+
+
+cdef void _adam_call(floating[::1] w, const floating[::1] g, floating[::1] m,
+                     floating[::1] v, const fnn_opt_t* opt, int64_t t):
+    cdef fnn_step_f sf
+    cdef fnn_step_d sd
+    with nogil:
+        if floating is float:
+            fnn_step_make_f(&sf, opt, t)
+            fnn_adam_f(&w[0], &g[0], &m[0], &v[0], w.shape[0], &sf)
+        else:
+            fnn_step_make_d(&sd, opt, t)
+            fnn_adam_d(&w[0], &g[0], &m[0], &v[0], w.shape[0], &sd)
+
+
+def dropout_mask(rows, width, rate, seed, epoch, step, layer):
+    """The dropout mask of layer ``layer`` in the batch at ``step`` of ``epoch``.
+
+    A bool array (rows, width): element (i, j), e = i*width + j, is kept
+    (True) iff ``u16(e) >= round(rate * 65536)`` (Python's round), where
+    ``u16(e) = (mix(key + (e >> 2)) >> (16 * (e & 3))) & 0xFFFF``,
+    ``key = mix(mix(mix(mix(seed) ^ epoch) ^ step) ^ layer)`` and ``mix`` is
+    splitmix64's finaliser (uint64, wrapping):
+    ``z += 0x9E3779B97F4A7C15; z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EB; z ^ (z >> 31)``.
+    The masks of ``train_batches`` (``step``: the batch's start position in
+    the epoch's order // batch_size; ``layer`` 0 for the input, l for hidden
+    layer l's output). rate in [0, 1); seed, epoch, step, layer in [0, 2**64).
+    """
+    rows = _check_index(rows, "rows")
+    width = _check_index(width, "width")
+    if rows < 0 or width < 0:
+        raise ValueError(f"rows and width must be >= 0, got {rows}, {width}")
+    if rows * width > 2**62:
+        raise ValueError(f"rows * width must be at most 2**62, got {rows * width}")
+    r = _hyper_unit(rate, "rate")
+    cdef uint64_t key = fnn_drop_key(_check_u64(seed, "seed"), _check_u64(epoch, "epoch"),
+                                     _check_u64(step, "step"), _check_u64(layer, "layer"))
+    cdef uint32_t thr = drop_threshold(r)
+    out = np.empty((rows, width), np.uint8)
+    if out.size:
+        _mask_call(out.reshape(-1), key, thr)
+    return out.view(np.bool_)
+
+
+cdef void _mask_call(uint8_t[::1] mask, uint64_t key, uint32_t thr):
+    with nogil:
+        fnn_dropout_mask(&mask[0], mask.shape[0], key, thr)
+
+
+cdef object _UINT8 = np.dtype(np.uint8)
+cdef object _F64 = np.dtype(np.float64)
+_WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
+
+
+def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
+                  params, slots, ws, hyper, *, sample_weight=None, dropout=None,
+                  seed=0, epoch=0, n_threads=1):
+    """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
+
+    The whole run of batches stays in compiled code: gather, forward (with
+    dropout), softmax cross-entropy (with sample weights), backward and the
+    fused optimizer update per batch, on fastnn's own kernels and
+    ``n_threads`` threads. The weights do not depend on ``n_threads``, nor
+    on how an epoch is split into calls (whole batches).
+
+    * ``params``: the flat parameters ``[W_0, ..., W_{L-1}, b_0, ..., b_{L-1}]``;
+    * ``slots`` (n_slots, n_params): the optimizer's state, ``slots[0]`` the
+      velocity (``hyper.kind == "sgd"``), or ``slots[0]``, ``slots[1]`` Adam's
+      m and v;
+    * ``ws``: work space with attributes ``grads`` (n_params,), ``acts``,
+      ``deltas``, ``ybuf``, ``wbuf`` and ``masks`` (uint8), of at least the
+      sizes of :func:`fastnn._layout.workspace_sizes`
+      (:class:`fastnn.training.Workspace`); their content on return is
+      unspecified;
+    * ``hyper``: a :class:`fastnn.kernels.Hyper` (the update rules there;
+      Adam's k-th batch of the call is step ``hyper.t + k``);
+    * ``sample_weight``: None, or (n_rows,) of X's dtype, finite and >= 0,
+      indexed by X's row: a batch's loss is ``sum_i w_i CE_i / bs``;
+    * ``dropout``: None, or (n_layers,) float64 rates in [0, 1):
+      ``dropout[0]`` for the input, ``dropout[l]`` for hidden layer l's output
+      (the output layer is never dropped); inverted dropout with the masks
+      of :func:`dropout_mask` (seed, epoch, step = the batch's start position
+      in ``order`` // batch_size, layer); kept elements times ``1/(1-rate)``.
+      The backward multiplies by the mask and the scale, with the
+      activation's derivative at the undropped activation (fastnn's kernels
+      recover it as the dropped one times ``1 - rate``, within 2 ulp; ReLU
+      exactly).
+
+    Returns ``(rows_done, loss_sum, n_correct, diverged)``: ``loss_sum`` is
+    the sum over batches of the (weighted) mean batch loss times the batch
+    size, ``n_correct`` an unweighted count. On a batch with a non-finite
+    loss it stops before updating and reports ``diverged``.
     """
     # start/stop/batch_size are checked here rather than typed intp_t in the
     # signature, whose conversion errors name no argument (and overflow).
@@ -775,7 +931,7 @@ def train_batches(X, y, order, start, stop, batch_size,
     # a private copy: the nogil loop rereads the widths, which no other
     # argument (or thread) may then change
     sizes = sizes.copy()
-    cdef intp_t n = X.shape[0], n_layers = sizes.shape[0] - 1, l
+    cdef intp_t n = X.shape[0], n_layers = sizes.shape[0] - 1
     if n_layers < 1:
         raise ValueError(f"sizes must list at least 2 layer widths, got {sizes.shape[0]}")
     if np.any(sizes <= 0) or np.any(sizes > _INT_MAX):
@@ -793,55 +949,101 @@ def train_batches(X, y, order, start, stop, batch_size,
     n_threads = _check_index(n_threads, "n_threads")
     if not 1 <= n_threads <= 1024:
         raise ValueError(f"n_threads must be in [1, 1024], got {n_threads}")
-    n_params, n_acts, n_deltas = workspace_sizes(sizes.tolist(), batch_size)
-    for name, buf in (("params", params), ("grads", grads), ("velocity", velocity)):
-        _check_array(buf, name, dtype, 1, writeable=True)
-        if buf.shape[0] != n_params:
-            raise ValueError(f"{name} must have {n_params} elements, got {buf.shape[0]}")
-    _check_array(acts, "acts", dtype, 1, writeable=True)
-    _check_array(deltas, "deltas", dtype, 1, writeable=True)
-    _check_array(ybuf, "ybuf", _INTP, 1, writeable=True)
-    if acts.shape[0] < n_acts:
-        raise ValueError(f"acts must have at least {n_acts} elements")
-    if deltas.shape[0] < n_deltas:
-        raise ValueError(f"deltas must have at least {n_deltas} elements")
-    if ybuf.shape[0] < batch_size:
-        raise ValueError(f"ybuf must have at least {batch_size} elements")
-    bufs = (params, grads, velocity, acts, deltas, ybuf)
-    names = ("params", "grads", "velocity", "acts", "deltas", "ybuf")
-    for i in range(len(bufs)):
-        for j in range(len(bufs)):
-            if i != j and _overlap(bufs[i], bufs[j]):
-                raise ValueError(f"{names[i]} and {names[j]} must not overlap (params, grads, "
-                                 f"velocity, acts, deltas and ybuf must be disjoint)")
-        for a, a_name in ((X, "X"), (y, "y"), (order, "order")):
-            if _overlap(bufs[i], a):
-                raise ValueError(f"{names[i]} must not overlap {a_name} (the work buffers "
-                                 f"must not overlap X, y or order)")
+    h = check_hyper(hyper)
+    cdef uint64_t c_seed = _check_u64(seed, "seed")
+    cdef uint64_t c_epoch = _check_u64(epoch, "epoch")
+    need = workspace_sizes(sizes.tolist(), batch_size)
+    _check_array(params, "params", dtype, 1, writeable=True)
+    if params.shape[0] != need.params:
+        raise ValueError(f"params must have {need.params} elements, got {params.shape[0]}")
+    _check_array(slots, "slots", dtype, 2, writeable=True)
+    n_slots = 2 if h.kind == "adam" else 1
+    if slots.shape[1] != need.params:
+        raise ValueError(f"slots must have shape (n_slots, {need.params}), got {slots.shape}")
+    if slots.shape[0] < n_slots:
+        raise ValueError(f"slots must have at least {n_slots} rows for hyper.kind "
+                         f"{h.kind!r} ({'m and v' if n_slots == 2 else 'the velocity'}), "
+                         f"got {slots.shape[0]}")
+    bufs = {}
+    for field in _WS_FIELDS:
+        try:
+            bufs[field] = getattr(ws, field)
+        except AttributeError:
+            raise TypeError(f"ws must have the attribute {field!r} (see "
+                            f"fastnn.training.Workspace), got {type(ws).__name__}") from None
+    for field, kind, size in (("grads", dtype, need.params), ("acts", dtype, need.acts),
+                              ("deltas", dtype, need.deltas), ("ybuf", _INTP, batch_size),
+                              ("wbuf", dtype, need.wbuf), ("masks", _UINT8, need.masks)):
+        _check_array(bufs[field], "ws." + field, kind, 1, writeable=True)
+        got = bufs[field].shape[0]
+        if field == "grads" and got != size:
+            raise ValueError(f"ws.grads must have {size} elements, got {got}")
+        if got < size:
+            raise ValueError(f"ws.{field} must have at least {size} elements, got {got}")
+    inputs = [("X", X), ("y", y), ("order", order)]
+    if sample_weight is not None:
+        _check_array(sample_weight, "sample_weight", dtype, 1)
+        if sample_weight.shape[0] != n:
+            raise ValueError(f"sample_weight must have length {n} to match X, "
+                             f"got {sample_weight.shape[0]}")
+        inputs.append(("sample_weight", sample_weight))
+    drop = thr = None
+    if dropout is not None:
+        if not cnp.PyArray_Check(dropout):
+            raise TypeError(f"dropout must be None or a numpy.ndarray of float64, "
+                            f"got {type(dropout).__name__}")
+        if not cnp.PyArray_EquivTypes((<cnp.ndarray> dropout).descr, <cnp.dtype> _F64):
+            raise TypeError(f"dropout must have dtype float64, got {dropout.dtype}")
+        if dropout.ndim != 1 or dropout.shape[0] != n_layers:
+            raise ValueError(f"dropout must have shape ({n_layers},) (input and hidden "
+                             f"layers, the output's rate unused), got {dropout.shape}")
+        drop = np.array(dropout, dtype=np.float64)  # a private copy, as sizes
+        for l in range(n_layers):
+            if not 0.0 <= drop[l] < 1.0:
+                raise ValueError(f"dropout[{l}] must be in [0, 1), got {drop[l]!r}")
+        thr = np.array([drop_threshold(r) for r in drop], dtype=np.uint32)
+        if not np.any(drop[:n_layers] > 0):
+            drop = thr = None  # rate 0 everywhere: no masks, no cost
+    work = [("params", params), ("slots", slots)] + [("ws." + f, bufs[f]) for f in _WS_FIELDS]
+    for i in range(len(work)):
+        for j in range(i + 1, len(work)):
+            if _overlap(work[i][1], work[j][1]):
+                raise ValueError(f"{work[i][0]} and {work[j][0]} must not overlap (params, slots "
+                                 f"and the work space buffers must be disjoint)")
+        for a_name, a in inputs:
+            if _overlap(work[i][1], a):
+                raise ValueError(f"{work[i][0]} must not overlap {a_name} (the buffers written "
+                                 f"must not overlap X, y, order or sample_weight)")
     if start < stop:
         rows = order[start:stop]
         if rows.min() < 0 or rows.max() >= n:
             raise ValueError(f"order must hold row indices in [0, {n})")
         _check_labels(y[rows], sizes[n_layers], "y")
-    lr = _check_scalar(learning_rate, "learning_rate", 0.0, True, np.inf)
-    mu = _check_scalar(momentum, "momentum", 0.0, True, 1.0)
-    cl1 = _check_scalar(l1, "l1", 0.0, True, np.inf)
-    cl2 = _check_scalar(l2, "l2", 0.0, True, np.inf)
-    cdef double loss_sum = 0
-    cdef intp_t correct = 0
-    cdef bint diverged = False, corrupt = False
+        if sample_weight is not None:
+            _check_weights(sample_weight, order, start, stop)
     if start == stop:
         return 0, 0.0, 0, False
+    cdef fnn_opt_t opt
+    opt.kind = FNN_OPT_ADAM if h.kind == "adam" else FNN_OPT_SGD
+    opt.nesterov = h.nesterov
+    opt.lr, opt.mu, opt.l1, opt.l2 = h.learning_rate, h.momentum, h.l1, h.l2
+    opt.beta1, opt.beta2, opt.eps, opt.wd = h.beta1, h.beta2, h.eps, h.weight_decay
+    opt.t = h.t
+    cdef double loss_sum = 0
+    cdef intp_t correct = 0
+    cdef int diverged = 0, corrupt = 0
     if dtype is _FLOAT_DTYPES[0]:
-        done = _train_call[float](X, y, order, start, stop, batch_size, sizes, act,
-                                  params, grads, velocity, acts, deltas, ybuf,
-                                  lr, mu, cl1, cl2, n_threads, &loss_sum, &correct, &diverged,
-                                  &corrupt)
+        done = _train_call[float](X, y, sample_weight, order, start, stop, batch_size, sizes,
+                                  act, params, slots, bufs["grads"], bufs["acts"],
+                                  bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
+                                  drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
+                                  &correct, &diverged, &corrupt)
     else:
-        done = _train_call[double](X, y, order, start, stop, batch_size, sizes, act,
-                                   params, grads, velocity, acts, deltas, ybuf,
-                                   lr, mu, cl1, cl2, n_threads, &loss_sum, &correct,
-                                   &diverged, &corrupt)
+        done = _train_call[double](X, y, sample_weight, order, start, stop, batch_size, sizes,
+                                   act, params, slots, bufs["grads"], bufs["acts"],
+                                   bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
+                                   drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
+                                   &correct, &diverged, &corrupt)
     if corrupt:
         raise ValueError("order or y changed during the call: a row index or label left "
                          "its valid range (another thread writing to them?)")
@@ -849,38 +1051,56 @@ def train_batches(X, y, order, start, stop, batch_size,
 
 
 cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
-                        const intp_t[::1] order, intp_t start, intp_t stop,
-                        intp_t batch_size, const intp_t[::1] sizes, int act,
-                        floating[::1] params, floating[::1] grads, floating[::1] velocity,
+                        const floating[::1] sw, const intp_t[::1] order, intp_t start,
+                        intp_t stop, intp_t batch_size, const intp_t[::1] sizes, int act,
+                        floating[::1] params, floating[:, ::1] slots, floating[::1] grads,
                         floating[::1] acts, floating[::1] deltas, intp_t[::1] ybuf,
-                        double lr, double mu, double l1, double l2, int n_threads,
-                        double* loss_sum, intp_t* correct, bint* diverged,
-                        bint* corrupt):
+                        floating[::1] wbuf, uint8_t[::1] masks, const double[::1] drop,
+                        const uint32_t[::1] thr, uint64_t seed, uint64_t epoch,
+                        const fnn_opt_t* opt, int n_threads, double* loss_sum,
+                        intp_t* correct, int* diverged, int* corrupt):
     cdef intp_t done
-    cdef fnn_sgd_f hp_f
-    cdef fnn_sgd_d hp_d
-    if batch_size < _BLAS_MIN_BATCH:
-        # fastnn's kernels; grads holds the transposed weight copies
+    cdef fnn_bufs_t_f bf
+    cdef fnn_bufs_t_d bd
+    cdef bint adam = opt.kind == FNN_OPT_ADAM
+    if floating is float:
+        bf.x, bf.y, bf.order = &X[0, 0], &y[0], &order[0]
+        bf.sw = NULL
+        if sw is not None:
+            bf.sw = &sw[0]
+        bf.n_rows, bf.start, bf.stop, bf.batch_size = X.shape[0], start, stop, batch_size
+        bf.sizes, bf.n_layers, bf.act = &sizes[0], sizes.shape[0] - 1, act
+        bf.params, bf.wt, bf.acts, bf.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
+        bf.slot0 = &slots[0, 0]
+        bf.slot1 = NULL
+        if adam:
+            bf.slot1 = &slots[1, 0]
+        bf.wbuf, bf.ybuf, bf.masks = &wbuf[0], &ybuf[0], &masks[0]
+        bf.drop = NULL
+        bf.drop_thr = NULL
+        if drop is not None:
+            bf.drop, bf.drop_thr = &drop[0], &thr[0]
+        bf.seed, bf.epoch = seed, epoch
         with nogil:
-            if floating is float:
-                hp_f.lr, hp_f.mu, hp_f.l1, hp_f.l2 = lr, mu, l1, l2
-                done = fnn_train_f(&X[0, 0], X.shape[0], &y[0], &order[0], start, stop,
-                                   batch_size, &sizes[0], sizes.shape[0] - 1, act,
-                                   &params[0], &grads[0], &velocity[0], &acts[0],
-                                   &deltas[0], &ybuf[0], &hp_f, n_threads, loss_sum,
-                                   correct, diverged, corrupt)
-            else:
-                hp_d.lr, hp_d.mu, hp_d.l1, hp_d.l2 = lr, mu, l1, l2
-                done = fnn_train_d(&X[0, 0], X.shape[0], &y[0], &order[0], start, stop,
-                                   batch_size, &sizes[0], sizes.shape[0] - 1, act,
-                                   &params[0], &grads[0], &velocity[0], &acts[0],
-                                   &deltas[0], &ybuf[0], &hp_d, n_threads, loss_sum,
-                                   correct, diverged, corrupt)
-        return done
-    with nogil:
-        done = _train_batches(&X[0, 0], X.shape[0], &y[0], &order[0], start, stop,
-                              batch_size, &sizes[0], sizes.shape[0] - 1, act,
-                              &params[0], &grads[0], &velocity[0], &acts[0], &deltas[0],
-                              &ybuf[0], <floating> lr, <floating> mu, <floating> l1,
-                              <floating> l2, loss_sum, correct, diverged, corrupt)
+            done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
+    else:
+        bd.x, bd.y, bd.order = &X[0, 0], &y[0], &order[0]
+        bd.sw = NULL
+        if sw is not None:
+            bd.sw = &sw[0]
+        bd.n_rows, bd.start, bd.stop, bd.batch_size = X.shape[0], start, stop, batch_size
+        bd.sizes, bd.n_layers, bd.act = &sizes[0], sizes.shape[0] - 1, act
+        bd.params, bd.wt, bd.acts, bd.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
+        bd.slot0 = &slots[0, 0]
+        bd.slot1 = NULL
+        if adam:
+            bd.slot1 = &slots[1, 0]
+        bd.wbuf, bd.ybuf, bd.masks = &wbuf[0], &ybuf[0], &masks[0]
+        bd.drop = NULL
+        bd.drop_thr = NULL
+        if drop is not None:
+            bd.drop, bd.drop_thr = &drop[0], &thr[0]
+        bd.seed, bd.epoch = seed, epoch
+        with nogil:
+            done = fnn_train_d(&bd, opt, n_threads, loss_sum, correct, diverged, corrupt)
     return done

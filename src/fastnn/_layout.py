@@ -5,6 +5,8 @@ All parameters of a network live in one contiguous vector, weights first:
 ``(sizes[l], sizes[l+1])`` in row-major order. The weights being one prefix
 lets a single SGD pass apply L1/L2 to all weights and none to the biases.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -16,12 +18,33 @@ def n_params(sizes):
     return n_weights(sizes) + int(sum(sizes[1:]))
 
 
+class WorkspaceSizes(NamedTuple):
+    """Elements of the buffers of ``train_batches`` (Python ints, so no overflow)."""
+
+    params: int  #: params, each row of slots, and ws.grads: all parameters
+    acts: int    #: ws.acts: the activations A_0..A_L of a batch
+    deltas: int  #: ws.deltas: two ping-pong delta buffers of the widest layer
+    wbuf: int    #: ws.wbuf: a batch's sample weights
+    masks: int   #: ws.masks (uint8): a batch's dropout masks of A_0..A_{L-1}
+
+
 def workspace_sizes(sizes, batch_size):
-    """Elements of the ``(params, acts, deltas)`` buffers of ``train_batches``:
-    all parameters; the activations A_0..A_L of a batch; two ping-pong delta
-    buffers of the widest layer. Python ints, so no overflow."""
+    """The :class:`WorkspaceSizes` of ``train_batches`` for ``sizes`` and ``batch_size``.
+
+    >>> workspace_sizes([784, 128, 10], 32)
+    WorkspaceSizes(params=101770, acts=29504, deltas=8192, wbuf=32, masks=29184)
+    """
     sizes = [int(s) for s in sizes]
-    return (n_params(sizes), batch_size * sum(sizes), 2 * batch_size * max(sizes[1:]))
+    batch_size = int(batch_size)
+    return WorkspaceSizes(n_params(sizes), batch_size * sum(sizes),
+                          2 * batch_size * max(sizes[1:]), batch_size,
+                          batch_size * sum(sizes[:-1]))
+
+
+def drop_threshold(rate):
+    """Dropout's 16-bit threshold ``round(rate * 65536)`` (Python's round: half to
+    even; exact, as ``rate * 65536`` is): an element is kept iff its u16 >= it."""
+    return int(round(float(rate) * 65536.0))
 
 
 def unflatten(flat, sizes):

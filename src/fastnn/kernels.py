@@ -15,10 +15,13 @@ Kernels propagate NaN/inf like BLAS does; the model API
 array([[3., 3., 3., 3.],
        [3., 3., 3., 3.]], dtype=float32)
 """
+from ._hyper import Hyper  # noqa: F401
 from ._kernels import (  # noqa: F401
     ACTIVATIONS,
+    adam_update,
     dense_backward,
     dense_forward,
+    dropout_mask,
     sgd_update,
     softmax,
     softmax_cross_entropy,
@@ -32,5 +35,8 @@ __all__ = [
     "softmax_cross_entropy",
     "softmax",
     "sgd_update",
+    "adam_update",
+    "dropout_mask",
     "train_batches",
+    "Hyper",
 ]

@@ -8,7 +8,8 @@ what NumPy itself rejects; the compiled wrappers in :mod:`fastnn.kernels` do.
 import numpy as np
 from scipy.special import expit
 
-from ._layout import n_weights, unflatten
+from ._hyper import Hyper, adam_constants, check_hyper  # noqa: F401 (Hyper: re-exported)
+from ._layout import drop_threshold, n_weights, unflatten
 
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3}
 
@@ -68,9 +69,11 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     return dW, db, dZ_prev
 
 
-def softmax_cross_entropy(logits, labels, grad=None, *, return_correct=False):
-    """``(mean loss, (softmax(logits) - onehot(labels)) / batch)``, max-shifted;
-    with ``return_correct``, also the count of rows whose argmax is the label."""
+def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
+                          return_correct=False):
+    """``(sum_i w_i CE_i / batch, w_i (softmax(logits_i) - onehot(labels_i)) / batch)``,
+    max-shifted (``w_i = 1`` without ``sample_weight``); with ``return_correct``,
+    also the (unweighted) count of rows whose argmax is the label."""
     n, k = logits.shape
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= k):
@@ -78,7 +81,8 @@ def softmax_cross_entropy(logits, labels, grad=None, *, return_correct=False):
     if grad is None:
         grad = np.empty_like(logits)
     correct = int(np.count_nonzero(logits.argmax(axis=1) == labels)) if return_correct else None
-    loss, grad = _softmax_xent(logits, labels, grad, _XentBuffers(n, k, logits.dtype))
+    loss, grad = _softmax_xent(logits, labels, grad, _XentBuffers(n, k, logits.dtype),
+                               sample_weight)
     return (loss, grad, correct) if return_correct else (loss, grad)
 
 
@@ -97,8 +101,9 @@ class _XentBuffers:
         self.picked64 = np.empty(n, np.float64)
 
 
-def _softmax_xent(logits, labels, grad, buf):
-    """softmax_cross_entropy into ``grad`` with the temporaries in ``buf``."""
+def _softmax_xent(logits, labels, grad, buf, weights=None):
+    """softmax_cross_entropy into ``grad`` with the temporaries in ``buf``
+    (``weights``: None or the rows' sample weights)."""
     n = logits.shape[0]
     zmax, sums, logsum = buf.zmax[:n], buf.sums[:n], buf.logsum[:n]
     idx, picked = buf.flat_idx[:n], buf.picked[:n]
@@ -109,7 +114,7 @@ def _softmax_xent(logits, labels, grad, buf):
     np.exp(grad, out=grad)
     np.sum(grad, axis=1, keepdims=True, out=sums)
     # the loss's shift in float64, so that finite logits give a finite loss:
-    # mean(log(sum) - (logit[label] - max))
+    # mean(w * (log(sum) - (logit[label] - max)))
     np.log(sums[:, 0], out=logsum)
     np.add(buf.row_start[:n], labels, out=idx)  # flat index of each row's label
     np.take(logits.reshape(-1), idx, out=picked)
@@ -117,6 +122,9 @@ def _softmax_xent(logits, labels, grad, buf):
     np.copyto(picked64, picked)
     np.subtract(picked64, zmax[:, 0], out=picked64)
     np.subtract(loss64, picked64, out=loss64)
+    if weights is not None:
+        np.copyto(picked64, weights)
+        loss64 *= picked64
     loss = float(np.mean(loss64))
     np.multiply(sums, n, out=sums)
     grad /= sums
@@ -124,6 +132,8 @@ def _softmax_xent(logits, labels, grad, buf):
     np.take(flat, idx, out=picked)
     picked -= 1.0 / n
     np.put(flat, idx, picked)
+    if weights is not None:
+        grad *= weights[:, None]
     return loss, grad
 
 
@@ -135,14 +145,18 @@ def softmax(logits, out=None):
     return out
 
 
-def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0):
-    """``velocity = momentum*velocity - lr*(grad + l2*W + l1*sign(W)); W += velocity``."""
+def sgd_update(W, grad, velocity, learning_rate, momentum=0.0, l1=0.0, l2=0.0,
+               nesterov=False):
+    """``velocity = momentum*velocity - lr*(grad + l2*W + l1*sign(W)); W += velocity``
+    (Nesterov: ``W += momentum*velocity - lr*(grad + l2*W + l1*sign(W))``)."""
     _sgd_step(W, grad, velocity, learning_rate, momentum, l1, l2, np.empty_like(W),
-              np.empty_like(W) if l1 else None)
+              np.empty_like(W) if (l1 or nesterov) else None, nesterov)
 
 
-def _sgd_step(W, grad, velocity, learning_rate, momentum, l1, l2, step, sign=None):
-    """:func:`sgd_update` with its temporaries in ``step`` (and ``sign`` for L1)."""
+def _sgd_step(W, grad, velocity, learning_rate, momentum, l1, l2, step, sign=None,
+              nesterov=False):
+    """:func:`sgd_update` with its temporaries in ``step`` (and ``sign`` for L1
+    or Nesterov)."""
     if l2:
         np.multiply(W, l2, out=step)
         step += grad
@@ -155,50 +169,196 @@ def _sgd_step(W, grad, velocity, learning_rate, momentum, l1, l2, step, sign=Non
     velocity *= momentum
     step *= learning_rate
     velocity -= step
-    W += velocity
+    if nesterov:  # W += momentum*velocity - lr*g
+        np.multiply(velocity, momentum, out=sign)
+        sign -= step
+        W += sign
+    else:
+        W += velocity
+
+
+def adam_update(W, grad, m, v, learning_rate, t, beta1=0.9, beta2=0.999, eps=1e-8,
+                weight_decay=0.0, l1=0.0, l2=0.0):
+    """Adam step ``t`` (1 for the first): ``g = grad + l2*W + l1*sign(W)``,
+    ``m = beta1*m + (1-beta1)*g``, ``v = beta2*v + (1-beta2)*g*g``,
+    ``W = W*(1 - lr*weight_decay) - a_t*m / (sqrt(v)*s_t + eps)``,
+    ``a_t = lr/(1-beta1**t)``, ``s_t = 1/sqrt(1-beta2**t)``."""
+    hyper = Hyper("adam", learning_rate, beta1=beta1, beta2=beta2, eps=eps,
+                  weight_decay=weight_decay, l1=l1, l2=l2)
+    _adam_step(W, grad, m, v, hyper, adam_constants(hyper, t), True, np.empty_like(W),
+               np.empty_like(W), np.empty_like(W))
+
+
+def _adam_step(W, grad, m, v, hyper, constants, penalise, g, t1, t2):
+    """:func:`adam_update` with the step's ``constants`` ``(a_t, s_t, decay)`` and its
+    temporaries in ``g``, ``t1``, ``t2``; ``penalise``: L1, L2 and the decay
+    (weights) or none of them (biases). The dtype's constants are rounded as
+    the compiled epilogue's."""
+    dt = W.dtype.type
+    a_t, s_t, decay = constants
+    if penalise and hyper.l2:
+        np.multiply(W, dt(hyper.l2), out=g)
+        g += grad
+    else:
+        np.copyto(g, grad)
+    if penalise and hyper.l1:
+        np.sign(W, out=t1)
+        t1 *= dt(hyper.l1)
+        g += t1
+    m *= dt(hyper.beta1)  # m = b1*m + c1*g
+    np.multiply(g, dt(1.0 - hyper.beta1), out=t1)
+    m += t1
+    np.multiply(g, g, out=t1)  # v = b2*v + c2*(g*g)
+    t1 *= dt(1.0 - hyper.beta2)
+    v *= dt(hyper.beta2)
+    v += t1
+    np.sqrt(v, out=t1)  # W = W*decay - (a_t*m) / (sqrt(v)*s_t + eps)
+    t1 *= dt(s_t)
+    t1 += dt(hyper.eps)
+    np.multiply(m, dt(a_t), out=t2)
+    t2 /= t1
+    if penalise and dt(decay) != 1:
+        W *= dt(decay)
+    W -= t2
+
+
+# --- dropout masks: splitmix64, counter-based --------------------------------------
+
+_M64 = (1 << 64) - 1
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _mix(z):
+    """splitmix64's finaliser on a Python int (uint64, wrapping)."""
+    z = (z + _GOLDEN) & _M64
+    z = ((z ^ (z >> 30)) * _MIX1) & _M64
+    z = ((z ^ (z >> 27)) * _MIX2) & _M64
+    return z ^ (z >> 31)
+
+
+def _drop_key(seed, epoch, step, layer):
+    """``mix(mix(mix(mix(seed) ^ epoch) ^ step) ^ layer)``."""
+    return _mix(_mix(_mix(_mix(int(seed)) ^ int(epoch)) ^ int(step)) ^ int(layer))
+
+
+class _MaskBuffers:
+    """The uint64 counters and work of :func:`_mask_into` for up to ``n`` elements."""
+
+    def __init__(self, n):
+        ng = (n + 3) // 4
+        self.counter = np.arange(ng, dtype=np.uint64)
+        self.h = np.empty(ng, np.uint64)
+        self.tmp = np.empty(ng, np.uint64)
+
+
+def _mask_into(keep, key, thr, buf):
+    """keep[e] = u16(e) >= thr for the flat bool array ``keep``, where u16(e) is
+    16-bit lane e & 3 (little-endian) of mix(key + (e >> 2))."""
+    n = keep.size
+    ng = (n + 3) // 4
+    h, tmp = buf.h[:ng], buf.tmp[:ng]
+    np.add(buf.counter[:ng], np.uint64(key), out=h)  # wraps modulo 2**64
+    h += np.uint64(_GOLDEN)
+    for shift, mult in ((30, _MIX1), (27, _MIX2)):
+        np.right_shift(h, np.uint64(shift), out=tmp)
+        h ^= tmp
+        h *= np.uint64(mult)
+    np.right_shift(h, np.uint64(31), out=tmp)
+    h ^= tmp
+    if thr > 0xFFFF:
+        keep[...] = False
+        return keep
+    lanes = h.astype("<u8", copy=False).view("<u2")[:n]
+    np.greater_equal(lanes, np.uint16(thr), out=keep.reshape(-1))
+    return keep
+
+
+def dropout_mask(rows, width, rate, seed, epoch, step, layer):
+    """The bool mask (rows, width) of dropout with ``rate``: element e = i*width + j
+    is kept iff ``u16(e) >= round(rate * 65536)``, u16(e) =
+    ``(mix(key + (e >> 2)) >> (16 * (e & 3))) & 0xFFFF``,
+    ``key = mix(mix(mix(mix(seed) ^ epoch) ^ step) ^ layer)``, ``mix`` splitmix64's
+    finaliser (see :func:`fastnn.kernels.dropout_mask`)."""
+    keep = np.empty((rows, width), np.bool_)
+    return _mask_into(keep, _drop_key(seed, epoch, step, layer), drop_threshold(rate),
+                      _MaskBuffers(rows * width))
+
+
+def _drop_forward(A, keep, dropped, scale):
+    """Inverted dropout in place: kept elements times scale, dropped ones 0."""
+    np.logical_not(keep, out=dropped)
+    np.multiply(A, scale, out=A)
+    np.copyto(A, 0, where=dropped)
 
 
 class _TrainBuffers:
     """Views of one ``train_batches`` call into the caller's buffers (the same
     layout as the compiled kernel: ``acts`` holds A_0..A_L of a batch, ``deltas``
     two ping-pong deltas of the widest layer, ``grads`` the gradients, ``ybuf``
-    the batch's labels), plus the few temporaries NumPy needs, allocated once
-    per call."""
+    and ``wbuf`` the batch's labels and sample weights, ``masks`` the dropout
+    masks), plus the few temporaries NumPy needs, allocated once per call."""
 
-    def __init__(self, sizes, batch_size, params, grads, acts, deltas, ybuf, l1):
+    def __init__(self, sizes, batch_size, params, ws, hyper, rates):
         dtype = params.dtype
         self.W, self.b = unflatten(params, sizes)
-        self.gW, self.gb = unflatten(grads, sizes)
+        self.gW, self.gb = unflatten(ws.grads, sizes)
         self.A, off = [], 0
         for width in sizes:
-            self.A.append(acts[off:off + batch_size * width].reshape(batch_size, width))
+            self.A.append(ws.acts[off:off + batch_size * width].reshape(batch_size, width))
+            off += batch_size * width
+        self.keep, off = [], 0  # masks of A_0..A_{L-1}, at A_l's offset as in acts
+        masks = ws.masks.view(np.bool_)
+        for width in sizes[:-1]:
+            self.keep.append(masks[off:off + batch_size * width].reshape(batch_size, width))
             off += batch_size * width
         half = batch_size * max(sizes[1:])
-        self.deltas = (deltas[:half], deltas[half:2 * half])
-        self.ybuf = ybuf[:batch_size]
+        self.deltas = (ws.deltas[:half], ws.deltas[half:2 * half])
+        self.ybuf = ws.ybuf[:batch_size]
+        self.wbuf = ws.wbuf[:batch_size]
         self.work = np.empty(half, dtype)  # activation-derivative factor or ReLU mask
         self.xent = _XentBuffers(batch_size, sizes[-1], dtype)
         self.argmax = np.empty(batch_size, np.intp)
         self.hits = np.empty(batch_size, bool)
-        nw = n_weights(sizes)
-        self.step = np.empty(params.size, dtype)
-        self.sign = np.empty(nw, dtype) if l1 else None
+        n = params.size
+        self.step = np.empty(n, dtype)
+        self.t1 = np.empty(n, dtype) if (hyper.l1 or hyper.nesterov
+                                         or hyper.kind == "adam") else None
+        self.t2 = np.empty(n, dtype) if hyper.kind == "adam" else None
+        # dropout: the undropped activations of the dropped hidden layers (the
+        # derivative is taken there), the dropped elements, the mask generator
+        widest = max(sizes[:-1])
+        self.undropped = [np.empty((batch_size, w), dtype) if (rates is not None and 0 < l
+                                                               and rates[l] > 0) else None
+                          for l, w in enumerate(sizes[:-1])]
+        self.dropped = np.empty(batch_size * widest, bool) if rates is not None else None
+        self.gen = _MaskBuffers(batch_size * widest) if rates is not None else None
 
 
-def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params,
-                  grads, velocity, acts, deltas, ybuf, learning_rate, momentum=0.0,
-                  l1=0.0, l2=0.0, n_threads=1):
-    """Mini-batch SGD over ``order[start:stop]``, one Python step per batch.
+def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params, slots,
+                  ws, hyper, *, sample_weight=None, dropout=None, seed=0, epoch=0,
+                  n_threads=1):
+    """Mini-batch training over ``order[start:stop]``, one Python step per batch.
 
-    Same algorithm, buffers and return value as the compiled kernel:
-    ``(rows_done, loss_sum, n_correct, diverged)``. Every array of a batch
-    lives in the caller's buffers or in temporaries made once per call, so a
-    batch allocates nothing (NumPy's ``out=`` everywhere).
-    ``n_threads`` is accepted for the same signature; NumPy's BLAS uses its own threads.
+    Same algorithm, arguments, buffers and return value as the compiled kernel
+    (see :func:`fastnn.kernels.train_batches`): ``(rows_done, loss_sum,
+    n_correct, diverged)``; this is its specification in NumPy (the
+    derivative under dropout at the undropped activation, which it keeps).
+    Every array of a batch lives in the caller's buffers or in temporaries
+    made once per call, so a batch allocates nothing (NumPy's ``out=``
+    everywhere). ``n_threads`` is accepted for the same signature; NumPy's BLAS
+    uses its own threads.
     """
+    hyper = check_hyper(hyper)
     sizes = [int(s) for s in sizes]
     n_layers = len(sizes) - 1
     nw = n_weights(sizes)
+    rates = None
+    if dropout is not None:
+        rates = [float(r) for r in dropout]
+        if len(rates) != n_layers or not all(0.0 <= r < 1.0 for r in rates):
+            raise ValueError(f"dropout must hold {n_layers} rates in [0, 1), got {dropout!r}")
+        if not any(rates):
+            rates = None
     if start < stop:  # checked once, so that each batch can gather with mode="clip"
         rows = order[start:stop]
         if rows.min() < 0 or rows.max() >= X.shape[0]:
@@ -206,23 +366,47 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         labels = y[rows]
         if labels.min() < 0 or labels.max() >= sizes[-1]:
             raise ValueError(f"y must hold labels in [0, {sizes[-1]})")
-    buf = _TrainBuffers(sizes, batch_size, params, grads, acts, deltas, ybuf, l1)
+        if sample_weight is not None:
+            w = sample_weight[rows]
+            if not (np.all(np.isfinite(w)) and w.min() >= 0):
+                raise ValueError("sample_weight must be finite and >= 0")
+    adam = hyper.kind == "adam"
+    if slots.shape[0] < (2 if adam else 1):
+        raise ValueError(f"slots must have at least {2 if adam else 1} rows for hyper.kind "
+                         f"{hyper.kind!r}")
+    buf = _TrainBuffers(sizes, batch_size, params, ws, hyper, rates)
     W, b, gW, gb = buf.W, buf.b, buf.gW, buf.gb
-    step_w, step_b = buf.step[:nw], buf.step[nw:]
+    dt = params.dtype.type
+    scales = None if rates is None else [dt(1.0 / (1.0 - r)) for r in rates]
     loss_sum, correct = 0.0, 0
     for s0 in range(start, stop, batch_size):
         idx = order[s0:min(s0 + batch_size, stop)]
         bs = idx.shape[0]
+        step = s0 // batch_size
         # mode="clip": indices checked above; "raise" would copy through a temporary
         a = np.take(X, idx, axis=0, out=buf.A[0][:bs], mode="clip")
         labels = np.take(y, idx, out=buf.ybuf[:bs], mode="clip")
+        weights = None
+        if sample_weight is not None:
+            weights = np.take(sample_weight, idx, out=buf.wbuf[:bs], mode="clip")
+        if rates is not None and rates[0] > 0:  # input dropout, on the gathered copy
+            keep = _mask_into(buf.keep[0][:bs], _drop_key(seed, epoch, step, 0),
+                              drop_threshold(rates[0]), buf.gen)
+            _drop_forward(a, keep, buf.dropped[:keep.size].reshape(keep.shape), scales[0])
         for layer in range(n_layers):
             act = activation if layer < n_layers - 1 else "identity"
             a = dense_forward(a, W[layer], b[layer], act, out=buf.A[layer + 1][:bs])
+            if layer + 1 < n_layers and buf.undropped[layer + 1] is not None:
+                np.copyto(buf.undropped[layer + 1][:bs], a)
+                keep = _mask_into(buf.keep[layer + 1][:bs],
+                                  _drop_key(seed, epoch, step, layer + 1),
+                                  drop_threshold(rates[layer + 1]), buf.gen)
+                _drop_forward(a, keep, buf.dropped[:keep.size].reshape(keep.shape),
+                              scales[layer + 1])
         logits = a
         cur = 0  # which of the two delta buffers holds the current delta
         delta = buf.deltas[cur][:bs * sizes[-1]].reshape(bs, sizes[-1])
-        loss, delta = _softmax_xent(logits, labels, delta, buf.xent)
+        loss, delta = _softmax_xent(logits, labels, delta, buf.xent, weights)
         if not np.isfinite(loss):
             return s0 - start, loss_sum, correct, True
         loss_sum += loss * bs
@@ -239,9 +423,27 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
                 cur = 1 - cur
                 nxt = buf.deltas[cur][:bs * sizes[layer]].reshape(bs, sizes[layer])
                 np.matmul(delta, W[layer].T, out=nxt)
-                delta = _mul_activation_grad(nxt, a_prev, activation, buf.work)
-        _sgd_step(params[:nw], grads[:nw], velocity[:nw], learning_rate, momentum, l1, l2,
-                  step_w, buf.sign)
-        _sgd_step(params[nw:], grads[nw:], velocity[nw:], learning_rate, momentum, 0.0, 0.0,
-                  step_b)
+                undropped = buf.undropped[layer]
+                if undropped is None:
+                    delta = _mul_activation_grad(nxt, a_prev, activation, buf.work)
+                else:  # act' at the undropped activation, then the mask and scale
+                    delta = _mul_activation_grad(nxt, undropped[:bs], activation, buf.work)
+                    keep = buf.keep[layer][:bs]
+                    _drop_forward(delta, keep, buf.dropped[:keep.size].reshape(keep.shape),
+                                  scales[layer])
+        if adam:
+            k = (s0 - start) // batch_size + 1
+            constants = adam_constants(hyper, hyper.t + k)
+            for lo, hi, penalise in ((0, nw, True), (nw, params.size, False)):
+                _adam_step(params[lo:hi], ws.grads[lo:hi], slots[0, lo:hi], slots[1, lo:hi],
+                           hyper, constants, penalise, buf.step[lo:hi], buf.t1[lo:hi],
+                           buf.t2[lo:hi])
+        else:
+            t1 = buf.t1
+            _sgd_step(params[:nw], ws.grads[:nw], slots[0, :nw], hyper.learning_rate,
+                      hyper.momentum, hyper.l1, hyper.l2, buf.step[:nw],
+                      None if t1 is None else t1[:nw], hyper.nesterov)
+            _sgd_step(params[nw:], ws.grads[nw:], slots[0, nw:], hyper.learning_rate,
+                      hyper.momentum, 0.0, 0.0, buf.step[nw:],
+                      None if t1 is None else t1[nw:], hyper.nesterov)
     return stop - start, loss_sum, correct, False

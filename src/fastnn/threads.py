@@ -2,9 +2,7 @@
 
 Training runs on fastnn's own kernels and its own threads (POSIX threads
 started per compiled call): each step is split across the threads, and BLAS
-is not called (batches of ``fastnn._kernels._BLAS_MIN_BATCH`` rows or more
-would go to BLAS and its threads instead). Prediction on many rows calls
-BLAS. Set a number with :func:`set_num_threads` or the environment variable
+is not called. Prediction on many rows calls BLAS. Set a number with :func:`set_num_threads` or the environment variable
 ``FASTNN_NUM_THREADS``; by default fastnn trains on one thread per usable
 core (see :func:`training_threads`) and leaves BLAS at its own default. A
 configured number also applies to every BLAS library loaded in the process (NumPy's and SciPy's) while fastnn trains

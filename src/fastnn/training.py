@@ -126,13 +126,13 @@ class Workspace:
     labels, batch sample weights (``wbuf``) and dropout masks (``masks``)."""
 
     def __init__(self, sizes, batch_size, dtype):
-        n_params, n_acts, n_deltas = workspace_sizes(sizes, batch_size)[:3]
-        self.grads = np.zeros(n_params, dtype=dtype)
-        self.acts = np.empty(n_acts, dtype=dtype)
-        self.deltas = np.empty(n_deltas, dtype=dtype)
+        need = workspace_sizes(sizes, batch_size)
+        self.grads = np.zeros(need.params, dtype=dtype)
+        self.acts = np.empty(need.acts, dtype=dtype)
+        self.deltas = np.empty(need.deltas, dtype=dtype)
         self.ybuf = np.empty(batch_size, dtype=np.intp)
-        self.wbuf = np.empty(batch_size, dtype=dtype)
-        self.masks = np.empty(batch_size * int(sum(int(s) for s in sizes[:-1])), dtype=np.uint8)
+        self.wbuf = np.empty(need.wbuf, dtype=dtype)
+        self.masks = np.empty(need.masks, dtype=np.uint8)
 
 
 def stratified_split(y, fraction, seed, n_classes):
