@@ -4,6 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+
+from fastnn.optim import params_of
 import yaml
 
 from fastnn import MLP
@@ -19,7 +21,9 @@ CONFIG_FILES = sorted((ROOT / "configs").glob("*.yaml"))
 
 def test_resolve_fills_defaults():
     resolved = cfg.resolve({"layers": [784, 10]})
-    assert resolved == {**cfg.DEFAULTS, "layers": [784, 10]}
+    # the optimizer's keys: SGD's defaults, read from fastnn.optim.SGD
+    from fastnn.optim import params_of
+    assert resolved == {**cfg.DEFAULTS, **params_of("sgd"), "layers": [784, 10]}
     assert resolved["activation"] == "relu" and resolved["epochs"] == 10
     assert resolved["normalize"] == "minmax" and resolved["early_stopping"] is None
 
@@ -82,11 +86,14 @@ def test_split_partitions_the_keys():
                             "epochs": 2, "lr_decay": 0.5})
     model_kw, data_kw, fit_kw = cfg.split(resolved)
     assert model_kw == {"layers": [784, 32, 10], "activation": "relu", "dtype": "float32",
-                        "seed": 4, "init": "auto"}
+                        "seed": 4, "init": "auto", "dropout": 0.0, "input_dropout": 0.0}
     assert data_kw == {"dataset": "mnist", "normalize": "standard"}
     assert fit_kw["epochs"] == 2 and fit_kw["lr_decay"] == 0.5
-    assert set(fit_kw) == set(cfg.FIT_KEYS)
-    assert {**model_kw, **data_kw, **fit_kw} == resolved
+    assert set(fit_kw) == set(cfg.FIT_KEYS) | {"optimizer"}
+    assert fit_kw["optimizer"].get_config() == {k: resolved[k] for k in params_of("sgd")}
+    opt_keys = {k: resolved[k] for k in cfg.OPTIMIZER_KEYS}
+    assert {**model_kw, **data_kw, **{k: v for k, v in fit_kw.items() if k != "optimizer"},
+            **opt_keys} == resolved
     assert not (set(model_kw) & set(data_kw) or set(model_kw) & set(fit_kw)
                 or set(data_kw) & set(fit_kw))
 
@@ -176,7 +183,7 @@ def test_shipped_configs_resolve_and_build(path):
     model = MLP(**model_kw)
     assert model.layers[0] == 784 and model.layers[-1] == 10
     assert data_kw["dataset"] == "mnist"
-    assert fit_kw["epochs"] >= 1 and fit_kw["learning_rate"] > 0
+    assert fit_kw["epochs"] >= 1 and fit_kw["optimizer"].learning_rate > 0
 
 
 def test_shipped_configs_values():

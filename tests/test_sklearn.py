@@ -131,8 +131,8 @@ def test_adam_tracks_sklearns_adam(blobs):
                          learning_rate_init=0.01, max_iter=5)
     assert ours.n_iter_ == theirs.n_iter_ == 5
     for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-4)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-3)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.05])

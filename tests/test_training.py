@@ -482,7 +482,8 @@ CK = dict(batch_size=32, learning_rate=0.05, momentum=0.9, verbose=False,
 
 def _assert_same_run(a, ha, b, hb):
     np.testing.assert_array_equal(a.parameters, b.parameters)
-    np.testing.assert_array_equal(a._velocity, b._velocity)
+    np.testing.assert_array_equal(a.optimizer_.slots, b.optimizer_.slots)
+    assert a.optimizer_.t == b.optimizer_.t
     assert _no_time(ha) == _no_time(hb)
     assert ha.epoch == hb.epoch
     assert (ha.best_epoch, ha.stopped_epoch) == (hb.best_epoch, hb.stopped_epoch)
@@ -736,7 +737,12 @@ BAD_FIT = [
     (dict(callbacks=Recorder()), TypeError, "callbacks"),
     (dict(callbacks=[print]), TypeError, "callbacks"),
     (dict(shuffle="no"), TypeError, "shuffle"),
-    (dict(class_weight=None), TypeError, "class_weight"),
+    (dict(class_weights=None), TypeError, "class_weights"),  # an unknown keyword
+    (dict(monitor="accuracy"), ValueError, "monitor"),
+    (dict(min_delta=-1.0), ValueError, "min_delta"),
+    (dict(min_learning_rate=float("inf")), ValueError, "min_learning_rate"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer"),
+    (dict(sample_weight=np.ones((20, 1))), ValueError, "sample_weight"),
 ]
 
 

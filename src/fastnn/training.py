@@ -477,6 +477,8 @@ class TrainState:
                                                   allow_none=True)
             t = check_int(saved["t"], "t", low=0)
             best = arrays.get("best")
+            if (best is None) != (history.best_epoch is None):
+                raise ValueError("the best epoch and its snapshot do not match")
             if best is not None:
                 if best.shape != (model.n_params + n_state,):
                     raise ValueError("best snapshot of the wrong shape")
