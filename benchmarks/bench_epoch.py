@@ -17,6 +17,16 @@ One pytest-benchmark group per network and batch holds, side by side
 * ``floor`` and ``floor_scipy``: :class:`fastnn.bench.GemmFloor`, the epoch's
   matrix products alone with NumPy's BLAS and with SciPy's (fastnn's).
 
+A second group, ``test_epoch_optimizers``, prices the optimizers and
+regularisers of the compiled loop: one epoch of ``[784, 128, 10]`` at batch
+128, float32, through :func:`fastnn.kernels.train_batches` directly (chunks of
+whole batches, as ``fit`` makes them, on ``fit``'s training threads), side by
+side: ``fastnn`` (SGD, momentum 0.9, L2 1e-3), ``nesterov`` (the same with
+Nesterov momentum), ``adam`` (Adam, learning rate 1e-3, L2 1e-3),
+``dropout`` (the SGD with dropout 0.2 on the input and 0.5 on the hidden
+layer) and ``weights`` (the SGD with sample weights); the ratio table shows
+``variant/fastnn``, the cost of each over plain SGD.
+
 Every trainer's final loss is checked against the others' (same weights,
 same order: equal up to float rounding, see :data:`LOSS_RTOL`). Each round
 trains a fresh model (built in the untimed setup). When the benchmarks are
@@ -29,8 +39,11 @@ compilations.
 import numpy as np
 import pytest
 
-from fastnn.bench import (BATCH1_SAMPLES, OPTIONAL, STUDY_LAYERS, GemmFloor,
-                          epoch_flops_per_sample, make_trainer)
+from fastnn import kernels, threads
+from fastnn.bench import (BATCH1_SAMPLES, L2, LEARNING_RATE, MOMENTUM, OPTIONAL, SEED,
+                          STUDY_LAYERS, GemmFloor, epoch_flops_per_sample, make_model,
+                          make_trainer)
+from fastnn.training import Workspace, chunk_rows, epoch_order
 
 BATCHES = [1, 10, 32, 128, 512]
 TRAINERS = ["numpy", "fastnn", "jax", "torch", "floor", "floor_scipy"]  # numpy first: see epoch_loss
@@ -137,3 +150,85 @@ def test_floor_products_agree_between_the_two_blas():
         np.testing.assert_allclose(b.dW[0], xb.T @ b.dZ[0][:rows], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(b.dA[1][:rows], b.dZ[1][:rows] @ b.W[1].T, rtol=1e-5,
                                    atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Optimizers and regularisers of the compiled loop: one epoch each, one group
+# ---------------------------------------------------------------------------
+
+OPTIM_LAYERS = (784, 128, 10)
+OPTIM_BATCH = 128
+#: impl name -> (Hyper, train_batches keywords); "fastnn" is the baseline, plain SGD.
+OPTIM_VARIANTS = {
+    "fastnn": (kernels.Hyper("sgd", LEARNING_RATE, momentum=MOMENTUM, l2=L2), {}),
+    "nesterov": (kernels.Hyper("sgd", LEARNING_RATE, momentum=MOMENTUM, nesterov=True, l2=L2), {}),
+    "adam": (kernels.Hyper("adam", 1e-3, l2=L2), {}),
+    "dropout": (kernels.Hyper("sgd", LEARNING_RATE, momentum=MOMENTUM, l2=L2),
+                {"dropout": np.array([0.2, 0.5])}),
+    "weights": (kernels.Hyper("sgd", LEARNING_RATE, momentum=MOMENTUM, l2=L2),
+                {"sample_weight": True}),
+}
+
+
+class KernelEpoch:
+    """One epoch of ``train_batches`` calls on a fresh model's parameters, in
+    chunks of whole batches as ``fit`` makes them, on ``fit``'s thread count."""
+
+    def __init__(self, X, y, batch_size, variant, layers=OPTIM_LAYERS):
+        self.X, self.y, self.batch_size, self.layers = X, y, batch_size, layers
+        self.hyper, kw = OPTIM_VARIANTS[variant]
+        self.kw = dict(kw)
+        if self.kw.get("sample_weight") is True:  # weights in [0.5, 1.5), fixed per row
+            rng = np.random.default_rng([SEED, 3])
+            self.kw["sample_weight"] = (0.5 + rng.random(X.shape[0])).astype(X.dtype)
+        self.order = epoch_order(np.arange(X.shape[0], dtype=np.intp), SEED, 0)
+        self.sizes = np.array(layers, np.intp)
+        self.chunk = chunk_rows(batch_size)
+        self.n_threads = threads.training_threads()
+
+    def setup(self):
+        """Fresh parameters, zero optimizer slots, a work space (untimed)."""
+        model = make_model(self.layers)
+        slots = np.zeros((2, model._params.size), model.dtype)
+        return model._params.copy(), slots, Workspace(list(self.layers), self.batch_size,
+                                                      model.dtype)
+
+    def run(self, state):
+        """The epoch; returns its mean training loss."""
+        params, slots, ws = state
+        done, loss_sum, n = 0, 0.0, self.order.size
+        while done < n:
+            stop = min(done + self.chunk, n)
+            hyper = self.hyper._replace(t=done // self.batch_size)
+            rows, ls, _, diverged = kernels.train_batches(
+                self.X, self.y, self.order, done, stop, self.batch_size, self.sizes, "relu",
+                params, slots, ws, hyper, seed=SEED, epoch=0, n_threads=self.n_threads,
+                **self.kw)
+            assert not diverged
+            done += rows
+            loss_sum += ls
+        return loss_sum / n
+
+
+@pytest.mark.parametrize("variant", list(OPTIM_VARIANTS))
+def test_epoch_optimizers(benchmark, bench_rounds, mnist_train, variant):
+    disabled = not getattr(benchmark, "enabled", False)
+    X, y = epoch_data(mnist_train, OPTIM_BATCH, disabled)
+    n = X.shape[0]
+    benchmark.group = (f"epoch MNIST {n} images {list(OPTIM_LAYERS)} float32 batch {OPTIM_BATCH}"
+                       f" optimizers")
+    t = KernelEpoch(X, y, OPTIM_BATCH, variant)
+    benchmark.extra_info.update(impl=variant, kernel="epoch-optimizers", samples=n,
+                                batch_size=OPTIM_BATCH, layers=list(OPTIM_LAYERS),
+                                hyper=t.hyper._asdict(), n_threads=t.n_threads,
+                                dropout=None if "dropout" not in t.kw else
+                                t.kw["dropout"].tolist(),
+                                sample_weight="sample_weight" in t.kw)
+    if not disabled:  # warm-up on a slice: page faults, the first thread start
+        warm = KernelEpoch(X[:2048], y[:2048], OPTIM_BATCH, variant)
+        warm.run(warm.setup())
+    loss = benchmark.pedantic(t.run, setup=lambda: ((t.setup(),), {}), rounds=bench_rounds)
+    benchmark.extra_info["loss"] = loss
+    assert np.isfinite(loss)
+    if not disabled:  # every variant trains: a full epoch ends well below ln(10)
+        assert loss < 0.9 * np.log(10), loss

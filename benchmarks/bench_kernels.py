@@ -9,9 +9,13 @@ side (``extra_info["impl"]``); ``benchmarks/conftest.py`` prints their ratio.
 * ``dense_backward``: the full backward of a hidden layer (``dW``, ``db`` and
   ``dZ_prev`` with the ReLU derivative) into preallocated outputs.
 * ``softmax_cross_entropy`` and ``softmax``: on ``(batch, 10)`` logits.
-* ``sgd_update``: in place on the weight shapes (momentum 0.9, L2 1e-3); the
-  batch size plays no part. Timed with ``benchmark.pedantic`` and a setup that
-  hands each round fresh copies of the weights and velocity.
+* ``sgd_update``: in place on the weight shapes (momentum 0.9, L2 1e-3), plain
+  and with Nesterov momentum; the batch size plays no part. Timed with
+  ``benchmark.pedantic`` and a setup that hands each round fresh copies of the
+  weights and velocity.
+* ``adam_update``: in place on the weight shapes (AdamW: learning rate 1e-3,
+  weight decay 1e-2, L2 1e-3, step 10), fresh copies of the weights and
+  moments per round likewise.
 
 Each benchmark then checks its result against the other implementation on
 the same inputs, so a fast wrong kernel fails here too.
@@ -194,3 +198,66 @@ def test_sgd_update(benchmark, shape, dtype, batch, impl):
     _close(last["W"], W, dtype, "sgd_update W")
     _close(last["v"], v, dtype, "sgd_update velocity")
     assert not np.array_equal(last["W"], W0), "sgd_update did not update W in place"
+
+
+@pytest.mark.parametrize("shape, dtype, batch, impl", _cases(SHAPES, [None]))
+def test_sgd_update_nesterov(benchmark, shape, dtype, batch, impl):
+    n_in, n_out = shape
+    W0, g, v0 = sgd_inputs(n_in, n_out, dtype)
+    last = {}
+
+    def setup():
+        W, v = W0.copy(), v0.copy()
+        last["W"], last["v"] = W, v
+        return (W, g, v, LR), {"momentum": MOMENTUM, "l2": L2, "nesterov": True}
+
+    _label(benchmark, f"sgd_update nesterov l2 {n_in}x{n_out} {dtype}", impl,
+           kernel="sgd_update_nesterov", shape=f"{n_in}x{n_out}", dtype=dtype)
+    result = benchmark.pedantic(IMPLS[impl].sgd_update, setup=setup,
+                                rounds=sgd_rounds(W0.size), warmup_rounds=2)
+    assert result is None
+    W, v = W0.copy(), v0.copy()
+    _other(impl).sgd_update(W, g, v, LR, momentum=MOMENTUM, l2=L2, nesterov=True)
+    _close(last["W"], W, dtype, "sgd_update nesterov W")
+    _close(last["v"], v, dtype, "sgd_update nesterov velocity")
+
+
+# ---------------------------------------------------------------------------
+# adam_update, in place: pedantic with a setup that restores the state
+# ---------------------------------------------------------------------------
+
+ADAM = dict(beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=1e-2, l2=1e-3)
+ADAM_LR, ADAM_T = 1e-3, 10
+
+
+def adam_inputs(n_in, n_out, dtype):
+    rng = np.random.default_rng([n_in, n_out, 5])
+    W = (rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)).astype(dtype)
+    g = (rng.standard_normal((n_in, n_out)) * 1e-2).astype(dtype)
+    m = (rng.standard_normal((n_in, n_out)) * 1e-3).astype(dtype)
+    v = (rng.random((n_in, n_out)) * 1e-4).astype(dtype)
+    return W, g, m, v
+
+
+@pytest.mark.parametrize("shape, dtype, batch, impl", _cases(SHAPES, [None]))
+def test_adam_update(benchmark, shape, dtype, batch, impl):
+    n_in, n_out = shape
+    W0, g, m0, v0 = adam_inputs(n_in, n_out, dtype)
+    last = {}
+
+    def setup():
+        W, m, v = W0.copy(), m0.copy(), v0.copy()
+        last.update(W=W, m=m, v=v)
+        return (W, g, m, v, ADAM_LR, ADAM_T), dict(ADAM)
+
+    _label(benchmark, f"adam_update weight_decay l2 {n_in}x{n_out} {dtype}", impl,
+           kernel="adam_update", shape=f"{n_in}x{n_out}", dtype=dtype)
+    result = benchmark.pedantic(IMPLS[impl].adam_update, setup=setup,
+                                rounds=sgd_rounds(W0.size), warmup_rounds=2)
+    assert result is None
+    W, m, v = W0.copy(), m0.copy(), v0.copy()
+    _other(impl).adam_update(W, g, m, v, ADAM_LR, ADAM_T, **ADAM)
+    _close(last["W"], W, dtype, "adam_update W")
+    _close(last["m"], m, dtype, "adam_update m")
+    _close(last["v"], v, dtype, "adam_update v")
+    assert not np.array_equal(last["W"], W0), "adam_update did not update W in place"

@@ -131,6 +131,9 @@ def bench_rounds(request):
 
 #: Per group, ``other / fastnn`` for these (speed-up of fastnn over them) ...
 PEERS = ("numpy", "jax", "torch")
+#: ... and for these variants of fastnn's own epoch (bench_epoch.py's optimizer
+#: group, where ``fastnn`` is SGD with momentum): their cost relative to it ...
+VARIANTS = ("nesterov", "adam", "dropout", "weights")
 #: ... and ``fastnn / floor`` for these (how far fastnn is from the GEMM bound).
 FLOORS = ("floor", "floor_scipy")
 
@@ -152,7 +155,7 @@ def ratio_rows(benchmarks):
             continue
         fast = g["fastnn"]
         row = {"group": group, "fastnn_min": fast[0], "fastnn_median": fast[1]}
-        for peer in PEERS:
+        for peer in PEERS + VARIANTS:
             if peer in g:
                 row.update({f"{peer}_min": g[peer][0], f"{peer}_median": g[peer][1],
                             f"{peer}_over_fastnn_min": g[peer][0] / fast[0],
@@ -194,7 +197,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         return
     tr = terminalreporter
     width = max(len(r["group"]) for r in rows)
-    cols = ([(f"{p}/fastnn", f"{p}_over_fastnn") for p in PEERS]
+    cols = ([(f"{p}/fastnn", f"{p}_over_fastnn") for p in PEERS + VARIANTS]
             + [(f"fastnn/{f}", f"fastnn_over_{f}") for f in FLOORS])
     cols = [(title, key) for title, key in cols if any(f"{key}_min" in r for r in rows)]
     tr.write_sep("-", "fastnn speed-ups: other/fastnn and fastnn/floor (min | median)")

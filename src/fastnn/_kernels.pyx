@@ -995,8 +995,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
         if not cnp.PyArray_EquivTypes((<cnp.ndarray> dropout).descr, <cnp.dtype> _F64):
             raise TypeError(f"dropout must have dtype float64, got {dropout.dtype}")
         if dropout.ndim != 1 or dropout.shape[0] != n_layers:
-            raise ValueError(f"dropout must have shape ({n_layers},) (input and hidden "
-                             f"layers, the output's rate unused), got {dropout.shape}")
+            raise ValueError(f"dropout must have shape ({n_layers},) (a rate for the input "
+                             f"and one per hidden layer), got {dropout.shape}")
         drop = np.array(dropout, dtype=np.float64)  # a private copy, as sizes
         for l in range(n_layers):
             if not 0.0 <= drop[l] < 1.0:

@@ -5,6 +5,10 @@ writeability, overlap, label range) and raises ``TypeError``/``ValueError``
 naming the argument before any code runs without the GIL. Each has a
 plain-NumPy twin of the same name and signature in :mod:`fastnn.reference`.
 
+:class:`Hyper` holds the optimizer of a ``train_batches`` call (SGD with
+momentum or Nesterov momentum, Adam/AdamW; L1/L2 on weights) and its update
+rules; ``train_batches`` also takes sample weights and dropout rates.
+
 Kernels propagate NaN/inf like BLAS does; the model API
 (:class:`fastnn.MLP`) rejects non-finite data before it gets here.
 
