@@ -189,8 +189,8 @@ class KernelEpoch:
     def setup(self):
         """Fresh parameters, zero optimizer slots, a work space (untimed)."""
         model = make_model(self.layers)
-        slots = np.zeros((2, model._params.size), model.dtype)
-        return model._params.copy(), slots, Workspace(list(self.layers), self.batch_size,
+        slots = np.zeros((2, model.n_params), model.dtype)
+        return model.parameters.copy(), slots, Workspace(list(self.layers), self.batch_size,
                                                       model.dtype)
 
     def run(self, state):
