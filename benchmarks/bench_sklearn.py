@@ -3,7 +3,7 @@ and sweep throughput sequential vs ``--jobs 2`` vs a two-worker Dask LocalCluste
 
 GridSearchCV(cv=3) runs the same grid over the same hyperparameters with
 both estimators: ``solver="sgd"``, classical momentum 0.9
-(``nesterovs_momentum=False``: the same update rule, fastnn has no Nesterov),
+(``nesterovs_momentum=False``, the same update rule in both),
 ``batch_size=128``, ``max_iter`` epochs, ``tol=0`` so that neither stops
 early, float32 inputs (both then compute in float32), every BLAS on one
 thread (``threadpoolctl``), ``n_jobs=1``. Reported: the wall time of each
