@@ -4,7 +4,7 @@ import numpy as np
 import inspect
 
 from . import kernels, optim, serialization, threads, training
-from ._layout import as_sizes, n_params, unflatten
+from ._layout import n_params, unflatten
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 
 _INITS = ("auto", "uniform", "he", "glorot")
