@@ -321,3 +321,60 @@ def test_shipped_configs_resolve(name):
     cfg = config.resolve(config.load(path))
     model_kw, _, fit_kw = config.split(cfg)
     MLP(**model_kw)
+
+
+def test_scaled_weights_are_not_mistaken_for_divergence():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 8)); y = (X[:, 0] > 0).astype(int)
+    runs = []
+    for scale in (1.0, 1500.0):
+        model = MLP([8, 16, 2], seed=0)
+        h = model.fit(X, y, epochs=3, batch_size=32, optimizer=Adam(0.01),
+                      sample_weight=np.full(400, scale), verbose=False)
+        runs.append((len(h.epoch), h.diverged, model.optimizer_.t))
+    assert runs[0] == runs[1] == (3, False, 39)
+
+
+def test_min_learning_rate_never_raises_the_rate(data):
+    X, y, Xt, yt = data
+    model = MLP([784, 8, 10], seed=0)
+    h = model.fit(X, y, epochs=3, optimizer=Adam(0.001), validation_data=(Xt, yt),
+                  lr_decay=0.5, lr_decay_threshold=1.0, min_learning_rate=0.05, **FIT)
+    assert h.history["lr"] == [0.001] * 3
+
+
+def test_adam_step_count_matches_the_parameters_after_ctrl_c(data):
+    """Ctrl-C during a compiled chunk: t counts the steps the parameters took."""
+    import _thread
+    import threading
+    import warnings
+    X, y, _, _ = data
+    X = np.tile(X, (8, 1)); y = np.tile(y, 8)          # 9,600 rows: two chunks at batch 32
+    model = MLP([784, 64, 10], seed=0)
+    opt = Adam(0.001)
+
+    class Interrupt(training.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                threading.Timer(0.003, _thread.interrupt_main).start()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = model.fit(X, y, epochs=3, optimizer=opt, callbacks=[Interrupt()], **FIT)
+    assert h.interrupted
+    # replay as many steps as t says, from the same start: the same parameters
+    replay = MLP([784, 64, 10], seed=0)
+    steps = opt.t
+    full, rest = divmod(steps, -(-9600 // 32))
+    ropt = Adam(0.001)
+    if full:
+        replay.fit(X, y, epochs=full, optimizer=ropt, **FIT)
+    if rest:
+        order = training.epoch_order(np.arange(9600, dtype=np.intp), 0, full)
+        ws = training.Workspace(np.array(replay.layers, np.intp), 32, replay.dtype)
+        ropt.bind(replay.n_params, replay.dtype)
+        kernels.train_batches(np.ascontiguousarray(X, np.float32), y.astype(np.intp), order, 0,
+                              rest * 32, 32, np.array(replay.layers, np.intp), "relu",
+                              replay.parameters, ropt.slots, ws, ropt.hyper(), seed=0,
+                              epoch=full, n_threads=1)
+    np.testing.assert_array_equal(replay.parameters, model.parameters)

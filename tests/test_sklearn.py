@@ -389,3 +389,13 @@ def test_verbose_prints_like_sklearn(blobs, capsys):
         MLPClassifier(max_iter=2, verbose=True, random_state=0).fit(X, y)
     out = capsys.readouterr().out
     assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
+
+
+def test_partial_fit_keeps_the_optimizer_across_chunk_sizes(blobs):
+    X, y = blobs
+    clf = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    steps = []
+    for rows in (240, 100, 240):
+        clf.partial_fit(X[:rows], y[:rows], classes=np.unique(y))
+        steps.append(clf._optimizer.t)
+    assert steps == [2, 3, 5]  # one optimizer throughout (batches of min(200, rows))

@@ -90,7 +90,9 @@ class Optimizer:
     def bind(self, n_params, dtype):
         """Make ``slots`` an ``(n_slots, n_params)`` array of ``dtype`` (zeros
         when the optimizer has no state yet) and return it. State of another
-        size or dtype is an error: the optimizer belongs to another model."""
+        size or dtype is an error. The state is not tied to one model: passed
+        to a second model of the same shape, an optimizer continues with the
+        first one's moments (call :meth:`reset`, or pass a fresh optimizer)."""
         dtype = np.dtype(dtype)
         shape = (self.n_slots, int(n_params))
         if self.slots is None:

@@ -322,9 +322,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
                               "It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n))
-        if new_optimizer or getattr(self, "_batch_size", None) != batch_size:
+        if new_optimizer:
             self._optimizer = self._new_optimizer(batch_size)
-            self._batch_size = batch_size
+        else:  # partial_fit keeps the optimizer's state; alpha/batch_size follows the chunk
+            self._optimizer.l2 = float(self.alpha) / batch_size
         schedule = _SklearnSchedule(self, X_val, y_val, n, batch_size, incremental)
         self.n_iter_ = 0
         with _num_threads(self.n_threads):

@@ -184,6 +184,7 @@ class FitPlan:
     X_val: object
     y_val: object
     weights: object            # per-row training weights (model dtype) or None
+    loss_scale: float          # their mean over the training rows (1 without weights)
     epochs: int
     batch_size: int            # rows per batch (<= training rows)
     grad_scale: float          # 1, or the nominal batch size for loss_reduction="sum"
@@ -332,7 +333,9 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
                                 ("weighted", weights is not None, False)):
         if value != default:
             params[key] = value
-    return FitPlan(X, y, train_idx, X_val, y_val, weights, epochs, run_batch, grad_scale,
+    loss_scale = 1.0 if weights is None else float(weights[train_idx].mean(dtype=np.float64))
+    return FitPlan(X, y, train_idx, X_val, y_val, weights, loss_scale, epochs, run_batch,
+                   grad_scale,
                    bool(shuffle), early_stopping, monitor, min_delta, lr_decay,
                    lr_decay_threshold, min_learning_rate, callbacks, checkpoint, params)
 
@@ -431,7 +434,10 @@ class TrainState:
         val_acc = logs["val_accuracy"]
         gain = val_acc - self.prev_val_accuracy if self.prev_val_accuracy is not None else np.inf
         if plan.lr_decay is not None and gain < plan.lr_decay_threshold:
-            self.learning_rate = max(self.learning_rate * plan.lr_decay, plan.min_learning_rate)
+            # decays to the floor, never up to it (a floor above the rate leaves the rate)
+            self.learning_rate = min(self.learning_rate,
+                                     max(self.learning_rate * plan.lr_decay,
+                                         plan.min_learning_rate))
         self.prev_val_accuracy = val_acc
 
     # checkpoints
@@ -560,7 +566,8 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None, learning_rate, momen
                 # and as the loss is computed stably, a runaway step size shows as a
                 # huge but finite loss rather than NaN
                 diverged = (run.diverged or not state.finite()
-                            or run.loss_sum > DIVERGED_LOSS * np.log(model.layers[-1]) * run.rows)
+                            or run.loss_sum > (DIVERGED_LOSS * np.log(model.layers[-1])
+                                               * plan.loss_scale * run.rows))
                 if plan.validating and not diverged:
                     val_loss, val_acc = model.evaluate(plan.X_val, plan.y_val,
                                                        check_overflow=False)
@@ -635,16 +642,21 @@ def _run_epoch(kernels, state, ws, plan):
     run = EpochRun()
     try:
         while run.rows < order.size and not run.diverged:
-            stop = min(run.rows + chunk, order.size)
+            start, stop = run.rows, min(run.rows + chunk, order.size)
             hyper = opt.hyper(state.learning_rate, plan.grad_scale)
+            # Count the chunk's steps before the call: Ctrl-C pressed while it runs
+            # without the GIL raises only once it has returned, having updated the
+            # parameters and slots, and the count must then agree with them
+            planned = -(-(stop - start) // plan.batch_size)
+            opt.t += planned
+            run.rows = stop
             rows, ls, c, run.diverged = kernels.train_batches(
-                plan.X, plan.y, order, run.rows, stop, plan.batch_size, sizes, model.activation,
+                plan.X, plan.y, order, start, stop, plan.batch_size, sizes, model.activation,
                 model.parameters, opt.slots, ws, hyper, sample_weight=plan.weights,
                 dropout=dropout, seed=model.seed, epoch=epoch, n_threads=n_threads)
-            # every batch the call ran updated the parameters, except a diverged last one
-            steps = -(-rows // plan.batch_size)
-            opt.t += steps
-            run.rows += rows
+            if rows != stop - start:  # diverged: its last batch made no update
+                opt.t -= planned - -(-rows // plan.batch_size)
+                run.rows = start + rows
             run.loss_sum += ls
             run.correct += c
     except KeyboardInterrupt:
