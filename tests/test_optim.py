@@ -95,6 +95,9 @@ def test_optimizer_and_shorthand_are_exclusive(data):
         MLP([784, 8, 10], seed=0).fit(X, y, optimizer=Adam(), momentum=0.9, **FIT)
     with pytest.raises(TypeError, match="optimizer"):
         MLP([784, 8, 10], seed=0).fit(X, y, optimizer=object(), **FIT)
+    # passed at the default value is still passed
+    with pytest.raises(ValueError, match="learning_rate"):
+        MLP([784, 8, 10], seed=0).fit(X, y, optimizer=Adam(), learning_rate=0.01, **FIT)
 
 
 # -- training with each optimizer --------------------------------------------------
@@ -129,7 +132,7 @@ def test_compiled_trainer_matches_the_numpy_twin(data, case):
         model = MLP([784, 24, 12, 10], seed=5, dtype="float64", dropout=[0.3, 0.1],
                     input_dropout=0.1)
         training.fit(model, X64, y, epochs=2, batch_size=32, optimizer=OPTIMIZER_CASES[case](),
-                     learning_rate=0.01, momentum=0.0, l2=0.0, l1=0.0, validation_split=0.0,
+                     validation_split=0.0,
                      validation_data=None, early_stopping=None, lr_decay=None,
                      lr_decay_threshold=0.001, verbose=False, callbacks=None, checkpoint=None,
                      class_weight="balanced", kernels=kern)

@@ -3,7 +3,7 @@ import numpy as np
 
 import inspect
 
-from . import kernels, optim, serialization, threads, training
+from . import kernels, serialization, threads, training
 from ._layout import n_params, unflatten
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 
@@ -11,7 +11,7 @@ _INITS = ("auto", "uniform", "he", "glorot")
 _DTYPES = ("float32", "float64")
 _BLOCK = 2048  # rows per forward block in predict/evaluate
 # fit's SGD shorthand takes its defaults from fastnn.optim.SGD: written once
-_SGD = optim.params_of("sgd")
+_SGD = training.shorthand_defaults()
 
 
 def _check_rate(value, name):

@@ -171,8 +171,19 @@ def _fingerprint(X, y, config, X_val=None, y_val=None, weights=None):
 
 # -- the arguments of one fit, validated once ---------------------------------
 
-def _sgd_shorthand_defaults():
-    return {k: v for k, v in optim.params_of("sgd").items() if k != "nesterov"}
+class ShorthandDefault(float):
+    """A default of fit's SGD shorthand (``learning_rate``, ``momentum``, ``l1``,
+    ``l2``): the value of :class:`fastnn.optim.SGD`'s default, marked, so that
+    ``fit`` can tell an argument left out from one passed (with ``optimizer=``,
+    the shorthand must be left out)."""
+
+    __slots__ = ()
+
+
+def shorthand_defaults():
+    """fit's SGD shorthand defaults, read from :class:`fastnn.optim.SGD`."""
+    return {k: ShorthandDefault(v) for k, v in optim.params_of("sgd").items()
+            if k in ("learning_rate", "momentum", "l1", "l2")}
 
 
 @dataclasses.dataclass
@@ -351,7 +362,7 @@ def resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2):
         if isinstance(prev, optim.SGD) and prev.slots is not None:
             opt.load_state_dict(prev.state_dict())
         return opt
-    changed = [k for k, v in shorthand.items() if v != _sgd_shorthand_defaults()[k]]
+    changed = [k for k, v in shorthand.items() if not isinstance(v, ShorthandDefault)]
     if changed:
         raise ValueError(f"give optimizer= or the SGD shorthand ({', '.join(changed)}), not both: "
                          f"pass them to the optimizer, e.g. fastnn.optim.SGD(learning_rate=...)")
@@ -500,7 +511,12 @@ class TrainState:
 
 # -- the loop ------------------------------------------------------------------
 
-def fit(model, X, y, *, epochs, batch_size, optimizer=None, learning_rate, momentum, l2, l1,
+_SHORTHAND = shorthand_defaults()
+
+
+def fit(model, X, y, *, epochs, batch_size, optimizer=None,
+        learning_rate=_SHORTHAND["learning_rate"], momentum=_SHORTHAND["momentum"],
+        l2=_SHORTHAND["l2"], l1=_SHORTHAND["l1"],
         validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
         verbose, callbacks, checkpoint, loss_reduction="mean", shuffle=True,
         monitor="val_loss", min_delta=0.0, min_learning_rate=0.0, sample_weight=None,
