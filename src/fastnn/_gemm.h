@@ -201,35 +201,9 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
 #define FNN_NAME(x) FNN_XCAT4(fnn, x, gen, d)
 #include "_gemm_isa.h"
-#undef FNN_T
-#undef VT
-#undef FNN_SQRT
-#undef FNN_HP
-#undef FNN_BIAS_TANH
-#undef FNN_BIAS_SIGMOID
-#undef FNN_NAME
-
+#include "_gemm_undef.h"
 #undef MRR
 #undef NRV
-#undef VL
-#undef MT
-#undef MASKN
-#undef VZERO
-#undef VSET1
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VFMA
-#undef VMUL
-#undef VADD
-#undef VSUB
-#undef VRELU
-#undef VSELPOS
-#undef VADDPOS
-#undef VSUBNEG
-#undef VDIV
-#undef VSQRT
 #undef FNN_TARGET
 
 #if FNN_HAVE_X86
@@ -265,32 +239,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VADDPOS(s, w, l) _mm512_mask_add_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_GT_OQ), s, l)
 #define VSUBNEG(s, w, l) _mm512_mask_sub_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_LT_OQ), s, l)
 #include "_gemm_isa.h"
-#undef FNN_T
-#undef FNN_SQRT
-#undef FNN_HP
-#undef FNN_BIAS_TANH
-#undef FNN_BIAS_SIGMOID
-#undef FNN_NAME
-#undef VT
-#undef VL
-#undef MT
-#undef MASKN
-#undef VZERO
-#undef VSET1
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VFMA
-#undef VMUL
-#undef VADD
-#undef VSUB
-#undef VRELU
-#undef VSELPOS
-#undef VADDPOS
-#undef VSUBNEG
-#undef VDIV
-#undef VSQRT
+#include "_gemm_undef.h"
 
 #define FNN_T double
 #define FNN_SQRT __builtin_sqrt
@@ -319,32 +268,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VADDPOS(s, w, l) _mm512_mask_add_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_GT_OQ), s, l)
 #define VSUBNEG(s, w, l) _mm512_mask_sub_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_LT_OQ), s, l)
 #include "_gemm_isa.h"
-#undef FNN_T
-#undef FNN_SQRT
-#undef FNN_HP
-#undef FNN_BIAS_TANH
-#undef FNN_BIAS_SIGMOID
-#undef FNN_NAME
-#undef VT
-#undef VL
-#undef MT
-#undef MASKN
-#undef VZERO
-#undef VSET1
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VFMA
-#undef VMUL
-#undef VADD
-#undef VSUB
-#undef VRELU
-#undef VSELPOS
-#undef VADDPOS
-#undef VSUBNEG
-#undef VDIV
-#undef VSQRT
+#include "_gemm_undef.h"
 #undef FNN_TARGET
 #undef MRR
 #undef NRV
@@ -381,32 +305,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VADDPOS(s, w, l) _mm256_blendv_ps(s, _mm256_add_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_GT_OQ))
 #define VSUBNEG(s, w, l) _mm256_blendv_ps(s, _mm256_sub_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ))
 #include "_gemm_isa.h"
-#undef FNN_T
-#undef FNN_SQRT
-#undef FNN_HP
-#undef FNN_BIAS_TANH
-#undef FNN_BIAS_SIGMOID
-#undef FNN_NAME
-#undef VT
-#undef VL
-#undef MT
-#undef MASKN
-#undef VZERO
-#undef VSET1
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VFMA
-#undef VMUL
-#undef VADD
-#undef VSUB
-#undef VRELU
-#undef VSELPOS
-#undef VADDPOS
-#undef VSUBNEG
-#undef VDIV
-#undef VSQRT
+#include "_gemm_undef.h"
 
 #define FNN_T double
 #define FNN_SQRT __builtin_sqrt
@@ -435,32 +334,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VADDPOS(s, w, l) _mm256_blendv_pd(s, _mm256_add_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_GT_OQ))
 #define VSUBNEG(s, w, l) _mm256_blendv_pd(s, _mm256_sub_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_LT_OQ))
 #include "_gemm_isa.h"
-#undef FNN_T
-#undef FNN_SQRT
-#undef FNN_HP
-#undef FNN_BIAS_TANH
-#undef FNN_BIAS_SIGMOID
-#undef FNN_NAME
-#undef VT
-#undef VL
-#undef MT
-#undef MASKN
-#undef VZERO
-#undef VSET1
-#undef VLOAD
-#undef VLOADM
-#undef VSTORE
-#undef VSTOREM
-#undef VFMA
-#undef VMUL
-#undef VADD
-#undef VSUB
-#undef VRELU
-#undef VSELPOS
-#undef VADDPOS
-#undef VSUBNEG
-#undef VDIV
-#undef VSQRT
+#include "_gemm_undef.h"
 #undef FNN_TARGET
 #undef MRR
 #undef NRV
