@@ -177,49 +177,30 @@ def sgd_rounds(size):
     return int(np.clip(3e7 // max(size, 1), 50, 2000))
 
 
+@pytest.mark.parametrize("rule", ["momentum", "nesterov"])
 @pytest.mark.parametrize("shape, dtype, batch, impl", _cases(SHAPES, [None]))
-def test_sgd_update(benchmark, shape, dtype, batch, impl):
+def test_sgd_update(benchmark, shape, dtype, batch, impl, rule):
     n_in, n_out = shape
     W0, g, v0 = sgd_inputs(n_in, n_out, dtype)
+    kw = {"momentum": MOMENTUM, "l2": L2, **({"nesterov": True} if rule == "nesterov" else {})}
+    name = "sgd_update" if rule == "momentum" else "sgd_update nesterov"
     last = {}
 
     def setup():
         W, v = W0.copy(), v0.copy()
         last["W"], last["v"] = W, v
-        return (W, g, v, LR), {"momentum": MOMENTUM, "l2": L2}
+        return (W, g, v, LR), dict(kw)
 
-    _label(benchmark, f"sgd_update momentum l2 {n_in}x{n_out} {dtype}", impl,
-           kernel="sgd_update", shape=f"{n_in}x{n_out}", dtype=dtype)
+    _label(benchmark, f"sgd_update {rule} l2 {n_in}x{n_out} {dtype}", impl,
+           kernel=name.replace(" ", "_"), shape=f"{n_in}x{n_out}", dtype=dtype)
     result = benchmark.pedantic(IMPLS[impl].sgd_update, setup=setup,
                                 rounds=sgd_rounds(W0.size), warmup_rounds=2)
     assert result is None
     W, v = W0.copy(), v0.copy()
-    _other(impl).sgd_update(W, g, v, LR, momentum=MOMENTUM, l2=L2)
-    _close(last["W"], W, dtype, "sgd_update W")
-    _close(last["v"], v, dtype, "sgd_update velocity")
-    assert not np.array_equal(last["W"], W0), "sgd_update did not update W in place"
-
-
-@pytest.mark.parametrize("shape, dtype, batch, impl", _cases(SHAPES, [None]))
-def test_sgd_update_nesterov(benchmark, shape, dtype, batch, impl):
-    n_in, n_out = shape
-    W0, g, v0 = sgd_inputs(n_in, n_out, dtype)
-    last = {}
-
-    def setup():
-        W, v = W0.copy(), v0.copy()
-        last["W"], last["v"] = W, v
-        return (W, g, v, LR), {"momentum": MOMENTUM, "l2": L2, "nesterov": True}
-
-    _label(benchmark, f"sgd_update nesterov l2 {n_in}x{n_out} {dtype}", impl,
-           kernel="sgd_update_nesterov", shape=f"{n_in}x{n_out}", dtype=dtype)
-    result = benchmark.pedantic(IMPLS[impl].sgd_update, setup=setup,
-                                rounds=sgd_rounds(W0.size), warmup_rounds=2)
-    assert result is None
-    W, v = W0.copy(), v0.copy()
-    _other(impl).sgd_update(W, g, v, LR, momentum=MOMENTUM, l2=L2, nesterov=True)
-    _close(last["W"], W, dtype, "sgd_update nesterov W")
-    _close(last["v"], v, dtype, "sgd_update nesterov velocity")
+    _other(impl).sgd_update(W, g, v, LR, **kw)
+    _close(last["W"], W, dtype, f"{name} W")
+    _close(last["v"], v, dtype, f"{name} velocity")
+    assert not np.array_equal(last["W"], W0), f"{name} did not update W in place"
 
 
 # ---------------------------------------------------------------------------
