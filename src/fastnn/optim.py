@@ -21,6 +21,8 @@ To add an optimizer: a subclass here that names its update rule (``kind``), its
 number of state arrays (``n_slots``) and its fields of :class:`fastnn.kernels.Hyper`,
 plus the rule in the compiled kernels and their NumPy twins.
 """
+import inspect
+
 import numpy as np
 
 from . import kernels
@@ -58,7 +60,6 @@ class Optimizer:
 
     @classmethod
     def _config_names(cls):
-        import inspect
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
     def to_dict(self):
@@ -212,7 +213,6 @@ OPTIMIZERS = {cls.kind: cls for cls in (SGD, Adam)}
 
 def params_of(name):
     """The constructor parameters of the optimizer named ``name``, with their defaults."""
-    import inspect
     cls = OPTIMIZERS[name]
     return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
             if p.name != "self"}

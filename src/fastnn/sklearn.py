@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import threads
 from .model import MLP
+from ._validation import check_float, check_int
 from .optim import SGD, Adam
 from .training import Callback, History
 
@@ -221,23 +222,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              f"got {self.learning_rate!r}")
         if self.dtype not in _DTYPES:
             raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {self.dtype!r}")
-        _real(self.alpha, "alpha", low=0.0)
-        _real(self.l1, "l1", low=0.0)
-        _real(self.learning_rate_init, "learning_rate_init", low=0.0, open_low=True)
-        _real(self.power_t, "power_t", low=0.0)
-        _real(self.tol, "tol", low=0.0)
-        _real(self.momentum, "momentum", low=0.0, high=1.0, open_high=True)
-        _real(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
-              open_low=True, open_high=True)
-        _real(self.beta_1, "beta_1", low=0.0, high=1.0, open_high=True)
-        _real(self.beta_2, "beta_2", low=0.0, high=1.0, open_high=True)
-        _real(self.epsilon, "epsilon", low=0.0, open_low=True)
-        _integer(self.max_iter, "max_iter", low=1)
-        _integer(self.n_iter_no_change, "n_iter_no_change", low=1)
+        check_float(self.alpha, "alpha", low=0.0)
+        check_float(self.l1, "l1", low=0.0)
+        check_float(self.learning_rate_init, "learning_rate_init", low=0.0, low_open=True)
+        check_float(self.power_t, "power_t", low=0.0)
+        check_float(self.tol, "tol", low=0.0)
+        check_float(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
+        check_float(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
+                    low_open=True, high_open=True)
+        check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
+        check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
+        check_float(self.epsilon, "epsilon", low=0.0, low_open=True)
+        check_int(self.max_iter, "max_iter", low=1)
+        check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
         if self.batch_size != "auto":
-            _integer(self.batch_size, "batch_size", low=1)
+            check_int(self.batch_size, "batch_size", low=1)
         if self.n_threads is not None:
-            _integer(self.n_threads, "n_threads", low=1)
+            check_int(self.n_threads, "n_threads", low=1)
         for name in ("shuffle", "warm_start", "early_stopping", "nesterovs_momentum"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -540,24 +541,3 @@ def _num_threads(n):
         yield
     finally:
         threads.set_num_threads(previous)
-
-
-def _real(value, name, low=None, high=None, open_low=False, open_high=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    bad = not np.isfinite(value)
-    if low is not None:
-        bad |= value <= low if open_low else value < low
-    if high is not None:
-        bad |= value >= high if open_high else value > high
-    if bad:
-        raise ValueError(f"{name} must be finite and in {'(' if open_low else '['}{low}, "
-                         f"{high if high is not None else 'inf'}{')' if open_high else ']'}, "
-                         f"got {value!r}")
-
-
-def _integer(value, name, low=None):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if low is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
