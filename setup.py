@@ -59,6 +59,9 @@ extensions = [
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     ),
+    # an empty module whose file name threadpoolctl matches to list and limit
+    # fastnn's training threads (fastnn.threads)
+    Extension("fastnn._fastnn_threads", ["src/fastnn/_fastnn_threads.pyx"]),
     # the FMA-peak probe of `fastnn bench` (its roofline): register-only loops,
     # each variant built for its own instruction set with GCC's target
     # attribute and chosen at run time, so no -march flag is needed; -O2 even

@@ -18,6 +18,7 @@ def _blas_threads():
 @pytest.fixture(autouse=True)
 def _restore(monkeypatch):
     monkeypatch.delenv("FASTNN_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     previous = threads._num_threads
     before = _blas_threads()
     yield
@@ -293,3 +294,136 @@ def test_threaded_training_works_after_fork(mnist_small):
         if proc.is_alive():
             proc.kill()
     np.testing.assert_array_equal(child, parent.parameters)
+
+
+# --- the limits around fastnn ------------------------------------------------------------
+
+
+def test_threadpoolctl_lists_and_limits_fastnn():
+    from threadpoolctl import threadpool_limits
+    mine = [i for i in threadpool_info() if i["user_api"] == "fastnn"]
+    assert len(mine) == 1 and mine[0]["num_threads"] == threads.training_threads()
+    default = threads.training_threads()
+    with threadpool_limits(1):
+        assert threads.training_threads() == 1
+        assert [i["num_threads"] for i in threadpool_info() if i["user_api"] == "fastnn"] == [1]
+        with threadpool_limits(limits=default, user_api="fastnn"):
+            assert threads.training_threads() == default
+        assert threads.training_threads() == 1
+    assert threads.training_threads() == default
+    assert threads._pool_limit is None  # lifted, not left at the default's value
+    with threadpool_limits(limits=1, user_api="blas"):  # BLAS only: fastnn untouched
+        assert threads.training_threads() == default
+
+
+def test_omp_num_threads_caps_the_default(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads.training_threads() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", "16")  # a cap, not a request
+    assert threads.training_threads() == 8
+    monkeypatch.setenv("OMP_NUM_THREADS", "2,1")  # nested levels: the first
+    assert threads.training_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "junk")  # ignored, as OpenMP runtimes do
+    assert threads.training_threads() == 8
+
+
+def test_order_explicit_then_own_setting_then_parent(monkeypatch):
+    from threadpoolctl import threadpool_limits
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    with threadpool_limits(1):
+        assert threads.training_threads() == 1
+        set_num_threads(5)
+        assert threads.training_threads() == 5
+        with threads.using(3):
+            assert threads.training_threads() == 3
+            assert threads.training_threads(4) == 4
+            with threads.using(None):  # no count of its own: the enclosing one holds
+                assert threads.training_threads() == 3
+        assert threads.training_threads() == 5
+
+
+def test_using_belongs_to_one_python_thread():
+    """Two fits' counts in two Python threads do not see each other (the 0.1
+    estimator set a process-wide global around its fit)."""
+    start, seen = threading.Barrier(2), {}
+
+    def work(i):
+        with threads.using(i + 1):
+            start.wait()
+            seen[i] = [threads.training_threads() for _ in range(1000)]
+            start.wait()
+
+    _run_threads(work, 2)
+    assert set(seen[0]) == {1} and set(seen[1]) == {2}
+    assert get_num_threads() is None
+
+
+def _worker_threads():
+    import os
+    from fastnn import threads as t
+    return t.training_threads(), os.environ.get("OMP_NUM_THREADS"), t.usable_cores()
+
+
+def test_loky_workers_follow_their_limit():
+    """joblib's loky workers (GridSearchCV(n_jobs=...)) set OMP_NUM_THREADS to
+    their share of the cores: fastnn trains on that many threads there."""
+    joblib = pytest.importorskip("joblib")
+    out = joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_worker_threads)() for _ in range(2))
+    for n, omp, cores in out:
+        assert omp is not None
+        assert n == max(1, min(cores, int(omp)))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_estimator_leaves_the_global_alone(monkeypatch, mnist_small):
+    pytest.importorskip("sklearn")
+    from fastnn.sklearn import MLPClassifier
+
+    def forbidden(n):
+        raise AssertionError("set_num_threads called inside a fit")
+
+    (X, y), _ = mnist_small
+    monkeypatch.setattr(threads, "set_num_threads", forbidden)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), max_iter=1, n_threads=1, random_state=0,
+                        batch_size=50)
+    clf.fit(X[:200], y[:200])
+    clf.predict(X[:10])
+
+
+def _cgroup(tmp_path, proc, files):
+    (tmp_path / "proc").write_text(proc)
+    for rel, text in files.items():
+        path = tmp_path / "fs" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return dict(root=str(tmp_path / "fs"), proc_cgroup=str(tmp_path / "proc"))
+
+
+@pytest.mark.parametrize("proc, files, expected", [
+    ("0::/\n", {"cpu.max": "max 100000\n"}, None),
+    ("0::/\n", {"cpu.max": "150000 100000\n"}, 1.5),
+    ("0::/a/b\n", {"cpu.max": "400000 100000\n", "a/cpu.max": "200000 100000\n",
+                   "a/b/cpu.max": "max 100000\n"}, 2.0),
+    ("0::/gone\n", {"cpu.max": "50000 100000\n"}, 0.5),  # a container's own root
+    ("1:cpu,cpuacct:/\n", {"cpu,cpuacct/cpu.cfs_quota_us": "-1\n",
+                           "cpu,cpuacct/cpu.cfs_period_us": "100000\n"}, None),
+    ("1:cpu,cpuacct:/x\n", {"cpu,cpuacct/x/cpu.cfs_quota_us": "300000\n",
+                            "cpu,cpuacct/x/cpu.cfs_period_us": "100000\n"}, 3.0),
+    ("0::/\n", {}, None),
+    ("garbage", {"cpu.max": "junk"}, None),
+])
+def test_cgroup_cpu_quota(tmp_path, proc, files, expected):
+    assert threads.cgroup_cpu_quota(**_cgroup(tmp_path, proc, files)) == expected
+
+
+def test_usable_cores_follow_the_quota(monkeypatch):
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: 1.5)
+    assert threads.usable_cores() == 2
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: 0.2)
+    assert threads.usable_cores() == 1
+    monkeypatch.setattr(threads, "cgroup_cpu_quota", lambda: None)
+    assert threads.usable_cores() == 4

@@ -37,7 +37,9 @@
 
 #include <math.h>
 #include <sched.h>
+#include <time.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
@@ -350,44 +352,141 @@ static inline void fnn_split(ptrdiff_t n, ptrdiff_t unit, int nt, int t,
     *hi = b < n ? b : n;
 }
 
-/* A spinning barrier for the threads of one training call (libgomp's
- * barrier measured 45 us a step under KVM with the other vCPU busy, as its
- * waiters fall asleep; this one spins, then yields, so that more threads
- * than cores cannot livelock). */
+/* The barrier of the threads of one training call: spin briefly, then
+ * sleep (a futex on Linux, else yield), so waiting threads do not burn a
+ * core that another process needs (libgomp's barrier measured 45 us a step
+ * under KVM with the other vCPU busy, as its waiters fall asleep at once;
+ * spinning first keeps the common short waits in user space).
+ *
+ * A barrier also publishes the call's status: the thread that completes a
+ * generation copies `status` (written by any thread before it arrived) into
+ * `stop`, and every thread returns that one value, so all threads take the
+ * same decision (carry on, or leave the call) at the same barrier, whatever
+ * the timing. No thread may read `status` itself to decide: a thread that
+ * reads it between two barriers can see a value set later in the step by
+ * another thread and leave while that one waits for it at the next barrier
+ * (the hang of fastnn 0.1). */
 typedef struct {
     int count;
     int gen;
+    int stop;
+    int sleepers;
 } fnn_barrier_t;
+
+/* Spins (x86 `pause`, about 40-140 cycles each) before a waiting thread
+ * sleeps: about 20-80 us, longer than most phases of a small step. */
+#ifndef FNN_SPIN_LIMIT
+#define FNN_SPIN_LIMIT 2000
+#endif
 
 static inline void fnn_cpu_relax(void)
 {
 #if FNN_HAVE_X86
     _mm_pause();
+#elif defined(__aarch64__) && defined(__GNUC__)
+    __asm__ __volatile__("yield");
 #endif
 }
 
-/* m arrivals at once (m = 1: an ordinary wait; more: stand in for threads
- * that could not be started). */
-static inline void fnn_barrier_arrive(fnn_barrier_t *b, int nt, int m)
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+static inline void fnn_futex_wait(int *addr, int val)
+{
+    syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+static inline void fnn_futex_wake_all(int *addr)
+{
+    syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+}
+#define FNN_FUTEX 1
+#else
+#define FNN_FUTEX 0
+#endif
+
+/* Arrive for m threads (m = 1: an ordinary wait; more: stand in for threads
+ * that could not be started) and wait for the others; returns the status
+ * published by this generation (0: carry on). */
+static inline int fnn_barrier_sync(fnn_barrier_t *b, int nt, int m, const int *status)
 {
     if (nt <= 1)
-        return;
+        return __atomic_load_n(status, __ATOMIC_RELAXED);
     int g = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
     if (__atomic_add_fetch(&b->count, m, __ATOMIC_ACQ_REL) == nt) {
+        /* the arrivals' acq_rel chain makes every status written before an
+           arrival visible here */
         __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->gen, g + 1, __ATOMIC_RELEASE);
-        return;
+        int st = __atomic_load_n(status, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->stop, st, __ATOMIC_RELAXED);
+        __atomic_store_n(&b->gen, g + 1, __ATOMIC_SEQ_CST);
+        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) > 0) {
+#if FNN_FUTEX
+            fnn_futex_wake_all(&b->gen);
+#endif
+        }
+        return st;
     }
     for (long spins = 0; __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g; spins++) {
-        fnn_cpu_relax();
-        if (spins > 20000)
+        if (spins < FNN_SPIN_LIMIT) {
+            fnn_cpu_relax();
+            continue;
+        }
+        /* sleepers before the generation check, and the releaser's generation
+           before its sleepers check (both sequentially consistent): either it
+           sees this sleeper, or this thread sees the new generation (and
+           FUTEX_WAIT returns at once when gen no longer equals g) */
+        __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+        while (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) == g) {
+#if FNN_FUTEX
+            fnn_futex_wait(&b->gen, g);
+#else
             sched_yield();
+#endif
+        }
+        __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+        break;
     }
+    return __atomic_load_n(&b->stop, __ATOMIC_RELAXED);
 }
 
-static inline void fnn_barrier_wait(fnn_barrier_t *b, int nt) { fnn_barrier_arrive(b, nt, 1); }
+/* The step plan: whether a phase of a batch of bs rows is split over the
+ * nt threads (else thread 0 does it alone). The one place that decides it:
+ * the training loop asks it for every phase, and for its barriers (there is
+ * a barrier between two consecutive phases iff either is split), and the
+ * call asks it whether a second thread is worth starting at all.
+ *   forward of layer l:  bs * n_in * n_out multiply-adds;
+ *   backward of layer l: twice that (dZ_prev and dW), once for layer 0. */
+static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, int nt,
+                                double min_macs)
+{
+    return nt > 1 && (double) bs * (double) sizes[l] * (double) sizes[l + 1] >= min_macs;
+}
 
-#define FNN_BARRIER(nt) fnn_barrier_wait(&barrier, (nt))
+static inline int fnn_split_bwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, int nt,
+                                double min_macs)
+{
+    return nt > 1
+           && (double) bs * (double) sizes[l] * (double) sizes[l + 1] * (l > 0 ? 2 : 1)
+                  >= min_macs;
+}
+
+/* Test-only fault injection (fastnn._kernels._test_delay): thread `tid`
+ * sleeps `us` microseconds at point `point` of every step (1: after the
+ * gather barrier; 2: before the loss barrier; 3: before the step's last
+ * barrier), so tests can provoke a race deterministically. Off (tid -1)
+ * unless a test sets it. */
+static volatile int fnn_test_delay_tid = -1, fnn_test_delay_point = 0, fnn_test_delay_us = 0;
+
+static inline void fnn_test_delay(int tid, int point)
+{
+    if (__builtin_expect(fnn_test_delay_tid == tid, 0) && fnn_test_delay_point == point) {
+#if FNN_PTHREADS
+        struct timespec ts = {fnn_test_delay_us / 1000000, (fnn_test_delay_us % 1000000) * 1000L};
+        nanosleep(&ts, NULL);
+#endif
+    }
+}
 
 static const char *fnn_gemm_isa_name = "generic";
 static int fnn_gemm_select(const char *name);

@@ -122,7 +122,7 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
 #if NRV >= 4
                 FNN_TILE_CASES(4)
 #endif
-                default: break;
+                default: abort(); /* a tile size the cases do not cover */
             }
         }
         if (epi == FNN_EPI_BIAS && (act == FNN_TANH || act == FNN_SIGMOID)) {
@@ -147,7 +147,7 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
  * exactly 1). No gradient array: each register tile of g is consumed where
  * it is made. wt, when not NULL, is W's transposed copy (n x n_in), kept
  * equal to W. */
-static inline __attribute__((always_inline)) FNN_TARGET void
+static inline __attribute__((always_inline)) FNN_TARGET int
 FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t bs,
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                  FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
@@ -176,6 +176,9 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
     const int adam = hp->kind == FNN_OPT_ADAM, nesterov = hp->nesterov;
     const VT lr = VSET1(hp->lr), mu = VSET1(hp->mu), l1 = VSET1(hp->l1), l2 = VSET1(hp->l2);
     const int use_l1 = hp->l1 != 0, use_decay = hp->decay != 1;
+    /* w * 0 is 0 for a finite w, NaN for an infinite or NaN one: one sum of
+       them per tile tells whether the update made a non-finite weight */
+    VT chk = VZERO;
 #pragma GCC unroll 8
     for (int r = 0; r < kr; r++) {
 #pragma GCC unroll 8
@@ -214,9 +217,11 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
             if (last) {
                 VSTOREM(p0, mask, xn);
                 VSTOREM(wp, mask, wn);
+                chk = VADD(chk, VMUL(VLOADM(wp, mask), VZERO));  /* the valid lanes only */
             } else {
                 VSTORE(p0, xn);
                 VSTORE(wp, wn);
+                chk = VADD(chk, VMUL(wn, VZERO));
             }
             if (wt) {
                 FNN_T lanes[VL];
@@ -227,11 +232,17 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
             }
         }
     }
+    FNN_T cl[VL];
+    memcpy(cl, &chk, sizeof cl);
+    int bad = 0;
+    for (int q = 0; q < VL; q++)
+        bad |= cl[q] != cl[q];
+    return bad;
 }
 
 #define FNN_DW_CASE(KR, NV)                                                   \
     case (NV) * 8 + (KR):                                                     \
-        FNN_NAME(dwtile)(KR, NV, mask, valid, bs, a + k, lda, dz + j0, ldz,   \
+        bad |= FNN_NAME(dwtile)(KR, NV, mask, valid, bs, a + k, lda, dz + j0, ldz,   \
                          w + k * ldw + j0, s0 + k * ldw + j0,                 \
                          s1 ? s1 + k * ldw + j0 : NULL, ldw,                  \
                          wt ? wt + j0 * ldwt + k : NULL, ldwt, hp);           \
@@ -239,12 +250,13 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 #define FNN_DW_CASES(NV) FNN_DW_CASE(1, NV) FNN_DW_CASE(2, NV) FNN_DW_CASE(3, NV) \
     FNN_DW_CASE(4, NV) FNN_DW_CASE(5, NV) FNN_DW_CASE(6, NV)
 
-static FNN_TARGET void
+static FNN_TARGET int
 FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
                     const FNN_HP *hp)
 {
+    int bad = 0;
     for (ptrdiff_t k = k0; k < k1; k += MRR) {
         int kr = (int) (k1 - k < MRR ? k1 - k : MRR);
         for (ptrdiff_t j0 = 0; j0 < n; j0 += NRV * VL) {
@@ -263,19 +275,22 @@ FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
 #if NRV >= 4
                 FNN_DW_CASES(4)
 #endif
-                default: break;
+                default: abort(); /* a tile size the cases do not cover */
             }
         }
     }
+    return bad;
 }
 
 /* Bias gradient (column sums of dZ, rows in order) and its update, columns
- * j0:j1: the rules of dwtile without penalties or decay (s0, s1 as there). */
-static FNN_TARGET void
+ * j0:j1: the rules of dwtile without penalties or decay (s0, s1 as there).
+ * Returns nonzero when an updated bias is not finite. */
+static FNN_TARGET int
 FNN_NAME(db_update)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
                     ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp)
 {
     FNN_T g[64];
+    FNN_T chk = 0;
     const FNN_T lr = hp->lr, mu = hp->mu;
     for (ptrdiff_t c0 = j0; c0 < j1; c0 += 64) {
         ptrdiff_t nc = j1 - c0 < 64 ? j1 - c0 : 64;
@@ -293,6 +308,7 @@ FNN_NAME(db_update)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
                 s0[c0 + j] = m;
                 s1[c0 + j] = v;
                 b[c0 + j] = b[c0 + j] - (at * m) / (FNN_SQRT(v) * st + eps);
+                chk = chk + b[c0 + j] * 0;
             }
         } else if (hp->nesterov) {
             for (ptrdiff_t j = 0; j < nc; j++) {
@@ -300,15 +316,18 @@ FNN_NAME(db_update)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
                 FNN_T vi = mu * s0[c0 + j] - lrg;
                 s0[c0 + j] = vi;
                 b[c0 + j] = b[c0 + j] + (mu * vi - lrg);
+                chk = chk + b[c0 + j] * 0;
             }
         } else {
             for (ptrdiff_t j = 0; j < nc; j++) {
                 FNN_T vi = mu * s0[c0 + j] - lr * g[j];
                 s0[c0 + j] = vi;
                 b[c0 + j] = b[c0 + j] + vi;
+                chk = chk + b[c0 + j] * 0;
             }
         }
     }
+    return chk != chk;
 }
 
 /* Inverted dropout of the flat elements e0:e1 of a layer's batch (a[e],

@@ -11,12 +11,12 @@ typedef struct {
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                  FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
                  const FNN_T *ap);
-    void (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
-               const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
-               FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-               const FNN_HP *hp);
-    void (*db)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
-               ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp);
+    int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
+              const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
+              FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
+              const FNN_HP *hp);
+    int (*db)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
+              ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp);
     void (*drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
                  uint32_t thr, FNN_T scale);
     void (*dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
@@ -116,8 +116,9 @@ typedef struct {
     ptrdiff_t n_w, max_width;
     FNN_F(fnn_kern_t) K;
     int nt;
+    double min_macs;       /* fnn_split_fwd/bwd's threshold */
     fnn_barrier_t barrier;
-    int status;            /* 1: corrupt index or label, 2: diverged */
+    int status;            /* 1: corrupt index or label, 2: diverged, 3: no team */
     ptrdiff_t fail_s0;     /* batch start where it stopped */
     double *loss_sum;
     ptrdiff_t *n_correct;
@@ -143,12 +144,16 @@ static inline void FNN_F(fnn_drop_block)(const FNN_F(fnn_kern_t) *K, FNN_T *a, u
 }
 
 /* One thread's share of every step of the call (thread 0 also does the
- * softmax-xent and the small layers). */
+ * softmax-xent and the phases too small to split). Every decision to leave
+ * the loop is the value returned by a barrier, the same for all threads;
+ * which phases are split (and so where the barriers are) comes from
+ * fnn_split_fwd/fnn_split_bwd alone. */
 static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
 {
     const FNN_F(fnn_bufs_t) *B = c->b;
     const FNN_F(fnn_kern_t) K = c->K;
     const int nt = c->nt, act = B->act;
+    const double mm = c->min_macs;
     const ptrdiff_t *sizes = B->sizes, n_layers = B->n_layers, batch_size = B->batch_size;
     const ptrdiff_t d = sizes[0], kcls = sizes[n_layers];
     FNN_T *params = B->params, *wt = B->wt, *acts = B->acts;
@@ -157,7 +162,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
     const double *drop = B->drop;
     const uint32_t *thr = B->drop_thr;
     FNN_HP hp;
-#define barrier (c->barrier)
+#define FNN_SYNC() fnn_barrier_sync(&c->barrier, nt, 1, &c->status)
     for (ptrdiff_t pos = B->start; pos < B->stop; pos += batch_size) {
         const ptrdiff_t bs = B->stop - pos < batch_size ? B->stop - pos : batch_size;
         /* the step's optimizer constants (Adam: step t + k for the k-th batch
@@ -185,13 +190,13 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         if (ok && drop && drop[0] > 0 && lo < hi)
             K.drop(acts, NULL, lo * d, hi * d, fnn_drop_key(B->seed, B->epoch, step, 0), thr[0],
                    (FNN_T) (1.0 / (1.0 - drop[0])));
-        FNN_BARRIER(nt);
-        if (__atomic_load_n(&c->status, __ATOMIC_RELAXED))
+        if (FNN_SYNC())
             break;
+        fnn_test_delay(tid, 1);
         /* forward (hidden dropout after the activation, on the columns this
            thread made) */
         ptrdiff_t woff = 0, boff = c->n_w, aoff = 0;
-        int split = nt > 1 && bs * sizes[0] * sizes[1] >= FNN_PAR_MIN_MACS;
+        int split = fnn_split_fwd(sizes, 0, bs, nt, mm);
         for (ptrdiff_t l = 0; l < n_layers; l++) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
             const FNN_T *a_in = acts + aoff;
@@ -209,9 +214,10 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                                                        (uint64_t) (l + 1)),
                                           thr[l + 1], (FNN_T) (1.0 / (1.0 - drop[l + 1])));
             }
-            int next = l + 1 < n_layers && nt > 1 && bs * no * sizes[l + 2] >= FNN_PAR_MIN_MACS;
+            /* the next phase: the next layer's forward, or the loss (thread 0) */
+            int next = l + 1 < n_layers && fnn_split_fwd(sizes, l + 1, bs, nt, mm);
             if (split || next)
-                FNN_BARRIER(nt);
+                (void) FNN_SYNC();
             split = next;
             woff += ni * no;
             boff += no;
@@ -223,24 +229,26 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             double loss = FNN_F(fnn_xent)(acts + aoff, B->ybuf, B->sw ? B->wbuf : NULL, delta,
                                           bs, kcls, &nc);
             if (nc < 0 || !isfinite(loss)) {
-                c->fail_s0 = pos;
+                __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
                 __atomic_store_n(&c->status, nc < 0 ? 1 : 2, __ATOMIC_RELAXED);
             } else {
                 *c->loss_sum += loss * (double) bs;
                 *c->n_correct += nc;
             }
         }
-        FNN_BARRIER(nt);
-        if (__atomic_load_n(&c->status, __ATOMIC_RELAXED))
+        fnn_test_delay(tid, 2);
+        if (FNN_SYNC())
             break;
         /* backward, last layer first: dZ_prev with the old W (times the
-           dropout mask), then W's update */
+           dropout mask), then W's update; a non-finite weight or bias made
+           by the update is flagged (the call stops after this step) */
+        int bad = 0;
+        split = fnn_split_bwd(sizes, n_layers - 1, bs, nt, mm);
         for (ptrdiff_t l = n_layers - 1; l >= 0; l--) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
             woff -= ni * no;
             boff -= no;
             aoff -= batch_size * ni;
-            split = nt > 1 && bs * ni * no * (l > 0 ? 2 : 1) >= FNN_PAR_MIN_MACS;
             if (split)
                 fnn_split(ni, K.vl, nt, tid, &lo, &hi);
             else
@@ -254,23 +262,31 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                         K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, lo, hi, act,
                                   (FNN_T) (1.0 / (1.0 - drop[l])), (FNN_T) (1.0 - drop[l]));
                 }
-                K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff, s0 + woff,
-                     s1 ? s1 + woff : NULL, no, l > 0 ? wt + woff : NULL, ni, &hp);
+                bad |= K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff,
+                            s0 + woff, s1 ? s1 + woff : NULL, no, l > 0 ? wt + woff : NULL, ni,
+                            &hp);
             }
             if (tid == (split ? nt - 1 : 0))
-                K.db(bs, 0, no, delta, no, params + boff, s0 + boff, s1 ? s1 + boff : NULL,
-                     &hp);
-            int prev = l > 0 && nt > 1
-                       && bs * sizes[l - 1] * ni * (l > 1 ? 2 : 1) >= FNN_PAR_MIN_MACS;
+                bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
+                            s1 ? s1 + boff : NULL, &hp);
+            int prev = l > 0 && fnn_split_bwd(sizes, l - 1, bs, nt, mm);
             if (l > 0 && (split || prev))
-                FNN_BARRIER(nt);
+                (void) FNN_SYNC();
+            split = prev;
             tmp = delta;
             delta = delta_prev;
             delta_prev = tmp;
         }
-        FNN_BARRIER(nt);
+        if (bad) {
+            /* this batch's update was made: the rows consumed include it */
+            __atomic_store_n(&c->fail_s0, pos + bs, __ATOMIC_RELAXED);
+            __atomic_store_n(&c->status, 2, __ATOMIC_RELAXED);
+        }
+        fnn_test_delay(tid, 3);
+        if (FNN_SYNC())
+            break;
     }
-#undef barrier
+#undef FNN_SYNC
 }
 
 #if FNN_PTHREADS
@@ -318,11 +334,13 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
                 b->wt[woff + j * ni + k] = b->params[woff + k * no + j];
         woff += ni * no;
     }
-    /* no phase big enough to split: no second thread at all (its barriers
-       would only cost) */
+    /* no phase of a full batch big enough to split: no second thread at all
+       (its barriers would only cost); a partial last batch splits less */
+    c.min_macs = FNN_PAR_MIN_MACS;
     int any_split = 0;
     for (ptrdiff_t l = 0; l < n_layers; l++)
-        if (b->batch_size * sizes[l] * sizes[l + 1] >= FNN_PAR_MIN_MACS)
+        if (fnn_split_fwd(sizes, l, b->batch_size, 2, c.min_macs)
+            || fnn_split_bwd(sizes, l, b->batch_size, 2, c.min_macs))
             any_split = 1;
     if (n_threads < 1 || !any_split || !FNN_PTHREADS)
         n_threads = 1;
@@ -354,7 +372,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
                missing ones) with a status that makes them return, then run
                the call alone */
             __atomic_store_n(&c.status, 3, __ATOMIC_RELAXED);
-            fnn_barrier_arrive(&c.barrier, c.nt, n_threads - started);
+            (void) fnn_barrier_sync(&c.barrier, c.nt, n_threads - started, &c.status);
             for (int t = 1; t <= started; t++)
                 pthread_join(th[t], NULL);
             memset(&c.barrier, 0, sizeof c.barrier);

@@ -182,6 +182,7 @@ cdef extern from "_gemm.h" nogil:
     void fnn_adam_d(double* w, const double* g, double* m, double* v, intp_t n,
                     const fnn_step_d* hp)
     uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
+    int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
     void fnn_dropout_mask(uint8_t* mask, intp_t n, uint64_t key, uint32_t thr)
 
 fnn_gemm_select(NULL)
@@ -211,6 +212,25 @@ def _kernel_isa(name=None):
         if fnn_gemm_select(name.encode()) != 0:
             raise ValueError(f"this CPU cannot run the {name!r} kernels")
     return fnn_gemm_isa().decode()
+
+
+def _test_delay(tid=-1, point=0, us=0):
+    """Private, for tests only: training thread ``tid`` sleeps ``us``
+    microseconds at ``point`` of every step (1: after the gather barrier, 2:
+    before the loss barrier, 3: before the step's last barrier), so a test
+    can provoke a race between the threads deterministically. ``tid=-1``
+    turns it off. Not thread-safe against a running training call."""
+    tid = _check_index(tid, "tid")
+    point = _check_index(point, "point")
+    us = _check_index(us, "us")
+    if not (-1 <= tid <= 1024 and 0 <= point <= 3 and 0 <= us <= 10_000_000):
+        raise ValueError(f"tid must be in [-1, 1024], point in [0, 3], us in [0, 1e7], "
+                         f"got {tid}, {point}, {us}")
+    global fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
+    fnn_test_delay_tid = -1
+    fnn_test_delay_point = point
+    fnn_test_delay_us = us
+    fnn_test_delay_tid = tid
 
 
 # Whether the training loop can use more than one thread (POSIX threads).

@@ -121,13 +121,11 @@ def _block_finite(block, flags):
 
 
 def _n_threads(size):
-    """Threads for a pass over ``size`` elements: fastnn's thread count (its
-    setting, else the usable cores), fewer for small arrays."""
+    """Threads for a pass over ``size`` elements: fastnn's training thread count
+    (fastnn.threads.training_threads), fewer for small arrays."""
     from . import threads  # not at import: threads imports this module
-    n = threads.get_num_threads()
-    if n is None:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(n or 1, size // (CHECK_BLOCK * _MIN_BLOCKS_PER_THREAD)))
+    n = threads.training_threads()
+    return max(1, min(n, size // (CHECK_BLOCK * _MIN_BLOCKS_PER_THREAD)))
 
 
 def _split(n, n_threads, work):

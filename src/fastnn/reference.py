@@ -320,6 +320,7 @@ class _TrainBuffers:
         self.argmax = np.empty(batch_size, np.intp)
         self.hits = np.empty(batch_size, bool)
         n = params.size
+        self.finite = np.empty(n, bool)  # the check of the updated parameters
         self.step = np.empty(n, dtype)
         self.t1 = np.empty(n, dtype) if (hyper.l1 or hyper.nesterov
                                          or hyper.kind == "adam") else None
@@ -446,4 +447,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
             _sgd_step(params[nw:], ws.grads[nw:], slots[0, nw:], hyper.learning_rate,
                       hyper.momentum, 0.0, 0.0, buf.step[nw:],
                       None if t1 is None else t1[nw:], hyper.nesterov)
+        # an update that made a weight or bias infinite or NaN (the loss can stay
+        # finite: saturated tanh, say) ends the call after this batch
+        if not np.isfinite(params, out=buf.finite).all():
+            return s0 + bs - start, loss_sum, correct, True
     return stop - start, loss_sum, correct, False

@@ -15,7 +15,6 @@ Importing :mod:`fastnn` does not import scikit-learn; this module does.
 >>> clf.classes_.tolist(), clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
 (['no', 'yes'], True, (2, 2))
 """
-import contextlib
 import numbers
 import warnings
 
@@ -120,10 +119,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Precision of weights and arithmetic; inputs are converted once.
     n_threads : int or None, default=None
         Threads of fastnn's training loop and of BLAS while fitting and
-        predicting (None: fastnn's setting, :func:`fastnn.set_num_threads`,
-        else one training thread per core and BLAS's default). Use 1 under a
-        parallel search (``GridSearchCV(n_jobs=...)``), whose workers would
-        otherwise compete for the cores.
+        predicting, for this estimator only (None: fastnn's setting,
+        :func:`fastnn.set_num_threads`, else one training thread per usable
+        core within the limits a parent set, and BLAS's default). Under a
+        parallel search (``GridSearchCV(n_jobs=...)``) the default already
+        follows the limit joblib's workers set (``OMP_NUM_THREADS``): see
+        :mod:`fastnn.threads`.
 
     Attributes
     ----------
@@ -329,7 +330,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._optimizer.l2 = float(self.alpha) / batch_size
         schedule = _SklearnSchedule(self, X_val, y_val, n, batch_size, incremental)
         self.n_iter_ = 0
-        with _num_threads(self.n_threads):
+        with threads.using(self.n_threads):
             while not schedule.done:
                 epochs = 1 if incremental else self.max_iter - self.n_iter_
                 with warnings.catch_warnings():
@@ -402,7 +403,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X):
         """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
         X = self._check_X(X)
-        with _num_threads(self.n_threads):
+        with threads.using(self.n_threads):
             return self.model_.predict_proba(X).astype(np.float64)
 
     def predict_log_proba(self, X):
@@ -414,7 +415,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Predicted labels (elements of ``classes_``)."""
         X = self._check_X(X)
-        with _num_threads(self.n_threads):
+        with threads.using(self.n_threads):
             return self.classes_[self.model_.predict(X)]
 
     # -- scikit-learn's attributes ---------------------------------------------
@@ -527,17 +528,3 @@ def _extend(history, part, val_scores):
     history.params = dict(part.params)
     history.diverged = history.diverged or part.diverged
     history.interrupted = history.interrupted or part.interrupted
-
-
-@contextlib.contextmanager
-def _num_threads(n):
-    """fastnn's BLAS thread count set to ``n`` for a block (None: unchanged)."""
-    if n is None:
-        yield
-        return
-    previous = threads.get_num_threads()
-    threads.set_num_threads(n)
-    try:
-        yield
-    finally:
-        threads.set_num_threads(previous)

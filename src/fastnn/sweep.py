@@ -171,12 +171,9 @@ def run_trial(config, params, label, data, one_thread=True):
               "train_seconds": None, "error": None}
     files = {}
     t0 = time.perf_counter()
-    previous = threads.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
         try:
-            if one_thread:
-                threads.set_num_threads(1)
-            with warnings.catch_warnings():
+            with threads.using(1 if one_thread else None), warnings.catch_warnings():
                 warnings.simplefilter("ignore", TrainingDivergedWarning)  # recorded below
                 metrics, history = run_experiment(config, data, tmp, label, verbose=False)
             record.update(test_accuracy=metrics["test_accuracy"], epochs=metrics["epochs"],
@@ -194,9 +191,6 @@ def run_trial(config, params, label, data, one_thread=True):
             raise
         except Exception as exc:  # recorded; the sweep goes on
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-        finally:
-            if one_thread:
-                threads.set_num_threads(previous)
         for path in sorted(Path(tmp).iterdir()):
             if path.is_file():
                 files[path.name] = path.read_bytes()

@@ -1,22 +1,41 @@
-"""How many threads fastnn uses.
+"""How many threads fastnn uses, and the limits it respects.
 
 Training runs on fastnn's own kernels and its own threads (POSIX threads
 started per compiled call): each step is split across the threads, and BLAS
-is not called. Prediction on many rows calls BLAS. Set a number with :func:`set_num_threads` or the environment variable
-``FASTNN_NUM_THREADS``; by default fastnn trains on one thread per usable
-core (see :func:`training_threads`) and leaves BLAS at its own default. A
-configured number also applies to every BLAS library loaded in the process (NumPy's and SciPy's) while fastnn trains
-or predicts, through threadpoolctl, and is restored afterwards. Training
-results do not depend on the thread count, bit for bit; BLAS results only
-up to float rounding.
+is not called. The count of a training call is decided by
+:func:`training_threads`, in this order:
+
+1. an explicit count: the ``n`` of a ``with fastnn.threads.using(n):`` block
+   (or an estimator's ``n_threads``); it holds for the Python thread (and
+   context) that entered the block only, so fits in two Python threads with
+   two counts do not disturb each other;
+2. fastnn's own setting: :func:`set_num_threads`, else the environment
+   variable ``FASTNN_NUM_THREADS``;
+3. the limits a parent set, as caps: ``threadpoolctl.threadpool_limits``
+   (fastnn registers its threads with threadpoolctl as a controller of their
+   own, ``user_api="fastnn"``, so ``threadpool_limits(1)`` limits them and
+   ``threadpool_info()`` lists them), and ``OMP_NUM_THREADS`` (which joblib's
+   loky workers, and so scikit-learn's ``GridSearchCV(n_jobs=...)``, set per
+   worker);
+4. the cores the process may use: its CPU affinity and its cgroup CPU quota
+   (a container limited to 1.5 CPUs gets 2 threads).
+
+A configured number (1 or 2) also applies to every BLAS library loaded in the
+process (NumPy's and SciPy's) while fastnn trains or predicts, through
+threadpoolctl, and is restored afterwards. Training results do not depend on
+the thread count, bit for bit; BLAS results only up to float rounding.
 """
 import contextlib
+import contextvars
+import math
 import os
 import threading
 
 from ._validation import check_int
 
 _num_threads = None
+_explicit = contextvars.ContextVar("fastnn_explicit_threads", default=None)
+_pool_limit = None  # set through threadpoolctl on fastnn's controller
 _controller = None
 _lock = threading.Lock()
 _active = 0  # blocks inside limit(), across threads
@@ -24,13 +43,17 @@ _limiter = None
 
 
 def set_num_threads(n):
-    """Use ``n`` BLAS threads inside fastnn (``None``: BLAS's default)."""
+    """fastnn's own thread count, process-wide (``None``: back to the default).
+
+    Used for training (unless a ``using`` block gives an explicit count) and
+    applied to BLAS while fastnn trains or predicts."""
     global _num_threads
     _num_threads = check_int(n, "n", low=1, allow_none=True)
 
 
 def get_num_threads():
-    """The configured thread count, or None for BLAS's default."""
+    """fastnn's own setting (:func:`set_num_threads`, else ``FASTNN_NUM_THREADS``),
+    or None when none is set."""
     if _num_threads is not None:
         return _num_threads
     env = os.environ.get("FASTNN_NUM_THREADS", "").strip()
@@ -42,31 +65,166 @@ def get_num_threads():
         raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}") from None
 
 
-def usable_cores():
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+@contextlib.contextmanager
+def using(n):
+    """Train on ``n`` threads inside the block (``None``: no count of its own;
+    an enclosing block's still holds).
+
+    The count belongs to the current Python thread and context only (a
+    :mod:`contextvars` variable): another thread's fits are not affected.
+
+    >>> from fastnn import threads
+    >>> with threads.using(1):
+    ...     threads.training_threads()
+    1
+    """
+    n = check_int(n, "n", low=1, allow_none=True)
+    if n is None:
+        yield
+        return
+    token = _explicit.set(n)
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        yield
+    finally:
+        _explicit.reset(token)
+
+
+def usable_cores():
+    """The cores this process may run on: its CPU affinity where the OS tells
+    it, capped by its cgroup CPU quota (rounded up)."""
+    try:
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        n = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
 
 
-def training_threads():
-    """Threads for fastnn's training loop: the configured count, else one per
-    usable core.
+def cgroup_cpu_quota(root="/sys/fs/cgroup", proc_cgroup="/proc/self/cgroup"):
+    """The CPU quota of this process's cgroup in CPUs (``quota / period``; the
+    smallest along its path), or None when there is none or it cannot be read.
+
+    cgroup v2 (``cpu.max``: ``"max 100000"`` or ``"150000 100000"``) and v1
+    (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, ``-1`` for none)."""
+    try:
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    best = None
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # v2 unified hierarchy
+            bases = [root]
+            files = ("cpu.max",)
+        elif "cpu" in controllers.split(","):
+            bases = [os.path.join(root, controllers), os.path.join(root, "cpu"),
+                     os.path.join(root, "cpu,cpuacct")]
+            files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        for base in bases:
+            q = _quota_along(base, path.strip("/"), files)
+            if q is not None:
+                best = q if best is None else min(best, q)
+                break
+    return best
+
+
+def _quota_along(base, rel, files):
+    """The smallest quota from ``base/rel`` up to ``base`` (a container sees its
+    own cgroup as the root, so the path may not exist: then the root's)."""
+    parts = [p for p in rel.split("/") if p]
+    best = None
+    seen = False
+    for depth in range(len(parts), -1, -1):
+        folder = os.path.join(base, *parts[:depth])
+        q = _read_quota(folder, files)
+        if q is False:
+            continue
+        seen = True
+        if q is not None:
+            best = q if best is None else min(best, q)
+    return best if seen else None
+
+
+def _read_quota(folder, files):
+    """The quota in ``folder`` (None: unlimited), or False if it has no such file."""
+    try:
+        if len(files) == 1:
+            with open(os.path.join(folder, files[0])) as f:
+                fields = f.read().split()
+            if not fields or fields[0] == "max":
+                return None
+            quota, period = int(fields[0]), int(fields[1]) if len(fields) > 1 else 100000
+        else:
+            with open(os.path.join(folder, files[0])) as f:
+                quota = int(f.read().strip())
+            with open(os.path.join(folder, files[1])) as f:
+                period = int(f.read().strip())
+            if quota < 0:
+                return None
+    except (OSError, ValueError, IndexError):
+        return False
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def omp_limit():
+    """``OMP_NUM_THREADS`` as a positive count (its first level when it lists
+    several), or None when unset or not a positive integer."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if not env:
+        return None
+    try:
+        n = int(env.split(",")[0])
+    except ValueError:
+        return None
+    return n if n >= 1 else None
+
+
+def parent_limit():
+    """The smallest of the limits set from outside fastnn (threadpoolctl's on
+    fastnn's controller, ``OMP_NUM_THREADS``), or None."""
+    limits = [n for n in (_pool_limit, omp_limit()) if n is not None]
+    return min(limits) if limits else None
+
+
+def default_threads():
+    """The count without an explicit count or fastnn's own setting: the usable
+    cores, capped by the parent's limits."""
+    n = usable_cores()
+    cap = parent_limit()
+    return n if cap is None else max(1, min(n, cap))
+
+
+def training_threads(n=None):
+    """Threads for fastnn's training loop, in the order of the module's
+    docstring: ``n`` (an explicit count), a ``using`` block, fastnn's own
+    setting, else :func:`default_threads`.
 
     The weights do not depend on it, bit for bit. The compiled loop keeps a
     layer phase too small to split on one thread (``FNN_PAR_MIN_MACS`` in
     _gemm.h) and starts no second thread when no phase reaches it, so small
-    networks and small batches (batch 1) run as on one thread. Measured on 2
-    vCPUs of an AMD EPYC (Zen 5, KVM), otherwise idle, one MNIST epoch: two
-    threads took 0.54-0.65x the time of one for [784, 128, 10] at batches
-    32-512 and [784, 800, 10] at batches 10-512, 0.89x for [784, 128, 10] and
-    0.58x for [784, 256, 256, 256, 10] at batch 10. On a machine whose other
-    cores are busy a thread that waits for a core stalls every step: set
-    ``FASTNN_NUM_THREADS=1`` (or :func:`set_num_threads`) there.
+    networks and small batches (batch 1) run as on one thread.
     """
-    n = get_num_threads()
-    return usable_cores() if n is None else n
+    if n is not None:
+        return check_int(n, "n_threads", low=1)
+    for value in (_explicit.get(), get_num_threads()):
+        if value is not None:
+            return value
+    return default_threads()
+
+
+def configured_threads():
+    """The count to apply to BLAS while fastnn runs: an explicit count or
+    fastnn's own setting, else None (BLAS keeps its default)."""
+    n = _explicit.get()
+    return n if n is not None else get_num_threads()
 
 
 @contextlib.contextmanager
@@ -78,7 +236,7 @@ def limit():
     to leave restores the original. (Nested per-block save/restore would
     interleave across threads and leave BLAS at the limit for good.)
     """
-    n = get_num_threads()
+    n = configured_threads()
     if n is None:
         yield
         return
@@ -114,3 +272,54 @@ def _release_control():
     clear = getattr(controller, "clear_controlling_thread", None)
     if clear is not None:
         clear()
+
+
+# --------------------------------------------------------------------------
+# threadpoolctl: fastnn's training threads as a controller of their own
+
+
+def _register_with_threadpoolctl():
+    """Register :class:`FastnnController` (threadpoolctl >= 3.4 has
+    ``register``); the library it matches is fastnn's ``_fastnn_threads``
+    extension, loaded with the package."""
+    import threadpoolctl
+    from . import _fastnn_threads  # noqa: F401  (the library threadpoolctl finds)
+
+    class FastnnController(threadpoolctl.LibController):
+        """threadpoolctl's view of fastnn's training threads: ``num_threads`` is
+        what a fit would use now (without an explicit count or fastnn's own
+        setting); ``threadpool_limits(n)`` caps it at ``n``."""
+        user_api = "fastnn"
+        internal_api = "fastnn"
+        filename_prefixes = ("_fastnn_threads",)
+
+        def get_num_threads(self):
+            return default_threads()
+
+        def set_num_threads(self, num_threads):
+            global _pool_limit
+            # restoring the value read on entry (the default count) lifts the limit
+            _pool_limit = None if num_threads == _unlimited_default() else int(num_threads)
+
+        def get_version(self):
+            from . import __version__
+            return __version__
+
+    threadpoolctl.register(FastnnController)
+    return FastnnController
+
+
+def _unlimited_default():
+    """The default count without threadpoolctl's limit."""
+    global _pool_limit
+    saved, _pool_limit = _pool_limit, None
+    try:
+        return default_threads()
+    finally:
+        _pool_limit = saved
+
+
+try:
+    _register_with_threadpoolctl()
+except (ImportError, AttributeError):  # threadpoolctl < 3.4 has no register
+    pass
