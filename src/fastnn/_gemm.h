@@ -450,6 +450,41 @@ static inline int fnn_barrier_sync(fnn_barrier_t *b, int nt, int m, const int *s
     return __atomic_load_n(&b->stop, __ATOMIC_RELAXED);
 }
 
+/* Subnormal numbers flushed to zero inside a training call (FTZ and DAZ on
+ * x86, FPCR.FZ on aarch64), set by every training thread for the call and
+ * restored on return. Measured on 2 vCPUs of an Intel Xeon (AVX-512, KVM),
+ * one thread, 30,000 MNIST images of [784, 128, 10], batch 10, SGD momentum
+ * 0.9: 0.264 s with subnormals, 0.135 s flushed (velocities of weights whose
+ * gradient vanishes decay through the subnormal range, and each such
+ * arithmetic operation takes a microcode assist on Intel); random inputs:
+ * 0.688 s against 0.136 s. Results change only where a value would have
+ * been below 1.2e-38 (float32) or 2.2e-308 (float64), the same on every
+ * thread count and instruction set. */
+#if FNN_HAVE_X86
+typedef unsigned int fnn_fpmode_t;
+static inline fnn_fpmode_t fnn_flush_begin(void)
+{
+    unsigned int m = _mm_getcsr();
+    _mm_setcsr(m | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
+    return m;
+}
+static inline void fnn_flush_end(fnn_fpmode_t m) { _mm_setcsr(m); }
+#elif defined(__aarch64__) && defined(__GNUC__)
+typedef uint64_t fnn_fpmode_t;
+static inline fnn_fpmode_t fnn_flush_begin(void)
+{
+    uint64_t m;
+    __asm__ __volatile__("mrs %0, fpcr" : "=r"(m));
+    __asm__ __volatile__("msr fpcr, %0" : : "r"(m | (1ull << 24)));
+    return m;
+}
+static inline void fnn_flush_end(fnn_fpmode_t m) { __asm__ __volatile__("msr fpcr, %0" : : "r"(m)); }
+#else
+typedef int fnn_fpmode_t;
+static inline fnn_fpmode_t fnn_flush_begin(void) { return 0; }
+static inline void fnn_flush_end(fnn_fpmode_t m) { (void) m; }
+#endif
+
 /* The step plan: whether a phase of a batch of bs rows is split over the
  * nt threads (else thread 0 does it alone). The one place that decides it:
  * the training loop asks it for every phase, and for its barriers (there is

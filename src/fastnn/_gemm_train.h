@@ -293,7 +293,9 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
 static void *FNN_F(fnn_train_thread)(void *p)
 {
     FNN_F(fnn_train_arg) *a = (FNN_F(fnn_train_arg) *) p;
+    fnn_fpmode_t fp = fnn_flush_begin();
     FNN_F(fnn_train_body)(a->c, a->tid);
+    fnn_flush_end(fp);
     return NULL;
 }
 #endif
@@ -383,7 +385,9 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
         }
     }
 #endif
+    fnn_fpmode_t fp = fnn_flush_begin();
     FNN_F(fnn_train_body)(&c, 0);
+    fnn_flush_end(fp);
 #if FNN_PTHREADS
     for (int t = 1; t <= started; t++)
         pthread_join(th[t], NULL);
