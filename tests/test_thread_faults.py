@@ -130,3 +130,26 @@ def test_test_delay_validates():
         _kernels._test_delay(0, 4, 10)
     with pytest.raises(TypeError, match="us"):
         _kernels._test_delay(0, 1, 1.5)
+
+
+@pytest.mark.skipif(__import__("platform").machine().lower() not in ("x86_64", "amd64", "aarch64",
+                                                                      "arm64"),
+                    reason="flushing subnormals is implemented on x86-64 and aarch64")
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_training_flushes_subnormals_and_restores_the_mode(n_threads):
+    """Inside a training call subnormal numbers are flushed to zero (a velocity
+    of 1e-39 with a zero gradient becomes 0, not 9e-40); afterwards the
+    caller's mode is back (NumPy makes subnormals again)."""
+    sizes = np.array([3, 2], np.intp)
+    from fastnn._layout import n_params
+    params = np.zeros(n_params([3, 2]), np.float32)
+    slots = np.zeros((1, params.size), np.float32)
+    slots[0, 0] = 1e-39  # W[0, 0]'s velocity; X[:, 0] == 0: its gradient is 0
+    X = np.zeros((4, 3), np.float32)
+    X[:, 1] = 1.0
+    y = np.array([0, 1, 0, 1], np.intp)
+    ws = Workspace(sizes, 4, np.float32)
+    K.train_batches(X, y, np.arange(4, dtype=np.intp), 0, 4, 4, sizes, "relu", params, slots, ws,
+                    K.Hyper("sgd", learning_rate=0.1, momentum=0.9), n_threads=n_threads)
+    assert slots[0, 0] == 0 and params[0] == 0
+    assert np.float32(1e-38) * np.float32(0.5) != 0  # the caller's mode restored
