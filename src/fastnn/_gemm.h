@@ -523,6 +523,11 @@ static inline void fnn_test_delay(int tid, int point)
     }
 }
 
+/* Whether the training products pack their B panels (1, the default) or
+ * read B in place (0): a switch for measurements and tests
+ * (fastnn._kernels._pack_panels); the results are the same bits. */
+static volatile int fnn_pack_mode = 1;
+
 static const char *fnn_gemm_isa_name = "generic";
 static int fnn_gemm_select(const char *name);
 
@@ -564,9 +569,9 @@ static int fnn_gemm_select(const char *name)
         if (!has512)
             return -1;
         fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx512_f, fnn_dw_update_avx512_f, fnn_db_update_avx512_f,
-                                    fnn_drop_avx512_f, fnn_dropbwd_avx512_f, 16};
+                                    fnn_drop_avx512_f, fnn_dropbwd_avx512_f, 16, 64};
         fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx512_d, fnn_dw_update_avx512_d, fnn_db_update_avx512_d,
-                                    fnn_drop_avx512_d, fnn_dropbwd_avx512_d, 8};
+                                    fnn_drop_avx512_d, fnn_dropbwd_avx512_d, 8, 32};
         fnn_gemm_isa_name = "avx512";
         return 0;
     }
@@ -574,9 +579,9 @@ static int fnn_gemm_select(const char *name)
         if (!has2)
             return -1;
         fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx2_f, fnn_dw_update_avx2_f, fnn_db_update_avx2_f,
-                                    fnn_drop_avx2_f, fnn_dropbwd_avx2_f, 8};
+                                    fnn_drop_avx2_f, fnn_dropbwd_avx2_f, 8, 16};
         fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx2_d, fnn_dw_update_avx2_d, fnn_db_update_avx2_d,
-                                    fnn_drop_avx2_d, fnn_dropbwd_avx2_d, 4};
+                                    fnn_drop_avx2_d, fnn_dropbwd_avx2_d, 4, 8};
         fnn_gemm_isa_name = "avx2";
         return 0;
     }
@@ -584,9 +589,9 @@ static int fnn_gemm_select(const char *name)
     if (!want_best && strcmp(name, "generic") != 0)
         return -1;
     fnn_kern_f = (fnn_kern_t_f){fnn_gemm_gen_f, fnn_dw_update_gen_f, fnn_db_update_gen_f,
-                                    fnn_drop_gen_f, fnn_dropbwd_gen_f, 1};
+                                    fnn_drop_gen_f, fnn_dropbwd_gen_f, 1, 2};
     fnn_kern_d = (fnn_kern_t_d){fnn_gemm_gen_d, fnn_dw_update_gen_d, fnn_db_update_gen_d,
-                                    fnn_drop_gen_d, fnn_dropbwd_gen_d, 1};
+                                    fnn_drop_gen_d, fnn_dropbwd_gen_d, 1, 2};
     fnn_gemm_isa_name = "generic";
     return 0;
 }

@@ -95,17 +95,48 @@ FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
 #define FNN_TILE_CASES(NV) FNN_TILE_CASE(1, NV) FNN_TILE_CASE(2, NV)           \
     FNN_TILE_CASE(3, NV) FNN_TILE_CASE(4, NV) FNN_TILE_CASE(5, NV) FNN_TILE_CASE(6, NV)
 
+/* Copy the panel B[0:K, j0:j0+cols] (cols <= NRV * VL) into bp, rows of
+ * NRV * VL elements: the packed panel is contiguous, so it neither aliases in
+ * the caches nor spans a TLB page per row, as a power-of-two ldb does. */
+static inline FNN_TARGET void
+FNN_NAME(pack_panel)(ptrdiff_t K, ptrdiff_t cols, const FNN_T *b, ptrdiff_t ldb, FNN_T *bp)
+{
+    if (cols == NRV * VL) {
+        for (ptrdiff_t k = 0; k < K; k++) {
+            const FNN_T *src = b + k * ldb;
+            FNN_T *dst = bp + k * (NRV * VL);
+#pragma GCC unroll 8
+            for (int v = 0; v < NRV; v++)
+                VSTORE(dst + v * VL, VLOAD(src + v * VL));
+        }
+    } else {
+        for (ptrdiff_t k = 0; k < K; k++)
+            memcpy(bp + k * (NRV * VL), b + k * ldb, (size_t) cols * sizeof(FNN_T));
+    }
+}
+
+/* The product of C[:, n0:n1] (see tile): column panels of NRV * VL, each
+ * copied first into bp (K x NRV * VL elements) when bp is given and the
+ * panel serves more than one block of rows; the arithmetic is the same
+ * either way (the same bits). */
 static FNN_TARGET void
 FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
                const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
-               const FNN_T *ap)
+               const FNN_T *ap, FNN_T *bp)
 {
+    const ptrdiff_t ldb0 = ldb;
+    const int pack = bp != NULL && m > MRR;
     for (ptrdiff_t j0 = n0; j0 < n1; j0 += NRV * VL) {
         ptrdiff_t cols = n1 - j0 < NRV * VL ? n1 - j0 : NRV * VL;
         int nv = (int) ((cols + VL - 1) / VL);
         MT mask = MASKN((int) (cols - (nv - 1) * VL));
         const FNN_T *bj = b + j0;
+        if (pack) {
+            FNN_NAME(pack_panel)(K, cols, b + j0, ldb0, bp);
+            bj = bp;
+            ldb = NRV * VL;
+        }
         FNN_T *cj = c + j0;
         const FNN_T *biasj = bias ? bias + j0 : NULL;
         const FNN_T *apj = ap ? ap + j0 : NULL;

@@ -10,7 +10,7 @@ typedef struct {
     void (*gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                  FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
-                 const FNN_T *ap);
+                 const FNN_T *ap, FNN_T *bp);
     int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
               const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
               FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
@@ -22,8 +22,22 @@ typedef struct {
     void (*dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
                     ptrdiff_t rows, ptrdiff_t j0, ptrdiff_t j1, int act, FNN_T scale,
                     FNN_T inv);
-    ptrdiff_t vl;
+    ptrdiff_t vl;  /* lanes of a vector */
+    ptrdiff_t pw;  /* columns of a register tile (NRV * VL): a packed panel's row */
 } FNN_F(fnn_kern_t);
+
+/* A buffer for one packed panel of K rows (K x pw elements, 64-byte
+ * aligned), or NULL when it cannot be had (the products then read B in
+ * place). */
+static FNN_T *FNN_F(fnn_pack_alloc)(ptrdiff_t K, ptrdiff_t pw, int copies)
+{
+    size_t bytes = (size_t) K * (size_t) pw * sizeof(FNN_T);
+    bytes = (bytes + 63) / 64 * 64;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes * (size_t) copies) != 0)
+        return NULL;
+    return (FNN_T *) p;
+}
 
 static FNN_F(fnn_kern_t) FNN_F(fnn_kern);
 
@@ -32,8 +46,12 @@ static void FNN_F(fnn_dense_forward)(const FNN_T *x, const FNN_T *w, const FNN_T
                                      FNN_T *out, ptrdiff_t batch, ptrdiff_t n_in,
                                      ptrdiff_t n_out, int act)
 {
+    if (FNN_F(fnn_kern).gemm == NULL)
+        fnn_gemm_select(NULL);
+    FNN_T *bp = batch > 1 ? FNN_F(fnn_pack_alloc)(n_in, FNN_F(fnn_kern).pw, 1) : NULL;
     FNN_F(fnn_kern).gemm(batch, 0, n_out, n_in, x, n_in, w, n_out, out, n_out, b,
-                         FNN_EPI_BIAS, act, NULL);
+                         FNN_EPI_BIAS, act, NULL, bp);
+    free(bp);
 }
 
 /* Softmax cross-entropy of one batch, as _kernels.pyx's _softmax_xent:
@@ -114,6 +132,8 @@ typedef struct {
     const FNN_F(fnn_bufs_t) *b;
     const fnn_opt_t *opt;
     ptrdiff_t n_w, max_width;
+    FNN_T *pack;            /* nt packing buffers of pack_stride elements, or NULL */
+    ptrdiff_t pack_stride;
     FNN_F(fnn_kern_t) K;
     int nt;
     double min_macs;       /* fnn_split_fwd/bwd's threshold */
@@ -161,6 +181,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
     uint8_t *masks = B->masks;
     const double *drop = B->drop;
     const uint32_t *thr = B->drop_thr;
+    FNN_T *bp = c->pack ? c->pack + tid * c->pack_stride : NULL;
     FNN_HP hp;
 #define FNN_SYNC() fnn_barrier_sync(&c->barrier, nt, 1, &c->status)
     for (ptrdiff_t pos = B->start; pos < B->stop; pos += batch_size) {
@@ -207,7 +228,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 lo = 0, hi = tid == 0 ? no : 0;
             if (lo < hi) {
                 K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
-                       params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY, NULL);
+                       params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY, NULL,
+                       bp);
                 if (drop && l < n_layers - 1 && drop[l + 1] > 0)
                     FNN_F(fnn_drop_block)(&K, acts + aoff, masks + aoff, bs, no, lo, hi,
                                           fnn_drop_key(B->seed, B->epoch, step,
@@ -257,7 +279,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 if (l > 0) {
                     const int dl = drop && drop[l] > 0;
                     K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
-                           FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff);
+                           FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp);
                     if (dl)
                         K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, lo, hi, act,
                                   (FNN_T) (1.0 / (1.0 - drop[l])), (FNN_T) (1.0 - drop[l]));
@@ -349,6 +371,13 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     if (n_threads > 64)
         n_threads = 64;
     c.nt = 1;
+    /* a packing buffer per thread, for panels of up to the widest layer's rows
+       (the forward's K is n_in, the backward's n_out) */
+    ptrdiff_t widest = 0;
+    for (ptrdiff_t l = 0; l <= n_layers; l++)
+        widest = sizes[l] > widest ? sizes[l] : widest;
+    c.pack_stride = (widest * c.K.pw + 63) / 64 * 64;
+    c.pack = b->batch_size > 1 && fnn_pack_mode ? FNN_F(fnn_pack_alloc)(c.pack_stride, 1, n_threads) : NULL;
 #if FNN_PTHREADS
     pthread_t th[64];
     FNN_F(fnn_train_arg) args[64];
@@ -392,6 +421,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     for (int t = 1; t <= started; t++)
         pthread_join(th[t], NULL);
 #endif
+    free(c.pack);
     if (c.status == 1)
         *corrupt = 1;
     else if (c.status == 2)

@@ -183,6 +183,7 @@ cdef extern from "_gemm.h" nogil:
                     const fnn_step_d* hp)
     uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
     int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
+    int fnn_pack_mode
     void fnn_dropout_mask(uint8_t* mask, intp_t n, uint64_t key, uint32_t thr)
 
 fnn_gemm_select(NULL)
@@ -231,6 +232,16 @@ def _test_delay(tid=-1, point=0, us=0):
     fnn_test_delay_point = point
     fnn_test_delay_us = us
     fnn_test_delay_tid = tid
+
+
+def _pack_panels(on=None):
+    """Private: whether ``train_batches`` packs the panels of its products
+    (for measurements and tests: the results are the same bits); with
+    ``on``, set it first."""
+    global fnn_pack_mode
+    if on is not None:
+        fnn_pack_mode = 1 if on else 0
+    return bool(fnn_pack_mode)
 
 
 # Whether the training loop can use more than one thread (POSIX threads).
