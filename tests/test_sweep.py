@@ -176,6 +176,44 @@ def test_sweep_json_is_replaced_atomically(tmp_path, data, monkeypatch):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
+def test_run_folder_is_replaced_whole_and_restored_on_failure(tmp_path, monkeypatch):
+    """A retried trial's folder replaces the old one by renames: if moving the new
+    folder in fails, the old one is back in place; nothing temporary is left."""
+    import os
+    import stat
+    out = tmp_path / "s"
+    out.mkdir()
+    sweep._write_run(out, "run-a", {"model.npz": b"old", "train.log": b"old log"})
+    real = os.replace
+
+    def failing(src, dst):
+        if os.fspath(dst) == os.fspath(out / "run-a") and ".run-" in os.fspath(src):
+            raise OSError("rename failed")
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="rename failed"):
+        sweep._write_run(out, "run-a", {"model.npz": b"new"})
+    monkeypatch.undo()
+    assert (out / "run-a" / "model.npz").read_bytes() == b"old"
+    assert (out / "run-a" / "train.log").read_bytes() == b"old log"
+    assert sorted(p.name for p in out.iterdir()) == ["run-a"]
+    # writing the new files fails: the old folder is untouched, no .run-* is left
+    with pytest.raises(TypeError):
+        sweep._write_run(out, "run-a", {"model.npz": "not bytes"})
+    assert sorted(p.name for p in out.iterdir()) == ["run-a"]
+    assert (out / "run-a" / "model.npz").read_bytes() == b"old"
+    # a successful retry holds the new attempt's files only, in an ordinary folder
+    umask = os.umask(0o022)
+    try:
+        sweep._write_run(out, "run-a", {"model.npz": b"new"})
+    finally:
+        os.umask(umask)
+    assert sorted(p.name for p in (out / "run-a").iterdir()) == ["model.npz"]
+    assert (out / "run-a" / "model.npz").read_bytes() == b"new"
+    assert sorted(p.name for p in out.iterdir()) == ["run-a"]
+    assert stat.S_IMODE((out / "run-a").stat().st_mode) == 0o755
+
+
 def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
     out = tmp_path / "s"
     real = sweep.run_trial

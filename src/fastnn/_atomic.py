@@ -21,15 +21,24 @@ def _check_path(path):
     return os.fspath(path)
 
 
+def _umask():
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return umask
+
+
 def file_mode(path):
     """The target's current permissions, or 0o666 less the umask for a new file."""
     try:
         return os.stat(path).st_mode & 0o777
     except OSError:
-        with _UMASK_LOCK:  # os.umask can only be read by setting it
-            umask = os.umask(0o022)
-            os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_umask()
+
+
+def folder_mode():
+    """The permissions ``os.mkdir`` gives a new folder: 0o777 less the umask."""
+    return 0o777 & ~_umask()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from . import config as cfg
+from ._atomic import atomic_write_json
 
 log = logging.getLogger("fastnn")
 
@@ -173,9 +174,9 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
         model.save(out / "model.npz")
         # written with the results, so a run that fails does not leave a config.json that
         # disagrees with an earlier run's model.npz (evaluate reads its normalize setting)
-        (out / "config.json").write_text(json.dumps(config, indent=2))
+        atomic_write_json(out / "config.json", config, indent=2)
         history.to_json(out / "history.json")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic_write_json(out / "metrics.json", metrics, indent=2)
         plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
         plots.plot_confusion_matrix(cm, out / "confusion_matrix.png", class_names=names)
         plots.plot_per_class_errors(cm, out / "per_class_errors.png", class_names=names)

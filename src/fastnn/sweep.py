@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from . import config as cfg
 from . import threads
+from ._atomic import atomic_write_json, folder_mode
 from ._validation import check_int
 from .training import TrainingDivergedWarning
 
@@ -413,28 +414,45 @@ def _load_previous(path):
 
 
 def _write_run(out, label, files):
-    """The trial's files into ``out/label``, replacing an earlier attempt's folder."""
+    """The trial's files into ``out/label``, replacing an earlier attempt's folder.
+
+    The files are written (and flushed to disk) into a new folder beside it; the
+    old folder is renamed away, the new one renamed in (the old one renamed back
+    if that fails), then the old one deleted: ``out/label`` holds one attempt's
+    files, never a mix, and no half-written folder is left behind on an error.
+    """
     if not files:
         return
     tmp = Path(tempfile.mkdtemp(prefix=".run-", dir=out))
-    for name, blob in files.items():
-        (tmp / name).write_bytes(blob)
-    final = out / label
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    trash = None
+    try:
+        os.chmod(tmp, folder_mode())  # mkdtemp's 0700 -> what a plain mkdir gives
+        for name, blob in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        final = out / label
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
+            os.replace(final, trash / "run")
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if trash is not None:
+                os.replace(trash / "run", final)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_summary(out, summary):
-    """``sweep.json``, atomically: a temporary file beside it, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(tmp, out / "sweep.json")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``sweep.json``, atomically (:func:`fastnn._atomic.atomic_write_json`)."""
+    atomic_write_json(out / "sweep.json", summary, indent=2)
 
 
 def _rank_value(trial):
