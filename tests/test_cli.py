@@ -513,7 +513,7 @@ def test_sweep_trains_one_run_per_value_and_compares_them(tmp_path, mnist_path):
     for trial in summary["trials"]:
         assert trial["status"] == "ok" and trial["error"] is None and trial["epochs"] == 1
         folder = out / trial["run"]
-        assert folder.name == f"activation={trial['params']['activation']}"
+        assert folder.name.startswith(f"activation={trial['params']['activation']}@")
         for name in ARTIFACTS:
             assert (folder / name).is_file(), (folder, name)
         config = read_json(folder / "config.json")
@@ -546,7 +546,8 @@ def test_sweep_values_are_typed_and_layers_take_semicolons(tmp_path, mnist_path)
                           "layers=784,10;784,8,10", "--data-dir", mnist_path,
                           "--out", out, "--quiet", "--epochs", "1", "--jobs", "1")
     assert rc == 0, err
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["layers=784-10", "layers=784-8-10"]
+    assert sorted(p.name.split("@")[0] for p in out.iterdir() if p.is_dir()) == \
+        ["layers=784-10", "layers=784-8-10"]
 
 
 def test_sweep_grid_random_and_jobs_2(tmp_path, mnist_path):

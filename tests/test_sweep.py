@@ -91,6 +91,32 @@ def test_expand_and_sample():
     assert sweep.trial_key({"b": 1, "a": [1, 2]}) == sweep.trial_key({"a": [1, 2], "b": 1})
 
 
+def test_trial_labels_are_bounded_ascii_and_unique_per_config():
+    from fastnn import config as cfg
+    params = [{"dropout": 0.5}, {"dropout": [0.5]}, {"activation": "relu"},
+              {"layers": [12] + [3] * 300 + [3]}, {"class_weight": {"é": 1.0}}]
+    configs = [cfg.resolve({**BASE, **p}) for p in params]
+    labels = [sweep.trial_label(p, c) for p, c in zip(params, configs)]
+    assert len(set(labels)) == len(labels)
+    assert labels[0].split("@")[0] == labels[1].split("@")[0] == "dropout=0.5"
+    assert all(len(label) <= sweep.MAX_LABEL and label.isascii() for label in labels)
+    assert all(sweep._plain_name(label) for label in labels)
+    assert labels[3].startswith("layers=12-3-3-")
+    assert labels == [sweep.trial_label(p, c) for p, c in zip(params, configs)]  # stable
+    # another base config is another folder for the same swept value
+    other = cfg.resolve({**BASE, "epochs": 1, "activation": "relu"})
+    assert sweep.trial_label({"activation": "relu"}, other) != labels[2]
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("model.npz", True), ("train.log", True), (".hidden", True), ("a" * 255, True),
+    ("", False), (".", False), ("..", False), ("../x", False), ("../../x", False),
+    ("/etc/passwd", False), ("a/b", False), ("a\\b", False), ("a\0b", False),
+    ("a" * 256, False), ("é.txt", True), (3, False), (None, False)])
+def test_plain_file_names(name, ok):
+    assert sweep._plain_name(name) is ok
+
+
 def test_bad_values_fail_before_any_training(tmp_path, data):
     with pytest.raises(ValueError, match="activation"):
         sweep.run_sweep(BASE, {"activation": ["relu", "swish"]}, tmp_path / "s", data=data,
@@ -149,7 +175,7 @@ def test_rerun_skips_finished_trials_and_retries_failed(tmp_path, data, monkeypa
     ran.clear()
     sweep.run_sweep({**BASE, "epochs": 1}, {"activation": ["relu"]}, out, data=data,
                     progress=False)
-    assert ran == ["activation=relu"]
+    assert len(ran) == 1 and ran[0].startswith("activation=relu@")
 
 
 def test_sweep_json_is_replaced_atomically(tmp_path, data, monkeypatch):
@@ -214,6 +240,101 @@ def test_run_folder_is_replaced_whole_and_restored_on_failure(tmp_path, monkeypa
     assert stat.S_IMODE((out / "run-a").stat().st_mode) == 0o755
 
 
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")  # sweep.png's long ticks
+def test_long_label_gets_a_bounded_folder_and_the_sweep_goes_on(tmp_path, data):
+    """A trial whose swept values make a name over 255 bytes (the file-system limit)
+    trains into a folder of at most MAX_LABEL characters; the other trials run."""
+    out = tmp_path / "s"
+    deep = [12] + [3] * 130 + [3]  # "layers=12-3-3-...-3": 272 characters
+    summary = sweep.run_sweep({**BASE, "epochs": 1}, {"layers": [deep, [12, 8, 3]]}, out,
+                              data=data, progress=False)
+    assert [t["params"]["layers"] for t in summary["trials"]] == [deep, [12, 8, 3]]
+    for t in summary["trials"]:
+        assert len(t["run"]) <= sweep.MAX_LABEL
+        assert (out / t["run"] / "train.log").is_file()
+        assert json.loads((out / t["run"] / "config.json").read_text())["layers"] == \
+            t["params"]["layers"]
+    assert summary["trials"][1]["status"] == "ok"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_trials_with_one_readable_label_get_two_folders(tmp_path, data):
+    """``dropout=0.5`` and ``dropout=[0.5]`` are two configs (two trials) whose values
+    read the same: each keeps its own run folder and files."""
+    out = tmp_path / "s"
+    summary = sweep.run_sweep({**BASE, "epochs": 1}, {"dropout": [0.5, [0.5]]}, out, data=data,
+                              progress=False)
+    runs = [t["run"] for t in summary["trials"]]
+    assert [t["status"] for t in summary["trials"]] == ["ok", "ok"]
+    assert len(set(runs)) == 2 and all(r.startswith("dropout=0.5@") for r in runs)
+    for t in summary["trials"]:
+        saved = json.loads((out / t["run"] / "config.json").read_text())
+        assert saved["dropout"] == t["params"]["dropout"]
+        metrics = json.loads((out / t["run"] / "metrics.json").read_text())
+        assert metrics["test_accuracy"] == t["test_accuracy"]
+    # a value given twice is one trial
+    again = sweep.run_sweep({**BASE, "epochs": 1}, {"dropout": [0.5, 0.5, [0.5]]}, out,
+                            data=data, progress=False)
+    assert again["skipped"] == 2 and len(again["trials"]) == 2
+
+
+def test_rerun_keeps_run_folders_named_before_the_hash(tmp_path, data, monkeypatch):
+    """A sweep.json written when run folders were named by the swept values alone
+    (``activation=relu``) still maps: a finished trial whose folder holds its
+    config is skipped; a record whose folder holds another trial's is retrained."""
+    out = tmp_path / "s"
+    first = sweep.run_sweep(BASE, {"dropout": [0.5, [0.5]], "activation": ["relu"]}, out,
+                            data=data, progress=False)
+    legacy = json.loads((out / "sweep.json").read_text())
+    for t in legacy["trials"]:  # the old names: both trials had the same one
+        t["run"] = "dropout=0.5,activation=relu"
+    (out / first["trials"][1]["run"]).rename(out / "dropout=0.5,activation=relu")
+    (out / first["trials"][0]["run"]).rename(out / "elsewhere")
+    (out / "sweep.json").write_text(json.dumps(legacy))
+    ran = []
+    real = sweep.run_trial
+    monkeypatch.setattr(sweep, "run_trial", lambda c, p, label, *a, **k: (
+        ran.append(p), real(c, p, label, *a, **k))[1])
+    again = sweep.run_sweep(BASE, {"dropout": [0.5, [0.5]], "activation": ["relu"]}, out,
+                            data=data, progress=False)
+    assert ran == [{"dropout": 0.5, "activation": "relu"}] and again["skipped"] == 1
+    assert [t["run"] for t in again["trials"]] == [first["trials"][0]["run"],
+                                                   "dropout=0.5,activation=relu"]
+    assert [t["test_accuracy"] for t in again["trials"]] == \
+        [t["test_accuracy"] for t in first["trials"]]
+
+
+def test_worker_file_names_cannot_leave_the_run_folder(tmp_path, data, monkeypatch):
+    """The client writes only plain file names a worker returns; the trial is failed
+    and names the others. The record's run folder is the client's, not the worker's."""
+    out = tmp_path / "a" / "s"
+    real = sweep.run_trial
+
+    def hostile(config, params, label, *args, **kwargs):
+        record, files = real(config, params, label, *args, **kwargs)
+        record["run"] = "../../evil-run"
+        files.update({"../../x": b"evil", str(tmp_path / "abs"): b"evil", "a/b": b"evil",
+                      "..": b"evil", "": b"evil", "nul\0": b"evil", "str.txt": "not bytes"})
+        return record, files
+    monkeypatch.setattr(sweep, "run_trial", hostile)
+    summary = sweep.run_sweep(BASE, {"activation": ["relu"]}, out, data=data, progress=False)
+    trial, = summary["trials"]
+    assert trial["status"] == "failed" and trial["run"].startswith("activation=relu@")
+    for name in ("'../../x'", "'a/b'", "'..'", "'str.txt'"):
+        assert name in trial["error"]
+    outside = [p for p in tmp_path.rglob("*") if p not in (out, out.parent)
+               and out not in p.parents]
+    assert outside == []
+    folder = out / trial["run"]
+    assert (folder / "model.npz").is_file() and not (folder / "str.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([trial["run"], "sweep.json",
+                                                            "sweep.png"])
+    # the failed trial is retried on a rerun
+    monkeypatch.setattr(sweep, "run_trial", real)
+    again = sweep.run_sweep(BASE, {"activation": ["relu"]}, out, data=data, progress=False)
+    assert again["skipped"] == 0 and again["trials"][0]["status"] == "ok"
+
+
 def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
     out = tmp_path / "s"
     real = sweep.run_trial
@@ -230,7 +351,7 @@ def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
                         progress=False)
     summary = read(out)
     assert summary["interrupted"] is True
-    assert [t["run"] for t in summary["trials"]] == ["activation=relu"]
+    assert [t["params"] for t in summary["trials"]] == [{"activation": "relu"}]
     monkeypatch.setattr(sweep, "run_trial", real)
     again = sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
                             progress=False)

@@ -6,10 +6,12 @@ with :func:`fastnn.cli.run_experiment` into its own run folder under ``out``.
 Trials run one after another (``jobs=1``), in worker processes on this
 machine (``jobs=N``), or on a running Dask cluster (``scheduler=ADDRESS``).
 Workers need fastnn, not the data files: the client loads the data once and
-sends it once (to each worker process through the pool's initializer; to a
-Dask cluster with one broadcast ``scatter``). Every trial trains with one BLAS
-thread in a worker, and returns its run folder's files to the client, which
-writes them, so a remote worker needs no shared disk.
+sends it once (to each worker process when it starts; to a Dask cluster with
+one broadcast ``scatter``). Every trial trains with one BLAS thread in a
+worker, and returns its run folder's files to the client, which writes them
+(plain file names only), so a remote worker needs no shared disk. A run
+folder is named by the trial's swept values, cut to fit, and a hash of its
+full config (:func:`trial_label`: ``activation=relu,l2=0.001@1a2b3c4d``).
 
 ``out/sweep.json`` is rewritten atomically as each trial finishes::
 
@@ -29,6 +31,7 @@ the workers, and keeps ``sweep.json`` with what finished.
 [{'activation': 'relu', 'l2': 0}, {'activation': 'relu', 'l2': 0.001}, {'activation': 'tanh', 'l2': 0}, {'activation': 'tanh', 'l2': 0.001}]
 """
 import contextlib
+import hashlib
 import io
 import itertools
 import json
@@ -133,16 +136,40 @@ def trial_key(config):
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
+#: The longest run folder name, in ASCII characters (file systems allow 255 bytes).
+MAX_LABEL = 100
+_HASH_CHARS = 8
+
+
 def _slug(value):
     if isinstance(value, (list, tuple)):
         return "-".join(_slug(v) for v in value)
     text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in text)
+    return "".join(c if (c.isascii() and c.isalnum()) or c in ".-_+" else "_" for c in text)
 
 
-def trial_label(params):
-    """The run folder's name: ``activation=relu,l2=0.001``."""
-    return ",".join(f"{k}={_slug(v)}" for k, v in params.items())
+def trial_label(params, config):
+    """The run folder's name: the swept values, readable and cut to fit, then ``@``
+    and a hash of the full config (:func:`trial_key`), e.g.
+    ``activation=relu,l2=0.001@1a2b3c4d``: unique per config (``dropout=0.5`` and
+    ``dropout=[0.5]`` are two trials, two folders) and at most :data:`MAX_LABEL`
+    ASCII characters, however long the values."""
+    readable = ",".join(f"{k}={_slug(v)}" for k, v in params.items())
+    digest = hashlib.sha256(trial_key(config).encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    return f"{readable[:MAX_LABEL - 1 - _HASH_CHARS]}@{digest}"
+
+
+def _plain_name(name):
+    """True for a file name that stays inside its folder: no separator, not
+    ``.``/``..``, not absolute, no NUL, at most 255 bytes."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "\0" in name:
+        return False
+    if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
+        return False
+    try:
+        return len(os.fsencode(name)) <= 255 and not os.path.isabs(name)
+    except UnicodeError:
+        return False
 
 
 def _check_config(config):
@@ -256,11 +283,14 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
     trials = expand_grid({k: list(v) for k, v in grid.items()})
     if random is not None:
         trials = sample_trials(trials, random, seed)
-    configs = []
+    configs, keys = [], set()
     for params in trials:
         config = cfg.resolve({**base, **params})
         _check_config(config)
-        configs.append((config, params, trial_label(params)))
+        if trial_key(config) in keys:  # a value given twice: the same trial
+            continue
+        keys.add(trial_key(config))
+        configs.append((config, params, trial_label(params, config)))
     data = _prepare_data(data, data_dir, loader, {_data_key(c) for c, _, _ in configs})
 
     out.mkdir(parents=True, exist_ok=True)
@@ -270,9 +300,9 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
     previous = _load_previous(out / "sweep.json")
     done, todo = [], []
     for config, params, label in configs:
-        old = previous.get(trial_key(config))
-        if old is not None and old.get("status") == "ok" and (out / label).is_dir():
-            done.append(old)
+        run = _finished_run(out, previous.get(trial_key(config)), label, config)
+        if run is not None:
+            done.append({**previous[trial_key(config)], "run": run})
         else:
             todo.append((config, params, label))
     summary["trials"] = list(done)
@@ -283,7 +313,8 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
     bar = tqdm(total=len(configs), initial=len(done), unit="trial", disable=not progress,
                desc=f"sweep {summary['name']}")
 
-    def finished(record, files):
+    def finished(task, record, files):
+        record, files = _accept(task, record, files)
         _write_run(out, record["run"], files)
         summary["trials"].append(record)
         _write_summary(out, summary)
@@ -298,9 +329,10 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
         elif jobs > 1 and len(todo) > 1:
             _run_processes(min(jobs, len(todo)), todo, data, finished)
         else:
-            for config, params, label in todo:
-                finished(*run_trial(config, params, label, data[_data_key(config)],
-                                    one_thread=False))
+            for task in todo:
+                config, params, label = task
+                finished(task, *run_trial(config, params, label, data[_data_key(config)],
+                                          one_thread=False))
     except KeyboardInterrupt:
         summary["interrupted"] = True
         raise
@@ -313,8 +345,8 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
         summary["backend"] = ("dask" if scheduler is not None else
                               f"processes({min(jobs, len(todo))})" if jobs > 1 and len(todo) > 1
                               else "sequential")
-        summary["trials"].sort(key=lambda r: [c[2] for c in configs].index(r["run"])
-                               if r["run"] in [c[2] for c in configs] else len(configs))
+        order = {trial_key(c): i for i, (c, _, _) in enumerate(configs)}
+        summary["trials"].sort(key=lambda r: order.get(trial_key(r["config"]), len(configs)))
         summary["best"] = _best(summary["trials"])
         _write_summary(out, summary)
         if summary["trials"]:
@@ -350,10 +382,11 @@ def _run_processes(jobs, todo, data, finished):
     results = queue.Queue()
     pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(data,))
     try:
-        for config, params, label in todo:
-            pool.apply_async(_process_task, (config, params, label), callback=results.put,
-                             error_callback=lambda exc, c=config, p=params, l=label:
-                             results.put(_failure(c, p, l, exc)))
+        for task in todo:
+            pool.apply_async(_process_task, task,
+                             callback=lambda item, t=task: results.put((t, *item)),
+                             error_callback=lambda exc, t=task:
+                             results.put((t, *_failure(*t, exc))))
         pool.close()
         for _ in range(len(todo)):
             while True:
@@ -389,7 +422,7 @@ def _run_dask(scheduler, todo, data, finished):
                 item = fut.result()
             except Exception as exc:  # a worker died, or the task could not run
                 item = _failure(*futures[fut], exc)
-            finished(*item)
+            finished(futures[fut], *item)
     except KeyboardInterrupt:
         client.cancel(list(futures))
         raise
@@ -399,18 +432,65 @@ def _run_dask(scheduler, todo, data, finished):
 
 
 def _failure(config, params, label, exc):
+    error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return ({"params": params, "run": label, "config": config, "status": "failed",
              "test_accuracy": None, "val_accuracy": None, "epochs": None, "seconds": None,
-             "train_seconds": None, "error": f"{type(exc).__name__}: {exc}"}, {})
+             "train_seconds": None, "error": error}, {})
+
+
+def _accept(task, record, files):
+    """A worker's ``(record, files)`` as the client writes them: the record's
+    ``run``, ``params`` and ``config`` are the client's own, and only files with
+    plain names (see :func:`_plain_name`) and bytes contents are kept; any other
+    makes the trial ``failed``, naming them."""
+    config, params, label = task
+    if not isinstance(record, dict) or not isinstance(files, dict):
+        return _failure(config, params, label, f"the worker returned {type(record).__name__} "
+                                               f"and {type(files).__name__}, not a record "
+                                               f"and files")
+    record = {**record, "run": label, "params": params, "config": config}
+    bad = sorted(repr(n) for n, blob in files.items()
+                 if not _plain_name(n) or not isinstance(blob, (bytes, bytearray)))
+    if bad:
+        files = {n: blob for n, blob in files.items()
+                 if _plain_name(n) and isinstance(blob, (bytes, bytearray))}
+        error = (f"the worker returned files that are not plain file names (or not bytes), "
+                 f"not written: {', '.join(bad)[:500]}")
+        record["status"] = "failed"
+        record["error"] = error if not record.get("error") else f"{record['error']}; {error}"
+    return record, files
 
 
 def _load_previous(path):
     """Trials of an earlier run of the sweep, by :func:`trial_key`."""
     try:
         old = json.loads(path.read_text())
-        return {trial_key(t["config"]): t for t in old.get("trials", []) if "config" in t}
+        return {trial_key(t["config"]): t for t in old.get("trials", [])
+                if isinstance(t, dict) and isinstance(t.get("config"), dict)}
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return {}
+
+
+def _finished_run(out, old, label, config):
+    """The run folder of ``config``'s earlier ``ok`` trial ``old`` (a record of
+    sweep.json) if it is there, else None. A folder named before run folder names
+    had a hash (``activation=relu``) counts if its config.json is this config's."""
+    if not isinstance(old, dict) or old.get("status") != "ok":
+        return None
+    run = old.get("run")
+    if run == label:
+        return label if (out / label).is_dir() else None
+    if not _plain_name(run) or not (out / run).is_dir():
+        return None
+    try:
+        saved = json.loads((out / run / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    want = json.loads(trial_key(config))  # as JSON has it (tuples are lists, ...)
+    # config.json holds the seed drawn for ``seed: null``
+    same = saved == want or (want.get("seed") is None and isinstance(saved, dict)
+                             and {**saved, "seed": None} == want)
+    return run if same else None
 
 
 def _write_run(out, label, files):
