@@ -5,6 +5,9 @@ The backends' tests train tiny networks on a small synthetic problem, so that
 each takes seconds; the CLI's are in test_cli.py (real MNIST)."""
 import gc
 import json
+import os
+import signal
+import threading
 import warnings
 
 import numpy as np
@@ -387,6 +390,76 @@ def test_local_cluster_matches_sequential(tmp_path, data, sequential, cluster):
     again = sweep.run_sweep(BASE, GRID, out, data=data, scheduler=cluster.scheduler_address,
                             progress=False)
     assert again["skipped"] == 2 and results(again) == results(summary)
+
+
+_REAL_PROCESS_TASK = sweep._process_task
+
+
+def _dying_task(config, params, label):
+    """A worker's task that kills its own process on the tanh trials, as the
+    out-of-memory killer would (runs in the worker: imported from this module)."""
+    if params.get("activation") == "tanh":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _REAL_PROCESS_TASK(config, params, label)
+
+
+def _run_guarded(**kwargs):
+    """run_sweep in a thread, so that a stalled pool fails the test instead of
+    hanging the suite (the limit is generous: the sweep takes seconds)."""
+    box = {}
+
+    def target():
+        try:
+            box["summary"] = sweep.run_sweep(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised below
+            box["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(300)
+    assert not thread.is_alive(), "the sweep stalled"
+    if "error" in box:
+        raise box["error"]
+    return box["summary"]
+
+
+def test_a_killed_worker_fails_its_trial_and_the_others_finish(tmp_path, data, monkeypatch):
+    out = tmp_path / "s"
+    grid = {"activation": ["relu", "tanh", "sigmoid"], "learning_rate": [0.05, 0.1]}
+    monkeypatch.setattr(sweep, "_process_task", _dying_task)
+    summary = _run_guarded(base_config=BASE, grid=grid, out=out, data=data, jobs=2,
+                           progress=False)
+    assert summary == read(out)  # sweep.json: valid JSON, every trial
+    assert len(summary["trials"]) == 6 and summary["backend"] == "processes(2)"
+    for t in summary["trials"]:
+        if t["params"]["activation"] == "tanh":
+            assert t["status"] == "failed", t
+            assert t["error"].startswith("worker process died (killed by SIGKILL)"), t["error"]
+        else:
+            assert t["status"] == "ok" and t["error"] is None, t
+            assert (out / t["run"] / "model.npz").is_file()
+    # a rerun retries the killed trials only
+    monkeypatch.undo()
+    again = _run_guarded(base_config=BASE, grid=grid, out=out, data=data, jobs=2,
+                         progress=False)
+    assert again["skipped"] == 4
+    assert [t["status"] for t in again["trials"]] == ["ok"] * 6
+
+
+def test_ctrl_c_with_worker_processes_stops_them(tmp_path, data, monkeypatch):
+    import multiprocessing
+    out = tmp_path / "s"
+    real = sweep._write_run
+
+    def interrupted(*args):
+        real(*args)
+        raise KeyboardInterrupt  # as if Ctrl-C came while the first result was written
+    monkeypatch.setattr(sweep, "_write_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
+                        jobs=2, progress=False)
+    assert multiprocessing.active_children() == []
+    summary = read(out)
+    assert summary["interrupted"] is True and len(summary["trials"]) <= 1
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

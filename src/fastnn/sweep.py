@@ -37,7 +37,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import queue
 import shutil
 import signal
 import tempfile
@@ -232,7 +231,8 @@ def run_trial(config, params, label, data, one_thread=True):
     return record, files
 
 
-# worker processes (jobs > 1): the data arrives once, through the initializer
+# worker processes (jobs > 1): the data arrives once, when a worker starts; then
+# the client sends it one trial at a time over its own pipe
 _WORKER_DATA = None
 
 
@@ -244,6 +244,79 @@ def _init_worker(data):
 
 def _process_task(config, params, label):
     return run_trial(config, params, label, _WORKER_DATA[_data_key(config)])
+
+
+def _worker_main(conn, data, task):
+    """A worker process: runs ``task(config, params, label)`` for each trial that
+    arrives on ``conn`` and sends back its ``(record, files)``; stops on None or
+    when the client is gone."""
+    _init_worker(data)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            result = task(*job)
+        except Exception as exc:  # run_trial records its failures; a safety net
+            result = _failure(*job, exc)
+        try:
+            conn.send(result)
+        except Exception as exc:  # e.g. a result that cannot be pickled
+            conn.send(_failure(*job, exc))
+
+
+class _Worker:
+    """A worker process of :func:`_run_processes`, its pipe, and the trial it runs."""
+
+    def __init__(self, ctx, data, task):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, data, task),
+                                   name="fastnn-sweep-worker", daemon=True)
+        self.process.start()
+        child.close()
+        self.task = None
+
+    def send(self, task):
+        self.task = task
+        try:
+            self.conn.send(task)
+        except OSError:  # the process is dead: its sentinel says so, see result()
+            pass
+
+    def result(self):
+        """The trial's ``(record, files)``, or None if the process died first."""
+        try:
+            if self.conn.poll():
+                return self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        return None
+
+    def death(self):
+        """Why the process died, for the record of the trial it was running."""
+        self.process.join()
+        code = self.process.exitcode
+        try:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        except (ValueError, TypeError):
+            how = f"exit code {code}"
+        return (f"worker process died ({how}) while running this trial: killed from outside "
+                f"(e.g. by the out-of-memory killer) or crashed; the other trials went on, "
+                f"and a rerun retries it")
+
+    def stop(self, wait):
+        """Ask the process to end (``wait``) or terminate it; then reap it."""
+        if wait and self.process.is_alive():
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.process.join()
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.conn.close()
 
 
 def _dask_task(config, params, label, data):
@@ -374,31 +447,47 @@ def _prepare_data(data, data_dir, loader, needed):
 
 
 def _run_processes(jobs, todo, data, finished):
-    """``jobs`` worker processes; each receives the data once (initializer)."""
+    """``jobs`` worker processes, each sent the data once, when it starts, then one
+    trial at a time over its own pipe, so the client knows which trial each runs.
+    A worker that dies (SIGKILL, the out-of-memory killer, a crash) fails the trial
+    it was running, with the reason; a new worker takes its place for the others."""
+    from multiprocessing.connection import wait
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":  # the workers fork from a server that has imported fastnn once
         ctx.set_forkserver_preload(["fastnn.sweep", "fastnn.cli", "fastnn.plots"])
-    results = queue.Queue()
-    pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(data,))
+    task_fn = _process_task  # looked up per sweep (a test may replace it)
+    pending = list(reversed(todo))
+    idle, busy = [], []
     try:
-        for task in todo:
-            pool.apply_async(_process_task, task,
-                             callback=lambda item, t=task: results.put((t, *item)),
-                             error_callback=lambda exc, t=task:
-                             results.put((t, *_failure(*t, exc))))
-        pool.close()
-        for _ in range(len(todo)):
-            while True:
-                try:
-                    item = results.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
-                    break
-                except queue.Empty:
-                    continue
-            finished(*item)
-        pool.join()
-    finally:
-        pool.terminate()  # no-op after join; on Ctrl-C or an error, stops the workers
+        idle = [_Worker(ctx, data, task_fn) for _ in range(min(jobs, len(todo)))]
+        while pending or busy:
+            while pending and idle:
+                worker = idle.pop()
+                worker.send(pending.pop())
+                busy.append(worker)
+            # returns on a result or a death; the timeout keeps Ctrl-C responsive
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                             timeout=1.0))
+            for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
+                busy.remove(worker)
+                task, item = worker.task, worker.result()
+                worker.task = None
+                if item is None:
+                    item = _failure(*task, worker.death())
+                if worker.process.is_alive():
+                    idle.append(worker)
+                else:  # died (with or after its trial): replaced while trials remain
+                    worker.stop(wait=False)
+                    if pending:
+                        idle.append(_Worker(ctx, data, task_fn))
+                finished(task, *item)
+        for worker in idle:
+            worker.stop(wait=True)
+        idle = []
+    finally:  # on Ctrl-C or an error: stop the workers
+        for worker in idle + busy:
+            worker.stop(wait=False)
 
 
 def _run_dask(scheduler, todo, data, finished):
