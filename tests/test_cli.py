@@ -132,6 +132,52 @@ def test_train_writes_every_artifact(best_run):
     assert "epoch 2:" not in log
 
 
+def test_runs_in_two_threads_keep_their_own_train_log(tmp_path, monkeypatch):
+    """Two run_experiment calls at once in two threads (as trials on a threaded Dask
+    worker): each train.log holds its own run's lines only, and the ``fastnn``
+    logger's level and handlers are as before afterwards."""
+    import logging
+    import threading
+
+    from fastnn import config as cfg
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.intp)
+    data = ((X[:200], y[:200]), (X[200:], y[200:]))
+    logger = logging.getLogger("fastnn")
+    level, handlers = logger.level, list(logger.handlers)
+    both_training = threading.Barrier(2, timeout=120)  # the timeout only guards a hang
+    real_fit = MLP.fit
+
+    def fit(self, *args, **kwargs):  # both runs' handlers are attached from here on
+        both_training.wait()
+        return real_fit(self, *args, **kwargs)
+    monkeypatch.setattr(MLP, "fit", fit)
+    errors = []
+
+    def run(name, epochs):
+        try:
+            config = cfg.resolve({"layers": [6, 4, 2], "epochs": epochs, "batch_size": 20})
+            cli.run_experiment(config, data, tmp_path / name, name, verbose=False)
+        except BaseException as exc:  # noqa: BLE001 -- reported below
+            errors.append(exc)
+            both_training.abort()
+    threads = [threading.Thread(target=run, args=(name, epochs))
+               for name, epochs in (("one", 1), ("two", 2))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for name, epochs in (("one", 1), ("two", 2)):
+        log = (tmp_path / name / "train.log").read_text()
+        configs = re.findall(r"config (\w+):", log)
+        assert configs == [name], log
+        assert re.findall(r"epoch (\d+):", log) == [str(e + 1) for e in range(epochs)], log
+        assert log.count("test accuracy") == 1, log
+    assert logger.level == level and logger.handlers == handlers
+
+
 def test_train_history_json(best_run):
     out, _ = best_run
     saved = read_json(out / "history.json")
@@ -513,7 +559,7 @@ def test_sweep_trains_one_run_per_value_and_compares_them(tmp_path, mnist_path):
     for trial in summary["trials"]:
         assert trial["status"] == "ok" and trial["error"] is None and trial["epochs"] == 1
         folder = out / trial["run"]
-        assert folder.name == f"activation={trial['params']['activation']}"
+        assert folder.name.startswith(f"activation={trial['params']['activation']}@")
         for name in ARTIFACTS:
             assert (folder / name).is_file(), (folder, name)
         config = read_json(folder / "config.json")
@@ -546,7 +592,8 @@ def test_sweep_values_are_typed_and_layers_take_semicolons(tmp_path, mnist_path)
                           "layers=784,10;784,8,10", "--data-dir", mnist_path,
                           "--out", out, "--quiet", "--epochs", "1", "--jobs", "1")
     assert rc == 0, err
-    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["layers=784-10", "layers=784-8-10"]
+    assert sorted(p.name.split("@")[0] for p in out.iterdir() if p.is_dir()) == \
+        ["layers=784-10", "layers=784-8-10"]
 
 
 def test_sweep_grid_random_and_jobs_2(tmp_path, mnist_path):

@@ -1,8 +1,10 @@
 """MLP.save / MLP.load: exact round trips, the file format, atomic writes, and
 rejection of every kind of broken, foreign or hostile file without unpickling."""
+import io
 import json
 import os
 import pickle
+import tracemalloc
 import zipfile
 
 import numpy as np
@@ -384,11 +386,18 @@ def test_pickle_file_is_never_unpickled(tmp_path):
     assert not marker.exists()
 
 
-def test_extra_arrays_are_ignored(trained, tmp_path):
+def test_extra_arrays_are_refused(trained, tmp_path):
+    """Only the members the format names are read: any other is an error, not ignored."""
     model = trained[0]
     path = _write(tmp_path / "m.npz", _good_header(model), params=model.parameters,
                   notes=np.arange(3))
-    np.testing.assert_array_equal(MLP.load(path).parameters, model.parameters)
+    with pytest.raises(ValueError, match=r"m\.npz.*unexpected member 'notes\.npy'"):
+        MLP.load(path)
+    # a checkpoint's arrays are unknown to a model file too
+    path = _write(tmp_path / "s.npz", _good_header(model), params=model.parameters,
+                  slots=model.parameters[None])
+    with pytest.raises(ValueError, match=r"s\.npz.*unexpected member 'slots\.npy'"):
+        MLP.load(path)
 
 
 def test_directory_is_not_a_model(tmp_path):
@@ -411,3 +420,150 @@ def test_saved_files_get_ordinary_permissions(tmp_path):
         assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
     finally:
         os.umask(old)
+
+
+# -- hostile archives: bounded memory, checked before any array is read ----------------
+
+def _npy_bytes(arr):
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asanyarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_header(shape, dtype):
+    """The .npy header (format 1.0) of an array of ``shape`` and ``dtype``."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.lib.format.dtype_to_descr(
+        np.dtype(dtype)), "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _peak_load(path):
+    """``(exception or None, peak bytes traced)`` of ``MLP.load(path)``."""
+    tracemalloc.start()
+    try:
+        MLP.load(path)
+        error = None
+    except Exception as exc:  # noqa: BLE001 -- returned to the test
+        error = exc
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    return error, peak
+
+
+def test_compression_bomb_member_is_refused_without_expanding(trained, tmp_path):
+    """A good model plus a deflated member of 64 MB of zeros (~64 KB in the file)."""
+    model = trained[0]
+    path = tmp_path / "bomb.npz"
+    model.save(path)
+    with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("params2.npy", "w", force_zip64=True) as f:
+            f.write(_npy_header((16 << 20,), np.float32))
+            zeros = bytes(1 << 20)
+            for _ in range(64):
+                f.write(zeros)
+    assert path.stat().st_size < 1 << 20
+    error, peak = _peak_load(path)
+    assert isinstance(error, ValueError) and "bomb.npz" in str(error)
+    assert "params2.npy" in str(error)
+    assert peak < 4 << 20, peak  # nothing was decompressed
+
+
+def test_compressed_known_member_is_refused(trained, tmp_path):
+    """fastnn writes stored members: a deflated params.npy (np.savez_compressed) is refused
+    before it is inflated, even though it holds the right array."""
+    model = trained[0]
+    path = tmp_path / "deflated.npz"
+    with open(path, "wb") as f:
+        np.savez_compressed(f, header=serialization._header_array(_good_header(model)),
+                            params=model.parameters)
+    with pytest.raises(ValueError, match=r"deflated\.npz.*compressed"):
+        MLP.load(path)
+    # and a deflated member of zeros standing for params: 40 MB from a ~40 KB file
+    big = MLP([1000, 10000, 10], seed=0)
+    header = serialization._header_array(serialization.model_header(big))
+    path = tmp_path / "zeros.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr(zipfile.ZipInfo("header.npy"), _npy_bytes(header))
+        z.writestr("params.npy", _npy_bytes(np.zeros(big.n_params, np.float32)))
+    del big
+    assert path.stat().st_size < 1 << 20
+    error, peak = _peak_load(path)
+    assert isinstance(error, ValueError) and "compressed" in str(error), error
+    assert peak < 4 << 20, peak
+
+
+def test_header_declaring_giant_layers_allocates_nothing(trained, tmp_path):
+    """Layers of 10^10 parameters, the params member's .npy header agreeing, in a file
+    of a few hundred bytes: refused before any array (or the model) is allocated."""
+    layers = [100000, 100000, 10]
+    header = {**_good_header(trained[0]), "layers": layers}
+    n = 100000 * 100000 + 100000 * 10 + 100000 + 10
+    path = tmp_path / "giant.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("header.npy", _npy_bytes(serialization._header_array(header)))
+        # the .npy header says 40 GB of float32 follow
+        z.writestr("params.npy", _npy_header((n,), np.float32) + bytes(64))
+    assert path.stat().st_size < 4096
+    error, peak = _peak_load(path)
+    assert isinstance(error, ValueError) and "giant.npz" in str(error), error
+    assert "params" in str(error)
+    assert peak < 4 << 20, peak
+
+
+def test_member_sizes_beyond_the_file_are_refused(trained, tmp_path, monkeypatch):
+    """A central directory declaring a stored member bigger than the whole file (as
+    overlapping or lying entries do) is refused from the directory alone."""
+    model = trained[0]
+    path = tmp_path / "liar.npz"
+    model.save(path)
+    real = zipfile.ZipFile.infolist
+    size = path.stat().st_size
+
+    def lying(self):
+        infos = real(self)
+        for info in infos:
+            if info.filename == "params.npy":
+                info.file_size = info.compress_size = 10 * size
+        return infos
+    monkeypatch.setattr(zipfile.ZipFile, "infolist", lying)
+    with pytest.raises(ValueError, match=r"liar\.npz.*params\.npy.*more bytes than the file"):
+        MLP.load(path)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(MLP.load(path).parameters, model.parameters)
+
+
+def test_oversized_header_is_refused(trained, tmp_path, monkeypatch):
+    model = trained[0]
+    path = tmp_path / "m.npz"
+    model.save(path)
+    monkeypatch.setattr(serialization, "MAX_HEADER_BYTES", 64)
+    with pytest.raises(ValueError, match=r"m\.npz.*header is \d+ bytes"):
+        MLP.load(path)
+
+
+def test_checkpoint_members_are_checked_before_reading(trained, tmp_path):
+    """Checkpoints go through the same reader: unknown, compressed or mis-shaped
+    members are refused, the good file loads."""
+    model = trained[0]
+    path = tmp_path / "ck.npz"
+    slots = np.zeros((1, model.n_params), np.float32)
+    serialization.save_checkpoint(path, model, {"x": 1}, {"slots": slots})
+    header, arrays = serialization.load_checkpoint(path)
+    assert set(arrays) == {"params", "slots"} and header["state"] == {"x": 1}
+    ckh = {**_good_header(model), "format": "fastnn-checkpoint", "state": {}}
+    cases = {"extra": dict(params=model.parameters, slots=slots, notes=np.zeros(2)),
+             "slots-1d": dict(params=model.parameters, slots=slots[0]),
+             "best-short": dict(params=model.parameters, slots=slots,
+                                best=np.zeros(model.n_params, np.float32))}
+    for case, arrays in cases.items():
+        bad = _write(tmp_path / f"{case}.npz", ckh, **arrays)
+        with pytest.raises(ValueError, match=f"{case}.npz"):
+            serialization.load_checkpoint(bad)
+    bad = tmp_path / "deflated.npz"
+    with open(bad, "wb") as f:
+        np.savez_compressed(f, header=serialization._header_array(ckh),
+                            params=model.parameters, slots=slots)
+    with pytest.raises(ValueError, match=r"deflated\.npz.*compressed"):
+        serialization.load_checkpoint(bad)

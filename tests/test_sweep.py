@@ -5,6 +5,9 @@ The backends' tests train tiny networks on a small synthetic problem, so that
 each takes seconds; the CLI's are in test_cli.py (real MNIST)."""
 import gc
 import json
+import os
+import signal
+import threading
 import warnings
 
 import numpy as np
@@ -91,6 +94,32 @@ def test_expand_and_sample():
     assert sweep.trial_key({"b": 1, "a": [1, 2]}) == sweep.trial_key({"a": [1, 2], "b": 1})
 
 
+def test_trial_labels_are_bounded_ascii_and_unique_per_config():
+    from fastnn import config as cfg
+    params = [{"dropout": 0.5}, {"dropout": [0.5]}, {"activation": "relu"},
+              {"layers": [12] + [3] * 300 + [3]}, {"class_weight": {"é": 1.0}}]
+    configs = [cfg.resolve({**BASE, **p}) for p in params]
+    labels = [sweep.trial_label(p, c) for p, c in zip(params, configs)]
+    assert len(set(labels)) == len(labels)
+    assert labels[0].split("@")[0] == labels[1].split("@")[0] == "dropout=0.5"
+    assert all(len(label) <= sweep.MAX_LABEL and label.isascii() for label in labels)
+    assert all(sweep._plain_name(label) for label in labels)
+    assert labels[3].startswith("layers=12-3-3-")
+    assert labels == [sweep.trial_label(p, c) for p, c in zip(params, configs)]  # stable
+    # another base config is another folder for the same swept value
+    other = cfg.resolve({**BASE, "epochs": 1, "activation": "relu"})
+    assert sweep.trial_label({"activation": "relu"}, other) != labels[2]
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("model.npz", True), ("train.log", True), (".hidden", True), ("a" * 255, True),
+    ("", False), (".", False), ("..", False), ("../x", False), ("../../x", False),
+    ("/etc/passwd", False), ("a/b", False), ("a\\b", False), ("a\0b", False),
+    ("a" * 256, False), ("é.txt", True), (3, False), (None, False)])
+def test_plain_file_names(name, ok):
+    assert sweep._plain_name(name) is ok
+
+
 def test_bad_values_fail_before_any_training(tmp_path, data):
     with pytest.raises(ValueError, match="activation"):
         sweep.run_sweep(BASE, {"activation": ["relu", "swish"]}, tmp_path / "s", data=data,
@@ -149,7 +178,7 @@ def test_rerun_skips_finished_trials_and_retries_failed(tmp_path, data, monkeypa
     ran.clear()
     sweep.run_sweep({**BASE, "epochs": 1}, {"activation": ["relu"]}, out, data=data,
                     progress=False)
-    assert ran == ["activation=relu"]
+    assert len(ran) == 1 and ran[0].startswith("activation=relu@")
 
 
 def test_sweep_json_is_replaced_atomically(tmp_path, data, monkeypatch):
@@ -176,6 +205,139 @@ def test_sweep_json_is_replaced_atomically(tmp_path, data, monkeypatch):
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
 
+def test_run_folder_is_replaced_whole_and_restored_on_failure(tmp_path, monkeypatch):
+    """A retried trial's folder replaces the old one by renames: if moving the new
+    folder in fails, the old one is back in place; nothing temporary is left."""
+    import os
+    import stat
+    out = tmp_path / "s"
+    out.mkdir()
+    sweep._write_run(out, "run-a", {"model.npz": b"old", "train.log": b"old log"})
+    real = os.replace
+
+    def failing(src, dst):
+        if os.fspath(dst) == os.fspath(out / "run-a") and ".run-" in os.fspath(src):
+            raise OSError("rename failed")
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError, match="rename failed"):
+        sweep._write_run(out, "run-a", {"model.npz": b"new"})
+    monkeypatch.undo()
+    assert (out / "run-a" / "model.npz").read_bytes() == b"old"
+    assert (out / "run-a" / "train.log").read_bytes() == b"old log"
+    assert sorted(p.name for p in out.iterdir()) == ["run-a"]
+    # writing the new files fails: the old folder is untouched, no .run-* is left
+    with pytest.raises(TypeError):
+        sweep._write_run(out, "run-a", {"model.npz": "not bytes"})
+    assert sorted(p.name for p in out.iterdir()) == ["run-a"]
+    assert (out / "run-a" / "model.npz").read_bytes() == b"old"
+    # a successful retry holds the new attempt's files only, in an ordinary folder
+    umask = os.umask(0o022)
+    try:
+        sweep._write_run(out, "run-a", {"model.npz": b"new"})
+    finally:
+        os.umask(umask)
+    assert sorted(p.name for p in (out / "run-a").iterdir()) == ["model.npz"]
+    assert (out / "run-a" / "model.npz").read_bytes() == b"new"
+    assert sorted(p.name for p in out.iterdir()) == ["run-a"]
+    assert stat.S_IMODE((out / "run-a").stat().st_mode) == 0o755
+
+
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied")  # sweep.png's long ticks
+def test_long_label_gets_a_bounded_folder_and_the_sweep_goes_on(tmp_path, data):
+    """A trial whose swept values make a name over 255 bytes (the file-system limit)
+    trains into a folder of at most MAX_LABEL characters; the other trials run."""
+    out = tmp_path / "s"
+    deep = [12] + [3] * 130 + [3]  # "layers=12-3-3-...-3": 272 characters
+    summary = sweep.run_sweep({**BASE, "epochs": 1}, {"layers": [deep, [12, 8, 3]]}, out,
+                              data=data, progress=False)
+    assert [t["params"]["layers"] for t in summary["trials"]] == [deep, [12, 8, 3]]
+    for t in summary["trials"]:
+        assert len(t["run"]) <= sweep.MAX_LABEL
+        assert (out / t["run"] / "train.log").is_file()
+        assert json.loads((out / t["run"] / "config.json").read_text())["layers"] == \
+            t["params"]["layers"]
+    assert summary["trials"][1]["status"] == "ok"
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+
+
+def test_trials_with_one_readable_label_get_two_folders(tmp_path, data):
+    """``dropout=0.5`` and ``dropout=[0.5]`` are two configs (two trials) whose values
+    read the same: each keeps its own run folder and files."""
+    out = tmp_path / "s"
+    summary = sweep.run_sweep({**BASE, "epochs": 1}, {"dropout": [0.5, [0.5]]}, out, data=data,
+                              progress=False)
+    runs = [t["run"] for t in summary["trials"]]
+    assert [t["status"] for t in summary["trials"]] == ["ok", "ok"]
+    assert len(set(runs)) == 2 and all(r.startswith("dropout=0.5@") for r in runs)
+    for t in summary["trials"]:
+        saved = json.loads((out / t["run"] / "config.json").read_text())
+        assert saved["dropout"] == t["params"]["dropout"]
+        metrics = json.loads((out / t["run"] / "metrics.json").read_text())
+        assert metrics["test_accuracy"] == t["test_accuracy"]
+    # a value given twice is one trial
+    again = sweep.run_sweep({**BASE, "epochs": 1}, {"dropout": [0.5, 0.5, [0.5]]}, out,
+                            data=data, progress=False)
+    assert again["skipped"] == 2 and len(again["trials"]) == 2
+
+
+def test_rerun_keeps_run_folders_named_before_the_hash(tmp_path, data, monkeypatch):
+    """A sweep.json written when run folders were named by the swept values alone
+    (``activation=relu``) still maps: a finished trial whose folder holds its
+    config is skipped; a record whose folder holds another trial's is retrained."""
+    out = tmp_path / "s"
+    first = sweep.run_sweep(BASE, {"dropout": [0.5, [0.5]], "activation": ["relu"]}, out,
+                            data=data, progress=False)
+    legacy = json.loads((out / "sweep.json").read_text())
+    for t in legacy["trials"]:  # the old names: both trials had the same one
+        t["run"] = "dropout=0.5,activation=relu"
+    (out / first["trials"][1]["run"]).rename(out / "dropout=0.5,activation=relu")
+    (out / first["trials"][0]["run"]).rename(out / "elsewhere")
+    (out / "sweep.json").write_text(json.dumps(legacy))
+    ran = []
+    real = sweep.run_trial
+    monkeypatch.setattr(sweep, "run_trial", lambda c, p, label, *a, **k: (
+        ran.append(p), real(c, p, label, *a, **k))[1])
+    again = sweep.run_sweep(BASE, {"dropout": [0.5, [0.5]], "activation": ["relu"]}, out,
+                            data=data, progress=False)
+    assert ran == [{"dropout": 0.5, "activation": "relu"}] and again["skipped"] == 1
+    assert [t["run"] for t in again["trials"]] == [first["trials"][0]["run"],
+                                                   "dropout=0.5,activation=relu"]
+    assert [t["test_accuracy"] for t in again["trials"]] == \
+        [t["test_accuracy"] for t in first["trials"]]
+
+
+def test_worker_file_names_cannot_leave_the_run_folder(tmp_path, data, monkeypatch):
+    """The client writes only plain file names a worker returns; the trial is failed
+    and names the others. The record's run folder is the client's, not the worker's."""
+    out = tmp_path / "a" / "s"
+    real = sweep.run_trial
+
+    def hostile(config, params, label, *args, **kwargs):
+        record, files = real(config, params, label, *args, **kwargs)
+        record["run"] = "../../evil-run"
+        files.update({"../../x": b"evil", str(tmp_path / "abs"): b"evil", "a/b": b"evil",
+                      "..": b"evil", "": b"evil", "nul\0": b"evil", "str.txt": "not bytes"})
+        return record, files
+    monkeypatch.setattr(sweep, "run_trial", hostile)
+    summary = sweep.run_sweep(BASE, {"activation": ["relu"]}, out, data=data, progress=False)
+    trial, = summary["trials"]
+    assert trial["status"] == "failed" and trial["run"].startswith("activation=relu@")
+    for name in ("'../../x'", "'a/b'", "'..'", "'str.txt'"):
+        assert name in trial["error"]
+    outside = [p for p in tmp_path.rglob("*") if p not in (out, out.parent)
+               and out not in p.parents]
+    assert outside == []
+    folder = out / trial["run"]
+    assert (folder / "model.npz").is_file() and not (folder / "str.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == sorted([trial["run"], "sweep.json",
+                                                            "sweep.png"])
+    # the failed trial is retried on a rerun
+    monkeypatch.setattr(sweep, "run_trial", real)
+    again = sweep.run_sweep(BASE, {"activation": ["relu"]}, out, data=data, progress=False)
+    assert again["skipped"] == 0 and again["trials"][0]["status"] == "ok"
+
+
 def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
     out = tmp_path / "s"
     real = sweep.run_trial
@@ -192,7 +354,7 @@ def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
                         progress=False)
     summary = read(out)
     assert summary["interrupted"] is True
-    assert [t["run"] for t in summary["trials"]] == ["activation=relu"]
+    assert [t["params"] for t in summary["trials"]] == [{"activation": "relu"}]
     monkeypatch.setattr(sweep, "run_trial", real)
     again = sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
                             progress=False)
@@ -228,6 +390,76 @@ def test_local_cluster_matches_sequential(tmp_path, data, sequential, cluster):
     again = sweep.run_sweep(BASE, GRID, out, data=data, scheduler=cluster.scheduler_address,
                             progress=False)
     assert again["skipped"] == 2 and results(again) == results(summary)
+
+
+_REAL_PROCESS_TASK = sweep._process_task
+
+
+def _dying_task(config, params, label):
+    """A worker's task that kills its own process on the tanh trials, as the
+    out-of-memory killer would (runs in the worker: imported from this module)."""
+    if params.get("activation") == "tanh":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _REAL_PROCESS_TASK(config, params, label)
+
+
+def _run_guarded(**kwargs):
+    """run_sweep in a thread, so that a stalled pool fails the test instead of
+    hanging the suite (the limit is generous: the sweep takes seconds)."""
+    box = {}
+
+    def target():
+        try:
+            box["summary"] = sweep.run_sweep(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 -- re-raised below
+            box["error"] = exc
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(300)
+    assert not thread.is_alive(), "the sweep stalled"
+    if "error" in box:
+        raise box["error"]
+    return box["summary"]
+
+
+def test_a_killed_worker_fails_its_trial_and_the_others_finish(tmp_path, data, monkeypatch):
+    out = tmp_path / "s"
+    grid = {"activation": ["relu", "tanh", "sigmoid"], "learning_rate": [0.05, 0.1]}
+    monkeypatch.setattr(sweep, "_process_task", _dying_task)
+    summary = _run_guarded(base_config=BASE, grid=grid, out=out, data=data, jobs=2,
+                           progress=False)
+    assert summary == read(out)  # sweep.json: valid JSON, every trial
+    assert len(summary["trials"]) == 6 and summary["backend"] == "processes(2)"
+    for t in summary["trials"]:
+        if t["params"]["activation"] == "tanh":
+            assert t["status"] == "failed", t
+            assert t["error"].startswith("worker process died (killed by SIGKILL)"), t["error"]
+        else:
+            assert t["status"] == "ok" and t["error"] is None, t
+            assert (out / t["run"] / "model.npz").is_file()
+    # a rerun retries the killed trials only
+    monkeypatch.undo()
+    again = _run_guarded(base_config=BASE, grid=grid, out=out, data=data, jobs=2,
+                         progress=False)
+    assert again["skipped"] == 4
+    assert [t["status"] for t in again["trials"]] == ["ok"] * 6
+
+
+def test_ctrl_c_with_worker_processes_stops_them(tmp_path, data, monkeypatch):
+    import multiprocessing
+    out = tmp_path / "s"
+    real = sweep._write_run
+
+    def interrupted(*args):
+        real(*args)
+        raise KeyboardInterrupt  # as if Ctrl-C came while the first result was written
+    monkeypatch.setattr(sweep, "_write_run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
+                        jobs=2, progress=False)
+    assert [p for p in multiprocessing.active_children() if p.name == "fastnn-sweep-worker"] == []
+    summary = read(out)
+    assert summary["interrupted"] is True and len(summary["trials"]) <= 1
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")

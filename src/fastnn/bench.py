@@ -887,8 +887,8 @@ def run_from_args(args):
                   n_samples=args.samples, trainers=args.trainers, isolate=args.isolate,
                   layers=layers, batch1_samples=args.batch1_samples, peak=args.peak)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(_jsonable(results), f, indent=2, default=str)
+        from ._atomic import atomic_write_json
+        atomic_write_json(args.json, _jsonable(results), indent=2, default=str)
     return 0
 
 

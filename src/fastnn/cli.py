@@ -12,17 +12,66 @@ Every config key can be overridden by a flag of the same name (``--epochs 1``,
 imported only by ``fastnn bench`` (``fastnn --help`` stays light).
 """
 import argparse
+import contextlib
+import contextvars
 import json
 import logging
 import sys
+import threading
 import time
 from pathlib import Path
 
 import yaml
 
 from . import config as cfg
+from ._atomic import atomic_write_json
 
 log = logging.getLogger("fastnn")
+#: The run whose train.log takes the records logged in this thread (or task).
+_CURRENT_RUN = contextvars.ContextVar("fastnn_run", default=None)
+_LOG_LOCK = threading.Lock()
+_log_state = {"runs": 0, "level": logging.NOTSET}
+
+
+class _ThisRun(logging.Filter):
+    """Passes the records logged where ``run`` is the current run (its thread)."""
+
+    def __init__(self, run):
+        super().__init__()
+        self.run = run
+
+    def filter(self, record):
+        return _CURRENT_RUN.get() is self.run
+
+
+@contextlib.contextmanager
+def _run_log(path):
+    """``path`` (train.log) takes what this thread logs to ``fastnn`` during the
+    block, and only that: runs in other threads have their own. The ``fastnn``
+    logger is at INFO (or finer) while any run is going, and its level and
+    handlers are restored when the last one ends."""
+    run = object()
+    handler = logging.FileHandler(path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    handler.addFilter(_ThisRun(run))
+    token = _CURRENT_RUN.set(run)
+    with _LOG_LOCK:
+        if _log_state["runs"] == 0:
+            _log_state["level"] = log.level
+        _log_state["runs"] += 1
+        if log.getEffectiveLevel() > logging.INFO:
+            log.setLevel(logging.INFO)
+        log.addHandler(handler)
+    try:
+        yield
+    finally:
+        with _LOG_LOCK:
+            log.removeHandler(handler)
+            _log_state["runs"] -= 1
+            if _log_state["runs"] == 0:
+                log.setLevel(_log_state["level"])
+        _CURRENT_RUN.reset(token)
+        handler.close()
 
 
 def _value(text):
@@ -141,11 +190,7 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (X, y), (X_test, y_test) = data
-    handler = logging.FileHandler(out / "train.log", mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(logging.INFO)
-    try:
+    with _run_log(out / "train.log"):
         log.info("config %s: %s", name, json.dumps(config))
         log.info("data: %d train, %d test images", len(X), len(X_test))
         model = MLP(**model_kw)
@@ -173,17 +218,14 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
         model.save(out / "model.npz")
         # written with the results, so a run that fails does not leave a config.json that
         # disagrees with an earlier run's model.npz (evaluate reads its normalize setting)
-        (out / "config.json").write_text(json.dumps(config, indent=2))
+        atomic_write_json(out / "config.json", config, indent=2)
         history.to_json(out / "history.json")
-        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        atomic_write_json(out / "metrics.json", metrics, indent=2)
         plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
         plots.plot_confusion_matrix(cm, out / "confusion_matrix.png", class_names=names)
         plots.plot_per_class_errors(cm, out / "per_class_errors.png", class_names=names)
         log.info("test accuracy %.4f, test loss %.4f, %.1f s of training", test_acc, test_loss,
                  train_seconds)
-    finally:
-        log.removeHandler(handler)
-        handler.close()
     return metrics, history
 
 

@@ -1,67 +1,52 @@
 """Saving and loading models and training checkpoints, safely.
 
-A file is a NumPy ``.npz`` archive of plain numeric arrays, one of which,
-``header``, is UTF-8 JSON bytes (format name, version, layers, activation,
-dtype, ...). Files are read with ``allow_pickle=False``, so loading can never
-run code, and every field is checked before use: a truncated, tampered or
-foreign file raises ``ValueError``. Files are written atomically: to a
-temporary file in the same folder, flushed to disk, then ``os.replace``-d
-over the target, so a crash mid-save leaves the previous file intact.
+A file is a NumPy ``.npz`` archive, stored (not compressed), of plain numeric
+arrays, one of which, ``header``, is UTF-8 JSON bytes (format name, version,
+layers, activation, dtype, ...). Loading never unpickles (object arrays are
+refused) and never runs code, reads only the members the format names, and
+checks every member's declared size and the arrays' .npy headers against the
+JSON header and the file's size before reading any array, so a file cannot
+make fastnn allocate more than its own size (no compression bombs, no giant
+declared layers). A truncated, tampered, foreign or hostile file raises
+``ValueError`` naming it. Files are written atomically
+(:mod:`fastnn._atomic`): to a temporary file in the same folder, flushed to
+disk, then ``os.replace``-d over the target, so a crash mid-save leaves the
+previous file intact.
 """
 import json
 import os
-import tempfile
-import threading
+import struct
 import zipfile
 import zlib
 
 import numpy as np
 
+from ._atomic import _check_path, atomic_open
 from ._layout import n_params
 from ._kernels import ACTIVATIONS
 
 MODEL_FORMAT = "fastnn-mlp"
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
 FORMAT_VERSION = 1
-_UMASK_LOCK = threading.Lock()
 _DTYPES = ("float32", "float64")
 _INITS = ("auto", "uniform", "he", "glorot")
+#: The members (arrays) each format holds: (required, optional). Nothing else is read.
+_MEMBERS = {MODEL_FORMAT: (("header", "params"), ()),
+            CHECKPOINT_FORMAT: (("header", "params", "slots"), ("best",))}
+_KNOWN = {name for req, opt in _MEMBERS.values() for name in (*req, *opt)}
+#: The JSON header's largest size (a checkpoint's holds the history: ~100 bytes an epoch).
+MAX_HEADER_BYTES = 8 << 20
+_READ_CHUNK = 1 << 20
 
 
-def _check_path(path):
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
-    return os.fspath(path)
+class _Invalid(ValueError):
+    """A file refused by a check of this module (its message names the file)."""
 
 
 def atomic_savez(path, arrays):
-    """Write ``arrays`` (name -> ndarray) to ``path`` as .npz, atomically."""
-    path = _check_path(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
-    try:
-        # mkstemp makes the file 0600; give it the mode a plain open() would
-        os.chmod(tmp, _file_mode(path))
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _file_mode(path):
-    """The target's current permissions, or 0o666 less the umask for a new file."""
-    try:
-        return os.stat(path).st_mode & 0o777
-    except OSError:
-        with _UMASK_LOCK:  # os.umask can only be read by setting it
-            umask = os.umask(0o022)
-            os.umask(umask)
-        return 0o666 & ~umask
+    """Write ``arrays`` (name -> ndarray) to ``path`` as .npz (uncompressed), atomically."""
+    with atomic_open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def _header_array(header):
@@ -69,36 +54,161 @@ def _header_array(header):
 
 
 def read_npz(path, expected_format):
-    """Read a fastnn .npz into ``(header, arrays)``; ValueError if it is not one."""
+    """Read a fastnn .npz into ``(header, arrays)``; ValueError if it is not one.
+
+    Only the members the format names are read, and only after every check
+    that needs no array data: the zip's members are stored (uncompressed, so a
+    member can never expand beyond the bytes it takes in the file), known, and
+    their sizes add up to at most the file's; the JSON header (read first, at
+    most :data:`MAX_HEADER_BYTES`) names the format, version, layers and dtype;
+    each array's .npy header declares the dtype and shape those imply, and as
+    many bytes as the member holds. Memory use is bounded by the file's size.
+    """
     path = _check_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
     try:
-        data = np.load(path, allow_pickle=False)
-        if not isinstance(data, np.lib.npyio.NpzFile):  # a bare .npy array
-            raise ValueError("not an .npz archive")
-        with data:
-            arrays = {name: data[name] for name in data.files}
+        if not zipfile.is_zipfile(path):  # e.g. a bare .npy array
+            raise _Invalid(f"{path!r} is not a readable fastnn file: not an .npz archive")
+        with zipfile.ZipFile(path) as zf:
+            members = _check_members(zf, path, os.path.getsize(path))
+            header = _read_header(zf, members, path, expected_format)
+            required, optional = _MEMBERS[expected_format]
+            unexpected = sorted(set(members) - set(required) - set(optional))
+            if unexpected:
+                raise _Invalid(f"{path!r}: unexpected member {unexpected[0] + '.npy'!r} in a "
+                               f"{expected_format} file")
+            missing = [name for name in required if name not in members]
+            if missing:
+                raise _Invalid(f"{path!r}: no member {missing[0] + '.npy'!r}")
+            try:
+                layers, _, dtype = check_model_header(header, path)
+            except ValueError as exc:
+                raise _Invalid(str(exc)) from None
+            shapes = _expected_shapes(expected_format, layers, members, zf, dtype, path)
+            arrays = {name: _read_data(zf, members[name], shape, dtype, offset, path, name)
+                      for name, (shape, offset) in shapes.items()}
+    except _Invalid as exc:
+        raise ValueError(str(exc)) from None
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
-            NotImplementedError) as exc:
+            NotImplementedError, RuntimeError, struct.error, OverflowError) as exc:
         raise ValueError(f"{path!r} is not a readable fastnn file: {exc}") from None
-    for name, value in arrays.items():
-        if not isinstance(value, np.ndarray):  # a zip member that is not a .npy
-            raise ValueError(f"{path!r} is not a fastnn file: member {name!r} is not an array")
-    raw = arrays.pop("header", None)
-    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
-        raise ValueError(f"{path!r} is not a fastnn file: no valid header")
+    return header, arrays
+
+
+def _check_members(zf, path, file_size):
+    """``{name: ZipInfo}`` of the archive's members, each a stored .npy of a known
+    name, whose declared sizes fit in the file; nothing is read."""
+    members, total = {}, 0
+    for info in zf.infolist():
+        name = info.filename
+        stem = name[:-4] if name.endswith(".npy") else None
+        if stem not in _KNOWN:
+            raise _Invalid(f"{path!r} is not a fastnn file: unexpected member {name!r}")
+        if stem in members:
+            raise _Invalid(f"{path!r}: member {name!r} appears twice")
+        if info.flag_bits & 0x1:
+            raise _Invalid(f"{path!r}: member {name!r} is encrypted")
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            raise _Invalid(f"{path!r}: member {name!r} is compressed (fastnn writes its "
+                           f"files uncompressed; a compressed member could expand without "
+                           f"bound)")
+        total += info.file_size
+        if total > file_size:
+            raise _Invalid(f"{path!r}: member {name!r} declares {info.file_size} bytes; the "
+                           f"members declare more bytes than the file's {file_size}")
+        members[stem] = info
+    return members
+
+
+def _npy_header(zf, info, path, name):
+    """``(shape, dtype, offset)`` of a member's .npy header, checked against the
+    member's size; reads the header only."""
+    with zf.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise _Invalid(f"{path!r}: member {name!r} has .npy version {version}")
+        offset = f.tell()
+    if any(d < 0 for d in shape):
+        raise _Invalid(f"{path!r}: member {name!r} has a negative dimension {shape}")
+    if fortran and len(shape) > 1:
+        raise _Invalid(f"{path!r}: member {name!r} is in Fortran order")
+    if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+        raise _Invalid(f"{path!r}: member {name!r} is not a plain numeric array ({dtype})")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if offset + nbytes != info.file_size:
+        raise _Invalid(f"{path!r}: member {name!r} declares {dtype} {shape} ({nbytes} bytes) "
+                       f"but holds {info.file_size - offset} bytes of data")
+    return shape, dtype, offset
+
+
+def _read_data(zf, info, shape, dtype, offset, path, name):
+    """The array of a member whose .npy header was checked (``offset``: its length)."""
+    arr = np.empty(shape, dtype=dtype)
+    buf = arr.reshape(-1).view(np.uint8)
+    with zf.open(info) as f:
+        f.read(offset)
+        pos = 0
+        while pos < buf.size:
+            chunk = f.read(min(_READ_CHUNK, buf.size - pos))
+            if not chunk:
+                raise _Invalid(f"{path!r}: member {name!r} is truncated")
+            buf[pos:pos + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+            pos += len(chunk)
+        if f.read(1):  # also checks the member's CRC
+            raise _Invalid(f"{path!r}: member {name!r} is longer than its header says")
+    return arr
+
+
+def _read_header(zf, members, path, expected_format):
+    """The JSON header (the ``header`` member), with its format and version checked."""
+    info = members.get("header")
+    if info is None:
+        raise _Invalid(f"{path!r} is not a fastnn file: no valid header")
+    shape, dtype, offset = _npy_header(zf, info, path, "header.npy")
+    if dtype != np.uint8 or len(shape) != 1:
+        raise _Invalid(f"{path!r} is not a fastnn file: no valid header")
+    if shape[0] > MAX_HEADER_BYTES:
+        raise _Invalid(f"{path!r}: the header is {shape[0]} bytes, more than "
+                       f"{MAX_HEADER_BYTES}")
+    raw = _read_data(zf, info, shape, dtype, offset, path, "header.npy")
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path!r} has a corrupt header: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise _Invalid(f"{path!r} has a corrupt header: {exc}") from None
     if not isinstance(header, dict) or header.get("format") != expected_format:
-        raise ValueError(f"{path!r} is not a {expected_format} file "
-                         f"(format {header.get('format') if isinstance(header, dict) else None!r})")
+        raise _Invalid(f"{path!r} is not a {expected_format} file "
+                       f"(format {header.get('format') if isinstance(header, dict) else None!r})")
     if header.get("version") != FORMAT_VERSION:
-        raise ValueError(f"{path!r} has format version {header.get('version')!r}; "
-                         f"this fastnn reads version {FORMAT_VERSION}")
-    return header, arrays
+        raise _Invalid(f"{path!r} has format version {header.get('version')!r}; "
+                       f"this fastnn reads version {FORMAT_VERSION}")
+    return header
+
+
+def _expected_shapes(fmt, layers, members, zf, dtype, path):
+    """``{name: (shape, offset)}`` of the format's arrays, each .npy header checked
+    against the shape and dtype the header's layers and dtype imply."""
+    n = n_params(layers)
+    out = {}
+    for name in ("params", "slots", "best"):  # best's length depends on slots'
+        if name not in members:
+            continue
+        shape, got, offset = _npy_header(zf, members[name], path, name + ".npy")
+        if name == "params":
+            want = (n,)
+        elif name == "slots":
+            want = (shape[0], n) if len(shape) == 2 and shape[0] >= 1 else "(k >= 1, n_params)"
+        else:
+            want = ((1 + out["slots"][0][0]) * n,)
+        if got != dtype or shape != want:
+            raise _Invalid(f"{path!r}: {name} must be {dtype} of shape {want}, "
+                           f"got {got} {shape}")
+        out[name] = (shape, offset)
+    return out
 
 
 def model_header(model):

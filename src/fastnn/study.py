@@ -23,11 +23,11 @@ report, or above it.
 >>> print(format_table([row]).splitlines()[2])
 | x | 001 | 97.59 % | 97.61 % | +0.02 | 100 | 35 | 5.0 | yes |  |
 """
-import json
 import time
 from pathlib import Path
 
 from . import config as cfg
+from ._atomic import atomic_write_json, atomic_write_text
 
 #: A row meets the target when fastnn's test accuracy is at most this many
 #: percentage points below the report's (or above it).
@@ -108,10 +108,9 @@ def run_study(folder, out, data_dir=None, only=None, verbose=False):
               f"{row['test_accuracy'] * 100:6.2f} % ({row['epochs']} epochs, "
               f"{row['train_seconds']:.1f} s)", flush=True)
     total = time.perf_counter() - t_start
-    (out / "study.json").write_text(json.dumps(
-        {"folder": str(folder), "tolerance_pp": TOLERANCE_PP, "total_seconds": total,
-         "rows": rows}, indent=2))
-    (out / "study.md").write_text(format_table(rows) + "\n")
+    atomic_write_json(out / "study.json", {"folder": str(folder), "tolerance_pp": TOLERANCE_PP,
+                                           "total_seconds": total, "rows": rows}, indent=2)
+    atomic_write_text(out / "study.md", format_table(rows) + "\n")
     return rows
 
 

@@ -6,10 +6,12 @@ with :func:`fastnn.cli.run_experiment` into its own run folder under ``out``.
 Trials run one after another (``jobs=1``), in worker processes on this
 machine (``jobs=N``), or on a running Dask cluster (``scheduler=ADDRESS``).
 Workers need fastnn, not the data files: the client loads the data once and
-sends it once (to each worker process through the pool's initializer; to a
-Dask cluster with one broadcast ``scatter``). Every trial trains with one BLAS
-thread in a worker, and returns its run folder's files to the client, which
-writes them, so a remote worker needs no shared disk.
+sends it once (to each worker process when it starts; to a Dask cluster with
+one broadcast ``scatter``). Every trial trains with one BLAS thread in a
+worker, and returns its run folder's files to the client, which writes them
+(plain file names only), so a remote worker needs no shared disk. A run
+folder is named by the trial's swept values, cut to fit, and a hash of its
+full config (:func:`trial_label`: ``activation=relu,l2=0.001@1a2b3c4d``).
 
 ``out/sweep.json`` is rewritten atomically as each trial finishes::
 
@@ -29,12 +31,12 @@ the workers, and keeps ``sweep.json`` with what finished.
 [{'activation': 'relu', 'l2': 0}, {'activation': 'relu', 'l2': 0.001}, {'activation': 'tanh', 'l2': 0}, {'activation': 'tanh', 'l2': 0.001}]
 """
 import contextlib
+import hashlib
 import io
 import itertools
 import json
 import multiprocessing
 import os
-import queue
 import shutil
 import signal
 import tempfile
@@ -47,6 +49,7 @@ from tqdm.auto import tqdm
 
 from . import config as cfg
 from . import threads
+from ._atomic import atomic_write_json, folder_mode
 from ._validation import check_int
 from .training import TrainingDivergedWarning
 
@@ -132,16 +135,40 @@ def trial_key(config):
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
 
+#: The longest run folder name, in ASCII characters (file systems allow 255 bytes).
+MAX_LABEL = 100
+_HASH_CHARS = 8
+
+
 def _slug(value):
     if isinstance(value, (list, tuple)):
         return "-".join(_slug(v) for v in value)
     text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    return "".join(c if c.isalnum() or c in ".-_+" else "_" for c in text)
+    return "".join(c if (c.isascii() and c.isalnum()) or c in ".-_+" else "_" for c in text)
 
 
-def trial_label(params):
-    """The run folder's name: ``activation=relu,l2=0.001``."""
-    return ",".join(f"{k}={_slug(v)}" for k, v in params.items())
+def trial_label(params, config):
+    """The run folder's name: the swept values, readable and cut to fit, then ``@``
+    and a hash of the full config (:func:`trial_key`), e.g.
+    ``activation=relu,l2=0.001@1a2b3c4d``: unique per config (``dropout=0.5`` and
+    ``dropout=[0.5]`` are two trials, two folders) and at most :data:`MAX_LABEL`
+    ASCII characters, however long the values."""
+    readable = ",".join(f"{k}={_slug(v)}" for k, v in params.items())
+    digest = hashlib.sha256(trial_key(config).encode("utf-8")).hexdigest()[:_HASH_CHARS]
+    return f"{readable[:MAX_LABEL - 1 - _HASH_CHARS]}@{digest}"
+
+
+def _plain_name(name):
+    """True for a file name that stays inside its folder: no separator, not
+    ``.``/``..``, not absolute, no NUL, at most 255 bytes."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "\0" in name:
+        return False
+    if "/" in name or "\\" in name or os.sep in name or (os.altsep and os.altsep in name):
+        return False
+    try:
+        return len(os.fsencode(name)) <= 255 and not os.path.isabs(name)
+    except UnicodeError:
+        return False
 
 
 def _check_config(config):
@@ -198,7 +225,8 @@ def run_trial(config, params, label, data, one_thread=True):
     return record, files
 
 
-# worker processes (jobs > 1): the data arrives once, through the initializer
+# worker processes (jobs > 1): the data arrives once, when a worker starts; then
+# the client sends it one trial at a time over its own pipe
 _WORKER_DATA = None
 
 
@@ -210,6 +238,79 @@ def _init_worker(data):
 
 def _process_task(config, params, label):
     return run_trial(config, params, label, _WORKER_DATA[_data_key(config)])
+
+
+def _worker_main(conn, data, task):
+    """A worker process: runs ``task(config, params, label)`` for each trial that
+    arrives on ``conn`` and sends back its ``(record, files)``; stops on None or
+    when the client is gone."""
+    _init_worker(data)
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            result = task(*job)
+        except Exception as exc:  # run_trial records its failures; a safety net
+            result = _failure(*job, exc)
+        try:
+            conn.send(result)
+        except Exception as exc:  # e.g. a result that cannot be pickled
+            conn.send(_failure(*job, exc))
+
+
+class _Worker:
+    """A worker process of :func:`_run_processes`, its pipe, and the trial it runs."""
+
+    def __init__(self, ctx, data, task):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker_main, args=(child, data, task),
+                                   name="fastnn-sweep-worker", daemon=True)
+        self.process.start()
+        child.close()
+        self.task = None
+
+    def send(self, task):
+        self.task = task
+        try:
+            self.conn.send(task)
+        except OSError:  # the process is dead: its sentinel says so, see result()
+            pass
+
+    def result(self):
+        """The trial's ``(record, files)``, or None if the process died first."""
+        try:
+            if self.conn.poll():
+                return self.conn.recv()
+        except (EOFError, OSError):
+            pass
+        return None
+
+    def death(self):
+        """Why the process died, for the record of the trial it was running."""
+        self.process.join()
+        code = self.process.exitcode
+        try:
+            how = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exit code {code}"
+        except (ValueError, TypeError):
+            how = f"exit code {code}"
+        return (f"worker process died ({how}) while running this trial: killed from outside "
+                f"(e.g. by the out-of-memory killer) or crashed; the other trials went on, "
+                f"and a rerun retries it")
+
+    def stop(self, wait):
+        """Ask the process to end (``wait``) or terminate it; then reap it."""
+        if wait and self.process.is_alive():
+            with contextlib.suppress(OSError):
+                self.conn.send(None)
+            self.process.join()
+        if self.process.is_alive():
+            self.process.terminate()
+        self.process.join()
+        self.conn.close()
 
 
 def _dask_task(config, params, label, data):
@@ -249,11 +350,14 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
     trials = expand_grid({k: list(v) for k, v in grid.items()})
     if random is not None:
         trials = sample_trials(trials, random, seed)
-    configs = []
+    configs, keys = [], set()
     for params in trials:
         config = cfg.resolve({**base, **params})
         _check_config(config)
-        configs.append((config, params, trial_label(params)))
+        if trial_key(config) in keys:  # a value given twice: the same trial
+            continue
+        keys.add(trial_key(config))
+        configs.append((config, params, trial_label(params, config)))
     data = _prepare_data(data, data_dir, loader, {_data_key(c) for c, _, _ in configs})
 
     out.mkdir(parents=True, exist_ok=True)
@@ -263,9 +367,9 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
     previous = _load_previous(out / "sweep.json")
     done, todo = [], []
     for config, params, label in configs:
-        old = previous.get(trial_key(config))
-        if old is not None and old.get("status") == "ok" and (out / label).is_dir():
-            done.append(old)
+        run = _finished_run(out, previous.get(trial_key(config)), label, config)
+        if run is not None:
+            done.append({**previous[trial_key(config)], "run": run})
         else:
             todo.append((config, params, label))
     summary["trials"] = list(done)
@@ -276,7 +380,8 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
     bar = tqdm(total=len(configs), initial=len(done), unit="trial", disable=not progress,
                desc=f"sweep {summary['name']}")
 
-    def finished(record, files):
+    def finished(task, record, files):
+        record, files = _accept(task, record, files)
         _write_run(out, record["run"], files)
         summary["trials"].append(record)
         _write_summary(out, summary)
@@ -291,9 +396,10 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
         elif jobs > 1 and len(todo) > 1:
             _run_processes(min(jobs, len(todo)), todo, data, finished)
         else:
-            for config, params, label in todo:
-                finished(*run_trial(config, params, label, data[_data_key(config)],
-                                    one_thread=False))
+            for task in todo:
+                config, params, label = task
+                finished(task, *run_trial(config, params, label, data[_data_key(config)],
+                                          one_thread=False))
     except KeyboardInterrupt:
         summary["interrupted"] = True
         raise
@@ -306,8 +412,8 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
         summary["backend"] = ("dask" if scheduler is not None else
                               f"processes({min(jobs, len(todo))})" if jobs > 1 and len(todo) > 1
                               else "sequential")
-        summary["trials"].sort(key=lambda r: [c[2] for c in configs].index(r["run"])
-                               if r["run"] in [c[2] for c in configs] else len(configs))
+        order = {trial_key(c): i for i, (c, _, _) in enumerate(configs)}
+        summary["trials"].sort(key=lambda r: order.get(trial_key(r["config"]), len(configs)))
         summary["best"] = _best(summary["trials"])
         _write_summary(out, summary)
         if summary["trials"]:
@@ -335,30 +441,47 @@ def _prepare_data(data, data_dir, loader, needed):
 
 
 def _run_processes(jobs, todo, data, finished):
-    """``jobs`` worker processes; each receives the data once (initializer)."""
+    """``jobs`` worker processes, each sent the data once, when it starts, then one
+    trial at a time over its own pipe, so the client knows which trial each runs.
+    A worker that dies (SIGKILL, the out-of-memory killer, a crash) fails the trial
+    it was running, with the reason; a new worker takes its place for the others."""
+    from multiprocessing.connection import wait
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     ctx = multiprocessing.get_context(method)
     if method == "forkserver":  # the workers fork from a server that has imported fastnn once
         ctx.set_forkserver_preload(["fastnn.sweep", "fastnn.cli", "fastnn.plots"])
-    results = queue.Queue()
-    pool = ctx.Pool(jobs, initializer=_init_worker, initargs=(data,))
+    task_fn = _process_task  # looked up per sweep (a test may replace it)
+    pending = list(reversed(todo))
+    idle, busy = [], []
     try:
-        for config, params, label in todo:
-            pool.apply_async(_process_task, (config, params, label), callback=results.put,
-                             error_callback=lambda exc, c=config, p=params, l=label:
-                             results.put(_failure(c, p, l, exc)))
-        pool.close()
-        for _ in range(len(todo)):
-            while True:
-                try:
-                    item = results.get(timeout=0.2)  # a timeout keeps Ctrl-C responsive
-                    break
-                except queue.Empty:
-                    continue
-            finished(*item)
-        pool.join()
-    finally:
-        pool.terminate()  # no-op after join; on Ctrl-C or an error, stops the workers
+        idle = [_Worker(ctx, data, task_fn) for _ in range(min(jobs, len(todo)))]
+        while pending or busy:
+            while pending and idle:
+                worker = idle.pop()
+                worker.send(pending.pop())
+                busy.append(worker)
+            # returns on a result or a death; the timeout keeps Ctrl-C responsive
+            ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy],
+                             timeout=1.0))
+            for worker in [w for w in busy if w.conn in ready or w.process.sentinel in ready]:
+                busy.remove(worker)
+                task, item = worker.task, worker.result()
+                worker.task = None
+                if item is None:
+                    item = _failure(*task, worker.death())
+                if worker.process.is_alive():
+                    idle.append(worker)
+                else:  # died (with or after its trial): replaced while trials remain
+                    worker.stop(wait=False)
+                    if pending:
+                        idle.append(_Worker(ctx, data, task_fn))
+                finished(task, *item)
+        for worker in idle:
+            worker.stop(wait=True)
+        idle = []
+    finally:  # on Ctrl-C or an error: stop the workers
+        for worker in idle + busy:
+            worker.stop(wait=False)
 
 
 def _run_dask(scheduler, todo, data, finished):
@@ -382,7 +505,7 @@ def _run_dask(scheduler, todo, data, finished):
                 item = fut.result()
             except Exception as exc:  # a worker died, or the task could not run
                 item = _failure(*futures[fut], exc)
-            finished(*item)
+            finished(futures[fut], *item)
     except KeyboardInterrupt:
         client.cancel(list(futures))
         raise
@@ -392,43 +515,107 @@ def _run_dask(scheduler, todo, data, finished):
 
 
 def _failure(config, params, label, exc):
+    error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
     return ({"params": params, "run": label, "config": config, "status": "failed",
              "test_accuracy": None, "val_accuracy": None, "epochs": None, "seconds": None,
-             "train_seconds": None, "error": f"{type(exc).__name__}: {exc}"}, {})
+             "train_seconds": None, "error": error}, {})
+
+
+def _accept(task, record, files):
+    """A worker's ``(record, files)`` as the client writes them: the record's
+    ``run``, ``params`` and ``config`` are the client's own, and only files with
+    plain names (see :func:`_plain_name`) and bytes contents are kept; any other
+    makes the trial ``failed``, naming them."""
+    config, params, label = task
+    if not isinstance(record, dict) or not isinstance(files, dict):
+        return _failure(config, params, label, f"the worker returned {type(record).__name__} "
+                                               f"and {type(files).__name__}, not a record "
+                                               f"and files")
+    record = {**record, "run": label, "params": params, "config": config}
+    bad = sorted(repr(n) for n, blob in files.items()
+                 if not _plain_name(n) or not isinstance(blob, (bytes, bytearray)))
+    if bad:
+        files = {n: blob for n, blob in files.items()
+                 if _plain_name(n) and isinstance(blob, (bytes, bytearray))}
+        error = (f"the worker returned files that are not plain file names (or not bytes), "
+                 f"not written: {', '.join(bad)[:500]}")
+        record["status"] = "failed"
+        record["error"] = error if not record.get("error") else f"{record['error']}; {error}"
+    return record, files
 
 
 def _load_previous(path):
     """Trials of an earlier run of the sweep, by :func:`trial_key`."""
     try:
         old = json.loads(path.read_text())
-        return {trial_key(t["config"]): t for t in old.get("trials", []) if "config" in t}
+        return {trial_key(t["config"]): t for t in old.get("trials", [])
+                if isinstance(t, dict) and isinstance(t.get("config"), dict)}
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return {}
 
 
+def _finished_run(out, old, label, config):
+    """The run folder of ``config``'s earlier ``ok`` trial ``old`` (a record of
+    sweep.json) if it is there, else None. A folder named before run folder names
+    had a hash (``activation=relu``) counts if its config.json is this config's."""
+    if not isinstance(old, dict) or old.get("status") != "ok":
+        return None
+    run = old.get("run")
+    if run == label:
+        return label if (out / label).is_dir() else None
+    if not _plain_name(run) or not (out / run).is_dir():
+        return None
+    try:
+        saved = json.loads((out / run / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    want = json.loads(trial_key(config))  # as JSON has it (tuples are lists, ...)
+    # config.json holds the seed drawn for ``seed: null``
+    same = saved == want or (want.get("seed") is None and isinstance(saved, dict)
+                             and {**saved, "seed": None} == want)
+    return run if same else None
+
+
 def _write_run(out, label, files):
-    """The trial's files into ``out/label``, replacing an earlier attempt's folder."""
+    """The trial's files into ``out/label``, replacing an earlier attempt's folder.
+
+    The files are written (and flushed to disk) into a new folder beside it; the
+    old folder is renamed away, the new one renamed in (the old one renamed back
+    if that fails), then the old one deleted: ``out/label`` holds one attempt's
+    files, never a mix, and no half-written folder is left behind on an error.
+    """
     if not files:
         return
     tmp = Path(tempfile.mkdtemp(prefix=".run-", dir=out))
-    for name, blob in files.items():
-        (tmp / name).write_bytes(blob)
-    final = out / label
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    trash = None
+    try:
+        os.chmod(tmp, folder_mode())  # mkdtemp's 0700 -> what a plain mkdir gives
+        for name, blob in files.items():
+            with open(tmp / name, "wb") as f:
+                f.write(blob)
+                f.flush()
+                os.fsync(f.fileno())
+        final = out / label
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
+            os.replace(final, trash / "run")
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if trash is not None:
+                os.replace(trash / "run", final)
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
 
 def _write_summary(out, summary):
-    """``sweep.json``, atomically: a temporary file beside it, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=".sweep-", suffix=".json", dir=out)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(summary, f, indent=2)
-        os.replace(tmp, out / "sweep.json")
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """``sweep.json``, atomically (:func:`fastnn._atomic.atomic_write_json`)."""
+    atomic_write_json(out / "sweep.json", summary, indent=2)
 
 
 def _rank_value(trial):

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from . import kernels as _compiled
 from . import optim, serialization, threads
+from ._atomic import atomic_write_text
 from ._layout import as_sizes, workspace_sizes
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 
@@ -109,8 +110,7 @@ class History:
     def to_json(self, path=None):
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
-            with open(path, "w") as f:
-                f.write(text)
+            atomic_write_text(path, text)
         return text
 
     def __repr__(self):

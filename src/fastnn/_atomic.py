@@ -1,0 +1,88 @@
+"""Atomic file writes, shared by every file fastnn writes (models, checkpoints, JSON).
+
+A file is written to a temporary file in the target's folder, flushed to disk
+(``fsync``), then ``os.replace``-d over the target: a crash or an error
+mid-write leaves the previous file intact and no temporary file behind. The
+new file gets the permissions a plain ``open(path, "w")`` would give (the old
+file's, else 0666 less the umask), not ``mkstemp``'s 0600.
+"""
+import contextlib
+import json
+import os
+import tempfile
+import threading
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _check_path(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
+    return os.fspath(path)
+
+
+def _umask():
+    with _UMASK_LOCK:  # os.umask can only be read by setting it
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return umask
+
+
+def file_mode(path):
+    """The target's current permissions, or 0o666 less the umask for a new file."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except OSError:
+        return 0o666 & ~_umask()
+
+
+def folder_mode():
+    """The permissions ``os.mkdir`` gives a new folder: 0o777 less the umask."""
+    return 0o777 & ~_umask()
+
+
+@contextlib.contextmanager
+def atomic_open(path, mode="wb", encoding=None):
+    """A file object (``mode`` "wb" or "w") whose contents replace ``path``
+    atomically when the ``with`` block ends without an exception."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
+    path = _check_path(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
+    try:
+        f = os.fdopen(fd, mode, encoding=encoding if mode == "w" else None)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        with f:
+            # mkstemp makes the file 0600; give it the mode a plain open() would
+            os.chmod(tmp, file_mode(path))
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path, data):
+    """Write ``data`` (bytes) to ``path`` atomically."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
+
+
+def atomic_write_text(path, text, encoding="utf-8"):
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_open(path, "w", encoding=encoding) as f:
+        f.write(text)
+
+
+def atomic_write_json(path, obj, **dump_kw):
+    """``json.dump(obj, f, **dump_kw)`` into ``path``, atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, **dump_kw)
