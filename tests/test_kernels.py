@@ -1262,3 +1262,44 @@ def test_train_hidden_dropout_one_step_semantics(rng, kernel_isa, activation, dt
     run_train(K.train_batches, X, y, np.arange(batch), 0, batch, batch, sizes, activation, ws,
               dropout=np.array([0.0, rate]), seed=3, epoch=1, learning_rate=lr)
     np.testing.assert_allclose(ws["params"], want, **TOL[dtype])
+
+
+# nets whose widths are not multiples of any vector length (the packed panels'
+# edges), batches either side of the transposed-copy crossover (FNN_BT_MIN_ROWS 8)
+# and of a 6-row tile, on 1 and 2 threads
+PACK_NETS = [([37, 70, 45, 11], 9), ([37, 70, 45, 11], 7), ([50, 33, 16, 5], 31),
+             ([20, 130, 10], 64), ([784, 129, 33, 10], 13)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("net", PACK_NETS, ids=lambda n: f"{'-'.join(map(str, n[0]))}-bs{n[1]}")
+def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype):
+    """Packing B panels, W^T panels transposed in registers and dW's operands
+    changes where operands live, not the arithmetic: the same bits as reading
+    them in place (with a transposed copy of W)."""
+    sizes, batch = net
+    results = []
+    for packed in (False, True):
+        before = _kernels._pack_panels()
+        _kernels._pack_panels(packed)
+        try:
+            for n_threads in (1, 2):
+                rng = np.random.default_rng(11)
+                sz, ws = make_workspace(sizes, batch, dtype, rng)
+                n_rows = 3 * batch + 2
+                X = randn(rng, (n_rows, sz[0]), dtype)
+                y = rng.integers(0, sz[-1], n_rows).astype(np.intp)
+                order = rng.permutation(n_rows).astype(np.intp)
+                hyper = dict(learning_rate=0.02, l1=1e-4, l2=1e-3)
+                if kind == "sgd":
+                    hyper["momentum"] = 0.9
+                out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sz, "tanh", ws,
+                                kind=kind, n_threads=n_threads, **hyper)
+                results.append((out, ws["params"].copy(), ws["slots"].copy()))
+        finally:
+            _kernels._pack_panels(before)
+    for out, params, slots in results[1:]:
+        assert out[0] == results[0][0][0]
+        np.testing.assert_array_equal(params, results[0][1])
+        np.testing.assert_array_equal(slots, results[0][2])

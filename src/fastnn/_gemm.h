@@ -177,6 +177,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VSUBNEG(s, w, l) ((w) < 0 ? (s) - (l) : (s))
 #define VDIV(a, b) ((a) / (b))
 #define VSQRT(x) FNN_SQRT(x)
+#define VTRANS(s, ls, d, ld) (*(d) = *(s))
 #define FNN_TARGET
 
 #define FNN_T float
@@ -209,6 +210,103 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef FNN_TARGET
 
 #if FNN_HAVE_X86
+/* VL x VL in-register transposes, d[i * ld + j] = s[j * ls + i], for the
+ * packing of W^T panels (pack_panel_t in _gemm_isa.h) */
+__attribute__((target("avx512f"))) static inline void
+fnn_trans_avx512_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
+{
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; i++)
+        r[i] = _mm512_loadu_ps(s + i * ls);
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+    for (int i = 0; i < 16; i++)
+        _mm512_storeu_ps(d + i * ld, r[i]);
+}
+
+__attribute__((target("avx512f"))) static inline void
+fnn_trans_avx512_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
+{
+    __m512d r[8], t[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm512_loadu_pd(s + i * ls);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 8; g += 4)
+        for (int i = g; i < g + 2; i++) {
+            r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
+            r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xdd);
+        }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xdd);
+    }
+    for (int i = 0; i < 8; i++)
+        _mm512_storeu_pd(d + i * ld, t[i]);
+}
+
+__attribute__((target("avx2"))) static inline void
+fnn_trans_avx2_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
+{
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = _mm256_loadu_ps(s + i * ls);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int g = 0; g < 8; g += 4) {
+        r[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
+        r[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
+        r[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
+        r[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; i++)
+        _mm256_storeu_ps(d + i * ld, t[i]);
+}
+
+__attribute__((target("avx2"))) static inline void
+fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
+{
+    __m256d r[4], t[4];
+    for (int i = 0; i < 4; i++)
+        r[i] = _mm256_loadu_pd(s + i * ls);
+    t[0] = _mm256_unpacklo_pd(r[0], r[1]);
+    t[1] = _mm256_unpackhi_pd(r[0], r[1]);
+    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
+    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20);
+    r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
+    r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
+    r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
+    for (int i = 0; i < 4; i++)
+        _mm256_storeu_pd(d + i * ld, r[i]);
+}
+
 /* ------------------------------------------------------------------ AVX-512 */
 #define FNN_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
 #define MRR 6
@@ -236,6 +334,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VSUB(a, b) _mm512_sub_ps(a, b)
 #define VDIV(a, b) _mm512_div_ps(a, b)
 #define VSQRT(x) _mm512_sqrt_ps(x)
+#define VTRANS(s, ls, d, ld) fnn_trans_avx512_f(s, ls, d, ld)
 #define VRELU(x) _mm512_max_ps(_mm512_setzero_ps(), x)
 #define VSELPOS(x, a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ), x)
 #define VADDPOS(s, w, l) _mm512_mask_add_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_GT_OQ), s, l)
@@ -265,6 +364,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VSUB(a, b) _mm512_sub_pd(a, b)
 #define VDIV(a, b) _mm512_div_pd(a, b)
 #define VSQRT(x) _mm512_sqrt_pd(x)
+#define VTRANS(s, ls, d, ld) fnn_trans_avx512_d(s, ls, d, ld)
 #define VRELU(x) _mm512_max_pd(_mm512_setzero_pd(), x)
 #define VSELPOS(x, a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_GT_OQ), x)
 #define VADDPOS(s, w, l) _mm512_mask_add_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_GT_OQ), s, l)
@@ -302,6 +402,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VSUB(a, b) _mm256_sub_ps(a, b)
 #define VDIV(a, b) _mm256_div_ps(a, b)
 #define VSQRT(x) _mm256_sqrt_ps(x)
+#define VTRANS(s, ls, d, ld) fnn_trans_avx2_f(s, ls, d, ld)
 #define VRELU(x) _mm256_max_ps(_mm256_setzero_ps(), x)
 #define VSELPOS(x, a) _mm256_and_ps(x, _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ))
 #define VADDPOS(s, w, l) _mm256_blendv_ps(s, _mm256_add_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_GT_OQ))
@@ -331,6 +432,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define VSUB(a, b) _mm256_sub_pd(a, b)
 #define VDIV(a, b) _mm256_div_pd(a, b)
 #define VSQRT(x) _mm256_sqrt_pd(x)
+#define VTRANS(s, ls, d, ld) fnn_trans_avx2_d(s, ls, d, ld)
 #define VRELU(x) _mm256_max_pd(_mm256_setzero_pd(), x)
 #define VSELPOS(x, a) _mm256_and_pd(x, _mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_GT_OQ))
 #define VADDPOS(s, w, l) _mm256_blendv_pd(s, _mm256_add_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_GT_OQ))
@@ -527,6 +629,16 @@ static inline void fnn_test_delay(int tid, int point)
  * read B in place (0): a switch for measurements and tests
  * (fastnn._kernels._pack_panels); the results are the same bits. */
 static volatile int fnn_pack_mode = 1;
+
+/* dw_update packs its operands for batches of up to this many rows (its
+ * buffer grows with the batch); larger batches read them in place. */
+#define FNN_DW_PACK_MAX_ROWS 4096
+
+/* Batches of at least this many rows compute dZ_prev from W^T panels packed
+ * from W; smaller ones keep a transposed copy of W (see fnn_train). */
+#ifndef FNN_BT_MIN_ROWS
+#define FNN_BT_MIN_ROWS 8
+#endif
 
 static const char *fnn_gemm_isa_name = "generic";
 static int fnn_gemm_select(const char *name);

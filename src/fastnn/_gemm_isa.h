@@ -115,25 +115,47 @@ FNN_NAME(pack_panel)(ptrdiff_t K, ptrdiff_t cols, const FNN_T *b, ptrdiff_t ldb,
     }
 }
 
+/* The panel of B = W^T made of W's rows 0:cols (cols <= NRV * VL; each row
+ * K long, ldw apart), packed as pack_panel packs B's: bp[j, c] = W[c, j].
+ * VL x VL blocks are transposed in registers (VTRANS), the edges one by one. */
+static inline FNN_TARGET void
+FNN_NAME(pack_panel_t)(ptrdiff_t K, ptrdiff_t cols, const FNN_T *w, ptrdiff_t ldw, FNN_T *bp)
+{
+    const ptrdiff_t P = NRV * VL, cf = cols / VL * VL, kf = K / VL * VL;
+    for (ptrdiff_t j = 0; j < kf; j += VL)
+        for (ptrdiff_t c = 0; c < cf; c += VL)
+            VTRANS(w + c * ldw + j, ldw, bp + j * P + c, P);
+    for (ptrdiff_t c = 0; c < cf; c++)
+        for (ptrdiff_t j = kf; j < K; j++)
+            bp[j * P + c] = w[c * ldw + j];
+    for (ptrdiff_t c = cf; c < cols; c++)
+        for (ptrdiff_t j = 0; j < K; j++)
+            bp[j * P + c] = w[c * ldw + j];
+}
+
 /* The product of C[:, n0:n1] (see tile): column panels of NRV * VL, each
  * copied first into bp (K x NRV * VL elements) when bp is given and the
  * panel serves more than one block of rows; the arithmetic is the same
- * either way (the same bits). */
+ * either way (the same bits). bt: b is B's transpose (W, rows ldb apart,
+ * for dZ W^T), always packed by pack_panel_t (bp required). */
 static FNN_TARGET void
 FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
                const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
-               const FNN_T *ap, FNN_T *bp)
+               const FNN_T *ap, FNN_T *bp, int bt)
 {
     const ptrdiff_t ldb0 = ldb;
-    const int pack = bp != NULL && m > MRR;
+    const int pack = bp != NULL && (m > MRR || bt);
     for (ptrdiff_t j0 = n0; j0 < n1; j0 += NRV * VL) {
         ptrdiff_t cols = n1 - j0 < NRV * VL ? n1 - j0 : NRV * VL;
         int nv = (int) ((cols + VL - 1) / VL);
         MT mask = MASKN((int) (cols - (nv - 1) * VL));
         const FNN_T *bj = b + j0;
         if (pack) {
-            FNN_NAME(pack_panel)(K, cols, b + j0, ldb0, bp);
+            if (bt)
+                FNN_NAME(pack_panel_t)(K, cols, b + j0 * ldb0, ldb0, bp);
+            else
+                FNN_NAME(pack_panel)(K, cols, b + j0, ldb0, bp);
             bj = bp;
             ldb = NRV * VL;
         }
@@ -273,45 +295,134 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 
 #define FNN_DW_CASE(KR, NV)                                                   \
     case (NV) * 8 + (KR):                                                     \
-        bad |= FNN_NAME(dwtile)(KR, NV, mask, valid, bs, a + k, lda, dz + j0, ldz,   \
-                         w + k * ldw + j0, s0 + k * ldw + j0,                 \
-                         s1 ? s1 + k * ldw + j0 : NULL, ldw,                  \
-                         wt ? wt + j0 * ldwt + k : NULL, ldwt, hp);           \
+        bad |= FNN_NAME(dwtile)(KR, NV, mask, valid, bs, at, ldat, dzt, ldzt, \
+                                w + k * ldw + j0, s0 + k * ldw + j0,          \
+                                s1 ? s1 + k * ldw + j0 : NULL, ldw,           \
+                                wt ? wt + j0 * ldwt + k : NULL, ldwt, hp);    \
         break;
 #define FNN_DW_CASES(NV) FNN_DW_CASE(1, NV) FNN_DW_CASE(2, NV) FNN_DW_CASE(3, NV) \
     FNN_DW_CASE(4, NV) FNN_DW_CASE(5, NV) FNN_DW_CASE(6, NV)
 
-static FNN_TARGET int
-FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
+/* One register tile of dw_update: rows k:k+kr of W, columns j0:j0+cols, from
+ * at (A's rows k.. at stride ldat per batch row) and dzt (dZ's columns j0.. at
+ * stride ldzt). */
+#define FNN_DW_TILE()                                                         \
+    do {                                                                      \
+        switch (nv * 8 + kr) {                                                \
+            FNN_DW_CASES(1)                                                   \
+            FNN_DW_MORE_CASES                                                 \
+            default: abort(); /* a tile size the cases do not cover */        \
+        }                                                                     \
+    } while (0)
+#if NRV >= 4
+#define FNN_DW_MORE_CASES FNN_DW_CASES(2) FNN_DW_CASES(3) FNN_DW_CASES(4)
+#elif NRV >= 2
+#define FNN_DW_MORE_CASES FNN_DW_CASES(2)
+#else
+#define FNN_DW_MORE_CASES
+#endif
+
+/* Rows of W per block of dw_update's packed loop (FNN_DW_KB): the packed
+ * dZ panel (bs x NRV * VL) stays in L1 while the block's tiles use it. */
+#define FNN_DW_TILES 8
+
+/* The fused weight gradient and update of rows k0:k1 of W (see dwtile); the
+ * tiles' arithmetic, and so the bits, are the same in both loops:
+ *  - with pk (room for FNN_DW_TILES * MRR * bs + bs * NRV * VL elements):
+ *    blocks of FNN_DW_TILES * MRR rows of W; per block A's columns are packed
+ *    (per tile, MRR values per batch row, contiguous), then per column panel
+ *    dZ's panel is packed (bs x NRV * VL, contiguous) and every tile of the
+ *    block uses it from L1; the next tile's W and slots are prefetched;
+ *  - without: tiles row by row, A and dZ read in place (small batches). */
+/* dw_update's packed loop (below), out of line: one expansion of the tile
+ * cases per function keeps GCC's register allocation of the accumulators. */
+static FNN_TARGET __attribute__((noinline)) int
+FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-                    const FNN_HP *hp)
+                    const FNN_HP *hp, FNN_T *pk)
 {
     int bad = 0;
-    for (ptrdiff_t k = k0; k < k1; k += MRR) {
-        int kr = (int) (k1 - k < MRR ? k1 - k : MRR);
-        for (ptrdiff_t j0 = 0; j0 < n; j0 += NRV * VL) {
-            ptrdiff_t cols = n - j0 < NRV * VL ? n - j0 : NRV * VL;
+    const ptrdiff_t P = NRV * VL, KB = FNN_DW_TILES * MRR;
+    FNN_T *ap = pk, *dzp = pk + KB * bs;
+    for (ptrdiff_t kb = k0; kb < k1; kb += KB) {
+        const ptrdiff_t ke = k1 - kb < KB ? k1 : kb + KB;
+        /* A's columns kb:ke, tile by tile: ap[tile][i][r] = A[i, k + r] */
+        for (ptrdiff_t k = kb; k < ke; k += MRR) {
+            const ptrdiff_t kr = ke - k < MRR ? ke - k : MRR;
+            FNN_T *dst = ap + (k - kb) * bs;
+            for (ptrdiff_t i = 0; i < bs; i++)
+                for (ptrdiff_t r = 0; r < kr; r++)
+                    dst[i * MRR + r] = a[i * lda + k + r];
+        }
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += P) {
+            ptrdiff_t cols = n - j0 < P ? n - j0 : P;
             int nv = (int) ((cols + VL - 1) / VL);
             int valid = (int) (cols - (nv - 1) * VL);
             MT mask = MASKN(valid);
-            switch (nv * 8 + kr) {
-                FNN_DW_CASES(1)
-#if NRV >= 2
-                FNN_DW_CASES(2)
-#endif
-#if NRV >= 3
-                FNN_DW_CASES(3)
-#endif
-#if NRV >= 4
-                FNN_DW_CASES(4)
-#endif
-                default: abort(); /* a tile size the cases do not cover */
+            FNN_NAME(pack_panel)(bs, cols, dz + j0, ldz, dzp);
+            const FNN_T *dzt = dzp;
+            const ptrdiff_t ldat = MRR, ldzt = P;
+            for (ptrdiff_t k = kb; k < ke; k += MRR) {
+                int kr = (int) (ke - k < MRR ? ke - k : MRR);
+                const FNN_T *at = ap + (k - kb) * bs;
+                if (k + MRR < ke) {
+                    /* the next tile's weights and slots, which the hardware
+                       prefetchers do not guess (rows ldw apart) */
+                    for (int r = 0; r < MRR; r++) {
+                        const ptrdiff_t off = (k + MRR + r) * ldw + j0;
+                        for (ptrdiff_t c = 0; c < cols; c += 64 / (ptrdiff_t) sizeof(FNN_T)) {
+                            __builtin_prefetch(w + off + c, 1);
+                            __builtin_prefetch(s0 + off + c, 1);
+                            if (s1)
+                                __builtin_prefetch(s1 + off + c, 1);
+                        }
+                    }
+                }
+                FNN_DW_TILE();
             }
         }
     }
     return bad;
 }
+
+/* The fused weight gradient and update of rows k0:k1 of W (see dwtile); the
+ * tiles' arithmetic, and so the bits, are the same in both loops:
+ *  - with pk (room for FNN_DW_TILES * MRR * bs + bs * NRV * VL elements):
+ *    blocks of FNN_DW_TILES * MRR rows of W; per block A's columns are packed
+ *    (per tile, MRR values per batch row, contiguous), then per column panel
+ *    dZ's panel is packed (bs x NRV * VL, contiguous) and every tile of the
+ *    block uses it from L1; the next tile's W and slots are prefetched
+ *    (dw_packed);
+ *  - without: tiles row by row, A and dZ read in place (small batches). */
+static FNN_TARGET int
+FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
+                    const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
+                    FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
+                    const FNN_HP *hp, FNN_T *pk)
+{
+    if (pk != NULL)
+        return FNN_NAME(dw_packed)(bs, k0, k1, n, a, lda, dz, ldz, w, s0, s1, ldw, wt, ldwt,
+                                   hp, pk);
+    int bad = 0;
+    const ptrdiff_t P = NRV * VL;
+    for (ptrdiff_t k = k0; k < k1; k += MRR) {
+        int kr = (int) (k1 - k < MRR ? k1 - k : MRR);
+        for (ptrdiff_t j0 = 0; j0 < n; j0 += P) {
+            ptrdiff_t cols = n - j0 < P ? n - j0 : P;
+            int nv = (int) ((cols + VL - 1) / VL);
+            int valid = (int) (cols - (nv - 1) * VL);
+            MT mask = MASKN(valid);
+            const FNN_T *at = a + k, *dzt = dz + j0;
+            const ptrdiff_t ldat = lda, ldzt = ldz;
+            FNN_DW_TILE();
+        }
+    }
+    return bad;
+}
+
+#undef FNN_DW_TILE
+#undef FNN_DW_MORE_CASES
 
 /* Bias gradient (column sums of dZ, rows in order) and its update, columns
  * j0:j1: the rules of dwtile without penalties or decay (s0, s1 as there).

@@ -10,11 +10,11 @@ typedef struct {
     void (*gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                  FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
-                 const FNN_T *ap, FNN_T *bp);
+                 const FNN_T *ap, FNN_T *bp, int bt);
     int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
               const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
               FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-              const FNN_HP *hp);
+              const FNN_HP *hp, FNN_T *pk);
     int (*db)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
               ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp);
     void (*drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
@@ -50,7 +50,7 @@ static void FNN_F(fnn_dense_forward)(const FNN_T *x, const FNN_T *w, const FNN_T
         fnn_gemm_select(NULL);
     FNN_T *bp = batch > 1 ? FNN_F(fnn_pack_alloc)(n_in, FNN_F(fnn_kern).pw, 1) : NULL;
     FNN_F(fnn_kern).gemm(batch, 0, n_out, n_in, x, n_in, w, n_out, out, n_out, b,
-                         FNN_EPI_BIAS, act, NULL, bp);
+                         FNN_EPI_BIAS, act, NULL, bp, 0);
     free(bp);
 }
 
@@ -133,6 +133,7 @@ typedef struct {
     const fnn_opt_t *opt;
     ptrdiff_t n_w, max_width;
     FNN_T *pack;            /* nt packing buffers of pack_stride elements, or NULL */
+    int use_wt;             /* dZ_prev reads wt, kept equal to W (else W^T panels) */
     ptrdiff_t pack_stride;
     FNN_F(fnn_kern_t) K;
     int nt;
@@ -229,7 +230,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             if (lo < hi) {
                 K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
                        params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY, NULL,
-                       bp);
+                       bp, 0);
                 if (drop && l < n_layers - 1 && drop[l + 1] > 0)
                     FNN_F(fnn_drop_block)(&K, acts + aoff, masks + aoff, bs, no, lo, hi,
                                           fnn_drop_key(B->seed, B->epoch, step,
@@ -278,15 +279,23 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             if (lo < hi) {
                 if (l > 0) {
                     const int dl = drop && drop[l] > 0;
-                    K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
-                           FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp);
+                    /* dZ_prev = dZ W^T with the old W: W^T's panels packed
+                       from W's rows lo:hi (transposed in registers), or read
+                       from the transposed copy wt (small batches) */
+                    if (c->use_wt)
+                        K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
+                               FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 0);
+                    else
+                        K.gemm(bs, lo, hi, no, delta, no, params + woff, no, delta_prev, ni,
+                               NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
                     if (dl)
                         K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, lo, hi, act,
                                   (FNN_T) (1.0 / (1.0 - drop[l])), (FNN_T) (1.0 - drop[l]));
                 }
                 bad |= K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff,
-                            s0 + woff, s1 ? s1 + woff : NULL, no, l > 0 ? wt + woff : NULL, ni,
-                            &hp);
+                            s0 + woff, s1 ? s1 + woff : NULL, no,
+                            l > 0 && c->use_wt ? wt + woff : NULL, ni,
+                            &hp, bs > 1 && bs <= FNN_DW_PACK_MAX_ROWS ? bp : NULL);
             }
             if (tid == (split ? nt - 1 : 0))
                 bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
@@ -351,13 +360,6 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
         if (sizes[l + 1] > c.max_width)
             c.max_width = sizes[l + 1];
     }
-    for (ptrdiff_t l = 1, woff = sizes[0] * sizes[1]; l < n_layers; l++) {
-        const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
-        for (ptrdiff_t k = 0; k < ni; k++)
-            for (ptrdiff_t j = 0; j < no; j++)
-                b->wt[woff + j * ni + k] = b->params[woff + k * no + j];
-        woff += ni * no;
-    }
     /* no phase of a full batch big enough to split: no second thread at all
        (its barriers would only cost); a partial last batch splits less */
     c.min_macs = FNN_PAR_MIN_MACS;
@@ -376,8 +378,27 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     ptrdiff_t widest = 0;
     for (ptrdiff_t l = 0; l <= n_layers; l++)
         widest = sizes[l] > widest ? sizes[l] : widest;
-    c.pack_stride = (widest * c.K.pw + 63) / 64 * 64;
+    c.pack_stride = widest * c.K.pw;
+    if (b->batch_size <= FNN_DW_PACK_MAX_ROWS) {
+        /* dw_update's: FNN_DW_TILES x MRR (<= 8 x 6) columns of A and a dZ panel */
+        ptrdiff_t dw = b->batch_size * (48 + c.K.pw);
+        c.pack_stride = dw > c.pack_stride ? dw : c.pack_stride;
+    }
+    c.pack_stride = (c.pack_stride + 63) / 64 * 64;
     c.pack = b->batch_size > 1 && fnn_pack_mode ? FNN_F(fnn_pack_alloc)(c.pack_stride, 1, n_threads) : NULL;
+    /* dZ_prev from W^T panels packed from W (no transposed copy), from
+       FNN_BT_MIN_ROWS rows a batch; below, a transposed copy wt of W, made
+       here and kept equal to W by the updates (its cost is per weight, as a
+       panel's transposition, but it is not repeated for every block of rows) */
+    c.use_wt = c.pack == NULL || b->batch_size < FNN_BT_MIN_ROWS;
+    if (c.use_wt)
+        for (ptrdiff_t l = 1, woff = sizes[0] * sizes[1]; l < n_layers; l++) {
+            const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
+            for (ptrdiff_t k = 0; k < ni; k++)
+                for (ptrdiff_t j = 0; j < no; j++)
+                    b->wt[woff + j * ni + k] = b->params[woff + k * no + j];
+            woff += ni * no;
+        }
 #if FNN_PTHREADS
     pthread_t th[64];
     FNN_F(fnn_train_arg) args[64];

@@ -28,3 +28,4 @@
 #undef VSUBNEG
 #undef VDIV
 #undef VSQRT
+#undef VTRANS
