@@ -31,7 +31,7 @@ NATIVE = _flag("FASTNN_NATIVE")
 # -ffp-contract=off keeps a*b+c two roundings on every instruction set, so a
 # build gives the same bits on SSE2, AVX2 and AVX-512 machines.
 compile_args = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3", "-fno-trapping-math"]
-compile_args += ["-ffp-contract=off", "-fno-math-errno"]
+compile_args += ["-ffp-contract=off", "-fno-math-errno", "-Werror=implicit-function-declaration"]
 if NATIVE:
     compile_args.append("-march=native")
 # fastnn's training threads are POSIX threads started per call (_gemm.h)

@@ -126,22 +126,35 @@ static inline uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step
 /* uint64 stores that may alias the uint16 lanes they are read back as */
 typedef uint64_t fnn_u64a __attribute__((may_alias));
 
+/* When the products pack (measured crossovers; they assume 4 KiB pages and
+ * an L1 whose way is 4 KiB, 64 sets of 64 B, as on current x86 and ARM
+ * cores: rows a multiple of 4 KiB apart fall in one L1 set, and rows 2 KiB
+ * or more apart each on a page of their own). Measured on 2 vCPUs of an Intel
+ * Xeon (AVX-512, 48 KiB L1d, 2 MiB L2), one thread, MNIST, s per 6,400 rows:
+ *  - B panels (FNN_PACK_B, by B's row stride in bytes): [784, 1000, 1000, 10]
+ *    batch 32 0.618 packed / 0.699 not, batch 128 0.433 / 0.452; [784, 1024,
+ *    1024, 10] batch 128 0.635 / 0.936; but [784, 128, 10] (512 B rows)
+ *    batch 10 0.069 / 0.056, batch 128 0.034 / 0.033 (s per 12,800 rows);
+ *  - dW's operands (FNN_PACK_DW, by A's and dZ's row strides): [784, 1024,
+ *    1024, 10] batch 128 0.410 / 0.439 with the rest packed; [784, 1000,
+ *    1000, 10] batch 32 0.563 / 0.540, batch 128 0.377 / 0.376; [784, 128,
+ *    10] batch 128 0.038 / 0.033.
+ * Either way the arithmetic, and so every bit, is the same. */
+#define FNN_PACK_B(ldb_bytes) ((ldb_bytes) >= 2048)
+#define FNN_PACK_DW(lda_bytes, ldz_bytes) ((lda_bytes) % 4096 == 0 || (ldz_bytes) % 4096 == 0)
+
 /* Elements per block of mask generation (its uint16 lanes live on the stack). */
 #define FNN_DROP_CHUNK 512
 
 /* A layer phase (forward of a layer, or its backward) is split across the
- * threads only from this many multiply-adds per batch on: below it, thread
- * 0 does it alone and the barrier it would need is skipped. The spinning
- * barrier of 2 threads takes 2-7 us on 2 vCPUs of an AMD EPYC (Zen 5, KVM).
- * Measured there, idle, one MNIST epoch on 2 threads against 1 (the
- * threshold overridden with -DFNN_PAR_MIN_MACS): at 400k,
- * [784, 128, 10] batch 10 (1.0M multiply-adds in layer 0) took 0.159 s
- * against 0.179 s, and [784, 256, 256, 256, 10] batch 10 (0.66M in each
- * 256x256 layer) 1.31 s against 2.27 s; at the earlier 2M neither split
- * and both ran at their one-thread time. Batch 1 (0.1M) stays unsplit. */
-#ifndef FNN_PAR_MIN_MACS
-#define FNN_PAR_MIN_MACS 400000
-#endif
+ * threads only from fnn_par_min_macs() multiply-adds per batch on: below
+ * it, thread 0 does it alone and the barrier it would need is skipped. The
+ * threshold is measured by the process at its first threaded call
+ * (fnn_calibrate below: the barrier's round trip against one thread's
+ * multiply-add rate), as the barrier's cost differs from CPU to CPU and VM
+ * to VM: a fixed 400k, measured on 2 vCPUs of an AMD EPYC (Zen 5, KVM),
+ * made two threads 1.20-1.25x slower than one on an Intel Xeon at batch 10
+ * of [784, 128, 10]. -DFNN_PAR_MIN_MACS=N fixes it at build time. */
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -480,6 +493,7 @@ typedef struct {
 #ifndef FNN_SPIN_LIMIT
 #define FNN_SPIN_LIMIT 2000
 #endif
+static volatile long fnn_spin_limit = FNN_SPIN_LIMIT; /* _kernels._spin_limit */
 
 static inline void fnn_cpu_relax(void)
 {
@@ -530,7 +544,7 @@ static inline int fnn_barrier_sync(fnn_barrier_t *b, int nt, int m, const int *s
         return st;
     }
     for (long spins = 0; __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g; spins++) {
-        if (spins < FNN_SPIN_LIMIT) {
+        if (spins < fnn_spin_limit) {
             fnn_cpu_relax();
             continue;
         }
@@ -628,7 +642,8 @@ static inline void fnn_test_delay(int tid, int point)
 /* Whether the training products pack their B panels (1, the default) or
  * read B in place (0): a switch for measurements and tests
  * (fastnn._kernels._pack_panels); the results are the same bits. */
-static volatile int fnn_pack_mode = 1;
+static volatile int fnn_pack_mode = 7;
+
 
 /* dw_update packs its operands for batches of up to this many rows (its
  * buffer grows with the batch); larger batches read them in place. */
@@ -642,6 +657,9 @@ static volatile int fnn_pack_mode = 1;
 
 static const char *fnn_gemm_isa_name = "generic";
 static int fnn_gemm_select(const char *name);
+static double fnn_par_min_macs(int is_double);
+/* the calibration's own calls force a threshold (this thread only; < 0: none) */
+static __thread double fnn_force_min_macs = -1;
 
 #define FNN_T float
 #define FNN_SUF f
@@ -666,6 +684,118 @@ static int fnn_gemm_select(const char *name);
 #undef FNN_HP
 #undef FNN_LOG
 #undef FNN_EXP_NEG
+
+/* The split threshold of the training loop, measured once per process at
+ * its first threaded call, on the training loop itself: steps of a
+ * synthetic [784, 128, 10] (float, SGD momentum) at batches 8, 16, ..., 256
+ * on one thread and on two with every phase split, best of 3 runs of 12
+ * steps each; the threshold is the first layer's multiply-adds per batch
+ * (bs x 784 x 128) at the smallest batch where two threads take less than
+ * 0.9x the one-thread time, and 256 x 784 x 128 x 2 when none does (about
+ * 40 ms, once). A barrier's round trip alone does not predict it: on 2 vCPUs
+ * of an Intel Xeon (KVM) the barrier of two spinning threads took about
+ * 0.3 us, yet two threads were 3x slower than one at batch 10 (each thread's
+ * half of a step took 2.4x the whole step alone: the lines each step passes
+ * between the cores), and 1.2x faster at batch 128. Double's rate is half
+ * float's: its threshold is half. fnn_calib: the two times at the crossover
+ * batch (ns a step) and the threshold. */
+static double fnn_calib[3]; /* t1 ns/step, t2 ns/step at the crossover, threshold (0: not yet) */
+
+#if FNN_PTHREADS
+static double fnn_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
+}
+
+/* ns per step of `steps` steps of the probe at batch bs on nt threads. */
+static double fnn_probe_steps(fnn_bufs_t_f *pb, fnn_opt_t *opt, ptrdiff_t bs, int nt, int steps)
+{
+    double loss = 0;
+    ptrdiff_t correct = 0;
+    int diverged = 0, corrupt = 0;
+    pb->batch_size = bs;
+    pb->start = 0;
+    pb->stop = bs * steps;
+    double t0 = fnn_now_ns();
+    fnn_train_f(pb, opt, nt, &loss, &correct, &diverged, &corrupt);
+    return (fnn_now_ns() - t0) / steps;
+}
+#endif
+
+static double fnn_par_min_macs(int is_double)
+{
+#ifdef FNN_PAR_MIN_MACS
+    return (double) FNN_PAR_MIN_MACS / (is_double ? 2 : 1);
+#else
+    double done;
+    __atomic_load(&fnn_calib[2], &done, __ATOMIC_ACQUIRE);
+    if (done > 0)
+        return done / (is_double ? 2 : 1);
+    enum { D = 784, H = 128, C = 10, MAXB = 256, STEPS = 12, ROWS = 512 };
+    const ptrdiff_t sizes[3] = {D, H, C};
+    const ptrdiff_t np_ = D * H + H * C + H + C;
+    double min_macs = 2.0 * MAXB * D * H, t1s = 0, t2s = 0;
+#if FNN_PTHREADS
+    /* buffers: params, slot, wt, acts, deltas, x, y, order, ybuf, wbuf, masks */
+    size_t nf = (size_t) (3 * np_ + MAXB * (D + H + C) + 2 * MAXB * H + ROWS * D + MAXB);
+    float *f = NULL;
+    ptrdiff_t *ix = (ptrdiff_t *) calloc((size_t) (ROWS + MAXB * STEPS + MAXB), sizeof(ptrdiff_t));
+    uint8_t *masks = (uint8_t *) calloc((size_t) MAXB * (D + H), 1);
+    if (posix_memalign((void **) &f, 64, nf * sizeof(float)) != 0)
+        f = NULL;
+    if (f && ix && masks) {
+        memset(f, 0, nf * sizeof(float));
+        float *params = f, *slot = f + np_, *wt = f + 2 * np_, *acts = f + 3 * np_;
+        float *deltas = acts + MAXB * (D + H + C), *x = deltas + 2 * MAXB * H;
+        float *wbuf = x + ROWS * D;
+        for (ptrdiff_t i = 0; i < D * H + H * C; i++) /* small weights, inputs in [0, 1) */
+            params[i] = (float) ((int) ((i * 2654435761u) % 2001) - 1000) * 1e-5f;
+        for (ptrdiff_t i = 0; i < ROWS * D; i++)
+            x[i] = (float) ((i * 40503u) % 256) / 256.0f;
+        ptrdiff_t *y = ix, *order = ix + ROWS, *ybuf = order + MAXB * STEPS;
+        for (ptrdiff_t i = 0; i < ROWS; i++)
+            y[i] = i % C;
+        for (ptrdiff_t i = 0; i < MAXB * STEPS; i++)
+            order[i] = i % ROWS;
+        fnn_bufs_t_f pb;
+        memset(&pb, 0, sizeof pb);
+        pb.x = x, pb.y = y, pb.order = order, pb.n_rows = ROWS, pb.sizes = sizes;
+        pb.n_layers = 2, pb.act = FNN_RELU, pb.params = params, pb.wt = wt, pb.slot0 = slot;
+        pb.acts = acts, pb.deltas = deltas, pb.wbuf = wbuf, pb.ybuf = ybuf, pb.masks = masks;
+        fnn_opt_t opt;
+        memset(&opt, 0, sizeof opt);
+        opt.kind = FNN_OPT_SGD, opt.lr = 1e-3, opt.mu = 0.9;
+        for (ptrdiff_t bs = 8; bs <= MAXB; bs *= 2) {
+            double t1 = 1e30, t2 = 1e30;
+            for (int rep = 0; rep < 3; rep++) {
+                fnn_force_min_macs = 1e300;
+                double a = fnn_probe_steps(&pb, &opt, bs, 1, STEPS);
+                fnn_force_min_macs = 0;
+                double b2 = fnn_probe_steps(&pb, &opt, bs, 2, STEPS);
+                t1 = a < t1 ? a : t1;
+                t2 = b2 < t2 ? b2 : t2;
+            }
+            fnn_force_min_macs = -1;
+            t1s = t1, t2s = t2;
+            if (t2 < 0.9 * t1) {
+                min_macs = (double) bs * D * H;
+                break;
+            }
+        }
+    }
+    fnn_force_min_macs = -1;
+    free(f);
+    free(ix);
+    free(masks);
+#endif
+    fnn_calib[0] = t1s;
+    fnn_calib[1] = t2s;
+    __atomic_store(&fnn_calib[2], &min_macs, __ATOMIC_RELEASE);
+    return min_macs / (is_double ? 2 : 1);
+#endif
+}
 
 /* Select the kernels: name NULL (or "") for the best the CPU runs, else
  * "avx512", "avx2" or "generic". Returns 0, or -1 if the CPU lacks it. */

@@ -145,7 +145,7 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
                const FNN_T *ap, FNN_T *bp, int bt)
 {
     const ptrdiff_t ldb0 = ldb;
-    const int pack = bp != NULL && (m > MRR || bt);
+    const int pack = bp != NULL && (bt || (m > MRR && FNN_PACK_B(ldb * (ptrdiff_t) sizeof(FNN_T))));
     for (ptrdiff_t j0 = n0; j0 < n1; j0 += NRV * VL) {
         ptrdiff_t cols = n1 - j0 < NRV * VL ? n1 - j0 : NRV * VL;
         int nv = (int) ((cols + VL - 1) / VL);
@@ -326,7 +326,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
  * dZ panel (bs x NRV * VL) stays in L1 while the block's tiles use it. */
 #define FNN_DW_TILES 8
 
-/* The fused weight gradient and update of rows k0:k1 of W (see dwtile); the
+/* The fused weight gradient and update of W[k0:k1, n0:n1] (see dwtile); the
  * tiles' arithmetic, and so the bits, are the same in both loops:
  *  - with pk (room for FNN_DW_TILES * MRR * bs + bs * NRV * VL elements):
  *    blocks of FNN_DW_TILES * MRR rows of W; per block A's columns are packed
@@ -337,7 +337,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 /* dw_update's packed loop (below), out of line: one expansion of the tile
  * cases per function keeps GCC's register allocation of the accumulators. */
 static FNN_TARGET __attribute__((noinline)) int
-FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
+FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
                     const FNN_HP *hp, FNN_T *pk)
@@ -355,8 +355,8 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
                 for (ptrdiff_t r = 0; r < kr; r++)
                     dst[i * MRR + r] = a[i * lda + k + r];
         }
-        for (ptrdiff_t j0 = 0; j0 < n; j0 += P) {
-            ptrdiff_t cols = n - j0 < P ? n - j0 : P;
+        for (ptrdiff_t j0 = n0; j0 < n1; j0 += P) {
+            ptrdiff_t cols = n1 - j0 < P ? n1 - j0 : P;
             int nv = (int) ((cols + VL - 1) / VL);
             int valid = (int) (cols - (nv - 1) * VL);
             MT mask = MASKN(valid);
@@ -386,7 +386,7 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
     return bad;
 }
 
-/* The fused weight gradient and update of rows k0:k1 of W (see dwtile); the
+/* The fused weight gradient and update of W[k0:k1, n0:n1] (see dwtile); the
  * tiles' arithmetic, and so the bits, are the same in both loops:
  *  - with pk (room for FNN_DW_TILES * MRR * bs + bs * NRV * VL elements):
  *    blocks of FNN_DW_TILES * MRR rows of W; per block A's columns are packed
@@ -396,20 +396,20 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
  *    (dw_packed);
  *  - without: tiles row by row, A and dZ read in place (small batches). */
 static FNN_TARGET int
-FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
+FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
                     const FNN_HP *hp, FNN_T *pk)
 {
-    if (pk != NULL)
-        return FNN_NAME(dw_packed)(bs, k0, k1, n, a, lda, dz, ldz, w, s0, s1, ldw, wt, ldwt,
+    if (pk != NULL && FNN_PACK_DW(lda * (ptrdiff_t) sizeof(FNN_T), ldz * (ptrdiff_t) sizeof(FNN_T)))
+        return FNN_NAME(dw_packed)(bs, k0, k1, n0, n1, a, lda, dz, ldz, w, s0, s1, ldw, wt, ldwt,
                                    hp, pk);
     int bad = 0;
     const ptrdiff_t P = NRV * VL;
     for (ptrdiff_t k = k0; k < k1; k += MRR) {
         int kr = (int) (k1 - k < MRR ? k1 - k : MRR);
-        for (ptrdiff_t j0 = 0; j0 < n; j0 += P) {
-            ptrdiff_t cols = n - j0 < P ? n - j0 : P;
+        for (ptrdiff_t j0 = n0; j0 < n1; j0 += P) {
+            ptrdiff_t cols = n1 - j0 < P ? n1 - j0 : P;
             int nv = (int) ((cols + VL - 1) / VL);
             int valid = (int) (cols - (nv - 1) * VL);
             MT mask = MASKN(valid);

@@ -11,7 +11,7 @@ typedef struct {
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                  FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
                  const FNN_T *ap, FNN_T *bp, int bt);
-    int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n,
+    int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
               const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
               FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
               const FNN_HP *hp, FNN_T *pk);
@@ -134,6 +134,8 @@ typedef struct {
     ptrdiff_t n_w, max_width;
     FNN_T *pack;            /* nt packing buffers of pack_stride elements, or NULL */
     int use_wt;             /* dZ_prev reads wt, kept equal to W (else W^T panels) */
+    int pack_gemm, pack_dw; /* the products pack B panels; dw_update its operands */
+    int col_split0;         /* the first layer's backward split by columns (see body) */
     ptrdiff_t pack_stride;
     FNN_F(fnn_kern_t) K;
     int nt;
@@ -183,6 +185,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
     const double *drop = B->drop;
     const uint32_t *thr = B->drop_thr;
     FNN_T *bp = c->pack ? c->pack + tid * c->pack_stride : NULL;
+    /* the unit of a split by columns: a cache line (and a vector) */
+    const ptrdiff_t cu = (ptrdiff_t) (64 / sizeof(FNN_T)) > K.vl ? (ptrdiff_t) (64 / sizeof(FNN_T)) : K.vl;
     FNN_HP hp;
 #define FNN_SYNC() fnn_barrier_sync(&c->barrier, nt, 1, &c->status)
     for (ptrdiff_t pos = B->start; pos < B->stop; pos += batch_size) {
@@ -224,13 +228,13 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             const FNN_T *a_in = acts + aoff;
             aoff += batch_size * ni;
             if (split)
-                fnn_split(no, K.vl, nt, tid, &lo, &hi);
+                fnn_split(no, cu, nt, tid, &lo, &hi);
             else
                 lo = 0, hi = tid == 0 ? no : 0;
             if (lo < hi) {
                 K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
                        params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY, NULL,
-                       bp, 0);
+                       c->pack_gemm ? bp : NULL, 0);
                 if (drop && l < n_layers - 1 && drop[l + 1] > 0)
                     FNN_F(fnn_drop_block)(&K, acts + aoff, masks + aoff, bs, no, lo, hi,
                                           fnn_drop_key(B->seed, B->epoch, step,
@@ -272,11 +276,25 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             woff -= ni * no;
             boff -= no;
             aoff -= batch_size * ni;
+            /* the first layer (no dZ_prev) is split by columns as its forward
+               is, when its rows are whole cache lines (col_split0): each thread
+               updates the weights it read there, which stay in its core's
+               cache, and no line is written by two threads; else, and for the
+               other layers, by rows of W (dZ_prev's columns, whose W rows each
+               thread reads before it updates them) */
+            const int by_cols = l == 0 && c->col_split0;
+            const ptrdiff_t extent = by_cols ? no : ni;
             if (split)
-                fnn_split(ni, K.vl, nt, tid, &lo, &hi);
+                fnn_split(extent, by_cols ? cu : K.vl, nt, tid, &lo, &hi);
             else
-                lo = 0, hi = tid == 0 ? ni : 0;
-            if (lo < hi) {
+                lo = 0, hi = tid == 0 ? extent : 0;
+            if (lo < hi && by_cols) {
+                bad |= K.dw(bs, 0, ni, lo, hi, acts + aoff, ni, delta, no, params + woff,
+                            s0 + woff, s1 ? s1 + woff : NULL, no, NULL, ni,
+                            &hp, c->pack_dw && bs > 1 ? bp : NULL);
+                bad |= K.db(bs, lo, hi, delta, no, params + boff, s0 + boff,
+                            s1 ? s1 + boff : NULL, &hp);
+            } else if (lo < hi) {
                 if (l > 0) {
                     const int dl = drop && drop[l] > 0;
                     /* dZ_prev = dZ W^T with the old W: W^T's panels packed
@@ -284,7 +302,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                        from the transposed copy wt (small batches) */
                     if (c->use_wt)
                         K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
-                               FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 0);
+                               FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff,
+                               c->pack_gemm ? bp : NULL, 0);
                     else
                         K.gemm(bs, lo, hi, no, delta, no, params + woff, no, delta_prev, ni,
                                NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
@@ -292,12 +311,12 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                         K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, lo, hi, act,
                                   (FNN_T) (1.0 / (1.0 - drop[l])), (FNN_T) (1.0 - drop[l]));
                 }
-                bad |= K.dw(bs, lo, hi, no, acts + aoff, ni, delta, no, params + woff,
+                bad |= K.dw(bs, lo, hi, 0, no, acts + aoff, ni, delta, no, params + woff,
                             s0 + woff, s1 ? s1 + woff : NULL, no,
                             l > 0 && c->use_wt ? wt + woff : NULL, ni,
-                            &hp, bs > 1 && bs <= FNN_DW_PACK_MAX_ROWS ? bp : NULL);
+                            &hp, c->pack_dw && bs > 1 ? bp : NULL);
             }
-            if (tid == (split ? nt - 1 : 0))
+            if (!by_cols && tid == (split ? nt - 1 : 0))
                 bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
                             s1 ? s1 + boff : NULL, &hp);
             int prev = l > 0 && fnn_split_bwd(sizes, l - 1, bs, nt, mm);
@@ -362,7 +381,9 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     }
     /* no phase of a full batch big enough to split: no second thread at all
        (its barriers would only cost); a partial last batch splits less */
-    c.min_macs = FNN_PAR_MIN_MACS;
+    c.min_macs = n_threads <= 1 ? 1e300
+                 : fnn_force_min_macs >= 0 ? fnn_force_min_macs
+                 : fnn_par_min_macs(sizeof(FNN_T) == sizeof(double));
     int any_split = 0;
     for (ptrdiff_t l = 0; l < n_layers; l++)
         if (fnn_split_fwd(sizes, l, b->batch_size, 2, c.min_macs)
@@ -386,11 +407,16 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     }
     c.pack_stride = (c.pack_stride + 63) / 64 * 64;
     c.pack = b->batch_size > 1 && fnn_pack_mode ? FNN_F(fnn_pack_alloc)(c.pack_stride, 1, n_threads) : NULL;
+    c.pack_gemm = c.pack != NULL && (fnn_pack_mode & 1);
+    c.col_split0 = ((uintptr_t) b->params % 64 == 0) && ((uintptr_t) b->slot0 % 64 == 0)
+                   && (b->slot1 == NULL || (uintptr_t) b->slot1 % 64 == 0)
+                   && ((size_t) sizes[1] * sizeof(FNN_T)) % 64 == 0;
+    c.pack_dw = c.pack != NULL && (fnn_pack_mode & 2) && b->batch_size <= FNN_DW_PACK_MAX_ROWS;
     /* dZ_prev from W^T panels packed from W (no transposed copy), from
        FNN_BT_MIN_ROWS rows a batch; below, a transposed copy wt of W, made
        here and kept equal to W by the updates (its cost is per weight, as a
        panel's transposition, but it is not repeated for every block of rows) */
-    c.use_wt = c.pack == NULL || b->batch_size < FNN_BT_MIN_ROWS;
+    c.use_wt = c.pack == NULL || !(fnn_pack_mode & 4) || b->batch_size < FNN_BT_MIN_ROWS;
     if (c.use_wt)
         for (ptrdiff_t l = 1, woff = sizes[0] * sizes[1]; l < n_layers; l++) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];

@@ -184,6 +184,9 @@ cdef extern from "_gemm.h" nogil:
     uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
     int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
     int fnn_pack_mode
+    double fnn_par_min_macs(int is_double)
+    double fnn_calib[3]
+    long fnn_spin_limit
     void fnn_dropout_mask(uint8_t* mask, intp_t n, uint64_t key, uint32_t thr)
 
 fnn_gemm_select(NULL)
@@ -234,14 +237,38 @@ def _test_delay(tid=-1, point=0, us=0):
     fnn_test_delay_tid = tid
 
 
+def _thread_calibration():
+    """Private: the training loop's thread calibration (measured at the
+    process's first threaded call, here if not yet): ``(t1_ns, t2_ns,
+    min_macs)``, a probe step's time on one thread and on two at the batch
+    where the measurement stopped, and the multiply-adds from which a layer
+    phase is split over the threads (float; half for double)."""
+    cdef double m
+    with nogil:
+        m = fnn_par_min_macs(0)
+    return fnn_calib[0], fnn_calib[1], m
+
+
+def _spin_limit(n=None):
+    """Private: the spins (x86 ``pause``) a waiting training thread makes
+    before it sleeps; with ``n``, set it first (for measurements)."""
+    global fnn_spin_limit
+    if n is not None:
+        n = _check_index(n, "n")
+        if not 0 <= n <= 10**9:
+            raise ValueError(f"n must be in [0, 1e9], got {n}")
+        fnn_spin_limit = n
+    return fnn_spin_limit
+
+
 def _pack_panels(on=None):
     """Private: whether ``train_batches`` packs the panels of its products
     (for measurements and tests: the results are the same bits); with
     ``on``, set it first."""
     global fnn_pack_mode
     if on is not None:
-        fnn_pack_mode = 1 if on else 0
-    return bool(fnn_pack_mode)
+        fnn_pack_mode = (7 if on else 0) if isinstance(on, bool) else _check_index(on, "on") & 7
+    return fnn_pack_mode
 
 
 # Whether the training loop can use more than one thread (POSIX threads).

@@ -10,6 +10,21 @@ from typing import NamedTuple
 import numpy as np
 
 
+def aligned_zeros(shape, dtype, align=64):
+    """Zeros whose data starts on an ``align``-byte boundary (a cache line):
+    the training threads split a layer by whole cache lines of its rows, which
+    they can only do when the arrays start on one.
+
+    >>> aligned_zeros((3, 5), np.float32).ctypes.data % 64
+    0
+    """
+    dtype = np.dtype(dtype)
+    n = int(np.prod(shape, dtype=np.int64))
+    raw = np.zeros(n * dtype.itemsize + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + n * dtype.itemsize].view(dtype).reshape(shape)
+
+
 def n_weights(sizes):
     return int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))
 

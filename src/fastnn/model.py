@@ -4,7 +4,7 @@ import numpy as np
 import inspect
 
 from . import kernels, serialization, threads, training
-from ._layout import n_params, unflatten
+from ._layout import aligned_zeros, n_params, unflatten
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 
 _INITS = ("auto", "uniform", "he", "glorot")
@@ -93,7 +93,7 @@ class MLP:
         else:
             self.dropout = (_check_rate(dropout, "dropout"),) * n_hidden
         self.input_dropout = _check_rate(input_dropout, "input_dropout")
-        self._params = np.zeros(n_params(self.layers), dtype=self.dtype)
+        self._params = aligned_zeros(n_params(self.layers), self.dtype)
         self._epochs_trained = 0
         self.optimizer_ = None
         self.history_ = None

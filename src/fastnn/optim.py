@@ -27,6 +27,7 @@ import numpy as np
 
 from . import kernels
 from ._hyper import Hyper
+from ._layout import aligned_zeros
 from ._validation import check_float
 
 _ADAM_DEFAULTS = Hyper._field_defaults
@@ -97,7 +98,7 @@ class Optimizer:
         dtype = np.dtype(dtype)
         shape = (self.n_slots, int(n_params))
         if self.slots is None:
-            self.slots = np.zeros(shape, dtype=dtype)
+            self.slots = aligned_zeros(shape, dtype)
         elif self.slots.shape != shape or self.slots.dtype != dtype:
             raise ValueError(f"this {type(self).__name__} holds the state of another model "
                              f"({self.slots.dtype} {self.slots.shape}, this one needs {dtype} "

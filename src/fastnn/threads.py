@@ -208,9 +208,12 @@ def training_threads(n=None):
     setting, else :func:`default_threads`.
 
     The weights do not depend on it, bit for bit. The compiled loop keeps a
-    layer phase too small to split on one thread (``FNN_PAR_MIN_MACS`` in
-    _gemm.h) and starts no second thread when no phase reaches it, so small
-    networks and small batches (batch 1) run as on one thread.
+    layer phase too small to split on one thread and starts no second thread
+    when no phase is big enough; the threshold is measured by the process at
+    its first threaded call (a crossover of real training steps on one and
+    two threads, ``fastnn._kernels._thread_calibration()``), so a default
+    count is not slower than one thread on a machine where sharing a step's
+    data between cores costs more than it saves.
     """
     if n is not None:
         return check_int(n, "n_threads", low=1)
