@@ -41,6 +41,13 @@ def _given(args, flag):
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_addoption(parser):
+    parser.addoption("--bench-all", action="store_true", default=False,
+                     help="benchmarks: the long sweep (every network x batch with the peers, "
+                          "and the wide networks [784, 1024, 1024, 10] and [784, 2048, 2048, 10] "
+                          "at batches 32, 128 and 512)")
+
+
 def pytest_configure(config):
     # pytest-benchmark builds its session in a trylast pytest_configure, from
     # config.option: what is set here is what it sees.

@@ -46,6 +46,12 @@ from fastnn.bench import (BATCH1_SAMPLES, L2, LEARNING_RATE, MOMENTUM, OPTIONAL,
 from fastnn.training import Workspace, chunk_rows, epoch_order
 
 BATCHES = [1, 10, 32, 128, 512]
+#: Wide networks (weights beyond L2) and their batches: only with --bench-all.
+WIDE_LAYERS = ((784, 1024, 1024, 10), (784, 2048, 2048, 10))
+WIDE_BATCHES = (32, 128, 512)
+#: Timed without --bench-all: [784, 128, 10] at every batch with every trainer, the
+#: other study networks at these batches (the peers included), the wide networks not.
+DEFAULT_OTHER_BATCHES = (10, 128)
 TRAINERS = ["numpy", "fastnn", "jax", "torch", "floor", "floor_scipy"]  # numpy first: see epoch_loss
 FLOORS = ("floor", "floor_scipy")
 DISABLED_SAMPLES = 600
@@ -57,8 +63,11 @@ DISABLED_SAMPLES_B1 = 100
 #: products round differently and thousands of small-batch SGD steps amplify
 #: that (seen: 6e-4 at batch 10 with 2 threads, 2e-3 for PyTorch on the deep net). At
 #: batch 1, 6,000 single-image steps with momentum 0.9 are chaotic: fastnn, NumPy, JAX
-#: and PyTorch end 1-3% apart on one thread (1.20, 1.22, 1.18, 1.17).
-LOSS_RTOL = {1: 5e-2, 10: 5e-3, 32: 3e-3, 128: 2e-3, 512: 2e-3}
+#: and PyTorch end 1-3% apart on one thread (1.20, 1.22, 1.18, 1.17) and, on another CPU,
+#: 8% (1.124 against 1.218): so at batch 1 the trainers are compared on the first
+#: B1_CHECK_SAMPLES steps, where rounding has not yet been amplified, not on the epoch.
+LOSS_RTOL = {1: 1e-3, 10: 5e-3, 32: 3e-3, 128: 2e-3, 512: 2e-3}
+B1_CHECK_SAMPLES = 100
 
 
 def _net_id(layers):
@@ -83,16 +92,25 @@ def epoch_loss(cache, trainer, X, y, batch_size, layers):
     return cache[key]
 
 
-@pytest.mark.parametrize("batch_size", BATCHES, ids=lambda b: f"b{b}")
-@pytest.mark.parametrize("layers", STUDY_LAYERS, ids=_net_id)
+EPOCH_CASES = ([(layers, b) for layers in STUDY_LAYERS for b in BATCHES]
+               + [(layers, b) for layers in WIDE_LAYERS for b in WIDE_BATCHES])
+
+
+@pytest.mark.parametrize("layers, batch_size", EPOCH_CASES,
+                         ids=[f"{_net_id(l)}-b{b}" for l, b in EPOCH_CASES])
 @pytest.mark.parametrize("trainer", TRAINERS)
-def test_epoch(benchmark, bench_rounds, mnist_train, epoch_losses, trainer, layers, batch_size):
+def test_epoch(request, benchmark, bench_rounds, mnist_train, epoch_losses, trainer, layers,
+               batch_size):
     if trainer in OPTIONAL:
         pytest.importorskip(OPTIONAL[trainer])
     disabled = not getattr(benchmark, "enabled", False)
-    if disabled and layers != STUDY_LAYERS[0] and (trainer in OPTIONAL or
+    wide = layers in WIDE_LAYERS
+    if disabled and layers != STUDY_LAYERS[0] and (trainer in OPTIONAL or wide or
                                                    batch_size not in DISABLED_OTHER_BATCHES):
         pytest.skip("untimed, the other networks run at batches 10 and 128 without the peers")
+    if (not disabled and not request.config.getoption("--bench-all")
+            and (wide or (layers != STUDY_LAYERS[0] and batch_size not in DEFAULT_OTHER_BATCHES))):
+        pytest.skip("the long sweep: pytest --benchmark-only --bench-all")
     X, y = epoch_data(mnist_train, batch_size, disabled)
     n = X.shape[0]
     benchmark.group = (f"epoch MNIST {n} images {list(layers)} float32 batch {batch_size}")
@@ -129,10 +147,13 @@ def test_epoch(benchmark, bench_rounds, mnist_train, epoch_losses, trainer, laye
     if trainer in ("fastnn", "numpy"):  # reproducible bit for bit
         assert loss == epoch_losses[key], "same seed, different loss"
     other = "numpy" if trainer == "fastnn" else "fastnn"
-    other_loss = epoch_loss(epoch_losses, other, X, y, batch_size, layers)
     benchmark.extra_info["loss"] = loss
+    if batch_size == 1:  # chaotic over an epoch: compare the first steps
+        X, y = X[:B1_CHECK_SAMPLES], y[:B1_CHECK_SAMPLES]
+        loss = epoch_loss(epoch_losses, trainer, X, y, batch_size, layers)
+    other_loss = epoch_loss(epoch_losses, other, X, y, batch_size, layers)
     assert loss == pytest.approx(other_loss, rel=LOSS_RTOL[batch_size]), \
-        f"{trainer} and {other} trainers disagree on the final loss"
+        f"{trainer} and {other} trainers disagree on the loss of {X.shape[0]} images"
 
 
 def test_floor_products_agree_between_the_two_blas():

@@ -64,6 +64,9 @@ from ._layout import unflatten
 LAYERS = (784, 128, 10)
 #: The networks of the issue's study (``--layers 784,128,10 784,800,10 784,256,256,256,10``).
 STUDY_LAYERS = ((784, 128, 10), (784, 800, 10), (784, 256, 256, 256, 10))
+#: `fastnn bench --wide`: networks whose weights do not fit in a core's L2.
+WIDE_LAYERS = ((784, 1024, 1024, 10), (784, 2048, 2048, 10))
+WIDE_BATCH_SIZES = (32, 128, 512)
 BATCH_SIZES = (1, 10, 32, 128, 512)
 #: Images of a batch-1 epoch (the first ones): a full one takes the NumPy
 #: trainer and PyTorch most of a minute per repeat.
@@ -858,8 +861,15 @@ def add_arguments(p):
     """The options of ``fastnn bench`` (shared by the CLI and ``python -m fastnn.bench``)."""
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST IDX files (default: $FASTNN_DATA, else the user cache)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
-    p.add_argument("--layers", nargs="+", default=[",".join(map(str, LAYERS))],
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+                   help=f"default {' '.join(map(str, BATCH_SIZES))} "
+                        f"({' '.join(map(str, WIDE_BATCH_SIZES))} with --wide)")
+    p.add_argument("--wide", action="store_true",
+                   help="the wide networks (weights beyond L2): "
+                        + " ".join(",".join(map(str, w)) for w in WIDE_LAYERS)
+                        + f" at batches {', '.join(map(str, WIDE_BATCH_SIZES))}, unless "
+                          "--layers/--batch-sizes say otherwise")
+    p.add_argument("--layers", nargs="+", default=None,
                    metavar="WIDTHS",
                    help="networks as comma-separated widths, one table each (default 784,128,10; "
                         "the study's: 784,128,10 784,800,10 784,256,256,256,10)")
@@ -878,6 +888,10 @@ def add_arguments(p):
 
 def run_from_args(args):
     import json
+    if args.layers is None:
+        args.layers = [",".join(map(str, w)) for w in (WIDE_LAYERS if args.wide else [LAYERS])]
+    if args.batch_sizes is None:
+        args.batch_sizes = list(WIDE_BATCH_SIZES if args.wide else BATCH_SIZES)
     try:
         layers = [parse_layers(text) for text in args.layers]
     except ValueError as exc:
