@@ -162,3 +162,33 @@ def test_study_writes_its_table_atomically(tmp_path, replaced, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         study.run_study(folder, out)
     assert (out / "study.json").read_text() == before and hidden(out) == []
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="renameat2")
+def test_exchange_swaps_two_folders_in_one_step(tmp_path):
+    from fastnn._atomic import exchange
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("new")
+    (b / "x").write_text("old")
+    if not exchange(a, b):
+        pytest.skip("this file system cannot swap folders")
+    assert (b / "x").read_text() == "new" and (a / "x").read_text() == "old"
+
+
+def test_run_folder_replaced_without_a_gap(tmp_path, monkeypatch):
+    """Where folders can be swapped, replacing a run folder never renames the
+    old one away first (out/label is never absent)."""
+    from fastnn import _atomic, sweep
+    out = tmp_path
+    sweep._write_run(out, "run", {"a.json": b"1"})
+    calls = []
+    real = sweep.os.replace
+    monkeypatch.setattr(sweep.os, "replace", lambda s, d: (calls.append((s, d)), real(s, d)))
+    swapped = _atomic.exchange(out / "run", out / "run")  # probe the file system
+    sweep._write_run(out, "run", {"a.json": b"2"})
+    assert (out / "run" / "a.json").read_bytes() == b"2"
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    if swapped:
+        assert calls == []

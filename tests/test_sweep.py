@@ -206,8 +206,9 @@ def test_sweep_json_is_replaced_atomically(tmp_path, data, monkeypatch):
 
 
 def test_run_folder_is_replaced_whole_and_restored_on_failure(tmp_path, monkeypatch):
-    """A retried trial's folder replaces the old one by renames: if moving the new
-    folder in fails, the old one is back in place; nothing temporary is left."""
+    """Where folders cannot be swapped in one step, a retried trial's folder
+    replaces the old one by renames: if moving the new folder in fails, the old
+    one is back in place; nothing temporary is left."""
     import os
     import stat
     out = tmp_path / "s"
@@ -220,6 +221,7 @@ def test_run_folder_is_replaced_whole_and_restored_on_failure(tmp_path, monkeypa
             raise OSError("rename failed")
         return real(src, dst)
     monkeypatch.setattr(os, "replace", failing)
+    monkeypatch.setattr(sweep, "exchange", lambda a, b: False)
     with pytest.raises(OSError, match="rename failed"):
         sweep._write_run(out, "run-a", {"model.npz": b"new"})
     monkeypatch.undo()

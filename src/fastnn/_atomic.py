@@ -86,3 +86,27 @@ def atomic_write_json(path, obj, **dump_kw):
     """``json.dump(obj, f, **dump_kw)`` into ``path``, atomically."""
     with atomic_open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, **dump_kw)
+
+
+def exchange(a, b):
+    """Swap two existing paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``):
+    True when swapped, False where the platform or file system cannot (the
+    caller then renames in two steps); other errors raise ``OSError``."""
+    import ctypes
+    import errno
+    import sys
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc < 2.28, musl
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    at_fdcwd, rename_exchange = -100, 2
+    if fn(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(b))

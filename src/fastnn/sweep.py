@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from . import config as cfg
 from . import threads
-from ._atomic import atomic_write_json, folder_mode
+from ._atomic import atomic_write_json, exchange, folder_mode
 from ._validation import check_int
 from .training import TrainingDivergedWarning
 
@@ -579,10 +579,12 @@ def _finished_run(out, old, label, config):
 def _write_run(out, label, files):
     """The trial's files into ``out/label``, replacing an earlier attempt's folder.
 
-    The files are written (and flushed to disk) into a new folder beside it; the
-    old folder is renamed away, the new one renamed in (the old one renamed back
-    if that fails), then the old one deleted: ``out/label`` holds one attempt's
-    files, never a mix, and no half-written folder is left behind on an error.
+    The files are written (and flushed to disk) into a new folder beside it, which
+    then takes the old one's place in one step where the system can swap two
+    folders (Linux: ``out/label`` is never absent), else the old folder is renamed
+    away, the new one renamed in (the old one renamed back if that fails); the old
+    one is then deleted: ``out/label`` holds one attempt's files, never a mix, and
+    no half-written folder is left behind on an error.
     """
     if not files:
         return
@@ -596,6 +598,9 @@ def _write_run(out, label, files):
                 f.flush()
                 os.fsync(f.fileno())
         final = out / label
+        if final.exists() and exchange(tmp, final):
+            shutil.rmtree(tmp, ignore_errors=True)  # now the old attempt's folder
+            return
         if final.exists():
             trash = Path(tempfile.mkdtemp(prefix=".old-", dir=out))
             os.replace(final, trash / "run")
