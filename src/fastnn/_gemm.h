@@ -692,7 +692,8 @@ static __thread double fnn_force_min_macs = -1;
  * steps each; the threshold is the first layer's multiply-adds per batch
  * (bs x 784 x 128) at the smallest batch where two threads take less than
  * 0.9x the one-thread time, and 256 x 784 x 128 x 2 when none does (about
- * 40 ms, once). A barrier's round trip alone does not predict it: on 2 vCPUs
+ * 60 ms, once; when none does, again 30 s later, as a core busy with
+ * another process during the measurement also makes two threads lose). A barrier's round trip alone does not predict it: on 2 vCPUs
  * of an Intel Xeon (KVM) the barrier of two spinning threads took about
  * 0.3 us, yet two threads were 3x slower than one at batch 10 (each thread's
  * half of a step took 2.4x the whole step alone: the lines each step passes
@@ -700,8 +701,8 @@ static __thread double fnn_force_min_macs = -1;
  * float's: its threshold is half. fnn_calib: the two times at the crossover
  * batch (ns a step) and the threshold. */
 static double fnn_calib[3]; /* t1 ns/step, t2 ns/step at the crossover, threshold (0: not yet) */
+static double fnn_calib_at; /* when it was measured (fnn_now_ns) */
 
-#if FNN_PTHREADS
 static double fnn_now_ns(void)
 {
     struct timespec ts;
@@ -709,6 +710,7 @@ static double fnn_now_ns(void)
     return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
 }
 
+#if FNN_PTHREADS
 /* ns per step of `steps` steps of the probe at batch bs on nt threads. */
 static double fnn_probe_steps(fnn_bufs_t_f *pb, fnn_opt_t *opt, ptrdiff_t bs, int nt, int steps)
 {
@@ -731,9 +733,16 @@ static double fnn_par_min_macs(int is_double)
 #else
     double done;
     __atomic_load(&fnn_calib[2], &done, __ATOMIC_ACQUIRE);
-    if (done > 0)
-        return done / (is_double ? 2 : 1);
     enum { D = 784, H = 128, C = 10, MAXB = 256, STEPS = 12, ROWS = 512 };
+    /* no crossover found (two threads never won, as when another process
+       held a core during the measurement): measured again 30 s later */
+    if (done > 0 && (done < 2.0 * MAXB * D * H || fnn_now_ns() < fnn_calib_at + 30e9))
+        return done / (is_double ? 2 : 1);
+    /* one measurement at a time (two at once would measure each other): a
+       call that finds one running uses the last threshold, or 400k */
+    static int busy = 0;
+    if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
+        return (done > 0 ? done : 4e5) / (is_double ? 2 : 1);
     const ptrdiff_t sizes[3] = {D, H, C};
     const ptrdiff_t np_ = D * H + H * C + H + C;
     double min_macs = 2.0 * MAXB * D * H, t1s = 0, t2s = 0;
@@ -792,7 +801,9 @@ static double fnn_par_min_macs(int is_double)
 #endif
     fnn_calib[0] = t1s;
     fnn_calib[1] = t2s;
+    fnn_calib_at = fnn_now_ns();
     __atomic_store(&fnn_calib[2], &min_macs, __ATOMIC_RELEASE);
+    __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
     return min_macs / (is_double ? 2 : 1);
 #endif
 }
