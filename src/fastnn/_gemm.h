@@ -40,6 +40,9 @@
 #include <time.h>
 #include <stddef.h>
 #include <stdlib.h>
+#if defined(_WIN32)
+#include <malloc.h>
+#endif
 #include <stdint.h>
 #include <string.h>
 #if defined(__unix__) || defined(__APPLE__)
@@ -142,6 +145,26 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
  * Either way the arithmetic, and so every bit, is the same. */
 #define FNN_PACK_B(ldb_bytes) ((ldb_bytes) >= 2048)
 #define FNN_PACK_DW(lda_bytes, ldz_bytes) ((lda_bytes) % 4096 == 0 || (ldz_bytes) % 4096 == 0)
+
+/* 64-byte aligned buffers (a cache line; the packed panels' vectors) */
+static inline void *fnn_aligned_alloc(size_t bytes)
+{
+#if defined(_WIN32)
+    return _aligned_malloc(bytes ? bytes : 1, 64);
+#else
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes ? bytes : 1) == 0 ? p : NULL;
+#endif
+}
+
+static inline void fnn_aligned_free(void *p)
+{
+#if defined(_WIN32)
+    _aligned_free(p);
+#else
+    free(p);
+#endif
+}
 
 /* Elements per block of mask generation (its uint16 lanes live on the stack). */
 #define FNN_DROP_CHUNK 512
@@ -752,8 +775,7 @@ static double fnn_par_min_macs(int is_double)
     float *f = NULL;
     ptrdiff_t *ix = (ptrdiff_t *) calloc((size_t) (ROWS + MAXB * STEPS + MAXB), sizeof(ptrdiff_t));
     uint8_t *masks = (uint8_t *) calloc((size_t) MAXB * (D + H), 1);
-    if (posix_memalign((void **) &f, 64, nf * sizeof(float)) != 0)
-        f = NULL;
+    f = (float *) fnn_aligned_alloc(nf * sizeof(float));
     if (f && ix && masks) {
         memset(f, 0, nf * sizeof(float));
         float *params = f, *slot = f + np_, *wt = f + 2 * np_, *acts = f + 3 * np_;
@@ -795,7 +817,7 @@ static double fnn_par_min_macs(int is_double)
         }
     }
     fnn_force_min_macs = -1;
-    free(f);
+    fnn_aligned_free(f);
     free(ix);
     free(masks);
 #endif

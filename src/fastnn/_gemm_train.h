@@ -33,10 +33,7 @@ static FNN_T *FNN_F(fnn_pack_alloc)(ptrdiff_t K, ptrdiff_t pw, int copies)
 {
     size_t bytes = (size_t) K * (size_t) pw * sizeof(FNN_T);
     bytes = (bytes + 63) / 64 * 64;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, bytes * (size_t) copies) != 0)
-        return NULL;
-    return (FNN_T *) p;
+    return (FNN_T *) fnn_aligned_alloc(bytes * (size_t) copies);
 }
 
 static FNN_F(fnn_kern_t) FNN_F(fnn_kern);
@@ -51,7 +48,7 @@ static void FNN_F(fnn_dense_forward)(const FNN_T *x, const FNN_T *w, const FNN_T
     FNN_T *bp = batch > 1 ? FNN_F(fnn_pack_alloc)(n_in, FNN_F(fnn_kern).pw, 1) : NULL;
     FNN_F(fnn_kern).gemm(batch, 0, n_out, n_in, x, n_in, w, n_out, out, n_out, b,
                          FNN_EPI_BIAS, act, NULL, bp, 0);
-    free(bp);
+    fnn_aligned_free(bp);
 }
 
 /* Softmax cross-entropy of one batch, as _kernels.pyx's _softmax_xent:
@@ -468,7 +465,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     for (int t = 1; t <= started; t++)
         pthread_join(th[t], NULL);
 #endif
-    free(c.pack);
+    fnn_aligned_free(c.pack);
     if (c.status == 1)
         *corrupt = 1;
     else if (c.status == 2)
