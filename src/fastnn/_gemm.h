@@ -512,7 +512,7 @@ typedef struct {
 } fnn_barrier_t;
 
 /* Spins (x86 `pause`, about 40-140 cycles each) before a waiting thread
- * sleeps: about 20-80 us, longer than most phases of a small step. */
+ * sleeps: about 30-100 us at 2-3 GHz, longer than most phases of a small step. */
 #ifndef FNN_SPIN_LIMIT
 #define FNN_SPIN_LIMIT 2000
 #endif
