@@ -145,6 +145,10 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
  * Either way the arithmetic, and so every bit, is the same. */
 #define FNN_PACK_B(ldb_bytes) ((ldb_bytes) >= 2048)
 #define FNN_PACK_DW(lda_bytes, ldz_bytes) ((lda_bytes) % 4096 == 0 || (ldz_bytes) % 4096 == 0)
+/* Rows of W per block of dw_update's packed loop (whole tiles of MRR = 6 rows
+ * on every instruction set): the packed dZ panel (bs x NRV * VL) stays in L1
+ * while the block's tiles use it. */
+#define FNN_DW_BLOCK_ROWS 48
 
 /* 64-byte aligned buffers (a cache line; the packed panels' vectors) */
 static inline void *fnn_aligned_alloc(size_t bytes)
@@ -662,9 +666,10 @@ static inline void fnn_test_delay(int tid, int point)
     }
 }
 
-/* Whether the training products pack their B panels (1, the default) or
- * read B in place (0): a switch for measurements and tests
- * (fastnn._kernels._pack_panels); the results are the same bits. */
+/* What the training products may pack, bits: 1 B panels, 2 dW's operands,
+ * 4 W^T panels (else a transposed copy of W); 7, all, by default: a switch
+ * for measurements and tests (fastnn._kernels._pack_panels); the results are
+ * the same bits either way. */
 static volatile int fnn_pack_mode = 7;
 
 

@@ -322,18 +322,6 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 #define FNN_DW_MORE_CASES
 #endif
 
-/* Rows of W per block of dw_update's packed loop (FNN_DW_KB): the packed
- * dZ panel (bs x NRV * VL) stays in L1 while the block's tiles use it. */
-#define FNN_DW_TILES 8
-
-/* The fused weight gradient and update of W[k0:k1, n0:n1] (see dwtile); the
- * tiles' arithmetic, and so the bits, are the same in both loops:
- *  - with pk (room for FNN_DW_TILES * MRR * bs + bs * NRV * VL elements):
- *    blocks of FNN_DW_TILES * MRR rows of W; per block A's columns are packed
- *    (per tile, MRR values per batch row, contiguous), then per column panel
- *    dZ's panel is packed (bs x NRV * VL, contiguous) and every tile of the
- *    block uses it from L1; the next tile's W and slots are prefetched;
- *  - without: tiles row by row, A and dZ read in place (small batches). */
 /* dw_update's packed loop (below), out of line: one expansion of the tile
  * cases per function keeps GCC's register allocation of the accumulators. */
 static FNN_TARGET __attribute__((noinline)) int
@@ -343,7 +331,8 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                     const FNN_HP *hp, FNN_T *pk)
 {
     int bad = 0;
-    const ptrdiff_t P = NRV * VL, KB = FNN_DW_TILES * MRR;
+    const ptrdiff_t P = NRV * VL, KB = FNN_DW_BLOCK_ROWS;
+    _Static_assert(FNN_DW_BLOCK_ROWS % MRR == 0, "a block of whole tiles");
     FNN_T *ap = pk, *dzp = pk + KB * bs;
     for (ptrdiff_t kb = k0; kb < k1; kb += KB) {
         const ptrdiff_t ke = k1 - kb < KB ? k1 : kb + KB;
@@ -388,8 +377,8 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
 
 /* The fused weight gradient and update of W[k0:k1, n0:n1] (see dwtile); the
  * tiles' arithmetic, and so the bits, are the same in both loops:
- *  - with pk (room for FNN_DW_TILES * MRR * bs + bs * NRV * VL elements):
- *    blocks of FNN_DW_TILES * MRR rows of W; per block A's columns are packed
+ *  - with pk (room for FNN_DW_BLOCK_ROWS * bs + bs * NRV * VL elements):
+ *    blocks of FNN_DW_BLOCK_ROWS rows of W; per block A's columns are packed
  *    (per tile, MRR values per batch row, contiguous), then per column panel
  *    dZ's panel is packed (bs x NRV * VL, contiguous) and every tile of the
  *    block uses it from L1; the next tile's W and slots are prefetched

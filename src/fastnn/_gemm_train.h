@@ -398,8 +398,8 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
         widest = sizes[l] > widest ? sizes[l] : widest;
     c.pack_stride = widest * c.K.pw;
     if (b->batch_size <= FNN_DW_PACK_MAX_ROWS) {
-        /* dw_update's: FNN_DW_TILES x MRR (<= 8 x 6) columns of A and a dZ panel */
-        ptrdiff_t dw = b->batch_size * (48 + c.K.pw);
+        /* dw_update's: FNN_DW_BLOCK_ROWS columns of A and a dZ panel */
+        ptrdiff_t dw = b->batch_size * (FNN_DW_BLOCK_ROWS + c.K.pw);
         c.pack_stride = dw > c.pack_stride ? dw : c.pack_stride;
     }
     c.pack_stride = (c.pack_stride + 63) / 64 * 64;
