@@ -8,7 +8,6 @@ C-contiguous, so that the compiled kernels can trust it.
 import math
 import numbers
 import operator
-import os
 import threading
 
 import numpy as np

@@ -27,6 +27,7 @@ the thread count, bit for bit; BLAS results only up to float rounding.
 """
 import contextlib
 import contextvars
+import functools
 import math
 import os
 import threading
@@ -102,9 +103,11 @@ def usable_cores():
     return max(1, n)
 
 
+@functools.lru_cache(maxsize=8)
 def cgroup_cpu_quota(root="/sys/fs/cgroup", proc_cgroup="/proc/self/cgroup"):
     """The CPU quota of this process's cgroup in CPUs (``quota / period``; the
     smallest along its path), or None when there is none or it cannot be read.
+    Read once per process (each training call asks for the thread count).
 
     cgroup v2 (``cpu.max``: ``"max 100000"`` or ``"150000 100000"``) and v1
     (``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``, ``-1`` for none)."""
@@ -187,18 +190,19 @@ def omp_limit():
     return n if n >= 1 else None
 
 
-def parent_limit():
-    """The smallest of the limits set from outside fastnn (threadpoolctl's on
-    fastnn's controller, ``OMP_NUM_THREADS``), or None."""
-    limits = [n for n in (_pool_limit, omp_limit()) if n is not None]
+def parent_limit(pool_limit=None):
+    """The smallest of the limits set from outside fastnn (``pool_limit``,
+    threadpoolctl's on fastnn's controller, and ``OMP_NUM_THREADS``), or None."""
+    limits = [n for n in (pool_limit, omp_limit()) if n is not None]
     return min(limits) if limits else None
 
 
-def default_threads():
+def default_threads(ignore_pool_limit=False):
     """The count without an explicit count or fastnn's own setting: the usable
-    cores, capped by the parent's limits."""
+    cores, capped by the parent's limits (threadpoolctl's unless
+    ``ignore_pool_limit``)."""
     n = usable_cores()
-    cap = parent_limit()
+    cap = parent_limit(None if ignore_pool_limit else _pool_limit)
     return n if cap is None else max(1, min(n, cap))
 
 
@@ -302,7 +306,7 @@ def _register_with_threadpoolctl():
         def set_num_threads(self, num_threads):
             global _pool_limit
             # restoring the value read on entry (the default count) lifts the limit
-            _pool_limit = None if num_threads == _unlimited_default() else int(num_threads)
+            _pool_limit = None if num_threads == default_threads(ignore_pool_limit=True) else int(num_threads)
 
         def get_version(self):
             from . import __version__
@@ -310,16 +314,6 @@ def _register_with_threadpoolctl():
 
     threadpoolctl.register(FastnnController)
     return FastnnController
-
-
-def _unlimited_default():
-    """The default count without threadpoolctl's limit."""
-    global _pool_limit
-    saved, _pool_limit = _pool_limit, None
-    try:
-        return default_threads()
-    finally:
-        _pool_limit = saved
 
 
 try:
