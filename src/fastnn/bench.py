@@ -887,7 +887,6 @@ def add_arguments(p):
 
 
 def run_from_args(args):
-    import json
     if args.layers is None:
         args.layers = [",".join(map(str, w)) for w in (WIDE_LAYERS if args.wide else [LAYERS])]
     if args.batch_sizes is None:
