@@ -45,7 +45,9 @@ static void FNN_F(fnn_dense_forward)(const FNN_T *x, const FNN_T *w, const FNN_T
 {
     if (FNN_F(fnn_kern).gemm == NULL)
         fnn_gemm_select(NULL);
-    FNN_T *bp = batch > 1 ? FNN_F(fnn_pack_alloc)(n_in, FNN_F(fnn_kern).pw, 1) : NULL;
+    /* a packing buffer only where the product packs (see FNN_PACK_B) */
+    FNN_T *bp = batch > 1 && FNN_PACK_B(n_out * (ptrdiff_t) sizeof(FNN_T))
+                    ? FNN_F(fnn_pack_alloc)(n_in, FNN_F(fnn_kern).pw, 1) : NULL;
     FNN_F(fnn_kern).gemm(batch, 0, n_out, n_in, x, n_in, w, n_out, out, n_out, b,
                          FNN_EPI_BIAS, act, NULL, bp, 0);
     fnn_aligned_free(bp);
