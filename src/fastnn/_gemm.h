@@ -126,6 +126,8 @@ static inline uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step
     return fnn_mix64(fnn_mix64(fnn_mix64(fnn_mix64(seed) ^ epoch) ^ step) ^ l);
 }
 
+#include "_augment.h"
+
 /* uint64 stores that may alias the uint16 lanes they are read back as */
 typedef uint64_t fnn_u64a __attribute__((may_alias));
 

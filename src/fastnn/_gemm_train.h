@@ -111,7 +111,9 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *s
  *   deltas: two batch_size x max(sizes[1:]) ping-pong buffers;
  *   ybuf, wbuf: the batch's labels and sample weights (sw NULL: unweighted).
  * drop: NULL, or n_layers rates in [0, 1) (drop[0]: the input) with their
- * thresholds drop_thr[l] = round(rate * 65536). */
+ * thresholds drop_thr[l] = round(rate * 65536).
+ * aug: NULL, or the deformation of every gathered row (_augment.h), keyed by
+ * (seed, epoch, the row's index in x). */
 typedef struct {
     const FNN_T *x, *sw;
     const ptrdiff_t *y, *order;
@@ -124,6 +126,7 @@ typedef struct {
     uint8_t *masks;
     const double *drop;
     const uint32_t *drop_thr;
+    const fnn_aug_t *aug;
     uint64_t seed, epoch;
 } FNN_F(fnn_bufs_t);
 
@@ -136,6 +139,8 @@ typedef struct {
     int pack_gemm, pack_dw; /* the products pack B panels; dw_update its operands */
     int col_split0;         /* the first layer's backward split by columns (see body) */
     ptrdiff_t pack_stride;
+    float *aug_work;        /* nt work spaces of aug_stride floats (elastic) */
+    ptrdiff_t aug_stride;
     FNN_F(fnn_kern_t) K;
     int nt;
     double min_macs;       /* fnn_split_fwd/bwd's threshold */
@@ -196,7 +201,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         FNN_F(fnn_step_make)(&hp, c->opt, c->opt->t + 1 + (pos - B->start) / batch_size);
         const uint64_t step = (uint64_t) (pos / batch_size);
         ptrdiff_t lo, hi;
-        /* gather (and input dropout on the gathered copy) */
+        /* gather (deformed, when augmenting; and input dropout on the
+           gathered copy) */
         fnn_split(bs, 1, nt, tid, &lo, &hi);
         int ok = 1;
         for (ptrdiff_t i = lo; i < hi; i++) {
@@ -207,7 +213,12 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 ok = 0;
                 break;
             }
-            memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
+            if (B->aug)
+                FNN_F(fnn_aug_row)(B->aug, B->x + r * d, acts + i * d,
+                                   fnn_aug_key(B->seed, B->epoch, (uint64_t) r),
+                                   c->aug_work ? c->aug_work + tid * c->aug_stride : NULL);
+            else
+                memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
             B->ybuf[i] = B->y[r];
             if (B->sw)
                 B->wbuf[i] = B->sw[r];
@@ -407,6 +418,16 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     c.pack_stride = (c.pack_stride + 63) / 64 * 64;
     c.pack = b->batch_size > 1 && fnn_pack_mode ? FNN_F(fnn_pack_alloc)(c.pack_stride, 1, n_threads) : NULL;
     c.pack_gemm = c.pack != NULL && (fnn_pack_mode & 1);
+    if (b->aug && fnn_aug_work(b->aug) > 0) {
+        c.aug_stride = (fnn_aug_work(b->aug) + 15) / 16 * 16;
+        c.aug_work = (float *) fnn_aligned_alloc((size_t) (c.aug_stride * n_threads)
+                                                 * sizeof(float));
+        if (c.aug_work == NULL) {
+            fnn_aligned_free(c.pack);
+            *corrupt = 2; /* out of memory */
+            return 0;
+        }
+    }
     c.col_split0 = ((uintptr_t) b->params % 64 == 0) && ((uintptr_t) b->slot0 % 64 == 0)
                    && (b->slot1 == NULL || (uintptr_t) b->slot1 % 64 == 0)
                    && ((size_t) sizes[1] * sizeof(FNN_T)) % 64 == 0;
@@ -468,6 +489,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
         pthread_join(th[t], NULL);
 #endif
     fnn_aligned_free(c.pack);
+    fnn_aligned_free(c.aug_work);
     if (c.status == 1)
         *corrupt = 1;
     else if (c.status == 2)

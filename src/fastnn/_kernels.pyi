@@ -86,4 +86,13 @@ def train_batches(
     seed: int = 0,
     epoch: int = 0,
     n_threads: int = 1,
+    augment: Any = None,
 ) -> Tuple[int, float, int, bool]: ...
+def augment_rows(
+    X: NDArray[np.floating],
+    rows: NDArray[np.integer],
+    seed: int,
+    epoch: int,
+    augment: Any,
+    out: Optional[NDArray[np.floating]] = None,
+) -> NDArray[np.floating]: ...

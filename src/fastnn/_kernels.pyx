@@ -30,6 +30,7 @@ from ._layout import drop_threshold, workspace_sizes
 
 from cython cimport floating
 from libc.math cimport log, logf, isfinite
+from libc.stdlib cimport free, malloc
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
@@ -112,6 +113,21 @@ cdef extern from "_fastmath.h" nogil:
 # (SGD, Nesterov, Adam/AdamW), dropout, and the mini-batch loop that runs
 # them on fastnn's threads.
 cdef extern from "_gemm.h" nogil:
+    ctypedef struct fnn_aug_t:
+        int h, w, c
+        double lo[5]
+        double hi[5]
+        int flip, elastic
+        float alpha
+        int radius
+        const float* gauss
+        const float* grid
+    intp_t fnn_aug_work(const fnn_aug_t* a)
+    uint64_t fnn_aug_key(uint64_t seed, uint64_t epoch, uint64_t row)
+    void fnn_aug_row_f(const fnn_aug_t* a, const float* src, float* dst, uint64_t key,
+                       float* work)
+    void fnn_aug_row_d(const fnn_aug_t* a, const double* src, double* dst, uint64_t key,
+                       float* work)
     ctypedef struct fnn_opt_t:
         int kind, nesterov
         double lr, mu, l1, l2, beta1, beta2, eps, wd
@@ -142,6 +158,7 @@ cdef extern from "_gemm.h" nogil:
         uint8_t* masks
         const double* drop
         const uint32_t* drop_thr
+        const fnn_aug_t* aug
         uint64_t seed, epoch
     ctypedef struct fnn_bufs_t_d:
         const double* x
@@ -163,6 +180,7 @@ cdef extern from "_gemm.h" nogil:
         uint8_t* masks
         const double* drop
         const uint32_t* drop_thr
+        const fnn_aug_t* aug
         uint64_t seed, epoch
     int FNN_OPT_SGD, FNN_OPT_ADAM
     int fnn_gemm_select(const char* name)
@@ -186,6 +204,7 @@ cdef extern from "_gemm.h" nogil:
     int fnn_pack_mode
     double fnn_par_min_macs(int is_double)
     double fnn_calib[3]
+    double fnn_force_min_macs
     long fnn_spin_limit
     void fnn_dropout_mask(uint8_t* mask, intp_t n, uint64_t key, uint32_t thr)
 
@@ -247,6 +266,16 @@ def _thread_calibration():
     with nogil:
         m = fnn_par_min_macs(0)
     return fnn_calib[0], fnn_calib[1], m
+
+
+def _split_threshold(macs=None):
+    """Private, for tests: the multiply-adds from which this thread's training
+    calls split a phase over their threads (-1: the measured threshold, the
+    default); with ``macs``, set it first (0: split every phase)."""
+    global fnn_force_min_macs
+    if macs is not None:
+        fnn_force_min_macs = float(macs)
+    return fnn_force_min_macs
 
 
 def _spin_limit(n=None):
@@ -933,6 +962,119 @@ cdef void _mask_call(uint8_t[::1] mask, uint64_t key, uint32_t thr):
         fnn_dropout_mask(&mask[0], mask.shape[0], key, thr)
 
 
+cdef object _F32 = np.dtype(np.float32)
+
+
+cdef object _check_augment(object params, intp_t n_features, fnn_aug_t* a):
+    """Fill ``a`` from ``params`` (a :class:`fastnn.augment.AugmentParams`),
+    checked; returns the arrays that ``a`` points into (the caller keeps them
+    alive while ``a`` is used)."""
+    try:
+        shape, lo, hi = params.image_shape, params.lo, params.hi
+        flip, alpha, gauss = params.flip, params.alpha, params.gauss
+    except AttributeError:
+        raise TypeError(f"augment must be a fastnn.augment.AugmentParams (see "
+                        f"Augment.kernel_params), got {type(params).__name__}") from None
+    try:
+        h, w, c = (_check_index(v, "augment.image_shape") for v in shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"augment.image_shape must be (h, w, c) ints, got {shape!r}") from None
+    if h < 2 or w < 2 or c < 1 or h > _INT_MAX or w > _INT_MAX or c > _INT_MAX:
+        raise ValueError(f"augment.image_shape must have h, w >= 2 and c >= 1, got {shape!r}")
+    if h * w * c != n_features:
+        raise ValueError(f"augment.image_shape {tuple(shape)} does not match rows of "
+                         f"{n_features} values")
+    lo = np.array(lo, dtype=np.float64)   # private copies, checked
+    hi = np.array(hi, dtype=np.float64)
+    if lo.shape != (5,) or hi.shape != (5,):
+        raise ValueError(f"augment.lo and augment.hi must have 5 values, got {lo.shape}, "
+                         f"{hi.shape}")
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) and np.all(lo <= hi)):
+        raise ValueError("augment.lo and augment.hi must be finite with lo <= hi")
+    if lo[0] < -0.7853981634 or hi[0] > 0.7853981634:
+        raise ValueError(f"augment's angle must lie in [-pi/4, pi/4], got ({lo[0]}, {hi[0]})")
+    if lo[1] <= 0:
+        raise ValueError(f"augment's zoom factor must be > 0, got ({lo[1]}, {hi[1]})")
+    if lo[2] < -1 or hi[2] > 1:
+        raise ValueError(f"augment's shear must lie in [-1, 1], got ({lo[2]}, {hi[2]})")
+    if np.any(np.abs(lo[3:]) > 1e6) or np.any(np.abs(hi[3:]) > 1e6):
+        raise ValueError("augment's translation must lie in [-1e6, 1e6] pixels")
+    cdef double al = _check_scalar(alpha, "augment.alpha", 0.0, True, 1e6)
+    if not cnp.PyArray_Check(gauss) or gauss.dtype != _F32 or gauss.ndim != 1:
+        raise TypeError("augment.gauss must be a 1-D float32 numpy.ndarray")
+    g = np.ascontiguousarray(gauss).copy()
+    if g.shape[0] % 2 != 1 or g.shape[0] > 2 * max(h, w) - 1:
+        raise ValueError(f"augment.gauss must have an odd length of at most "
+                         f"{2 * max(h, w) - 1}, got {g.shape[0]}")
+    if not np.all(np.isfinite(g)):
+        raise ValueError("augment.gauss must be finite")
+    a.h, a.w, a.c = h, w, c
+    for j in range(5):
+        a.lo[j] = lo[j]
+        a.hi[j] = hi[j]
+    a.flip = _check_bool(flip, "augment.flip")
+    a.elastic = al != 0
+    a.alpha = <float> al
+    a.radius = (g.shape[0] - 1) // 2
+    cdef const float[::1] gv = g
+    a.gauss = &gv[0]
+    # the output pixels' centred coordinates (exact in float32)
+    grid = np.empty((2, h, w), np.float32)
+    grid[0] = np.arange(w, dtype=np.float32) - np.float32((w - 1) * 0.5)
+    grid[1] = (np.arange(h, dtype=np.float32) - np.float32((h - 1) * 0.5))[:, None]
+    cdef const float[:, :, ::1] gr = grid
+    a.grid = &gr[0, 0, 0]
+    return g, grid
+
+
+def augment_rows(X, rows, seed, epoch, augment, out=None):
+    """``out[i]`` = the deformation of row ``X[rows[i]]`` that ``train_batches``
+    gathers in epoch ``epoch`` of a model seeded ``seed`` (its key: seed,
+    epoch and the row index ``rows[i]``; see ``_augment.h`` and
+    :func:`fastnn.reference.augment_rows`). ``augment``: a
+    :class:`fastnn.augment.AugmentParams`."""
+    dtype = _float_dtype(X, "X")
+    _check_array(X, "X", dtype, 2)
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or not (rows.dtype.kind in "iu" or rows.size == 0):
+        raise TypeError(f"rows must be a 1-D array of row indices, got {rows.dtype} "
+                        f"with shape {rows.shape}")
+    rows = rows.astype(np.intp)
+    if rows.size and (rows.min() < 0 or rows.max() >= X.shape[0]):
+        raise ValueError(f"rows must hold row indices in [0, {X.shape[0]})")
+    cdef uint64_t c_seed = _check_u64(seed, "seed")
+    cdef uint64_t c_epoch = _check_u64(epoch, "epoch")
+    cdef fnn_aug_t a
+    keep = _check_augment(augment, X.shape[1], &a)
+    out = _out(out, "out", (rows.shape[0], X.shape[1]), dtype, (X,))
+    if rows.shape[0] and X.shape[1]:
+        if dtype is _FLOAT_DTYPES[0]:
+            _augment_call[float](X, rows, out, &a, c_seed, c_epoch)
+        else:
+            _augment_call[double](X, rows, out, &a, c_seed, c_epoch)
+    return out
+
+
+cdef void _augment_call(const floating[:, ::1] X, const intp_t[::1] rows, floating[:, ::1] out,
+                        const fnn_aug_t* a, uint64_t seed, uint64_t epoch) except *:
+    cdef intp_t i, d = X.shape[1]
+    cdef intp_t nw = fnn_aug_work(a)
+    cdef float* work = NULL
+    if nw > 0:
+        work = <float*> malloc(<size_t> nw * sizeof(float))
+        if work == NULL:
+            raise MemoryError()
+    with nogil:
+        for i in range(rows.shape[0]):
+            if floating is float:
+                fnn_aug_row_f(a, &X[rows[i], 0], &out[i, 0],
+                              fnn_aug_key(seed, epoch, <uint64_t> rows[i]), work)
+            else:
+                fnn_aug_row_d(a, &X[rows[i], 0], &out[i, 0],
+                              fnn_aug_key(seed, epoch, <uint64_t> rows[i]), work)
+    free(work)
+
+
 cdef object _UINT8 = np.dtype(np.uint8)
 cdef object _F64 = np.dtype(np.float64)
 _WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
@@ -940,7 +1082,7 @@ _WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
-                  seed=0, epoch=0, n_threads=1):
+                  seed=0, epoch=0, n_threads=1, augment=None):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
 
     The whole run of batches stays in compiled code: gather, forward (with
@@ -971,6 +1113,9 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
       activation's derivative at the undropped activation (fastnn's kernels
       recover it as the dropped one times ``1 - rate``, within 2 ulp; ReLU
       exactly).
+    * ``augment``: None, or a :class:`fastnn.augment.AugmentParams`: each
+      gathered row is the deformation of :func:`augment_rows` (keyed by seed,
+      epoch and the row's index in X), made by the thread that gathers it.
 
     Returns ``(rows_done, loss_sum, n_correct, diverged)``: ``loss_sum`` is
     the sum over batches of the (weighted) mean batch loss times the batch
@@ -1063,6 +1208,10 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
         thr = np.array([drop_threshold(r) for r in drop], dtype=np.uint32)
         if not np.any(drop[:n_layers] > 0):
             drop = thr = None  # rate 0 everywhere: no masks, no cost
+    cdef fnn_aug_t aug
+    aug_keep = None
+    if augment is not None:
+        aug_keep = _check_augment(augment, sizes[0], &aug)
     work = [("params", params), ("slots", slots)] + [("ws." + f, bufs[f]) for f in _WS_FIELDS]
     for i in range(len(work)):
         for j in range(i + 1, len(work)):
@@ -1096,13 +1245,17 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                                   act, params, slots, bufs["grads"], bufs["acts"],
                                   bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                   drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
-                                  &correct, &diverged, &corrupt)
+                                  &correct, &diverged, &corrupt,
+                                  &aug if aug_keep is not None else NULL)
     else:
         done = _train_call[double](X, y, sample_weight, order, start, stop, batch_size, sizes,
                                    act, params, slots, bufs["grads"], bufs["acts"],
                                    bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                    drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
-                                   &correct, &diverged, &corrupt)
+                                   &correct, &diverged, &corrupt,
+                                   &aug if aug_keep is not None else NULL)
+    if corrupt == 2:
+        raise MemoryError("train_batches: no memory for the augmentation's work space")
     if corrupt:
         raise ValueError("order or y changed during the call: a row index or label left "
                          "its valid range (another thread writing to them?)")
@@ -1117,7 +1270,7 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
                         floating[::1] wbuf, uint8_t[::1] masks, const double[::1] drop,
                         const uint32_t[::1] thr, uint64_t seed, uint64_t epoch,
                         const fnn_opt_t* opt, int n_threads, double* loss_sum,
-                        intp_t* correct, int* diverged, int* corrupt):
+                        intp_t* correct, int* diverged, int* corrupt, const fnn_aug_t* aug):
     cdef intp_t done
     cdef fnn_bufs_t_f bf
     cdef fnn_bufs_t_d bd
@@ -1140,6 +1293,7 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
         if drop is not None:
             bf.drop, bf.drop_thr = &drop[0], &thr[0]
         bf.seed, bf.epoch = seed, epoch
+        bf.aug = aug
         with nogil:
             done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
     else:
@@ -1160,6 +1314,7 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
         if drop is not None:
             bd.drop, bd.drop_thr = &drop[0], &thr[0]
         bd.seed, bd.epoch = seed, epoch
+        bd.aug = aug
         with nogil:
             done = fnn_train_d(&bd, opt, n_threads, loss_sum, correct, diverged, corrupt)
     return done

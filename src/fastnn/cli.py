@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from . import config as cfg
+from .augment import KEYS as AUGMENT_KEYS
 from ._atomic import atomic_write_json
 
 log = logging.getLogger("fastnn")
@@ -100,6 +101,11 @@ def _add_config_overrides(p, title, exclude=()):
         # SUPPRESS: only the flags given appear, so "--early-stopping null" can set None
         group.add_argument("--" + key.replace("_", "-"), dest="set_" + key, type=_value,
                            default=argparse.SUPPRESS, metavar="VALUE")
+    if "augment" not in exclude:
+        # one flag per key of the ``augment:`` mapping (--augment-rotation 15 ...)
+        for key in AUGMENT_KEYS:
+            group.add_argument("--augment-" + key.replace("_", "-"), dest="aug_" + key,
+                               type=_value, default=argparse.SUPPRESS, metavar="VALUE")
 
 
 def _parser():
@@ -183,7 +189,8 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     returns ``(metrics, history)``.
     """
     from . import MLP, plots
-    from .datasets import class_names
+    from .augment import Augment
+    from .datasets import class_names, image_shape
     from .metrics import confusion_matrix, per_class_error
 
     model_kw, _, fit_kw = cfg.split(config)
@@ -200,6 +207,15 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
         names = names if len(names) == model.n_classes_ else None
         config = {**config, "seed": model.seed}  # the seed drawn for `seed: null`
         log.info("model: %r", model)
+        augment = Augment.coerce(fit_kw.get("augment"))
+        if augment is not None:
+            # the dataset's image shape, unless the config gave one
+            augment = augment.with_image_shape(image_shape(config["dataset"]))
+            fit_kw["augment"] = augment
+            log.info("augmentation: %s", json.dumps(augment.to_dict()))
+            plots.plot_augmentation(X, augment, out / "augmentation_samples.png",
+                                    seed=model.seed, title=f"{name}: training images (left) "
+                                    f"and their deformations in epochs 0-4")
         t0 = time.perf_counter()
         history = model.fit(X, y, verbose=verbose, checkpoint=checkpoint, **fit_kw)
         train_seconds = time.perf_counter() - t0
@@ -231,7 +247,15 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
 
 def _config_from_args(args):
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
-    return cfg.resolve({**cfg.load(args.config), **overrides})
+    base = cfg.load(args.config)
+    aug = {k[4:]: v for k, v in vars(args).items() if k.startswith("aug_")}
+    if aug:  # --augment-KEY flags update the config's (or --augment's) mapping
+        current = overrides.get("augment", base.get("augment")) or {}
+        if not isinstance(current, dict):
+            raise ValueError(f"config key 'augment' must be a mapping to take --augment-* flags, "
+                             f"got {current!r}")
+        overrides["augment"] = {**current, **aug}
+    return cfg.resolve({**base, **overrides})
 
 
 def cmd_train(args):
@@ -283,7 +307,8 @@ def cmd_sweep(args):
 
 def cmd_evaluate(args):
     from . import MLP
-    from .datasets import class_names
+    from .augment import Augment
+    from .datasets import class_names, image_shape
     from .metrics import confusion_matrix, per_class_error
     model = MLP.load(args.model)
     run_config = Path(args.model).with_name("config.json")

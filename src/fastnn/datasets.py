@@ -42,6 +42,7 @@ DATASETS = {
                     "https://storage.googleapis.com/cvdf-datasets/mnist/",
                     "http://yann.lecun.com/exdb/mnist/"],
         "classes": [str(d) for d in range(10)],
+        "image_shape": (28, 28),
         "md5": {"train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
                 "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
                 "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
@@ -49,6 +50,7 @@ DATASETS = {
     },
     "fashion-mnist": {
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+        "image_shape": (28, 28),
         "classes": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                     "Sneaker", "Bag", "Ankle boot"],
         "md5": {"train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
@@ -191,6 +193,16 @@ def class_names(dataset="mnist"):
     """
     check_choice(dataset, "dataset", DATASETS)
     return list(DATASETS[dataset]["classes"])
+
+
+def image_shape(dataset="mnist"):
+    """The (height, width) of ``dataset``'s images (its rows are these, flattened).
+
+    >>> image_shape("mnist")
+    (28, 28)
+    """
+    check_choice(dataset, "dataset", DATASETS)
+    return tuple(DATASETS[dataset]["image_shape"])
 
 
 def find_dataset(dataset="mnist", data_dir=None, download=True):

@@ -7,7 +7,8 @@ plain-NumPy twin of the same name and signature in :mod:`fastnn.reference`.
 
 :class:`Hyper` holds the optimizer of a ``train_batches`` call (SGD with
 momentum or Nesterov momentum, Adam/AdamW; L1/L2 on weights) and its update
-rules; ``train_batches`` also takes sample weights and dropout rates.
+rules; ``train_batches`` also takes sample weights, dropout rates and an
+augmentation (:func:`augment_rows` makes the same deformed rows).
 
 Kernels propagate NaN/inf like BLAS does; the model API
 (:class:`fastnn.MLP`) rejects non-finite data before it gets here.
@@ -23,6 +24,7 @@ from ._hyper import Hyper  # noqa: F401
 from ._kernels import (  # noqa: F401
     ACTIVATIONS,
     adam_update,
+    augment_rows,
     dense_backward,
     dense_forward,
     dropout_mask,
@@ -41,6 +43,7 @@ __all__ = [
     "sgd_update",
     "adam_update",
     "dropout_mask",
+    "augment_rows",
     "train_batches",
     "Hyper",
 ]

@@ -179,7 +179,7 @@ class MLP:
             l1=_SGD["l1"], sample_weight=None, class_weight=None, validation_split=0.0,
             validation_data=None, early_stopping=None, monitor="val_loss", min_delta=0.0,
             lr_decay=None, lr_decay_threshold=0.001, min_learning_rate=0.0, verbose=True,
-            callbacks=None, checkpoint=None, loss_reduction="mean", shuffle=True):
+            callbacks=None, checkpoint=None, loss_reduction="mean", shuffle=True, augment=None):
         """Train; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once).
@@ -223,6 +223,11 @@ class MLP:
             eps/B, l1/B, l2/B). A smaller last batch of an epoch (b < B
             rows) is scaled by the nominal B too, i.e. weighs B/b times its
             sum. The history's ``loss`` is the mean per sample either way.
+        augment : a :class:`fastnn.augment.Augment` (or a mapping of its
+            parameters): every training image is deformed afresh in every
+            epoch, in the compiled loop, reproducibly (keyed by the seed, the
+            epoch and the row). Rows must be images: ``image_shape`` given, or
+            square. Validation, evaluation and prediction never augment.
 
         All arguments after ``y`` are keyword-only. A call continues from the
         current weights and optimizer state (which live in memory only: a
@@ -252,7 +257,8 @@ class MLP:
             early_stopping=early_stopping, monitor=monitor, min_delta=min_delta,
             lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold,
             min_learning_rate=min_learning_rate, verbose=verbose, callbacks=callbacks,
-            checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle)
+            checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
+            augment=augment)
 
     @classmethod
     def fit_defaults(cls):

@@ -176,3 +176,24 @@ def _natural(name):
         return (0, float(name), "")
     except ValueError:
         return (1, 0.0, name)
+
+
+def plot_augmentation(X, augment, path, *, n=8, copies=5, seed=0, title=None):
+    """``n`` training images (the first of X) beside ``copies`` deformed
+    copies of each, as epochs 0, 1, ... of a model seeded ``seed`` make them
+    (``augment``: a :class:`fastnn.augment.Augment` with its image shape)."""
+    X = np.asarray(X)[:n]
+    h, w, c = augment.resolve_shape(X.shape[1])
+    fig = _figure(1.1 * (copies + 1), 1.1 * len(X) + 0.4)
+    axes = fig.subplots(len(X), copies + 1, squeeze=False)
+    cols = [X] + [augment.apply(X, seed=seed, epoch=e) for e in range(copies)]
+    for j, imgs in enumerate(cols):
+        for i in range(len(X)):
+            ax = axes[i, j]
+            img = imgs[i].reshape(h, w, c)
+            ax.imshow(img[..., 0] if c == 1 else img, cmap="gray" if c == 1 else None)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[0, j].set_title("original" if j == 0 else f"epoch {j - 1}", fontsize=8)
+    fig.suptitle(title or "Training images and their deformations", fontsize=9)
+    fig.savefig(path, dpi=100)

@@ -125,6 +125,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         parallel search (``GridSearchCV(n_jobs=...)``) the default already
         follows the limit joblib's workers set (``OMP_NUM_THREADS``): see
         :mod:`fastnn.threads`.
+    augment : fastnn.augment.Augment, mapping or None, default=None
+        fastnn's random deformations of training rows that are images (see
+        :mod:`fastnn.augment`), made afresh every epoch in the compiled loop;
+        off by default. Scoring and prediction never augment.
 
     Attributes
     ----------
@@ -154,7 +158,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 l1=0.0, dtype="float32", n_threads=None):
+                 l1=0.0, dtype="float32", n_threads=None, augment=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -181,6 +185,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.l1 = l1
         self.dtype = dtype
         self.n_threads = n_threads
+        self.augment = augment
 
     # -- scikit-learn protocol -------------------------------------------------
     def __sklearn_tags__(self):
@@ -339,7 +344,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     history = self.model_.fit(
                         X_train, y_train, epochs=epochs, batch_size=batch_size,
                         optimizer=self._optimizer, verbose=False, callbacks=[schedule],
-                        shuffle=bool(self.shuffle))
+                        shuffle=bool(self.shuffle), augment=self.augment)
                 _extend(self.history_, history, schedule.val_scores)
                 if history.diverged:
                     raise ValueError(

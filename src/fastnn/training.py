@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from . import kernels as _compiled
 from . import optim, serialization, threads
 from ._atomic import atomic_write_text
+from .augment import Augment
 from ._layout import as_sizes, workspace_sizes
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 
@@ -209,6 +210,7 @@ class FitPlan:
     callbacks: list
     checkpoint: object
     params: dict               # what History.params records
+    augment: object = None     # the kernels' AugmentParams, or None
 
     @property
     def validating(self):
@@ -279,7 +281,7 @@ def check_policy(epochs, batch_size, validation_split, early_stopping, monitor, 
 def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_data,
              early_stopping, monitor, min_delta, lr_decay, lr_decay_threshold,
              min_learning_rate, sample_weight, class_weight, verbose, callbacks,
-             checkpoint, loss_reduction, shuffle, optimizer):
+             checkpoint, loss_reduction, shuffle, optimizer, augment=None):
     """Validate the arguments of ``fit`` (errors name the argument): a :class:`FitPlan`."""
     (epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
      lr_decay_threshold, min_learning_rate, loss_reduction) = check_policy(
@@ -299,6 +301,10 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
             raise TypeError(f"callbacks must be fastnn.Callback instances, got {type(cb).__name__}")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path, got {checkpoint!r}")
+    augment = Augment.coerce(augment)
+    aug_params = None
+    if augment is not None and not augment.is_identity:
+        aug_params = augment.kernel_params(model.layers[0])  # checks image_shape
     X = check_X(X, model.layers[0], model.dtype)
     y = check_y(y, X.shape[0], model.layers[-1])
     if validation_data is not None:
@@ -341,14 +347,17 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
     for key, value, default in (("shuffle", bool(shuffle), True), ("monitor", monitor, "val_loss"),
                                 ("min_delta", min_delta, 0.0),
                                 ("min_learning_rate", min_learning_rate, 0.0),
-                                ("weighted", weights is not None, False)):
+                                ("weighted", weights is not None, False),
+                                ("augment", None if augment is None else augment.to_dict(),
+                                 None)):
         if value != default:
             params[key] = value
     loss_scale = 1.0 if weights is None else float(weights[train_idx].mean(dtype=np.float64))
     return FitPlan(X, y, train_idx, X_val, y_val, weights, loss_scale, epochs, run_batch,
                    grad_scale,
                    bool(shuffle), early_stopping, monitor, min_delta, lr_decay,
-                   lr_decay_threshold, min_learning_rate, callbacks, checkpoint, params)
+                   lr_decay_threshold, min_learning_rate, callbacks, checkpoint, params,
+                   aug_params)
 
 
 def resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2):
@@ -520,7 +529,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None,
         validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
         verbose, callbacks, checkpoint, loss_reduction="mean", shuffle=True,
         monitor="val_loss", min_delta=0.0, min_learning_rate=0.0, sample_weight=None,
-        class_weight=None, kernels=None):
+        class_weight=None, augment=None, kernels=None):
     """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
@@ -533,7 +542,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None,
                     min_learning_rate=min_learning_rate, sample_weight=sample_weight,
                     class_weight=class_weight, verbose=verbose, callbacks=callbacks,
                     checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
-                    optimizer=opt)
+                    optimizer=opt, augment=augment)
     opt.bind(model.n_params, model.dtype)
     model.optimizer_ = opt
     state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
@@ -669,7 +678,8 @@ def _run_epoch(kernels, state, ws, plan):
             rows, ls, c, run.diverged = kernels.train_batches(
                 plan.X, plan.y, order, start, stop, plan.batch_size, sizes, model.activation,
                 model.parameters, opt.slots, ws, hyper, sample_weight=plan.weights,
-                dropout=dropout, seed=model.seed, epoch=epoch, n_threads=n_threads)
+                dropout=dropout, seed=model.seed, epoch=epoch, n_threads=n_threads,
+                augment=plan.augment)
             if rows != stop - start:  # diverged: its last batch made no update
                 opt.t -= planned - -(-rows // plan.batch_size)
                 run.rows = start + rows
