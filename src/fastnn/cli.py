@@ -76,8 +76,9 @@ def _run_log(path):
 
 def _value(text):
     """A flag's value, typed like a YAML scalar ("1" -> 1, "null" -> None);
-    a comma-separated list of ints for layers."""
-    if "," in text and not text.strip().startswith("["):
+    a comma-separated list of ints for layers; a YAML flow list or mapping as is
+    (``--lr-schedule "{name: cosine, warmup_epochs: 2}"``)."""
+    if "," in text and not text.strip().startswith(("[", "{")):
         text = f"[{text}]"
     try:
         return cfg.parse_yaml(text)

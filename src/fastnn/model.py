@@ -179,7 +179,8 @@ class MLP:
             l1=_SGD["l1"], sample_weight=None, class_weight=None, validation_split=0.0,
             validation_data=None, early_stopping=None, monitor="val_loss", min_delta=0.0,
             lr_decay=None, lr_decay_threshold=0.001, min_learning_rate=0.0, verbose=True,
-            callbacks=None, checkpoint=None, loss_reduction="mean", shuffle=True):
+            callbacks=None, checkpoint=None, loss_reduction="mean", shuffle=True,
+            lr_schedule=None):
         """Train; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once).
@@ -204,7 +205,15 @@ class MLP:
             best epoch are restored at the end of every validated fit.
         lr_decay : multiply the learning rate by this after an epoch whose
             validation accuracy improved by less than ``lr_decay_threshold``,
-            but never below ``min_learning_rate``.
+            but never below ``min_learning_rate`` (the shorthand for
+            ``lr_schedule=fastnn.schedules.Plateau(lr_decay, lr_decay_threshold,
+            min_learning_rate)``).
+        lr_schedule : a :mod:`fastnn.schedules` schedule (``Step``,
+            ``Exponential``, ``Cosine``, ``Plateau``, ...), its name, or a
+            mapping ``{"name": "cosine", "warmup_epochs": 2, ...}``: the rate
+            of each epoch, scaling the optimizer's ``learning_rate`` (None:
+            that rate throughout). Applied per epoch; epochs count from 0 in
+            each ``fit`` (a fit resumed from a checkpoint continues the count).
         verbose : show a progress bar (tqdm).
         callbacks : objects with Keras-style ``on_*`` hooks (:class:`fastnn.Callback`).
         checkpoint : path; the full training state (weights, optimizer state,
@@ -252,7 +261,8 @@ class MLP:
             early_stopping=early_stopping, monitor=monitor, min_delta=min_delta,
             lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold,
             min_learning_rate=min_learning_rate, verbose=verbose, callbacks=callbacks,
-            checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle)
+            checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
+            lr_schedule=lr_schedule)
 
     @classmethod
     def fit_defaults(cls):

@@ -180,7 +180,7 @@ def _check_config(config):
     check_policy(**{k: fit_kw[k] for k in ("epochs", "batch_size", "validation_split",
                                            "early_stopping", "monitor", "min_delta", "lr_decay",
                                            "lr_decay_threshold", "min_learning_rate",
-                                           "loss_reduction")})
+                                           "loss_reduction", "lr_schedule")})
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernels as _compiled
-from . import optim, serialization, threads
+from . import optim, schedules, serialization, threads
 from ._atomic import atomic_write_text
 from ._layout import as_sizes, workspace_sizes
 from ._validation import check_choice, check_float, check_int, check_X, check_y
@@ -203,9 +203,7 @@ class FitPlan:
     early_stopping: object
     monitor: str
     min_delta: float
-    lr_decay: object
-    lr_decay_threshold: float
-    min_learning_rate: float
+    schedule: object           # a fastnn.schedules.Schedule (lr_schedule or lr_decay's Plateau) or None
     callbacks: list
     checkpoint: object
     params: dict               # what History.params records
@@ -258,8 +256,13 @@ def _check_weights(model, y, train_idx, sample_weight, class_weight):
 
 
 def check_policy(epochs, batch_size, validation_split, early_stopping, monitor, min_delta,
-                 lr_decay, lr_decay_threshold, min_learning_rate, loss_reduction):
-    """fit's scalar arguments, checked (errors name the argument), as a dict in this order."""
+                 lr_decay, lr_decay_threshold, min_learning_rate, loss_reduction,
+                 lr_schedule=None):
+    """fit's policy arguments, checked (errors name the argument), as a dict in this
+    order; ``lr_schedule`` as a :class:`fastnn.schedules.Schedule` (or None)."""
+    if lr_schedule is not None and lr_decay is not None:
+        raise ValueError("give lr_schedule or lr_decay, not both (lr_decay=f is "
+                         "lr_schedule=fastnn.schedules.Plateau(factor=f, ...))")
     return {
         "epochs": check_int(epochs, "epochs", low=0),
         "batch_size": check_int(batch_size, "batch_size", low=1, high=2**31 - 1),
@@ -273,18 +276,19 @@ def check_policy(epochs, batch_size, validation_split, early_stopping, monitor, 
         "lr_decay_threshold": check_float(lr_decay_threshold, "lr_decay_threshold"),
         "min_learning_rate": check_float(min_learning_rate, "min_learning_rate", low=0.0),
         "loss_reduction": check_choice(loss_reduction, "loss_reduction", LOSS_REDUCTIONS),
+        "lr_schedule": schedules.make(lr_schedule),
     }
 
 
 def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_data,
              early_stopping, monitor, min_delta, lr_decay, lr_decay_threshold,
              min_learning_rate, sample_weight, class_weight, verbose, callbacks,
-             checkpoint, loss_reduction, shuffle, optimizer):
+             checkpoint, loss_reduction, shuffle, optimizer, lr_schedule=None):
     """Validate the arguments of ``fit`` (errors name the argument): a :class:`FitPlan`."""
     (epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
-     lr_decay_threshold, min_learning_rate, loss_reduction) = check_policy(
+     lr_decay_threshold, min_learning_rate, loss_reduction, lr_schedule) = check_policy(
         epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
-        lr_decay_threshold, min_learning_rate, loss_reduction).values()
+        lr_decay_threshold, min_learning_rate, loss_reduction, lr_schedule).values()
     if not isinstance(verbose, (bool, int, np.integer)):
         raise TypeError(f"verbose must be a bool, got {verbose!r}")
     if not isinstance(shuffle, (bool, np.bool_)):
@@ -320,10 +324,17 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
         train_idx = np.arange(X.shape[0], dtype=np.intp)
     weights = _check_weights(model, y, train_idx, sample_weight, class_weight)
     validating = X_val is not None
-    for name, value in (("early_stopping", early_stopping), ("lr_decay", lr_decay)):
-        if value is not None and not validating:
+    schedule = lr_schedule
+    if lr_decay is not None:
+        schedule = schedules.Plateau(lr_decay, lr_decay_threshold, min_learning_rate)
+    for name, value in (("early_stopping", early_stopping), ("lr_decay", lr_decay),
+                        ("lr_schedule", lr_schedule)):
+        if value is not None and not validating and (
+                name != "lr_schedule" or value.needs_validation):
             raise ValueError(f"{name} needs validation data: set validation_split or "
                              f"validation_data")
+    if lr_schedule is not None and not lr_schedule.needs_validation:
+        _check_rates(lr_schedule, optimizer.learning_rate, epochs)
     # a batch never holds more than the training set: size the buffers (and the
     # batches, identically) by that, so a huge batch_size cannot exhaust memory
     run_batch = min(batch_size, int(train_idx.size))
@@ -341,14 +352,26 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
     for key, value, default in (("shuffle", bool(shuffle), True), ("monitor", monitor, "val_loss"),
                                 ("min_delta", min_delta, 0.0),
                                 ("min_learning_rate", min_learning_rate, 0.0),
-                                ("weighted", weights is not None, False)):
+                                ("weighted", weights is not None, False),
+                                ("lr_schedule", lr_schedule and lr_schedule.to_dict(), None)):
         if value != default:
             params[key] = value
     loss_scale = 1.0 if weights is None else float(weights[train_idx].mean(dtype=np.float64))
     return FitPlan(X, y, train_idx, X_val, y_val, weights, loss_scale, epochs, run_batch,
                    grad_scale,
-                   bool(shuffle), early_stopping, monitor, min_delta, lr_decay,
-                   lr_decay_threshold, min_learning_rate, callbacks, checkpoint, params)
+                   bool(shuffle), early_stopping, monitor, min_delta, schedule,
+                   callbacks, checkpoint, params)
+
+
+def _check_rates(schedule, learning_rate, epochs):
+    """ValueError unless ``schedule`` (one that reads no metrics) gives a finite
+    rate > 0 in each of the fit's epochs (a rate of 0 would make no update)."""
+    for epoch in range(epochs):
+        rate = schedule.rate(epoch, learning_rate, epochs=epochs)
+        if not (np.isfinite(rate) and rate > 0):
+            raise ValueError(f"lr_schedule {schedule!r} gives the learning rate {rate!r} in "
+                             f"epoch {epoch} of {epochs} (base rate {learning_rate!r}); "
+                             f"every epoch's rate must be finite and > 0")
 
 
 def resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2):
@@ -394,7 +417,6 @@ class TrainState:
         self.best = None                  # snapshot of the best validation epoch
         self.best_score = np.inf          # its monitored value, lower is better
         self.wait = 0                     # epochs since it
-        self.prev_val_accuracy = None     # for the plateau decay
 
     @property
     def epoch(self):
@@ -428,8 +450,15 @@ class TrainState:
         return bool(np.isfinite(self.model.parameters).all()
                     and np.isfinite(self.optimizer.slots).all())
 
+    def begin_epoch(self, epoch, plan):
+        """Set the learning rate of epoch ``epoch`` (the schedule's, read from the
+        optimizer's base rate and the history so far)."""
+        base = self.optimizer.learning_rate
+        self.learning_rate = base if plan.schedule is None else plan.schedule.rate(
+            epoch, base, epochs=plan.epochs, history=self.history.history)
+
     def end_epoch(self, epoch, logs, plan):
-        """Record a finished epoch: history, best snapshot, patience, learning rate."""
+        """Record a finished epoch: history, best snapshot, patience."""
         self.model.epochs_trained += 1
         self.history._append(epoch, logs)
         if not plan.validating:
@@ -442,22 +471,13 @@ class TrainState:
             self.wait += 1
             if plan.early_stopping is not None and self.wait >= plan.early_stopping:
                 self.history.stopped_epoch = epoch
-        val_acc = logs["val_accuracy"]
-        gain = val_acc - self.prev_val_accuracy if self.prev_val_accuracy is not None else np.inf
-        if plan.lr_decay is not None and gain < plan.lr_decay_threshold:
-            # decays to the floor, never up to it (a floor above the rate leaves the rate)
-            self.learning_rate = min(self.learning_rate,
-                                     max(self.learning_rate * plan.lr_decay,
-                                         plan.min_learning_rate))
-        self.prev_val_accuracy = val_acc
 
     # checkpoints
     def save(self, path, fingerprint):
         state = {"history": self.history.to_dict(),
                  "best_score": None if np.isinf(self.best_score) else self.best_score,
                  "best_t": None if self.best is None else self.best[1],
-                 "wait": self.wait, "lr": self.learning_rate,
-                 "prev_val_acc": self.prev_val_accuracy, "base_epoch": self.base_epoch,
+                 "wait": self.wait, "lr": self.learning_rate, "base_epoch": self.base_epoch,
                  "optimizer": self.optimizer.to_dict(), "t": self.optimizer.t,
                  "fingerprint": fingerprint}
         arrays = {"slots": self.optimizer.slots}
@@ -490,8 +510,6 @@ class TrainState:
             if saved["best_score"] is not None:
                 state.best_score = check_float(saved["best_score"], "best_score")
             state.wait = check_int(saved["wait"], "wait", low=0)
-            state.prev_val_accuracy = check_float(saved["prev_val_acc"], "prev_val_acc",
-                                                  allow_none=True)
             t = check_int(saved["t"], "t", low=0)
             best = arrays.get("best")
             if (best is None) != (history.best_epoch is None):
@@ -520,7 +538,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None,
         validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
         verbose, callbacks, checkpoint, loss_reduction="mean", shuffle=True,
         monitor="val_loss", min_delta=0.0, min_learning_rate=0.0, sample_weight=None,
-        class_weight=None, kernels=None):
+        class_weight=None, lr_schedule=None, kernels=None):
     """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
@@ -533,7 +551,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None,
                     min_learning_rate=min_learning_rate, sample_weight=sample_weight,
                     class_weight=class_weight, verbose=verbose, callbacks=callbacks,
                     checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
-                    optimizer=opt)
+                    optimizer=opt, lr_schedule=lr_schedule)
     opt.bind(model.n_params, model.dtype)
     model.optimizer_ = opt
     state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
@@ -563,6 +581,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None,
             for epoch in range(state.epoch, plan.epochs):
                 if history.stopped_epoch is not None or model.stop_training:
                     break
+                state.begin_epoch(epoch, plan)
                 for cb in plan.callbacks:
                     cb.on_epoch_begin(epoch)
                 last_good = state.snapshot(last_good[0])
