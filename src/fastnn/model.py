@@ -137,6 +137,12 @@ class MLP:
         return self.layers[-1]
 
     @property
+    def classes_(self):
+        """The class labels, ``0 .. n_classes_-1`` (int64): ``predict`` returns
+        these, and column ``j`` of ``predict_proba`` is class ``classes_[j]``."""
+        return np.arange(self.layers[-1], dtype=np.int64)
+
+    @property
     def n_params(self):
         return self._params.size
 
@@ -313,6 +319,26 @@ class MLP:
             kernels.softmax(logits, out=proba[start:start + logits.shape[0]])
         return proba
 
+    def predict_log_proba(self, X):
+        """Log class probabilities, shape (n_samples, n_classes): the log-softmax
+        of the logits, ``z - max(z) - log(sum(exp(z - max(z))))`` per row,
+        finite (and accurate) where ``predict_proba`` underflows to 0.
+
+        >>> import numpy as np
+        >>> from fastnn import MLP
+        >>> model = MLP([3, 2], seed=0)
+        >>> model.coefs_[0][...] = [[60.0, -60.0], [0, 0], [0, 0]]
+        >>> model.predict_log_proba(np.array([[1.0, 0, 0]])).round(3).tolist()
+        [[0.0, -120.0]]
+        """
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
+        for start, logits in self._logits_blocks(X, check=True):
+            z = out[start:start + logits.shape[0]]
+            np.subtract(logits, logits.max(axis=1, keepdims=True), out=z)
+            z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return out
+
     def predict(self, X):
         """Predicted class labels, shape (n_samples,)."""
         X = self._check_X(X)
@@ -367,6 +393,19 @@ class MLP:
         use ``fit(..., checkpoint=path)``.
         """
         serialization.save_model(self, path)
+
+    def to_onnx(self, path, classes=None):
+        """Write the model to ``path`` as an ONNX graph, to serve it without
+        fastnn (needs ``pip install 'fastnn[onnx]'``).
+
+        Input ``"X"``: ``(N, n_features)`` of the model's dtype; outputs
+        ``"probabilities"`` ``(N, n_classes)`` and ``"label"`` ``(N,)``: int64
+        class indices, or ``classes[index]`` when ``classes`` (one label per
+        class: integers, floats or strings) is given. Opset 13; see
+        :mod:`fastnn.export`.
+        """
+        from .export import to_onnx
+        to_onnx(self, path, classes)
 
     @classmethod
     def load(cls, path):

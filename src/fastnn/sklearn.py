@@ -418,6 +418,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         with threads.using(self.n_threads):
             return self.classes_[self.model_.predict(X)]
 
+    def to_onnx(self, path):
+        """Write the fitted network to ``path`` as ONNX (``pip install
+        'fastnn[onnx]'``): input ``"X"`` ``(N, n_features_in_)`` of ``dtype``,
+        outputs ``"probabilities"`` (columns in ``classes_`` order) and
+        ``"label"`` (elements of ``classes_``: int64, double or string). See
+        :mod:`fastnn.export`."""
+        check_is_fitted(self)
+        self.model_.to_onnx(path, classes=self.classes_)
+
     # -- scikit-learn's attributes ---------------------------------------------
     @property
     def coefs_(self):
