@@ -143,7 +143,7 @@ def to_onnx_model(model: MLP, classes: Any = None, name: str = "fastnn") -> Any:
         outputs.append(helper.make_tensor_value_info("probabilities", elem, ["N", n_classes]))
         if classes is None:
             nodes.append(helper.make_node("Identity", ["index"], ["label"]))
-            label_type = TensorProto.INT64
+            label_type: int = TensorProto.INT64
         else:
             table, label_type = _classes_tensor(classes, n_classes)
             inits.append(numpy_helper.from_array(table, "classes"))

@@ -84,7 +84,8 @@ class Schedule:
         return {"name": self.name, **self.get_config()}
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and self.get_config() == other.get_config()  # type: ignore[attr-defined]
+        return isinstance(other, Schedule) and type(other) is type(self) \
+            and self.get_config() == other.get_config()
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, tuple(self.get_config().items())))

@@ -5,12 +5,16 @@ inside one compiled call (:func:`fastnn.kernels.train_batches`), so small
 batches pay no Python overhead per step, and all buffers are allocated once
 per ``fit``. Between chunks Python can react to Ctrl-C.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import dataclasses
 import time
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -19,7 +23,11 @@ from . import kernels as _compiled
 from . import optim, schedules, serialization, threads
 from ._atomic import atomic_write_text
 from ._layout import as_sizes, workspace_sizes
+from ._typing import ArrayLike, PathLike
 from ._validation import check_choice, check_float, check_int, check_X, check_y
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import MLP
 
 #: Rows per compiled call (rounded down to whole batches, at least one batch):
 #: bounds the reaction time to Ctrl-C, which Python sees between calls only.
@@ -49,21 +57,21 @@ class Callback:
     to stop after the current epoch.
     """
 
-    model = None
+    model: Any = None  # the MLP being trained (set by fit)
 
-    def set_model(self, model):
+    def set_model(self, model: MLP) -> None:
         self.model = model
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         pass
 
 
@@ -79,27 +87,27 @@ class History:
     training ended early.
     """
 
-    def __init__(self, params=None):
-        self.history = {}
-        self.epoch = []
-        self.params = dict(params or {})
-        self.best_epoch = None
-        self.stopped_epoch = None
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.params: dict[str, Any] = dict(params or {})
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
         self.diverged = False
         self.interrupted = False
 
-    def _append(self, epoch, logs):
+    def _append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {"history": self.history, "epoch": self.epoch, "params": self.params,
                 "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch,
                 "diverged": self.diverged, "interrupted": self.interrupted}
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: dict[str, Any]) -> History:
         h = cls(d.get("params"))
         h.history = {k: list(v) for k, v in d["history"].items()}
         h.epoch = list(d["epoch"])
@@ -107,13 +115,13 @@ class History:
             setattr(h, key, d.get(key, getattr(h, key)))
         return h
 
-    def to_json(self, path=None):
+    def to_json(self, path: PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
             atomic_write_text(path, text)
         return text
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         n = len(self.epoch)
         last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
         return f"History({n} epochs, best_epoch={self.best_epoch}, last={last})"
@@ -532,13 +540,18 @@ class TrainState:
 _SHORTHAND = shorthand_defaults()
 
 
-def fit(model, X, y, *, epochs, batch_size, optimizer=None,
-        learning_rate=_SHORTHAND["learning_rate"], momentum=_SHORTHAND["momentum"],
-        l2=_SHORTHAND["l2"], l1=_SHORTHAND["l1"],
-        validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
-        verbose, callbacks, checkpoint, loss_reduction="mean", shuffle=True,
-        monitor="val_loss", min_delta=0.0, min_learning_rate=0.0, sample_weight=None,
-        class_weight=None, lr_schedule=None, kernels=None):
+def fit(model: MLP, X: ArrayLike, y: ArrayLike, *, epochs: int, batch_size: int,
+        optimizer: optim.Optimizer | str | None = None,
+        learning_rate: float = _SHORTHAND["learning_rate"],
+        momentum: float = _SHORTHAND["momentum"],
+        l2: float = _SHORTHAND["l2"], l1: float = _SHORTHAND["l1"],
+        validation_split: float, validation_data: tuple[ArrayLike, ArrayLike] | None,
+        early_stopping: int | None, lr_decay: float | None, lr_decay_threshold: float,
+        verbose: bool, callbacks: Sequence[Callback] | None, checkpoint: PathLike | None,
+        loss_reduction: str = "mean", shuffle: bool = True, monitor: str = "val_loss",
+        min_delta: float = 0.0, min_learning_rate: float = 0.0,
+        sample_weight: ArrayLike | None = None, class_weight: str | dict[int, float] | None = None,
+        lr_schedule: schedules.ScheduleSpec = None, kernels: Any = None) -> History:
     """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
