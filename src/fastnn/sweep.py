@@ -145,6 +145,9 @@ _HASH_CHARS = 8
 def _slug(value):
     if isinstance(value, (list, tuple)):
         return "-".join(_slug(v) for v in value)
+    if isinstance(value, Mapping):  # e.g. an lr_schedule: step-step_size_2
+        return "-".join(_slug(v) if k == "name" else f"{_slug(k)}_{_slug(v)}"
+                        for k, v in value.items())
     text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     return "".join(c if (c.isascii() and c.isalnum()) or c in ".-_+" else "_" for c in text)
 
