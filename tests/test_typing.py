@@ -26,6 +26,11 @@ def _public_callables():
              export.to_onnx, export.to_onnx_model, export.output_kind, export.output_names]
     classes = [fastnn.MLP, fastnn.History, fastnn.Callback, optim.Optimizer, optim.SGD,
                optim.Adam, *schedules.SCHEDULES.values(), schedules.Schedule]
+    try:
+        from fastnn.sklearn import MLPClassifier
+        classes.append(MLPClassifier)
+    except ImportError:  # scikit-learn is an optional extra
+        pass
     for cls in classes:
         for name, member in vars(cls).items():
             if name.startswith("_") and name != "__init__":
