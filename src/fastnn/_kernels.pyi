@@ -1,5 +1,5 @@
 # Type stub of the compiled module fastnn._kernels (see _kernels.pyx).
-from typing import Any, Union, Dict, Optional, Tuple
+from typing import Any, Dict, Literal, Optional, Tuple, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,14 +29,24 @@ def dense_backward(
     dZ_prev: Optional[NDArray[np.floating]] = None,
     compute_dZ_prev: bool = True,
 ) -> Tuple[NDArray[np.floating], NDArray[np.floating], Optional[NDArray[np.floating]]]: ...
+@overload
 def softmax_cross_entropy(
     logits: NDArray[np.floating],
-    labels: NDArray[np.intp],
+    labels: NDArray[np.integer],
     grad: Optional[NDArray[np.floating]] = None,
     *,
     sample_weight: Optional[NDArray[np.floating]] = None,
-    return_correct: bool = False,
-) -> Union[Tuple[float, NDArray[np.floating]], Tuple[float, NDArray[np.floating], int]]: ...
+    return_correct: Literal[False] = False,
+) -> Tuple[float, NDArray[np.floating]]: ...
+@overload
+def softmax_cross_entropy(
+    logits: NDArray[np.floating],
+    labels: NDArray[np.integer],
+    grad: Optional[NDArray[np.floating]] = None,
+    *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
+    return_correct: Literal[True],
+) -> Tuple[float, NDArray[np.floating], int]: ...
 def softmax(
     logits: NDArray[np.floating], out: Optional[NDArray[np.floating]] = None
 ) -> NDArray[np.floating]: ...

@@ -1,9 +1,10 @@
-"""The ``fastnn`` command line: train, sweep, study, evaluate, gradcheck, bench.
+"""The ``fastnn`` command line: train, sweep, study, evaluate, export, gradcheck, bench.
 
     fastnn train --config configs/best.yaml --data-dir ../shared/data/mnist --out runs/best
     fastnn sweep --config configs/best.yaml --grid activation=relu,tanh --grid l2=0,1e-3 --jobs 2
     fastnn study configs/study --out runs/study
     fastnn evaluate runs/best/model.npz --data-dir ../shared/data/mnist
+    fastnn export runs/best/model.npz --onnx runs/best/model.onnx
     fastnn gradcheck --data-dir ../shared/data/mnist
     fastnn bench --data-dir ../shared/data/mnist
 
@@ -77,8 +78,9 @@ def _run_log(path):
 
 def _value(text):
     """A flag's value, typed like a YAML scalar ("1" -> 1, "null" -> None);
-    a comma-separated list of ints for layers."""
-    if "," in text and not text.strip().startswith("["):
+    a comma-separated list of ints for layers; a YAML flow list or mapping as is
+    (``--lr-schedule "{name: cosine, warmup_epochs: 2}"``)."""
+    if "," in text and not text.strip().startswith(("[", "{")):
         text = f"[{text}]"
     try:
         return cfg.parse_yaml(text)
@@ -109,7 +111,9 @@ def _add_config_overrides(p, title, exclude=()):
 
 
 def _parser():
+    from . import __version__
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a model from a config file")
@@ -151,6 +155,11 @@ def _parser():
     _add_data_args(p)
     p.add_argument("--dataset", default=None, help="mnist | fashion-mnist (default: from the run)")
     p.add_argument("--normalize", default=None, help="minmax | standard | none (default: from the run)")
+
+    p = sub.add_parser("export", help="export a saved model to another format (ONNX)")
+    p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
+    p.add_argument("--onnx", required=True, metavar="PATH",
+                   help="write an ONNX file here (pip install 'fastnn[onnx]')")
 
     p = sub.add_parser("gradcheck", help="finite differences vs backpropagation, per layer")
     _add_data_args(p)
@@ -329,6 +338,22 @@ def cmd_evaluate(args):
     return 0
 
 
+def cmd_export(args):
+    """``fastnn export model.npz --onnx out.onnx``."""
+    from . import MLP
+    from .export import OPSET, INPUT, output_names
+    model = MLP.load(args.model)
+    try:
+        model.to_onnx(args.onnx)
+    except ImportError as exc:
+        print(f"fastnn export: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.model} -> {args.onnx} (ONNX opset {OPSET}; input {INPUT!r} "
+          f"{model.dtype.name} (N, {model.n_features_in_}); outputs "
+          f"{', '.join(map(repr, output_names(model)))})")
+    return 0
+
+
 def cmd_study(args):
     from .study import run_study
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
@@ -361,7 +386,8 @@ def cmd_gradcheck(args):
 
 
 COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "study": cmd_study,
-            "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck, "bench": cmd_bench}
+            "evaluate": cmd_evaluate, "export": cmd_export, "gradcheck": cmd_gradcheck,
+            "bench": cmd_bench}
 
 
 def main(argv=None):

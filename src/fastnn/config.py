@@ -12,9 +12,14 @@ checked by the model and ``fit``.
 >>> cfg["activation"], cfg["epochs"], cfg["dataset"]
 ('relu', 3, 'mnist')
 """
+from __future__ import annotations
+
 import json
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -51,12 +56,12 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
                               list("-+0123456789"))
 
 
-def parse_yaml(text):
+def parse_yaml(text: str) -> Any:
     """``text`` parsed as YAML (safe), with ``1e-3`` a float."""
     return yaml.load(text, Loader=_Loader)
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or JSON (.json) mapping from ``path``."""
     path = Path(path)
     if not path.is_file():
@@ -78,7 +83,8 @@ def load(path):
     return data
 
 
-def resolve(config, overrides=None):
+def resolve(config: Mapping[str, Any],
+            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Defaults, then ``config``, then ``overrides`` (None values in overrides are skipped)."""
     merged = dict(DEFAULTS)
     for source in (config, overrides or {}):
@@ -109,13 +115,13 @@ def resolve(config, overrides=None):
     return merged
 
 
-def make_optimizer(config):
+def make_optimizer(config: Mapping[str, Any]) -> optim.Optimizer:
     """The optimizer of a resolved config (validated)."""
     name = config["optimizer"]
     return optim.make(name, **{k: config[k] for k in optim.params_of(name)})
 
 
-def split(config):
+def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """``(model_kwargs, data_kwargs, fit_kwargs)`` of a resolved config; the fit
     keywords hold ``optimizer``, a fresh :mod:`fastnn.optim` optimizer.
 

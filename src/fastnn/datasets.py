@@ -14,6 +14,8 @@ error lists the missing files and where to put them. IDX files are checked
 >>> X_train.shape, X_train.dtype, y_train[:5]                                 # doctest: +SKIP
 ((60000, 784), dtype('float32'), array([5, 0, 4, 1, 9], dtype=uint8))
 """
+from __future__ import annotations
+
 import gzip
 import hashlib
 import os
@@ -22,9 +24,12 @@ import urllib.error
 import urllib.request
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
+from ._typing import PathLike
 from ._validation import check_choice
 
 NORMALIZATIONS = ("minmax", "standard", "none")
@@ -36,7 +41,7 @@ _FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
-DATASETS = {
+DATASETS: dict[str, dict[str, Any]] = {
     "mnist": {
         "mirrors": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
                     "https://storage.googleapis.com/cvdf-datasets/mnist/",
@@ -61,6 +66,10 @@ DATASETS = {
 }
 
 # IDX type codes -> big-endian dtypes
+#: What the loaders return: ``((X_train, y_train), (X_test, y_test))``.
+Dataset = tuple[tuple[NDArray[np.float32], NDArray[np.uint8]],
+                tuple[NDArray[np.float32], NDArray[np.uint8]]]
+
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -68,7 +77,7 @@ class DatasetNotFoundError(FileNotFoundError):
     """The dataset's files are neither on disk nor downloadable."""
 
 
-def parse_idx(data, name="IDX data"):
+def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
     """Parse the bytes of an IDX file into an ndarray (native byte order).
 
     Checks the magic number (two zero bytes, a known type code, ndim >= 1),
@@ -93,7 +102,7 @@ def parse_idx(data, name="IDX data"):
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
-def read_idx(path):
+def read_idx(path: PathLike) -> np.ndarray:
     """Read an IDX file, gzip-compressed or not (by content, not by name)."""
     path = Path(path)
     raw = path.read_bytes()
@@ -105,7 +114,7 @@ def read_idx(path):
     return parse_idx(raw, str(path))
 
 
-def default_cache_dir(dataset="mnist"):
+def default_cache_dir(dataset: str = "mnist") -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "fastnn" / dataset
 
@@ -183,7 +192,7 @@ def _locate(dataset, data_dir, download_missing):
     return found
 
 
-def class_names(dataset="mnist"):
+def class_names(dataset: str = "mnist") -> list[str]:
     """The names of ``dataset``'s ten classes, by label.
 
     >>> class_names("fashion-mnist")[:3]
@@ -205,7 +214,8 @@ def image_shape(dataset="mnist"):
     return tuple(DATASETS[dataset]["image_shape"])
 
 
-def find_dataset(dataset="mnist", data_dir=None, download=True):
+def find_dataset(dataset: str = "mnist", data_dir: PathLike | None = None,
+                 download: bool = True) -> Path:
     """The folder that holds ``dataset``'s four IDX files, looked up exactly as
     :func:`load_dataset` does: ``data_dir``, else ``$FASTNN_DATA``, else the
     user cache (``$XDG_CACHE_HOME/fastnn/<dataset>``, default
@@ -222,7 +232,7 @@ def find_dataset(dataset="mnist", data_dir=None, download=True):
     return _locate(dataset, data_dir, download)["train_images"].parent
 
 
-def normalize_images(X, normalize):
+def normalize_images(X: np.ndarray, normalize: str) -> NDArray[np.float32]:
     """uint8 images (n, 784) -> float32 features: ``minmax`` scales to [0, 1];
     ``standard`` z-scores each image (as the original study); ``none`` casts."""
     check_choice(normalize, "normalize", NORMALIZATIONS)
@@ -236,7 +246,8 @@ def normalize_images(X, normalize):
     return X
 
 
-def load_dataset(dataset="mnist", data_dir=None, normalize="minmax", download=True):
+def load_dataset(dataset: str = "mnist", data_dir: PathLike | None = None,
+                 normalize: str = "minmax", download: bool = True) -> Dataset:
     """``((X_train, y_train), (X_test, y_test))``; X float32 (n, 784), y uint8."""
     check_choice(dataset, "dataset", DATASETS)
     check_choice(normalize, "normalize", NORMALIZATIONS)
@@ -255,14 +266,16 @@ def load_dataset(dataset="mnist", data_dir=None, normalize="minmax", download=Tr
             raise ValueError(f"{paths[split + '_labels']}: labels must be 0..9, got {labels.max()}")
         X = normalize_images(images.reshape(images.shape[0], -1), normalize)
         out.append((X, labels))
-    return tuple(out)
+    return (out[0], out[1])
 
 
-def load_mnist(data_dir=None, normalize="minmax", download=True):
+def load_mnist(data_dir: PathLike | None = None, normalize: str = "minmax",
+               download: bool = True) -> Dataset:
     """MNIST digits: ``((X_train, y_train), (X_test, y_test))``, 60,000 + 10,000 images."""
     return load_dataset("mnist", data_dir, normalize, download)
 
 
-def load_fashion_mnist(data_dir=None, normalize="minmax", download=True):
+def load_fashion_mnist(data_dir: PathLike | None = None, normalize: str = "minmax",
+                       download: bool = True) -> Dataset:
     """Fashion-MNIST (same format as MNIST): ``((X_train, y_train), (X_test, y_test))``."""
     return load_dataset("fashion-mnist", data_dir, normalize, download)

@@ -1,11 +1,24 @@
 """The model: a multilayer perceptron classifier with a softmax output."""
-import numpy as np
+from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+import numpy as np
 
 from . import kernels, serialization, threads, training
 from ._layout import aligned_zeros, n_params, unflatten
+from ._typing import ArrayLike, FloatArray, IntArray, PathLike
 from ._validation import check_choice, check_float, check_int, check_X, check_y
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Mapping
+
+    from .augment import Augment
+    from .optim import Optimizer
+    from .schedules import ScheduleSpec
+    from .training import Callback, History
 
 _INITS = ("auto", "uniform", "he", "glorot")
 _DTYPES = ("float32", "float64")
@@ -14,7 +27,7 @@ _BLOCK = 2048  # rows per forward block in predict/evaluate
 _SGD = training.shorthand_defaults()
 
 
-def _check_rate(value, name):
+def _check_rate(value: Any, name: str) -> float:
     return check_float(value, name, low=0.0, high=1.0, high_open=True)
 
 
@@ -64,8 +77,10 @@ class MLP:
     [1.0, 1.0, 1.0]
     """
 
-    def __init__(self, layers, activation="relu", *, dtype="float32", seed=None, init="auto",
-                 dropout=0.0, input_dropout=0.0):
+    def __init__(self, layers: Sequence[int], activation: str = "relu", *,
+                 dtype: str | type | np.dtype[Any] = "float32", seed: int | None = None,
+                 init: str = "auto", dropout: float | Sequence[float] = 0.0,
+                 input_dropout: float = 0.0) -> None:
         if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
             raise TypeError(f"layers must be a sequence of ints, got {layers!r}")
         if len(layers) < 2:
@@ -79,29 +94,30 @@ class MLP:
             dtype = np.dtype(dtype).name
         self.dtype = np.dtype(check_choice(dtype, "dtype", _DTYPES))
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy % (2**63))
+            seed = int(cast(int, np.random.SeedSequence().entropy) % (2**63))
         self.seed = check_int(seed, "seed", low=0)
         self.init = check_choice(init, "init", _INITS)
         n_hidden = len(self.layers) - 2
         if isinstance(dropout, (str, bytes)):
             raise TypeError(f"dropout must be a number or a sequence of numbers, got {dropout!r}")
         if hasattr(dropout, "__len__"):
-            if len(dropout) != n_hidden:
+            rates = cast("Sequence[float]", dropout)
+            if len(rates) != n_hidden:
                 raise ValueError(f"dropout must give one rate per hidden layer ({n_hidden}), "
-                                 f"got {len(dropout)}")
-            self.dropout = tuple(_check_rate(r, f"dropout[{i}]") for i, r in enumerate(dropout))
+                                 f"got {len(rates)}")
+            self.dropout = tuple(_check_rate(r, f"dropout[{i}]") for i, r in enumerate(rates))
         else:
             self.dropout = (_check_rate(dropout, "dropout"),) * n_hidden
         self.input_dropout = _check_rate(input_dropout, "input_dropout")
         self._params = aligned_zeros(n_params(self.layers), self.dtype)
         self._epochs_trained = 0
-        self.optimizer_ = None
-        self.history_ = None
+        self.optimizer_: Optimizer | None = None
+        self.history_: History | None = None
         self.stop_training = False
         self._initialize()
 
     # -- parameters ----------------------------------------------------------
-    def _initialize(self):
+    def _initialize(self) -> None:
         rng = np.random.default_rng([self.seed, 0])
         weights, _ = unflatten(self._params, self.layers)
         scheme = self.init
@@ -119,50 +135,56 @@ class MLP:
                 W[...] = rng.uniform(-a, a, size=W.shape)
 
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[FloatArray]:
         """Weight matrices, one ``(fan_in, fan_out)`` view per layer (scikit-learn's name)."""
         return unflatten(self._params, self.layers)[0]
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[FloatArray]:
         """Bias vectors, one view per layer (scikit-learn's name)."""
         return unflatten(self._params, self.layers)[1]
 
     @property
-    def n_features_in_(self):
+    def n_features_in_(self) -> int:
         return self.layers[0]
 
     @property
-    def n_classes_(self):
+    def n_classes_(self) -> int:
         return self.layers[-1]
 
     @property
-    def n_params(self):
+    def classes_(self) -> IntArray:
+        """The class labels, ``0 .. n_classes_-1`` (int64): ``predict`` returns
+        these, and column ``j`` of ``predict_proba`` is class ``classes_[j]``."""
+        return np.arange(self.layers[-1], dtype=np.int64)
+
+    @property
+    def n_params(self) -> int:
         return self._params.size
 
     @property
-    def parameters(self):
+    def parameters(self) -> FloatArray:
         """All parameters as one flat, writeable vector (a view): the weights
         ``W_0 .. W_{L-1}`` row-major, then the biases; ``coefs_`` and
         ``intercepts_`` are views into it."""
         return self._params
 
     @property
-    def dropout_rates(self):
+    def dropout_rates(self) -> tuple[float, ...]:
         """``(input_dropout, *dropout)``: the rate of each layer's input, as the
         kernels take it."""
         return (self.input_dropout, *self.dropout)
 
     @property
-    def epochs_trained(self):
+    def epochs_trained(self) -> int:
         """Epochs of training this model has had (kept by ``save``/``load``)."""
         return self._epochs_trained
 
     @epochs_trained.setter
-    def epochs_trained(self, value):
+    def epochs_trained(self, value: int) -> None:
         self._epochs_trained = check_int(value, "epochs_trained", low=0)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extra = ""
         if any(self.dropout):
             rates = set(self.dropout)
@@ -174,12 +196,21 @@ class MLP:
                 f"# {self.n_params} parameters, {self._epochs_trained} epochs trained")
 
     # -- training ------------------------------------------------------------
-    def fit(self, X, y, *, epochs=10, batch_size=128, optimizer=None,
-            learning_rate=_SGD["learning_rate"], momentum=_SGD["momentum"], l2=_SGD["l2"],
-            l1=_SGD["l1"], sample_weight=None, class_weight=None, validation_split=0.0,
-            validation_data=None, early_stopping=None, monitor="val_loss", min_delta=0.0,
-            lr_decay=None, lr_decay_threshold=0.001, min_learning_rate=0.0, verbose=True,
-            callbacks=None, checkpoint=None, loss_reduction="mean", shuffle=True, augment=None):
+    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 128,
+            optimizer: Optimizer | str | None = None,
+            learning_rate: float = _SGD["learning_rate"], momentum: float = _SGD["momentum"],
+            l2: float = _SGD["l2"], l1: float = _SGD["l1"],
+            sample_weight: ArrayLike | None = None,
+            class_weight: Literal["balanced"] | dict[int, float] | None = None,
+            validation_split: float = 0.0,
+            validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+            early_stopping: int | None = None, monitor: str = "val_loss",
+            min_delta: float = 0.0, lr_decay: float | None = None,
+            lr_decay_threshold: float = 0.001, min_learning_rate: float = 0.0,
+            verbose: bool = True, callbacks: Sequence[Callback] | None = None,
+            checkpoint: PathLike | None = None, loss_reduction: str = "mean",
+            shuffle: bool = True, lr_schedule: ScheduleSpec = None,
+            augment: Augment | Mapping[str, Any] | None = None) -> History:
         """Train; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once).
@@ -204,7 +235,15 @@ class MLP:
             best epoch are restored at the end of every validated fit.
         lr_decay : multiply the learning rate by this after an epoch whose
             validation accuracy improved by less than ``lr_decay_threshold``,
-            but never below ``min_learning_rate``.
+            but never below ``min_learning_rate`` (the shorthand for
+            ``lr_schedule=fastnn.schedules.Plateau(lr_decay, lr_decay_threshold,
+            min_learning_rate)``).
+        lr_schedule : a :mod:`fastnn.schedules` schedule (``Step``,
+            ``Exponential``, ``Cosine``, ``Plateau``, ...), its name, or a
+            mapping ``{"name": "cosine", "warmup_epochs": 2, ...}``: the rate
+            of each epoch, scaling the optimizer's ``learning_rate`` (None:
+            that rate throughout). Applied per epoch; epochs count from 0 in
+            each ``fit`` (a fit resumed from a checkpoint continues the count).
         verbose : show a progress bar (tqdm).
         callbacks : objects with Keras-style ``on_*`` hooks (:class:`fastnn.Callback`).
         checkpoint : path; the full training state (weights, optimizer state,
@@ -258,25 +297,26 @@ class MLP:
             lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold,
             min_learning_rate=min_learning_rate, verbose=verbose, callbacks=callbacks,
             checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
-            augment=augment)
+            lr_schedule=lr_schedule, augment=augment)
 
     @classmethod
-    def fit_defaults(cls):
+    def fit_defaults(cls) -> dict[str, Any]:
         """The defaults of :meth:`fit`'s keyword arguments (configs use them)."""
         return {p.name: p.default for p in inspect.signature(cls.fit).parameters.values()
                 if p.kind is p.KEYWORD_ONLY}
 
     @classmethod
-    def init_defaults(cls):
+    def init_defaults(cls) -> dict[str, Any]:
         """The defaults of the constructor's keyword arguments."""
         return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
                 if p.default is not p.empty}
 
     # -- inference -----------------------------------------------------------
-    def _check_X(self, X, name="X"):
+    def _check_X(self, X: ArrayLike, name: str = "X") -> FloatArray:
         return check_X(X, self.layers[0], self.dtype, name)
 
-    def _logits_blocks(self, X, check=False):
+    def _logits_blocks(self, X: FloatArray,
+                       check: bool = False) -> Iterator[tuple[int, FloatArray]]:
         """Yield ``(start, logits)`` over blocks of rows of a validated X.
 
         ``check``: raise ValueError where a row's largest logit is not finite (NaN,
@@ -301,7 +341,7 @@ class MLP:
                                      f"large for this model, or its weights are")
                 yield start, a
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> FloatArray:
         """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
         X = self._check_X(X)
         proba = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
@@ -309,7 +349,27 @@ class MLP:
             kernels.softmax(logits, out=proba[start:start + logits.shape[0]])
         return proba
 
-    def predict(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> FloatArray:
+        """Log class probabilities, shape (n_samples, n_classes): the log-softmax
+        of the logits, ``z - max(z) - log(sum(exp(z - max(z))))`` per row,
+        finite (and accurate) where ``predict_proba`` underflows to 0.
+
+        >>> import numpy as np
+        >>> from fastnn import MLP
+        >>> model = MLP([3, 2], seed=0)
+        >>> model.coefs_[0][...] = [[60.0, -60.0], [0, 0], [0, 0]]
+        >>> model.predict_log_proba(np.array([[1.0, 0, 0]])).round(3).tolist()
+        [[0.0, -120.0]]
+        """
+        X = self._check_X(X)
+        out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
+        for start, logits in self._logits_blocks(X, check=True):
+            z = out[start:start + logits.shape[0]]
+            np.subtract(logits, logits.max(axis=1, keepdims=True), out=z)
+            z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
+        return out
+
+    def predict(self, X: ArrayLike) -> IntArray:
         """Predicted class labels, shape (n_samples,)."""
         X = self._check_X(X)
         pred = np.empty(X.shape[0], dtype=np.intp)
@@ -317,7 +377,7 @@ class MLP:
             pred[start:start + logits.shape[0]] = logits.argmax(axis=1)
         return pred
 
-    def decision_function(self, X):
+    def decision_function(self, X: ArrayLike) -> FloatArray:
         """The logits (the output layer before the softmax), shape (n_samples, n_classes)."""
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
@@ -325,17 +385,19 @@ class MLP:
             out[start:start + logits.shape[0]] = logits
         return out
 
-    def evaluate(self, X, y, *, check_overflow=True):
+    def evaluate(self, X: ArrayLike, y: ArrayLike, *,
+                 check_overflow: bool = True) -> tuple[float, float]:
         """``(mean cross-entropy loss, accuracy)`` on (X, y).
 
         ``check_overflow``: raise ValueError where the network's outputs
         overflow (NaN or inf logits); ``False`` returns a non-finite loss
         instead (training uses that to detect divergence)."""
         X = self._check_X(X)
-        y = check_y(y, X.shape[0], self.layers[-1])
-        return self._evaluate_checked(X, y, check=check_overflow)
+        labels = check_y(y, X.shape[0], self.layers[-1])
+        return self._evaluate_checked(X, labels, check=check_overflow)
 
-    def _evaluate_checked(self, X, y, check=False):
+    def _evaluate_checked(self, X: FloatArray, y: IntArray,
+                          check: bool = False) -> tuple[float, float]:
         loss_sum, correct = 0.0, 0
         grad = None
         for start, logits in self._logits_blocks(X, check):
@@ -350,12 +412,12 @@ class MLP:
         n = X.shape[0]
         return loss_sum / n, correct / n
 
-    def score(self, X, y):
+    def score(self, X: ArrayLike, y: ArrayLike) -> float:
         """Accuracy on (X, y), as scikit-learn's ``score``."""
         return self.evaluate(X, y)[1]
 
     # -- persistence ---------------------------------------------------------
-    def save(self, path):
+    def save(self, path: PathLike) -> None:
         """Save to ``path`` (.npz with a JSON header), atomically.
 
         The file holds the architecture and weights, for inference or a fresh
@@ -364,7 +426,20 @@ class MLP:
         """
         serialization.save_model(self, path)
 
+    def to_onnx(self, path: PathLike, classes: ArrayLike | None = None) -> None:
+        """Write the model to ``path`` as an ONNX graph, to serve it without
+        fastnn (needs ``pip install 'fastnn[onnx]'``).
+
+        Input ``"X"``: ``(N, n_features)`` of the model's dtype; outputs
+        ``"probabilities"`` ``(N, n_classes)`` and ``"label"`` ``(N,)``: int64
+        class indices, or ``classes[index]`` when ``classes`` (one label per
+        class: integers, floats or strings) is given. Opset 13; see
+        :mod:`fastnn.export`.
+        """
+        from .export import to_onnx
+        to_onnx(self, path, classes)
+
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathLike) -> MLP:
         """Load a model saved by :meth:`save`; never executes code from the file."""
         return serialization.load_model(path, cls)

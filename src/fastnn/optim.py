@@ -21,13 +21,17 @@ To add an optimizer: a subclass here that names its update rule (``kind``), its
 number of state arrays (``n_slots``) and its fields of :class:`fastnn.kernels.Hyper`,
 plus the rule in the compiled kernels and their NumPy twins.
 """
+from __future__ import annotations
+
 import inspect
+from typing import Any
 
 import numpy as np
 
 from . import kernels
 from ._hyper import Hyper
 from ._layout import aligned_zeros
+from ._typing import ArrayLike, FloatArray
 from ._validation import check_float
 
 _ADAM_DEFAULTS = Hyper._field_defaults
@@ -43,35 +47,35 @@ class Optimizer:
     :meth:`reset` forgets it.
     """
 
-    kind = None
-    n_slots = 0
-    _hyper_fields = ()
+    kind: str = ""
+    n_slots: int = 0
+    _hyper_fields: tuple[str, ...] = ()
 
-    def __init__(self, learning_rate, l1=0.0, l2=0.0):
+    def __init__(self, learning_rate: float, l1: float = 0.0, l2: float = 0.0) -> None:
         self.learning_rate = check_float(learning_rate, "learning_rate", low=0.0, low_open=True)
         self.l1 = check_float(l1, "l1", low=0.0)
         self.l2 = check_float(l2, "l2", low=0.0)
-        self.slots = None
-        self.t = 0
+        self.slots: FloatArray | None = None
+        self.t: int = 0
 
     # -- configuration --------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
         """The constructor arguments: ``type(opt)(**opt.get_config())`` is a fresh copy."""
         return {name: getattr(self, name) for name in self._config_names()}
 
     @classmethod
-    def _config_names(cls):
+    def _config_names(cls) -> list[str]:
         return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         """``{"optimizer": kind, **get_config()}`` (what a History's params record)."""
         return {"optimizer": self.kind, **self.get_config()}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
-    def hyper(self, learning_rate=None, grad_scale=1.0):
+    def hyper(self, learning_rate: float | None = None, grad_scale: float = 1.0) -> Hyper:
         """The :class:`fastnn.kernels.Hyper` of the next compiled call.
 
         ``learning_rate``: the scheduled rate (default: ``self.learning_rate``).
@@ -85,11 +89,11 @@ class Optimizer:
             fields = self._scaled(fields, float(grad_scale))
         return Hyper(self.kind, t=self.t, **fields)
 
-    def _scaled(self, fields, s):
+    def _scaled(self, fields: dict[str, Any], s: float) -> dict[str, Any]:
         raise NotImplementedError
 
     # -- state ----------------------------------------------------------------
-    def bind(self, n_params, dtype):
+    def bind(self, n_params: int, dtype: Any) -> FloatArray:
         """Make ``slots`` an ``(n_slots, n_params)`` array of ``dtype`` (zeros
         when the optimizer has no state yet) and return it. State of another
         size or dtype is an error. The state is not tied to one model: passed
@@ -105,16 +109,16 @@ class Optimizer:
                              f"{shape}); pass a fresh optimizer or call reset()")
         return self.slots
 
-    def reset(self):
+    def reset(self) -> None:
         """Forget the state (the next use starts from zeros, at step 0)."""
         self.slots = None
         self.t = 0
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"t": int, "slots": array or None}`` (copies)."""
         return {"t": self.t, "slots": None if self.slots is None else self.slots.copy()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         slots = state["slots"]
         t = state["t"]
         if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or t < 0:
@@ -127,14 +131,15 @@ class Optimizer:
         self.slots, self.t = slots, int(t)
 
     # -- a standalone step ----------------------------------------------------
-    def step(self, params, grad, learning_rate=None):
+    def step(self, params: FloatArray, grad: ArrayLike,
+             learning_rate: float | None = None) -> None:
         """Update ``params`` (a writeable 1-D float array) in place with ``grad``
         by one step of this rule, on the compiled kernel; ``t`` advances by one."""
         slots = self.bind(np.asarray(params).size, np.asarray(params).dtype)
         self._step(params, grad, slots, self.hyper(learning_rate)._replace(t=self.t + 1))
         self.t += 1
 
-    def _step(self, params, grad, slots, hyper):
+    def _step(self, params: FloatArray, grad: Any, slots: FloatArray, hyper: Hyper) -> None:
         raise NotImplementedError
 
 
@@ -153,20 +158,21 @@ class SGD(Optimizer):
     n_slots = 1
     _hyper_fields = ("momentum", "nesterov")
 
-    def __init__(self, learning_rate=0.01, momentum=0.0, nesterov=False, l1=0.0, l2=0.0):
+    def __init__(self, learning_rate: float = 0.01, momentum: float = 0.0,
+                 nesterov: bool = False, l1: float = 0.0, l2: float = 0.0) -> None:
         super().__init__(learning_rate, l1, l2)
         self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
         self.nesterov = bool(nesterov)
 
-    def _scaled(self, fields, s):
+    def _scaled(self, fields: dict[str, Any], s: float) -> dict[str, Any]:
         # the step on s*(mean gradient) + penalties = the mean-loss step with
         # learning rate lr*s and penalties l1/s, l2/s
         return {**fields, "learning_rate": fields["learning_rate"] * s,
                 "l1": fields["l1"] / s, "l2": fields["l2"] / s}
 
-    def _step(self, params, grad, slots, hyper):
+    def _step(self, params: FloatArray, grad: Any, slots: FloatArray, hyper: Hyper) -> None:
         kernels.sgd_update(params, grad, slots[0], hyper.learning_rate, hyper.momentum,
                            hyper.l1, hyper.l2, nesterov=hyper.nesterov)
 
@@ -187,39 +193,39 @@ class Adam(Optimizer):
     n_slots = 2
     _hyper_fields = ("beta1", "beta2", "eps", "weight_decay")
 
-    def __init__(self, learning_rate=0.001, beta1=_ADAM_DEFAULTS["beta1"],
-                 beta2=_ADAM_DEFAULTS["beta2"], eps=_ADAM_DEFAULTS["eps"], weight_decay=0.0,
-                 l1=0.0, l2=0.0):
+    def __init__(self, learning_rate: float = 0.001, beta1: float = _ADAM_DEFAULTS["beta1"],
+                 beta2: float = _ADAM_DEFAULTS["beta2"], eps: float = _ADAM_DEFAULTS["eps"],
+                 weight_decay: float = 0.0, l1: float = 0.0, l2: float = 0.0) -> None:
         super().__init__(learning_rate, l1, l2)
         self.beta1 = check_float(beta1, "beta1", low=0.0, high=1.0, high_open=True)
         self.beta2 = check_float(beta2, "beta2", low=0.0, high=1.0, high_open=True)
         self.eps = check_float(eps, "eps", low=0.0, low_open=True)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
 
-    def _scaled(self, fields, s):
+    def _scaled(self, fields: dict[str, Any], s: float) -> dict[str, Any]:
         # Adam on s*g + penalties equals Adam on g + penalties/s with eps/s:
         # m and sqrt(v) both scale by s
         return {**fields, "eps": fields["eps"] / s, "l1": fields["l1"] / s,
                 "l2": fields["l2"] / s}
 
-    def _step(self, params, grad, slots, hyper):
+    def _step(self, params: FloatArray, grad: Any, slots: FloatArray, hyper: Hyper) -> None:
         kernels.adam_update(params, grad, slots[0], slots[1], hyper.learning_rate, hyper.t,
                             hyper.beta1, hyper.beta2, hyper.eps, hyper.weight_decay,
                             hyper.l1, hyper.l2)
 
 
 #: Optimizers by name, for configs and the command line.
-OPTIMIZERS = {cls.kind: cls for cls in (SGD, Adam)}
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.kind: cls for cls in (SGD, Adam)}
 
 
-def params_of(name):
+def params_of(name: str) -> dict[str, Any]:
     """The constructor parameters of the optimizer named ``name``, with their defaults."""
     cls = OPTIMIZERS[name]
     return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
             if p.name != "self"}
 
 
-def make(name, **params):
+def make(name: str, **params: Any) -> Optimizer:
     """The optimizer ``name`` (a key of :data:`OPTIMIZERS`) built from ``params``;
     a parameter it does not take is a ValueError naming it.
 

@@ -15,10 +15,15 @@ Importing :mod:`fastnn` does not import scikit-learn; this module does.
 >>> clf.classes_.tolist(), clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
 (['no', 'yes'], True, (2, 2))
 """
+from __future__ import annotations
+
 import numbers
 import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
@@ -28,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import threads
 from .model import MLP
+from ._typing import ArrayLike, FloatArray, PathLike
 from ._validation import check_float, check_int
 from .optim import SGD, Adam
 from .training import Callback, History
@@ -152,13 +158,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     logistic output; the probabilities have the same form (2 columns).
     """
 
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
-                 alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 l1=0.0, dtype="float32", n_threads=None, augment=None):
+    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
+                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
+                 batch_size: int | str = "auto", learning_rate: str = "constant",
+                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
+                 shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
+                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
+                 nesterovs_momentum: bool = True, early_stopping: bool = False,
+                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
+                 epsilon: float = 1e-8, n_iter_no_change: int = 10, max_fun: int = 15000,
+                 l1: float = 0.0, dtype: str = "float32", n_threads: int | None = None,
+                 augment: Any = None) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -259,11 +269,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return SGD(momentum=self.momentum, nesterov=bool(self.nesterovs_momentum), **common)
 
     # -- fitting ---------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
         """Train on (X, y) for up to ``max_iter`` epochs; returns ``self``."""
         return self._fit(X, y, incremental=False)
 
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X: ArrayLike, y: ArrayLike,
+                    classes: ArrayLike | None = None) -> MLPClassifier:
         """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
         if not hasattr(self, "classes_") or not hasattr(self, "model_"):
             if classes is None:
@@ -405,39 +416,48 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return _validate_data(self, X, reset=False, dtype=np.dtype(self.dtype), order="C",
                               accept_sparse=False)
 
-    def predict_proba(self, X):
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
         X = self._check_X(X)
         with threads.using(self.n_threads):
             return self.model_.predict_proba(X).astype(np.float64)
 
-    def predict_log_proba(self, X):
+    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """``log(predict_proba(X))``."""
         proba = self.predict_proba(X)
         with np.errstate(divide="ignore"):
             return np.log(proba, out=proba)
 
-    def predict(self, X):
+    def predict(self, X: ArrayLike) -> np.ndarray:
         """Predicted labels (elements of ``classes_``)."""
         X = self._check_X(X)
         with threads.using(self.n_threads):
             return self.classes_[self.model_.predict(X)]
 
+    def to_onnx(self, path: PathLike) -> None:
+        """Write the fitted network to ``path`` as ONNX (``pip install
+        'fastnn[onnx]'``): input ``"X"`` ``(N, n_features_in_)`` of ``dtype``,
+        outputs ``"probabilities"`` (columns in ``classes_`` order) and
+        ``"label"`` (elements of ``classes_``: int64, double or string). See
+        :mod:`fastnn.export`."""
+        check_is_fitted(self)
+        self.model_.to_onnx(path, classes=self.classes_)
+
     # -- scikit-learn's attributes ---------------------------------------------
     @property
-    def coefs_(self):
+    def coefs_(self) -> list[FloatArray]:
         """Weight matrices ``(fan_in, fan_out)``, views of the network's weights."""
         check_is_fitted(self)
         return self.model_.coefs_
 
     @property
-    def intercepts_(self):
+    def intercepts_(self) -> list[FloatArray]:
         """Bias vectors, views of the network's biases."""
         check_is_fitted(self)
         return self.model_.intercepts_
 
     @property
-    def loss_(self):
+    def loss_(self) -> float:
         check_is_fitted(self)
         if not self.loss_curve_:
             raise AttributeError("loss_ is set by the first epoch")

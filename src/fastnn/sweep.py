@@ -42,7 +42,9 @@ import signal
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -64,7 +66,7 @@ DATA_KEYS = tuple(cfg.DATA_KEYS)  # ("dataset", "normalize"): which data a trial
 # the grid
 # ---------------------------------------------------------------------------
 
-def parse_grid(text):
+def parse_grid(text: str) -> tuple[str, list[Any]]:
     """``"KEY=V1,V2"`` -> ``(key, [values])``, the values typed as YAML scalars.
 
     ``layers`` (whose values are lists) takes semicolons between the values,
@@ -105,7 +107,7 @@ def _scalar_or_list(text):
     return [_scalar(v) for v in text.split(",")] if "," in text else _scalar(text)
 
 
-def expand_grid(grid):
+def expand_grid(grid: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     """Every combination of the grid's values, in key order then value order."""
     if not isinstance(grid, dict) or not grid:
         raise ValueError("the grid must map at least one config key to a list of values")
@@ -119,7 +121,7 @@ def expand_grid(grid):
     return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
 
 
-def sample_trials(trials, n, seed):
+def sample_trials(trials: list[dict[str, Any]], n: int, seed: int) -> list[dict[str, Any]]:
     """``n`` of ``trials`` drawn without replacement with ``seed`` (in grid order);
     all of them when ``n`` is at least their number."""
     n = check_int(n, "random", low=1)
@@ -130,7 +132,7 @@ def sample_trials(trials, n, seed):
     return [trials[i] for i in picked]
 
 
-def trial_key(config):
+def trial_key(config: Mapping[str, Any]) -> str:
     """The identity of a trial: the canonical JSON of its full, resolved config."""
     return json.dumps(config, sort_keys=True, separators=(",", ":"))
 
@@ -143,11 +145,14 @@ _HASH_CHARS = 8
 def _slug(value):
     if isinstance(value, (list, tuple)):
         return "-".join(_slug(v) for v in value)
+    if isinstance(value, Mapping):  # e.g. an lr_schedule: step-step_size_2
+        return "-".join(_slug(v) if k == "name" else f"{_slug(k)}_{_slug(v)}"
+                        for k, v in value.items())
     text = "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
     return "".join(c if (c.isascii() and c.isalnum()) or c in ".-_+" else "_" for c in text)
 
 
-def trial_label(params, config):
+def trial_label(params: Mapping[str, Any], config: Mapping[str, Any]) -> str:
     """The run folder's name: the swept values, readable and cut to fit, then ``@``
     and a hash of the full config (:func:`trial_key`), e.g.
     ``activation=relu,l2=0.001@1a2b3c4d``: unique per config (``dropout=0.5`` and
@@ -180,7 +185,7 @@ def _check_config(config):
     check_policy(**{k: fit_kw[k] for k in ("epochs", "batch_size", "validation_split",
                                            "early_stopping", "monitor", "min_delta", "lr_decay",
                                            "lr_decay_threshold", "min_learning_rate",
-                                           "loss_reduction")})
+                                           "loss_reduction", "lr_schedule")})
 
 
 # ---------------------------------------------------------------------------
@@ -325,8 +330,12 @@ def _data_key(config):
 # the sweep (runs in the client)
 # ---------------------------------------------------------------------------
 
-def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, random=None,
-              seed=0, jobs=1, scheduler=None, progress=True, name=None):
+def run_sweep(base_config: Mapping[str, Any], grid: Mapping[str, list[Any]],
+              out: str | os.PathLike[str], *, data: Any = None,
+              data_dir: str | os.PathLike[str] | None = None,
+              loader: Callable[[str, str], Any] | None = None, random: int | None = None,
+              seed: int = 0, jobs: int | None = 1, scheduler: Any = None,
+              progress: bool = True, name: str | None = None) -> dict[str, Any]:
     """Run a sweep; returns the summary written to ``out/sweep.json``.
 
     base_config : mapping of config keys (a config file's contents)
@@ -361,7 +370,8 @@ def run_sweep(base_config, grid, out, *, data=None, data_dir=None, loader=None, 
     data = _prepare_data(data, data_dir, loader, {_data_key(c) for c, _, _ in configs})
 
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"version": SCHEMA_VERSION, "name": name or out.name, "base_config": base,
+    summary: dict[str, Any] = {"version": SCHEMA_VERSION, "name": name or out.name,
+                               "base_config": base,
                "grid": {k: list(v) for k, v in grid.items()}, "random": random, "seed": seed,
                "trials": [], "best": None}
     previous = _load_previous(out / "sweep.json")
@@ -645,7 +655,7 @@ def _plot(out, summary):
                        title=summary["name"])
 
 
-def format_table(summary):
+def format_table(summary: Mapping[str, Any]) -> str:
     """The trials as a text table sorted by validation accuracy, the best marked ``*``."""
     keys = list(summary["grid"])
     trials = sorted(summary["trials"], key=lambda t: (t["status"] != "ok",

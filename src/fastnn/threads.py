@@ -43,7 +43,7 @@ _active = 0  # blocks inside limit(), across threads
 _limiter = None
 
 
-def set_num_threads(n):
+def set_num_threads(n: int | None) -> None:
     """fastnn's own thread count, process-wide (``None``: back to the default).
 
     Used for training (unless a ``using`` block gives an explicit count) and
@@ -52,7 +52,7 @@ def set_num_threads(n):
     _num_threads = check_int(n, "n", low=1, allow_none=True)
 
 
-def get_num_threads():
+def get_num_threads() -> int | None:
     """fastnn's own setting (:func:`set_num_threads`, else ``FASTNN_NUM_THREADS``),
     or None when none is set."""
     if _num_threads is not None:

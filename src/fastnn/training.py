@@ -5,22 +5,30 @@ inside one compiled call (:func:`fastnn.kernels.train_batches`), so small
 batches pay no Python overhead per step, and all buffers are allocated once
 per ``fit``. Between chunks Python can react to Ctrl-C.
 """
+from __future__ import annotations
+
 import hashlib
 import json
 import os
 import dataclasses
 import time
 import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import kernels as _compiled
-from . import optim, serialization, threads
+from . import optim, schedules, serialization, threads
 from ._atomic import atomic_write_text
 from .augment import Augment
 from ._layout import as_sizes, workspace_sizes
+from ._typing import ArrayLike, PathLike
 from ._validation import check_choice, check_float, check_int, check_X, check_y
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .model import MLP
 
 #: Rows per compiled call (rounded down to whole batches, at least one batch):
 #: bounds the reaction time to Ctrl-C, which Python sees between calls only.
@@ -50,21 +58,21 @@ class Callback:
     to stop after the current epoch.
     """
 
-    model = None
+    model: Any = None  # the MLP being trained (set by fit)
 
-    def set_model(self, model):
+    def set_model(self, model: MLP) -> None:
         self.model = model
 
-    def on_train_begin(self, logs=None):
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_epoch_begin(self, epoch, logs=None):
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_epoch_end(self, epoch, logs=None):
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         pass
 
-    def on_train_end(self, logs=None):
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         pass
 
 
@@ -80,27 +88,27 @@ class History:
     training ended early.
     """
 
-    def __init__(self, params=None):
-        self.history = {}
-        self.epoch = []
-        self.params = dict(params or {})
-        self.best_epoch = None
-        self.stopped_epoch = None
+    def __init__(self, params: dict[str, Any] | None = None) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+        self.params: dict[str, Any] = dict(params or {})
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
         self.diverged = False
         self.interrupted = False
 
-    def _append(self, epoch, logs):
+    def _append(self, epoch: int, logs: dict[str, float]) -> None:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
         return {"history": self.history, "epoch": self.epoch, "params": self.params,
                 "best_epoch": self.best_epoch, "stopped_epoch": self.stopped_epoch,
                 "diverged": self.diverged, "interrupted": self.interrupted}
 
     @classmethod
-    def from_dict(cls, d):
+    def from_dict(cls, d: dict[str, Any]) -> History:
         h = cls(d.get("params"))
         h.history = {k: list(v) for k, v in d["history"].items()}
         h.epoch = list(d["epoch"])
@@ -108,13 +116,13 @@ class History:
             setattr(h, key, d.get(key, getattr(h, key)))
         return h
 
-    def to_json(self, path=None):
+    def to_json(self, path: PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
             atomic_write_text(path, text)
         return text
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         n = len(self.epoch)
         last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
         return f"History({n} epochs, best_epoch={self.best_epoch}, last={last})"
@@ -204,9 +212,7 @@ class FitPlan:
     early_stopping: object
     monitor: str
     min_delta: float
-    lr_decay: object
-    lr_decay_threshold: float
-    min_learning_rate: float
+    schedule: object           # a fastnn.schedules.Schedule (lr_schedule or lr_decay's Plateau) or None
     callbacks: list
     checkpoint: object
     params: dict               # what History.params records
@@ -260,8 +266,13 @@ def _check_weights(model, y, train_idx, sample_weight, class_weight):
 
 
 def check_policy(epochs, batch_size, validation_split, early_stopping, monitor, min_delta,
-                 lr_decay, lr_decay_threshold, min_learning_rate, loss_reduction):
-    """fit's scalar arguments, checked (errors name the argument), as a dict in this order."""
+                 lr_decay, lr_decay_threshold, min_learning_rate, loss_reduction,
+                 lr_schedule=None):
+    """fit's policy arguments, checked (errors name the argument), as a dict in this
+    order; ``lr_schedule`` as a :class:`fastnn.schedules.Schedule` (or None)."""
+    if lr_schedule is not None and lr_decay is not None:
+        raise ValueError("give lr_schedule or lr_decay, not both (lr_decay=f is "
+                         "lr_schedule=fastnn.schedules.Plateau(factor=f, ...))")
     return {
         "epochs": check_int(epochs, "epochs", low=0),
         "batch_size": check_int(batch_size, "batch_size", low=1, high=2**31 - 1),
@@ -275,18 +286,19 @@ def check_policy(epochs, batch_size, validation_split, early_stopping, monitor, 
         "lr_decay_threshold": check_float(lr_decay_threshold, "lr_decay_threshold"),
         "min_learning_rate": check_float(min_learning_rate, "min_learning_rate", low=0.0),
         "loss_reduction": check_choice(loss_reduction, "loss_reduction", LOSS_REDUCTIONS),
+        "lr_schedule": schedules.make(lr_schedule),
     }
 
 
 def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_data,
              early_stopping, monitor, min_delta, lr_decay, lr_decay_threshold,
              min_learning_rate, sample_weight, class_weight, verbose, callbacks,
-             checkpoint, loss_reduction, shuffle, optimizer, augment=None):
+             checkpoint, loss_reduction, shuffle, optimizer, lr_schedule=None, augment=None):
     """Validate the arguments of ``fit`` (errors name the argument): a :class:`FitPlan`."""
     (epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
-     lr_decay_threshold, min_learning_rate, loss_reduction) = check_policy(
+     lr_decay_threshold, min_learning_rate, loss_reduction, lr_schedule) = check_policy(
         epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
-        lr_decay_threshold, min_learning_rate, loss_reduction).values()
+        lr_decay_threshold, min_learning_rate, loss_reduction, lr_schedule).values()
     if not isinstance(verbose, (bool, int, np.integer)):
         raise TypeError(f"verbose must be a bool, got {verbose!r}")
     if not isinstance(shuffle, (bool, np.bool_)):
@@ -326,10 +338,17 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
         train_idx = np.arange(X.shape[0], dtype=np.intp)
     weights = _check_weights(model, y, train_idx, sample_weight, class_weight)
     validating = X_val is not None
-    for name, value in (("early_stopping", early_stopping), ("lr_decay", lr_decay)):
-        if value is not None and not validating:
+    schedule = lr_schedule
+    if lr_decay is not None:
+        schedule = schedules.Plateau(lr_decay, lr_decay_threshold, min_learning_rate)
+    for name, value in (("early_stopping", early_stopping), ("lr_decay", lr_decay),
+                        ("lr_schedule", lr_schedule)):
+        if value is not None and not validating and (
+                name != "lr_schedule" or value.needs_validation):
             raise ValueError(f"{name} needs validation data: set validation_split or "
                              f"validation_data")
+    if lr_schedule is not None and not lr_schedule.needs_validation:
+        _check_rates(lr_schedule, optimizer.learning_rate, epochs)
     # a batch never holds more than the training set: size the buffers (and the
     # batches, identically) by that, so a huge batch_size cannot exhaust memory
     run_batch = min(batch_size, int(train_idx.size))
@@ -348,6 +367,7 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
                                 ("min_delta", min_delta, 0.0),
                                 ("min_learning_rate", min_learning_rate, 0.0),
                                 ("weighted", weights is not None, False),
+                                ("lr_schedule", lr_schedule and lr_schedule.to_dict(), None),
                                 ("augment", None if augment is None else augment.to_dict(),
                                  None)):
         if value != default:
@@ -355,9 +375,19 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
     loss_scale = 1.0 if weights is None else float(weights[train_idx].mean(dtype=np.float64))
     return FitPlan(X, y, train_idx, X_val, y_val, weights, loss_scale, epochs, run_batch,
                    grad_scale,
-                   bool(shuffle), early_stopping, monitor, min_delta, lr_decay,
-                   lr_decay_threshold, min_learning_rate, callbacks, checkpoint, params,
-                   aug_params)
+                   bool(shuffle), early_stopping, monitor, min_delta, schedule,
+                   callbacks, checkpoint, params, aug_params)
+
+
+def _check_rates(schedule, learning_rate, epochs):
+    """ValueError unless ``schedule`` (one that reads no metrics) gives a finite
+    rate > 0 in each of the fit's epochs (a rate of 0 would make no update)."""
+    for epoch in range(epochs):
+        rate = schedule.rate(epoch, learning_rate, epochs=epochs)
+        if not (np.isfinite(rate) and rate > 0):
+            raise ValueError(f"lr_schedule {schedule!r} gives the learning rate {rate!r} in "
+                             f"epoch {epoch} of {epochs} (base rate {learning_rate!r}); "
+                             f"every epoch's rate must be finite and > 0")
 
 
 def resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2):
@@ -403,7 +433,6 @@ class TrainState:
         self.best = None                  # snapshot of the best validation epoch
         self.best_score = np.inf          # its monitored value, lower is better
         self.wait = 0                     # epochs since it
-        self.prev_val_accuracy = None     # for the plateau decay
 
     @property
     def epoch(self):
@@ -437,8 +466,15 @@ class TrainState:
         return bool(np.isfinite(self.model.parameters).all()
                     and np.isfinite(self.optimizer.slots).all())
 
+    def begin_epoch(self, epoch, plan):
+        """Set the learning rate of epoch ``epoch`` (the schedule's, read from the
+        optimizer's base rate and the history so far)."""
+        base = self.optimizer.learning_rate
+        self.learning_rate = base if plan.schedule is None else plan.schedule.rate(
+            epoch, base, epochs=plan.epochs, history=self.history.history)
+
     def end_epoch(self, epoch, logs, plan):
-        """Record a finished epoch: history, best snapshot, patience, learning rate."""
+        """Record a finished epoch: history, best snapshot, patience."""
         self.model.epochs_trained += 1
         self.history._append(epoch, logs)
         if not plan.validating:
@@ -451,22 +487,13 @@ class TrainState:
             self.wait += 1
             if plan.early_stopping is not None and self.wait >= plan.early_stopping:
                 self.history.stopped_epoch = epoch
-        val_acc = logs["val_accuracy"]
-        gain = val_acc - self.prev_val_accuracy if self.prev_val_accuracy is not None else np.inf
-        if plan.lr_decay is not None and gain < plan.lr_decay_threshold:
-            # decays to the floor, never up to it (a floor above the rate leaves the rate)
-            self.learning_rate = min(self.learning_rate,
-                                     max(self.learning_rate * plan.lr_decay,
-                                         plan.min_learning_rate))
-        self.prev_val_accuracy = val_acc
 
     # checkpoints
     def save(self, path, fingerprint):
         state = {"history": self.history.to_dict(),
                  "best_score": None if np.isinf(self.best_score) else self.best_score,
                  "best_t": None if self.best is None else self.best[1],
-                 "wait": self.wait, "lr": self.learning_rate,
-                 "prev_val_acc": self.prev_val_accuracy, "base_epoch": self.base_epoch,
+                 "wait": self.wait, "lr": self.learning_rate, "base_epoch": self.base_epoch,
                  "optimizer": self.optimizer.to_dict(), "t": self.optimizer.t,
                  "fingerprint": fingerprint}
         arrays = {"slots": self.optimizer.slots}
@@ -499,8 +526,6 @@ class TrainState:
             if saved["best_score"] is not None:
                 state.best_score = check_float(saved["best_score"], "best_score")
             state.wait = check_int(saved["wait"], "wait", low=0)
-            state.prev_val_accuracy = check_float(saved["prev_val_acc"], "prev_val_acc",
-                                                  allow_none=True)
             t = check_int(saved["t"], "t", low=0)
             best = arrays.get("best")
             if (best is None) != (history.best_epoch is None):
@@ -523,13 +548,19 @@ class TrainState:
 _SHORTHAND = shorthand_defaults()
 
 
-def fit(model, X, y, *, epochs, batch_size, optimizer=None,
-        learning_rate=_SHORTHAND["learning_rate"], momentum=_SHORTHAND["momentum"],
-        l2=_SHORTHAND["l2"], l1=_SHORTHAND["l1"],
-        validation_split, validation_data, early_stopping, lr_decay, lr_decay_threshold,
-        verbose, callbacks, checkpoint, loss_reduction="mean", shuffle=True,
-        monitor="val_loss", min_delta=0.0, min_learning_rate=0.0, sample_weight=None,
-        class_weight=None, augment=None, kernels=None):
+def fit(model: MLP, X: ArrayLike, y: ArrayLike, *, epochs: int, batch_size: int,
+        optimizer: optim.Optimizer | str | None = None,
+        learning_rate: float = _SHORTHAND["learning_rate"],
+        momentum: float = _SHORTHAND["momentum"],
+        l2: float = _SHORTHAND["l2"], l1: float = _SHORTHAND["l1"],
+        validation_split: float, validation_data: tuple[ArrayLike, ArrayLike] | None,
+        early_stopping: int | None, lr_decay: float | None, lr_decay_threshold: float,
+        verbose: bool, callbacks: Sequence[Callback] | None, checkpoint: PathLike | None,
+        loss_reduction: str = "mean", shuffle: bool = True, monitor: str = "val_loss",
+        min_delta: float = 0.0, min_learning_rate: float = 0.0,
+        sample_weight: ArrayLike | None = None, class_weight: str | dict[int, float] | None = None,
+        lr_schedule: schedules.ScheduleSpec = None, augment: Any = None,
+        kernels: Any = None) -> History:
     """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
@@ -542,7 +573,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None,
                     min_learning_rate=min_learning_rate, sample_weight=sample_weight,
                     class_weight=class_weight, verbose=verbose, callbacks=callbacks,
                     checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
-                    optimizer=opt, augment=augment)
+                    optimizer=opt, lr_schedule=lr_schedule, augment=augment)
     opt.bind(model.n_params, model.dtype)
     model.optimizer_ = opt
     state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
@@ -572,6 +603,7 @@ def fit(model, X, y, *, epochs, batch_size, optimizer=None,
             for epoch in range(state.epoch, plan.epochs):
                 if history.stopped_epoch is not None or model.stop_training:
                     break
+                state.begin_epoch(epoch, plan)
                 for cb in plan.callbacks:
                     cb.on_epoch_begin(epoch)
                 last_good = state.snapshot(last_good[0])
