@@ -182,15 +182,16 @@ static void fnn_aug_field(const fnn_aug_t *a, uint64_t key, float *restrict work
     const float *g = a->gauss;
     float *restrict p1 = work;                      /* (2w + 3r) rows of h */
     float *restrict p2 = work + (2 * w + 3 * r) * h; /* (2h + 3r) rows of w */
-    /* p1: zeros, then the noise of ex^T at row r and of ey^T at row 2r + w */
-    for (ptrdiff_t i = 0; i < (2 * w + 3 * r) * h; i++)
-        p1[i] = 0.0f;
+    /* p1: the noise of ex^T at row r and of ey^T at row 2r + w, zeros in the
+       three padding blocks of r rows */
+    for (int fi = 0; fi < 3; fi++)
+        memset(p1 + fi * (w + r) * h, 0, (size_t) (r * h) * sizeof(float));
     for (int fi = 0; fi < 2; fi++) {
         float *dst = p1 + (r + fi * (w + r)) * h;
         const uint32_t base = (uint32_t) (fi * n);
         for (ptrdiff_t i = 0; i < n; i++) {
             uint32_t u = fnn_lowbias32(fnn_lowbias32((base + (uint32_t) i) ^ k0) + k1);
-            dst[i] = (float) (u >> 8) * 0x1p-23f - 1.0f;
+            dst[i] = (float) (int32_t) (u >> 8) * 0x1p-23f - 1.0f;
         }
     }
     /* along x: rows r .. 2w + 2r of p1 into the same rows of p2 used as
@@ -199,9 +200,9 @@ static void fnn_aug_field(const fnn_aug_t *a, uint64_t key, float *restrict work
     fnn_aug_pass(p1, t1 - r * h, r * h, (r + w) * h, h, g, r, r, r + w);
     fnn_aug_pass(p1, t1 + n - (2 * r + w) * h, (2 * r + w) * h, (2 * r + 2 * w) * h, h, g, r,
                  2 * r + w, 2 * r + 2 * w);
-    /* transpose back into p2's stack */
-    for (ptrdiff_t i = 0; i < (2 * h + 3 * r) * w; i++)
-        p2[i] = 0.0f;
+    /* transpose back into p2's stack (zeros in its padding blocks) */
+    for (int fi = 0; fi < 3; fi++)
+        memset(p2 + fi * (h + r) * w, 0, (size_t) (r * w) * sizeof(float));
     for (int fi = 0; fi < 2; fi++) {
         const float *src = t1 + fi * n;               /* w rows of h */
         float *dst = p2 + (r + fi * (h + r)) * w;     /* h rows of w */
