@@ -86,7 +86,8 @@ def test_split_partitions_the_keys():
                             "epochs": 2, "lr_decay": 0.5})
     model_kw, data_kw, fit_kw = cfg.split(resolved)
     assert model_kw == {"layers": [784, 32, 10], "activation": "relu", "dtype": "float32",
-                        "seed": 4, "init": "auto", "dropout": 0.0, "input_dropout": 0.0}
+                        "seed": 4, "init": "auto", "dropout": 0.0, "input_dropout": 0.0,
+                        "loss": "cross_entropy"}
     assert data_kw == {"dataset": "mnist", "normalize": "standard"}
     assert fit_kw["epochs"] == 2 and fit_kw["lr_decay"] == 0.5
     assert set(fit_kw) == set(cfg.FIT_KEYS) | {"optimizer"}

@@ -7,6 +7,8 @@ from numpy.typing import NDArray
 from ._hyper import Hyper
 
 ACTIVATIONS: Dict[str, int]
+LOSSES: Dict[str, int]
+LOSS_REDUCTIONS: Tuple[str, ...]
 DEBUG_BUILD: bool
 THREADED: bool
 
@@ -36,7 +38,25 @@ def softmax_cross_entropy(
     *,
     sample_weight: Optional[NDArray[np.floating]] = None,
     return_correct: bool = False,
+    loss_reduction: str = "mean",
 ) -> Union[Tuple[float, NDArray[np.floating]], Tuple[float, NDArray[np.floating], int]]: ...
+def sigmoid_cross_entropy(
+    logits: NDArray[np.floating],
+    labels: NDArray[np.intp],
+    grad: Optional[NDArray[np.floating]] = None,
+    *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
+    return_correct: bool = False,
+    loss_reduction: str = "mean",
+) -> Union[Tuple[float, NDArray[np.floating]], Tuple[float, NDArray[np.floating], int]]: ...
+def squared_error(
+    outputs: NDArray[np.floating],
+    targets: NDArray[np.floating],
+    grad: Optional[NDArray[np.floating]] = None,
+    *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
+    loss_reduction: str = "mean",
+) -> Tuple[float, NDArray[np.floating]]: ...
 def softmax(
     logits: NDArray[np.floating], out: Optional[NDArray[np.floating]] = None
 ) -> NDArray[np.floating]: ...
@@ -69,7 +89,7 @@ def dropout_mask(
 ) -> NDArray[np.bool_]: ...
 def train_batches(
     X: NDArray[np.floating],
-    y: NDArray[np.intp],
+    y: Union[NDArray[np.intp], NDArray[np.floating]],
     order: NDArray[np.intp],
     start: int,
     stop: int,
@@ -86,4 +106,6 @@ def train_batches(
     seed: int = 0,
     epoch: int = 0,
     n_threads: int = 1,
+    loss: str = "cross_entropy",
+    loss_reduction: str = "mean",
 ) -> Tuple[int, float, int, bool]: ...

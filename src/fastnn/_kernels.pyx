@@ -55,6 +55,15 @@ cdef enum:
 
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
+# The output layer's losses (the codes of _gemm_train.h's FNN_LOSS_*):
+# softmax cross-entropy over >= 2 outputs (integer labels), binary
+# cross-entropy of one logistic output (labels 0/1), squared error of
+# identity outputs (float targets).
+LOSSES = {"cross_entropy": 0, "binary_cross_entropy": 1, "mse": 2}
+# How a batch's loss is normalised: by its number of rows, or (with sample
+# weights) by the sum of its weights, as scikit-learn.
+LOSS_REDUCTIONS = ("mean", "weighted_mean")
+
 # BLAS takes 32-bit ints; larger dimensions are refused at the boundary.
 cdef intp_t _INT_MAX = 2147483647
 
@@ -143,6 +152,8 @@ cdef extern from "_gemm.h" nogil:
         const double* drop
         const uint32_t* drop_thr
         uint64_t seed, epoch
+        const float* t
+        int loss, wnorm
     ctypedef struct fnn_bufs_t_d:
         const double* x
         const double* sw
@@ -164,7 +175,18 @@ cdef extern from "_gemm.h" nogil:
         const double* drop
         const uint32_t* drop_thr
         uint64_t seed, epoch
+        const double* t
+        int loss, wnorm
     int FNN_OPT_SGD, FNN_OPT_ADAM
+    int FNN_LOSS_XENT, FNN_LOSS_BXENT, FNN_LOSS_SQERR
+    double fnn_bxent_f(const float* z, const intp_t* y, const float* sw, float* g,
+                       intp_t batch, int wnorm, intp_t* n_correct)
+    double fnn_bxent_d(const double* z, const intp_t* y, const double* sw, double* g,
+                       intp_t batch, int wnorm, intp_t* n_correct)
+    double fnn_sqerr_f(const float* z, const float* t, const intp_t* rows, const float* sw,
+                       float* g, intp_t batch, intp_t k, int wnorm)
+    double fnn_sqerr_d(const double* z, const double* t, const intp_t* rows, const double* sw,
+                       double* g, intp_t batch, intp_t k, int wnorm)
     int fnn_gemm_select(const char* name)
     const char* fnn_gemm_isa()
     int fnn_threaded()
@@ -395,10 +417,11 @@ cdef inline floating _exp_shifted_row(const floating* z, floating* e, intp_t k,
 
 cdef double _softmax_xent(const floating* z, const intp_t* y, const floating* w,
                           floating* g, intp_t batch, intp_t k,
-                          intp_t* n_correct) noexcept nogil:
+                          intp_t* n_correct, bint wnorm=False) noexcept nogil:
     """Mean weighted cross-entropy of softmax(z) against y and its gradient:
     ``sum_i w_i CE_i / batch`` and ``g_i = w_i (softmax(z_i) - onehot(y_i)) / batch``
-    (``w`` NULL: every w_i = 1, computed without the weights at all).
+    (``w`` NULL: every w_i = 1, computed without the weights at all; ``wnorm``
+    and weights: divided by ``sum_i w_i`` instead of batch, nothing where it is 0).
 
     One sweep per row: max (and argmax), exp-sum, scale. Stable for any finite
     logits (row max subtracted; log of a sum >= 1). Returns NaN/inf only if
@@ -410,7 +433,12 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, const floating* w,
     cdef intp_t i, j, arg, label
     cdef floating zmax, s, scale, wi
     cdef floating inv_batch = (<floating> 1) / batch
-    cdef double total = 0, ce
+    cdef double total = 0, ce, denom = batch, wsum = 0
+    if wnorm and w != NULL:
+        for i in range(batch):
+            wsum += w[i]
+        denom = wsum if wsum > 0 else 1.0
+        inv_batch = <floating> (1.0 / wsum) if wsum > 0 else 0
     cdef const floating* zr
     cdef floating* gr
     cdef intp_t correct = 0
@@ -440,7 +468,7 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, const floating* w,
         if arg == label:
             correct += 1
     n_correct[0] = correct
-    return total / batch
+    return total / denom
 
 
 cdef void _softmax(floating* z, intp_t batch, intp_t k) noexcept nogil:
@@ -715,7 +743,7 @@ cdef void _dense_backward_call(const floating[:, ::1] A_prev, const floating[:, 
 
 
 def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
-                          return_correct=False):
+                          return_correct=False, loss_reduction="mean"):
     """Mean softmax cross-entropy and its gradient w.r.t. the logits.
 
     logits: (batch, classes) float; labels: (batch,) intp in [0, classes);
@@ -725,7 +753,10 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     without weights); with ``return_correct=True``, ``(loss, grad,
     n_correct)`` where ``n_correct`` counts the rows (unweighted) whose first
     largest logit is at the label (the count the same pass makes anyway).
+    ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i`` instead of
+    batch (a zero gradient and loss where the weights are all 0).
     """
+    cdef bint wnorm = _check_reduction(loss_reduction)
     dtype = _float_dtype(logits, "logits")
     _check_array(logits, "logits", dtype, 2)
     _check_array(labels, "labels", _INTP, 1)
@@ -745,9 +776,9 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     grad = _out(grad, "grad", logits.shape, dtype, inputs)
     cdef intp_t correct
     if dtype is _FLOAT_DTYPES[0]:
-        loss = _xent_call[float](logits, labels, sample_weight, grad, &correct)
+        loss = _xent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
     else:
-        loss = _xent_call[double](logits, labels, sample_weight, grad, &correct)
+        loss = _xent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
     if correct < 0:
         raise ValueError("labels changed during the call: a label left [0, classes)")
     if return_correct:
@@ -756,14 +787,143 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
 
 
 cdef double _xent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
-                       const floating[::1] weights, floating[:, ::1] grad, intp_t* correct):
+                       const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
+                       bint wnorm):
     cdef double loss
     cdef const floating* w = NULL
     if weights is not None:
         w = &weights[0]
     with nogil:
         loss = _softmax_xent(&logits[0, 0], &labels[0], w, &grad[0, 0],
-                             logits.shape[0], logits.shape[1], correct)
+                             logits.shape[0], logits.shape[1], correct, wnorm)
+    return loss
+
+
+cdef bint _check_reduction(object loss_reduction) except -1:
+    if not isinstance(loss_reduction, str) or loss_reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss_reduction must be one of {list(LOSS_REDUCTIONS)}, "
+                         f"got {loss_reduction!r}")
+    return loss_reduction == "weighted_mean"
+
+
+cdef object _check_loss_weights(object sample_weight, intp_t n, object dtype, tuple inputs):
+    """The inputs with ``sample_weight`` (None, or (n,) of dtype, finite, >= 0) added."""
+    if sample_weight is None:
+        return inputs
+    _check_array(sample_weight, "sample_weight", dtype, 1)
+    if sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have length {n}, got {sample_weight.shape[0]}")
+    _check_weights(sample_weight, None, 0, 0)
+    return inputs + (sample_weight,)
+
+
+def sigmoid_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
+                          return_correct=False, loss_reduction="mean"):
+    """Mean binary cross-entropy of one logistic output and its gradient.
+
+    logits: (batch, 1) float; labels: (batch,) intp in {0, 1}; sample_weight:
+    None or (batch,) of the logits' dtype, finite and >= 0. Returns ``(loss,
+    grad)`` with ``loss = sum_i w_i BCE_i / batch``, ``BCE_i = log(1 +
+    exp(-|z_i|)) + max(z_i, 0) - y_i z_i`` (= ``-log sigmoid(z_i)`` for label
+    1, ``-log(1 - sigmoid(z_i))`` for 0; finite for finite logits) and
+    ``grad_i = w_i (sigmoid(z_i) - y_i) / batch`` (``w_i = 1`` without
+    weights; ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i``
+    instead of batch); with ``return_correct=True`` also the count of rows
+    (unweighted) where ``z_i > 0`` is ``y_i == 1``. The loss of
+    ``train_batches(loss="binary_cross_entropy")``.
+
+    >>> import numpy as np
+    >>> from fastnn import kernels
+    >>> loss, g = kernels.sigmoid_cross_entropy(np.zeros((2, 1)), np.array([0, 1]))
+    >>> round(loss, 6), g.ravel().tolist()
+    (0.693147, [0.25, -0.25])
+    """
+    cdef bint wnorm = _check_reduction(loss_reduction)
+    dtype = _float_dtype(logits, "logits")
+    _check_array(logits, "logits", dtype, 2)
+    _check_array(labels, "labels", _INTP, 1)
+    if logits.shape[0] == 0 or logits.shape[1] != 1:
+        raise ValueError(f"logits must have shape (batch >= 1, 1), got {logits.shape}")
+    if labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
+    _check_labels(labels, 2, "labels")
+    inputs = _check_loss_weights(sample_weight, logits.shape[0], dtype, (logits, labels))
+    grad = _out(grad, "grad", logits.shape, dtype, inputs)
+    cdef intp_t correct
+    if dtype is _FLOAT_DTYPES[0]:
+        loss = _bxent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
+    else:
+        loss = _bxent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
+    if correct < 0:
+        raise ValueError("labels changed during the call: a label left {0, 1}")
+    if return_correct:
+        return loss, grad, int(correct)
+    return loss, grad
+
+
+cdef double _bxent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
+                        const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
+                        bint wnorm):
+    cdef double loss
+    cdef const floating* w = NULL
+    if weights is not None:
+        w = &weights[0]
+    with nogil:
+        if floating is float:
+            loss = fnn_bxent_f(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
+        else:
+            loss = fnn_bxent_d(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
+    return loss
+
+
+def squared_error(outputs, targets, grad=None, *, sample_weight=None, loss_reduction="mean"):
+    """Half the squared error per row, averaged, and its gradient.
+
+    outputs, targets: (batch, k) float, the same dtype; sample_weight: None or
+    (batch,) of that dtype, finite and >= 0. Returns ``(loss, grad)`` with
+    ``loss = sum_i w_i (1/2) sum_j (outputs_ij - targets_ij)^2 / batch`` and
+    ``grad_i = w_i (outputs_i - targets_i) / batch`` (``w_i = 1`` without
+    weights; ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i``
+    instead of batch): scikit-learn's squared-error gradient, the loss of
+    ``train_batches(loss="mse")``. The mean squared error per element is
+    ``2 * loss / k``.
+
+    >>> import numpy as np
+    >>> from fastnn import kernels
+    >>> loss, g = kernels.squared_error(np.array([[1.0], [2.0]]), np.array([[0.0], [0.0]]))
+    >>> loss, g.ravel().tolist()
+    (1.25, [0.5, 1.0])
+    """
+    cdef bint wnorm = _check_reduction(loss_reduction)
+    dtype = _float_dtype(outputs, "outputs")
+    _check_array(outputs, "outputs", dtype, 2)
+    _check_array(targets, "targets", dtype, 2)
+    if outputs.shape[0] == 0 or outputs.shape[1] == 0:
+        raise ValueError(f"outputs must be non-empty, got shape {outputs.shape}")
+    if targets.shape != outputs.shape:
+        raise ValueError(f"targets must have shape {outputs.shape}, got {targets.shape}")
+    inputs = _check_loss_weights(sample_weight, outputs.shape[0], dtype, (outputs, targets))
+    grad = _out(grad, "grad", outputs.shape, dtype, inputs)
+    if dtype is _FLOAT_DTYPES[0]:
+        return _sqerr_call[float](outputs, targets, sample_weight, grad, wnorm), grad
+    return _sqerr_call[double](outputs, targets, sample_weight, grad, wnorm), grad
+
+
+cdef double _sqerr_call(const floating[:, ::1] z, const floating[:, ::1] t,
+                        const floating[::1] weights, floating[:, ::1] grad, bint wnorm):
+    cdef double loss
+    cdef const floating* w = NULL
+    if weights is not None:
+        w = &weights[0]
+    with nogil:
+        if floating is float:
+            loss = fnn_sqerr_f(&z[0, 0], &t[0, 0], NULL, w, &grad[0, 0], z.shape[0],
+                               z.shape[1], wnorm)
+        else:
+            loss = fnn_sqerr_d(&z[0, 0], &t[0, 0], NULL, w, &grad[0, 0], z.shape[0],
+                               z.shape[1], wnorm)
     return loss
 
 
@@ -940,7 +1100,8 @@ _WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
-                  seed=0, epoch=0, n_threads=1):
+                  seed=0, epoch=0, n_threads=1, loss="cross_entropy",
+                  loss_reduction="mean"):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
 
     The whole run of batches stays in compiled code: gather, forward (with
@@ -960,8 +1121,17 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
       unspecified;
     * ``hyper``: a :class:`fastnn.kernels.Hyper` (the update rules there;
       Adam's k-th batch of the call is step ``hyper.t + k``);
+    * ``loss`` (:data:`LOSSES`): ``"cross_entropy"`` (softmax over the
+      ``sizes[-1] >= 2`` outputs; ``y`` intp labels), ``"binary_cross_entropy"``
+      (one logistic output, ``sizes[-1] == 1``; ``y`` intp labels 0/1, see
+      :func:`sigmoid_cross_entropy`) or ``"mse"`` (identity outputs; ``y`` the
+      targets, (n_rows, sizes[-1]) of X's dtype, finite; the loss
+      ``(1/2) sum_j (z_j - t_j)^2`` per row, see :func:`squared_error`);
+      ``n_correct`` is 0 for ``"mse"``;
     * ``sample_weight``: None, or (n_rows,) of X's dtype, finite and >= 0,
-      indexed by X's row: a batch's loss is ``sum_i w_i CE_i / bs``;
+      indexed by X's row: a batch's loss is ``sum_i w_i L_i / bs``, or with
+      ``loss_reduction="weighted_mean"`` ``sum_i w_i L_i / sum_i w_i`` (a batch
+      whose weights are all 0 then makes a zero gradient);
     * ``dropout``: None, or (n_layers,) float64 rates in [0, 1):
       ``dropout[0]`` for the input, ``dropout[l]`` for hidden layer l's output
       (the output layer is never dropped); inverted dropout with the masks
@@ -984,7 +1154,14 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     batch_size = _check_index(batch_size, "batch_size")
     dtype = _float_dtype(X, "X")
     _check_array(X, "X", dtype, 2)
-    _check_array(y, "y", _INTP, 1)
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    cdef bint wnorm = _check_reduction(loss_reduction)
+    cdef int loss_code = LOSSES[loss]
+    if loss_code == FNN_LOSS_SQERR:
+        _check_array(y, "y", dtype, 2)
+    else:
+        _check_array(y, "y", _INTP, 1)
     _check_array(order, "order", _INTP, 1)
     _check_array(sizes, "sizes", _INTP, 1)
     # a private copy: the nogil loop rereads the widths, which no other
@@ -999,6 +1176,15 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
         raise ValueError(f"X must have {sizes[0]} columns, got {X.shape[1]}")
     if y.shape[0] != n:
         raise ValueError(f"y must have length {n} to match X, got {y.shape[0]}")
+    if loss_code == FNN_LOSS_SQERR and y.shape[1] != sizes[n_layers]:
+        raise ValueError(f"y must have {sizes[n_layers]} columns (the outputs) for loss "
+                         f"'mse', got {y.shape[1]}")
+    if loss_code == FNN_LOSS_BXENT and sizes[n_layers] != 1:
+        raise ValueError(f"sizes[-1] must be 1 (one logistic output) for loss "
+                         f"'binary_cross_entropy', got {sizes[n_layers]}")
+    if loss_code == FNN_LOSS_XENT and sizes[n_layers] < 2:
+        raise ValueError(f"sizes[-1] must be >= 2 (the classes) for loss 'cross_entropy', "
+                         f"got {sizes[n_layers]}")
     if not 0 <= start <= stop <= order.shape[0]:
         raise ValueError(f"start and stop must satisfy 0 <= start <= stop <= len(order) = "
                          f"{order.shape[0]}, got {start}, {stop}")
@@ -1077,7 +1263,11 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
         rows = order[start:stop]
         if rows.min() < 0 or rows.max() >= n:
             raise ValueError(f"order must hold row indices in [0, {n})")
-        _check_labels(y[rows], sizes[n_layers], "y")
+        if loss_code == FNN_LOSS_SQERR:
+            if not np.isfinite(y[rows]).all():
+                raise ValueError("y (the targets) must be finite")
+        else:
+            _check_labels(y[rows], 2 if loss_code == FNN_LOSS_BXENT else sizes[n_layers], "y")
         if sample_weight is not None:
             _check_weights(sample_weight, order, start, stop)
     if start == stop:
@@ -1092,13 +1282,19 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     cdef intp_t correct = 0
     cdef int diverged = 0, corrupt = 0
     if dtype is _FLOAT_DTYPES[0]:
-        done = _train_call[float](X, y, sample_weight, order, start, stop, batch_size, sizes,
+        done = _train_call[float](X, None if loss_code == FNN_LOSS_SQERR else y,
+                                  y if loss_code == FNN_LOSS_SQERR else None,
+                                  loss_code, wnorm,
+                                  sample_weight, order, start, stop, batch_size, sizes,
                                   act, params, slots, bufs["grads"], bufs["acts"],
                                   bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                   drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
                                   &correct, &diverged, &corrupt)
     else:
-        done = _train_call[double](X, y, sample_weight, order, start, stop, batch_size, sizes,
+        done = _train_call[double](X, None if loss_code == FNN_LOSS_SQERR else y,
+                                  y if loss_code == FNN_LOSS_SQERR else None,
+                                  loss_code, wnorm,
+                                  sample_weight, order, start, stop, batch_size, sizes,
                                    act, params, slots, bufs["grads"], bufs["acts"],
                                    bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                    drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
@@ -1110,6 +1306,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
 
 
 cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
+                        const floating[:, ::1] T, int loss, bint wnorm,
                         const floating[::1] sw, const intp_t[::1] order, intp_t start,
                         intp_t stop, intp_t batch_size, const intp_t[::1] sizes, int act,
                         floating[::1] params, floating[:, ::1] slots, floating[::1] grads,
@@ -1123,7 +1320,14 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
     cdef fnn_bufs_t_d bd
     cdef bint adam = opt.kind == FNN_OPT_ADAM
     if floating is float:
-        bf.x, bf.y, bf.order = &X[0, 0], &y[0], &order[0]
+        bf.x, bf.order = &X[0, 0], &order[0]
+        bf.y = NULL
+        bf.t = NULL
+        if y is not None:
+            bf.y = &y[0]
+        if T is not None:
+            bf.t = &T[0, 0]
+        bf.loss, bf.wnorm = loss, wnorm
         bf.sw = NULL
         if sw is not None:
             bf.sw = &sw[0]
@@ -1143,7 +1347,14 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
         with nogil:
             done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
     else:
-        bd.x, bd.y, bd.order = &X[0, 0], &y[0], &order[0]
+        bd.x, bd.order = &X[0, 0], &order[0]
+        bd.y = NULL
+        bd.t = NULL
+        if y is not None:
+            bd.y = &y[0]
+        if T is not None:
+            bd.t = &T[0, 0]
+        bd.loss, bd.wnorm = loss, wnorm
         bd.sw = NULL
         if sw is not None:
             bd.sw = &sw[0]

@@ -175,6 +175,27 @@ def check_y(y, n_samples, n_classes, name="y"):
     return np.ascontiguousarray(arr, dtype=np.intp)
 
 
+def check_targets(y, n_samples, n_outputs, dtype, name="y"):
+    """Regression targets as a C-contiguous ``(n_samples, n_outputs)`` array of
+    ``dtype``, finite in it; a 1-D ``y`` is one output (``n_outputs == 1``)."""
+    arr = _as_array(y, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_outputs})"
+                         f"{' or 1-D' if n_outputs == 1 else ''}, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have {n_samples} rows to match X, got {arr.shape[0]}")
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} must have {n_outputs} columns (the model's outputs), "
+                         f"got {arr.shape[1]}")
+    with np.errstate(all="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite in {np.dtype(dtype).name}: it holds NaN or inf")
+    return out
+
+
 def check_int(value, name, low=None, high=None, allow_none=False):
     if value is None and allow_none:
         return None
