@@ -182,8 +182,12 @@ def test_shipped_configs_resolve_and_build(path):
     config = cfg.resolve(cfg.load(path))
     model_kw, data_kw, fit_kw = cfg.split(config)
     model = MLP(**model_kw)
-    assert model.layers[0] == 784 and model.layers[-1] == 10
-    assert data_kw["dataset"] == "mnist"
+    if model.is_classifier:
+        assert model.layers[0] == 784 and model.layers[-1] == 10
+        assert data_kw["dataset"] == "mnist"
+    else:  # a regression config: a generated data set of its own width
+        from fastnn.datasets import GENERATED
+        assert model.layers[0] == GENERATED[data_kw["dataset"]][2]
     assert fit_kw["epochs"] >= 1 and fit_kw["optimizer"].learning_rate > 0
 
 

@@ -200,7 +200,9 @@ static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *
  *   deltas: two batch_size x max(sizes[1:]) ping-pong buffers;
  *   ybuf, wbuf: the batch's labels (loss FNN_LOSS_SQERR: its rows of X and
  *       t) and sample weights (sw NULL: unweighted);
- *   t: the targets (n_rows x sizes[n_layers]) of FNN_LOSS_SQERR (y unused).
+ *   t: the targets (n_rows x sizes[n_layers]) of FNN_LOSS_SQERR (y unused);
+ *   x_indptr, x_indices (NULL: X dense): X in CSR, x its x_nnz values; a
+ *       batch's rows are scattered into A_0 (dense), duplicates summed.
  * loss: FNN_LOSS_*; wnorm: a batch's loss is divided by its weight sum
  * rather than its number of rows.
  * drop: NULL, or n_layers rates in [0, 1) (drop[0]: the input) with their
@@ -220,7 +222,28 @@ typedef struct {
     uint64_t seed, epoch;
     const FNN_T *t;
     int loss, wnorm;
+    const ptrdiff_t *x_indptr, *x_indices;
+    ptrdiff_t x_nnz;
 } FNN_F(fnn_bufs_t);
+
+/* Row r of a CSR X scattered into the dense row out (d columns; duplicates
+ * summed, as scipy's toarray). The caller validated the structure; it is
+ * checked again as it is read (another thread could change it): returns 0,
+ * with out unspecified, on an index outside its range. */
+static int FNN_F(fnn_csr_row)(const FNN_F(fnn_bufs_t) *B, ptrdiff_t r, FNN_T *out, ptrdiff_t d)
+{
+    const ptrdiff_t k0 = B->x_indptr[r], k1 = B->x_indptr[r + 1];
+    if (k0 < 0 || k1 < k0 || k1 > B->x_nnz)
+        return 0;
+    memset(out, 0, (size_t) d * sizeof(FNN_T));
+    for (ptrdiff_t k = k0; k < k1; k++) {
+        const ptrdiff_t j = B->x_indices[k];
+        if (j < 0 || j >= d)
+            return 0;
+        out[j] = out[j] + B->x[k];
+    }
+    return 1;
+}
 
 typedef struct {
     const FNN_F(fnn_bufs_t) *b;
@@ -303,7 +326,14 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 ok = 0;
                 break;
             }
-            memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
+            if (B->x_indptr == NULL) {
+                memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
+            } else if (!FNN_F(fnn_csr_row)(B, r, acts + i * d, d)) {
+                __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
+                __atomic_store_n(&c->status, 1, __ATOMIC_RELAXED);
+                ok = 0;
+                break;
+            }
             B->ybuf[i] = B->loss == FNN_LOSS_SQERR ? r : B->y[r];
             if (B->sw)
                 B->wbuf[i] = B->sw[r];

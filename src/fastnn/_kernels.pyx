@@ -154,6 +154,9 @@ cdef extern from "_gemm.h" nogil:
         uint64_t seed, epoch
         const float* t
         int loss, wnorm
+        const intp_t* x_indptr
+        const intp_t* x_indices
+        intp_t x_nnz
     ctypedef struct fnn_bufs_t_d:
         const double* x
         const double* sw
@@ -177,6 +180,9 @@ cdef extern from "_gemm.h" nogil:
         uint64_t seed, epoch
         const double* t
         int loss, wnorm
+        const intp_t* x_indptr
+        const intp_t* x_indices
+        intp_t x_nnz
     int FNN_OPT_SGD, FNN_OPT_ADAM
     int FNN_LOSS_XENT, FNN_LOSS_BXENT, FNN_LOSS_SQERR
     double fnn_bxent_f(const float* z, const intp_t* y, const float* sw, float* g,
@@ -631,6 +637,61 @@ cdef bint _check_bool(object value, str name) except -1:
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name} must be a bool, got {value!r}")
+
+
+cdef object _csr_parts(object X):
+    """``(data, indices, indptr, n_rows, n_cols)`` of a SciPy CSR matrix or array
+    (None for anything else), the arrays checked: 1-D, C-contiguous, intp
+    indices and indptr, ``len(indptr) == n_rows + 1``, ``indptr[0] == 0``,
+    ``indptr[-1] == len(indices) == len(data)``. The rows' own ranges and
+    column indices are checked by :func:`_check_csr_rows` for the rows used."""
+    if cnp.PyArray_Check(X) or getattr(X, "format", None) != "csr":
+        return None
+    try:
+        data, indices, indptr = X.data, X.indices, X.indptr
+        n_rows, n_cols = X.shape
+    except (AttributeError, TypeError, ValueError):
+        raise TypeError(f"X must be a numpy.ndarray or a scipy.sparse CSR matrix, "
+                        f"got {type(X).__name__}") from None
+    dtype = _float_dtype(data, "X.data")
+    _check_array(data, "X.data", dtype, 1)
+    _check_array(indices, "X.indices", _INTP, 1)
+    _check_array(indptr, "X.indptr", _INTP, 1)
+    n_rows, n_cols = _check_index(n_rows, "X.shape[0]"), _check_index(n_cols, "X.shape[1]")
+    if indptr.shape[0] != n_rows + 1:
+        raise ValueError(f"X.indptr must have {n_rows + 1} elements, got {indptr.shape[0]}")
+    nnz = data.shape[0]
+    if indices.shape[0] != nnz or indptr[0] != 0 or indptr[n_rows] != nnz:
+        raise ValueError(f"X is not a valid CSR matrix: indptr[0] = {indptr[0]}, "
+                         f"indptr[-1] = {indptr[n_rows]}, {indices.shape[0]} indices and "
+                         f"{nnz} values")
+    return data, indices, indptr, n_rows, n_cols
+
+
+cdef void _check_csr_rows(const intp_t[::1] indptr, const intp_t[::1] indices,
+                          const intp_t[::1] order, intp_t start, intp_t stop,
+                          intp_t n_cols) except *:
+    """Each row ``order[start:stop]`` of a CSR X spans ``indptr[r] <= indptr[r + 1]``
+    within the values and holds column indices in ``[0, n_cols)``."""
+    cdef intp_t i, k, r, bad_row = -1, bad_k = -1
+    cdef intp_t nnz = indices.shape[0]
+    with nogil:
+        for i in range(start, stop):
+            r = order[i]
+            if not (0 <= indptr[r] <= indptr[r + 1] <= nnz):
+                bad_row = r
+                break
+            for k in range(indptr[r], indptr[r + 1]):
+                if indices[k] < 0 or indices[k] >= n_cols:
+                    bad_k = k
+                    break
+            if bad_k >= 0:
+                break
+    if bad_row >= 0:
+        raise ValueError(f"X.indptr must be non-decreasing within [0, nnz], got "
+                         f"{indptr[bad_row]}, {indptr[bad_row + 1]} for row {bad_row}")
+    if bad_k >= 0:
+        raise ValueError(f"X.indices must be in [0, {n_cols}), got {indices[bad_k]} at {bad_k}")
 
 
 cdef void _check_weights(object weights, object order, intp_t start, intp_t stop) except *:
@@ -1104,6 +1165,11 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   loss_reduction="mean"):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
 
+    ``X``: (n_rows, sizes[0]) float32 or float64, C-contiguous; or a SciPy CSR
+    matrix/array of that dtype with intp ``indices`` and ``indptr`` (the rows
+    of a batch are scattered into its dense A_0 as they are gathered,
+    duplicates summed; its structure is checked for the rows used).
+
     The whole run of batches stays in compiled code: gather, forward (with
     dropout), softmax cross-entropy (with sample weights), backward and the
     fused optimizer update per batch, on fastnn's own kernels and
@@ -1152,8 +1218,16 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     start = _check_index(start, "start")
     stop = _check_index(stop, "stop")
     batch_size = _check_index(batch_size, "batch_size")
-    dtype = _float_dtype(X, "X")
-    _check_array(X, "X", dtype, 2)
+    csr = _csr_parts(X)
+    if csr is not None:
+        xdata, xindices, xindptr, n_rows_x, n_cols_x = csr
+        dtype = _float_dtype(xdata, "X.data")
+    else:
+        dtype = _float_dtype(X, "X")
+        _check_array(X, "X", dtype, 2)
+        n_rows_x, n_cols_x = X.shape[0], X.shape[1]
+        xdata = X.reshape(-1)
+        xindices = xindptr = None
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
     cdef bint wnorm = _check_reduction(loss_reduction)
@@ -1167,13 +1241,13 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     # a private copy: the nogil loop rereads the widths, which no other
     # argument (or thread) may then change
     sizes = sizes.copy()
-    cdef intp_t n = X.shape[0], n_layers = sizes.shape[0] - 1
+    cdef intp_t n = n_rows_x, n_layers = sizes.shape[0] - 1
     if n_layers < 1:
         raise ValueError(f"sizes must list at least 2 layer widths, got {sizes.shape[0]}")
     if np.any(sizes <= 0) or np.any(sizes > _INT_MAX):
         raise ValueError(f"sizes must be in [1, 2**31-1], got {sizes}")
-    if X.shape[1] != sizes[0]:
-        raise ValueError(f"X must have {sizes[0]} columns, got {X.shape[1]}")
+    if n_cols_x != sizes[0]:
+        raise ValueError(f"X must have {sizes[0]} columns, got {n_cols_x}")
     if y.shape[0] != n:
         raise ValueError(f"y must have length {n} to match X, got {y.shape[0]}")
     if loss_code == FNN_LOSS_SQERR and y.shape[1] != sizes[n_layers]:
@@ -1225,7 +1299,11 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
             raise ValueError(f"ws.grads must have {size} elements, got {got}")
         if got < size:
             raise ValueError(f"ws.{field} must have at least {size} elements, got {got}")
-    inputs = [("X", X), ("y", y), ("order", order)]
+    if csr is None:
+        inputs = [("X", X), ("y", y), ("order", order)]
+    else:
+        inputs = [("X.data", xdata), ("X.indices", xindices), ("X.indptr", xindptr),
+                  ("y", y), ("order", order)]
     if sample_weight is not None:
         _check_array(sample_weight, "sample_weight", dtype, 1)
         if sample_weight.shape[0] != n:
@@ -1270,6 +1348,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
             _check_labels(y[rows], 2 if loss_code == FNN_LOSS_BXENT else sizes[n_layers], "y")
         if sample_weight is not None:
             _check_weights(sample_weight, order, start, stop)
+        if csr is not None:
+            _check_csr_rows(xindptr, xindices, order, start, stop, n_cols_x)
     if start == stop:
         return 0, 0.0, 0, False
     cdef fnn_opt_t opt
@@ -1282,7 +1362,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     cdef intp_t correct = 0
     cdef int diverged = 0, corrupt = 0
     if dtype is _FLOAT_DTYPES[0]:
-        done = _train_call[float](X, None if loss_code == FNN_LOSS_SQERR else y,
+        done = _train_call[float](xdata, n_rows_x, xindices, xindptr, None if loss_code == FNN_LOSS_SQERR else y,
                                   y if loss_code == FNN_LOSS_SQERR else None,
                                   loss_code, wnorm,
                                   sample_weight, order, start, stop, batch_size, sizes,
@@ -1291,7 +1371,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                                   drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
                                   &correct, &diverged, &corrupt)
     else:
-        done = _train_call[double](X, None if loss_code == FNN_LOSS_SQERR else y,
+        done = _train_call[double](xdata, n_rows_x, xindices, xindptr, None if loss_code == FNN_LOSS_SQERR else y,
                                   y if loss_code == FNN_LOSS_SQERR else None,
                                   loss_code, wnorm,
                                   sample_weight, order, start, stop, batch_size, sizes,
@@ -1300,12 +1380,14 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                                    drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
                                    &correct, &diverged, &corrupt)
     if corrupt:
-        raise ValueError("order or y changed during the call: a row index or label left "
-                         "its valid range (another thread writing to them?)")
+        raise ValueError("order, y or X's CSR structure changed during the call: a row "
+                         "index, label or column index left its valid range (another thread "
+                         "writing to them?)")
     return done, loss_sum, correct, bool(diverged)
 
 
-cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
+cdef intp_t _train_call(const floating[::1] X, intp_t n_rows, const intp_t[::1] xindices,
+                        const intp_t[::1] xindptr, const intp_t[::1] y,
                         const floating[:, ::1] T, int loss, bint wnorm,
                         const floating[::1] sw, const intp_t[::1] order, intp_t start,
                         intp_t stop, intp_t batch_size, const intp_t[::1] sizes, int act,
@@ -1320,7 +1402,14 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
     cdef fnn_bufs_t_d bd
     cdef bint adam = opt.kind == FNN_OPT_ADAM
     if floating is float:
-        bf.x, bf.order = &X[0, 0], &order[0]
+        bf.x = &X[0] if X.shape[0] > 0 else NULL
+        bf.order = &order[0]
+        bf.x_indptr = NULL
+        bf.x_indices = NULL
+        bf.x_nnz = X.shape[0]
+        if xindptr is not None:
+            bf.x_indptr = &xindptr[0]
+            bf.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
         bf.y = NULL
         bf.t = NULL
         if y is not None:
@@ -1331,7 +1420,7 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
         bf.sw = NULL
         if sw is not None:
             bf.sw = &sw[0]
-        bf.n_rows, bf.start, bf.stop, bf.batch_size = X.shape[0], start, stop, batch_size
+        bf.n_rows, bf.start, bf.stop, bf.batch_size = n_rows, start, stop, batch_size
         bf.sizes, bf.n_layers, bf.act = &sizes[0], sizes.shape[0] - 1, act
         bf.params, bf.wt, bf.acts, bf.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
         bf.slot0 = &slots[0, 0]
@@ -1347,7 +1436,14 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
         with nogil:
             done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
     else:
-        bd.x, bd.order = &X[0, 0], &order[0]
+        bd.x = &X[0] if X.shape[0] > 0 else NULL
+        bd.order = &order[0]
+        bd.x_indptr = NULL
+        bd.x_indices = NULL
+        bd.x_nnz = X.shape[0]
+        if xindptr is not None:
+            bd.x_indptr = &xindptr[0]
+            bd.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
         bd.y = NULL
         bd.t = NULL
         if y is not None:
@@ -1358,7 +1454,7 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
         bd.sw = NULL
         if sw is not None:
             bd.sw = &sw[0]
-        bd.n_rows, bd.start, bd.stop, bd.batch_size = X.shape[0], start, stop, batch_size
+        bd.n_rows, bd.start, bd.stop, bd.batch_size = n_rows, start, stop, batch_size
         bd.sizes, bd.n_layers, bd.act = &sizes[0], sizes.shape[0] - 1, act
         bd.params, bd.wt, bd.acts, bd.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
         bd.slot0 = &slots[0, 0]
