@@ -1497,3 +1497,55 @@ def test_train_batches_refuses_mismatched_losses(rng):
         call(np.zeros(10, np.intp), loss="binary_cross_entropy")
     with pytest.raises(ValueError, match="loss_reduction"):
         call(np.zeros(10, np.intp), loss_reduction="sum")
+
+
+def _csr(X, index_dtype=np.intp):
+    import scipy.sparse as sp
+    A = sp.csr_matrix(X)
+    A.indices, A.indptr = A.indices.astype(index_dtype), A.indptr.astype(index_dtype)
+    return A
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_train_batches_csr_x_is_dense_x_bit_for_bit_and_twin(rng, dtype, n_threads):
+    X = randn(rng, (120, 40), dtype)
+    X[rng.random(X.shape) < 0.75] = 0
+    y = rng.integers(0, 3, 120).astype(np.intp)
+    order = rng.permutation(120).astype(np.intp)
+    runs = []
+    for fn, data in ((K.train_batches, X), (K.train_batches, _csr(X)), (R.train_batches, _csr(X))):
+        sizes, ws = make_workspace([40, 17, 3], 16, dtype, np.random.default_rng(4))
+        space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+        out = fn(data, y, order, 5, 110, 16, sizes, "tanh", ws["params"], ws["slots"], space,
+                 K.Hyper("sgd", learning_rate=0.1, momentum=0.9, l2=1e-3),
+                 dropout=np.array([0.2, 0.1]), n_threads=n_threads)
+        runs.append((out, ws["params"].copy()))
+    assert runs[1][0] == runs[0][0]
+    np.testing.assert_array_equal(runs[1][1], runs[0][1])
+    np.testing.assert_allclose(runs[2][1], runs[1][1], **TRAIN_TOL[dtype])
+
+
+def test_train_batches_refuses_bad_csr(rng):
+    X = randn(rng, (10, 5), np.float64)
+    sizes, ws = make_workspace([5, 4, 3], 4, np.float64, rng)
+    space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+    y = np.zeros(10, np.intp)
+    order = np.arange(10, dtype=np.intp)
+    call = lambda A: K.train_batches(  # noqa: E731
+        A, y, order, 0, 10, 4, sizes, "relu", ws["params"], ws["slots"], space,
+        K.Hyper("sgd", learning_rate=0.1))
+    with pytest.raises(TypeError, match="X.indices"):
+        call(_csr(X, np.int32))
+    A = _csr(X)
+    A.indices[3] = 7
+    with pytest.raises(ValueError, match="X.indices"):
+        call(A)
+    A = _csr(X)
+    A.indptr[4], A.indptr[5] = A.indptr[5], A.indptr[4]
+    with pytest.raises(ValueError, match="X.indptr"):
+        call(A)
+    A = _csr(X)
+    A.indptr = A.indptr[:-1].copy()
+    with pytest.raises(ValueError, match="X.indptr"):
+        call(A)

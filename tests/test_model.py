@@ -570,3 +570,28 @@ def test_binary_cross_entropy_model():
 def test_loss_and_output_width_must_agree(layers, loss, match):
     with pytest.raises(ValueError, match=match):
         MLP(layers, loss=loss)
+
+
+def test_sparse_X_fits_and_predicts_as_dense():
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 20))
+    X[rng.random(X.shape) < 0.8] = 0
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    dense, sparse = MLP([20, 8, 2], seed=0), MLP([20, 8, 2], seed=0)
+    dense.fit(X, y, epochs=3, batch_size=16, verbose=False, validation_split=0.2)
+    Xs = sp.csr_array(X)
+    Xs.indices = Xs.indices.astype(np.int32)  # scipy's usual index dtype: converted once
+    sparse.fit(Xs, y, epochs=3, batch_size=16, verbose=False, validation_split=0.2)
+    np.testing.assert_array_equal(sparse.parameters, dense.parameters)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert sparse.history_.history[key] == dense.history_.history[key]
+    np.testing.assert_array_equal(sparse.predict_proba(sp.coo_matrix(X)), dense.predict_proba(X))
+    assert sparse.evaluate(Xs, y) == dense.evaluate(X, y)
+    assert Xs.indices.dtype == np.int32  # the caller's matrix untouched
+    bad = sp.csr_matrix(X)
+    bad.data[3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        sparse.fit(bad, y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="features"):
+        sparse.predict(sp.csr_matrix(X[:, :5]))

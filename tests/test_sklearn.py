@@ -30,13 +30,15 @@ pytestmark = pytest.mark.usefixtures("one_blas_thread")
 #: Every scikit-learn estimator check expected to fail, with the reason: none in float64;
 #: in float32 (fastnn's default dtype) one, whose exact equality is a float64 property.
 EXPECTED_FAILED_CHECKS = {}
+_FLOAT32_ROUNDING = (
+    "float32 rounding: integer weights train on the weighted sums of 15 rows, the repeats "
+    "on the plain sums of ~30; the algorithm is the same (float64 passes this check, and "
+    "test_sample_weight_is_repetition bounds the float32 difference), but the sums are "
+    "rounded differently, about 1e-6 relative after 100 epochs, above the check's rtol "
+    "1e-7 (scikit-learn's own MLPs run it in float64)")
 EXPECTED_FAILED_CHECKS_FLOAT32 = {
-    "check_sample_weight_equivalence_on_dense_data":
-        "float32 rounding: integer weights train on the weighted sums of 15 rows, the repeats "
-        "on the plain sums of ~30; the algorithm is the same (float64 passes this check, and "
-        "test_sample_weight_is_repetition bounds the float32 difference), but the sums are "
-        "rounded differently, about 1e-6 relative after 100 epochs, above the check's rtol "
-        "1e-7 (scikit-learn's own MLPs run it in float64)",
+    "check_sample_weight_equivalence_on_dense_data": _FLOAT32_ROUNDING,
+    "check_sample_weight_equivalence_on_sparse_data": _FLOAT32_ROUNDING,
 }
 
 
@@ -331,9 +333,6 @@ def test_bad_parameters_raise_clear_errors(blobs, params, error, match):
 def test_unsupported_inputs(blobs):
     X, y = blobs
     clf = MLPClassifier(max_iter=1)
-    sparse = pytest.importorskip("scipy.sparse")
-    with pytest.raises(TypeError, match="[Ss]parse"):
-        clf.fit(sparse.csr_matrix(X), y)
     with pytest.raises(NotImplementedError, match="poisson"):
         MLPRegressor(loss="poisson").fit(X, y.astype(float))
     with pytest.raises(ValueError, match="loss"):
@@ -590,3 +589,23 @@ def test_regressor_workflow(friedman):
     search = GridSearchCV(reg, {"alpha": [1e-4, 1e-2]}, cv=3).fit(X, y)
     assert search.best_score_ > 0.6
     assert fastnn.MLPRegressor is MLPRegressor
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("est", [MLPClassifier, MLPRegressor])
+def test_sparse_X_trains_as_dense(blobs, est):
+    """CSR (or any SciPy sparse) X: the compiled loop densifies each batch's rows as it
+    gathers them, so the weights are those of the dense X, bit for bit."""
+    import scipy.sparse as sp
+    X, y = blobs
+    X = np.where(np.abs(X) < 0.8, 0.0, X)
+    target = y if est is MLPClassifier else X[:, 0] - y
+    kw = dict(hidden_layer_sizes=(8,), max_iter=5, learning_rate_init=0.02, random_state=0)
+    dense = est(**kw).fit(X, target)
+    for container in (sp.csr_matrix, sp.csr_array, sp.csc_matrix):
+        sparse = est(**kw).fit(container(X), target)
+        for a, b in zip(sparse.coefs_ + sparse.intercepts_, dense.coefs_ + dense.intercepts_):
+            np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(sparse.predict(container(X)), dense.predict(X))
+    es = est(early_stopping=True, **kw).fit(sp.csr_matrix(X), target)
+    assert len(es.validation_scores_) == es.n_iter_

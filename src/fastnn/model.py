@@ -7,7 +7,7 @@ import inspect
 from . import kernels, serialization, threads, training
 from ._layout import aligned_zeros, n_params, unflatten
 from ._validation import (check_choice, check_float, check_int, check_targets, check_X,
-                          check_y)
+                          check_y, is_sparse)
 from .metrics import r2_score
 
 _INITS = ("auto", "uniform", "he", "glorot")
@@ -242,7 +242,9 @@ class MLP:
             callbacks=None, checkpoint=None, loss_reduction="mean", shuffle=True):
         """Train; returns a :class:`fastnn.History`.
 
-        X : array-like (n_samples, layers[0]), any real dtype (converted once).
+        X : array-like (n_samples, layers[0]), any real dtype (converted once), or a
+            SciPy sparse matrix (made CSR once; each batch's rows are densified in
+            the compiled loop as they are gathered, never the whole X).
         y : integer labels in [0, n_classes_); for ``loss="mse"`` the real
             targets (n_samples, layers[-1]), 1-D for one output.
         optimizer : a :mod:`fastnn.optim` optimizer (``SGD``, ``Adam``) or its
@@ -346,10 +348,14 @@ class MLP:
         block = min(_BLOCK, n)
         bufs = [np.empty((block, w), dtype=self.dtype) for w in self.layers[1:]]
         last = len(weights) - 1
+        sparse = is_sparse(X)  # CSR: a block of rows at a time, densified
+        dense = np.empty((block, self.layers[0]), dtype=self.dtype) if sparse else None
         with threads.limit():
             for start in range(0, n, block):
                 a = X[start:start + block]
                 rows = a.shape[0]
+                if sparse:
+                    a = a.toarray(out=dense[:rows])
                 for i, (W, b) in enumerate(zip(weights, biases)):
                     out = bufs[i][:rows]
                     a = kernels.dense_forward(a, W, b, self.activation if i < last else "identity",

@@ -470,8 +470,10 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         idx = order[s0:min(s0 + batch_size, stop)]
         bs = idx.shape[0]
         step = s0 // batch_size
-        # mode="clip": indices checked above; "raise" would copy through a temporary
-        a = np.take(X, idx, axis=0, out=buf.A[0][:bs], mode="clip")
+        if hasattr(X, "indptr"):  # CSR: the batch's rows, densified into A_0
+            a = X[idx].toarray(out=buf.A[0][:bs])
+        else:  # mode="clip": indices checked above; "raise" would copy through a temporary
+            a = np.take(X, idx, axis=0, out=buf.A[0][:bs], mode="clip")
         if loss == "mse":  # the targets' rows (the compiled loop reads them in place)
             labels = np.take(y, idx, axis=0, out=buf.targets[:bs], mode="clip")
         else:

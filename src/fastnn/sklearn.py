@@ -199,6 +199,7 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.input_tags.sparse = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
@@ -344,7 +345,8 @@ class _BaseMLP(BaseEstimator):
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            X_train, X_val = np.ascontiguousarray(X_train), np.ascontiguousarray(X_val)
+            if not hasattr(X_train, "tocsr"):
+                X_train, X_val = np.ascontiguousarray(X_train), np.ascontiguousarray(X_val)
             if sw_train is not None and not (sw_train > 0).any():
                 raise ValueError("The sample weights of the training set (after the "
                                  "validation split) are all zero; use another random_state "
@@ -410,7 +412,7 @@ class _BaseMLP(BaseEstimator):
     def _check_X(self, X):
         check_is_fitted(self)
         return _validate_data(self, X, reset=False, dtype=np.dtype(self.dtype), order="C",
-                              accept_sparse=False)
+                              accept_sparse="csr")
 
     # -- scikit-learn's attributes ---------------------------------------------
     @property
@@ -474,7 +476,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_Xy(self, X, y, reset):
         X, y = _validate_data(self, X, y, reset=reset, dtype=np.dtype(self.dtype),
-                              order="C", accept_sparse=False)
+                              order="C", accept_sparse="csr")
         check_classification_targets(y)
         return X, y
 
@@ -608,7 +610,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_Xy(self, X, y, reset):
         return _validate_data(self, X, y, reset=reset, dtype=np.dtype(self.dtype), order="C",
-                              accept_sparse=False, multi_output=True, y_numeric=True)
+                              accept_sparse="csr", multi_output=True, y_numeric=True)
 
     def _encode_targets(self, y, incremental, first_pass):
         y = y.reshape(-1, 1) if y.ndim == 1 else y

@@ -177,7 +177,10 @@ def _fingerprint(X, y, config, X_val=None, y_val=None, weights=None):
         if A is None:
             continue
         h.update(repr(A.shape).encode())
-        h.update(np.ascontiguousarray(A[:: max(1, A.shape[0] // 257)]).tobytes())
+        sample = A[:: max(1, A.shape[0] // 257)]
+        if hasattr(sample, "toarray"):  # CSR
+            sample = sample.toarray()
+        h.update(np.ascontiguousarray(sample).tobytes())
         h.update(labels.tobytes())
     if weights is not None:
         h.update(weights.tobytes())
