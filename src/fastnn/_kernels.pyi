@@ -88,7 +88,7 @@ def dropout_mask(
     rows: int, width: int, rate: float, seed: int, epoch: int, step: int, layer: int
 ) -> NDArray[np.bool_]: ...
 def train_batches(
-    X: NDArray[np.floating],
+    X: Any,
     y: Union[NDArray[np.intp], NDArray[np.floating]],
     order: NDArray[np.intp],
     start: int,

@@ -454,7 +454,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` evaluated with
     the end-of-epoch weights (scikit-learn evaluates it with each batch's).
     """ + _COMMON_ATTRS_DOC + """
-    Not supported: multilabel ``y``, sparse ``X``.
+    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X``, bit for bit.
+    Not supported: multilabel ``y``.
     """
 
     _VAL_KEY = "val_accuracy"
@@ -560,7 +561,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     the epoch's mean squared error (per element, before each update) plus
     ``alpha/(2*batch_size) * sum ||W||^2`` with the end-of-epoch weights.
     """ + _COMMON_ATTRS_DOC + """
-    Not supported: sparse ``X``, ``loss="poisson"``.
+    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X``, bit for bit.
+    Not supported: ``loss="poisson"``.
     """
 
     _LOSS_FACTOR = 0.5
