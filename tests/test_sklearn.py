@@ -272,7 +272,8 @@ def test_string_labels_binary_and_partial_fit(blobs):
     proba = binary.predict_proba(X)
     assert proba.shape == (len(X), 2) and proba.dtype == np.float64
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_allclose(binary.predict_log_proba(X), np.log(proba))
+    with np.errstate(divide="ignore"):  # one logistic output saturates to 0 and 1 in float32
+        np.testing.assert_allclose(binary.predict_log_proba(X), np.log(proba))
     assert binary.classes_.tolist() == [False, True]
     assert binary.score(X, labels == "cat") > 0.95
 
