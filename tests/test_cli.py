@@ -756,3 +756,26 @@ def test_study_config_errors(tmp_path, report, message):
     (folder / "bad.yaml").write_text("layers: [784, 10]\n" + report)
     rc, _, err = run_main("study", folder, "--out", tmp_path / "out")
     assert rc == 2 and message in err, err
+
+
+def test_train_regression_config_reports_r2_and_rmse(tmp_path):
+    """configs/regression-friedman1.yaml: a generated data set (no files), loss mse;
+    the line and metrics.json give the test R² and RMSE, and evaluate agrees."""
+    out = tmp_path / "reg"
+    rc, stdout, err = run_main("train", "--config", CONFIGS / "regression-friedman1.yaml",
+                               "--out", out, "--quiet", "--epochs", "8")
+    assert rc == 0, err
+    line = re.search(r"test R²: (0\.\d+), RMSE (\d+\.\d+) \(8 epochs", stdout)
+    assert line, stdout
+    metrics = read_json(out / "metrics.json")
+    assert float(line.group(1)) == pytest.approx(metrics["test_r2"], abs=1e-4)
+    assert metrics["test_r2"] > 0.8
+    assert metrics["test_rmse"] == pytest.approx(metrics["test_loss"] ** 0.5)
+    model = MLP.load(out / "model.npz")
+    assert model.loss == "mse" and model.layers == (10, 64, 64, 1)
+    history = read_json(out / "history.json")["history"]
+    assert set(history) == {"loss", "val_loss", "val_r2", "lr", "time"}
+    png_size(out / "learning_curves.png")
+    rc, stdout, err = run_main("evaluate", out / "model.npz")
+    assert rc == 0, err
+    assert json.loads(stdout)["test_r2"] == pytest.approx(metrics["test_r2"], rel=1e-6)

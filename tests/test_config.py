@@ -86,7 +86,8 @@ def test_split_partitions_the_keys():
                             "epochs": 2, "lr_decay": 0.5})
     model_kw, data_kw, fit_kw = cfg.split(resolved)
     assert model_kw == {"layers": [784, 32, 10], "activation": "relu", "dtype": "float32",
-                        "seed": 4, "init": "auto", "dropout": 0.0, "input_dropout": 0.0}
+                        "seed": 4, "init": "auto", "dropout": 0.0, "input_dropout": 0.0,
+                        "loss": "cross_entropy"}
     assert data_kw == {"dataset": "mnist", "normalize": "standard"}
     assert fit_kw["epochs"] == 2 and fit_kw["lr_decay"] == 0.5
     assert set(fit_kw) == set(cfg.FIT_KEYS) | {"optimizer"}
@@ -181,8 +182,12 @@ def test_shipped_configs_resolve_and_build(path):
     config = cfg.resolve(cfg.load(path))
     model_kw, data_kw, fit_kw = cfg.split(config)
     model = MLP(**model_kw)
-    assert model.layers[0] == 784 and model.layers[-1] == 10
-    assert data_kw["dataset"] == "mnist"
+    if model.is_classifier:
+        assert model.layers[0] == 784 and model.layers[-1] == 10
+        assert data_kw["dataset"] == "mnist"
+    else:  # a regression config: a generated data set of its own width
+        from fastnn.datasets import GENERATED
+        assert model.layers[0] == GENERATED[data_kw["dataset"]][2]
     assert fit_kw["epochs"] >= 1 and fit_kw["optimizer"].learning_rate > 0
 
 

@@ -456,3 +456,21 @@ def test_bad_mirror_checksum_is_never_cached(tmp_path, monkeypatch, no_env):
     assert "checksum mismatch" in str(info.value)
     assert sorted(os.listdir(no_env)) == sorted(n + ".gz" for n in FILES if "t10k-images" not in n)
 
+
+
+def test_friedman1_is_generated_and_reproducible():
+    from fastnn import datasets
+    (X, y), (Xt, yt) = datasets.load_dataset("friedman1", normalize="none")
+    assert X.shape == (20000, 10) and Xt.shape == (5000, 10) and y.shape == (20000,)
+    assert X.dtype == y.dtype == np.float32
+    again = datasets.load_dataset("friedman1", normalize="none")
+    assert np.array_equal(again[0][0], X) and np.array_equal(again[1][1], yt)
+    f = (10 * np.sin(np.pi * X[:, 0] * X[:, 1]) + 20 * (X[:, 2] - 0.5) ** 2 + 10 * X[:, 3]
+         + 5 * X[:, 4])
+    noise = y - f
+    assert abs(noise.mean()) < 0.05 and abs(noise.std() - 1) < 0.05
+    (Xs, _), (Xst, _) = datasets.load_dataset("friedman1", normalize="standard")
+    np.testing.assert_allclose(Xs.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(Xs.std(0), 1, rtol=1e-3)
+    assert datasets.is_regression("friedman1") and not datasets.is_regression("mnist")
+    assert datasets.class_names("friedman1") == []

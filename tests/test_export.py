@@ -96,7 +96,7 @@ def _forward(layers, activation, X):
     return a
 
 
-@pytest.mark.parametrize("loss", ["mse", "binary"])
+@pytest.mark.parametrize("loss", ["mse", "binary_cross_entropy"])
 def test_regression_and_logistic_outputs(loss, tmp_path):
     """The outputs of models with a ``loss`` attribute (regression: identity;
     two classes on one logistic unit), on a stand-in with MLP's attributes."""
@@ -123,6 +123,28 @@ def test_regression_and_logistic_outputs(loss, tmp_path):
     model.loss = "hinge"
     with pytest.raises(ValueError, match="cannot export a model with loss='hinge'"):
         export.to_onnx(model, path)
+
+
+@pytest.mark.parametrize("loss", ["mse", "binary_cross_entropy"])
+def test_real_regressor_and_logistic_models_export(loss, tmp_path):
+    """fastnn's own regression and one-logistic-output models, trained, then
+    run by onnxruntime: the same outputs as predict / predict_proba."""
+    from fastnn import MLP
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 6)).astype(np.float32)
+    if loss == "mse":
+        model, y = MLP([6, 12, 2], "tanh", seed=0, loss=loss), X[:, :2] * 2 - X[:, 2:4]
+    else:
+        model, y = MLP([6, 12, 1], "tanh", seed=0, loss=loss), (X[:, 0] > 0).astype(int)
+    model.fit(X, y, epochs=3, batch_size=16, learning_rate=0.05, verbose=False)
+    path = tmp_path / "m.onnx"
+    model.to_onnx(path)
+    out = _run(path, X)
+    if loss == "mse":
+        np.testing.assert_allclose(out["predictions"], model.predict(X), rtol=1e-5, atol=1e-5)
+    else:
+        np.testing.assert_allclose(out["probabilities"], model.predict_proba(X), atol=1e-5)
+        assert out["label"].ravel().tolist() == model.predict(X).tolist()
 
 
 def test_cli_export(trained, mnist, tmp_path, capsys):

@@ -1303,3 +1303,249 @@ def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype):
         assert out[0] == results[0][0][0]
         np.testing.assert_array_equal(params, results[0][1])
         np.testing.assert_array_equal(slots, results[0][2])
+
+
+# ---------------------------------------------------------------------------
+# the other output layers: squared error, one logistic output; weighted_mean
+# ---------------------------------------------------------------------------
+
+LOSS_SHAPES = [(1, 1), (7, 1), (33, 3), (128, 10)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
+@pytest.mark.parametrize("shape", LOSS_SHAPES, ids=shape_id)
+def test_squared_error_matches_reference_and_definition(rng, shape, dtype, weighted, reduction):
+    z, t = randn(rng, shape, dtype, 2.0), randn(rng, shape, dtype)
+    w = (rng.random(shape[0]) * 2).astype(dtype) if weighted else None
+    loss, grad = K.squared_error(z, t, sample_weight=w, loss_reduction=reduction)
+    rloss, rgrad = R.squared_error(z, t, sample_weight=w, loss_reduction=reduction)
+    assert isinstance(loss, float) and grad.dtype == dtype and grad.shape == shape
+    np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL[dtype])
+    np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
+    w64 = np.ones(shape[0]) if w is None else w.astype(np.float64)
+    denom = w64.sum() if (reduction == "weighted_mean" and w is not None) else shape[0]
+    d = z.astype(np.float64) - t
+    np.testing.assert_allclose(loss, (w64 * 0.5 * (d * d).sum(1)).sum() / denom, rtol=1e-5)
+    np.testing.assert_allclose(grad, w64[:, None] * d / denom, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
+@pytest.mark.parametrize("batch", [1, 7, 200])
+def test_sigmoid_cross_entropy_matches_reference_and_definition(rng, batch, dtype, weighted,
+                                                                 reduction):
+    z = randn(rng, (batch, 1), dtype, 4.0)
+    y = rng.integers(0, 2, batch).astype(np.intp)
+    w = (rng.random(batch) * 2).astype(dtype) if weighted else None
+    loss, grad, hits = K.sigmoid_cross_entropy(z, y, sample_weight=w, return_correct=True,
+                                               loss_reduction=reduction)
+    rloss, rgrad, rhits = R.sigmoid_cross_entropy(z, y, sample_weight=w, return_correct=True,
+                                                  loss_reduction=reduction)
+    assert hits == rhits == int(np.sum((z[:, 0] > 0) == (y == 1)))
+    np.testing.assert_allclose(loss, rloss, rtol=LOSS_RTOL[dtype])
+    np.testing.assert_allclose(grad, rgrad, **TOL[dtype])
+    w64 = np.ones(batch) if w is None else w.astype(np.float64)
+    denom = w64.sum() if (reduction == "weighted_mean" and w is not None) else batch
+    z64 = z[:, 0].astype(np.float64)
+    p = 1 / (1 + np.exp(-z64))
+    ce = -(y * np.log(p) + (1 - y) * np.log1p(-p))
+    np.testing.assert_allclose(loss, (w64 * ce).sum() / denom, rtol=1e-5)
+    np.testing.assert_allclose(grad[:, 0], w64 * (p - y) / denom, **TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype,v", EXTREMES, ids=lambda p: str(getattr(p, "__name__", p)))
+def test_sigmoid_cross_entropy_extreme_logits(dtype, v):
+    z = np.array([[v], [-v], [v], [-v]], dtype)
+    y = np.array([1, 0, 0, 1], np.intp)
+    with np.errstate(all="raise"):
+        loss, grad = K.sigmoid_cross_entropy(z, y)
+    vv = float(dtype(v))
+    np.testing.assert_allclose(loss, 2 * vv / 4, rtol=1e-7)  # rows: 0, 0, v, v
+    np.testing.assert_allclose(grad[:, 0], [0, 0, 0.25, -0.25], atol=1e-7)
+
+
+def test_weighted_mean_of_zero_weights_is_no_gradient(rng):
+    z = randn(rng, (4, 3), np.float64)
+    w = np.zeros(4)
+    for fn, args in ((K.squared_error, (z, randn(rng, (4, 3), np.float64))),
+                     (K.softmax_cross_entropy, (z, np.array([0, 1, 2, 0], np.intp))),
+                     (K.sigmoid_cross_entropy, (z[:, :1].copy(), np.array([0, 1, 1, 0], np.intp)))):
+        loss, grad = fn(*args, sample_weight=w, loss_reduction="weighted_mean")[:2]
+        rloss, rgrad = getattr(R, fn.__name__)(*args, sample_weight=w,
+                                                loss_reduction="weighted_mean")[:2]
+        assert loss == rloss == 0.0
+        assert not grad.any() and not rgrad.any()
+
+
+def test_new_losses_refuse_bad_arguments(rng):
+    z = randn(rng, (4, 1), np.float64)
+    with pytest.raises(ValueError, match="labels"):
+        K.sigmoid_cross_entropy(z, np.array([0, 1, 2, 0], np.intp))
+    with pytest.raises(ValueError, match="logits"):
+        K.sigmoid_cross_entropy(randn(rng, (4, 2), np.float64), np.zeros(4, np.intp))
+    with pytest.raises(ValueError, match="targets"):
+        K.squared_error(z, randn(rng, (4, 2), np.float64))
+    with pytest.raises(TypeError, match="targets"):
+        K.squared_error(z, z.astype(np.float32))
+    with pytest.raises(ValueError, match="loss_reduction"):
+        K.squared_error(z, z.copy(), loss_reduction="sum")
+    with pytest.raises(ValueError, match="sample_weight"):
+        K.squared_error(z, z.copy(), sample_weight=-np.ones(4))
+
+
+def _loss_data(rng, loss, k, n, dtype):
+    if loss == "mse":
+        return randn(rng, (n, k), dtype)
+    return rng.integers(0, max(k, 2), n).astype(np.intp)
+
+
+LOSS_CASES = [("mse", 3), ("mse", 1), ("binary_cross_entropy", 1), ("cross_entropy", 4)]
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss,k", LOSS_CASES)
+def test_train_batches_losses_match_reference(rng, loss, k, weighted, reduction, dtype,
+                                              n_threads):
+    sizes, ws = make_workspace([13, 33, 7, k], 7, dtype, rng)
+    X = randn(rng, (200, 13), dtype)
+    y = _loss_data(rng, loss, k, 200, dtype)
+    sw = (rng.random(200) * 2).astype(dtype) if weighted else None
+    if sw is not None:
+        sw[::5] = 0
+    order = rng.permutation(200).astype(np.intp)
+    ref = copy_ws(ws)
+    hyper = dict(learning_rate=0.05, momentum=0.9, l1=1e-3, l2=1e-2)
+    space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+    rspace = types.SimpleNamespace(**{f: ref[f] for f in WS_FIELDS})
+    got = K.train_batches(X, y, order, 3, 150, 7, sizes, "tanh", ws["params"], ws["slots"],
+                          space, K.Hyper("sgd", **hyper), sample_weight=sw, loss=loss,
+                          loss_reduction=reduction, n_threads=n_threads)
+    want = R.train_batches(X, y, order, 3, 150, 7, sizes, "tanh", ref["params"], ref["slots"],
+                           rspace, K.Hyper("sgd", **hyper), sample_weight=sw, loss=loss,
+                           loss_reduction=reduction)
+    assert got[0] == want[0] == 147 and got[3] is False and want[3] is False
+    assert got[2] == want[2] and (got[2] == 0) == (loss == "mse")
+    np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
+    for name in ("params", "slots"):
+        np.testing.assert_allclose(ws[name], ref[name], **TRAIN_TOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("loss,k", LOSS_CASES)
+def test_train_batches_losses_bit_identical_across_thread_counts(rng, kernel_isa, loss, k):
+    dtype = np.float32
+    X = randn(rng, (300, 64), dtype)
+    y = _loss_data(rng, loss, k, 300, dtype)
+    sw = (rng.random(300) * 2).astype(dtype)
+    order = rng.permutation(300).astype(np.intp)
+    results = []
+    for n_threads in (1, 2, 3):
+        sizes, ws = make_workspace([64, 256, 256, k], 64, dtype, np.random.default_rng(5))
+        space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+        out = K.train_batches(X, y, order, 0, 300, 64, sizes, "relu", ws["params"], ws["slots"],
+                              space, K.Hyper("adam", learning_rate=1e-3, l2=1e-3),
+                              sample_weight=sw, loss=loss, loss_reduction="weighted_mean",
+                              n_threads=n_threads)
+        results.append((out[1], ws["params"].copy()))
+    for loss_sum, params in results[1:]:
+        assert loss_sum == results[0][0]
+        np.testing.assert_array_equal(params, results[0][1])
+
+
+def test_weighted_mean_scales_the_penalties_per_unit_weight(rng):
+    """Weights all c: the gradient is the unweighted mean's, and the penalties act per
+    unit of weight (l * bs / sum(w) = l / c, as scikit-learn's alpha / sum(w)): the same
+    steps as the unweighted mean with l1 / c and l2 / c."""
+    dtype = np.float64
+    X = randn(rng, (40, 5), dtype)
+    y = rng.integers(0, 3, 40).astype(np.intp)
+    order = np.arange(40, dtype=np.intp)
+    results = []
+    for sw, reduction, scale in ((None, "mean", 1 / 2.5), (np.full(40, 2.5), "weighted_mean", 1)):
+        sizes, ws = make_workspace([5, 9, 3], 8, dtype, np.random.default_rng(2))
+        space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+        K.train_batches(X, y, order, 0, 40, 8, sizes, "relu", ws["params"], ws["slots"], space,
+                        K.Hyper("sgd", learning_rate=0.1, momentum=0.5, l2=0.05 * scale,
+                                l1=0.01 * scale),
+                        sample_weight=sw, loss_reduction=reduction)
+        results.append(ws["params"].copy())
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-12, atol=1e-14)
+
+
+def test_train_batches_refuses_mismatched_losses(rng):
+    sizes, ws = make_workspace([5, 4, 3], 4, np.float64, rng)
+    space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+    X = randn(rng, (10, 5), np.float64)
+    order = np.arange(10, dtype=np.intp)
+    call = lambda y, **kw: K.train_batches(  # noqa: E731
+        X, y, order, 0, 10, 4, sizes, "relu", ws["params"], ws["slots"], space,
+        K.Hyper("sgd", learning_rate=0.1), **kw)
+    with pytest.raises(ValueError, match="loss"):
+        call(np.zeros(10, np.intp), loss="hinge")
+    with pytest.raises(TypeError, match="y"):
+        call(np.zeros(10, np.intp), loss="mse")
+    with pytest.raises(ValueError, match="columns"):
+        call(np.zeros((10, 2)), loss="mse")
+    with pytest.raises(ValueError, match="finite"):
+        call(np.full((10, 3), np.nan), loss="mse")
+    with pytest.raises(ValueError, match="sizes"):
+        call(np.zeros(10, np.intp), loss="binary_cross_entropy")
+    with pytest.raises(ValueError, match="loss_reduction"):
+        call(np.zeros(10, np.intp), loss_reduction="sum")
+
+
+def _csr(X, index_dtype=np.intp):
+    import scipy.sparse as sp
+    A = sp.csr_matrix(X)
+    A.indices, A.indptr = A.indices.astype(index_dtype), A.indptr.astype(index_dtype)
+    return A
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_train_batches_csr_x_is_dense_x_bit_for_bit_and_twin(rng, dtype, n_threads):
+    X = randn(rng, (120, 40), dtype)
+    X[rng.random(X.shape) < 0.75] = 0
+    y = rng.integers(0, 3, 120).astype(np.intp)
+    order = rng.permutation(120).astype(np.intp)
+    runs = []
+    for fn, data in ((K.train_batches, X), (K.train_batches, _csr(X)), (R.train_batches, _csr(X))):
+        sizes, ws = make_workspace([40, 17, 3], 16, dtype, np.random.default_rng(4))
+        space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+        out = fn(data, y, order, 5, 110, 16, sizes, "tanh", ws["params"], ws["slots"], space,
+                 K.Hyper("sgd", learning_rate=0.1, momentum=0.9, l2=1e-3),
+                 dropout=np.array([0.2, 0.1]), n_threads=n_threads)
+        runs.append((out, ws["params"].copy()))
+    assert runs[1][0] == runs[0][0]
+    np.testing.assert_array_equal(runs[1][1], runs[0][1])
+    np.testing.assert_allclose(runs[2][1], runs[1][1], **TRAIN_TOL[dtype])
+
+
+def test_train_batches_refuses_bad_csr(rng):
+    X = randn(rng, (10, 5), np.float64)
+    sizes, ws = make_workspace([5, 4, 3], 4, np.float64, rng)
+    space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+    y = np.zeros(10, np.intp)
+    order = np.arange(10, dtype=np.intp)
+    call = lambda A: K.train_batches(  # noqa: E731
+        A, y, order, 0, 10, 4, sizes, "relu", ws["params"], ws["slots"], space,
+        K.Hyper("sgd", learning_rate=0.1))
+    with pytest.raises(TypeError, match="X.indices"):
+        call(_csr(X, np.int32))
+    A = _csr(X)
+    A.indices[3] = 7
+    with pytest.raises(ValueError, match="X.indices"):
+        call(A)
+    A = _csr(X)
+    A.indptr[4], A.indptr[5] = A.indptr[5], A.indptr[4]
+    with pytest.raises(ValueError, match="X.indptr"):
+        call(A)
+    A = _csr(X)
+    A.indptr = A.indptr[:-1].copy()
+    with pytest.raises(ValueError, match="X.indptr"):
+        call(A)

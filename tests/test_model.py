@@ -455,3 +455,143 @@ def test_overflowing_outputs_raise_instead_of_nan():
     # the same rows one by one: the finite one works
     proba = model.predict_proba(X[:1])
     assert np.isfinite(proba).all() and proba.sum() == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------------------
+# regression (loss="mse") and one logistic output (loss="binary_cross_entropy")
+# ---------------------------------------------------------------------------
+
+def _regression_data(n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 5))
+    Y = np.column_stack([X[:, 0] - 2 * X[:, 1], np.sin(X[:, 2]) + X[:, 3] * X[:, 4]])
+    return X, Y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_regression_fits_and_reports_mse_and_r2(dtype):
+    X, Y = _regression_data()
+    model = MLP([5, 32, 2], "tanh", loss="mse", seed=0, dtype=dtype)
+    history = model.fit(X, Y, epochs=60, batch_size=32, learning_rate=0.05, verbose=False,
+                        validation_split=0.2)
+    assert set(history.history) == {"loss", "val_loss", "val_r2", "lr", "time"}
+    assert history.history["loss"][-1] < history.history["loss"][0] / 5
+    pred = model.predict(X)
+    assert pred.shape == (400, 2) and pred.dtype == np.dtype(dtype)
+    mse, r2 = model.evaluate(X, Y)
+    np.testing.assert_allclose(mse, np.mean((pred.astype(np.float64) - Y) ** 2), rtol=1e-5)
+    ss = ((Y - Y.mean(0)) ** 2).sum(0)
+    np.testing.assert_allclose(r2, np.mean(1 - ((Y - pred) ** 2).sum(0) / ss), rtol=1e-5)
+    assert model.score(X, Y) == r2 > 0.8
+    assert model.n_outputs_ == 2 and not model.is_classifier
+    with pytest.raises(AttributeError, match="classifiers"):
+        model.predict_proba(X)
+    with pytest.raises(AttributeError, match="no classes"):
+        model.n_classes_  # noqa: B018
+
+
+def test_regression_one_output_takes_1d_targets_and_predicts_1d():
+    X, Y = _regression_data()
+    model = MLP([5, 16, 1], "relu", loss="mse", seed=1)
+    model.fit(X, Y[:, 0], epochs=5, batch_size=32, verbose=False)
+    assert model.predict(X).shape == (400,)
+    a = MLP([5, 16, 1], "relu", loss="mse", seed=1)
+    a.fit(X, Y[:, :1], epochs=5, batch_size=32, verbose=False)
+    np.testing.assert_array_equal(a.parameters, model.parameters)  # (n,) is (n, 1)
+
+
+def test_regression_matches_the_numpy_trainer():
+    from fastnn import reference, training
+    X, Y = _regression_data(120)
+    models = [MLP([5, 9, 2], "tanh", loss="mse", seed=2, dtype="float64") for _ in range(2)]
+    for model, kernels in zip(models, (None, reference)):
+        training.fit(model, X, Y, epochs=3, batch_size=16, validation_split=0.0,
+                     validation_data=None, early_stopping=None, lr_decay=None,
+                     lr_decay_threshold=0.001, verbose=False, callbacks=None, checkpoint=None,
+                     learning_rate=0.05, momentum=0.9, kernels=kernels)
+    np.testing.assert_allclose(models[0].parameters, models[1].parameters, rtol=1e-9,
+                               atol=1e-12)
+    np.testing.assert_allclose(models[0].history_.history["loss"],
+                               models[1].history_.history["loss"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (np.full((400, 2), np.nan), ValueError, "finite"),
+    (np.zeros((400, 3)), ValueError, "columns"),
+    (np.zeros(400), ValueError, "2-D"),
+    (np.array(["a"] * 400), TypeError, "real numbers"),
+])
+def test_regression_refuses_bad_targets(bad, error, match):
+    X, _ = _regression_data()
+    model = MLP([5, 4, 2], loss="mse", seed=0)
+    with pytest.raises(error, match=match):
+        model.fit(X, bad, epochs=1, verbose=False)
+
+
+def test_regression_refuses_classifier_options():
+    X, Y = _regression_data()
+    model = MLP([5, 4, 2], loss="mse", seed=0)
+    with pytest.raises(ValueError, match="class_weight"):
+        model.fit(X, Y, epochs=1, class_weight="balanced", verbose=False)
+    with pytest.raises(ValueError, match="monitor"):
+        model.fit(X, Y, epochs=1, validation_split=0.2, monitor="val_accuracy", verbose=False)
+    h = model.fit(X, Y, epochs=3, validation_split=0.2, monitor="val_r2", early_stopping=1,
+                  lr_decay=0.5, verbose=False)
+    assert h.best_epoch is not None
+
+
+def test_binary_cross_entropy_model():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    model = MLP([4, 16, 1], loss="binary_cross_entropy", seed=0)
+    h = model.fit(X, y, epochs=20, batch_size=16, learning_rate=0.1, verbose=False,
+                  validation_split=0.2, class_weight="balanced")
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
+    proba = model.predict_proba(X)
+    assert proba.shape == (300, 2) and model.n_classes_ == 2 and model.n_outputs_ == 1
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
+    z = model.decision_function(X)[:, 0]
+    np.testing.assert_array_equal(model.predict(X), (z > 0).astype(np.intp))
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-z.astype(np.float64))), rtol=1e-5)
+    loss, acc = model.evaluate(X, y)
+    assert acc == model.score(X, y) > 0.9
+    p = np.clip(proba[:, 1].astype(np.float64), 1e-12, 1)
+    np.testing.assert_allclose(loss, -np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"\[0, 2\)"):
+        model.fit(X, y + 1, epochs=1, verbose=False)
+
+
+@pytest.mark.parametrize("layers, loss, match", [
+    ([4, 1], "cross_entropy", "binary_cross_entropy"),
+    ([4, 2], "binary_cross_entropy", "one logistic output"),
+    ([4, 2], "hinge", "loss"),
+])
+def test_loss_and_output_width_must_agree(layers, loss, match):
+    with pytest.raises(ValueError, match=match):
+        MLP(layers, loss=loss)
+
+
+def test_sparse_X_fits_and_predicts_as_dense():
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 20))
+    X[rng.random(X.shape) < 0.8] = 0
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    dense, sparse = MLP([20, 8, 2], seed=0), MLP([20, 8, 2], seed=0)
+    dense.fit(X, y, epochs=3, batch_size=16, verbose=False, validation_split=0.2)
+    Xs = sp.csr_array(X)
+    Xs.indices = Xs.indices.astype(np.int32)  # scipy's usual index dtype: converted once
+    sparse.fit(Xs, y, epochs=3, batch_size=16, verbose=False, validation_split=0.2)
+    np.testing.assert_array_equal(sparse.parameters, dense.parameters)
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert sparse.history_.history[key] == dense.history_.history[key]
+    np.testing.assert_array_equal(sparse.predict_proba(sp.coo_matrix(X)), dense.predict_proba(X))
+    assert sparse.evaluate(Xs, y) == dense.evaluate(X, y)
+    assert Xs.indices.dtype == np.int32  # the caller's matrix untouched
+    bad = sp.csr_matrix(X)
+    bad.data[3] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        sparse.fit(bad, y, epochs=1, verbose=False)
+    with pytest.raises(ValueError, match="features"):
+        sparse.predict(sp.csr_matrix(X[:, :5]))

@@ -567,3 +567,37 @@ def test_checkpoint_members_are_checked_before_reading(trained, tmp_path):
                             params=model.parameters, slots=slots)
     with pytest.raises(ValueError, match=r"deflated\.npz.*compressed"):
         serialization.load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("loss, out", [("mse", 3), ("binary_cross_entropy", 1),
+                                       ("cross_entropy", 4)])
+def test_loss_round_trips_and_old_files_are_softmax(tmp_path, loss, out):
+    model = MLP([5, 7, out], "tanh", seed=3, loss=loss)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    header, arrays = _header(path)
+    assert header["loss"] == loss
+    loaded = MLP.load(path)
+    assert loaded.loss == loss
+    X = np.random.default_rng(0).normal(size=(6, 5))
+    np.testing.assert_array_equal(loaded.decision_function(X), model.decision_function(X))
+    # a file written before the loss was recorded: a softmax classifier
+    del header["loss"]
+    old = tmp_path / "old.npz"
+    _write(old, header, params=arrays["params"])
+    if loss == "cross_entropy":
+        assert MLP.load(old).loss == "cross_entropy"
+    else:  # one output, or a header saying mse that lost its loss: not a softmax
+        if out < 2:
+            with pytest.raises(ValueError, match="2 classes"):
+                MLP.load(old)
+        else:
+            assert MLP.load(old).loss == "cross_entropy"
+    bad = tmp_path / "bad.npz"
+    _write(bad, {**header, "loss": "hinge"}, params=arrays["params"])
+    with pytest.raises(ValueError, match="invalid loss"):
+        MLP.load(bad)
+    if out == 3:
+        _write(bad, {**header, "loss": "binary_cross_entropy"}, params=arrays["params"])
+        with pytest.raises(ValueError, match="one output"):
+            MLP.load(bad)

@@ -14,13 +14,16 @@ __all__ = ["MLP", "History", "Callback", "TrainingDivergedWarning",
            "set_num_threads", "get_num_threads", "__version__"]
 
 
+_ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+
+
 def __getattr__(name):
-    # fastnn.MLPClassifier without importing scikit-learn at ``import fastnn``
-    if name == "MLPClassifier":
-        from .sklearn import MLPClassifier
-        return MLPClassifier
+    # fastnn.MLPClassifier/MLPRegressor without importing scikit-learn at ``import fastnn``
+    if name in _ESTIMATORS:
+        from . import sklearn
+        return getattr(sklearn, name)
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), "MLPClassifier"])
+    return sorted([*globals(), *_ESTIMATORS])

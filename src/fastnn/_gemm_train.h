@@ -53,14 +53,38 @@ static void FNN_F(fnn_dense_forward)(const FNN_T *x, const FNN_T *w, const FNN_T
     fnn_aligned_free(bp);
 }
 
+#ifndef FNN_LOSS_CODES
+#define FNN_LOSS_CODES
+/* The output layer's loss (fnn_bufs_t.loss; fastnn.kernels.LOSSES) */
+enum { FNN_LOSS_XENT = 0, FNN_LOSS_BXENT = 1, FNN_LOSS_SQERR = 2 };
+#endif
+
+/* The per-row factor of a batch's loss and gradient: 1/batch, or with wnorm
+ * (and weights) 1/sum(w) of the batch (0 where every weight is 0: the batch
+ * then contributes nothing). *denom gets the divisor in double (the loss's). */
+static FNN_T FNN_F(fnn_loss_inv)(const FNN_T *sw, ptrdiff_t batch, int wnorm, double *denom)
+{
+    if (!(wnorm && sw)) {
+        *denom = (double) batch;
+        return (FNN_T) 1 / (FNN_T) batch;
+    }
+    double s = 0;
+    for (ptrdiff_t i = 0; i < batch; i++)
+        s += (double) sw[i];
+    *denom = s > 0 ? s : 1.0;
+    return s > 0 ? (FNN_T) (1.0 / s) : (FNN_T) 0;
+}
+
 /* Softmax cross-entropy of one batch, as _kernels.pyx's _softmax_xent:
  * returns the mean loss sum_i w_i CE_i / batch, g_i = w_i (softmax(z_i) -
  * onehot(y_i)) / batch (sw NULL: every w_i = 1, with exactly the unweighted
- * arithmetic); n_correct (unweighted) -1 on a label outside [0, k). */
+ * arithmetic; wnorm: divided by sum_i w_i instead of batch); n_correct
+ * (unweighted) -1 on a label outside [0, k). */
 static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
-                              ptrdiff_t batch, ptrdiff_t k, ptrdiff_t *n_correct)
+                              ptrdiff_t batch, ptrdiff_t k, int wnorm, ptrdiff_t *n_correct)
 {
-    const FNN_T inv_batch = (FNN_T) 1 / (FNN_T) batch;
+    double denom;
+    const FNN_T inv_batch = FNN_F(fnn_loss_inv)(sw, batch, wnorm, &denom);
     double total = 0;
     ptrdiff_t correct = 0;
     for (ptrdiff_t i = 0; i < batch; i++) {
@@ -97,7 +121,72 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *s
             correct++;
     }
     *n_correct = correct;
-    return total / (double) batch;
+    return total / denom;
+}
+
+/* Binary cross-entropy of one logistic output (z: batch x 1, y in {0, 1}):
+ * returns sum_i w_i BCE_i / batch with BCE = log(1 + e^-|z|) + max(z, 0) -
+ * y z (in double: finite for any finite z), g_i = w_i (sigmoid(z_i) - y_i) /
+ * batch (wnorm: divided by sum_i w_i); n_correct counts (z > 0) == y
+ * (unweighted), -1 on a label outside {0, 1}. */
+static double FNN_F(fnn_bxent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
+                               ptrdiff_t batch, int wnorm, ptrdiff_t *n_correct)
+{
+    double denom;
+    const FNN_T inv = FNN_F(fnn_loss_inv)(sw, batch, wnorm, &denom);
+    double total = 0;
+    ptrdiff_t correct = 0;
+    for (ptrdiff_t i = 0; i < batch; i++) {
+        const FNN_T zi = z[i];
+        const ptrdiff_t label = y[i];
+        if (label < 0 || label > 1) {
+            *n_correct = -1;
+            return 0;
+        }
+        const FNN_T e = FNN_EXP_NEG(zi < 0 ? zi : -zi);
+        const FNN_T p = zi >= 0 ? (FNN_T) 1 / ((FNN_T) 1 + e) : e / ((FNN_T) 1 + e);
+        double l = log1p((double) e) + (zi > 0 ? (double) zi : 0.0)
+                   - (label ? (double) zi : 0.0);
+        FNN_T wi = inv;
+        if (sw) {
+            wi = sw[i] * inv;
+            l = (double) sw[i] * l;
+        }
+        total += l;
+        g[i] = (p - (FNN_T) label) * wi;
+        if ((zi > 0) == (label == 1))
+            correct++;
+    }
+    *n_correct = correct;
+    return total / denom;
+}
+
+/* Squared error of one batch against the targets t (rows: the row of t of
+ * each batch row, NULL: row i): returns sum_i w_i (1/2) sum_j (z_ij -
+ * t_ij)^2 / batch, g_ij = w_i (z_ij - t_ij) / batch (wnorm: divided by
+ * sum_i w_i), scikit-learn's convention (its squared_error's gradient). */
+static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *rows,
+                               const FNN_T *sw, FNN_T *g, ptrdiff_t batch, ptrdiff_t k,
+                               int wnorm)
+{
+    double denom;
+    const FNN_T inv = FNN_F(fnn_loss_inv)(sw, batch, wnorm, &denom);
+    double total = 0;
+    for (ptrdiff_t i = 0; i < batch; i++) {
+        const FNN_T *zr = z + i * k;
+        const FNN_T *tr = t + (rows ? rows[i] : i) * k;
+        FNN_T *gr = g + i * k;
+        const FNN_T wi = sw ? sw[i] * inv : inv;
+        double l = 0;
+        for (ptrdiff_t j = 0; j < k; j++) {
+            const FNN_T d = zr[j] - tr[j];
+            l += (double) d * (double) d;
+            gr[j] = d * wi;
+        }
+        l *= 0.5;
+        total += sw ? (double) sw[i] * l : l;
+    }
+    return total / denom;
 }
 
 /* The buffers and data of one training call (the Python wrapper validated
@@ -109,7 +198,13 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *s
  *   masks: the dropout masks of A_1..A_{L-1}, at A_l's offset in acts
  *       (0/1 bytes; A_0's part is not written: nothing flows back to X);
  *   deltas: two batch_size x max(sizes[1:]) ping-pong buffers;
- *   ybuf, wbuf: the batch's labels and sample weights (sw NULL: unweighted).
+ *   ybuf, wbuf: the batch's labels (loss FNN_LOSS_SQERR: its rows of X and
+ *       t) and sample weights (sw NULL: unweighted);
+ *   t: the targets (n_rows x sizes[n_layers]) of FNN_LOSS_SQERR (y unused);
+ *   x_indptr, x_indices (NULL: X dense): X in CSR, x its x_nnz values; a
+ *       batch's rows are scattered into A_0 (dense), duplicates summed.
+ * loss: FNN_LOSS_*; wnorm: a batch's loss is divided by its weight sum
+ * rather than its number of rows.
  * drop: NULL, or n_layers rates in [0, 1) (drop[0]: the input) with their
  * thresholds drop_thr[l] = round(rate * 65536).
  * aug: NULL, or the deformation of every gathered row (_augment.h), keyed by
@@ -128,7 +223,30 @@ typedef struct {
     const uint32_t *drop_thr;
     const fnn_aug_t *aug;
     uint64_t seed, epoch;
+    const FNN_T *t;
+    int loss, wnorm;
+    const ptrdiff_t *x_indptr, *x_indices;
+    ptrdiff_t x_nnz;
 } FNN_F(fnn_bufs_t);
+
+/* Row r of a CSR X scattered into the dense row out (d columns; duplicates
+ * summed, as scipy's toarray). The caller validated the structure; it is
+ * checked again as it is read (another thread could change it): returns 0,
+ * with out unspecified, on an index outside its range. */
+static int FNN_F(fnn_csr_row)(const FNN_F(fnn_bufs_t) *B, ptrdiff_t r, FNN_T *out, ptrdiff_t d)
+{
+    const ptrdiff_t k0 = B->x_indptr[r], k1 = B->x_indptr[r + 1];
+    if (k0 < 0 || k1 < k0 || k1 > B->x_nnz)
+        return 0;
+    memset(out, 0, (size_t) d * sizeof(FNN_T));
+    for (ptrdiff_t k = k0; k < k1; k++) {
+        const ptrdiff_t j = B->x_indices[k];
+        if (j < 0 || j >= d)
+            return 0;
+        out[j] = out[j] + B->x[k];
+    }
+    return 1;
+}
 
 typedef struct {
     const FNN_F(fnn_bufs_t) *b;
@@ -149,6 +267,7 @@ typedef struct {
     ptrdiff_t fail_s0;     /* batch start where it stopped */
     double *loss_sum;
     ptrdiff_t *n_correct;
+    double pen_scale;      /* wnorm: the batch's bs / sum(w) (thread 0 sets it) */
 } FNN_F(fnn_train_ctx);
 
 typedef struct {
@@ -171,7 +290,7 @@ static inline void FNN_F(fnn_drop_block)(const FNN_F(fnn_kern_t) *K, FNN_T *a, u
 }
 
 /* One thread's share of every step of the call (thread 0 also does the
- * softmax-xent and the phases too small to split). Every decision to leave
+ * loss and the phases too small to split). Every decision to leave
  * the loop is the value returned by a barrier, the same for all threads;
  * which phases are split (and so where the barriers are) comes from
  * fnn_split_fwd/fnn_split_bwd alone. */
@@ -213,13 +332,20 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 ok = 0;
                 break;
             }
-            if (B->aug)
-                FNN_F(fnn_aug_row)(B->aug, B->x + r * d, acts + i * d,
-                                   fnn_aug_key(B->seed, B->epoch, (uint64_t) r),
-                                   c->aug_work ? c->aug_work + tid * c->aug_stride : NULL);
-            else
-                memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
-            B->ybuf[i] = B->y[r];
+            if (B->x_indptr == NULL) {
+                if (B->aug)
+                    FNN_F(fnn_aug_row)(B->aug, B->x + r * d, acts + i * d,
+                                       fnn_aug_key(B->seed, B->epoch, (uint64_t) r),
+                                       c->aug_work ? c->aug_work + tid * c->aug_stride : NULL);
+                else
+                    memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
+            } else if (!FNN_F(fnn_csr_row)(B, r, acts + i * d, d)) {
+                __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
+                __atomic_store_n(&c->status, 1, __ATOMIC_RELAXED);
+                ok = 0;
+                break;
+            }
+            B->ybuf[i] = B->loss == FNN_LOSS_SQERR ? r : B->y[r];
             if (B->sw)
                 B->wbuf[i] = B->sw[r];
         }
@@ -262,9 +388,25 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         /* loss and its gradient w.r.t. the logits */
         FNN_T *delta = B->deltas, *delta_prev = B->deltas + batch_size * c->max_width, *tmp;
         if (tid == 0) {
-            ptrdiff_t nc;
-            double loss = FNN_F(fnn_xent)(acts + aoff, B->ybuf, B->sw ? B->wbuf : NULL, delta,
-                                          bs, kcls, &nc);
+            ptrdiff_t nc = 0;
+            const FNN_T *wb = B->sw ? B->wbuf : NULL;
+            double loss;
+            if (B->loss == FNN_LOSS_SQERR)
+                loss = FNN_F(fnn_sqerr)(acts + aoff, B->t, B->ybuf, wb, delta, bs, kcls,
+                                        B->wnorm);
+            else if (B->loss == FNN_LOSS_BXENT)
+                loss = FNN_F(fnn_bxent)(acts + aoff, B->ybuf, wb, delta, bs, B->wnorm, &nc);
+            else
+                loss = FNN_F(fnn_xent)(acts + aoff, B->ybuf, wb, delta, bs, kcls, B->wnorm,
+                                       &nc);
+            if (B->wnorm && B->sw) {
+                /* the penalties per unit of weight, as the loss: l1, l2 times
+                   bs / sum(w) (none on a batch of weight 0) */
+                double sw = 0;
+                for (ptrdiff_t i = 0; i < bs; i++)
+                    sw += (double) B->wbuf[i];
+                c->pen_scale = sw > 0 ? (double) bs / sw : 0.0;
+            }
             if (nc < 0 || !isfinite(loss)) {
                 __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
                 __atomic_store_n(&c->status, nc < 0 ? 1 : 2, __ATOMIC_RELAXED);
@@ -276,6 +418,10 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         fnn_test_delay(tid, 2);
         if (FNN_SYNC())
             break;
+        if (B->wnorm && B->sw) {
+            hp.l1 = (FNN_T) (c->opt->l1 * c->pen_scale);
+            hp.l2 = (FNN_T) (c->opt->l2 * c->pen_scale);
+        }
         /* backward, last layer first: dZ_prev with the old W (times the
            dropout mask), then W's update; a non-finite weight or bias made
            by the update is flagged (the call stops after this step) */
@@ -364,7 +510,7 @@ static void *FNN_F(fnn_train_thread)(void *p)
  * n_threads threads (buffers: fnn_bufs_t above; optimizer: fnn_opt_t).
  * Per batch: gather (rows split over threads; input dropout on the gathered
  * rows) | forward layer by layer (output columns split; hidden dropout on
- * each thread's columns) | softmax-xent (thread 0) | backward layer by
+ * each thread's columns) | the loss (thread 0) | backward layer by
  * layer: dZ_prev (times the mask) then the fused dW + update, both over the
  * same block of W's rows (= dZ_prev's columns) per thread, so a thread only
  * ever reads the W^T columns that it updates itself, after reading them.

@@ -1,5 +1,5 @@
 # Type stub of the compiled module fastnn._kernels (see _kernels.pyx).
-from typing import Any, Dict, Literal, Optional, Tuple, overload
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -7,6 +7,8 @@ from numpy.typing import NDArray
 from ._hyper import Hyper
 
 ACTIVATIONS: Dict[str, int]
+LOSSES: Dict[str, int]
+LOSS_REDUCTIONS: Tuple[str, ...]
 DEBUG_BUILD: bool
 THREADED: bool
 
@@ -37,6 +39,7 @@ def softmax_cross_entropy(
     *,
     sample_weight: Optional[NDArray[np.floating]] = None,
     return_correct: Literal[False] = False,
+    loss_reduction: str = "mean",
 ) -> Tuple[float, NDArray[np.floating]]: ...
 @overload
 def softmax_cross_entropy(
@@ -46,7 +49,36 @@ def softmax_cross_entropy(
     *,
     sample_weight: Optional[NDArray[np.floating]] = None,
     return_correct: Literal[True],
+    loss_reduction: str = "mean",
 ) -> Tuple[float, NDArray[np.floating], int]: ...
+@overload
+def sigmoid_cross_entropy(
+    logits: NDArray[np.floating],
+    labels: NDArray[np.intp],
+    grad: Optional[NDArray[np.floating]] = None,
+    *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
+    return_correct: Literal[False] = False,
+    loss_reduction: str = "mean",
+) -> Tuple[float, NDArray[np.floating]]: ...
+@overload
+def sigmoid_cross_entropy(
+    logits: NDArray[np.floating],
+    labels: NDArray[np.intp],
+    grad: Optional[NDArray[np.floating]] = None,
+    *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
+    return_correct: Literal[True],
+    loss_reduction: str = "mean",
+) -> Tuple[float, NDArray[np.floating], int]: ...
+def squared_error(
+    outputs: NDArray[np.floating],
+    targets: NDArray[np.floating],
+    grad: Optional[NDArray[np.floating]] = None,
+    *,
+    sample_weight: Optional[NDArray[np.floating]] = None,
+    loss_reduction: str = "mean",
+) -> Tuple[float, NDArray[np.floating]]: ...
 def softmax(
     logits: NDArray[np.floating], out: Optional[NDArray[np.floating]] = None
 ) -> NDArray[np.floating]: ...
@@ -78,8 +110,8 @@ def dropout_mask(
     rows: int, width: int, rate: float, seed: int, epoch: int, step: int, layer: int
 ) -> NDArray[np.bool_]: ...
 def train_batches(
-    X: NDArray[np.floating],
-    y: NDArray[np.intp],
+    X: Any,
+    y: Union[NDArray[np.intp], NDArray[np.floating]],
     order: NDArray[np.intp],
     start: int,
     stop: int,
@@ -96,6 +128,8 @@ def train_batches(
     seed: int = 0,
     epoch: int = 0,
     n_threads: int = 1,
+    loss: str = "cross_entropy",
+    loss_reduction: str = "mean",
     augment: Any = None,
 ) -> Tuple[int, float, int, bool]: ...
 def augment_rows(

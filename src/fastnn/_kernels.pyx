@@ -56,6 +56,15 @@ cdef enum:
 
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
+# The output layer's losses (the codes of _gemm_train.h's FNN_LOSS_*):
+# softmax cross-entropy over >= 2 outputs (integer labels), binary
+# cross-entropy of one logistic output (labels 0/1), squared error of
+# identity outputs (float targets).
+LOSSES = {"cross_entropy": 0, "binary_cross_entropy": 1, "mse": 2}
+# How a batch's loss is normalised: by its number of rows, or (with sample
+# weights) by the sum of its weights, as scikit-learn.
+LOSS_REDUCTIONS = ("mean", "weighted_mean")
+
 # BLAS takes 32-bit ints; larger dimensions are refused at the boundary.
 cdef intp_t _INT_MAX = 2147483647
 
@@ -160,6 +169,11 @@ cdef extern from "_gemm.h" nogil:
         const uint32_t* drop_thr
         const fnn_aug_t* aug
         uint64_t seed, epoch
+        const float* t
+        int loss, wnorm
+        const intp_t* x_indptr
+        const intp_t* x_indices
+        intp_t x_nnz
     ctypedef struct fnn_bufs_t_d:
         const double* x
         const double* sw
@@ -182,7 +196,21 @@ cdef extern from "_gemm.h" nogil:
         const uint32_t* drop_thr
         const fnn_aug_t* aug
         uint64_t seed, epoch
+        const double* t
+        int loss, wnorm
+        const intp_t* x_indptr
+        const intp_t* x_indices
+        intp_t x_nnz
     int FNN_OPT_SGD, FNN_OPT_ADAM
+    int FNN_LOSS_XENT, FNN_LOSS_BXENT, FNN_LOSS_SQERR
+    double fnn_bxent_f(const float* z, const intp_t* y, const float* sw, float* g,
+                       intp_t batch, int wnorm, intp_t* n_correct)
+    double fnn_bxent_d(const double* z, const intp_t* y, const double* sw, double* g,
+                       intp_t batch, int wnorm, intp_t* n_correct)
+    double fnn_sqerr_f(const float* z, const float* t, const intp_t* rows, const float* sw,
+                       float* g, intp_t batch, intp_t k, int wnorm)
+    double fnn_sqerr_d(const double* z, const double* t, const intp_t* rows, const double* sw,
+                       double* g, intp_t batch, intp_t k, int wnorm)
     int fnn_gemm_select(const char* name)
     const char* fnn_gemm_isa()
     int fnn_threaded()
@@ -424,10 +452,11 @@ cdef inline floating _exp_shifted_row(const floating* z, floating* e, intp_t k,
 
 cdef double _softmax_xent(const floating* z, const intp_t* y, const floating* w,
                           floating* g, intp_t batch, intp_t k,
-                          intp_t* n_correct) noexcept nogil:
+                          intp_t* n_correct, bint wnorm=False) noexcept nogil:
     """Mean weighted cross-entropy of softmax(z) against y and its gradient:
     ``sum_i w_i CE_i / batch`` and ``g_i = w_i (softmax(z_i) - onehot(y_i)) / batch``
-    (``w`` NULL: every w_i = 1, computed without the weights at all).
+    (``w`` NULL: every w_i = 1, computed without the weights at all; ``wnorm``
+    and weights: divided by ``sum_i w_i`` instead of batch, nothing where it is 0).
 
     One sweep per row: max (and argmax), exp-sum, scale. Stable for any finite
     logits (row max subtracted; log of a sum >= 1). Returns NaN/inf only if
@@ -439,7 +468,12 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, const floating* w,
     cdef intp_t i, j, arg, label
     cdef floating zmax, s, scale, wi
     cdef floating inv_batch = (<floating> 1) / batch
-    cdef double total = 0, ce
+    cdef double total = 0, ce, denom = batch, wsum = 0
+    if wnorm and w != NULL:
+        for i in range(batch):
+            wsum += w[i]
+        denom = wsum if wsum > 0 else 1.0
+        inv_batch = <floating> (1.0 / wsum) if wsum > 0 else 0
     cdef const floating* zr
     cdef floating* gr
     cdef intp_t correct = 0
@@ -469,7 +503,7 @@ cdef double _softmax_xent(const floating* z, const intp_t* y, const floating* w,
         if arg == label:
             correct += 1
     n_correct[0] = correct
-    return total / batch
+    return total / denom
 
 
 cdef void _softmax(floating* z, intp_t batch, intp_t k) noexcept nogil:
@@ -634,6 +668,61 @@ cdef bint _check_bool(object value, str name) except -1:
     raise TypeError(f"{name} must be a bool, got {value!r}")
 
 
+cdef object _csr_parts(object X):
+    """``(data, indices, indptr, n_rows, n_cols)`` of a SciPy CSR matrix or array
+    (None for anything else), the arrays checked: 1-D, C-contiguous, intp
+    indices and indptr, ``len(indptr) == n_rows + 1``, ``indptr[0] == 0``,
+    ``indptr[-1] == len(indices) == len(data)``. The rows' own ranges and
+    column indices are checked by :func:`_check_csr_rows` for the rows used."""
+    if cnp.PyArray_Check(X) or getattr(X, "format", None) != "csr":
+        return None
+    try:
+        data, indices, indptr = X.data, X.indices, X.indptr
+        n_rows, n_cols = X.shape
+    except (AttributeError, TypeError, ValueError):
+        raise TypeError(f"X must be a numpy.ndarray or a scipy.sparse CSR matrix, "
+                        f"got {type(X).__name__}") from None
+    dtype = _float_dtype(data, "X.data")
+    _check_array(data, "X.data", dtype, 1)
+    _check_array(indices, "X.indices", _INTP, 1)
+    _check_array(indptr, "X.indptr", _INTP, 1)
+    n_rows, n_cols = _check_index(n_rows, "X.shape[0]"), _check_index(n_cols, "X.shape[1]")
+    if indptr.shape[0] != n_rows + 1:
+        raise ValueError(f"X.indptr must have {n_rows + 1} elements, got {indptr.shape[0]}")
+    nnz = data.shape[0]
+    if indices.shape[0] != nnz or indptr[0] != 0 or indptr[n_rows] != nnz:
+        raise ValueError(f"X is not a valid CSR matrix: indptr[0] = {indptr[0]}, "
+                         f"indptr[-1] = {indptr[n_rows]}, {indices.shape[0]} indices and "
+                         f"{nnz} values")
+    return data, indices, indptr, n_rows, n_cols
+
+
+cdef void _check_csr_rows(const intp_t[::1] indptr, const intp_t[::1] indices,
+                          const intp_t[::1] order, intp_t start, intp_t stop,
+                          intp_t n_cols) except *:
+    """Each row ``order[start:stop]`` of a CSR X spans ``indptr[r] <= indptr[r + 1]``
+    within the values and holds column indices in ``[0, n_cols)``."""
+    cdef intp_t i, k, r, bad_row = -1, bad_k = -1
+    cdef intp_t nnz = indices.shape[0]
+    with nogil:
+        for i in range(start, stop):
+            r = order[i]
+            if not (0 <= indptr[r] <= indptr[r + 1] <= nnz):
+                bad_row = r
+                break
+            for k in range(indptr[r], indptr[r + 1]):
+                if indices[k] < 0 or indices[k] >= n_cols:
+                    bad_k = k
+                    break
+            if bad_k >= 0:
+                break
+    if bad_row >= 0:
+        raise ValueError(f"X.indptr must be non-decreasing within [0, nnz], got "
+                         f"{indptr[bad_row]}, {indptr[bad_row + 1]} for row {bad_row}")
+    if bad_k >= 0:
+        raise ValueError(f"X.indices must be in [0, {n_cols}), got {indices[bad_k]} at {bad_k}")
+
+
 cdef void _check_weights(object weights, object order, intp_t start, intp_t stop) except *:
     """Sample weights finite and >= 0: all of them (order None) or those of the
     rows order[start:stop] (a row's weight is weights[row])."""
@@ -744,7 +833,7 @@ cdef void _dense_backward_call(const floating[:, ::1] A_prev, const floating[:, 
 
 
 def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
-                          return_correct=False):
+                          return_correct=False, loss_reduction="mean"):
     """Mean softmax cross-entropy and its gradient w.r.t. the logits.
 
     logits: (batch, classes) float; labels: (batch,) intp in [0, classes);
@@ -754,7 +843,10 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     without weights); with ``return_correct=True``, ``(loss, grad,
     n_correct)`` where ``n_correct`` counts the rows (unweighted) whose first
     largest logit is at the label (the count the same pass makes anyway).
+    ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i`` instead of
+    batch (a zero gradient and loss where the weights are all 0).
     """
+    cdef bint wnorm = _check_reduction(loss_reduction)
     dtype = _float_dtype(logits, "logits")
     _check_array(logits, "logits", dtype, 2)
     _check_array(labels, "labels", _INTP, 1)
@@ -774,9 +866,9 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     grad = _out(grad, "grad", logits.shape, dtype, inputs)
     cdef intp_t correct
     if dtype is _FLOAT_DTYPES[0]:
-        loss = _xent_call[float](logits, labels, sample_weight, grad, &correct)
+        loss = _xent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
     else:
-        loss = _xent_call[double](logits, labels, sample_weight, grad, &correct)
+        loss = _xent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
     if correct < 0:
         raise ValueError("labels changed during the call: a label left [0, classes)")
     if return_correct:
@@ -785,14 +877,143 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
 
 
 cdef double _xent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
-                       const floating[::1] weights, floating[:, ::1] grad, intp_t* correct):
+                       const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
+                       bint wnorm):
     cdef double loss
     cdef const floating* w = NULL
     if weights is not None:
         w = &weights[0]
     with nogil:
         loss = _softmax_xent(&logits[0, 0], &labels[0], w, &grad[0, 0],
-                             logits.shape[0], logits.shape[1], correct)
+                             logits.shape[0], logits.shape[1], correct, wnorm)
+    return loss
+
+
+cdef bint _check_reduction(object loss_reduction) except -1:
+    if not isinstance(loss_reduction, str) or loss_reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss_reduction must be one of {list(LOSS_REDUCTIONS)}, "
+                         f"got {loss_reduction!r}")
+    return loss_reduction == "weighted_mean"
+
+
+cdef object _check_loss_weights(object sample_weight, intp_t n, object dtype, tuple inputs):
+    """The inputs with ``sample_weight`` (None, or (n,) of dtype, finite, >= 0) added."""
+    if sample_weight is None:
+        return inputs
+    _check_array(sample_weight, "sample_weight", dtype, 1)
+    if sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have length {n}, got {sample_weight.shape[0]}")
+    _check_weights(sample_weight, None, 0, 0)
+    return inputs + (sample_weight,)
+
+
+def sigmoid_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
+                          return_correct=False, loss_reduction="mean"):
+    """Mean binary cross-entropy of one logistic output and its gradient.
+
+    logits: (batch, 1) float; labels: (batch,) intp in {0, 1}; sample_weight:
+    None or (batch,) of the logits' dtype, finite and >= 0. Returns ``(loss,
+    grad)`` with ``loss = sum_i w_i BCE_i / batch``, ``BCE_i = log(1 +
+    exp(-|z_i|)) + max(z_i, 0) - y_i z_i`` (= ``-log sigmoid(z_i)`` for label
+    1, ``-log(1 - sigmoid(z_i))`` for 0; finite for finite logits) and
+    ``grad_i = w_i (sigmoid(z_i) - y_i) / batch`` (``w_i = 1`` without
+    weights; ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i``
+    instead of batch); with ``return_correct=True`` also the count of rows
+    (unweighted) where ``z_i > 0`` is ``y_i == 1``. The loss of
+    ``train_batches(loss="binary_cross_entropy")``.
+
+    >>> import numpy as np
+    >>> from fastnn import kernels
+    >>> loss, g = kernels.sigmoid_cross_entropy(np.zeros((2, 1)), np.array([0, 1]))
+    >>> round(loss, 6), g.ravel().tolist()
+    (0.693147, [0.25, -0.25])
+    """
+    cdef bint wnorm = _check_reduction(loss_reduction)
+    dtype = _float_dtype(logits, "logits")
+    _check_array(logits, "logits", dtype, 2)
+    _check_array(labels, "labels", _INTP, 1)
+    if logits.shape[0] == 0 or logits.shape[1] != 1:
+        raise ValueError(f"logits must have shape (batch >= 1, 1), got {logits.shape}")
+    if labels.shape[0] != logits.shape[0]:
+        raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
+    _check_labels(labels, 2, "labels")
+    inputs = _check_loss_weights(sample_weight, logits.shape[0], dtype, (logits, labels))
+    grad = _out(grad, "grad", logits.shape, dtype, inputs)
+    cdef intp_t correct
+    if dtype is _FLOAT_DTYPES[0]:
+        loss = _bxent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
+    else:
+        loss = _bxent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
+    if correct < 0:
+        raise ValueError("labels changed during the call: a label left {0, 1}")
+    if return_correct:
+        return loss, grad, int(correct)
+    return loss, grad
+
+
+cdef double _bxent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
+                        const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
+                        bint wnorm):
+    cdef double loss
+    cdef const floating* w = NULL
+    if weights is not None:
+        w = &weights[0]
+    with nogil:
+        if floating is float:
+            loss = fnn_bxent_f(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
+        else:
+            loss = fnn_bxent_d(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
+    return loss
+
+
+def squared_error(outputs, targets, grad=None, *, sample_weight=None, loss_reduction="mean"):
+    """Half the squared error per row, averaged, and its gradient.
+
+    outputs, targets: (batch, k) float, the same dtype; sample_weight: None or
+    (batch,) of that dtype, finite and >= 0. Returns ``(loss, grad)`` with
+    ``loss = sum_i w_i (1/2) sum_j (outputs_ij - targets_ij)^2 / batch`` and
+    ``grad_i = w_i (outputs_i - targets_i) / batch`` (``w_i = 1`` without
+    weights; ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i``
+    instead of batch): scikit-learn's squared-error gradient, the loss of
+    ``train_batches(loss="mse")``. The mean squared error per element is
+    ``2 * loss / k``.
+
+    >>> import numpy as np
+    >>> from fastnn import kernels
+    >>> loss, g = kernels.squared_error(np.array([[1.0], [2.0]]), np.array([[0.0], [0.0]]))
+    >>> loss, g.ravel().tolist()
+    (1.25, [0.5, 1.0])
+    """
+    cdef bint wnorm = _check_reduction(loss_reduction)
+    dtype = _float_dtype(outputs, "outputs")
+    _check_array(outputs, "outputs", dtype, 2)
+    _check_array(targets, "targets", dtype, 2)
+    if outputs.shape[0] == 0 or outputs.shape[1] == 0:
+        raise ValueError(f"outputs must be non-empty, got shape {outputs.shape}")
+    if targets.shape != outputs.shape:
+        raise ValueError(f"targets must have shape {outputs.shape}, got {targets.shape}")
+    inputs = _check_loss_weights(sample_weight, outputs.shape[0], dtype, (outputs, targets))
+    grad = _out(grad, "grad", outputs.shape, dtype, inputs)
+    if dtype is _FLOAT_DTYPES[0]:
+        return _sqerr_call[float](outputs, targets, sample_weight, grad, wnorm), grad
+    return _sqerr_call[double](outputs, targets, sample_weight, grad, wnorm), grad
+
+
+cdef double _sqerr_call(const floating[:, ::1] z, const floating[:, ::1] t,
+                        const floating[::1] weights, floating[:, ::1] grad, bint wnorm):
+    cdef double loss
+    cdef const floating* w = NULL
+    if weights is not None:
+        w = &weights[0]
+    with nogil:
+        if floating is float:
+            loss = fnn_sqerr_f(&z[0, 0], &t[0, 0], NULL, w, &grad[0, 0], z.shape[0],
+                               z.shape[1], wnorm)
+        else:
+            loss = fnn_sqerr_d(&z[0, 0], &t[0, 0], NULL, w, &grad[0, 0], z.shape[0],
+                               z.shape[1], wnorm)
     return loss
 
 
@@ -1082,8 +1303,14 @@ _WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
-                  seed=0, epoch=0, n_threads=1, augment=None):
+                  seed=0, epoch=0, n_threads=1, loss="cross_entropy",
+                  loss_reduction="mean", augment=None):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
+
+    ``X``: (n_rows, sizes[0]) float32 or float64, C-contiguous; or a SciPy CSR
+    matrix/array of that dtype with intp ``indices`` and ``indptr`` (the rows
+    of a batch are scattered into its dense A_0 as they are gathered,
+    duplicates summed; its structure is checked for the rows used).
 
     The whole run of batches stays in compiled code: gather, forward (with
     dropout), softmax cross-entropy (with sample weights), backward and the
@@ -1102,8 +1329,17 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
       unspecified;
     * ``hyper``: a :class:`fastnn.kernels.Hyper` (the update rules there;
       Adam's k-th batch of the call is step ``hyper.t + k``);
+    * ``loss`` (:data:`LOSSES`): ``"cross_entropy"`` (softmax over the
+      ``sizes[-1] >= 2`` outputs; ``y`` intp labels), ``"binary_cross_entropy"``
+      (one logistic output, ``sizes[-1] == 1``; ``y`` intp labels 0/1, see
+      :func:`sigmoid_cross_entropy`) or ``"mse"`` (identity outputs; ``y`` the
+      targets, (n_rows, sizes[-1]) of X's dtype, finite; the loss
+      ``(1/2) sum_j (z_j - t_j)^2`` per row, see :func:`squared_error`);
+      ``n_correct`` is 0 for ``"mse"``;
     * ``sample_weight``: None, or (n_rows,) of X's dtype, finite and >= 0,
-      indexed by X's row: a batch's loss is ``sum_i w_i CE_i / bs``;
+      indexed by X's row: a batch's loss is ``sum_i w_i L_i / bs``, or with
+      ``loss_reduction="weighted_mean"`` ``sum_i w_i L_i / sum_i w_i`` (a batch
+      whose weights are all 0 then makes a zero gradient);
     * ``dropout``: None, or (n_layers,) float64 rates in [0, 1):
       ``dropout[0]`` for the input, ``dropout[l]`` for hidden layer l's output
       (the output layer is never dropped); inverted dropout with the masks
@@ -1127,23 +1363,47 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     start = _check_index(start, "start")
     stop = _check_index(stop, "stop")
     batch_size = _check_index(batch_size, "batch_size")
-    dtype = _float_dtype(X, "X")
-    _check_array(X, "X", dtype, 2)
-    _check_array(y, "y", _INTP, 1)
+    csr = _csr_parts(X)
+    if csr is not None:
+        xdata, xindices, xindptr, n_rows_x, n_cols_x = csr
+        dtype = _float_dtype(xdata, "X.data")
+    else:
+        dtype = _float_dtype(X, "X")
+        _check_array(X, "X", dtype, 2)
+        n_rows_x, n_cols_x = X.shape[0], X.shape[1]
+        xdata = X.reshape(-1)
+        xindices = xindptr = None
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    cdef bint wnorm = _check_reduction(loss_reduction)
+    cdef int loss_code = LOSSES[loss]
+    if loss_code == FNN_LOSS_SQERR:
+        _check_array(y, "y", dtype, 2)
+    else:
+        _check_array(y, "y", _INTP, 1)
     _check_array(order, "order", _INTP, 1)
     _check_array(sizes, "sizes", _INTP, 1)
     # a private copy: the nogil loop rereads the widths, which no other
     # argument (or thread) may then change
     sizes = sizes.copy()
-    cdef intp_t n = X.shape[0], n_layers = sizes.shape[0] - 1
+    cdef intp_t n = n_rows_x, n_layers = sizes.shape[0] - 1
     if n_layers < 1:
         raise ValueError(f"sizes must list at least 2 layer widths, got {sizes.shape[0]}")
     if np.any(sizes <= 0) or np.any(sizes > _INT_MAX):
         raise ValueError(f"sizes must be in [1, 2**31-1], got {sizes}")
-    if X.shape[1] != sizes[0]:
-        raise ValueError(f"X must have {sizes[0]} columns, got {X.shape[1]}")
+    if n_cols_x != sizes[0]:
+        raise ValueError(f"X must have {sizes[0]} columns, got {n_cols_x}")
     if y.shape[0] != n:
         raise ValueError(f"y must have length {n} to match X, got {y.shape[0]}")
+    if loss_code == FNN_LOSS_SQERR and y.shape[1] != sizes[n_layers]:
+        raise ValueError(f"y must have {sizes[n_layers]} columns (the outputs) for loss "
+                         f"'mse', got {y.shape[1]}")
+    if loss_code == FNN_LOSS_BXENT and sizes[n_layers] != 1:
+        raise ValueError(f"sizes[-1] must be 1 (one logistic output) for loss "
+                         f"'binary_cross_entropy', got {sizes[n_layers]}")
+    if loss_code == FNN_LOSS_XENT and sizes[n_layers] < 2:
+        raise ValueError(f"sizes[-1] must be >= 2 (the classes) for loss 'cross_entropy', "
+                         f"got {sizes[n_layers]}")
     if not 0 <= start <= stop <= order.shape[0]:
         raise ValueError(f"start and stop must satisfy 0 <= start <= stop <= len(order) = "
                          f"{order.shape[0]}, got {start}, {stop}")
@@ -1184,7 +1444,11 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
             raise ValueError(f"ws.grads must have {size} elements, got {got}")
         if got < size:
             raise ValueError(f"ws.{field} must have at least {size} elements, got {got}")
-    inputs = [("X", X), ("y", y), ("order", order)]
+    if csr is None:
+        inputs = [("X", X), ("y", y), ("order", order)]
+    else:
+        inputs = [("X.data", xdata), ("X.indices", xindices), ("X.indptr", xindptr),
+                  ("y", y), ("order", order)]
     if sample_weight is not None:
         _check_array(sample_weight, "sample_weight", dtype, 1)
         if sample_weight.shape[0] != n:
@@ -1226,9 +1490,15 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
         rows = order[start:stop]
         if rows.min() < 0 or rows.max() >= n:
             raise ValueError(f"order must hold row indices in [0, {n})")
-        _check_labels(y[rows], sizes[n_layers], "y")
+        if loss_code == FNN_LOSS_SQERR:
+            if not np.isfinite(y[rows]).all():
+                raise ValueError("y (the targets) must be finite")
+        else:
+            _check_labels(y[rows], 2 if loss_code == FNN_LOSS_BXENT else sizes[n_layers], "y")
         if sample_weight is not None:
             _check_weights(sample_weight, order, start, stop)
+        if csr is not None:
+            _check_csr_rows(xindptr, xindices, order, start, stop, n_cols_x)
     if start == stop:
         return 0, 0.0, 0, False
     cdef fnn_opt_t opt
@@ -1241,14 +1511,20 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     cdef intp_t correct = 0
     cdef int diverged = 0, corrupt = 0
     if dtype is _FLOAT_DTYPES[0]:
-        done = _train_call[float](X, y, sample_weight, order, start, stop, batch_size, sizes,
+        done = _train_call[float](xdata, n_rows_x, xindices, xindptr, None if loss_code == FNN_LOSS_SQERR else y,
+                                  y if loss_code == FNN_LOSS_SQERR else None,
+                                  loss_code, wnorm,
+                                  sample_weight, order, start, stop, batch_size, sizes,
                                   act, params, slots, bufs["grads"], bufs["acts"],
                                   bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                   drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
                                   &correct, &diverged, &corrupt,
                                   &aug if aug_keep is not None else NULL)
     else:
-        done = _train_call[double](X, y, sample_weight, order, start, stop, batch_size, sizes,
+        done = _train_call[double](xdata, n_rows_x, xindices, xindptr, None if loss_code == FNN_LOSS_SQERR else y,
+                                  y if loss_code == FNN_LOSS_SQERR else None,
+                                  loss_code, wnorm,
+                                  sample_weight, order, start, stop, batch_size, sizes,
                                    act, params, slots, bufs["grads"], bufs["acts"],
                                    bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                    drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
@@ -1257,12 +1533,15 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     if corrupt == 2:
         raise MemoryError("train_batches: no memory for the augmentation's work space")
     if corrupt:
-        raise ValueError("order or y changed during the call: a row index or label left "
-                         "its valid range (another thread writing to them?)")
+        raise ValueError("order, y or X's CSR structure changed during the call: a row "
+                         "index, label or column index left its valid range (another thread "
+                         "writing to them?)")
     return done, loss_sum, correct, bool(diverged)
 
 
-cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
+cdef intp_t _train_call(const floating[::1] X, intp_t n_rows, const intp_t[::1] xindices,
+                        const intp_t[::1] xindptr, const intp_t[::1] y,
+                        const floating[:, ::1] T, int loss, bint wnorm,
                         const floating[::1] sw, const intp_t[::1] order, intp_t start,
                         intp_t stop, intp_t batch_size, const intp_t[::1] sizes, int act,
                         floating[::1] params, floating[:, ::1] slots, floating[::1] grads,
@@ -1276,11 +1555,25 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
     cdef fnn_bufs_t_d bd
     cdef bint adam = opt.kind == FNN_OPT_ADAM
     if floating is float:
-        bf.x, bf.y, bf.order = &X[0, 0], &y[0], &order[0]
+        bf.x = &X[0] if X.shape[0] > 0 else NULL
+        bf.order = &order[0]
+        bf.x_indptr = NULL
+        bf.x_indices = NULL
+        bf.x_nnz = X.shape[0]
+        if xindptr is not None:
+            bf.x_indptr = &xindptr[0]
+            bf.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
+        bf.y = NULL
+        bf.t = NULL
+        if y is not None:
+            bf.y = &y[0]
+        if T is not None:
+            bf.t = &T[0, 0]
+        bf.loss, bf.wnorm = loss, wnorm
         bf.sw = NULL
         if sw is not None:
             bf.sw = &sw[0]
-        bf.n_rows, bf.start, bf.stop, bf.batch_size = X.shape[0], start, stop, batch_size
+        bf.n_rows, bf.start, bf.stop, bf.batch_size = n_rows, start, stop, batch_size
         bf.sizes, bf.n_layers, bf.act = &sizes[0], sizes.shape[0] - 1, act
         bf.params, bf.wt, bf.acts, bf.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
         bf.slot0 = &slots[0, 0]
@@ -1297,11 +1590,25 @@ cdef intp_t _train_call(const floating[:, ::1] X, const intp_t[::1] y,
         with nogil:
             done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
     else:
-        bd.x, bd.y, bd.order = &X[0, 0], &y[0], &order[0]
+        bd.x = &X[0] if X.shape[0] > 0 else NULL
+        bd.order = &order[0]
+        bd.x_indptr = NULL
+        bd.x_indices = NULL
+        bd.x_nnz = X.shape[0]
+        if xindptr is not None:
+            bd.x_indptr = &xindptr[0]
+            bd.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
+        bd.y = NULL
+        bd.t = NULL
+        if y is not None:
+            bd.y = &y[0]
+        if T is not None:
+            bd.t = &T[0, 0]
+        bd.loss, bd.wnorm = loss, wnorm
         bd.sw = NULL
         if sw is not None:
             bd.sw = &sw[0]
-        bd.n_rows, bd.start, bd.stop, bd.batch_size = X.shape[0], start, stop, batch_size
+        bd.n_rows, bd.start, bd.stop, bd.batch_size = n_rows, start, stop, batch_size
         bd.sizes, bd.n_layers, bd.act = &sizes[0], sizes.shape[0] - 1, act
         bd.params, bd.wt, bd.acts, bd.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
         bd.slot0 = &slots[0, 0]

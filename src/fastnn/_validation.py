@@ -35,8 +35,45 @@ CHECK_BLOCK = 1 << 18
 _MIN_BLOCKS_PER_THREAD = 8
 
 
+def is_sparse(X):
+    """Whether ``X`` is a SciPy sparse matrix or array (without importing SciPy's
+    sparse module for anything else)."""
+    return hasattr(X, "tocsr") and hasattr(X, "nnz") and not isinstance(X, np.ndarray)
+
+
+def check_sparse_X(X, n_features, dtype, name="X"):
+    """A SciPy sparse ``X`` as a CSR matrix of ``dtype`` (finite values) with intp
+    ``indices`` and ``indptr``, as the compiled trainer takes it: converted (a
+    new object; the caller's is never changed) unless it is one already."""
+    import scipy.sparse as sp
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {X.shape}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} must have at least one sample, got shape {X.shape}")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features (columns), got {X.shape[1]}")
+    if X.dtype.kind not in _REAL_KINDS:
+        raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
+    dtype = np.dtype(dtype)
+    csr = X.tocsr() if X.format != "csr" else X
+    with np.errstate(all="ignore"):
+        data = np.ascontiguousarray(csr.data, dtype=dtype)
+    if data.size and not all_finite(data, _n_threads(data.size)):
+        raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or inf")
+    indices = np.ascontiguousarray(csr.indices, dtype=np.intp)
+    indptr = np.ascontiguousarray(csr.indptr, dtype=np.intp)
+    if (csr is X and data is csr.data and indices is csr.indices and indptr is csr.indptr
+            and isinstance(X, sp.csr_matrix)):
+        return X
+    out = sp.csr_matrix((data, indices, indptr), shape=csr.shape, copy=False)
+    # scipy may narrow the index arrays on construction: keep them intp
+    out.indices, out.indptr = indices, indptr
+    return out
+
+
 def check_X(X, n_features, dtype, name="X"):
-    """A 2-D, finite, C-contiguous array of ``dtype`` with ``n_features`` columns.
+    """A 2-D, finite, C-contiguous array of ``dtype`` with ``n_features`` columns;
+    a SciPy sparse X becomes a CSR matrix (:func:`check_sparse_X`).
 
     A C-contiguous array of ``dtype`` is returned as is (never copied); any
     other is converted once, block by block, each block checked while it is in
@@ -45,6 +82,8 @@ def check_X(X, n_features, dtype, name="X"):
     Large arrays are checked and converted on fastnn's threads (one pass over
     memory is the whole cost, and one core does not saturate its bandwidth).
     """
+    if is_sparse(X):
+        return check_sparse_X(X, n_features, dtype, name)
     arr = _as_array(X, name)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {arr.shape}")
@@ -173,6 +212,27 @@ def check_y(y, n_samples, n_classes, name="y"):
             raise ValueError(f"{name} must be in [0, {n_classes}) (the model has "
                              f"{n_classes} outputs), got values in [{lo}, {hi}]")
     return np.ascontiguousarray(arr, dtype=np.intp)
+
+
+def check_targets(y, n_samples, n_outputs, dtype, name="y"):
+    """Regression targets as a C-contiguous ``(n_samples, n_outputs)`` array of
+    ``dtype``, finite in it; a 1-D ``y`` is one output (``n_outputs == 1``)."""
+    arr = _as_array(y, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_outputs})"
+                         f"{' or 1-D' if n_outputs == 1 else ''}, got shape {arr.shape}")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"{name} must have {n_samples} rows to match X, got {arr.shape[0]}")
+    if arr.shape[1] != n_outputs:
+        raise ValueError(f"{name} must have {n_outputs} columns (the model's outputs), "
+                         f"got {arr.shape[1]}")
+    with np.errstate(all="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} must be finite in {np.dtype(dtype).name}: it holds NaN or inf")
+    return out
 
 
 def check_int(value, name, low=None, high=None, allow_none=False):

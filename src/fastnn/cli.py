@@ -17,6 +17,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import math
 import sys
 import threading
 import time
@@ -153,7 +154,7 @@ def _parser():
     p = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
     _add_data_args(p)
-    p.add_argument("--dataset", default=None, help="mnist | fashion-mnist (default: from the run)")
+    p.add_argument("--dataset", default=None, help="mnist | fashion-mnist | friedman1 (default: from the run)")
     p.add_argument("--normalize", default=None, help="minmax | standard | none (default: from the run)")
 
     p = sub.add_parser("export", help="export a saved model to another format (ONNX)")
@@ -208,8 +209,10 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     (X, y), (X_test, y_test) = data
     with _run_log(out / "train.log"):
         log.info("config %s: %s", name, json.dumps(config))
-        log.info("data: %d train, %d test images", len(X), len(X_test))
+        log.info("data: %d train, %d test samples", len(X), len(X_test))
         model = MLP(**model_kw)
+        if not model.is_classifier:
+            return _run_regression(model, config, fit_kw, data, out, name, verbose, checkpoint)
         # the dataset's class names, unless the arrays came from elsewhere
         # (a sweep's in-memory data) with another number of classes
         names = class_names(config["dataset"])
@@ -254,6 +257,34 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     return metrics, history
 
 
+def _run_regression(model, config, fit_kw, data, out, name, verbose, checkpoint):
+    """run_experiment for a regressor (``loss: mse``): metrics.json holds the test
+    set's R², RMSE and mean squared error (``test_loss``); no confusion matrix."""
+    from . import plots
+    (X, y), (X_test, y_test) = data
+    config = {**config, "seed": model.seed}
+    log.info("model: %r", model)
+    t0 = time.perf_counter()
+    history = model.fit(X, y, verbose=verbose, checkpoint=checkpoint, **fit_kw)
+    train_seconds = time.perf_counter() - t0
+    for i, epoch in enumerate(history.epoch):
+        log.info("epoch %d: %s", epoch + 1,
+                 ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
+    test_mse, test_r2 = model.evaluate(X_test, y_test)
+    metrics = {"test_r2": test_r2, "test_rmse": math.sqrt(test_mse), "test_loss": test_mse,
+               "train_seconds": train_seconds, "epochs": len(history.epoch),
+               "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
+               "diverged": history.diverged, "interrupted": history.interrupted}
+    model.save(out / "model.npz")
+    atomic_write_json(out / "config.json", config, indent=2)
+    history.to_json(out / "history.json")
+    atomic_write_json(out / "metrics.json", metrics, indent=2)
+    plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
+    log.info("test R2 %.4f, RMSE %.4f, %.1f s of training", test_r2, metrics["test_rmse"],
+             train_seconds)
+    return metrics, history
+
+
 def _config_from_args(args):
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
     base = cfg.load(args.config)
@@ -273,6 +304,11 @@ def cmd_train(args):
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     metrics, _ = run_experiment(config, data, out, Path(args.config).stem,
                                 verbose=not args.quiet, checkpoint=args.checkpoint)
+    if "test_r2" in metrics:
+        print(f"test R²: {metrics['test_r2']:.4f}, RMSE {metrics['test_rmse']:.4f} "
+              f"({metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s of training) "
+              f"-> {out}")
+        return 0
     print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f} % (loss {metrics['test_loss']:.4f}; "
           f"{metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s of training) -> {out}")
     return 0
@@ -324,6 +360,13 @@ def cmd_evaluate(args):
     saved = json.loads(run_config.read_text()) if run_config.is_file() else {}
     dataset = args.dataset or saved.get("dataset", "mnist")
     normalize = args.normalize or saved.get("normalize", "minmax")
+    if not model.is_classifier:
+        _, (X_test, y_test) = _load_data(dataset, args.data_dir, normalize)
+        mse, r2 = model.evaluate(X_test, y_test)
+        print(json.dumps({"model": args.model, "dataset": dataset, "normalize": normalize,
+                          "test_r2": r2, "test_rmse": math.sqrt(mse), "test_loss": mse},
+                         indent=2))
+        return 0
     names = class_names(dataset)
     if len(names) != model.n_classes_:
         raise ValueError(f"the model has {model.n_classes_} classes, {dataset} has {len(names)}")

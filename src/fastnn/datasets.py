@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST: IDX parsing, local folders, verified downloads.
+"""MNIST and Fashion-MNIST: IDX parsing, local folders, verified downloads;
+and a generated regression set, Friedman #1 (``"friedman1"``: no files).
 
 Where the files are looked for, in order: the ``data_dir`` argument, the
 ``FASTNN_DATA`` environment variable, the user cache
@@ -64,6 +65,14 @@ DATASETS: dict[str, dict[str, Any]] = {
                 "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"},
     },
 }
+
+#: Generated regression sets (no files, no download): name -> (train rows, test rows,
+#: features). ``"friedman1"``: Friedman (1991)'s first function, as scikit-learn's
+#: ``make_friedman1``: x uniform in [0, 1]^10, y = 10 sin(pi x0 x1) + 20 (x2 - 0.5)^2
+#: + 10 x3 + 5 x4 + N(0, 1) (x5..x9 unused), drawn with NumPy's PCG64 seeded 0.
+GENERATED = {"friedman1": (20000, 5000, 10)}
+#: Every name ``load_dataset`` takes.
+DATASET_NAMES = (*DATASETS, *GENERATED)
 
 # IDX type codes -> big-endian dtypes
 #: What the loaders return: ``((X_train, y_train), (X_test, y_test))``.
@@ -193,25 +202,62 @@ def _locate(dataset, data_dir, download_missing):
 
 
 def class_names(dataset: str = "mnist") -> list[str]:
-    """The names of ``dataset``'s ten classes, by label.
+    """The names of ``dataset``'s ten classes, by label (none for a regression set).
 
     >>> class_names("fashion-mnist")[:3]
     ['T-shirt/top', 'Trouser', 'Pullover']
     >>> class_names("mnist")[7]
     '7'
+    >>> class_names("friedman1")
+    []
     """
-    check_choice(dataset, "dataset", DATASETS)
+    check_choice(dataset, "dataset", DATASET_NAMES)
+    if dataset in GENERATED:
+        return []
     return list(DATASETS[dataset]["classes"])
 
 
 def image_shape(dataset="mnist"):
-    """The (height, width) of ``dataset``'s images (its rows are these, flattened).
+    """The (height, width) of ``dataset``'s images (its rows are these, flattened);
+    None for a set whose rows are not images.
 
     >>> image_shape("mnist")
     (28, 28)
     """
-    check_choice(dataset, "dataset", DATASETS)
-    return tuple(DATASETS[dataset]["image_shape"])
+    check_choice(dataset, "dataset", DATASET_NAMES)
+    return tuple(DATASETS[dataset]["image_shape"]) if dataset in DATASETS else None
+
+
+def is_regression(dataset):
+    """Whether ``dataset`` has real targets (a generated regression set)."""
+    check_choice(dataset, "dataset", DATASET_NAMES)
+    return dataset in GENERATED
+
+
+def friedman1(n_samples, seed=0, noise=1.0):
+    """``(X, y)``: Friedman #1 with 10 features, float32 (see :data:`GENERATED`).
+
+    >>> X, y = friedman1(4)
+    >>> X.shape, y.shape, X.dtype, bool((X >= 0).all() and (X <= 1).all())
+    ((4, 10), (4,), dtype('float32'), True)
+    """
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(size=(n_samples, 10))
+    y = (10 * np.sin(np.pi * X[:, 0] * X[:, 1]) + 20 * (X[:, 2] - 0.5) ** 2 + 10 * X[:, 3]
+         + 5 * X[:, 4] + noise * rng.standard_normal(n_samples))
+    return X.astype(np.float32), y.astype(np.float32)
+
+
+def _load_generated(dataset, normalize):
+    """A generated set's ``((X_train, y_train), (X_test, y_test))``; ``normalize``:
+    ``minmax`` and ``none`` leave the features in [0, 1], ``standard`` z-scores each
+    column with the training rows' mean and deviation."""
+    n_train, n_test, _ = GENERATED[dataset]
+    X, y = friedman1(n_train + n_test)
+    if normalize == "standard":
+        mean, std = X[:n_train].mean(0), X[:n_train].std(0)
+        X = (X - mean) / np.maximum(std, 1e-8)
+    return (X[:n_train], y[:n_train]), (X[n_train:], y[n_train:])
 
 
 def find_dataset(dataset: str = "mnist", data_dir: PathLike | None = None,
@@ -248,9 +294,12 @@ def normalize_images(X: np.ndarray, normalize: str) -> NDArray[np.float32]:
 
 def load_dataset(dataset: str = "mnist", data_dir: PathLike | None = None,
                  normalize: str = "minmax", download: bool = True) -> Dataset:
-    """``((X_train, y_train), (X_test, y_test))``; X float32 (n, 784), y uint8."""
-    check_choice(dataset, "dataset", DATASETS)
+    """``((X_train, y_train), (X_test, y_test))``; X float32 (n, 784), y uint8; for a
+    generated regression set (:data:`GENERATED`) X float32 (n, 10), y float32."""
+    check_choice(dataset, "dataset", DATASET_NAMES)
     check_choice(normalize, "normalize", NORMALIZATIONS)
+    if dataset in GENERATED:
+        return _load_generated(dataset, normalize)
     paths = _locate(dataset, data_dir, download)
     arrays = {key: read_idx(path) for key, path in paths.items()}
     out = []

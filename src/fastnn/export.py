@@ -44,8 +44,8 @@ INPUT = "X"
 ACTIVATION_OPS = {"relu": "Relu", "tanh": "Tanh", "sigmoid": "Sigmoid", "identity": None}
 #: The model's output kind by its ``loss`` attribute (a model without one is a
 #: softmax classifier, as ``MLP`` is).
-OUTPUT_OF_LOSS = {None: "softmax", "cross_entropy": "softmax", "binary": "logistic",
-                  "mse": "identity"}
+OUTPUT_OF_LOSS = {None: "softmax", "cross_entropy": "softmax",
+                  "binary_cross_entropy": "logistic", "mse": "identity"}
 #: Each output kind's graph outputs.
 OUTPUTS = {"softmax": ("probabilities", "label"), "logistic": ("probabilities", "label"),
            "identity": ("predictions",)}

@@ -23,14 +23,17 @@ array([[3., 3., 3., 3.],
 from ._hyper import Hyper  # noqa: F401
 from ._kernels import (  # noqa: F401
     ACTIVATIONS,
+    LOSSES,
     adam_update,
     augment_rows,
     dense_backward,
     dense_forward,
     dropout_mask,
     sgd_update,
+    sigmoid_cross_entropy,
     softmax,
     softmax_cross_entropy,
+    squared_error,
     train_batches,
 )
 
@@ -38,7 +41,10 @@ __all__ = [
     "ACTIVATIONS",
     "dense_forward",
     "dense_backward",
+    "LOSSES",
     "softmax_cross_entropy",
+    "sigmoid_cross_entropy",
+    "squared_error",
     "softmax",
     "sgd_update",
     "adam_update",

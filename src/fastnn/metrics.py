@@ -41,3 +41,29 @@ def per_class_error(cm):
         raise ValueError(f"cm must be a square confusion matrix, got shape {cm.shape}")
     totals = cm.sum(axis=1)
     return np.where(totals > 0, 1 - np.diag(cm) / np.maximum(totals, 1), 0.0)
+
+
+def r2_score(y_true, y_pred):
+    """The coefficient of determination, averaged over the outputs, as
+    scikit-learn's ``r2_score`` (``multioutput="uniform_average"``): per output
+    ``1 - sum (t - p)^2 / sum (t - mean t)^2``, in float64; an output whose
+    targets are constant scores 1.0 when predicted exactly, else 0.0.
+
+    >>> r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
+    0.5
+    """
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    if t.ndim == 1:
+        t = t[:, None]
+    if p.ndim == 1:
+        p = p[:, None]
+    if t.shape != p.shape or t.ndim != 2 or t.shape[0] < 1:
+        raise ValueError(f"y_true and y_pred must have the same shape (n_samples[, n_outputs]), "
+                         f"got {np.shape(y_true)} and {np.shape(y_pred)}")
+    ss_res = ((t - p) ** 2).sum(axis=0)
+    ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
+    safe = ss_tot > 0
+    scores = np.where(safe, 1.0 - ss_res / np.where(safe, ss_tot, 1.0),
+                      np.where(ss_res == 0, 1.0, 0.0))
+    return float(scores.mean())

@@ -1,4 +1,5 @@
-"""The model: a multilayer perceptron classifier with a softmax output."""
+"""The model: a multilayer perceptron, a classifier (softmax or one logistic
+output) or a regressor (identity outputs, squared error)."""
 from __future__ import annotations
 
 import inspect
@@ -10,7 +11,9 @@ import numpy as np
 from . import kernels, serialization, threads, training
 from ._layout import aligned_zeros, n_params, unflatten
 from ._typing import ArrayLike, FloatArray, IntArray, PathLike
-from ._validation import check_choice, check_float, check_int, check_X, check_y
+from ._validation import (check_choice, check_float, check_int, check_targets, check_X,
+                          check_y, is_sparse)
+from .metrics import r2_score
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Mapping
@@ -22,9 +25,17 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _INITS = ("auto", "uniform", "he", "glorot")
 _DTYPES = ("float32", "float64")
+#: ``MLP(loss=...)``: the output layer and its loss (see the class docstring)
+LOSSES = tuple(kernels.LOSSES)
 _BLOCK = 2048  # rows per forward block in predict/evaluate
 # fit's SGD shorthand takes its defaults from fastnn.optim.SGD: written once
 _SGD = training.shorthand_defaults()
+
+
+def _sigmoid(z: FloatArray, out: FloatArray) -> FloatArray:
+    """out = 1 / (1 + exp(-z)) (scipy's expit: no overflow warning)."""
+    from scipy.special import expit
+    return cast(FloatArray, expit(z, out=out))
 
 
 def _check_rate(value: Any, name: str) -> float:
@@ -32,14 +43,17 @@ def _check_rate(value: Any, name: str) -> float:
 
 
 class MLP:
-    """Multilayer perceptron for classification, trained by mini-batch SGD or Adam.
+    """Multilayer perceptron for classification or regression, trained by
+    mini-batch SGD or Adam.
 
     Parameters
     ----------
     layers : sequence of int
         Widths from input to output, e.g. ``[784, 128, 10]``. ``[784, 10]`` is
         softmax regression; any number of hidden layers works. The output
-        layer is a softmax over ``layers[-1] >= 2`` classes.
+        layer is a softmax over ``layers[-1] >= 2`` classes (``loss``
+        ``"cross_entropy"``), one logistic unit (``"binary_cross_entropy"``,
+        ``layers[-1] == 1``) or ``layers[-1]`` identity outputs (``"mse"``).
     activation : {"relu", "tanh", "sigmoid", "identity"}
         Activation of every hidden layer.
     dtype : {"float32", "float64"}
@@ -62,6 +76,19 @@ class MLP:
         epoch and the batch, so runs stay bit-reproducible and resumable.
     input_dropout : float
         The same on the input features.
+    loss : {"cross_entropy", "binary_cross_entropy", "mse"}
+        ``"cross_entropy"`` (default): softmax over the classes, integer labels
+        in ``[0, layers[-1])``. ``"binary_cross_entropy"``: two classes through
+        one logistic output (``layers[-1] == 1``, scikit-learn's binary
+        network), labels 0/1; ``predict_proba`` still has two columns. Never
+        chosen automatically: a ``[.., 2]`` network stays a softmax. ``"mse"``:
+        regression, ``layers[-1]`` identity outputs trained on the squared
+        error ``(1/2) sum_j (output_j - y_j)^2`` per sample, averaged over the
+        batch (scikit-learn's squared_error gradient); ``y`` float targets
+        ``(n_samples, layers[-1])`` (1-D for one output); ``predict`` returns
+        the outputs, ``score`` R² and ``evaluate`` ``(mse, r2)``; the history's
+        ``loss``/``val_loss`` are the mean squared error per element and
+        ``val_r2`` replaces ``val_accuracy``.
 
     Examples
     --------
@@ -75,20 +102,31 @@ class MLP:
     True
     >>> model.predict_proba(X[:3]).sum(axis=1).round(6).tolist()
     [1.0, 1.0, 1.0]
+    >>> reg = MLP([4, 16, 1], "tanh", loss="mse", seed=0)
+    >>> t = X[:, 0] - 2 * X[:, 1]
+    >>> h = reg.fit(X, t, epochs=50, batch_size=16, learning_rate=0.05, verbose=False)
+    >>> reg.score(X, t) > 0.95, reg.predict(X[:2]).shape
+    (True, (2,))
     """
 
     def __init__(self, layers: Sequence[int], activation: str = "relu", *,
                  dtype: str | type | np.dtype[Any] = "float32", seed: int | None = None,
                  init: str = "auto", dropout: float | Sequence[float] = 0.0,
-                 input_dropout: float = 0.0) -> None:
+                 input_dropout: float = 0.0, loss: str = "cross_entropy") -> None:
         if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
             raise TypeError(f"layers must be a sequence of ints, got {layers!r}")
         if len(layers) < 2:
             raise ValueError(f"layers must list at least an input and an output width, got {list(layers)}")
         self.layers = tuple(check_int(s, f"layers[{i}]", low=1, high=2**31 - 1)
                             for i, s in enumerate(layers))
-        if self.layers[-1] < 2:
-            raise ValueError(f"layers[-1] (the number of classes) must be >= 2, got {self.layers[-1]}")
+        self.loss = check_choice(loss, "loss", LOSSES)
+        if self.loss == "cross_entropy" and self.layers[-1] < 2:
+            raise ValueError(f"layers[-1] (the number of classes) must be >= 2, got "
+                             f"{self.layers[-1]} (one output: loss='binary_cross_entropy' "
+                             f"or 'mse')")
+        if self.loss == "binary_cross_entropy" and self.layers[-1] != 1:
+            raise ValueError(f"layers[-1] must be 1 (one logistic output) for "
+                             f"loss='binary_cross_entropy', got {self.layers[-1]}")
         self.activation = check_choice(activation, "activation", kernels.ACTIVATIONS)
         if isinstance(dtype, type) or isinstance(dtype, np.dtype):
             dtype = np.dtype(dtype).name
@@ -149,14 +187,35 @@ class MLP:
         return self.layers[0]
 
     @property
+    def is_classifier(self) -> bool:
+        """False for ``loss="mse"`` (a regressor)."""
+        return bool(self.loss != "mse")
+
+    @property
     def n_classes_(self) -> int:
-        return self.layers[-1]
+        """The classes (2 for one logistic output); AttributeError for a regressor."""
+        if not self.is_classifier:
+            raise AttributeError("n_classes_: a regressor (loss='mse') has no classes; "
+                                 "its outputs are n_outputs_")
+        return 2 if self.loss == "binary_cross_entropy" else self.layers[-1]
 
     @property
     def classes_(self) -> IntArray:
         """The class labels, ``0 .. n_classes_-1`` (int64): ``predict`` returns
-        these, and column ``j`` of ``predict_proba`` is class ``classes_[j]``."""
-        return np.arange(self.layers[-1], dtype=np.int64)
+        these, and column ``j`` of ``predict_proba`` is class ``classes_[j]``
+        (classifiers only)."""
+        return np.arange(self.n_classes_, dtype=np.int64)
+
+    @property
+    def n_outputs_(self) -> int:
+        """Units of the output layer (scikit-learn's name)."""
+        return self.layers[-1]
+
+    @property
+    def metric_name(self) -> str:
+        """What ``evaluate`` returns second and the history logs: ``"accuracy"``
+        for a classifier, ``"r2"`` for a regressor."""
+        return "accuracy" if self.is_classifier else "r2"
 
     @property
     def n_params(self) -> int:
@@ -191,6 +250,8 @@ class MLP:
             extra += f", dropout={self.dropout[0] if len(rates) == 1 else list(self.dropout)!r}"
         if self.input_dropout:
             extra += f", input_dropout={self.input_dropout!r}"
+        if self.loss != "cross_entropy":
+            extra += f", loss={self.loss!r}"
         return (f"MLP(layers={list(self.layers)}, activation={self.activation!r}, "
                 f"dtype={self.dtype.name!r}, seed={self.seed}, init={self.init!r}{extra}) "
                 f"# {self.n_params} parameters, {self._epochs_trained} epochs trained")
@@ -213,8 +274,11 @@ class MLP:
             augment: Augment | Mapping[str, Any] | None = None) -> History:
         """Train; returns a :class:`fastnn.History`.
 
-        X : array-like (n_samples, layers[0]), any real dtype (converted once).
-        y : integer labels in [0, layers[-1]).
+        X : array-like (n_samples, layers[0]), any real dtype (converted once), or a
+            SciPy sparse matrix (made CSR once; each batch's rows are densified in
+            the compiled loop as they are gathered, never the whole X).
+        y : integer labels in [0, n_classes_); for ``loss="mse"`` the real
+            targets (n_samples, layers[-1]), 1-D for one output.
         optimizer : a :mod:`fastnn.optim` optimizer (``SGD``, ``Adam``) or its
             name; it owns its state, so the same object passed to another
             ``fit`` continues from it. Without it, ``learning_rate``,
@@ -223,10 +287,12 @@ class MLP:
             model's previous SGD fit. ``self.optimizer_`` is the last one used.
         sample_weight : per-sample weights (>= 0) of the training loss;
             class_weight : ``"balanced"`` (n_samples / (n_classes * count),
-            counted on the training rows) or ``{class: weight}``. Both
-            multiply: each row's cross-entropy is weighted, the batch's loss
-            is the sum over its rows divided by its number of rows. The
-            history's ``loss`` is that weighted mean; ``val_loss`` is unweighted.
+            counted on the training rows) or ``{class: weight}`` (classifiers
+            only). Both multiply: each row's loss is weighted, the batch's loss
+            is the sum over its rows divided by its number of rows
+            (``loss_reduction="mean"``) or by the sum of its rows' weights
+            (``"weighted_mean"``, scikit-learn's normalisation). The history's
+            ``loss`` is that weighted mean; ``val_loss`` is unweighted.
         validation_split : fraction of (X, y) held out, stratified and shuffled
             with the model's seed; or ``validation_data=(X_val, y_val)``.
         early_stopping : patience in epochs on ``monitor`` (``"val_loss"`` or
@@ -254,7 +320,9 @@ class MLP:
             (seeded by the model's seed and the epoch number); ``False``: in
             their given order.
         loss_reduction : ``"mean"`` (default) steps on the batch's mean
-            cross-entropy; ``"sum"`` on its sum, as the original reports'
+            loss; ``"weighted_mean"`` on its weighted sum divided by the
+            batch's weight sum (as ``"mean"`` without weights); ``"sum"`` on
+            its sum, as the original reports'
             ``E = -sum_n sum_k t_k ln y_k``, so their learning rates and
             penalties apply as written: the step with ``learning_rate`` eta
             and penalties l1, l2 (added to the summed gradient) equals the
@@ -327,10 +395,14 @@ class MLP:
         block = min(_BLOCK, n)
         bufs = [np.empty((block, w), dtype=self.dtype) for w in self.layers[1:]]
         last = len(weights) - 1
+        sparse = is_sparse(X)  # CSR: a block of rows at a time, densified
+        dense: Any = np.empty((block, self.layers[0]), dtype=self.dtype) if sparse else None
         with threads.limit():
             for start in range(0, n, block):
-                a = X[start:start + block]
+                a: Any = X[start:start + block]
                 rows = a.shape[0]
+                if sparse:
+                    a = a.toarray(out=dense[:rows])
                 for i, (W, b) in enumerate(zip(weights, biases)):
                     out = bufs[i][:rows]
                     a = kernels.dense_forward(a, W, b, self.activation if i < last else "identity",
@@ -341,12 +413,24 @@ class MLP:
                                      f"large for this model, or its weights are")
                 yield start, a
 
+    def _require(self, classifier: bool, what: str) -> None:
+        if self.is_classifier != classifier:
+            kind = "classifiers" if classifier else "regressors (loss='mse')"
+            raise AttributeError(f"{what} is for {kind}; this model has loss={self.loss!r}")
+
     def predict_proba(self, X: ArrayLike) -> FloatArray:
-        """Class probabilities, shape (n_samples, n_classes); rows sum to 1."""
+        """Class probabilities, shape (n_samples, n_classes); rows sum to 1
+        (one logistic output: the columns ``1 - p`` and ``p``). Classifiers only."""
+        self._require(True, "predict_proba")
         X = self._check_X(X)
-        proba = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
+        proba = np.empty((X.shape[0], self.n_classes_), dtype=self.dtype)
         for start, logits in self._logits_blocks(X, check=True):
-            kernels.softmax(logits, out=proba[start:start + logits.shape[0]])
+            out = proba[start:start + logits.shape[0]]
+            if self.loss == "binary_cross_entropy":
+                _sigmoid(logits[:, 0], out[:, 1])
+                np.subtract(1, out[:, 1], out=out[:, 0])
+            else:
+                kernels.softmax(logits, out=out)
         return proba
 
     def predict_log_proba(self, X: ArrayLike) -> FloatArray:
@@ -361,7 +445,15 @@ class MLP:
         >>> model.predict_log_proba(np.array([[1.0, 0, 0]])).round(3).tolist()
         [[0.0, -120.0]]
         """
+        self._require(True, "predict_log_proba")
         X = self._check_X(X)
+        if self.loss == "binary_cross_entropy":  # log(sigmoid(+-z)) = -logaddexp(0, -+z)
+            out = np.empty((X.shape[0], 2), dtype=self.dtype)
+            for start, logits in self._logits_blocks(X, check=True):
+                z = logits[:, 0]
+                np.negative(np.logaddexp(0, z), out=out[start:start + z.shape[0], 0])
+                np.negative(np.logaddexp(0, -z), out=out[start:start + z.shape[0], 1])
+            return out
         out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
         for start, logits in self._logits_blocks(X, check=True):
             z = out[start:start + logits.shape[0]]
@@ -369,51 +461,87 @@ class MLP:
             z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
         return out
 
-    def predict(self, X: ArrayLike) -> IntArray:
-        """Predicted class labels, shape (n_samples,)."""
+    def predict(self, X: ArrayLike) -> FloatArray | IntArray:
+        """Predicted class labels, shape (n_samples,); for a regressor the
+        outputs, (n_samples, n_outputs), or (n_samples,) for one output."""
         X = self._check_X(X)
+        if not self.is_classifier:
+            out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
+            for start, z in self._logits_blocks(X, check=True):
+                out[start:start + z.shape[0]] = z
+            return out[:, 0].copy() if self.layers[-1] == 1 else out
         pred = np.empty(X.shape[0], dtype=np.intp)
         for start, logits in self._logits_blocks(X, check=True):
-            pred[start:start + logits.shape[0]] = logits.argmax(axis=1)
+            rows = slice(start, start + logits.shape[0])
+            if self.loss == "binary_cross_entropy":
+                np.greater(logits[:, 0], 0, out=pred[rows], casting="unsafe")
+            else:
+                pred[rows] = logits.argmax(axis=1)
         return pred
 
     def decision_function(self, X: ArrayLike) -> FloatArray:
-        """The logits (the output layer before the softmax), shape (n_samples, n_classes)."""
+        """The output layer's values before the softmax/logistic function (the
+        outputs of a regressor), shape (n_samples, layers[-1])."""
         X = self._check_X(X)
         out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
         for start, logits in self._logits_blocks(X):
             out[start:start + logits.shape[0]] = logits
         return out
 
+    def check_y(self, y: ArrayLike, n_samples: int, name: str = "y") -> IntArray | FloatArray:
+        """``y`` validated for this model: intp labels in [0, n_classes_), or a
+        regressor's targets (n_samples, n_outputs) in the model's dtype."""
+        if self.is_classifier:
+            return check_y(y, n_samples, self.n_classes_, name)
+        return check_targets(y, n_samples, self.layers[-1], self.dtype, name)
+
     def evaluate(self, X: ArrayLike, y: ArrayLike, *,
                  check_overflow: bool = True) -> tuple[float, float]:
-        """``(mean cross-entropy loss, accuracy)`` on (X, y).
+        """``(mean cross-entropy loss, accuracy)`` on (X, y) for a classifier
+        (binary cross-entropy for one logistic output); ``(mean squared error,
+        R²)`` for a regressor (the error averaged over samples and outputs,
+        R² averaged over the outputs, as scikit-learn's ``r2_score``).
 
         ``check_overflow``: raise ValueError where the network's outputs
         overflow (NaN or inf logits); ``False`` returns a non-finite loss
         instead (training uses that to detect divergence)."""
         X = self._check_X(X)
-        labels = check_y(y, X.shape[0], self.layers[-1])
-        return self._evaluate_checked(X, labels, check=check_overflow)
+        y = self.check_y(y, X.shape[0])
+        return self._evaluate_checked(X, y, check=check_overflow)
 
-    def _evaluate_checked(self, X: FloatArray, y: IntArray,
+    def _evaluate_checked(self, X: FloatArray, y: Any,
                           check: bool = False) -> tuple[float, float]:
+        if not self.is_classifier:
+            return self._evaluate_regression(X, y, check)
         loss_sum, correct = 0.0, 0
         grad = None
+        loss_fn = (kernels.sigmoid_cross_entropy if self.loss == "binary_cross_entropy"
+                   else kernels.softmax_cross_entropy)
         for start, logits in self._logits_blocks(X, check):
             rows = logits.shape[0]
             labels = y[start:start + rows]
             if grad is None or grad.shape[0] != rows:
                 grad = np.empty_like(logits)
-            loss, _, hits = kernels.softmax_cross_entropy(logits, labels, grad=grad,
-                                                          return_correct=True)
+            loss, _, hits = loss_fn(logits, labels, grad=grad, return_correct=True)
             loss_sum += loss * rows
             correct += hits
         n = X.shape[0]
         return loss_sum / n, correct / n
 
+    def _evaluate_regression(self, X: FloatArray, y: FloatArray,
+                             check: bool) -> tuple[float, float]:
+        pred = np.empty(y.shape, dtype=self.dtype)
+        for start, z in self._logits_blocks(X, check):
+            pred[start:start + z.shape[0]] = z
+        with np.errstate(all="ignore"):
+            err = pred.astype(np.float64) - y
+            mse = float(np.mean(err * err))
+        if not np.isfinite(mse):
+            return mse, float("nan")
+        return mse, r2_score(y, pred)
+
     def score(self, X: ArrayLike, y: ArrayLike) -> float:
-        """Accuracy on (X, y), as scikit-learn's ``score``."""
+        """Accuracy on (X, y), as scikit-learn's ``score``; R² for a regressor."""
         return self.evaluate(X, y)[1]
 
     # -- persistence ---------------------------------------------------------

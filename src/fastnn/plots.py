@@ -14,12 +14,17 @@ def _figure(width=6.4, height=4.8):
 
 
 def plot_history(history, path, title=None):
-    """Train/validation loss and accuracy per epoch, side by side."""
+    """Train/validation loss and accuracy per epoch, side by side (a regressor's
+    history: the mean squared error and the validation R²)."""
     from matplotlib.ticker import MaxNLocator
     h = history.history if hasattr(history, "history") else history
     fig = _figure(11, 4.2)
     axes = fig.subplots(1, 2)
-    for ax, key, label in ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy")):
+    if "val_r2" in h:
+        panels = ((axes[0], "loss", "mean squared error"), (axes[1], "r2", "R²"))
+    else:
+        panels = ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy"))
+    for ax, key, label in panels:
         # each curve's own length: a history may lack "loss" (or hold fewer val_ entries)
         if key in h:
             ax.plot(np.arange(1, len(h[key]) + 1), h[key], label="train")

@@ -69,11 +69,30 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     return dW, db, dZ_prev
 
 
+LOSSES = {"cross_entropy": 0, "binary_cross_entropy": 1, "mse": 2}
+LOSS_REDUCTIONS = ("mean", "weighted_mean")
+
+
+def _loss_denominator(n, weights, loss_reduction):
+    """``(denom, inv)`` of a batch of ``n`` rows: the loss's divisor (float64) and
+    the gradient's factor (the weights' dtype): ``n`` and ``1/n``, or with
+    ``"weighted_mean"`` the weights' sum and its inverse (``1`` and ``0`` where
+    the sum is 0)."""
+    if loss_reduction not in LOSS_REDUCTIONS:
+        raise ValueError(f"loss_reduction must be one of {list(LOSS_REDUCTIONS)}, "
+                         f"got {loss_reduction!r}")
+    if loss_reduction == "mean" or weights is None:
+        return float(n), None
+    total = float(np.sum(weights, dtype=np.float64))
+    return (total, 1.0 / total) if total > 0 else (1.0, 0.0)
+
+
 def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
-                          return_correct=False):
+                          return_correct=False, loss_reduction="mean"):
     """``(sum_i w_i CE_i / batch, w_i (softmax(logits_i) - onehot(labels_i)) / batch)``,
-    max-shifted (``w_i = 1`` without ``sample_weight``); with ``return_correct``,
-    also the (unweighted) count of rows whose argmax is the label."""
+    max-shifted (``w_i = 1`` without ``sample_weight``; ``"weighted_mean"``:
+    divided by ``sum_i w_i``); with ``return_correct``, also the (unweighted)
+    count of rows whose argmax is the label."""
     n, k = logits.shape
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= k):
@@ -82,8 +101,64 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
         grad = np.empty_like(logits)
     correct = int(np.count_nonzero(logits.argmax(axis=1) == labels)) if return_correct else None
     loss, grad = _softmax_xent(logits, labels, grad, _XentBuffers(n, k, logits.dtype),
-                               sample_weight)
+                               sample_weight, loss_reduction)
     return (loss, grad, correct) if return_correct else (loss, grad)
+
+
+def sigmoid_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
+                          return_correct=False, loss_reduction="mean"):
+    """``(sum_i w_i BCE_i / batch, w_i (sigmoid(z_i) - y_i) / batch)`` for logits
+    (batch, 1) and labels in {0, 1}, ``BCE = log1p(exp(-|z|)) + max(z, 0) - y z``
+    in float64 (``"weighted_mean"``: divided by ``sum_i w_i``); with
+    ``return_correct``, also the count of rows where ``z > 0`` is ``y == 1``."""
+    labels = np.asarray(labels)
+    if labels.size and (labels.min() < 0 or labels.max() > 1):
+        raise ValueError("labels must be in {0, 1}")
+    if grad is None:
+        grad = np.empty_like(logits)
+    loss, correct = _sigmoid_xent(logits, labels, grad, sample_weight, loss_reduction)
+    return (loss, grad, correct) if return_correct else (loss, grad)
+
+
+def _sigmoid_xent(logits, labels, grad, weights=None, loss_reduction="mean"):
+    """sigmoid_cross_entropy into ``grad``: ``(loss, n_correct)``."""
+    n = logits.shape[0]
+    denom, inv = _loss_denominator(n, weights, loss_reduction)
+    z = logits[:, 0]
+    expit(z, out=grad[:, 0])
+    grad[:, 0] -= labels
+    z64 = z.astype(np.float64)
+    e = np.exp(-np.abs(z)).astype(np.float64)  # in the dtype, as the kernel's
+    per_row = np.log1p(e) + np.maximum(z64, 0) - labels * z64
+    if weights is not None:
+        per_row *= weights
+        grad[:, 0] *= weights
+    grad *= logits.dtype.type(1.0 / n) if inv is None else logits.dtype.type(inv)
+    correct = int(np.count_nonzero((z > 0) == (labels == 1)))
+    return float(per_row.sum() / denom), correct
+
+
+def squared_error(outputs, targets, grad=None, *, sample_weight=None, loss_reduction="mean"):
+    """``(sum_i w_i (1/2) sum_j (outputs_ij - targets_ij)^2 / batch,
+    w_i (outputs_i - targets_i) / batch)`` (``"weighted_mean"``: divided by
+    ``sum_i w_i``)."""
+    if grad is None:
+        grad = np.empty_like(outputs)
+    return _squared_error(outputs, targets, grad, sample_weight, loss_reduction), grad
+
+
+def _squared_error(outputs, targets, grad, weights=None, loss_reduction="mean"):
+    """squared_error into ``grad``; returns the loss."""
+    n = outputs.shape[0]
+    denom, inv = _loss_denominator(n, weights, loss_reduction)
+    np.subtract(outputs, targets, out=grad)
+    d64 = grad.astype(np.float64)
+    per_row = 0.5 * np.einsum("ij,ij->i", d64, d64)
+    if weights is not None:
+        per_row *= weights
+        grad *= weights[:, None]
+    grad *= outputs.dtype.type(1.0 / n) if inv is None else outputs.dtype.type(inv)
+    return float(per_row.sum() / denom)
 
 
 class _XentBuffers:
@@ -101,10 +176,11 @@ class _XentBuffers:
         self.picked64 = np.empty(n, np.float64)
 
 
-def _softmax_xent(logits, labels, grad, buf, weights=None):
+def _softmax_xent(logits, labels, grad, buf, weights=None, loss_reduction="mean"):
     """softmax_cross_entropy into ``grad`` with the temporaries in ``buf``
     (``weights``: None or the rows' sample weights)."""
     n = logits.shape[0]
+    denom, inv = _loss_denominator(n, weights, loss_reduction)
     zmax, sums, logsum = buf.zmax[:n], buf.sums[:n], buf.logsum[:n]
     idx, picked = buf.flat_idx[:n], buf.picked[:n]
     loss64, picked64 = buf.loss64[:n], buf.picked64[:n]
@@ -125,7 +201,7 @@ def _softmax_xent(logits, labels, grad, buf, weights=None):
     if weights is not None:
         np.copyto(picked64, weights)
         loss64 *= picked64
-    loss = float(np.mean(loss64))
+    loss = float(np.mean(loss64)) if inv is None else float(np.sum(loss64) / denom)
     np.multiply(sums, n, out=sums)
     grad /= sums
     flat = grad.reshape(-1)
@@ -134,6 +210,8 @@ def _softmax_xent(logits, labels, grad, buf, weights=None):
     np.put(flat, idx, picked)
     if weights is not None:
         grad *= weights[:, None]
+    if inv is not None:  # the weights' sum instead of n
+        grad *= logits.dtype.type(n * inv)
     return loss, grad
 
 
@@ -440,6 +518,7 @@ class _TrainBuffers:
         self.wbuf = ws.wbuf[:batch_size]
         self.work = np.empty(half, dtype)  # activation-derivative factor or ReLU mask
         self.xent = _XentBuffers(batch_size, sizes[-1], dtype)
+        self.targets = np.empty((batch_size, sizes[-1]), dtype)  # loss "mse"
         self.argmax = np.empty(batch_size, np.intp)
         self.hits = np.empty(batch_size, bool)
         n = params.size
@@ -460,11 +539,12 @@ class _TrainBuffers:
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params, slots,
                   ws, hyper, *, sample_weight=None, dropout=None, seed=0, epoch=0,
-                  n_threads=1, augment=None):
+                  n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None):
     """Mini-batch training over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, arguments, buffers and return value as the compiled kernel
-    (see :func:`fastnn.kernels.train_batches`): ``(rows_done, loss_sum,
+    (see :func:`fastnn.kernels.train_batches`, its ``loss`` and
+    ``loss_reduction`` included): ``(rows_done, loss_sum,
     n_correct, diverged)``; this is its specification in NumPy (the
     derivative under dropout at the undropped activation, which it keeps).
     Every array of a batch lives in the caller's buffers or in temporaries
@@ -473,6 +553,9 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     uses its own threads.
     """
     hyper = check_hyper(hyper)
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
+    _loss_denominator(1, None, loss_reduction)  # checks it
     sizes = [int(s) for s in sizes]
     n_layers = len(sizes) - 1
     nw = n_weights(sizes)
@@ -488,8 +571,11 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         if rows.min() < 0 or rows.max() >= X.shape[0]:
             raise ValueError(f"order must hold row indices in [0, {X.shape[0]})")
         labels = y[rows]
-        if labels.min() < 0 or labels.max() >= sizes[-1]:
-            raise ValueError(f"y must hold labels in [0, {sizes[-1]})")
+        if loss == "mse":
+            if not np.isfinite(labels).all():
+                raise ValueError("y (the targets) must be finite")
+        elif labels.min() < 0 or labels.max() >= max(sizes[-1], 2):
+            raise ValueError(f"y must hold labels in [0, {max(sizes[-1], 2)})")
         if sample_weight is not None:
             w = sample_weight[rows]
             if not (np.all(np.isfinite(w)) and w.min() >= 0):
@@ -507,12 +593,16 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         idx = order[s0:min(s0 + batch_size, stop)]
         bs = idx.shape[0]
         step = s0 // batch_size
-        # mode="clip": indices checked above; "raise" would copy through a temporary
-        if augment is None:
-            a = np.take(X, idx, axis=0, out=buf.A[0][:bs], mode="clip")
-        else:
+        if hasattr(X, "indptr"):  # CSR: the batch's rows, densified into A_0
+            a = X[idx].toarray(out=buf.A[0][:bs])
+        elif augment is not None:  # the deformed rows, as the compiled loop makes them
             a = augment_rows(X, idx, seed, epoch, augment, out=buf.A[0][:bs])
-        labels = np.take(y, idx, out=buf.ybuf[:bs], mode="clip")
+        else:  # mode="clip": indices checked above; "raise" would copy through a temporary
+            a = np.take(X, idx, axis=0, out=buf.A[0][:bs], mode="clip")
+        if loss == "mse":  # the targets' rows (the compiled loop reads them in place)
+            labels = np.take(y, idx, axis=0, out=buf.targets[:bs], mode="clip")
+        else:
+            labels = np.take(y, idx, out=buf.ybuf[:bs], mode="clip")
         weights = None
         if sample_weight is not None:
             weights = np.take(sample_weight, idx, out=buf.wbuf[:bs], mode="clip")
@@ -533,12 +623,25 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         logits = a
         cur = 0  # which of the two delta buffers holds the current delta
         delta = buf.deltas[cur][:bs * sizes[-1]].reshape(bs, sizes[-1])
-        loss, delta = _softmax_xent(logits, labels, delta, buf.xent, weights)
-        if not np.isfinite(loss):
+        if loss == "mse":
+            batch_loss, hits = _squared_error(logits, labels, delta, weights, loss_reduction), 0
+        elif loss == "binary_cross_entropy":
+            batch_loss, hits = _sigmoid_xent(logits, labels, delta, weights, loss_reduction)
+        else:
+            batch_loss, delta = _softmax_xent(logits, labels, delta, buf.xent, weights,
+                                              loss_reduction)
+            np.argmax(logits, axis=1, out=buf.argmax[:bs])
+            hits = int(np.count_nonzero(np.equal(buf.argmax[:bs], labels, out=buf.hits[:bs])))
+        if not np.isfinite(batch_loss):
             return s0 - start, loss_sum, correct, True
-        loss_sum += loss * bs
-        np.argmax(logits, axis=1, out=buf.argmax[:bs])
-        correct += int(np.count_nonzero(np.equal(buf.argmax[:bs], labels, out=buf.hits[:bs])))
+        loss_sum += batch_loss * bs
+        correct += hits
+        step_hyper = hyper
+        if loss_reduction == "weighted_mean" and weights is not None:
+            # the penalties per unit of weight, as the loss: times bs / sum(w)
+            total = float(np.sum(weights, dtype=np.float64))
+            scale = bs / total if total > 0 else 0.0
+            step_hyper = hyper._replace(l1=hyper.l1 * scale, l2=hyper.l2 * scale)
         for layer in range(n_layers - 1, -1, -1):
             a_prev = buf.A[layer][:bs]
             if bs == 1:  # an outer product: BLAS gemm with k=1 is several times slower
@@ -563,12 +666,12 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
             constants = adam_constants(hyper, hyper.t + k)
             for lo, hi, penalise in ((0, nw, True), (nw, params.size, False)):
                 _adam_step(params[lo:hi], ws.grads[lo:hi], slots[0, lo:hi], slots[1, lo:hi],
-                           hyper, constants, penalise, buf.step[lo:hi], buf.t1[lo:hi],
+                           step_hyper, constants, penalise, buf.step[lo:hi], buf.t1[lo:hi],
                            buf.t2[lo:hi])
         else:
             t1 = buf.t1
             _sgd_step(params[:nw], ws.grads[:nw], slots[0, :nw], hyper.learning_rate,
-                      hyper.momentum, hyper.l1, hyper.l2, buf.step[:nw],
+                      hyper.momentum, step_hyper.l1, step_hyper.l2, buf.step[:nw],
                       None if t1 is None else t1[:nw], hyper.nesterov)
             _sgd_step(params[nw:], ws.grads[nw:], slots[0, nw:], hyper.learning_rate,
                       hyper.momentum, 0.0, 0.0, buf.step[nw:],

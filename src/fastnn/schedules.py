@@ -215,7 +215,8 @@ class Plateau(Schedule):
         if epoch == 0:
             return learning_rate
         lr = float(history["lr"][epoch - 1])
-        acc = history["val_accuracy"]
+        # the validation accuracy (R² for a regressor)
+        acc = history["val_accuracy"] if "val_accuracy" in history else history["val_r2"]
         gain = acc[epoch - 1] - acc[epoch - 2] if epoch >= 2 else math.inf
         if gain < self.threshold:
             lr = min(lr, max(lr * self.factor, self.min_learning_rate))

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._atomic import _check_path, atomic_open
 from ._layout import n_params
-from ._kernels import ACTIVATIONS
+from ._kernels import ACTIVATIONS, LOSSES
 
 MODEL_FORMAT = "fastnn-mlp"
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
@@ -215,17 +215,26 @@ def model_header(model):
     return {"format": MODEL_FORMAT, "version": FORMAT_VERSION, "layers": list(model.layers),
             "activation": model.activation, "dtype": model.dtype.name, "seed": model.seed,
             "init": model.init, "epochs_trained": model.epochs_trained,
-            "dropout": list(model.dropout), "input_dropout": model.input_dropout}
+            "dropout": list(model.dropout), "input_dropout": model.input_dropout,
+            "loss": model.loss}
 
 
 def check_model_header(header, path):
-    """Validate the model fields of a header; returns (layers, activation, dtype)."""
+    """Validate the model fields of a header; returns (layers, activation, dtype).
+    A header without ``loss`` (files written before it existed) is a softmax
+    classifier (``"cross_entropy"``)."""
     layers = header.get("layers")
     if (not isinstance(layers, list) or len(layers) < 2
             or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in layers)):
         raise ValueError(f"{path!r}: invalid layers {layers!r}")
-    if layers[-1] < 2:
+    loss = header.get("loss", "cross_entropy")
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"{path!r}: invalid loss {loss!r}")
+    if loss == "cross_entropy" and layers[-1] < 2:
         raise ValueError(f"{path!r}: the output layer must have at least 2 classes")
+    if loss == "binary_cross_entropy" and layers[-1] != 1:
+        raise ValueError(f"{path!r}: loss 'binary_cross_entropy' needs one output, "
+                         f"got {layers[-1]}")
     activation = header.get("activation")
     if activation not in ACTIVATIONS:
         raise ValueError(f"{path!r}: invalid activation {activation!r}")
@@ -266,7 +275,8 @@ def load_model(path, cls):
     try:
         model = cls(layers, activation=activation, dtype=dtype.name, seed=seed, init=init,
                     dropout=header.get("dropout", 0.0),
-                    input_dropout=header.get("input_dropout", 0.0))
+                    input_dropout=header.get("input_dropout", 0.0),
+                    loss=header.get("loss", "cross_entropy"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{path!r}: invalid model header: {exc}") from None
     model.parameters[...] = params

@@ -1,10 +1,12 @@
-"""scikit-learn's ``MLPClassifier`` on fastnn's trainer (needs ``pip install "fastnn[sklearn]"``).
+"""scikit-learn's ``MLPClassifier`` and ``MLPRegressor`` on fastnn's trainer
+(needs ``pip install "fastnn[sklearn]"``).
 
-Replace ``from sklearn.neural_network import MLPClassifier`` with
-``from fastnn.sklearn import MLPClassifier`` (also ``fastnn.MLPClassifier``):
-same parameter names and meanings, same attributes, and it works in
-``Pipeline``, ``GridSearchCV``, ``cross_val_score``, ``clone`` and pickle.
-Importing :mod:`fastnn` does not import scikit-learn; this module does.
+Replace ``from sklearn.neural_network import MLPClassifier`` (or
+``MLPRegressor``) with ``from fastnn.sklearn import MLPClassifier`` (also
+``fastnn.MLPClassifier``, ``fastnn.MLPRegressor``): same parameter names and
+meanings, same attributes, and they work in ``Pipeline``, ``GridSearchCV``,
+``cross_val_score``, ``clone`` and pickle. Importing :mod:`fastnn` does not
+import scikit-learn; this module does.
 
 >>> import numpy as np
 >>> from fastnn.sklearn import MLPClassifier
@@ -14,28 +16,35 @@ Importing :mod:`fastnn` does not import scikit-learn; this module does.
 ...                     random_state=0).fit(X, y)
 >>> clf.classes_.tolist(), clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
 (['no', 'yes'], True, (2, 2))
+>>> clf.n_outputs_, clf.coefs_[-1].shape, clf.out_activation_
+(1, (16, 1), 'logistic')
+>>> from fastnn.sklearn import MLPRegressor
+>>> t = X[:, 0] - 2 * X[:, 1]
+>>> reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=300,
+...                    random_state=0).fit(X, t)
+>>> reg.score(X, t) > 0.95, reg.predict(X[:2]).shape, reg.out_activation_
+(True, (2,), 'identity')
 """
 from __future__ import annotations
 
 import numbers
 import warnings
-from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import threads
 from .model import MLP
-from ._typing import ArrayLike, FloatArray, PathLike
 from ._validation import check_float, check_int
 from .optim import SGD, Adam
+from ._typing import ArrayLike, PathLike
 from .training import Callback, History
 
 try:  # scikit-learn >= 1.6
@@ -44,23 +53,19 @@ except ImportError:  # scikit-learn 1.3 - 1.5
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-__all__ = ["MLPClassifier"]
+__all__ = ["MLPClassifier", "MLPRegressor"]
 
 #: scikit-learn's activation names -> fastnn's
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _SOLVERS = ("sgd", "adam", "lbfgs")
 _DTYPES = ("float32", "float64")
+_REGRESSION_LOSSES = ("squared_error", "poisson")
 #: sklearn's adaptive schedule stops once the learning rate is at or below this
 _MIN_ADAPTIVE_LR = 1e-6
 
 
-class MLPClassifier(ClassifierMixin, BaseEstimator):
-    """Multilayer perceptron classifier: scikit-learn's API, fastnn's compiled trainer.
-
-    Parameters are scikit-learn's ``MLPClassifier``'s, with the same meaning,
-    except where noted; fastnn's own are ``l1``, ``dtype`` and ``n_threads``.
-
+_COMMON_PARAMS_DOC = """
     hidden_layer_sizes : tuple of int, default=(100,)
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
     solver : {"adam", "sgd"}, default="adam"
@@ -74,12 +79,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     alpha : float, default=1e-4
         L2 penalty with scikit-learn's convention: scikit-learn adds
         ``alpha/(2*b) * sum ||W||^2`` to the mean loss of each batch of ``b``
-        samples, so its gradient is ``grad + (alpha/b) * W``. fastnn's penalty
-        ``l2`` enters as ``grad + l2 * W``, so this estimator trains with
-        ``l2 = alpha / batch_size`` (biases unpenalised in both). This is exact
-        for every full batch; when ``batch_size`` does not divide the number of
-        training samples, scikit-learn's last, smaller batch of ``r`` samples
-        per epoch gets ``alpha/r``, fastnn's ``alpha/batch_size``.
+        samples (``b``: the batch's weight sum with ``sample_weight``), so its
+        gradient is ``grad + (alpha/b) * W``. fastnn's penalty ``l2`` enters as
+        ``grad + l2 * W``, so this estimator trains with ``l2 = alpha /
+        batch_size`` (biases unpenalised in both), scaled per batch by
+        ``batch_size / sum(w)`` with ``sample_weight``. This is exact for every
+        full batch; when ``batch_size`` does not divide the number of training
+        samples, scikit-learn's last, smaller batch of ``r`` samples per epoch
+        gets ``alpha/r``, fastnn's ``alpha/batch_size``.
     batch_size : int or "auto", default="auto"
         ``"auto"``: ``min(200, n_samples)``; larger values are clipped to the
         number of samples, with scikit-learn's warning.
@@ -110,9 +117,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         Nesterov's momentum, in scikit-learn's (and Keras') form:
         ``v = momentum*v - lr*g``, ``W += momentum*v - lr*g``.
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (stratified), stop when the
-        validation accuracy has not improved by ``tol`` for ``n_iter_no_change``
-        epochs, and keep the weights of the best one.
+        Hold out ``validation_fraction`` of the data (stratified for the
+        classifier), stop when the validation score (accuracy, or R² for the
+        regressor; weighted with ``sample_weight``) has not improved by ``tol``
+        for ``n_iter_no_change`` epochs, and keep the weights of the best one.
     validation_fraction : float, default=0.1
     beta_1, beta_2, epsilon : Adam's, as scikit-learn's.
     max_fun :
@@ -135,40 +143,39 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         fastnn's random deformations of training rows that are images (see
         :mod:`fastnn.augment`), made afresh every epoch in the compiled loop;
         off by default. Scoring and prediction never augment.
+"""
 
-    Attributes
-    ----------
-    classes_, n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
-    loss_curve_, best_loss_, best_validation_score_, validation_scores_,
-    n_iter_, t_, n_layers_, n_outputs_, out_activation_ : as scikit-learn's.
-    ``loss_`` is the epoch's mean training cross-entropy (before each update,
-    as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` evaluated with
-    the end-of-epoch weights (scikit-learn evaluates it with each batch's).
+_COMMON_ATTRS_DOC = """
     history_ : fastnn.History
         Every epoch of the last ``fit`` (``partial_fit`` calls append), with
-        ``val_accuracy`` when ``early_stopping``.
+        the validation score when ``early_stopping``.
     model_ : fastnn.MLP
         The trained network (save it with ``model_.save``).
 
-    Not supported: ``sample_weight`` (fastnn's weighted loss divides a batch's
-    weighted sum by its number of rows, scikit-learn's by its sum of weights,
-    so the steps differ; the parameter is absent rather than different; use
-    ``fastnn.MLP.fit(sample_weight=...)``), multilabel ``y``, sparse ``X``.
-    Binary problems use a softmax over 2 outputs where scikit-learn uses one
-    logistic output; the probabilities have the same form (2 columns).
-    """
+    ``fit(X, y, sample_weight=None)`` and ``partial_fit`` take scikit-learn's
+    sample weights (finite, >= 0, not all 0) with its normalisation: a
+    batch's loss (and L2 penalty) is divided by the batch's weight sum
+    (fastnn's ``loss_reduction="weighted_mean"``).
+"""
 
-    def __init__(self, hidden_layer_sizes: int | Sequence[int] = (100,),
-                 activation: str = "relu", *, solver: str = "adam", alpha: float = 0.0001,
-                 batch_size: int | str = "auto", learning_rate: str = "constant",
-                 learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200,
-                 shuffle: bool = True, random_state: Any = None, tol: float = 1e-4,
-                 verbose: bool = False, warm_start: bool = False, momentum: float = 0.9,
-                 nesterovs_momentum: bool = True, early_stopping: bool = False,
-                 validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-8, n_iter_no_change: int = 10, max_fun: int = 15000,
-                 l1: float = 0.0, dtype: str = "float32", n_threads: int | None = None,
-                 augment: Any = None) -> None:
+
+class _BaseMLP(BaseEstimator):
+    """What fastnn's MLPClassifier and MLPRegressor share: scikit-learn's
+    hyperparameters, their validation, the epoch loop on fastnn's trainer and
+    the attributes. Subclasses say how targets become the network's outputs
+    (:meth:`_encode_targets`) and how a validation set is scored."""
+
+    #: the history's loss -> scikit-learn's loss_ (the regressor's is half the
+    #: mean squared error)
+    _LOSS_FACTOR = 1.0
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 l1=0.0, dtype="float32", n_threads=None, augment=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -201,6 +208,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.non_deterministic = False
+        tags.input_tags.sparse = True
         return tags
 
     def _more_tags(self):  # scikit-learn < 1.6
@@ -211,7 +219,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # -- parameters ------------------------------------------------------------
     def _check_params(self):
-        """Validate the hyperparameters; returns the fastnn activation name."""
+        """Validate the hyperparameters; returns ``(hidden sizes, fastnn activation name)``."""
         sizes = self.hidden_layer_sizes
         if isinstance(sizes, numbers.Integral):
             sizes = [sizes]
@@ -269,41 +277,50 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return SGD(momentum=self.momentum, nesterov=bool(self.nesterovs_momentum), **common)
 
     # -- fitting ---------------------------------------------------------------
-    def fit(self, X: ArrayLike, y: ArrayLike) -> MLPClassifier:
-        """Train on (X, y) for up to ``max_iter`` epochs; returns ``self``."""
-        return self._fit(X, y, incremental=False)
+    def _validate_Xy(self, X, y, reset):
+        raise NotImplementedError
 
-    def partial_fit(self, X: ArrayLike, y: ArrayLike,
-                    classes: ArrayLike | None = None) -> MLPClassifier:
-        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
-        if not hasattr(self, "classes_") or not hasattr(self, "model_"):
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._partial_classes = np.unique(np.asarray(classes))
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"`classes={classes!r}` is not the same as on the last call to "
-                             f"partial_fit, was: {self.classes_!r}")
-        return self._fit(X, y, incremental=True)
+    def _encode_targets(self, y, incremental, first_pass):
+        """``(targets for fastnn.MLP.fit, n_outputs, MLP loss, out_activation_)``."""
+        raise NotImplementedError
 
-    def _fit(self, X, y, incremental):
+    def _stratify(self, targets):
+        return None
+
+    def _check_weights(self, sample_weight, X):
+        """scikit-learn's sample weights as float64 (None stays None): finite,
+        >= 0 and not all 0, else a ValueError that says so."""
+        if sample_weight is None:
+            return None
+        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if not np.isfinite(sw).all():
+            raise ValueError("sample_weight must be finite")
+        if (sw < 0).any():
+            raise ValueError("sample_weight must be >= 0 (negative weights are not supported)")
+        if not (sw > 0).any():
+            raise ValueError("Sample weights must contain at least one non-zero number "
+                             "(sample_weight is all zero).")
+        return sw
+
+    def _fit(self, X, y, incremental, sample_weight=None):
         sizes, activation = self._check_params()
         first_pass = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              f"is None")
-        X, y = _validate_data(self, X, y, reset=first_pass, dtype=np.dtype(self.dtype),
-                              order="C", accept_sparse=False)
-        check_classification_targets(y)
-        y_idx = self._encode_labels(y, incremental, first_pass)
+        X, y = self._validate_Xy(X, y, reset=first_pass)
+        sample_weight = self._check_weights(sample_weight, X)
+        targets, n_outputs, loss, out_activation = self._encode_targets(y, incremental,
+                                                                        first_pass)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         seed = self._seed()
         if first_pass:
-            self.model_ = MLP([X.shape[1], *sizes, len(self.classes_)], activation,
-                              dtype=self.dtype, seed=seed)
+            self.model_ = MLP([X.shape[1], *sizes, n_outputs], activation, dtype=self.dtype,
+                              seed=seed, loss=loss)
             self.n_layers_ = len(sizes) + 2
-            self.n_outputs_ = len(self.classes_)
-            self.out_activation_ = "softmax"
+            self.n_outputs_ = n_outputs
+            self.out_activation_ = out_activation
             self.t_ = 0
             self.loss_curve_ = []
             self._no_improvement_count = 0
@@ -316,22 +333,35 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 self.best_loss_ = np.inf
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
+        elif n_outputs != self.n_outputs_:
+            raise ValueError(f"y has {n_outputs} outputs; the network fitted before has "
+                             f"{self.n_outputs_} (warm_start and partial_fit keep it)")
         new_optimizer = not incremental or not hasattr(self, "_lr")
         if new_optimizer:
             # as scikit-learn: learning rate and optimizer state restart
             self._lr = float(self.learning_rate_init)
             if not incremental:
                 self.history_ = History()
+        sw_train = sw_val = None
         if self.early_stopping:
-            X_train, X_val, y_train, y_val = train_test_split(
-                X, y_idx, random_state=seed % 2**32, test_size=self.validation_fraction,
-                stratify=y_idx)
+            arrays = (X, targets) if sample_weight is None else (X, targets, sample_weight)
+            parts = train_test_split(*arrays, random_state=seed % 2**32,
+                                     test_size=self.validation_fraction,
+                                     stratify=self._stratify(targets))
+            X_train, X_val, y_train, y_val = parts[:4]
+            if sample_weight is not None:
+                sw_train, sw_val = parts[4:]
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
-            X_train, X_val = np.ascontiguousarray(X_train), np.ascontiguousarray(X_val)
+            if not hasattr(X_train, "tocsr"):
+                X_train, X_val = np.ascontiguousarray(X_train), np.ascontiguousarray(X_val)
+            if sw_train is not None and not (sw_train > 0).any():
+                raise ValueError("The sample weights of the training set (after the "
+                                 "validation split) are all zero; use another random_state "
+                                 "or validation_fraction")
         else:
-            X_train, y_train, X_val, y_val = X, y_idx, None, None
+            X_train, y_train, X_val, y_val, sw_train = X, targets, None, None, sample_weight
         n = X_train.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n)
@@ -344,7 +374,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._optimizer = self._new_optimizer(batch_size)
         else:  # partial_fit keeps the optimizer's state; alpha/batch_size follows the chunk
             self._optimizer.l2 = float(self.alpha) / batch_size
-        schedule = _SklearnSchedule(self, X_val, y_val, n, batch_size, incremental)
+        weighting = {}
+        if sw_train is not None:  # scikit-learn's normalisation: by the batch's weight sum
+            weighting = dict(sample_weight=sw_train, loss_reduction="weighted_mean")
+        schedule = _SklearnSchedule(self, X_val, y_val, sw_val, n, batch_size, incremental)
         self.n_iter_ = 0
         with threads.using(self.n_threads):
             while not schedule.done:
@@ -355,8 +388,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     history = self.model_.fit(
                         X_train, y_train, epochs=epochs, batch_size=batch_size,
                         optimizer=self._optimizer, verbose=False, callbacks=[schedule],
-                        shuffle=bool(self.shuffle), augment=self.augment)
-                _extend(self.history_, history, schedule.val_scores)
+                        shuffle=bool(self.shuffle), augment=self.augment, **weighting)
+                _extend(self.history_, history, schedule.val_scores, self._VAL_KEY)
                 if history.diverged:
                     raise ValueError(
                         "Solver produced non-finite parameter weights (the loss diverged at "
@@ -374,6 +407,104 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             for dst, src in zip(self.model_.coefs_ + self.model_.intercepts_, schedule.best):
                 dst[...] = src
         return self
+
+    def _seed(self):
+        if isinstance(self.random_state, numbers.Integral) and not isinstance(
+                self.random_state, (bool, np.bool_)):
+            if self.random_state < 0:
+                raise ValueError(f"random_state must be >= 0, got {self.random_state}")
+            return int(self.random_state)
+        rng = check_random_state(self.random_state)
+        return int(rng.randint(np.iinfo(np.int32).max))
+
+    # -- inference -------------------------------------------------------------
+    def _check_X(self, X):
+        check_is_fitted(self)
+        return _validate_data(self, X, reset=False, dtype=np.dtype(self.dtype), order="C",
+                              accept_sparse="csr")
+
+    # -- scikit-learn's attributes ---------------------------------------------
+    @property
+    def coefs_(self):
+        """Weight matrices ``(fan_in, fan_out)``, views of the network's weights."""
+        check_is_fitted(self)
+        return self.model_.coefs_
+
+    @property
+    def intercepts_(self):
+        """Bias vectors, views of the network's biases."""
+        check_is_fitted(self)
+        return self.model_.intercepts_
+
+    @property
+    def loss_(self):
+        check_is_fitted(self)
+        if not self.loss_curve_:
+            raise AttributeError("loss_ is set by the first epoch")
+        return self.loss_curve_[-1]
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    __doc__ = """Multilayer perceptron classifier: scikit-learn's API, fastnn's compiled trainer.
+
+    Parameters are scikit-learn's ``MLPClassifier``'s, with the same meaning,
+    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads`` and ``augment``.
+    """ + _COMMON_PARAMS_DOC + """
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
+    loss_curve_, best_loss_, best_validation_score_, validation_scores_,
+    n_iter_, t_, n_layers_, n_outputs_, out_activation_ : as scikit-learn's.
+    Two classes make one logistic output, as scikit-learn's (``n_outputs_ ==
+    1``, ``coefs_[-1].shape == (h, 1)``, ``out_activation_ == "logistic"``,
+    fastnn's ``MLP(loss="binary_cross_entropy")``); more make a softmax over
+    ``n_classes`` outputs. ``predict_proba`` has a column per class either way.
+    ``loss_`` is the epoch's mean training cross-entropy (before each update,
+    as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` evaluated with
+    the end-of-epoch weights (scikit-learn evaluates it with each batch's).
+    """ + _COMMON_ATTRS_DOC + """
+    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X``, bit for bit.
+    Not supported: multilabel ``y``.
+    """
+
+    _VAL_KEY = "val_accuracy"
+
+    def fit(self, X: ArrayLike, y: ArrayLike,
+            sample_weight: ArrayLike | None = None) -> MLPClassifier:
+        """Train on (X, y) for up to ``max_iter`` epochs; returns ``self``."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
+
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
+                    classes: ArrayLike | None = None) -> MLPClassifier:
+        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
+        if not hasattr(self, "classes_") or not hasattr(self, "model_"):
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            self._partial_classes = np.unique(np.asarray(classes))
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(f"`classes={classes!r}` is not the same as on the last call to "
+                             f"partial_fit, was: {self.classes_!r}")
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+
+    def _validate_Xy(self, X, y, reset):
+        X, y = _validate_data(self, X, y, reset=reset, dtype=np.dtype(self.dtype),
+                              order="C", accept_sparse="csr")
+        check_classification_targets(y)
+        return X, y
+
+    def _encode_targets(self, y, incremental, first_pass):
+        y_idx = self._encode_labels(y, incremental, first_pass)
+        if len(self.classes_) == 2:
+            return y_idx, 1, "binary_cross_entropy", "logistic"
+        return y_idx, len(self.classes_), "cross_entropy", "softmax"
+
+    def _stratify(self, targets):
+        return targets
+
+    def _val_score(self, model, X, y, sample_weight):
+        """Accuracy on the validation set (weighted with sample_weight)."""
+        hits = model.predict(X) == y
+        return float(np.average(hits, weights=sample_weight))
 
     def _encode_labels(self, y, incremental, first_pass):
         """Labels -> indices into ``classes_`` (set here on a first pass)."""
@@ -401,21 +532,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              f"{self.classes_}. 'y' has {classes}.")
         return np.searchsorted(self.classes_, y).astype(np.intp)
 
-    def _seed(self):
-        if isinstance(self.random_state, numbers.Integral) and not isinstance(
-                self.random_state, (bool, np.bool_)):
-            if self.random_state < 0:
-                raise ValueError(f"random_state must be >= 0, got {self.random_state}")
-            return int(self.random_state)
-        rng = check_random_state(self.random_state)
-        return int(rng.randint(np.iinfo(np.int32).max))
-
-    # -- inference -------------------------------------------------------------
-    def _check_X(self, X):
-        check_is_fitted(self)
-        return _validate_data(self, X, reset=False, dtype=np.dtype(self.dtype), order="C",
-                              accept_sparse=False)
-
     def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
         """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
         X = self._check_X(X)
@@ -428,7 +544,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         with np.errstate(divide="ignore"):
             return np.log(proba, out=proba)
 
-    def predict(self, X: ArrayLike) -> np.ndarray:
+    def predict(self, X: ArrayLike) -> NDArray[np.generic]:
         """Predicted labels (elements of ``classes_``)."""
         X = self._check_X(X)
         with threads.using(self.n_threads):
@@ -443,25 +559,94 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         self.model_.to_onnx(path, classes=self.classes_)
 
-    # -- scikit-learn's attributes ---------------------------------------------
-    @property
-    def coefs_(self) -> list[FloatArray]:
-        """Weight matrices ``(fan_in, fan_out)``, views of the network's weights."""
-        check_is_fitted(self)
-        return self.model_.coefs_
 
-    @property
-    def intercepts_(self) -> list[FloatArray]:
-        """Bias vectors, views of the network's biases."""
-        check_is_fitted(self)
-        return self.model_.intercepts_
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    __doc__ = """Multilayer perceptron regressor: scikit-learn's API, fastnn's compiled trainer.
 
-    @property
-    def loss_(self) -> float:
-        check_is_fitted(self)
-        if not self.loss_curve_:
-            raise AttributeError("loss_ is set by the first epoch")
-        return self.loss_curve_[-1]
+    Parameters are scikit-learn's ``MLPRegressor``'s, with the same meaning,
+    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads`` and ``augment``.
+
+    loss : {"squared_error"}, default="squared_error"
+        scikit-learn's squared error: identity outputs, the gradient
+        ``(output - y) / batch`` (fastnn's ``MLP(loss="mse")``).
+        ``"poisson"`` raises ``NotImplementedError``.
+    """ + _COMMON_PARAMS_DOC + """
+    Attributes
+    ----------
+    n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
+    loss_curve_, best_loss_, best_validation_score_, validation_scores_,
+    n_iter_, t_, n_layers_, n_outputs_, out_activation_ : as scikit-learn's
+    (``out_activation_ == "identity"``; ``n_outputs_``: y's columns, 1 for a
+    1-D y, whose ``predict`` is then 1-D). ``loss_`` is scikit-learn's: half
+    the epoch's mean squared error (per element, before each update) plus
+    ``alpha/(2*batch_size) * sum ||W||^2`` with the end-of-epoch weights.
+    """ + _COMMON_ATTRS_DOC + """
+    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X``, bit for bit.
+    Not supported: ``loss="poisson"``.
+    """
+
+    _LOSS_FACTOR = 0.5
+    _VAL_KEY = "val_r2"
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def _more_tags(self):  # scikit-learn < 1.6
+        return {**super()._more_tags(), "multioutput": True}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 l1=0.0, dtype="float32", n_threads=None, augment=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun, l1=l1, dtype=dtype, n_threads=n_threads, augment=augment)
+        self.loss = loss
+
+    def _check_params(self):
+        if self.loss not in _REGRESSION_LOSSES:
+            raise ValueError(f"loss must be one of {list(_REGRESSION_LOSSES)}, got {self.loss!r}")
+        if self.loss == "poisson":
+            raise NotImplementedError("loss='poisson': fastnn's regressor trains on the squared "
+                                      "error only (loss='squared_error')")
+        return super()._check_params()
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on (X, y) for up to ``max_iter`` epochs; returns ``self``."""
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over (X, y)."""
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+
+    def _validate_Xy(self, X, y, reset):
+        return _validate_data(self, X, y, reset=reset, dtype=np.dtype(self.dtype), order="C",
+                              accept_sparse="csr", multi_output=True, y_numeric=True)
+
+    def _encode_targets(self, y, incremental, first_pass):
+        y = y.reshape(-1, 1) if y.ndim == 1 else y
+        return np.ascontiguousarray(y, dtype=self.dtype), y.shape[1], "mse", "identity"
+
+    def _val_score(self, model, X, y, sample_weight):
+        """R² on the validation set (weighted with sample_weight), as scikit-learn's score."""
+        return float(r2_score(y, model.predict(X), sample_weight=sample_weight))
+
+    def predict(self, X):
+        """Predicted values, ``(n_samples,)`` for one output, else ``(n_samples, n_outputs_)``."""
+        X = self._check_X(X)
+        with threads.using(self.n_threads):
+            return self.model_.predict(X).astype(np.float64)
 
 
 class _SklearnSchedule(Callback):
@@ -474,8 +659,8 @@ class _SklearnSchedule(Callback):
     sequence); when training has converged, it is stopped for good.
     """
 
-    def __init__(self, est, X_val, y_val, n_train, batch_size, incremental):
-        self.est, self.X_val, self.y_val = est, X_val, y_val
+    def __init__(self, est, X_val, y_val, sw_val, n_train, batch_size, incremental):
+        self.est, self.X_val, self.y_val, self.sw_val = est, X_val, y_val, sw_val
         self.n_train, self.batch_size, self.incremental = n_train, batch_size, incremental
         self.done = False
         self.best = None
@@ -486,12 +671,13 @@ class _SklearnSchedule(Callback):
         est.n_iter_ += 1
         est.t_ += self.n_train
         penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_)
-        loss = float(logs["loss"]) + 0.5 * est.alpha * penalty / self.batch_size
+        loss = (est._LOSS_FACTOR * float(logs["loss"])
+                + 0.5 * est.alpha * penalty / self.batch_size)
         est.loss_curve_.append(loss)
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
         if est.early_stopping:
-            score = model.score(self.X_val, self.y_val)
+            score = est._val_score(model, self.X_val, self.y_val, self.sw_val)
             self.val_scores.append(score)
             est.validation_scores_.append(score)
             if est.verbose:
@@ -542,14 +728,15 @@ class _SklearnSchedule(Callback):
         self.model.stop_training = True
 
 
-def _extend(history, part, val_scores):
-    """Append the epochs of ``part`` (one ``MLP.fit``) to ``history``."""
+def _extend(history, part, val_scores, key):
+    """Append the epochs of ``part`` (one ``MLP.fit``) to ``history`` (``key``:
+    the validation scores' name)."""
     first = len(history.epoch)
     history.epoch.extend(range(first, first + len(part.epoch)))
-    for key, values in part.history.items():
-        history.history.setdefault(key, []).extend(values)
+    for name, values in part.history.items():
+        history.history.setdefault(name, []).extend(values)
     if val_scores:
-        history.history["val_accuracy"] = list(val_scores)
+        history.history[key] = list(val_scores)
     history.params = dict(part.params)
     history.diverged = history.diverged or part.diverged
     history.interrupted = history.interrupted or part.interrupted

@@ -35,12 +35,16 @@ if TYPE_CHECKING:  # pragma: no cover
 CHUNK_ROWS = 8192
 #: An epoch whose mean training loss exceeds this many times ln(classes), the
 #: loss of a uniform guess, has diverged (e.g. learning_rate=1e4 gives ~1e18).
+#: A regressor's squared error has no such scale (unscaled inputs start it
+#: anywhere); its runaway overflows to inf, which is caught as non-finite.
 DIVERGED_LOSS = 1000.0
-#: ``fit(loss_reduction=...)``: the batch's cross-entropy is averaged (fastnn's and
-#: PyTorch's default) or summed (as the original reports write it).
-LOSS_REDUCTIONS = ("mean", "sum")
-#: ``fit(monitor=...)``: what early stopping and the best-epoch restore watch.
-MONITORS = ("val_loss", "val_accuracy")
+#: ``fit(loss_reduction=...)``: the batch's loss is averaged over its rows (fastnn's
+#: and PyTorch's default), over its weights (scikit-learn's normalisation with
+#: sample weights), or summed (as the original reports write it).
+LOSS_REDUCTIONS = ("mean", "weighted_mean", "sum")
+#: ``fit(monitor=...)``: what early stopping and the best-epoch restore watch
+#: (``val_accuracy`` for classifiers, ``val_r2`` for regressors).
+MONITORS = ("val_loss", "val_accuracy", "val_r2")
 #: ``fit(class_weight=...)`` by name.
 CLASS_WEIGHTS = ("balanced",)
 
@@ -54,7 +58,8 @@ class Callback:
     """Base class for Keras-style callbacks passed to ``fit(callbacks=[...])``.
 
     ``logs`` holds the epoch's metrics (``loss``, ``accuracy``, ``val_loss``,
-    ``val_accuracy``, ``lr``, ``time``). Set ``self.model.stop_training = True``
+    ``val_accuracy``, ``lr``, ``time``; a regressor's: ``loss``, ``val_loss``,
+    ``val_r2``, ``lr``, ``time``). Set ``self.model.stop_training = True``
     to stop after the current epoch.
     """
 
@@ -82,7 +87,8 @@ class History:
     ``history`` maps ``loss``, ``accuracy`` (running means over the epoch's
     batches, before each update), ``val_loss``, ``val_accuracy`` (after the
     epoch, when validating), ``lr`` and ``time`` (seconds of training) to
-    per-epoch lists. ``best_epoch`` is the index of the epoch whose weights
+    per-epoch lists (a regressor's: ``loss`` and ``val_loss`` the mean squared
+    error, ``val_r2``, ``lr``, ``time``). ``best_epoch`` is the index of the epoch whose weights
     the model holds at the end when validating; ``stopped_epoch`` the index
     at which early stopping fired; ``diverged``/``interrupted`` say why
     training ended early.
@@ -158,6 +164,15 @@ def stratified_split(y, fraction, seed, n_classes):
     return np.flatnonzero(mask).astype(np.intp), np.sort(val).astype(np.intp)
 
 
+def random_split(n, fraction, seed):
+    """Indices ``(train, val)``: a shuffled split (a regressor's validation_split),
+    ``round(n * fraction)`` rows held out."""
+    rng = np.random.default_rng([seed, 2])
+    perm = rng.permutation(n)
+    take = int(np.floor(n * fraction + 0.5))
+    return np.sort(perm[take:]).astype(np.intp), np.sort(perm[:take]).astype(np.intp)
+
+
 def epoch_order(train_idx, seed, epoch):
     """The row order of one epoch: a permutation that depends on (seed, epoch) only."""
     rng = np.random.default_rng([seed, 1, epoch])
@@ -171,7 +186,10 @@ def _fingerprint(X, y, config, X_val=None, y_val=None, weights=None):
         if A is None:
             continue
         h.update(repr(A.shape).encode())
-        h.update(np.ascontiguousarray(A[:: max(1, A.shape[0] // 257)]).tobytes())
+        sample = A[:: max(1, A.shape[0] // 257)]
+        if hasattr(sample, "toarray"):  # CSR
+            sample = sample.toarray()
+        h.update(np.ascontiguousarray(sample).tobytes())
         h.update(labels.tobytes())
     if weights is not None:
         h.update(weights.tobytes())
@@ -205,6 +223,8 @@ class FitPlan:
     y_val: object
     weights: object            # per-row training weights (model dtype) or None
     loss_scale: float          # their mean over the training rows (1 without weights)
+    reference_loss: float      # a trivial guess's loss per row (the divergence check's unit)
+    kernel_reduction: str      # the kernels' loss_reduction: "mean" or "weighted_mean"
     epochs: int
     batch_size: int            # rows per batch (<= training rows)
     grad_scale: float          # 1, or the nominal batch size for loss_reduction="sum"
@@ -243,7 +263,9 @@ def _check_weights(model, y, train_idx, sample_weight, class_weight):
             raise ValueError("sample_weight must be finite and >= 0")
         w *= sw
     if class_weight is not None:
-        k = model.layers[-1]
+        if not model.is_classifier:
+            raise ValueError("class_weight is for classifiers; this model has loss='mse'")
+        k = model.n_classes_
         if isinstance(class_weight, str):
             check_choice(class_weight, "class_weight", CLASS_WEIGHTS)
             counts = np.bincount(y[train_idx], minlength=k).astype(np.float64)
@@ -313,22 +335,31 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
             raise TypeError(f"callbacks must be fastnn.Callback instances, got {type(cb).__name__}")
     if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
         raise TypeError(f"checkpoint must be a path, got {checkpoint!r}")
+    if monitor != "val_loss" and monitor != f"val_{model.metric_name}":
+        raise ValueError(f"monitor must be 'val_loss' or 'val_{model.metric_name}' for a model "
+                         f"with loss={model.loss!r}, got {monitor!r}")
     augment = Augment.coerce(augment)
     aug_params = None
     if augment is not None and not augment.is_identity:
         aug_params = augment.kernel_params(model.layers[0])  # checks image_shape
     X = check_X(X, model.layers[0], model.dtype)
-    y = check_y(y, X.shape[0], model.layers[-1])
+    if aug_params is not None and not isinstance(X, np.ndarray):
+        raise ValueError("augment needs dense image rows: X is sparse")
+    y = model.check_y(y, X.shape[0])
     if validation_data is not None:
         if validation_split:
             raise ValueError("give validation_split or validation_data, not both")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError("validation_data must be a tuple (X_val, y_val)")
         X_val = check_X(validation_data[0], model.layers[0], model.dtype, "validation_data[0]")
-        y_val = check_y(validation_data[1], X_val.shape[0], model.layers[-1], "validation_data[1]")
+        y_val = model.check_y(validation_data[1], X_val.shape[0], "validation_data[1]")
         train_idx = np.arange(X.shape[0], dtype=np.intp)
     elif validation_split:
-        train_idx, val_idx = stratified_split(y, validation_split, model.seed, model.layers[-1])
+        if model.is_classifier:
+            train_idx, val_idx = stratified_split(y, validation_split, model.seed,
+                                                  model.n_classes_)
+        else:
+            train_idx, val_idx = random_split(y.shape[0], validation_split, model.seed)
         if val_idx.size == 0 or train_idx.size == 0:
             raise ValueError(f"validation_split={validation_split} leaves an empty training or "
                              f"validation set for {X.shape[0]} samples")
@@ -373,11 +404,16 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
         if value != default:
             params[key] = value
     loss_scale = 1.0 if weights is None else float(weights[train_idx].mean(dtype=np.float64))
-    return FitPlan(X, y, train_idx, X_val, y_val, weights, loss_scale, epochs, run_batch,
-                   grad_scale,
+    if loss_reduction == "weighted_mean":
+        loss_scale = 1.0  # the batch's loss is a weighted mean already
+    reference_loss = float(np.log(model.n_classes_)) if model.is_classifier else np.inf
+    if model.loss != "cross_entropy":
+        params["loss"] = model.loss
+    return FitPlan(X, y, train_idx, X_val, y_val, weights, loss_scale, reference_loss,
+                   "weighted_mean" if loss_reduction == "weighted_mean" else "mean",
+                   epochs, run_batch, grad_scale,
                    bool(shuffle), early_stopping, monitor, min_delta, schedule,
                    callbacks, checkpoint, params, aug_params)
-
 
 def _check_rates(schedule, learning_rate, epochs):
     """ValueError unless ``schedule`` (one that reads no metrics) gives a finite
@@ -509,6 +545,7 @@ class TrainState:
         saved = header["state"]
         if (list(header["layers"]) != list(model.layers) or header["dtype"] != model.dtype.name
                 or header["activation"] != model.activation
+                or header.get("loss", "cross_entropy") != model.loss
                 or saved.get("fingerprint") != fingerprint):
             raise ValueError(f"checkpoint {os.fspath(path)!r} was written by a different model, "
                              f"data or arguments; delete it or choose another path")
@@ -623,7 +660,7 @@ def fit(model: MLP, X: ArrayLike, y: ArrayLike, *, epochs: int, batch_size: int,
                 # and as the loss is computed stably, a runaway step size shows as a
                 # huge but finite loss rather than NaN
                 diverged = (run.diverged or not state.finite()
-                            or run.loss_sum > (DIVERGED_LOSS * np.log(model.layers[-1])
+                            or run.loss_sum > (DIVERGED_LOSS * plan.reference_loss
                                                * plan.loss_scale * run.rows))
                 if plan.validating and not diverged:
                     val_loss, val_acc = model.evaluate(plan.X_val, plan.y_val,
@@ -637,9 +674,12 @@ def fit(model: MLP, X: ArrayLike, y: ArrayLike, *, epochs: int, batch_size: int,
                                   "stopped and the last finite weights were restored",
                                   TrainingDivergedWarning, stacklevel=3)
                     break
-                logs = {"loss": run.loss_sum / run.rows, "accuracy": run.correct / run.rows}
+                if model.is_classifier:
+                    logs = {"loss": run.loss_sum / run.rows, "accuracy": run.correct / run.rows}
+                else:  # the kernels' (1/2) sum_j err^2 per row -> the error per element
+                    logs = {"loss": 2.0 * run.loss_sum / (run.rows * model.layers[-1])}
                 if plan.validating:
-                    logs.update(val_loss=val_loss, val_accuracy=val_acc)
+                    logs.update({"val_loss": val_loss, f"val_{model.metric_name}": val_acc})
                 logs.update(lr=state.learning_rate, time=elapsed)
                 state.end_epoch(epoch, logs, plan)
                 for cb in plan.callbacks:
@@ -673,6 +713,17 @@ def chunk_rows(batch_size):
     (8192, 8100, 20000)
     """
     return max(batch_size, CHUNK_ROWS // batch_size * batch_size)
+
+
+def _loss_args(model, plan):
+    """The loss keywords of ``train_batches`` (none at their defaults, so that a
+    ``kernels`` module written before them still works)."""
+    args = {}
+    if model.loss != "cross_entropy":
+        args["loss"] = model.loss
+    if plan.kernel_reduction != "mean":
+        args["loss_reduction"] = plan.kernel_reduction
+    return args
 
 
 @dataclasses.dataclass
@@ -711,7 +762,7 @@ def _run_epoch(kernels, state, ws, plan):
                 plan.X, plan.y, order, start, stop, plan.batch_size, sizes, model.activation,
                 model.parameters, opt.slots, ws, hyper, sample_weight=plan.weights,
                 dropout=dropout, seed=model.seed, epoch=epoch, n_threads=n_threads,
-                augment=plan.augment)
+                augment=plan.augment, **_loss_args(model, plan))
             if rows != stop - start:  # diverged: its last batch made no update
                 opt.t -= planned - -(-rows // plan.batch_size)
                 run.rows = start + rows
