@@ -7,7 +7,8 @@ import pytest
 MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
            "fastnn._validation", "fastnn._hyper", "fastnn._layout",
            "fastnn.config", "fastnn.metrics", "fastnn.datasets", "fastnn.training",
-           "fastnn.study", "fastnn.sklearn", "fastnn.sweep"]
+           "fastnn.study", "fastnn.sklearn", "fastnn.sweep", "fastnn.sweep.grid",
+           "fastnn.experiment", "fastnn._checks"]
 
 
 @pytest.mark.parametrize("name", MODULES)
