@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnn import MLP, cli
+from fastnn import MLP, cli, experiment
 from fastnn.metrics import per_class_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,9 @@ PLOTS = ("learning_curves.png", "confusion_matrix.png", "per_class_errors.png")
 
 @pytest.fixture(scope="module", autouse=True)
 def cached_data():
-    """``cli._load_data`` memoised for this module (loading MNIST costs ~1 s a time)."""
-    original = cli._load_data
+    """``experiment.load_data`` (the CLI's loader) memoised for this module (loading
+    MNIST costs ~1 s a time)."""
+    original = experiment.load_data
     cache = {}
 
     def load(dataset, data_dir, normalize):
@@ -51,7 +52,7 @@ def cached_data():
         return cache[key]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "_load_data", load)
+        mp.setattr(experiment, "load_data", load)
         yield load
     cache.clear()
 
@@ -158,7 +159,7 @@ def test_runs_in_two_threads_keep_their_own_train_log(tmp_path, monkeypatch):
     def run(name, epochs):
         try:
             config = cfg.resolve({"layers": [6, 4, 2], "epochs": epochs, "batch_size": 20})
-            cli.run_experiment(config, data, tmp_path / name, name, verbose=False)
+            experiment.run_experiment(config, data, tmp_path / name, name, verbose=False)
         except BaseException as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
             both_training.abort()
@@ -692,7 +693,7 @@ def test_fashion_mnist_run_and_evaluate_use_class_names(fashion_standin, tmp_pat
 def test_help_does_not_import_the_bench_harness():
     code = ("import sys\nfrom fastnn import cli\n"
             "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('fastnn.bench' in sys.modules, 'torch' in sys.modules)")
+            "print('fastnn_bench.harness' in sys.modules, 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr

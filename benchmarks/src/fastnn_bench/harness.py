@@ -32,7 +32,7 @@ slow trainers finish; the table says so), with:
   links (SciPy's, through ``scipy.linalg.blas``), which may be another build
   of OpenBLAS than NumPy's.
 
-The roofline: before the trainers, :func:`fastnn._peak.peak_gflops` measures
+The roofline: before the trainers, :func:`fastnn_bench._peak.peak_gflops` measures
 the single-precision FMA peak of the cores in use (a register-only loop of
 fused multiply-adds on as many threads as the trainers' BLAS uses), and each
 trainer's epoch FLOPs (those of its matrix products, 2 per multiply-add,
@@ -43,8 +43,10 @@ is not timed) after a warm-up; the table shows the best and median times and
 the speed-up of fastnn over each (other's best / fastnn's best).
 
 The same building blocks (:func:`make_model`, :func:`fit_epoch`,
-:class:`GemmFloor`, :class:`JaxEpoch`) are what ``benchmarks/`` times under
-pytest-benchmark.
+:class:`GemmFloor`, :class:`JaxEpoch`) are what ``benchmarks/bench_*.py`` time
+under pytest-benchmark. This module is not part of the fastnn package: it is
+the repository's ``benchmarks/`` distribution, fastnn-bench
+(``pip install ./benchmarks``), which ``fastnn bench`` imports.
 """
 import contextlib
 import os
@@ -56,9 +58,10 @@ import warnings
 
 import numpy as np
 
-from . import reference, training
-from . import threads as _threads
-from ._layout import unflatten
+import fastnn
+from fastnn import reference, training
+from fastnn import threads as fastnn_threads
+from fastnn.model import MLP
 
 #: The benchmark's default network, batch sizes and optimiser.
 LAYERS = (784, 128, 10)
@@ -103,7 +106,6 @@ KERNELS = {"fastnn": None, "numpy": reference}
 
 def make_model(layers=LAYERS, seed=SEED, dtype=DTYPE, activation=ACTIVATION):
     """A fresh :class:`fastnn.MLP` with the benchmark's (or the given) architecture and seed."""
-    from .model import MLP
     return MLP(list(layers), activation, dtype=dtype, seed=seed)
 
 
@@ -234,7 +236,7 @@ def epoch_flops_per_sample(layers):
 
 def load_data(data_dir=None, n_samples=None):
     """MNIST training images (minmax-normalised float32) and labels as intp."""
-    from .datasets import load_mnist
+    from fastnn.datasets import load_mnist
     (X, y), _ = load_mnist(data_dir, normalize="minmax")
     if n_samples is not None:
         X, y = X[:n_samples], y[:n_samples]
@@ -307,7 +309,8 @@ class JaxEpoch:
     def setup(self):
         """The initial (params, velocity), on the device: fastnn's weights."""
         jnp = self.jnp
-        W, b = unflatten(make_model(self.layers, seed=self.seed).parameters, self.layers)
+        model = make_model(self.layers, seed=self.seed)
+        W, b = model.coefs_, model.intercepts_
         params = ([jnp.asarray(w) for w in W], [jnp.asarray(v) for v in b])
         zeros = ([jnp.zeros_like(w) for w in params[0]], [jnp.zeros_like(v) for v in params[1]])
         return params, zeros
@@ -380,7 +383,7 @@ class _TorchTrainer:
     def setup(self):
         torch = self.torch
         ref = make_model(self.layers, seed=self.seed)
-        weights, biases = unflatten(ref.parameters, ref.layers)
+        weights, biases = ref.coefs_, ref.intercepts_
         dims = list(zip(self.layers[:-1], self.layers[1:]))
         mods = []
         for i, (a, b) in enumerate(dims):
@@ -508,19 +511,18 @@ def machine_info():
     """CPU, cores, platform, library versions and the BLAS libraries loaded."""
     import scipy
 
-    from . import __version__, kernels  # noqa: F401  (loads SciPy's BLAS)
+    from fastnn import kernels  # noqa: F401  (loads SciPy's BLAS)
     info = {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
+        "usable_cores": fastnn_threads.usable_cores(),
         "platform": platform.platform(),
         "python": platform.python_version(),
         "numpy": np.__version__,
         "scipy": scipy.__version__,
-        "fastnn": __version__,
-        "fastnn_threads": _threads.get_num_threads(),
+        "fastnn": fastnn.__version__,
+        "fastnn_threads": fastnn_threads.get_num_threads(),
     }
-    if hasattr(os, "sched_getaffinity"):
-        info["usable_cores"] = len(os.sched_getaffinity(0))
     env = {k: v for k, v in os.environ.items()
            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "FASTNN_"))}
     if env:
@@ -539,7 +541,7 @@ def machine_info():
 
 def format_machine(info):
     lines = [f"machine: {info['cpu']}, {info['cores']} cores"
-             + (f" ({info['usable_cores']} usable)" if "usable_cores" in info else ""),
+             + f" ({info['usable_cores']} usable)",
              f"         {info['platform']}, Python {info['python']}, NumPy {info['numpy']}, "
              f"SciPy {info['scipy']}, fastnn {info['fastnn']}"]
     for extra in ("jax", "torch", "sklearn"):
@@ -569,18 +571,15 @@ def _thread_limit(n):
         yield
         return
     from threadpoolctl import threadpool_limits
-    saved_fastnn = _threads._num_threads
     torch = sys.modules.get("torch")  # only if already imported: never import it here
     torch_threads = None
     if torch is not None:
         torch_threads = torch.get_num_threads()
         torch.set_num_threads(n)
     try:
-        _threads.set_num_threads(n)
-        with threadpool_limits(limits=n, user_api="blas"):
+        with fastnn_threads.using(n), threadpool_limits(limits=n, user_api="blas"):
             yield
     finally:
-        _threads._num_threads = saved_fastnn
         if torch is not None and torch_threads is not None:
             torch.set_num_threads(torch_threads)
 
@@ -716,8 +715,13 @@ def _time_all(name, data_dir, n_samples, networks, batch_sizes, batch1_samples, 
 
 def measure_peak(threads):
     """The single-precision FMA peak on ``threads`` threads and on one, in GFLOP/s."""
-    from . import _peak
-    n = threads if threads is not None else _peak.usable_cores()
+    try:
+        from . import _peak
+    except ImportError:
+        raise ImportError("the FMA-peak probe (fastnn_bench._peak, compiled) is not built: "
+                          "pip install ./benchmarks from fastnn's repository, or pass --no-peak"
+                          ) from None
+    n = threads if threads is not None else fastnn_threads.usable_cores()
     return {"gflops": _peak.peak_gflops(n), "threads": n,
             "gflops_1thread": _peak.peak_gflops(1), "isa": _peak.isa()}
 
@@ -785,7 +789,7 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
         names = [t for t in TRAINERS if t in trainers or t == "fastnn"]
 
     if threads is None:
-        threads = _threads.get_num_threads()
+        threads = fastnn_threads.get_num_threads()
     elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
         raise ValueError(f"threads must be a positive integer or None, got {threads!r}")
     X, y = load_data(data_dir, n_samples)
@@ -858,7 +862,7 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
 
 
 def add_arguments(p):
-    """The options of ``fastnn bench`` (shared by the CLI and ``python -m fastnn.bench``)."""
+    """The options of ``fastnn bench`` (and ``python -m fastnn_bench``)."""
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST IDX files (default: $FASTNN_DATA, else the user cache)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
@@ -900,7 +904,7 @@ def run_from_args(args):
                   n_samples=args.samples, trainers=args.trainers, isolate=args.isolate,
                   layers=layers, batch1_samples=args.batch1_samples, peak=args.peak)
     if args.json:
-        from ._atomic import atomic_write_json
+        from fastnn._atomic import atomic_write_json
         atomic_write_json(args.json, _jsonable(results), indent=2, default=str)
     return 0
 
@@ -917,12 +921,11 @@ def _jsonable(obj):
 
 
 def main(argv=None):
-    """``python -m fastnn.bench [--batch-sizes 1 10 32 128 512] [--layers 784,128,10] ...``"""
+    """``fastnn bench [--batch-sizes 1 10 32 128 512] [--layers 784,128,10] ...``
+    (or ``python -m fastnn_bench ...``)."""
     import argparse
     p = argparse.ArgumentParser(prog="fastnn bench", description=run.__doc__.split("\n")[0])
     add_arguments(p)
     return run_from_args(p.parse_args(argv))
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
