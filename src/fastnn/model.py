@@ -1,14 +1,11 @@
 """The model: a multilayer perceptron classifier with a softmax output."""
 import numpy as np
 
-import inspect
-
 from . import kernels, serialization, threads, training
-from ._layout import aligned_zeros, n_params, unflatten
+from ._checks import defaults_of
+from ._layout import DTYPES, INITS, aligned_zeros, n_params, unflatten
 from ._validation import check_choice, check_float, check_int, check_X, check_y
 
-_INITS = ("auto", "uniform", "he", "glorot")
-_DTYPES = ("float32", "float64")
 _BLOCK = 2048  # rows per forward block in predict/evaluate
 # fit's SGD shorthand takes its defaults from fastnn.optim.SGD: written once
 _SGD = training.shorthand_defaults()
@@ -77,11 +74,11 @@ class MLP:
         self.activation = check_choice(activation, "activation", kernels.ACTIVATIONS)
         if isinstance(dtype, type) or isinstance(dtype, np.dtype):
             dtype = np.dtype(dtype).name
-        self.dtype = np.dtype(check_choice(dtype, "dtype", _DTYPES))
+        self.dtype = np.dtype(check_choice(dtype, "dtype", DTYPES))
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
         self.seed = check_int(seed, "seed", low=0)
-        self.init = check_choice(init, "init", _INITS)
+        self.init = check_choice(init, "init", INITS)
         n_hidden = len(self.layers) - 2
         if isinstance(dropout, (str, bytes)):
             raise TypeError(f"dropout must be a number or a sequence of numbers, got {dropout!r}")
@@ -257,14 +254,12 @@ class MLP:
     @classmethod
     def fit_defaults(cls):
         """The defaults of :meth:`fit`'s keyword arguments (configs use them)."""
-        return {p.name: p.default for p in inspect.signature(cls.fit).parameters.values()
-                if p.kind is p.KEYWORD_ONLY}
+        return defaults_of(cls.fit)
 
     @classmethod
     def init_defaults(cls):
         """The defaults of the constructor's keyword arguments."""
-        return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-                if p.default is not p.empty}
+        return defaults_of(cls.__init__)
 
     # -- inference -----------------------------------------------------------
     def _check_X(self, X, name="X"):

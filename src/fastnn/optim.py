@@ -21,11 +21,10 @@ To add an optimizer: a subclass here that names its update rule (``kind``), its
 number of state arrays (``n_slots``) and its fields of :class:`fastnn.kernels.Hyper`,
 plus the rule in the compiled kernels and their NumPy twins.
 """
-import inspect
-
 import numpy as np
 
 from . import kernels
+from ._checks import defaults_of
 from ._hyper import Hyper
 from ._layout import aligned_zeros
 from ._validation import check_float
@@ -61,7 +60,7 @@ class Optimizer:
 
     @classmethod
     def _config_names(cls):
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        return list(defaults_of(cls.__init__))
 
     def to_dict(self):
         """``{"optimizer": kind, **get_config()}`` (what a History's params record)."""
@@ -214,9 +213,7 @@ OPTIMIZERS = {cls.kind: cls for cls in (SGD, Adam)}
 
 def params_of(name):
     """The constructor parameters of the optimizer named ``name``, with their defaults."""
-    cls = OPTIMIZERS[name]
-    return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-            if p.name != "self"}
+    return defaults_of(OPTIMIZERS[name].__init__)
 
 
 def make(name, **params):
