@@ -657,7 +657,7 @@ def fashion_standin(cached_data, mnist_path, monkeypatch):
     files on an offline machine): what is checked here is the naming, not the data."""
     def load(dataset, data_dir, normalize):
         return cached_data("mnist", mnist_path, normalize)
-    monkeypatch.setattr(cli, "_load_data", load)
+    monkeypatch.setattr(experiment, "load_data", load)
 
 
 def test_evaluate_names_the_classes(best_run, mnist_path):

@@ -81,7 +81,7 @@ def _parser():
                    help="seed of --random's draw (the models' seed is the config key seed; "
                         "sweep it with --grid seed=0,1,2)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="trials at once in worker processes, one BLAS thread each "
+                   help="trials at once in worker processes, one thread each "
                         "(default: one per core)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the trials on a Dask cluster, e.g. tcp://host:8786 "

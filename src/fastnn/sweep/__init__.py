@@ -7,8 +7,8 @@ Trials run one after another (``jobs=1``), in worker processes on this
 machine (``jobs=N``), or on a running Dask cluster (``scheduler=ADDRESS``).
 Workers need fastnn, not the data files: the client loads the data once and
 sends it once (to each worker process when it starts; to a Dask cluster with
-one broadcast ``scatter``). Every trial trains with one BLAS thread in a
-worker, and returns its run folder's files to the client, which writes them
+one broadcast ``scatter``). Every trial trains on one thread (fastnn's and
+BLAS's) in a worker, and returns its run folder's files to the client, which writes them
 (plain file names only), so a remote worker needs no shared disk. A run
 folder is named by the trial's swept values, cut to fit, and a hash of its
 full config (:func:`trial_label`: ``activation=relu,l2=0.001@1a2b3c4d``).
