@@ -690,6 +690,26 @@ def test_fashion_mnist_run_and_evaluate_use_class_names(fashion_standin, tmp_pat
     assert result["confusion_matrix"]["classes"] == FASHION
 
 
+def test_bench_without_its_harness_says_how_to_get_it(tmp_path, monkeypatch):
+    """Outside a checkout, with fastnn-bench not installed: exit 2 and the way to install it."""
+    monkeypatch.setitem(sys.modules, "fastnn_bench", None)  # "import fastnn_bench" fails
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "fastnn" / "cli.py"))
+    rc, stdout, err = run_main("bench", "--trainers", "fastnn")
+    assert rc == 2 and stdout == ""
+    assert "benchmark harness is not installed" in err and "pip install ./benchmarks" in err
+
+
+def test_bench_without_the_peak_probe_says_how_to_build_it(monkeypatch):
+    """The harness from a checkout without its compiled probe: exit 2 before any work,
+    naming the probe, how to build it and --no-peak."""
+    import fastnn_bench
+    monkeypatch.delattr(fastnn_bench, "_peak", raising=False)  # imported by an earlier test
+    monkeypatch.setitem(sys.modules, "fastnn_bench._peak", None)  # "import _peak" fails
+    rc, stdout, err = run_main("bench", "--trainers", "fastnn")
+    assert rc == 2 and stdout == ""
+    assert "fastnn_bench._peak" in err and "pip install ./benchmarks" in err and "--no-peak" in err
+
+
 def test_help_does_not_import_the_bench_harness():
     code = ("import sys\nfrom fastnn import cli\n"
             "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"

@@ -713,14 +713,21 @@ def _time_all(name, data_dir, n_samples, networks, batch_sizes, batch1_samples, 
     return out
 
 
-def measure_peak(threads):
-    """The single-precision FMA peak on ``threads`` threads and on one, in GFLOP/s."""
+def peak_probe():
+    """The compiled FMA-peak probe, :mod:`fastnn_bench._peak`; ImportError saying
+    how to build it when this harness runs from a checkout without it."""
     try:
         from . import _peak
     except ImportError:
         raise ImportError("the FMA-peak probe (fastnn_bench._peak, compiled) is not built: "
                           "pip install ./benchmarks from fastnn's repository, or pass --no-peak"
                           ) from None
+    return _peak
+
+
+def measure_peak(threads):
+    """The single-precision FMA peak on ``threads`` threads and on one, in GFLOP/s."""
+    _peak = peak_probe()
     n = threads if threads is not None else fastnn_threads.usable_cores()
     return {"gflops": _peak.peak_gflops(n), "threads": n,
             "gflops_1thread": _peak.peak_gflops(1), "isa": _peak.isa()}
@@ -788,6 +795,8 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
             raise ValueError(f"trainers {missing} are not importable here")
         names = [t for t in TRAINERS if t in trainers or t == "fastnn"]
 
+    if peak:
+        peak_probe()  # before any work: fail early where it is not built
     if threads is None:
         threads = fastnn_threads.get_num_threads()
     elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
@@ -900,6 +909,12 @@ def run_from_args(args):
     except ValueError as exc:
         print(f"fastnn bench: --layers: {exc}", file=sys.stderr)
         return 2
+    if args.peak:
+        try:
+            peak_probe()
+        except ImportError as exc:
+            print(f"fastnn bench: {exc}", file=sys.stderr)
+            return 2
     results = run(args.data_dir, args.batch_sizes, args.repeats, args.threads,
                   n_samples=args.samples, trainers=args.trainers, isolate=args.isolate,
                   layers=layers, batch1_samples=args.batch1_samples, peak=args.peak)
