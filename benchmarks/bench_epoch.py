@@ -3,7 +3,7 @@
 ReLU networks ``[784, 128, 10]``, ``[784, 800, 10]`` and ``[784, 256, 256,
 256, 10]``, float32, SGD with learning rate 0.01, momentum 0.9 and L2 1e-3,
 on the minmax-normalised training images, at batches 1, 10, 32, 128 and
-512 (batch 1 over the first :data:`fastnn_bench.harness.BATCH1_SAMPLES` images).
+512 (batch 1 over the first :data:`fastnn_bench.settings.BATCH1_SAMPLES` images).
 One pytest-benchmark group per network and batch holds, side by side
 (``extra_info["impl"]``):
 
@@ -11,10 +11,10 @@ One pytest-benchmark group per network and batch holds, side by side
 * ``numpy``: the same ``fit`` with ``kernels=fastnn.reference``, the
   pure-NumPy trainer of the same algorithm;
 * ``jax`` and ``torch``, when installed: the whole epoch compiled by JAX
-  (:class:`fastnn_bench.harness.JaxEpoch`, compiled in the untimed setup, its compile
+  (:class:`fastnn_bench.trainers.JaxEpoch`, compiled in the untimed setup, its compile
   time in ``extra_info``) and PyTorch on the CPU; same initial weights, row
   order and update;
-* ``floor`` and ``floor_scipy``: :class:`fastnn_bench.harness.GemmFloor`, the epoch's
+* ``floor`` and ``floor_scipy``: :class:`fastnn_bench.trainers.GemmFloor`, the epoch's
   matrix products alone with NumPy's BLAS and with SciPy's (fastnn's).
 
 A second group, ``test_epoch_optimizers``, prices the optimizers and
@@ -41,10 +41,10 @@ import pytest
 
 from fastnn import kernels, threads
 from fastnn.training import Workspace, chunk_rows, epoch_order
-from fastnn_bench.harness import (BATCH1_SAMPLES, BATCH_SIZES, FLOORS, L2, LEARNING_RATE,
-                                  MOMENTUM, OPTIONAL, SEED, STUDY_LAYERS, WIDE_BATCH_SIZES,
-                                  WIDE_LAYERS, GemmFloor, epoch_flops_per_sample, make_model,
-                                  make_trainer)
+from fastnn_bench.settings import (BATCH1_SAMPLES, BATCH_SIZES, FLOORS, L2, LEARNING_RATE,
+                                   MOMENTUM, OPTIONAL, SEED, STUDY_LAYERS, WIDE_BATCH_SIZES,
+                                   WIDE_LAYERS)
+from fastnn_bench.trainers import GemmFloor, epoch_flops_per_sample, make_model, make_trainer
 
 # The wide networks (weights beyond L2) run at WIDE_BATCH_SIZES only with --bench-all.
 #: Timed without --bench-all: [784, 128, 10] at every batch with every trainer, the
