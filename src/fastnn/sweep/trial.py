@@ -16,9 +16,7 @@ def run_trial(config, params, label, data, one_thread=True):
     ``(record, files)``: the sweep.json entry and the folder's files
     (name -> bytes). Never raises for a failing trial: the record says
     ``"failed"`` with the error (KeyboardInterrupt propagates)."""
-    record = {"params": params, "run": label, "config": config, "status": "ok",
-              "test_accuracy": None, "val_accuracy": None, "epochs": None, "seconds": None,
-              "train_seconds": None, "error": None}
+    record = new_record(config, params, label)
     files = {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fastnn-trial-") as tmp:
@@ -40,7 +38,7 @@ def run_trial(config, params, label, data, one_thread=True):
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # recorded; the sweep goes on
-            record.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+            record.update(status="failed", error=_describe(exc))
         for path in sorted(Path(tmp).iterdir()):
             if path.is_file():
                 files[path.name] = path.read_bytes()
@@ -48,8 +46,18 @@ def run_trial(config, params, label, data, one_thread=True):
     return record, files
 
 
+def new_record(config, params, label, status="ok", error=None):
+    """A trial's sweep.json entry before (or without) any result."""
+    return {"params": params, "run": label, "config": config, "status": status,
+            "test_accuracy": None, "val_accuracy": None, "epochs": None, "seconds": None,
+            "train_seconds": None, "error": error}
+
+
+def _describe(exc):
+    return exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+
+
 def failure(config, params, label, exc):
-    error = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-    return ({"params": params, "run": label, "config": config, "status": "failed",
-             "test_accuracy": None, "val_accuracy": None, "epochs": None, "seconds": None,
-             "train_seconds": None, "error": error}, {})
+    """``(record, files)`` of a trial that did not run to its end: ``exc`` (an
+    exception, or the reason as text) is its error; no files."""
+    return new_record(config, params, label, "failed", _describe(exc)), {}
