@@ -62,16 +62,6 @@ extensions = [
     # an empty module whose file name threadpoolctl matches to list and limit
     # fastnn's training threads (fastnn.threads)
     Extension("fastnn._fastnn_threads", ["src/fastnn/_fastnn_threads.pyx"]),
-    # the FMA-peak probe of `fastnn bench` (its roofline): register-only loops,
-    # each variant built for its own instruction set with GCC's target
-    # attribute and chosen at run time, so no -march flag is needed; -O2 even
-    # in the debug build, as the loop measures the CPU, not the code
-    Extension(
-        "fastnn._peak",
-        ["src/fastnn/_peak.pyx"],
-        include_dirs=["src/fastnn"],
-        extra_compile_args=(["-g"] if DEBUG else []) + ["-O2"],
-    ),
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -3,7 +3,7 @@
 ReLU networks ``[784, 128, 10]``, ``[784, 800, 10]`` and ``[784, 256, 256,
 256, 10]``, float32, SGD with learning rate 0.01, momentum 0.9 and L2 1e-3,
 on the minmax-normalised training images, at batches 1, 10, 32, 128 and
-512 (batch 1 over the first :data:`fastnn.bench.BATCH1_SAMPLES` images).
+512 (batch 1 over the first :data:`fastnn_bench.settings.BATCH1_SAMPLES` images).
 One pytest-benchmark group per network and batch holds, side by side
 (``extra_info["impl"]``):
 
@@ -11,10 +11,10 @@ One pytest-benchmark group per network and batch holds, side by side
 * ``numpy``: the same ``fit`` with ``kernels=fastnn.reference``, the
   pure-NumPy trainer of the same algorithm;
 * ``jax`` and ``torch``, when installed: the whole epoch compiled by JAX
-  (:class:`fastnn.bench.JaxEpoch`, compiled in the untimed setup, its compile
+  (:class:`fastnn_bench.trainers.JaxEpoch`, compiled in the untimed setup, its compile
   time in ``extra_info``) and PyTorch on the CPU; same initial weights, row
   order and update;
-* ``floor`` and ``floor_scipy``: :class:`fastnn.bench.GemmFloor`, the epoch's
+* ``floor`` and ``floor_scipy``: :class:`fastnn_bench.trainers.GemmFloor`, the epoch's
   matrix products alone with NumPy's BLAS and with SciPy's (fastnn's).
 
 A second group, ``test_epoch_optimizers``, prices the optimizers and
@@ -40,20 +40,17 @@ import numpy as np
 import pytest
 
 from fastnn import kernels, threads
-from fastnn.bench import (BATCH1_SAMPLES, L2, LEARNING_RATE, MOMENTUM, OPTIONAL, SEED,
-                          STUDY_LAYERS, GemmFloor, epoch_flops_per_sample, make_model,
-                          make_trainer)
 from fastnn.training import Workspace, chunk_rows, epoch_order
+from fastnn_bench.settings import (BATCH1_SAMPLES, BATCH_SIZES, FLOORS, L2, LEARNING_RATE,
+                                   MOMENTUM, OPTIONAL, SEED, STUDY_LAYERS, WIDE_BATCH_SIZES,
+                                   WIDE_LAYERS)
+from fastnn_bench.trainers import GemmFloor, epoch_flops_per_sample, make_model, make_trainer
 
-BATCHES = [1, 10, 32, 128, 512]
-#: Wide networks (weights beyond L2) and their batches: only with --bench-all.
-WIDE_LAYERS = ((784, 1024, 1024, 10), (784, 2048, 2048, 10))
-WIDE_BATCHES = (32, 128, 512)
+# The wide networks (weights beyond L2) run at WIDE_BATCH_SIZES only with --bench-all.
 #: Timed without --bench-all: [784, 128, 10] at every batch with every trainer, the
 #: other study networks at these batches (the peers included), the wide networks not.
 DEFAULT_OTHER_BATCHES = (10, 128)
 TRAINERS = ["numpy", "fastnn", "jax", "torch", "floor", "floor_scipy"]  # numpy first: see epoch_loss
-FLOORS = ("floor", "floor_scipy")
 DISABLED_SAMPLES = 600
 #: When disabled, the other networks run at these batches only.
 DISABLED_OTHER_BATCHES = (10, 128)
@@ -92,8 +89,8 @@ def epoch_loss(cache, trainer, X, y, batch_size, layers):
     return cache[key]
 
 
-EPOCH_CASES = ([(layers, b) for layers in STUDY_LAYERS for b in BATCHES]
-               + [(layers, b) for layers in WIDE_LAYERS for b in WIDE_BATCHES])
+EPOCH_CASES = ([(layers, b) for layers in STUDY_LAYERS for b in BATCH_SIZES]
+               + [(layers, b) for layers in WIDE_LAYERS for b in WIDE_BATCH_SIZES])
 
 
 @pytest.mark.parametrize("layers, batch_size", EPOCH_CASES,

@@ -30,8 +30,8 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from fastnn import Callback, reference
-from fastnn.bench import make_model
-from fastnn.bench import L2, LEARNING_RATE, MOMENTUM
+from fastnn_bench.settings import L2, LEARNING_RATE, MOMENTUM
+from fastnn_bench.trainers import make_model
 
 TOLERANCE = 0.10
 N_SAMPLES = 20000  # a third of MNIST: keeps these tests to a few seconds
@@ -129,7 +129,7 @@ def test_training_loop_allocates_nothing_per_batch(mnist_train):
 _RSS_SCRIPT = textwrap.dedent("""
     import resource, sys
     import numpy as np
-    from fastnn.bench import make_model
+    from fastnn_bench.trainers import make_model
     from fastnn import training
     X = np.load(sys.argv[1])
     y = np.load(sys.argv[2])

@@ -149,7 +149,7 @@ def main(argv=None):
     parser.add_argument("--skip", choices=["gridsearch", "sweep"], action="append", default=[])
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    from fastnn.bench import machine_info
+    from fastnn_bench.machine import machine_info
     from fastnn.datasets import load_mnist
     (X, y), (Xt, yt) = load_mnist(args.data_dir)
     if args.samples:

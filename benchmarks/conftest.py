@@ -91,7 +91,7 @@ def _blas_threads():
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_benchmark_update_machine_info(config, machine_info):
-    from fastnn.bench import machine_info as fastnn_machine_info
+    from fastnn_bench.machine import machine_info as fastnn_machine_info
     info = fastnn_machine_info()
     info["bench_threads"] = bench_threads()
     machine_info["fastnn"] = info
@@ -104,7 +104,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
 @pytest.fixture(scope="session")
 def mnist_train(mnist_path):
     """The 60,000 MNIST training images (minmax float32) and labels (intp)."""
-    from fastnn.bench import load_data
+    from fastnn_bench.trainers import load_data
     return load_data(mnist_path)
 
 

@@ -7,7 +7,7 @@ import stat
 import numpy as np
 import pytest
 
-from fastnn import _atomic, cli, study
+from fastnn import _atomic, experiment, study
 from fastnn import config as cfg
 from fastnn.training import History
 
@@ -127,7 +127,7 @@ def test_history_to_json_is_atomic(tmp_path, replaced, monkeypatch):
 def test_run_experiment_writes_its_json_files_atomically(tmp_path, data, replaced, monkeypatch):
     out = tmp_path / "run"
     config = cfg.resolve(CONFIG)
-    cli.run_experiment(config, data, out, "tiny", verbose=False)
+    experiment.run_experiment(config, data, out, "tiny", verbose=False)
     for name in ("config.json", "history.json", "metrics.json", "model.npz"):
         assert_replaced_from_temp(replaced, out / name)
     before = {name: (out / name).read_bytes()
@@ -136,7 +136,7 @@ def test_run_experiment_writes_its_json_files_atomically(tmp_path, data, replace
     # stay whole (a plain open() would have truncated them), no temporary file is left
     monkeypatch.setattr(json, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
-        cli.run_experiment({**config, "epochs": 2}, data, out, "tiny", verbose=False)
+        experiment.run_experiment({**config, "epochs": 2}, data, out, "tiny", verbose=False)
     monkeypatch.undo()
     for name, blob in before.items():
         assert (out / name).read_bytes() == blob, name
@@ -150,9 +150,8 @@ def test_study_writes_its_table_atomically(tmp_path, replaced, monkeypatch):
     (folder / "a.yaml").write_text("layers: [784, 10]\nepochs: 1\n"
                                    "report:\n  test_accuracy: 0.9\n")
     metrics = {"test_accuracy": 0.91, "epochs": 1, "train_seconds": 0.1, "diverged": False}
-    monkeypatch.setattr(cli, "run_experiment", lambda *a, **k: (metrics, None))
-    import fastnn.datasets
-    monkeypatch.setattr(fastnn.datasets, "load_dataset", lambda *a, **k: None)
+    monkeypatch.setattr(experiment, "run_experiment", lambda *a, **k: (metrics, None))
+    monkeypatch.setattr(experiment, "load_data", lambda *a, **k: None)
     out = tmp_path / "out"
     study.run_study(folder, out)
     assert_replaced_from_temp(replaced, out / "study.json")
@@ -182,12 +181,12 @@ def test_run_folder_replaced_without_a_gap(tmp_path, monkeypatch):
     old one away first (out/label is never absent)."""
     from fastnn import _atomic, sweep
     out = tmp_path
-    sweep._write_run(out, "run", {"a.json": b"1"})
+    sweep.store.write_run(out, "run", {"a.json": b"1"})
     calls = []
-    real = sweep.os.replace
-    monkeypatch.setattr(sweep.os, "replace", lambda s, d: (calls.append((s, d)), real(s, d)))
+    real = sweep.store.os.replace
+    monkeypatch.setattr(sweep.store.os, "replace", lambda s, d: (calls.append((s, d)), real(s, d)))
     swapped = _atomic.exchange(out / "run", out / "run")  # probe the file system
-    sweep._write_run(out, "run", {"a.json": b"2"})
+    sweep.store.write_run(out, "run", {"a.json": b"2"})
     assert (out / "run" / "a.json").read_bytes() == b"2"
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     if swapped:

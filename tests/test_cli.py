@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnn import MLP, cli
+from fastnn import MLP, cli, experiment
 from fastnn.metrics import per_class_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,8 +36,9 @@ PLOTS = ("learning_curves.png", "confusion_matrix.png", "per_class_errors.png")
 
 @pytest.fixture(scope="module", autouse=True)
 def cached_data():
-    """``cli._load_data`` memoised for this module (loading MNIST costs ~1 s a time)."""
-    original = cli._load_data
+    """``experiment.load_data`` (the CLI's loader) memoised for this module (loading
+    MNIST costs ~1 s a time)."""
+    original = experiment.load_data
     cache = {}
 
     def load(dataset, data_dir, normalize):
@@ -51,7 +52,7 @@ def cached_data():
         return cache[key]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(cli, "_load_data", load)
+        mp.setattr(experiment, "load_data", load)
         yield load
     cache.clear()
 
@@ -158,7 +159,7 @@ def test_runs_in_two_threads_keep_their_own_train_log(tmp_path, monkeypatch):
     def run(name, epochs):
         try:
             config = cfg.resolve({"layers": [6, 4, 2], "epochs": epochs, "batch_size": 20})
-            cli.run_experiment(config, data, tmp_path / name, name, verbose=False)
+            experiment.run_experiment(config, data, tmp_path / name, name, verbose=False)
         except BaseException as exc:  # noqa: BLE001 -- reported below
             errors.append(exc)
             both_training.abort()
@@ -656,7 +657,7 @@ def fashion_standin(cached_data, mnist_path, monkeypatch):
     files on an offline machine): what is checked here is the naming, not the data."""
     def load(dataset, data_dir, normalize):
         return cached_data("mnist", mnist_path, normalize)
-    monkeypatch.setattr(cli, "_load_data", load)
+    monkeypatch.setattr(experiment, "load_data", load)
 
 
 def test_evaluate_names_the_classes(best_run, mnist_path):
@@ -689,10 +690,30 @@ def test_fashion_mnist_run_and_evaluate_use_class_names(fashion_standin, tmp_pat
     assert result["confusion_matrix"]["classes"] == FASHION
 
 
+def test_bench_without_its_harness_says_how_to_get_it(tmp_path, monkeypatch):
+    """Outside a checkout, with fastnn-bench not installed: exit 2 and the way to install it."""
+    monkeypatch.setitem(sys.modules, "fastnn_bench", None)  # "import fastnn_bench" fails
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "fastnn" / "cli.py"))
+    rc, stdout, err = run_main("bench", "--trainers", "fastnn")
+    assert rc == 2 and stdout == ""
+    assert "benchmark harness is not installed" in err and "pip install ./benchmarks" in err
+
+
+def test_bench_without_the_peak_probe_says_how_to_build_it(monkeypatch):
+    """The harness from a checkout without its compiled probe: exit 2 before any work,
+    naming the probe, how to build it and --no-peak."""
+    import fastnn_bench
+    monkeypatch.delattr(fastnn_bench, "_peak", raising=False)  # imported by an earlier test
+    monkeypatch.setitem(sys.modules, "fastnn_bench._peak", None)  # "import _peak" fails
+    rc, stdout, err = run_main("bench", "--trainers", "fastnn")
+    assert rc == 2 and stdout == ""
+    assert "fastnn_bench._peak" in err and "pip install ./benchmarks" in err and "--no-peak" in err
+
+
 def test_help_does_not_import_the_bench_harness():
     code = ("import sys\nfrom fastnn import cli\n"
             "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('fastnn.bench' in sys.modules, 'torch' in sys.modules)")
+            "print('fastnn_bench.harness' in sys.modules, 'torch' in sys.modules)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr

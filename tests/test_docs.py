@@ -7,7 +7,9 @@ import pytest
 MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
            "fastnn._validation", "fastnn._hyper", "fastnn._layout",
            "fastnn.config", "fastnn.metrics", "fastnn.datasets", "fastnn.training",
-           "fastnn.study", "fastnn.sklearn", "fastnn.sweep", "fastnn.schedules", "fastnn.export"]
+           "fastnn.study", "fastnn.sklearn", "fastnn.sweep", "fastnn.sweep.grid",
+           "fastnn.experiment", "fastnn._checks", "fastnn.schedules", "fastnn.export",
+           "fastnn.augment"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -208,20 +208,21 @@ def test_config_key_and_flag():
 
 
 def test_sweep_checks_the_schedule_before_training():
-    from fastnn import sweep
+    from fastnn.sweep.grid import check_config
     with pytest.raises(ValueError, match="lr_schedule: schedule 'step' takes no parameter"):
-        sweep._check_config(cfg.resolve({"layers": [784, 10],
+        check_config(cfg.resolve({"layers": [784, 10],
                                          "lr_schedule": {"name": "step", "gamma": 2,
                                                          "steps": 1}}))
 
 
 def test_sweep_grid_of_schedules_parses_and_labels():
     from fastnn import sweep
+    from fastnn.sweep.grid import check_config
     key, values = sweep.parse_grid("lr_schedule=[{name: cosine}, {name: step, step_size: 2}]")
     assert key == "lr_schedule"
     labels = []
     for params in sweep.expand_grid({key: values}):
         config = cfg.resolve({"layers": [784, 10], **params})
-        sweep._check_config(config)
+        check_config(config)
         labels.append(sweep.trial_label(params, config).split("@")[0])
     assert labels == ["lr_schedule=cosine", "lr_schedule=step-step_size_2"]

@@ -103,7 +103,7 @@ def test_trial_labels_are_bounded_ascii_and_unique_per_config():
     assert len(set(labels)) == len(labels)
     assert labels[0].split("@")[0] == labels[1].split("@")[0] == "dropout=0.5"
     assert all(len(label) <= sweep.MAX_LABEL and label.isascii() for label in labels)
-    assert all(sweep._plain_name(label) for label in labels)
+    assert all(sweep.store.plain_name(label) for label in labels)
     assert labels[3].startswith("layers=12-3-3-")
     assert labels == [sweep.trial_label(p, c) for p, c in zip(params, configs)]  # stable
     # another base config is another folder for the same swept value
@@ -117,7 +117,7 @@ def test_trial_labels_are_bounded_ascii_and_unique_per_config():
     ("/etc/passwd", False), ("a/b", False), ("a\\b", False), ("a\0b", False),
     ("a" * 256, False), ("é.txt", True), (3, False), (None, False)])
 def test_plain_file_names(name, ok):
-    assert sweep._plain_name(name) is ok
+    assert sweep.store.plain_name(name) is ok
 
 
 def test_bad_values_fail_before_any_training(tmp_path, data):
@@ -167,7 +167,7 @@ def test_rerun_skips_finished_trials_and_retries_failed(tmp_path, data, monkeypa
     first = sweep.run_sweep(BASE, GRID, out, data=data, progress=False)
     ran = []
     real = sweep.run_trial
-    monkeypatch.setattr(sweep, "run_trial", lambda c, p, label, *a, **k: (
+    monkeypatch.setattr(sweep.runner, "run_trial", lambda c, p, label, *a, **k: (
         ran.append(label), real(c, p, label, *a, **k))[1])
     again = sweep.run_sweep(BASE, GRID, out, data=data, progress=False)
     failed = {t["run"] for t in first["trials"] if t["status"] != "ok"}
@@ -184,23 +184,23 @@ def test_rerun_skips_finished_trials_and_retries_failed(tmp_path, data, monkeypa
 def test_sweep_json_is_replaced_atomically(tmp_path, data, monkeypatch):
     out = tmp_path / "s"
     seen = []
-    real_write = sweep._write_summary
+    real_write = sweep.store.write_summary
 
     def spy(folder, summary):
         real_write(folder, summary)
         seen.append(len(read(folder)["trials"]))  # always complete JSON
-    monkeypatch.setattr(sweep, "_write_summary", spy)
+    monkeypatch.setattr(sweep.store, "write_summary", spy)
     sweep.run_sweep(BASE, {"activation": ["relu", "tanh"]}, out, data=data, progress=False)
     assert seen[:3] == [0, 1, 2]
-    monkeypatch.setattr(sweep, "_write_summary", real_write)
+    monkeypatch.setattr(sweep.store, "write_summary", real_write)
     before = (out / "sweep.json").read_text()
 
     def broken_dump(obj, f, **kw):
         f.write('{"trials": [')
         raise OSError("disk full")
-    monkeypatch.setattr(sweep.json, "dump", broken_dump)
+    monkeypatch.setattr(json, "dump", broken_dump)
     with pytest.raises(OSError, match="disk full"):
-        sweep._write_summary(out, {"trials": []})
+        sweep.store.write_summary(out, {"trials": []})
     assert (out / "sweep.json").read_text() == before
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
 
@@ -213,7 +213,7 @@ def test_run_folder_is_replaced_whole_and_restored_on_failure(tmp_path, monkeypa
     import stat
     out = tmp_path / "s"
     out.mkdir()
-    sweep._write_run(out, "run-a", {"model.npz": b"old", "train.log": b"old log"})
+    sweep.store.write_run(out, "run-a", {"model.npz": b"old", "train.log": b"old log"})
     real = os.replace
 
     def failing(src, dst):
@@ -221,22 +221,22 @@ def test_run_folder_is_replaced_whole_and_restored_on_failure(tmp_path, monkeypa
             raise OSError("rename failed")
         return real(src, dst)
     monkeypatch.setattr(os, "replace", failing)
-    monkeypatch.setattr(sweep, "exchange", lambda a, b: False)
+    monkeypatch.setattr(sweep.store, "exchange", lambda a, b: False)
     with pytest.raises(OSError, match="rename failed"):
-        sweep._write_run(out, "run-a", {"model.npz": b"new"})
+        sweep.store.write_run(out, "run-a", {"model.npz": b"new"})
     monkeypatch.undo()
     assert (out / "run-a" / "model.npz").read_bytes() == b"old"
     assert (out / "run-a" / "train.log").read_bytes() == b"old log"
     assert sorted(p.name for p in out.iterdir()) == ["run-a"]
     # writing the new files fails: the old folder is untouched, no .run-* is left
     with pytest.raises(TypeError):
-        sweep._write_run(out, "run-a", {"model.npz": "not bytes"})
+        sweep.store.write_run(out, "run-a", {"model.npz": "not bytes"})
     assert sorted(p.name for p in out.iterdir()) == ["run-a"]
     assert (out / "run-a" / "model.npz").read_bytes() == b"old"
     # a successful retry holds the new attempt's files only, in an ordinary folder
     umask = os.umask(0o022)
     try:
-        sweep._write_run(out, "run-a", {"model.npz": b"new"})
+        sweep.store.write_run(out, "run-a", {"model.npz": b"new"})
     finally:
         os.umask(umask)
     assert sorted(p.name for p in (out / "run-a").iterdir()) == ["model.npz"]
@@ -298,7 +298,7 @@ def test_rerun_keeps_run_folders_named_before_the_hash(tmp_path, data, monkeypat
     (out / "sweep.json").write_text(json.dumps(legacy))
     ran = []
     real = sweep.run_trial
-    monkeypatch.setattr(sweep, "run_trial", lambda c, p, label, *a, **k: (
+    monkeypatch.setattr(sweep.runner, "run_trial", lambda c, p, label, *a, **k: (
         ran.append(p), real(c, p, label, *a, **k))[1])
     again = sweep.run_sweep(BASE, {"dropout": [0.5, [0.5]], "activation": ["relu"]}, out,
                             data=data, progress=False)
@@ -321,7 +321,7 @@ def test_worker_file_names_cannot_leave_the_run_folder(tmp_path, data, monkeypat
         files.update({"../../x": b"evil", str(tmp_path / "abs"): b"evil", "a/b": b"evil",
                       "..": b"evil", "": b"evil", "nul\0": b"evil", "str.txt": "not bytes"})
         return record, files
-    monkeypatch.setattr(sweep, "run_trial", hostile)
+    monkeypatch.setattr(sweep.runner, "run_trial", hostile)
     summary = sweep.run_sweep(BASE, {"activation": ["relu"]}, out, data=data, progress=False)
     trial, = summary["trials"]
     assert trial["status"] == "failed" and trial["run"].startswith("activation=relu@")
@@ -335,7 +335,7 @@ def test_worker_file_names_cannot_leave_the_run_folder(tmp_path, data, monkeypat
     assert sorted(p.name for p in out.iterdir()) == sorted([trial["run"], "sweep.json",
                                                             "sweep.png"])
     # the failed trial is retried on a rerun
-    monkeypatch.setattr(sweep, "run_trial", real)
+    monkeypatch.setattr(sweep.runner, "run_trial", real)
     again = sweep.run_sweep(BASE, {"activation": ["relu"]}, out, data=data, progress=False)
     assert again["skipped"] == 0 and again["trials"][0]["status"] == "ok"
 
@@ -350,14 +350,14 @@ def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
         if len(calls) == 2:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
-    monkeypatch.setattr(sweep, "run_trial", interrupted_second)
+    monkeypatch.setattr(sweep.runner, "run_trial", interrupted_second)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
                         progress=False)
     summary = read(out)
     assert summary["interrupted"] is True
     assert [t["params"] for t in summary["trials"]] == [{"activation": "relu"}]
-    monkeypatch.setattr(sweep, "run_trial", real)
+    monkeypatch.setattr(sweep.runner, "run_trial", real)
     again = sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
                             progress=False)
     assert again["skipped"] == 1 and len(again["trials"]) == 3
@@ -394,7 +394,7 @@ def test_local_cluster_matches_sequential(tmp_path, data, sequential, cluster):
     assert again["skipped"] == 2 and results(again) == results(summary)
 
 
-_REAL_PROCESS_TASK = sweep._process_task
+_REAL_PROCESS_TASK = sweep.executors.process_task
 
 
 def _dying_task(config, params, label):
@@ -427,7 +427,7 @@ def _run_guarded(**kwargs):
 def test_a_killed_worker_fails_its_trial_and_the_others_finish(tmp_path, data, monkeypatch):
     out = tmp_path / "s"
     grid = {"activation": ["relu", "tanh", "sigmoid"], "learning_rate": [0.05, 0.1]}
-    monkeypatch.setattr(sweep, "_process_task", _dying_task)
+    monkeypatch.setattr(sweep.executors, "process_task", _dying_task)
     summary = _run_guarded(base_config=BASE, grid=grid, out=out, data=data, jobs=2,
                            progress=False)
     assert summary == read(out)  # sweep.json: valid JSON, every trial
@@ -450,12 +450,12 @@ def test_a_killed_worker_fails_its_trial_and_the_others_finish(tmp_path, data, m
 def test_ctrl_c_with_worker_processes_stops_them(tmp_path, data, monkeypatch):
     import multiprocessing
     out = tmp_path / "s"
-    real = sweep._write_run
+    real = sweep.store.write_run
 
     def interrupted(*args):
         real(*args)
         raise KeyboardInterrupt  # as if Ctrl-C came while the first result was written
-    monkeypatch.setattr(sweep, "_write_run", interrupted)
+    monkeypatch.setattr(sweep.store, "write_run", interrupted)
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
                         jobs=2, progress=False)

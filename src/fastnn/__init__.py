@@ -4,11 +4,10 @@
 >>> MLP([784, 128, 10], seed=0)
 MLP(layers=[784, 128, 10], activation='relu', dtype='float32', seed=0, init='auto') # 101770 parameters, 0 epochs trained
 """
+from ._version import __version__
 from .model import MLP
 from .threads import get_num_threads, set_num_threads
 from .training import Callback, History, TrainingDivergedWarning
-
-__version__ = "0.1.0"
 
 __all__ = ["MLP", "History", "Callback", "TrainingDivergedWarning",
            "set_num_threads", "get_num_threads", "__version__"]

@@ -1,6 +1,6 @@
 /* fastnn's own training products: packing-free register-blocked SIMD
  * micro-kernels with fused epilogues, and the mini-batch SGD loop that runs
- * them on fastnn's own threads (OpenMP when built with it).
+ * them on fastnn's own POSIX threads (started per call; no OpenMP).
  *
  * Design (after BLIS/oneDNN micro-kernels, specialised to a training step):
  *  - forward  Z = act(A W + b): W stays row-major (n_in x n_out) as the model

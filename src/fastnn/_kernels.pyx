@@ -111,10 +111,6 @@ cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
 cdef extern from "_fastmath.h" nogil:
     float fnn_exp_neg_f(float x)
     double fnn_exp_neg_d(double x)
-    void fnn_bias_tanh_f(float* z, const float* b, intp_t rows, intp_t cols)
-    void fnn_bias_tanh_d(double* z, const double* b, intp_t rows, intp_t cols)
-    void fnn_bias_sigmoid_f(float* z, const float* b, intp_t rows, intp_t cols)
-    void fnn_bias_sigmoid_d(double* z, const double* b, intp_t rows, intp_t cols)
 
 
 # fastnn's own training products (_gemm.h): register-blocked AVX-512 / AVX2 /
@@ -246,11 +242,11 @@ fnn_gemm_select(NULL)
 # fastnn's loop / the BLAS loop = 1.30/2.41 s (batch 1), 0.18/0.66 (10),
 # 0.19/0.34 (32), 0.19/0.40 (128), 0.14/0.39 (512), 0.24/0.43 (2048); no
 # crossover up to batch 2048, so the threshold sat at 2**30 rows (never).
-# Rows from which the public dense_forward uses BLAS (prediction on many
-# rows); below, fastnn's kernel. Same machine, one thread: fastnn's kernel
-# took 0.28-0.55x the time of sgemm + the bias/ReLU passes for 784->128,
-# 784->800 and 128->10 from 10 to 10,000 rows: no crossover measured.
-cdef intp_t _BLAS_MIN_ROWS = 1 << 30
+# Prediction (dense_forward) too: a BLAS path for many rows (sgemm, then the
+# bias/activation pass) was removed as unreachable (its threshold was 2**30
+# rows). Same machine, one thread: fastnn's kernel took 0.28-0.55x the time
+# of sgemm + the bias/ReLU passes for 784->128, 784->800 and 128->10 from 10
+# to 10,000 rows: no crossover measured.
 
 
 def _kernel_isa(name=None):
@@ -343,37 +339,6 @@ cdef inline floating _exp_neg(floating x) noexcept nogil:
 
 
 
-cdef void _bias_activation(floating* z, const floating* b, intp_t rows, intp_t cols,
-                           int act) noexcept nogil:
-    """z[i, :] = act(z[i, :] + b) in one pass over z."""
-    cdef intp_t i, j
-    cdef floating v
-    cdef floating* row
-    # tanh and sigmoid: C loops compiled per instruction set (_fastmath.h)
-    if act == TANH:
-        if floating is float:
-            fnn_bias_tanh_f(z, b, rows, cols)
-        else:
-            fnn_bias_tanh_d(z, b, rows, cols)
-        return
-    if act == SIGMOID:
-        if floating is float:
-            fnn_bias_sigmoid_f(z, b, rows, cols)
-        else:
-            fnn_bias_sigmoid_d(z, b, rows, cols)
-        return
-    for i in range(rows):
-        row = z + i * cols
-        if act == RELU:
-            for j in range(cols):
-                v = row[j] + b[j]
-                # `0 if v < 0 else v` keeps NaN as NaN, like np.maximum.
-                row[j] = 0 if v < 0 else v
-        else:
-            for j in range(cols):
-                row[j] = row[j] + b[j]
-
-
 cdef void _mul_activation_grad(floating* d, const floating* a, intp_t n,
                                int act) noexcept nogil:
     """d *= act'(z), with the derivative written in terms of a = act(z)."""
@@ -395,17 +360,11 @@ cdef void _mul_activation_grad(floating* d, const floating* a, intp_t n,
 cdef void _dense_forward(const floating* x, const floating* w, const floating* b,
                          floating* out, int batch, int n_in, int n_out,
                          int act) noexcept nogil:
-    """out = act(x @ w + b): fastnn's kernel (bias and activation fused) below
-    _BLAS_MIN_ROWS rows, else one GEMM, then bias and activation in one pass."""
-    if batch < _BLAS_MIN_ROWS:
-        if floating is float:
-            fnn_dense_forward_f(x, w, b, out, batch, n_in, n_out, act)
-        else:
-            fnn_dense_forward_d(x, w, b, out, batch, n_in, n_out, act)
-        return
-    _gemm(False, False, batch, n_out, n_in, <floating> 1, x, n_in, w, n_out,
-          <floating> 0, out, n_out)
-    _bias_activation(out, b, batch, n_out, act)
+    """out = act(x @ w + b): fastnn's kernel, bias and activation fused."""
+    if floating is float:
+        fnn_dense_forward_f(x, w, b, out, batch, n_in, n_out, act)
+    else:
+        fnn_dense_forward_d(x, w, b, out, batch, n_in, n_out, act)
 
 
 cdef void _dense_backward(const floating* a_prev, const floating* w, const floating* dz,

@@ -9,6 +9,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+#: The dtypes a model's parameters (and the compiled kernels) take.
+DTYPES = ("float32", "float64")
+#: How a model's weights may be initialised (:class:`fastnn.MLP`'s ``init``).
+INITS = ("auto", "uniform", "he", "glorot")
+
 
 def aligned_zeros(shape, dtype, align=64):
     """Zeros whose data starts on an ``align``-byte boundary (a cache line):

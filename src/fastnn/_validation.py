@@ -1,16 +1,16 @@
-"""Argument checks for the public API.
+"""Argument checks for the public API: arrays here, numbers in :mod:`fastnn._checks`.
 
 Every check raises ``TypeError`` (wrong kind of thing) or ``ValueError``
 (right kind, wrong value) with a message that names the argument and says
 what was expected. Data is converted once, to the model's dtype and
 C-contiguous, so that the compiled kernels can trust it.
 """
-import math
-import numbers
-import operator
 import threading
 
 import numpy as np
+
+from . import threads
+from ._checks import check_choice, check_float, check_int  # noqa: F401  (the scalar checks)
 
 _REAL_KINDS = "biuf"  # bool, signed, unsigned, float
 
@@ -161,7 +161,6 @@ def _block_finite(block, flags):
 def _n_threads(size):
     """Threads for a pass over ``size`` elements: fastnn's training thread count
     (fastnn.threads.training_threads), fewer for small arrays."""
-    from . import threads  # not at import: threads imports this module
     n = threads.training_threads()
     return max(1, min(n, size // (CHECK_BLOCK * _MIN_BLOCKS_PER_THREAD)))
 
@@ -234,47 +233,3 @@ def check_targets(y, n_samples, n_outputs, dtype, name="y"):
         raise ValueError(f"{name} must be finite in {np.dtype(dtype).name}: it holds NaN or inf")
     return out
 
-
-def check_int(value, name, low=None, high=None, allow_none=False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, (bool, np.bool_)):  # operator.index would take True for 1
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not isinstance(value, (numbers.Integral, np.integer)):
-        try:
-            value = operator.index(value)
-        except TypeError:
-            raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    value = int(value)
-    if (low is not None and value < low) or (high is not None and value > high):
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
-    return value
-
-
-def check_float(value, name, low=None, high=None, low_open=False, high_open=False,
-                allow_none=False):
-    """A finite real number within the given bounds."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    bad = not math.isfinite(value)
-    if low is not None:
-        bad |= value <= low if low_open else value < low
-    if high is not None:
-        bad |= value >= high if high_open else value > high
-    if bad:
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name} must be finite and in {lb}{lo}, {hi}{hb}, got {value}")
-    return value
-
-
-def check_choice(value, name, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
-    return value

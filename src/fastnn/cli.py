@@ -10,71 +10,21 @@
 
 Every config key can be overridden by a flag of the same name (``--epochs 1``,
 ``--learning-rate 0.1``, ``--layers 784,256,10``). The benchmark harness is
-imported only by ``fastnn bench`` (``fastnn --help`` stays light).
+not part of the package (``benchmarks/`` in the repository: ``pip install
+./benchmarks``); only ``fastnn bench`` imports it. The command line is the
+top of the package: it calls :mod:`fastnn.experiment`, :mod:`fastnn.sweep`
+and :mod:`fastnn.study`, and no module of the package imports it.
 """
 import argparse
-import contextlib
-import contextvars
 import json
-import logging
-import math
 import sys
-import threading
-import time
 from pathlib import Path
 
 import yaml
 
 from . import config as cfg
+from . import experiment
 from .augment import KEYS as AUGMENT_KEYS
-from ._atomic import atomic_write_json
-
-log = logging.getLogger("fastnn")
-#: The run whose train.log takes the records logged in this thread (or task).
-_CURRENT_RUN = contextvars.ContextVar("fastnn_run", default=None)
-_LOG_LOCK = threading.Lock()
-_log_state = {"runs": 0, "level": logging.NOTSET}
-
-
-class _ThisRun(logging.Filter):
-    """Passes the records logged where ``run`` is the current run (its thread)."""
-
-    def __init__(self, run):
-        super().__init__()
-        self.run = run
-
-    def filter(self, record):
-        return _CURRENT_RUN.get() is self.run
-
-
-@contextlib.contextmanager
-def _run_log(path):
-    """``path`` (train.log) takes what this thread logs to ``fastnn`` during the
-    block, and only that: runs in other threads have their own. The ``fastnn``
-    logger is at INFO (or finer) while any run is going, and its level and
-    handlers are restored when the last one ends."""
-    run = object()
-    handler = logging.FileHandler(path, mode="w")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    handler.addFilter(_ThisRun(run))
-    token = _CURRENT_RUN.set(run)
-    with _LOG_LOCK:
-        if _log_state["runs"] == 0:
-            _log_state["level"] = log.level
-        _log_state["runs"] += 1
-        if log.getEffectiveLevel() > logging.INFO:
-            log.setLevel(logging.INFO)
-        log.addHandler(handler)
-    try:
-        yield
-    finally:
-        with _LOG_LOCK:
-            log.removeHandler(handler)
-            _log_state["runs"] -= 1
-            if _log_state["runs"] == 0:
-                log.setLevel(_log_state["level"])
-        _CURRENT_RUN.reset(token)
-        handler.close()
 
 
 def _value(text):
@@ -112,8 +62,8 @@ def _add_config_overrides(p, title, exclude=()):
 
 
 def _parser():
-    from . import __version__
     parser = argparse.ArgumentParser(prog="fastnn", description=__doc__.split("\n")[0])
+    from ._version import __version__
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -141,7 +91,7 @@ def _parser():
                    help="seed of --random's draw (the models' seed is the config key seed; "
                         "sweep it with --grid seed=0,1,2)")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
-                   help="trials at once in worker processes, one BLAS thread each "
+                   help="trials at once in worker processes, one thread each "
                         "(default: one per core)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run the trials on a Dask cluster, e.g. tcp://host:8786 "
@@ -151,16 +101,16 @@ def _parser():
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_config_overrides(p, "config overrides (applied to every run)", exclude=("seed",))
 
+    p = sub.add_parser("export", help="export a saved model to another format (ONNX)")
+    p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
+    p.add_argument("--onnx", required=True, metavar="PATH",
+                   help="write an ONNX file here (pip install 'fastnn[onnx]')")
+
     p = sub.add_parser("evaluate", help="evaluate a saved model on the test set")
     p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
     _add_data_args(p)
     p.add_argument("--dataset", default=None, help="mnist | fashion-mnist | friedman1 (default: from the run)")
     p.add_argument("--normalize", default=None, help="minmax | standard | none (default: from the run)")
-
-    p = sub.add_parser("export", help="export a saved model to another format (ONNX)")
-    p.add_argument("model", help="a model.npz written by `fastnn train` or MLP.save")
-    p.add_argument("--onnx", required=True, metavar="PATH",
-                   help="write an ONNX file here (pip install 'fastnn[onnx]')")
 
     p = sub.add_parser("gradcheck", help="finite differences vs backpropagation, per layer")
     _add_data_args(p)
@@ -180,112 +130,14 @@ def _parser():
     p.add_argument("--only", default=None, help="comma-separated config names to run")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    # its options are fastnn.bench's own (parsed there: --help does not import the harness)
+    # its options are the harness's own (parsed there: --help does not import it)
     sub.add_parser("bench", help="time one MNIST epoch: fastnn vs NumPy (vs PyTorch)",
                    add_help=False)
     return parser
 
 
-def _load_data(dataset, data_dir, normalize):
-    from .datasets import load_dataset
-    return load_dataset(dataset, data_dir=data_dir, normalize=normalize)
-
-
-def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
-    """Train one resolved config on ``data`` and write a run folder.
-
-    ``data``: ``((X, y), (X_test, y_test))``. Writes model.npz, config.json,
-    history.json, metrics.json, train.log and the PNG plots into ``out``;
-    returns ``(metrics, history)``.
-    """
-    from . import MLP, plots
-    from .augment import Augment
-    from .datasets import class_names, image_shape
-    from .metrics import confusion_matrix, per_class_error
-
-    model_kw, _, fit_kw = cfg.split(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (X, y), (X_test, y_test) = data
-    with _run_log(out / "train.log"):
-        log.info("config %s: %s", name, json.dumps(config))
-        log.info("data: %d train, %d test samples", len(X), len(X_test))
-        model = MLP(**model_kw)
-        if not model.is_classifier:
-            return _run_regression(model, config, fit_kw, data, out, name, verbose, checkpoint)
-        # the dataset's class names, unless the arrays came from elsewhere
-        # (a sweep's in-memory data) with another number of classes
-        names = class_names(config["dataset"])
-        names = names if len(names) == model.n_classes_ else None
-        config = {**config, "seed": model.seed}  # the seed drawn for `seed: null`
-        log.info("model: %r", model)
-        augment = Augment.coerce(fit_kw.get("augment"))
-        if augment is not None:
-            # the dataset's image shape, unless the config gave one
-            augment = augment.with_image_shape(image_shape(config["dataset"]))
-            fit_kw["augment"] = augment
-            log.info("augmentation: %s", json.dumps(augment.to_dict()))
-            plots.plot_augmentation(X, augment, out / "augmentation_samples.png",
-                                    seed=model.seed, title=f"{name}: training images (left) "
-                                    f"and their deformations in epochs 0-4")
-        t0 = time.perf_counter()
-        history = model.fit(X, y, verbose=verbose, checkpoint=checkpoint, **fit_kw)
-        train_seconds = time.perf_counter() - t0
-        for i, epoch in enumerate(history.epoch):
-            log.info("epoch %d: %s", epoch + 1,
-                     ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
-        test_loss, test_acc = model.evaluate(X_test, y_test)
-        cm = confusion_matrix(y_test, model.predict(X_test), model.n_classes_)
-        metrics = {"test_accuracy": test_acc, "test_loss": test_loss,
-                   "train_seconds": train_seconds, "epochs": len(history.epoch),
-                   "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
-                   "diverged": history.diverged, "interrupted": history.interrupted,
-                   "class_names": names,
-                   "per_class_error": per_class_error(cm).tolist(),
-                   "confusion_matrix": cm.tolist()}
-        model.save(out / "model.npz")
-        # written with the results, so a run that fails does not leave a config.json that
-        # disagrees with an earlier run's model.npz (evaluate reads its normalize setting)
-        atomic_write_json(out / "config.json", config, indent=2)
-        history.to_json(out / "history.json")
-        atomic_write_json(out / "metrics.json", metrics, indent=2)
-        plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
-        plots.plot_confusion_matrix(cm, out / "confusion_matrix.png", class_names=names)
-        plots.plot_per_class_errors(cm, out / "per_class_errors.png", class_names=names)
-        log.info("test accuracy %.4f, test loss %.4f, %.1f s of training", test_acc, test_loss,
-                 train_seconds)
-    return metrics, history
-
-
-def _run_regression(model, config, fit_kw, data, out, name, verbose, checkpoint):
-    """run_experiment for a regressor (``loss: mse``): metrics.json holds the test
-    set's R², RMSE and mean squared error (``test_loss``); no confusion matrix."""
-    from . import plots
-    (X, y), (X_test, y_test) = data
-    config = {**config, "seed": model.seed}
-    log.info("model: %r", model)
-    t0 = time.perf_counter()
-    history = model.fit(X, y, verbose=verbose, checkpoint=checkpoint, **fit_kw)
-    train_seconds = time.perf_counter() - t0
-    for i, epoch in enumerate(history.epoch):
-        log.info("epoch %d: %s", epoch + 1,
-                 ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
-    test_mse, test_r2 = model.evaluate(X_test, y_test)
-    metrics = {"test_r2": test_r2, "test_rmse": math.sqrt(test_mse), "test_loss": test_mse,
-               "train_seconds": train_seconds, "epochs": len(history.epoch),
-               "best_epoch": history.best_epoch, "stopped_epoch": history.stopped_epoch,
-               "diverged": history.diverged, "interrupted": history.interrupted}
-    model.save(out / "model.npz")
-    atomic_write_json(out / "config.json", config, indent=2)
-    history.to_json(out / "history.json")
-    atomic_write_json(out / "metrics.json", metrics, indent=2)
-    plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
-    log.info("test R2 %.4f, RMSE %.4f, %.1f s of training", test_r2, metrics["test_rmse"],
-             train_seconds)
-    return metrics, history
-
-
 def _config_from_args(args):
+    """The config file of ``--config`` with the ``--key VALUE`` overrides, unresolved."""
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
     base = cfg.load(args.config)
     aug = {k[4:]: v for k, v in vars(args).items() if k.startswith("aug_")}
@@ -295,15 +147,15 @@ def _config_from_args(args):
             raise ValueError(f"config key 'augment' must be a mapping to take --augment-* flags, "
                              f"got {current!r}")
         overrides["augment"] = {**current, **aug}
-    return cfg.resolve({**base, **overrides})
+    return {**base, **overrides}
 
 
 def cmd_train(args):
-    config = _config_from_args(args)
-    data = _load_data(config["dataset"], args.data_dir, config["normalize"])
+    config = cfg.resolve(_config_from_args(args))
+    data = experiment.load_data(config["dataset"], args.data_dir, config["normalize"])
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    metrics, _ = run_experiment(config, data, out, Path(args.config).stem,
-                                verbose=not args.quiet, checkpoint=args.checkpoint)
+    metrics, _ = experiment.run_experiment(config, data, out, Path(args.config).stem,
+                                           verbose=not args.quiet, checkpoint=args.checkpoint)
     if "test_r2" in metrics:
         print(f"test R²: {metrics['test_r2']:.4f}, RMSE {metrics['test_rmse']:.4f} "
               f"({metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s of training) "
@@ -317,8 +169,7 @@ def cmd_train(args):
 def cmd_sweep(args):
     """``fastnn sweep``: the grid from the flags, the work in :func:`fastnn.sweep.run_sweep`."""
     from . import sweep
-    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("set_")}
-    base = {**cfg.load(args.config), **overrides}
+    base = _config_from_args(args)
     grid = dict(sweep.parse_grid(g) for g in args.grid)
     if (args.param is None) != (args.values is None):
         raise ValueError("--param and --values go together")
@@ -333,7 +184,8 @@ def cmd_sweep(args):
     name = f"{Path(args.config).stem}-{'-'.join(grid)}"
     out = Path(args.out or Path("runs") / f"sweep-{name}")
     try:
-        summary = sweep.run_sweep(base, grid, out, loader=lambda d, n: _load_data(d, args.data_dir, n),
+        summary = sweep.run_sweep(base, grid, out,
+                                  loader=lambda d, n: experiment.load_data(d, args.data_dir, n),
                                   random=args.random, seed=args.seed, jobs=args.jobs,
                                   scheduler=args.scheduler, progress=not args.quiet, name=name)
     except KeyboardInterrupt:
@@ -351,40 +203,16 @@ def cmd_sweep(args):
 
 
 def cmd_evaluate(args):
-    from . import MLP
-    from .augment import Augment
-    from .datasets import class_names, image_shape
-    from .metrics import confusion_matrix, per_class_error
-    model = MLP.load(args.model)
-    run_config = Path(args.model).with_name("config.json")
-    saved = json.loads(run_config.read_text()) if run_config.is_file() else {}
-    dataset = args.dataset or saved.get("dataset", "mnist")
-    normalize = args.normalize or saved.get("normalize", "minmax")
-    if not model.is_classifier:
-        _, (X_test, y_test) = _load_data(dataset, args.data_dir, normalize)
-        mse, r2 = model.evaluate(X_test, y_test)
-        print(json.dumps({"model": args.model, "dataset": dataset, "normalize": normalize,
-                          "test_r2": r2, "test_rmse": math.sqrt(mse), "test_loss": mse},
-                         indent=2))
-        return 0
-    names = class_names(dataset)
-    if len(names) != model.n_classes_:
-        raise ValueError(f"the model has {model.n_classes_} classes, {dataset} has {len(names)}")
-    _, (X_test, y_test) = _load_data(dataset, args.data_dir, normalize)
-    loss, acc = model.evaluate(X_test, y_test)
-    cm = confusion_matrix(y_test, model.predict(X_test), model.n_classes_)
-    print(json.dumps({"model": args.model, "dataset": dataset, "normalize": normalize,
-                      "test_accuracy": acc, "test_loss": loss,
-                      "per_class_error": dict(zip(names, per_class_error(cm).tolist())),
-                      "confusion_matrix": {"classes": names, "rows_true_columns_predicted":
-                                           cm.tolist()}}, indent=2))
+    result = experiment.evaluate_saved(args.model, args.data_dir, dataset=args.dataset,
+                                       normalize=args.normalize)
+    print(json.dumps(result, indent=2))
     return 0
 
 
 def cmd_export(args):
     """``fastnn export model.npz --onnx out.onnx``."""
-    from . import MLP
-    from .export import OPSET, INPUT, output_names
+    from .export import INPUT, OPSET, output_names
+    from .model import MLP
     model = MLP.load(args.model)
     try:
         model.to_onnx(args.onnx)
@@ -408,15 +236,32 @@ def cmd_study(args):
     return 0
 
 
+def _bench_harness():
+    """The harness of ``fastnn bench``: the repository's ``benchmarks/`` distribution
+    (fastnn-bench), installed, else found beside this package in a checkout."""
+    try:
+        from fastnn_bench import harness
+        return harness
+    except ImportError:
+        pass
+    checkout = Path(__file__).resolve().parents[2] / "benchmarks" / "src"
+    if (checkout / "fastnn_bench" / "harness.py").is_file():
+        sys.path.insert(0, str(checkout))
+        from fastnn_bench import harness
+        return harness
+    raise FileNotFoundError("the benchmark harness is not installed: it is fastnn-bench, the "
+                            "benchmarks/ folder of fastnn's repository; from a checkout, "
+                            "pip install ./benchmarks")
+
+
 def cmd_bench(args):
-    from . import bench
-    return bench.main(args.bench_argv)
+    return _bench_harness().main(args.bench_argv)
 
 
 def cmd_gradcheck(args):
-    from . import MLP
     from .gradcheck import format_table, gradient_check
-    (X, y), _ = _load_data("mnist", args.data_dir, "standard")
+    from .model import MLP
+    (X, y), _ = experiment.load_data("mnist", args.data_dir, "standard")
     model = MLP(args.layers, args.activation, dtype="float64", seed=args.seed)
     rows = gradient_check(model, X[:args.samples], y[:args.samples], n_checks=args.checks,
                           eps=args.eps, seed=args.seed)

@@ -160,7 +160,7 @@ def to_onnx_model(model: MLP, classes: Any = None, name: str = "fastnn") -> Any:
 
 
 def _version() -> str:
-    from . import __version__
+    from ._version import __version__
     return __version__
 
 

@@ -2,14 +2,14 @@
 output) or a regressor (identity outputs, squared error)."""
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
 from . import kernels, serialization, threads, training
-from ._layout import aligned_zeros, n_params, unflatten
+from ._checks import defaults_of
+from ._layout import DTYPES, INITS, aligned_zeros, n_params, unflatten
 from ._typing import ArrayLike, FloatArray, IntArray, PathLike
 from ._validation import (check_choice, check_float, check_int, check_targets, check_X,
                           check_y, is_sparse)
@@ -23,8 +23,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .schedules import ScheduleSpec
     from .training import Callback, History
 
-_INITS = ("auto", "uniform", "he", "glorot")
-_DTYPES = ("float32", "float64")
 #: ``MLP(loss=...)``: the output layer and its loss (see the class docstring)
 LOSSES = tuple(kernels.LOSSES)
 _BLOCK = 2048  # rows per forward block in predict/evaluate
@@ -130,11 +128,11 @@ class MLP:
         self.activation = check_choice(activation, "activation", kernels.ACTIVATIONS)
         if isinstance(dtype, type) or isinstance(dtype, np.dtype):
             dtype = np.dtype(dtype).name
-        self.dtype = np.dtype(check_choice(dtype, "dtype", _DTYPES))
+        self.dtype = np.dtype(check_choice(dtype, "dtype", DTYPES))
         if seed is None:
             seed = int(cast(int, np.random.SeedSequence().entropy) % (2**63))
         self.seed = check_int(seed, "seed", low=0)
-        self.init = check_choice(init, "init", _INITS)
+        self.init = check_choice(init, "init", INITS)
         n_hidden = len(self.layers) - 2
         if isinstance(dropout, (str, bytes)):
             raise TypeError(f"dropout must be a number or a sequence of numbers, got {dropout!r}")
@@ -370,14 +368,12 @@ class MLP:
     @classmethod
     def fit_defaults(cls) -> dict[str, Any]:
         """The defaults of :meth:`fit`'s keyword arguments (configs use them)."""
-        return {p.name: p.default for p in inspect.signature(cls.fit).parameters.values()
-                if p.kind is p.KEYWORD_ONLY}
+        return defaults_of(cls.fit)
 
     @classmethod
     def init_defaults(cls) -> dict[str, Any]:
         """The defaults of the constructor's keyword arguments."""
-        return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-                if p.default is not p.empty}
+        return defaults_of(cls.__init__)
 
     # -- inference -----------------------------------------------------------
     def _check_X(self, X: ArrayLike, name: str = "X") -> FloatArray:

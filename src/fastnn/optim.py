@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from . import kernels
+from ._checks import defaults_of
 from ._hyper import Hyper
 from ._layout import aligned_zeros
 from ._typing import ArrayLike, FloatArray
@@ -65,7 +66,7 @@ class Optimizer:
 
     @classmethod
     def _config_names(cls) -> list[str]:
-        return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        return list(defaults_of(cls.__init__))
 
     def to_dict(self) -> dict[str, Any]:
         """``{"optimizer": kind, **get_config()}`` (what a History's params record)."""
@@ -220,9 +221,7 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {cls.kind: cls for cls in (SGD, Adam)}
 
 def params_of(name: str) -> dict[str, Any]:
     """The constructor parameters of the optimizer named ``name``, with their defaults."""
-    cls = OPTIMIZERS[name]
-    return {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-            if p.name != "self"}
+    return defaults_of(OPTIMIZERS[name].__init__)
 
 
 def make(name: str, **params: Any) -> Optimizer:

@@ -97,31 +97,6 @@ def plot_per_class_errors(cm, path, title="Error rate per class (test set)", cla
     return path
 
 
-def plot_sweep(histories, path, title=None):
-    """Learning curves of several runs (label -> History or history dict) on
-    shared axes: loss and accuracy, validation curves where the runs have them."""
-    from matplotlib.ticker import MaxNLocator
-    fig = _figure(11, 4.2)
-    axes = fig.subplots(1, 2)
-    for label, history in histories.items():
-        h = history.history if hasattr(history, "history") else history
-        for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):
-            curve = h.get("val_" + key, h.get(key))
-            if curve:
-                ax.plot(np.arange(1, len(curve) + 1), curve, label=label)
-    for ax, key in ((axes[0], "loss"), (axes[1], "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_ylabel(f"{key} (validation where available)")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    return path
-
-
 def plot_sweep_results(histories, trials, keys, path, title=None):
     """A sweep's comparison: the trials' learning curves (validation where they
     have it) on the top row, and test accuracy against each swept key below.

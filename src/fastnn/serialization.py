@@ -22,14 +22,12 @@ import zlib
 import numpy as np
 
 from ._atomic import _check_path, atomic_open
-from ._layout import n_params
+from ._layout import DTYPES, INITS, n_params
 from ._kernels import ACTIVATIONS, LOSSES
 
 MODEL_FORMAT = "fastnn-mlp"
 CHECKPOINT_FORMAT = "fastnn-checkpoint"
 FORMAT_VERSION = 1
-_DTYPES = ("float32", "float64")
-_INITS = ("auto", "uniform", "he", "glorot")
 #: The members (arrays) each format holds: (required, optional). Nothing else is read.
 _MEMBERS = {MODEL_FORMAT: (("header", "params"), ()),
             CHECKPOINT_FORMAT: (("header", "params", "slots"), ("best",))}
@@ -239,7 +237,7 @@ def check_model_header(header, path):
     if activation not in ACTIVATIONS:
         raise ValueError(f"{path!r}: invalid activation {activation!r}")
     dtype = header.get("dtype")
-    if dtype not in _DTYPES:
+    if dtype not in DTYPES:
         raise ValueError(f"{path!r}: invalid dtype {dtype!r}")
     return layers, activation, np.dtype(dtype)
 
@@ -270,7 +268,7 @@ def load_model(path, cls):
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
         raise ValueError(f"{path!r}: invalid epochs_trained {epochs!r}")
     init = header.get("init", "auto")
-    if init not in _INITS:
+    if init not in INITS:
         raise ValueError(f"{path!r}: invalid init {init!r}")
     try:
         model = cls(layers, activation=activation, dtype=dtype.name, seed=seed, init=init,

@@ -42,6 +42,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from . import threads
 from .model import MLP
+from ._layout import DTYPES
 from ._validation import check_float, check_int
 from .optim import SGD, Adam
 from ._typing import ArrayLike, PathLike
@@ -59,7 +60,6 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _SOLVERS = ("sgd", "adam", "lbfgs")
-_DTYPES = ("float32", "float64")
 _REGRESSION_LOSSES = ("squared_error", "poisson")
 #: sklearn's adaptive schedule stops once the learning rate is at or below this
 _MIN_ADAPTIVE_LR = 1e-6
@@ -244,8 +244,8 @@ class _BaseMLP(BaseEstimator):
         if self.learning_rate not in _LEARNING_RATES:
             raise ValueError(f"learning_rate must be one of {list(_LEARNING_RATES)}, "
                              f"got {self.learning_rate!r}")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {list(_DTYPES)}, got {self.dtype!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         check_float(self.alpha, "alpha", low=0.0)
         check_float(self.l1, "l1", low=0.0)
         check_float(self.learning_rate_init, "learning_rate_init", low=0.0, low_open=True)

@@ -11,11 +11,11 @@ report states for that experiment::
       note: "..."                 # what the report leaves unstated, if anything
 
 ``fastnn study configs/study --out runs/study`` trains each config into its
-own run folder (as ``fastnn train`` does) and writes ``study.json`` and the
-Markdown table ``study.md``: reported vs fastnn test accuracy, their
-difference in percentage points, epochs, seconds of training. A row meets the
-target when fastnn is within :data:`TOLERANCE_PP` percentage points below the
-report, or above it.
+own run folder (:func:`fastnn.experiment.run_experiment`, as ``fastnn train``
+does) and writes ``study.json`` and the Markdown table ``study.md``: reported
+vs fastnn test accuracy, their difference in percentage points, epochs,
+seconds of training. A row meets the target when fastnn is within
+:data:`TOLERANCE_PP` percentage points below the report, or above it.
 
 >>> row = {"name": "x", "source": "001", "reported_accuracy": 0.9759,
 ...        "test_accuracy": 0.9761, "reported_epochs": 100, "epochs": 35,
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from . import config as cfg
+from . import experiment
 from ._atomic import atomic_write_json, atomic_write_text
 
 #: A row meets the target when fastnn's test accuracy is at most this many
@@ -78,9 +79,6 @@ def meets_target(reported, measured, tolerance_pp=TOLERANCE_PP):
 def run_study(folder, out, data_dir=None, only=None, verbose=False):
     """Train every config of ``folder`` (or those named in ``only``) into
     ``out/<name>``; write ``out/study.json`` and ``out/study.md``; return the rows."""
-    from .cli import run_experiment
-    from .datasets import load_dataset
-
     entries = load_study(folder)
     if only:
         names = {e[0] for e in entries}
@@ -95,8 +93,9 @@ def run_study(folder, out, data_dir=None, only=None, verbose=False):
     for name, config, report in entries:
         key = (config["dataset"], config["normalize"])
         if key not in data_cache:
-            data_cache[key] = load_dataset(key[0], data_dir=data_dir, normalize=key[1])
-        metrics, _ = run_experiment(config, data_cache[key], out / name, name, verbose=verbose)
+            data_cache[key] = experiment.load_data(key[0], data_dir, key[1])
+        metrics, _ = experiment.run_experiment(config, data_cache[key], out / name, name,
+                                               verbose=verbose)
         row = {"name": name, "source": report["source"],
                "reported_accuracy": report["test_accuracy"],
                "test_accuracy": metrics["test_accuracy"], "reported_epochs": report["epochs"],

@@ -21,9 +21,10 @@ is not called. The count of a training call is decided by
    (a container limited to 1.5 CPUs gets 2 threads).
 
 A configured number (1 or 2) also applies to every BLAS library loaded in the
-process (NumPy's and SciPy's) while fastnn trains or predicts, through
-threadpoolctl, and is restored afterwards. Training results do not depend on
-the thread count, bit for bit; BLAS results only up to float rounding.
+process (NumPy's and SciPy's: the NumPy twins of :mod:`fastnn.reference` call
+it) while fastnn trains or predicts, through threadpoolctl, and is restored
+afterwards. Training and prediction run on fastnn's own kernels, never BLAS:
+their results do not depend on the thread count, bit for bit.
 """
 import contextlib
 import contextvars
@@ -32,7 +33,8 @@ import math
 import os
 import threading
 
-from ._validation import check_int
+from ._checks import check_int
+from ._version import __version__
 
 _num_threads = None
 _explicit = contextvars.ContextVar("fastnn_explicit_threads", default=None)
@@ -309,7 +311,6 @@ def _register_with_threadpoolctl():
             _pool_limit = None if num_threads == default_threads(ignore_pool_limit=True) else int(num_threads)
 
         def get_version(self):
-            from . import __version__
             return __version__
 
     threadpoolctl.register(FastnnController)

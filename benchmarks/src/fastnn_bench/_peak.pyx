@@ -6,9 +6,10 @@ threads at once, each with the GIL released, for about ``seconds``; the
 best of ``repeats`` gives the GFLOP/s that no kernel on those cores can
 exceed (2 floating-point operations per multiply-add per vector lane).
 """
-import os
 import threading
 import time
+
+from fastnn.threads import usable_cores
 
 cdef extern from "_peak_loops.h" nogil:
     double fastnn_fma_loop(long long iters)
@@ -33,13 +34,6 @@ def fma_loop(long long iters):
     with nogil:
         checksum = fastnn_fma_loop(iters)
     return checksum
-
-
-def usable_cores():
-    """The cores this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def peak_gflops(threads=None, seconds=0.2, repeats=3):

@@ -1,9 +1,9 @@
-"""The FMA-peak probe of ``fastnn bench`` (fastnn._peak): sanity only, never a time."""
+"""The FMA-peak probe of ``fastnn bench`` (fastnn_bench._peak): sanity only, never a time."""
 import math
 
 import pytest
 
-from fastnn import _peak
+from fastnn_bench import _peak
 
 
 def test_the_loop_variant_is_one_of_the_known_ones():
