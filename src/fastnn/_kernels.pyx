@@ -229,7 +229,7 @@ def _build_info():
     the elementwise passes are cloned per x86 instruction set (GCC or clang >=
     14 on x86-64 Linux), "threads": whether training can use more than one
     thread}``."""
-    return {"compiler": fnn_compiler().decode(), "simd": bool(fnn_simd_built()),
+    return {"compiler": fnn_compiler().decode().strip(), "simd": bool(fnn_simd_built()),
             "clones": bool(fnn_clones_active()), "threads": bool(fnn_threaded())}
 
 
