@@ -50,7 +50,12 @@
  * thread). fnn_thread_start/fnn_thread_join are the two calls the training
  * loop makes; fnn_yield and fnn_sleep_us the barrier's and the tests'. */
 #if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
 #define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
 #include <windows.h>
 #include <process.h>
 #include <malloc.h>
