@@ -402,6 +402,14 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef NRV
 #undef FNN_TARGET
 
+/* A build that defines FASTNN_SIMD_BUILD_FAILS refuses to compile the SIMD
+ * variants, as a compiler without their intrinsics would: the check of
+ * setup.py's portable retry (CFLAGS=-DFASTNN_SIMD_BUILD_FAILS pip install .
+ * installs the portable core; the retry defines FASTNN_NO_SIMD). */
+#if (FNN_HAVE_X86 || FNN_HAVE_NEON) && defined(FASTNN_SIMD_BUILD_FAILS)
+#error "FASTNN_SIMD_BUILD_FAILS: the SIMD variants refused (a check of the portable retry)"
+#endif
+
 #if FNN_HAVE_X86
 /* VL x VL in-register transposes, d[i * ld + j] = s[j * ls + i], for the
  * packing of W^T panels (pack_panel_t in _gemm_isa.h) */
