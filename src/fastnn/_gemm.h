@@ -140,7 +140,8 @@ static inline double fnn_now_ns(void)
  * barriers, so every order holds); or C11 <stdatomic.h> (its functions on
  * plain objects, same size and alignment as their _Atomic types on the
  * compilers that take this branch). O: RELAXED, ACQUIRE, RELEASE, ACQ_REL or
- * SEQ_CST. */
+ * SEQ_CST. Ints throughout, but FNN_STORE also takes the 64-bit ptrdiff_t
+ * fail_s0 of the training loop. */
 #if FNN_GNUC
 #define FNN_LOAD(p, O) __atomic_load_n(p, __ATOMIC_##O)
 #define FNN_STORE(p, v, O) __atomic_store_n(p, v, __ATOMIC_##O)
@@ -155,7 +156,9 @@ static inline double fnn_load_dbl(double *p)
 static inline void fnn_store_dbl(double *p, double v) { __atomic_store(p, &v, __ATOMIC_RELEASE); }
 #elif defined(_WIN32)
 #define FNN_LOAD(p, O) ((int) InterlockedOr((volatile LONG *) (p), 0))
-#define FNN_STORE(p, v, O) ((void) InterlockedExchange((volatile LONG *) (p), (LONG) (v)))
+#define FNN_STORE(p, v, O)                                                    \
+    (sizeof(*(p)) == 8 ? (void) InterlockedExchange64((volatile LONG64 *) (p), (LONG64) (v)) \
+                       : (void) InterlockedExchange((volatile LONG *) (p), (LONG) (v)))
 #define FNN_ADD_FETCH(p, v, O) ((int) InterlockedAdd((volatile LONG *) (p), (LONG) (v)))
 #define FNN_XCHG(p, v, O) ((int) InterlockedExchange((volatile LONG *) (p), (LONG) (v)))
 static inline double fnn_load_dbl(double *p)
@@ -179,7 +182,10 @@ static inline void fnn_store_dbl(double *p, double v)
 #define FNN_MO_ACQ_REL memory_order_acq_rel
 #define FNN_MO_SEQ_CST memory_order_seq_cst
 #define FNN_LOAD(p, O) atomic_load_explicit((_Atomic int *) (p), FNN_MO_##O)
-#define FNN_STORE(p, v, O) atomic_store_explicit((_Atomic int *) (p), v, FNN_MO_##O)
+#define FNN_STORE(p, v, O)                                                    \
+    (sizeof(*(p)) == 8                                                        \
+         ? atomic_store_explicit((_Atomic long long *) (p), (long long) (v), FNN_MO_##O) \
+         : atomic_store_explicit((_Atomic int *) (p), (int) (v), FNN_MO_##O))
 #define FNN_ADD_FETCH(p, v, O) (atomic_fetch_add_explicit((_Atomic int *) (p), v, FNN_MO_##O) + (v))
 #define FNN_XCHG(p, v, O) atomic_exchange_explicit((_Atomic int *) (p), v, FNN_MO_##O)
 static inline double fnn_load_dbl(double *p)
