@@ -2,7 +2,8 @@
 
 tests/c/core_driver.c trains a small network with the core's own training
 loop (no Python) on every kernel variant the CPU runs, on 1 and 2 threads, and
-exits 0 when the weights are finite and the same bits on both. Here it is
+exits 0 when the weights are finite and the same bits on both, and when a
+diverging run stops at the same batch on both and says so. Here it is
 compiled as standard C11 with GNU extensions refused (``-std=c11
 -pedantic-errors``) and the portable path selected (``FASTNN_PORTABLE_C``:
 no attribute, builtin, vector type or ``__atomic``; C11 atomics), the way a
@@ -46,5 +47,6 @@ def test_portable_core_compiles_as_c11_and_trains(tmp_path):
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     lines = run.stdout.splitlines()
-    assert "same bits: yes" in lines[-1]
-    assert "simd built: 0" in lines[0] and [ln.split()[0] for ln in lines[1:]] == ["generic"]
+    assert "simd built: 0" in lines[0] and {ln.split()[0] for ln in lines[1:]} == {"generic"}
+    assert "same bits: yes" in lines[1]
+    assert "diverged 1 and 1" in lines[2]

@@ -5,13 +5,16 @@
  * under Wine). It trains a small synthetic network with fastnn's own
  * training loop on every kernel variant the CPU runs, on 1 and on 2 threads
  * with every phase split, and checks that the weights are the same bits on
- * both thread counts and finite. Exit status 0 when all holds. */
+ * both thread counts and finite, and that a diverging run stops at the same
+ * batch on both and says so (the threads' atomics). Exit status 0 when all
+ * holds. */
 #include <stdio.h>
 #include "_gemm.h"
 
 enum { D = 37, H = 29, C = 10, ROWS = 96, BS = 16, STEPS = 6 };
 
-static int run(const char *isa, int nt, float *out, ptrdiff_t np_)
+/* rows consumed, or -1 (buffers, selection); *div: the call's diverged flag */
+static ptrdiff_t run_lr(const char *isa, int nt, float *out, ptrdiff_t np_, double lr, int *div)
 {
     static const ptrdiff_t sizes[3] = {D, H, C};
     size_t nf = (size_t) (3 * np_ + BS * (D + H + C) + 2 * BS * H + ROWS * D + BS);
@@ -40,7 +43,7 @@ static int run(const char *isa, int nt, float *out, ptrdiff_t np_)
     pb.batch_size = BS, pb.start = 0, pb.stop = BS * STEPS;
     fnn_opt_t opt;
     memset(&opt, 0, sizeof opt);
-    opt.kind = FNN_OPT_SGD, opt.lr = 0.05, opt.mu = 0.9, opt.l2 = 1e-4;
+    opt.kind = FNN_OPT_SGD, opt.lr = lr, opt.mu = 0.9, opt.l2 = 1e-4;
     double loss = 0;
     ptrdiff_t correct = 0;
     int diverged = 0, corrupt = 0;
@@ -51,7 +54,14 @@ static int run(const char *isa, int nt, float *out, ptrdiff_t np_)
     fnn_aligned_free(f);
     free(ix);
     free(masks);
-    return done == BS * STEPS && !diverged && !corrupt ? 0 : -2;
+    *div = diverged + 2 * corrupt;
+    return done;
+}
+
+static int run(const char *isa, int nt, float *out, ptrdiff_t np_)
+{
+    int div = 0;
+    return run_lr(isa, nt, out, np_, 0.05, &div) == BS * STEPS && div == 0 ? 0 : -2;
 }
 
 int main(void)
@@ -77,7 +87,14 @@ int main(void)
         }
         printf("%-8s 1 thread rc %d, 2 threads rc %d, same bits: %s, finite: %s, sum %.9g\n",
                isas[i], r1, r2, same ? "yes" : "NO", finite ? "yes" : "NO", sum);
-        bad |= r1 || r2 || !same || !finite;
+        /* a learning rate that makes the loss overflow: the call stops at the
+           same batch on both thread counts and says it diverged */
+        int d1 = 0, d2 = 0;
+        ptrdiff_t n1 = run_lr(isas[i], 1, a, np_, 1e30, &d1), n2 = run_lr(isas[i], 2, b, np_, 1e30, &d2);
+        printf("%-8s diverging: rows %ld and %ld, diverged %d and %d\n", isas[i], (long) n1,
+               (long) n2, d1, d2);
+        bad |= r1 || r2 || !same || !finite || n1 != n2 || d1 != 1 || d2 != 1 || n1 <= 0
+               || n1 >= BS * STEPS;
         ran++;
     }
     free(a);
