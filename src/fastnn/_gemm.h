@@ -659,33 +659,45 @@ fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
  * register tile is AVX-512's shape, 6 rows x 4 vectors: 24 accumulators, 4
  * vectors of B and a broadcast of A (29 of the 32 registers), 24 fmla per k
  * step (96 float or 48 double multiply-adds). NEON has no masked loads: the
- * last vector of a panel is loaded through a zeroed copy of its valid lanes
- * (MT: the count of valid lanes). arm_neon.h intrinsics only (GCC, clang and
- * Apple clang; MSVC's arm64 compiler has them too). */
+ * last vector of a panel is loaded whole when it is full, else lane by lane
+ * into zeros, all inline (MT: the count of valid lanes; a memcpy here was a
+ * call in the K loop, around which the accumulators were spilled).
+ * arm_neon.h intrinsics only (GCC, clang and Apple clang; MSVC's arm64
+ * compiler has them too). */
 #if FNN_HAVE_NEON
 static inline float32x4_t fnn_neon_loadm_f(const float *p, int n)
 {
-    float t[4] = {0, 0, 0, 0};
-    memcpy(t, p, (size_t) n * sizeof(float));
-    return vld1q_f32(t);
+    if (n >= 4)
+        return vld1q_f32(p);
+    float32x4_t v = vld1q_lane_f32(p, vdupq_n_f32(0.0f), 0);
+    if (n > 1)
+        v = vld1q_lane_f32(p + 1, v, 1);
+    if (n > 2)
+        v = vld1q_lane_f32(p + 2, v, 2);
+    return v;
 }
 static inline void fnn_neon_storem_f(float *p, int n, float32x4_t v)
 {
-    float t[4];
-    vst1q_f32(t, v);
-    memcpy(p, t, (size_t) n * sizeof(float));
+    if (n >= 4) {
+        vst1q_f32(p, v);
+        return;
+    }
+    vst1q_lane_f32(p, v, 0);
+    if (n > 1)
+        vst1q_lane_f32(p + 1, v, 1);
+    if (n > 2)
+        vst1q_lane_f32(p + 2, v, 2);
 }
 static inline float64x2_t fnn_neon_loadm_d(const double *p, int n)
 {
-    double t[2] = {0, 0};
-    memcpy(t, p, (size_t) n * sizeof(double));
-    return vld1q_f64(t);
+    return n >= 2 ? vld1q_f64(p) : vld1q_lane_f64(p, vdupq_n_f64(0.0), 0);
 }
 static inline void fnn_neon_storem_d(double *p, int n, float64x2_t v)
 {
-    double t[2];
-    vst1q_f64(t, v);
-    memcpy(p, t, (size_t) n * sizeof(double));
+    if (n >= 2)
+        vst1q_f64(p, v);
+    else
+        vst1q_lane_f64(p, v, 0);
 }
 /* 4 x 4 and 2 x 2 in-register transposes, d[i * ld + j] = s[j * ls + i] */
 static inline void fnn_trans_neon_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
