@@ -7,6 +7,12 @@ Environment variables read at build time:
 * ``FASTNN_NATIVE=1`` -- add ``-march=native`` (faster elementwise passes on
   the build machine; the default build stays portable across x86-64: the
   training kernels of _gemm.h pick AVX-512/AVX2/generic at load time anyway);
+* ``FASTNN_PORTABLE=1`` -- the standard-C core only (``FASTNN_PORTABLE_C``: no
+  GNU extension, no SIMD variant), as a compiler without them builds it.
+
+A C compiler that cannot build the SIMD variants (an old one, or one without
+the intrinsics) does not fail the install: the build of the compiled module is
+retried once with the portable core, and says so.
 """
 import os
 
@@ -14,6 +20,7 @@ import numpy as np
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 
 def _flag(name):
@@ -22,19 +29,25 @@ def _flag(name):
 
 DEBUG = _flag("FASTNN_DEBUG")
 NATIVE = _flag("FASTNN_NATIVE")
+PORTABLE = _flag("FASTNN_PORTABLE")
 
 
 # -fno-trapping-math lets gcc vectorise the branch-free activations in
 # _fastmath.h (it changes no results: fastnn never reads FP exception flags);
 # -fno-math-errno lets it vectorise sqrt (Adam's update: sqrt is correctly
 # rounded either way; fastnn never reads errno);
-# -ffp-contract=off keeps a*b+c two roundings on every instruction set, so a
-# build gives the same bits on SSE2, AVX2 and AVX-512 machines.
+# -ffp-contract=off keeps a*b+c two roundings wherever the C code writes a*b+c
+# (the generic kernels and the elementwise passes), so the cloned elementwise
+# passes give the same bits on SSE2, AVX2 and AVX-512 machines. The training
+# kernels' SIMD variants (AVX-512, AVX2, NEON) use fused multiply-adds (one
+# rounding) and agree bit for bit with each other, but not with the generic
+# C kernels (up to about 5e-5 relative in float32 after training).
 compile_args = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3", "-fno-trapping-math"]
 compile_args += ["-ffp-contract=off", "-fno-math-errno", "-Werror=implicit-function-declaration"]
 if NATIVE:
     compile_args.append("-march=native")
-# fastnn's training threads are POSIX threads started per call (_gemm.h)
+# fastnn's training threads are POSIX threads started per call (_gemm.h; Win32
+# threads on Windows)
 link_args = []
 if os.name == "posix":
     compile_args.append("-pthread")
@@ -64,4 +77,33 @@ extensions = [
     Extension("fastnn._fastnn_threads", ["src/fastnn/_fastnn_threads.pyx"]),
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+PORTABLE_MACROS = [("FASTNN_PORTABLE_C", "1"), ("FASTNN_NO_SIMD", "1"), ("FASTNN_NO_CLONES", "1")]
+if PORTABLE:
+    for ext in extensions:
+        ext.define_macros = list(ext.define_macros) + PORTABLE_MACROS
+
+
+class BuildExt(build_ext):
+    """MSVC's spelling of the flags, and the portable retry: a compiled module
+    whose SIMD variants do not compile is built again with the standard-C core
+    (FASTNN_PORTABLE_C) instead of failing the install."""
+
+    def build_extension(self, ext):
+        if self.compiler.compiler_type == "msvc":
+            # /fp:precise: no contraction into FMA, errno and traps not read
+            ext.extra_compile_args = ["/Od", "/Zi"] if DEBUG else ["/O2", "/fp:precise"]
+            ext.extra_compile_args.append("/std:c11")
+            ext.extra_link_args = []
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # CompileError, or the platform's own error
+            if ("FASTNN_PORTABLE_C", "1") in ext.define_macros:
+                raise
+            print(f"warning: building {ext.name} with the SIMD variants failed ({exc}); "
+                  f"building it again with the portable C core (FASTNN_PORTABLE_C)")
+            ext.define_macros = list(ext.define_macros) + PORTABLE_MACROS
+            super().build_extension(ext)
+
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives),
+      cmdclass={"build_ext": BuildExt})

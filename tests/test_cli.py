@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from fastnn import MLP, cli, experiment
+from fastnn import config as cfg
 from fastnn.metrics import per_class_error
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
+CONFIGS = cfg.SHIPPED  # the shipped configs (package data; configs/ in a clone links to them)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ACCURACY_LINE = re.compile(r"test accuracy: (\d+\.\d\d) % \(loss (\d+\.\d{4}); (\d+) epochs")
 ARTIFACTS = ("model.npz", "history.json", "metrics.json", "train.log", "config.json",
@@ -527,7 +528,7 @@ def test_console_script_help():
 def test_console_script_train_and_error(tmp_path, mnist_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [fastnn_script(), "train", "--config", str(CONFIGS / "softmax-regression.yaml"),
+        [fastnn_script(), "train", "--config", "softmax-regression",  # by name, from any folder
          "--data-dir", str(mnist_path), "--out", str(out), "--epochs", "1", "--quiet"],
         capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -764,6 +765,22 @@ def test_study_command_writes_the_table(tmp_path, mnist_path):
     assert [r["name"] for r in read_json(tmp_path / "o2" / "study.json")["rows"]] == ["tiny"]
     rc, _, err = run_main("study", folder, "--out", tmp_path / "o3", "--only", "nope")
     assert rc == 2 and "nope" in err
+
+
+def test_configs_command_lists_the_shipped_configs():
+    rc, stdout, err = run_main("configs")
+    assert rc == 0, err
+    listed = {line.split()[0]: line for line in stdout.splitlines()[:-1]}
+    assert set(listed) == set(cfg.shipped())
+    assert "97.59 %" in listed["best"] and "Reported test accuracy" not in listed["best"]
+    assert str(cfg.SHIPPED) in stdout.splitlines()[-1]
+
+
+def test_study_defaults_to_the_shipped_configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc, _, err = run_main("study", "--out", tmp_path / "out", "--only", "nope")
+    assert rc == 2 and "no study config named nope" in err
+    assert str(cfg.SHIPPED / "study") in err
 
 
 @pytest.mark.parametrize("report, message", [

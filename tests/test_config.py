@@ -12,7 +12,7 @@ from fastnn import MLP
 from fastnn import config as cfg
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_FILES = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIG_FILES = sorted(cfg.SHIPPED.glob("*.yaml"))
 
 
 # ---------------------------------------------------------------------------
@@ -193,14 +193,14 @@ def test_shipped_configs_resolve_and_build(path):
 
 def test_shipped_configs_values():
     assert len(CONFIG_FILES) >= 3
-    best = cfg.resolve(cfg.load(ROOT / "configs" / "best.yaml"))
+    best = cfg.resolve(cfg.load(cfg.SHIPPED / "best.yaml"))
     assert best["layers"] == [784, 128, 10] and best["normalize"] == "standard"
     assert best["early_stopping"] == 3 and best["validation_split"] == 0.2
-    softmax = cfg.resolve(cfg.load(ROOT / "configs" / "softmax-regression.yaml"))
+    softmax = cfg.resolve(cfg.load(cfg.SHIPPED / "softmax-regression.yaml"))
     assert softmax["layers"] == [784, 10]
 
 
-STUDY_FILES = sorted((ROOT / "configs" / "study").glob("*.yaml"))
+STUDY_FILES = sorted((cfg.SHIPPED / "study").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", STUDY_FILES, ids=lambda p: p.stem)
@@ -228,3 +228,46 @@ def test_loss_reduction_key():
         cfg.resolve({"layers": [784, 10], "reporting": {}})
     with pytest.raises(ValueError, match="unknown config key 'report'"):
         cfg.resolve({"layers": [784, 10]}, overrides={"report": {}})
+
+
+# ---------------------------------------------------------------------------
+# shipped configs by name
+# ---------------------------------------------------------------------------
+
+def test_shipped_configs_are_package_data():
+    """The configs live inside the package (installed with it), and every one
+    of them, the study configs included, has a name."""
+    assert cfg.SHIPPED.parent == Path(cfg.__file__).resolve().parent
+    names = cfg.shipped()
+    assert {"best", "mnist-98", "mnist-dropout", "best-adam", "softmax-regression",
+            "study/002-best"} <= set(names)
+    assert len(names) == len(CONFIG_FILES) + len(STUDY_FILES)
+    assert all(path.is_file() for path in names.values())
+
+
+@pytest.mark.parametrize("name", ["best", "best.yaml", "study/002-best", "study/002-best.yaml"])
+def test_locate_by_name_from_any_folder(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stem = name.split("/")[-1].removesuffix(".yaml")
+    path = cfg.locate(name)
+    assert path.name == stem + ".yaml" and path.is_file()
+    assert cfg.load(name) == cfg.load(path)
+
+
+def test_a_path_wins_over_a_name(tmp_path, monkeypatch):
+    """A file of that name in the working folder is read, not the shipped config."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "best").write_text("layers: [784, 7, 10]\n")
+    assert cfg.load("best")["layers"] == [784, 7, 10]
+    assert cfg.load("best.yaml")["layers"] == [784, 128, 10]
+
+
+@pytest.mark.parametrize("name", ["no-such-config", "study/best", "configs/nope.yaml"])
+def test_unknown_name_says_where_to_look(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="fastnn configs"):
+        cfg.load(name)
+
+
+def test_describe_reads_the_first_comment_line():
+    assert cfg.describe(cfg.locate("best")).startswith("The original study's best model")

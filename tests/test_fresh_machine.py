@@ -1,6 +1,6 @@
 """A user's fresh machine: MNIST only in the user cache, no FASTNN_DATA.
 
-The README's two commands (``fastnn train --config configs/best.yaml`` and
+The README's two commands (``fastnn train --config best`` and
 ``pytest``) must find the data where fastnn keeps it. These tests build such a
 machine in a subprocess: a temporary ``XDG_CACHE_HOME`` (and ``HOME``) whose
 ``fastnn/mnist`` folder holds links to the four IDX files, ``FASTNN_DATA``
@@ -57,9 +57,10 @@ def test_loader_finds_the_cache(cache_only_env, tmp_path):
 
 
 def test_train_command_finds_the_cache(cache_only_env, tmp_path):
-    """The README's first command, cut to one epoch."""
+    """The README's first command, cut to one epoch, in a folder of its own (the
+    config by name: it ships with the package)."""
     env, _ = cache_only_env
-    out = _run([str(FASTNN), "train", "--config", str(ROOT / "configs" / "best.yaml"),
+    out = _run([str(FASTNN), "train", "--config", "best",
                 "--epochs", "1", "--quiet", "--out", str(tmp_path / "run")], env, tmp_path)
     assert "test accuracy" in out
     assert (tmp_path / "run" / "model.npz").is_file()

@@ -8,6 +8,7 @@ nets (returned counters and the resulting params and velocity), on every
 instruction-set variant of fastnn's own kernels that the CPU runs and on
 several threads (the weights must not depend on the thread count).
 """
+import sys
 import types
 
 import numpy as np
@@ -61,9 +62,18 @@ def rng():
 
 
 def _supported_isas():
+    """The kernel variants this build and CPU run, the selected (best) first."""
     best = _kernels._kernel_isa()
-    order = ["avx512", "avx2", "generic"]
-    return order[order.index(best):]
+    found = [best]
+    for isa in ("avx512", "avx2", "neon", "generic"):
+        if isa != best:
+            try:
+                _kernels._kernel_isa(isa)
+                found.append(isa)
+            except ValueError:
+                pass
+    _kernels._kernel_isa(best)
+    return found
 
 
 ISAS = _supported_isas()
@@ -143,7 +153,59 @@ def test_own_forward_kernel_tails(rng, kernel_isa, batch, dtype):
 def test_kernel_isa_selection_refuses_unknown_names():
     with pytest.raises(ValueError, match="name must be"):
         _kernels._kernel_isa("sse9")
-    assert _kernels._kernel_isa() in ("avx512", "avx2", "generic")
+    assert _kernels._kernel_isa() in ("avx512", "avx2", "neon", "generic")
+
+
+def _cpu_flags():
+    """The x86 feature flags of /proc/cpuinfo (Linux), else None."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return None
+
+
+def test_kernel_dispatch_selects_the_simd_path_of_this_machine():
+    """The dispatch at load picks the widest variant the CPU runs (NEON on
+    every aarch64 CPU; AVX-512 or AVX2 where /proc/cpuinfo lists AVX2 and
+    FMA), whichever compiler built the module; "generic" is always there."""
+    import os
+    import platform
+    machine = platform.machine().lower()
+    best = ISAS[0]
+    assert "generic" in ISAS
+    info = _kernels._build_info()
+    if os.environ.get("FASTNN_PORTABLE", "") not in ("", "0"):
+        # a deliberately portable build (setup.py): the C kernels only
+        assert not info["simd"] and ISAS == ["generic"]
+        return
+    # a SIMD variant that failed to compile falls back to the portable core
+    # (setup.py) instead of failing the install; on these machines it must not
+    # (MSVC on x86-64 builds the portable core: the x86 variants need GCC or clang)
+    if machine in ("x86_64", "amd64", "aarch64", "arm64") and not (
+            info["compiler"] == "msvc" and machine in ("x86_64", "amd64")):
+        assert info["simd"], f"the SIMD kernels were not built: {info}"
+    if not info["simd"]:
+        assert ISAS == ["generic"]
+    elif machine in ("aarch64", "arm64"):
+        assert best == "neon"
+    elif machine in ("x86_64", "amd64"):
+        flags = _cpu_flags()
+        if flags is not None and {"avx2", "fma"} <= flags:
+            assert best in ("avx512", "avx2")
+            assert "avx2" in ISAS
+        if flags is not None and {"avx512f", "avx512vl", "avx512bw", "avx512dq"} <= flags:
+            assert best == "avx512"
+        assert "neon" not in ISAS
+    assert info["compiler"].split()[0] in ("gcc", "clang", "msvc", "c")
+    if machine == "x86_64" and sys.platform.startswith("linux") and (
+            info["compiler"].startswith("gcc")
+            or (info["compiler"].startswith("clang")
+                and int(info["compiler"].split()[1].split(".")[0]) >= 14)):
+        assert info["clones"], info  # the cloned elementwise passes (ifunc)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

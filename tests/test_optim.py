@@ -319,8 +319,7 @@ def test_config_chooses_the_optimizer_and_refuses_foreign_keys():
 
 @pytest.mark.parametrize("name", ["mnist-dropout.yaml", "best-adam.yaml"])
 def test_shipped_configs_resolve(name):
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[1] / "configs" / name
+    path = config.SHIPPED / name
     cfg = config.resolve(config.load(path))
     model_kw, _, fit_kw = config.split(cfg)
     MLP(**model_kw)

@@ -24,7 +24,7 @@ SCRIPT = Path(__file__).parent / "thread_faults_cases.py"
 def _isas():
     before = _kernels._kernel_isa()
     found = []
-    for isa in ("avx512", "avx2", "generic"):
+    for isa in ("avx512", "avx2", "neon", "generic"):
         try:
             _kernels._kernel_isa(isa)
             found.append(isa)

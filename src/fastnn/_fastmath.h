@@ -19,6 +19,43 @@
 #include <stdint.h>
 #include <stddef.h>
 #include <string.h>
+#include <math.h>
+
+/* Compiler portability of fastnn's C core (here, as every C file of the core
+ * includes this header first): GNU C (GCC, clang, Apple clang) gets its
+ * attributes and builtins; another C11 compiler (MSVC), or any compiler with
+ * -DFASTNN_PORTABLE_C (how the tests compile the portable path with
+ * gcc -std=c11 -pedantic-errors), gets standard C, with MSVC's spellings
+ * where it has them. */
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTNN_PORTABLE_C)
+#define FNN_GNUC 1
+#define FNN_ALWAYS_INLINE inline __attribute__((always_inline))
+#define FNN_NOINLINE __attribute__((noinline))
+#define FNN_ALIGNED64 __attribute__((aligned(64)))
+#define FNN_MAY_ALIAS 1 /* fnn_u64a (_gemm.h) */
+#define FNN_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define FNN_PREFETCH_W(p) __builtin_prefetch((p), 1)
+#define FNN_SQRTF __builtin_sqrtf
+#define FNN_SQRTD __builtin_sqrt
+#define FNN_TLS __thread
+#else
+#define FNN_GNUC 0
+#if defined(_MSC_VER)
+#define FNN_ALWAYS_INLINE __forceinline
+#define FNN_NOINLINE __declspec(noinline)
+#define FNN_TLS __declspec(thread)
+#else
+#define FNN_ALWAYS_INLINE inline
+#define FNN_NOINLINE
+#define FNN_TLS _Thread_local
+#endif
+#define FNN_ALIGNED64
+#define FNN_MAY_ALIAS 0
+#define FNN_UNLIKELY(x) (x)
+#define FNN_PREFETCH_W(p) ((void) (p))
+#define FNN_SQRTF sqrtf
+#define FNN_SQRTD sqrt
+#endif
 
 /* exp(x) for x <= 0 (float); 0 below -87.34 (no subnormals). */
 static inline float fnn_exp_neg_f(float x)
@@ -121,17 +158,23 @@ static inline double fnn_tanh_d(double x)
 
 
 /* The activation passes over a (rows x cols) block, z[i, j] = act(z[i, j] + b[j]).
- * On x86-64 Linux with gcc they are compiled three times (AVX-512, AVX2,
- * baseline SSE2) and the loader picks the best for the CPU (ifunc); with
- * -ffp-contract=off all three round identically, so results do not depend
- * on the machine. */
+ * On x86-64 Linux (ELF, ifunc) with GCC or clang >= 14 they are compiled
+ * three times (AVX-512, AVX2, baseline SSE2) and the loader picks the best
+ * for the CPU; with -ffp-contract=off all three round identically, so results
+ * do not depend on the machine. On aarch64, NEON is the baseline: the one
+ * -O3 build vectorises them with it. FNN_CLONES_ACTIVE: whether the clones
+ * are built (fastnn._kernels._build_info). */
 #ifndef FNN_CLONES
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(FASTNN_NO_CLONES)
+#if FNN_GNUC && defined(__x86_64__) && defined(__linux__) && !defined(FASTNN_NO_CLONES) \
+    && (!defined(__clang__) || __clang_major__ >= 14)
 #define FNN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#define FNN_CLONES_ACTIVE 1
 #else
 #define FNN_CLONES
 #endif
+#endif
+#ifndef FNN_CLONES_ACTIVE
+#define FNN_CLONES_ACTIVE 0
 #endif
 
 #define FNN_BIAS_ACT(NAME, T, FN)                                             \

@@ -23,9 +23,11 @@
  *    to the gathered batch (input) and after a hidden layer's activation;
  *    the backward multiplies by the stored mask.
  *  - variants: AVX-512 (16 floats / 8 doubles a vector, 6 x 4 vector tile),
- *    AVX2+FMA (8 / 4, 6 x 2) and generic C (scalar, 6 x 2), chosen once at
- *    load (fnn_gemm_select) by __builtin_cpu_supports; the x86 variants are
- *    compiled with function target attributes, so the build stays portable.
+ *    AVX2+FMA (8 / 4, 6 x 2), NEON on aarch64 (4 / 2, 6 x 4: 32 registers)
+ *    and generic C (scalar, 6 x 2), chosen once at load (fnn_gemm_select) by
+ *    __builtin_cpu_supports; the x86 variants are compiled with function
+ *    target attributes, so the build stays portable (NEON is every aarch64
+ *    CPU's baseline).
  *  - threads: started per call (a chunk of batches; no pool survives the
  *    call, so a fork never inherits one), a spinning barrier between the
  *    phases of a step; each phase is split over blocks of columns (forward) or rows of W
@@ -36,22 +38,165 @@
 #define FASTNN_GEMM_H
 
 #include <math.h>
-#include <sched.h>
 #include <time.h>
 #include <stddef.h>
 #include <stdlib.h>
-#if defined(_WIN32)
-#include <malloc.h>
-#endif
 #include <stdint.h>
 #include <string.h>
-#if defined(__unix__) || defined(__APPLE__)
-#include <pthread.h>
+#include "_fastmath.h" /* and the compiler portability macros (FNN_GNUC, ...) */
+
+/* Threads: POSIX threads, or Win32 threads on Windows (FNN_PTHREADS: the
+ * build has threads at all; without, every call runs on the caller's
+ * thread). fnn_thread_start/fnn_thread_join are the two calls the training
+ * loop makes; fnn_yield and fnn_sleep_us the barrier's and the tests'. */
+#if defined(_WIN32)
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <windows.h>
+#include <process.h>
+#include <malloc.h>
 #define FNN_PTHREADS 1
+typedef HANDLE fnn_thread_t;
+typedef struct {
+    void *(*fn)(void *);
+    void *arg;
+} fnn_thread_call_t;
+static unsigned __stdcall fnn_thread_tramp(void *p)
+{
+    fnn_thread_call_t call = *(fnn_thread_call_t *) p;
+    free(p);
+    call.fn(call.arg);
+    return 0;
+}
+static inline int fnn_thread_start(fnn_thread_t *t, void *(*fn)(void *), void *arg)
+{
+    fnn_thread_call_t *call = (fnn_thread_call_t *) malloc(sizeof *call);
+    if (call == NULL)
+        return -1;
+    call->fn = fn;
+    call->arg = arg;
+    uintptr_t h = _beginthreadex(NULL, 0, fnn_thread_tramp, call, 0, NULL);
+    if (h == 0) {
+        free(call);
+        return -1;
+    }
+    *t = (HANDLE) h;
+    return 0;
+}
+static inline void fnn_thread_join(fnn_thread_t t)
+{
+    WaitForSingleObject(t, INFINITE);
+    CloseHandle(t);
+}
+static inline void fnn_yield(void) { SwitchToThread(); }
+static inline void fnn_sleep_us(int us) { Sleep((DWORD) ((us + 999) / 1000)); }
+static inline double fnn_now_ns(void)
+{
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (double) c.QuadPart * (1e9 / (double) f.QuadPart);
+}
+#elif defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sched.h>
+#define FNN_PTHREADS 1
+typedef pthread_t fnn_thread_t;
+static inline int fnn_thread_start(fnn_thread_t *t, void *(*fn)(void *), void *arg)
+{
+    return pthread_create(t, NULL, fn, arg);
+}
+static inline void fnn_thread_join(fnn_thread_t t) { pthread_join(t, NULL); }
+static inline void fnn_yield(void) { sched_yield(); }
+static inline void fnn_sleep_us(int us)
+{
+    struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
+    nanosleep(&ts, NULL);
+}
+static inline double fnn_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
+}
 #else
 #define FNN_PTHREADS 0
+static inline void fnn_yield(void) {}
+static inline void fnn_sleep_us(int us) { (void) us; }
+static inline double fnn_now_ns(void)
+{
+    struct timespec ts;
+    timespec_get(&ts, TIME_UTC);
+    return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
+}
 #endif
-#include "_fastmath.h"
+
+/* Atomics of the training threads' shared ints (and the calibration's
+ * double): GCC/clang's __atomic builtins; Win32 Interlocked functions (full
+ * barriers, so every order holds); or C11 <stdatomic.h> (its functions on
+ * plain objects, same size and alignment as their _Atomic types on the
+ * compilers that take this branch). O: RELAXED, ACQUIRE, RELEASE, ACQ_REL or
+ * SEQ_CST. Ints throughout, but FNN_STORE also takes the 64-bit ptrdiff_t
+ * fail_s0 of the training loop. */
+#if FNN_GNUC
+#define FNN_LOAD(p, O) __atomic_load_n(p, __ATOMIC_##O)
+#define FNN_STORE(p, v, O) __atomic_store_n(p, v, __ATOMIC_##O)
+#define FNN_ADD_FETCH(p, v, O) __atomic_add_fetch(p, v, __ATOMIC_##O)
+#define FNN_XCHG(p, v, O) __atomic_exchange_n(p, v, __ATOMIC_##O)
+static inline double fnn_load_dbl(double *p)
+{
+    double v;
+    __atomic_load(p, &v, __ATOMIC_ACQUIRE);
+    return v;
+}
+static inline void fnn_store_dbl(double *p, double v) { __atomic_store(p, &v, __ATOMIC_RELEASE); }
+#elif defined(_WIN32)
+#define FNN_LOAD(p, O) ((int) InterlockedOr((volatile LONG *) (p), 0))
+#define FNN_STORE(p, v, O)                                                    \
+    (sizeof(*(p)) == 8 ? (void) InterlockedExchange64((volatile LONG64 *) (p), (LONG64) (v)) \
+                       : (void) InterlockedExchange((volatile LONG *) (p), (LONG) (v)))
+#define FNN_ADD_FETCH(p, v, O) ((int) InterlockedAdd((volatile LONG *) (p), (LONG) (v)))
+#define FNN_XCHG(p, v, O) ((int) InterlockedExchange((volatile LONG *) (p), (LONG) (v)))
+static inline double fnn_load_dbl(double *p)
+{
+    LONG64 b = InterlockedOr64((volatile LONG64 *) p, 0);
+    double v;
+    memcpy(&v, &b, sizeof v);
+    return v;
+}
+static inline void fnn_store_dbl(double *p, double v)
+{
+    LONG64 b;
+    memcpy(&b, &v, sizeof b);
+    InterlockedExchange64((volatile LONG64 *) p, b);
+}
+#else
+#include <stdatomic.h>
+#define FNN_MO_RELAXED memory_order_relaxed
+#define FNN_MO_ACQUIRE memory_order_acquire
+#define FNN_MO_RELEASE memory_order_release
+#define FNN_MO_ACQ_REL memory_order_acq_rel
+#define FNN_MO_SEQ_CST memory_order_seq_cst
+#define FNN_LOAD(p, O) atomic_load_explicit((_Atomic int *) (p), FNN_MO_##O)
+#define FNN_STORE(p, v, O)                                                    \
+    (sizeof(*(p)) == 8                                                        \
+         ? atomic_store_explicit((_Atomic long long *) (p), (long long) (v), FNN_MO_##O) \
+         : atomic_store_explicit((_Atomic int *) (p), (int) (v), FNN_MO_##O))
+#define FNN_ADD_FETCH(p, v, O) (atomic_fetch_add_explicit((_Atomic int *) (p), v, FNN_MO_##O) + (v))
+#define FNN_XCHG(p, v, O) atomic_exchange_explicit((_Atomic int *) (p), v, FNN_MO_##O)
+static inline double fnn_load_dbl(double *p)
+{
+    return atomic_load_explicit((_Atomic double *) p, memory_order_acquire);
+}
+static inline void fnn_store_dbl(double *p, double v)
+{
+    atomic_store_explicit((_Atomic double *) p, v, memory_order_release);
+}
+#endif
 
 enum { FNN_IDENTITY = 0, FNN_RELU = 1, FNN_TANH = 2, FNN_SIGMOID = 3 };
 enum { FNN_EPI_BIAS = 0, FNN_EPI_DACT = 1 };
@@ -128,8 +273,11 @@ static inline uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step
 
 #include "_augment.h"
 
-/* uint64 stores that may alias the uint16 lanes they are read back as */
+/* uint64 stores that may alias the uint16 lanes they are read back as (GNU
+ * C; elsewhere drop's masks are made lane by lane, FNN_MAY_ALIAS 0) */
+#if FNN_MAY_ALIAS
 typedef uint64_t fnn_u64a __attribute__((may_alias));
+#endif
 
 /* When the products pack (measured crossovers; they assume 4 KiB pages and
  * an L1 whose way is 4 KiB, 64 sets of 64 B, as on current x86 and ARM
@@ -185,13 +333,24 @@ static inline void fnn_aligned_free(void *p)
  * made two threads 1.20-1.25x slower than one on an Intel Xeon at batch 10
  * of [784, 128, 10]. -DFNN_PAR_MIN_MACS=N fixes it at build time. */
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* The SIMD variants: x86-64 (AVX-512, AVX2 + FMA) with GCC or clang, whose
+ * target attributes compile them into a portable build; aarch64 (NEON) with
+ * any compiler that has arm_neon.h. FASTNN_PORTABLE_C (or a compiler without
+ * GNU C) builds the generic C kernels only. */
+#if defined(__x86_64__) && FNN_GNUC && !defined(FASTNN_NO_SIMD)
 #include <immintrin.h>
 #define FNN_HAVE_X86 1
 static const int32_t fnn_mtab32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
 static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #else
 #define FNN_HAVE_X86 0
+#endif
+#if (defined(__aarch64__) || defined(_M_ARM64)) && !defined(FASTNN_NO_SIMD) \
+    && (FNN_GNUC || defined(_MSC_VER))
+#include <arm_neon.h>
+#define FNN_HAVE_NEON 1
+#else
+#define FNN_HAVE_NEON 0
 #endif
 
 #define FNN_CAT4(a, b, c, d) a##_##b##_##c##_##d
@@ -224,7 +383,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 
 #define FNN_T float
 #define VT float
-#define FNN_SQRT __builtin_sqrtf
+#define FNN_SQRT FNN_SQRTF
 #define FNN_HP fnn_step_f
 #define FNN_BIAS_TANH fnn_bias_tanh_f
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
@@ -240,7 +399,7 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 
 #define FNN_T double
 #define VT double
-#define FNN_SQRT __builtin_sqrt
+#define FNN_SQRT FNN_SQRTD
 #define FNN_HP fnn_step_d
 #define FNN_BIAS_TANH fnn_bias_tanh_d
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
@@ -250,6 +409,14 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #undef MRR
 #undef NRV
 #undef FNN_TARGET
+
+/* A build that defines FASTNN_SIMD_BUILD_FAILS refuses to compile the SIMD
+ * variants, as a compiler without their intrinsics would: the check of
+ * setup.py's portable retry (CFLAGS=-DFASTNN_SIMD_BUILD_FAILS pip install .
+ * installs the portable core; the retry defines FASTNN_NO_SIMD). */
+#if (FNN_HAVE_X86 || FNN_HAVE_NEON) && defined(FASTNN_SIMD_BUILD_FAILS)
+#error "FASTNN_SIMD_BUILD_FAILS: the SIMD variants refused (a check of the portable retry)"
+#endif
 
 #if FNN_HAVE_X86
 /* VL x VL in-register transposes, d[i * ld + j] = s[j * ls + i], for the
@@ -355,7 +522,7 @@ fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
 #define NRV 4
 
 #define FNN_T float
-#define FNN_SQRT __builtin_sqrtf
+#define FNN_SQRT FNN_SQRTF
 #define FNN_HP fnn_step_f
 #define FNN_BIAS_TANH fnn_bias_tanh_f
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
@@ -385,7 +552,7 @@ fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
 #include "_gemm_undef.h"
 
 #define FNN_T double
-#define FNN_SQRT __builtin_sqrt
+#define FNN_SQRT FNN_SQRTD
 #define FNN_HP fnn_step_d
 #define FNN_BIAS_TANH fnn_bias_tanh_d
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
@@ -423,7 +590,7 @@ fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
 #define NRV 2
 
 #define FNN_T float
-#define FNN_SQRT __builtin_sqrtf
+#define FNN_SQRT FNN_SQRTF
 #define FNN_HP fnn_step_f
 #define FNN_BIAS_TANH fnn_bias_tanh_f
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
@@ -453,7 +620,7 @@ fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
 #include "_gemm_undef.h"
 
 #define FNN_T double
-#define FNN_SQRT __builtin_sqrt
+#define FNN_SQRT FNN_SQRTD
 #define FNN_HP fnn_step_d
 #define FNN_BIAS_TANH fnn_bias_tanh_d
 #define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
@@ -485,6 +652,144 @@ fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
 #undef MRR
 #undef NRV
 #endif /* FNN_HAVE_X86 */
+
+/* -------------------------------------------------------------- NEON (arm64) */
+/* Advanced SIMD is part of every aarch64 CPU (Apple M-series, Graviton,
+ * Ampere, Cortex-A): 128-bit vectors (4 floats, 2 doubles), 32 vector
+ * registers and a fused multiply-add (fmla), so the kernels need no target
+ * attribute and no run-time test; "generic" can still be selected. The
+ * register tile is AVX-512's shape, 6 rows x 4 vectors: 24 accumulators, 4
+ * vectors of B and a broadcast of A (29 of the 32 registers), 24 fmla per k
+ * step (96 float or 48 double multiply-adds). NEON has no masked loads: the
+ * last vector of a panel is loaded whole when it is full, else lane by lane
+ * into zeros, all inline (MT: the count of valid lanes; a memcpy here was a
+ * call in the K loop, around which the accumulators were spilled).
+ * arm_neon.h intrinsics only (GCC, clang and Apple clang; MSVC's arm64
+ * compiler has them too). */
+#if FNN_HAVE_NEON
+static inline float32x4_t fnn_neon_loadm_f(const float *p, int n)
+{
+    if (n >= 4)
+        return vld1q_f32(p);
+    float32x4_t v = vld1q_lane_f32(p, vdupq_n_f32(0.0f), 0);
+    if (n > 1)
+        v = vld1q_lane_f32(p + 1, v, 1);
+    if (n > 2)
+        v = vld1q_lane_f32(p + 2, v, 2);
+    return v;
+}
+static inline void fnn_neon_storem_f(float *p, int n, float32x4_t v)
+{
+    if (n >= 4) {
+        vst1q_f32(p, v);
+        return;
+    }
+    vst1q_lane_f32(p, v, 0);
+    if (n > 1)
+        vst1q_lane_f32(p + 1, v, 1);
+    if (n > 2)
+        vst1q_lane_f32(p + 2, v, 2);
+}
+static inline float64x2_t fnn_neon_loadm_d(const double *p, int n)
+{
+    return n >= 2 ? vld1q_f64(p) : vld1q_lane_f64(p, vdupq_n_f64(0.0), 0);
+}
+static inline void fnn_neon_storem_d(double *p, int n, float64x2_t v)
+{
+    if (n >= 2)
+        vst1q_f64(p, v);
+    else
+        vst1q_lane_f64(p, v, 0);
+}
+/* 4 x 4 and 2 x 2 in-register transposes, d[i * ld + j] = s[j * ls + i] */
+static inline void fnn_trans_neon_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
+{
+    float32x4_t r0 = vld1q_f32(s), r1 = vld1q_f32(s + ls);
+    float32x4_t r2 = vld1q_f32(s + 2 * ls), r3 = vld1q_f32(s + 3 * ls);
+    float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
+    float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
+    float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
+    float64x2_t t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
+    vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
+    vst1q_f32(d + ld, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
+    vst1q_f32(d + 2 * ld, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
+    vst1q_f32(d + 3 * ld, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
+}
+static inline void fnn_trans_neon_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
+{
+    float64x2_t r0 = vld1q_f64(s), r1 = vld1q_f64(s + ls);
+    vst1q_f64(d, vtrn1q_f64(r0, r1));
+    vst1q_f64(d + ld, vtrn2q_f64(r0, r1));
+}
+
+#define FNN_TARGET
+#define MRR 6
+#define NRV 4
+
+#define FNN_T float
+#define FNN_SQRT FNN_SQRTF
+#define FNN_HP fnn_step_f
+#define FNN_BIAS_TANH fnn_bias_tanh_f
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, neon, f)
+#define VT float32x4_t
+#define VL 4
+#define MT int
+#define MASKN(r) (r)
+#define VZERO vdupq_n_f32(0.0f)
+#define VSET1(x) vdupq_n_f32(x)
+#define VLOAD(p) vld1q_f32(p)
+#define VLOADM(p, m) fnn_neon_loadm_f(p, m)
+#define VSTORE(p, v) vst1q_f32(p, v)
+#define VSTOREM(p, m, v) fnn_neon_storem_f(p, m, v)
+#define VFMA(a, b, c) vfmaq_f32(c, a, b)
+#define VMUL(a, b) vmulq_f32(a, b)
+#define VADD(a, b) vaddq_f32(a, b)
+#define VSUB(a, b) vsubq_f32(a, b)
+#define VDIV(a, b) vdivq_f32(a, b)
+#define VSQRT(x) vsqrtq_f32(x)
+#define VTRANS(s, ls, d, ld) fnn_trans_neon_f(s, ls, d, ld)
+/* as the x86 variants: x < 0 ? 0 : x (NaN and -0 kept), a > 0 ? x : 0 */
+#define VRELU(x) vbslq_f32(vcltzq_f32(x), vdupq_n_f32(0.0f), x)
+#define VSELPOS(x, a) vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(x), vcgtzq_f32(a)))
+#define VADDPOS(s, w, l) vbslq_f32(vcgtzq_f32(w), vaddq_f32(s, l), s)
+#define VSUBNEG(s, w, l) vbslq_f32(vcltzq_f32(w), vsubq_f32(s, l), s)
+#include "_gemm_isa.h"
+#include "_gemm_undef.h"
+
+#define FNN_T double
+#define FNN_SQRT FNN_SQRTD
+#define FNN_HP fnn_step_d
+#define FNN_BIAS_TANH fnn_bias_tanh_d
+#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, neon, d)
+#define VT float64x2_t
+#define VL 2
+#define MT int
+#define MASKN(r) (r)
+#define VZERO vdupq_n_f64(0.0)
+#define VSET1(x) vdupq_n_f64(x)
+#define VLOAD(p) vld1q_f64(p)
+#define VLOADM(p, m) fnn_neon_loadm_d(p, m)
+#define VSTORE(p, v) vst1q_f64(p, v)
+#define VSTOREM(p, m, v) fnn_neon_storem_d(p, m, v)
+#define VFMA(a, b, c) vfmaq_f64(c, a, b)
+#define VMUL(a, b) vmulq_f64(a, b)
+#define VADD(a, b) vaddq_f64(a, b)
+#define VSUB(a, b) vsubq_f64(a, b)
+#define VDIV(a, b) vdivq_f64(a, b)
+#define VSQRT(x) vsqrtq_f64(x)
+#define VTRANS(s, ls, d, ld) fnn_trans_neon_d(s, ls, d, ld)
+#define VRELU(x) vbslq_f64(vcltzq_f64(x), vdupq_n_f64(0.0), x)
+#define VSELPOS(x, a) vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(x), vcgtzq_f64(a)))
+#define VADDPOS(s, w, l) vbslq_f64(vcgtzq_f64(w), vaddq_f64(s, l), s)
+#define VSUBNEG(s, w, l) vbslq_f64(vcltzq_f64(w), vsubq_f64(s, l), s)
+#include "_gemm_isa.h"
+#include "_gemm_undef.h"
+#undef FNN_TARGET
+#undef MRR
+#undef NRV
+#endif /* FNN_HAVE_NEON */
 
 /* ------------------------------------------------------ dispatch and loop */
 static inline void fnn_split(ptrdiff_t n, ptrdiff_t unit, int nt, int t,
@@ -528,8 +833,10 @@ static inline void fnn_cpu_relax(void)
 {
 #if FNN_HAVE_X86
     _mm_pause();
-#elif defined(__aarch64__) && defined(__GNUC__)
+#elif defined(__aarch64__) && FNN_GNUC
     __asm__ __volatile__("yield");
+#elif defined(_WIN32)
+    YieldProcessor();
 #endif
 }
 
@@ -556,23 +863,23 @@ static inline void fnn_futex_wake_all(int *addr)
 static inline int fnn_barrier_sync(fnn_barrier_t *b, int nt, int m, const int *status)
 {
     if (nt <= 1)
-        return __atomic_load_n(status, __ATOMIC_RELAXED);
-    int g = __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE);
-    if (__atomic_add_fetch(&b->count, m, __ATOMIC_ACQ_REL) == nt) {
+        return FNN_LOAD(status, RELAXED);
+    int g = FNN_LOAD(&b->gen, ACQUIRE);
+    if (FNN_ADD_FETCH(&b->count, m, ACQ_REL) == nt) {
         /* the arrivals' acq_rel chain makes every status written before an
            arrival visible here */
-        __atomic_store_n(&b->count, 0, __ATOMIC_RELAXED);
-        int st = __atomic_load_n(status, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->stop, st, __ATOMIC_RELAXED);
-        __atomic_store_n(&b->gen, g + 1, __ATOMIC_SEQ_CST);
-        if (__atomic_load_n(&b->sleepers, __ATOMIC_SEQ_CST) > 0) {
+        FNN_STORE(&b->count, 0, RELAXED);
+        int st = FNN_LOAD(status, RELAXED);
+        FNN_STORE(&b->stop, st, RELAXED);
+        FNN_STORE(&b->gen, g + 1, SEQ_CST);
+        if (FNN_LOAD(&b->sleepers, SEQ_CST) > 0) {
 #if FNN_FUTEX
             fnn_futex_wake_all(&b->gen);
 #endif
         }
         return st;
     }
-    for (long spins = 0; __atomic_load_n(&b->gen, __ATOMIC_ACQUIRE) == g; spins++) {
+    for (long spins = 0; FNN_LOAD(&b->gen, ACQUIRE) == g; spins++) {
         if (spins < fnn_spin_limit) {
             fnn_cpu_relax();
             continue;
@@ -581,18 +888,18 @@ static inline int fnn_barrier_sync(fnn_barrier_t *b, int nt, int m, const int *s
            before its sleepers check (both sequentially consistent): either it
            sees this sleeper, or this thread sees the new generation (and
            FUTEX_WAIT returns at once when gen no longer equals g) */
-        __atomic_add_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
-        while (__atomic_load_n(&b->gen, __ATOMIC_SEQ_CST) == g) {
+        (void) FNN_ADD_FETCH(&b->sleepers, 1, SEQ_CST);
+        while (FNN_LOAD(&b->gen, SEQ_CST) == g) {
 #if FNN_FUTEX
             fnn_futex_wait(&b->gen, g);
 #else
-            sched_yield();
+            fnn_yield();
 #endif
         }
-        __atomic_sub_fetch(&b->sleepers, 1, __ATOMIC_SEQ_CST);
+        (void) FNN_ADD_FETCH(&b->sleepers, -1, SEQ_CST);
         break;
     }
-    return __atomic_load_n(&b->stop, __ATOMIC_RELAXED);
+    return FNN_LOAD(&b->stop, RELAXED);
 }
 
 /* Subnormal numbers flushed to zero inside a training call (FTZ and DAZ on
@@ -614,7 +921,7 @@ static inline fnn_fpmode_t fnn_flush_begin(void)
     return m;
 }
 static inline void fnn_flush_end(fnn_fpmode_t m) { _mm_setcsr(m); }
-#elif defined(__aarch64__) && defined(__GNUC__)
+#elif defined(__aarch64__) && FNN_GNUC
 typedef uint64_t fnn_fpmode_t;
 static inline fnn_fpmode_t fnn_flush_begin(void)
 {
@@ -624,6 +931,16 @@ static inline fnn_fpmode_t fnn_flush_begin(void)
     return m;
 }
 static inline void fnn_flush_end(fnn_fpmode_t m) { __asm__ __volatile__("msr fpcr, %0" : : "r"(m)); }
+#elif defined(_M_X64) || defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
+typedef unsigned int fnn_fpmode_t;
+static inline fnn_fpmode_t fnn_flush_begin(void)
+{
+    unsigned int m = _mm_getcsr();
+    _mm_setcsr(m | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
+    return m;
+}
+static inline void fnn_flush_end(fnn_fpmode_t m) { _mm_setcsr(m); }
 #else
 typedef int fnn_fpmode_t;
 static inline fnn_fpmode_t fnn_flush_begin(void) { return 0; }
@@ -660,12 +977,8 @@ static volatile int fnn_test_delay_tid = -1, fnn_test_delay_point = 0, fnn_test_
 
 static inline void fnn_test_delay(int tid, int point)
 {
-    if (__builtin_expect(fnn_test_delay_tid == tid, 0) && fnn_test_delay_point == point) {
-#if FNN_PTHREADS
-        struct timespec ts = {fnn_test_delay_us / 1000000, (fnn_test_delay_us % 1000000) * 1000L};
-        nanosleep(&ts, NULL);
-#endif
-    }
+    if (FNN_UNLIKELY(fnn_test_delay_tid == tid) && fnn_test_delay_point == point)
+        fnn_sleep_us(fnn_test_delay_us);
 }
 
 /* What the training products may pack, bits: 1 B panels, 2 dW's operands,
@@ -689,7 +1002,7 @@ static const char *fnn_gemm_isa_name = "generic";
 static int fnn_gemm_select(const char *name);
 static double fnn_par_min_macs(int is_double);
 /* the calibration's own calls force a threshold (this thread only; < 0: none) */
-static __thread double fnn_force_min_macs = -1;
+static FNN_TLS double fnn_force_min_macs = -1;
 
 #define FNN_T float
 #define FNN_SUF f
@@ -733,13 +1046,6 @@ static __thread double fnn_force_min_macs = -1;
 static double fnn_calib[3]; /* t1 ns/step, t2 ns/step at the crossover, threshold (0: not yet) */
 static double fnn_calib_at; /* when it was measured (fnn_now_ns) */
 
-static double fnn_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec * 1e9 + (double) ts.tv_nsec;
-}
-
 #if FNN_PTHREADS
 /* ns per step of `steps` steps of the probe at batch bs on nt threads. */
 static double fnn_probe_steps(fnn_bufs_t_f *pb, fnn_opt_t *opt, ptrdiff_t bs, int nt, int steps)
@@ -761,8 +1067,7 @@ static double fnn_par_min_macs(int is_double)
 #ifdef FNN_PAR_MIN_MACS
     return (double) FNN_PAR_MIN_MACS / (is_double ? 2 : 1);
 #else
-    double done;
-    __atomic_load(&fnn_calib[2], &done, __ATOMIC_ACQUIRE);
+    double done = fnn_load_dbl(&fnn_calib[2]);
     enum { D = 784, H = 128, C = 10, MAXB = 256, STEPS = 12, ROWS = 512 };
     /* no crossover found (two threads never won, as when another process
        held a core during the measurement): measured again 30 s later */
@@ -771,7 +1076,7 @@ static double fnn_par_min_macs(int is_double)
     /* one measurement at a time (two at once would measure each other): a
        call that finds one running uses the last threshold, or 400k */
     static int busy = 0;
-    if (__atomic_exchange_n(&busy, 1, __ATOMIC_ACQUIRE))
+    if (FNN_XCHG(&busy, 1, ACQUIRE))
         return (done > 0 ? done : 4e5) / (is_double ? 2 : 1);
     const ptrdiff_t sizes[3] = {D, H, C};
     const ptrdiff_t np_ = D * H + H * C + H + C;
@@ -831,14 +1136,15 @@ static double fnn_par_min_macs(int is_double)
     fnn_calib[0] = t1s;
     fnn_calib[1] = t2s;
     fnn_calib_at = fnn_now_ns();
-    __atomic_store(&fnn_calib[2], &min_macs, __ATOMIC_RELEASE);
-    __atomic_store_n(&busy, 0, __ATOMIC_RELEASE);
+    fnn_store_dbl(&fnn_calib[2], min_macs);
+    FNN_STORE(&busy, 0, RELEASE);
     return min_macs / (is_double ? 2 : 1);
 #endif
 }
 
 /* Select the kernels: name NULL (or "") for the best the CPU runs, else
- * "avx512", "avx2" or "generic". Returns 0, or -1 if the CPU lacks it. */
+ * "avx512", "avx2", "neon" or "generic". Returns 0, or -1 if the CPU (or
+ * the build) lacks it. */
 static int fnn_gemm_select(const char *name)
 {
     int want_best = name == NULL || name[0] == '\0';
@@ -865,6 +1171,16 @@ static int fnn_gemm_select(const char *name)
         fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx2_d, fnn_dw_update_avx2_d, fnn_db_update_avx2_d,
                                     fnn_drop_avx2_d, fnn_dropbwd_avx2_d, 4, 8};
         fnn_gemm_isa_name = "avx2";
+        return 0;
+    }
+#endif
+#if FNN_HAVE_NEON
+    if (want_best || strcmp(name, "neon") == 0) {
+        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_neon_f, fnn_dw_update_neon_f, fnn_db_update_neon_f,
+                                    fnn_drop_neon_f, fnn_dropbwd_neon_f, 4, 16};
+        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_neon_d, fnn_dw_update_neon_d, fnn_db_update_neon_d,
+                                    fnn_drop_neon_d, fnn_dropbwd_neon_d, 2, 8};
+        fnn_gemm_isa_name = "neon";
         return 0;
     }
 #endif
@@ -913,10 +1229,29 @@ static void fnn_dropout_mask(uint8_t *mask, ptrdiff_t n, uint64_t key, uint32_t 
             w[i] = wd - (at * mi) / (SQRT(vi) * st + eps);                    \
         }                                                                     \
     }
-FNN_ADAM_UPDATE(fnn_adam_f, float, fnn_step_f, __builtin_sqrtf)
-FNN_ADAM_UPDATE(fnn_adam_d, double, fnn_step_d, __builtin_sqrt)
+FNN_ADAM_UPDATE(fnn_adam_f, float, fnn_step_f, FNN_SQRTF)
+FNN_ADAM_UPDATE(fnn_adam_d, double, fnn_step_d, FNN_SQRTD)
 #undef FNN_ADAM_UPDATE
 
 static int fnn_threaded(void) { return FNN_PTHREADS; }
+
+/* The compiler that built the core, and whether the elementwise passes are
+ * cloned per instruction set (FNN_CLONES_ACTIVE, _fastmath.h). */
+static const char *fnn_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#elif defined(_MSC_VER)
+    return "msvc";
+#else
+    return "c";
+#endif
+}
+static int fnn_clones_active(void) { return FNN_CLONES_ACTIVE; }
+/* 1: the SIMD variants of this architecture are built; 0: the C kernels only
+ * (FASTNN_PORTABLE_C or FASTNN_NO_SIMD, as setup.py's portable retry) */
+static int fnn_simd_built(void) { return FNN_HAVE_X86 || FNN_HAVE_NEON; }
 
 #endif

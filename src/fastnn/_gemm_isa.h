@@ -4,7 +4,8 @@
  * The includer defines:
  *   FNN_T       float or double
  *   FNN_NAME(x) the function name for this ISA/dtype (fnn_<x>_<isa>_<f|d>)
- *   FNN_TARGET  __attribute__((target(...))) or empty
+ *   FNN_TARGET  __attribute__((target(...))) or empty (portability macros
+ *               FNN_ALWAYS_INLINE, FNN_NOINLINE, ...: _fastmath.h)
  *   VT, MT      vector and tail-mask types;  VL lanes per vector
  *   MRR, NRV    register tile: MRR rows x NRV vectors of VL columns
  *   VLOAD/VLOADM/VSTORE/VSTOREM/VSET1/VZERO/VFMA/VMUL/VADD/VSUB/VDIV/VSQRT/
@@ -26,7 +27,7 @@
  *                 tanh/sigmoid, the _fastmath.h row pass on the finished rows;
  *   FNN_EPI_DACT: * act'(ap[i, j]) with the derivative written in terms of
  *                 the activation ap (ap has C's leading dimension). */
-static inline __attribute__((always_inline)) FNN_TARGET void
+static FNN_ALWAYS_INLINE FNN_TARGET void
 FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
                const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
@@ -200,7 +201,7 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
  * exactly 1). No gradient array: each register tile of g is consumed where
  * it is made. wt, when not NULL, is W's transposed copy (n x n_in), kept
  * equal to W. */
-static inline __attribute__((always_inline)) FNN_TARGET int
+static FNN_ALWAYS_INLINE FNN_TARGET int
 FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t bs,
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                  FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
@@ -324,7 +325,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 
 /* dw_update's packed loop (below), out of line: one expansion of the tile
  * cases per function keeps GCC's register allocation of the accumulators. */
-static FNN_TARGET __attribute__((noinline)) int
+static FNN_TARGET FNN_NOINLINE int
 FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
@@ -361,10 +362,10 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                     for (int r = 0; r < MRR; r++) {
                         const ptrdiff_t off = (k + MRR + r) * ldw + j0;
                         for (ptrdiff_t c = 0; c < cols; c += 64 / (ptrdiff_t) sizeof(FNN_T)) {
-                            __builtin_prefetch(w + off + c, 1);
-                            __builtin_prefetch(s0 + off + c, 1);
+                            FNN_PREFETCH_W(w + off + c);
+                            FNN_PREFETCH_W(s0 + off + c);
                             if (s1)
-                                __builtin_prefetch(s1 + off + c, 1);
+                                FNN_PREFETCH_W(s1 + off + c);
                         }
                     }
                 }
@@ -473,7 +474,7 @@ static FNN_TARGET void
 FNN_NAME(drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
                uint32_t thr, FNN_T scale)
 {
-    uint16_t u[FNN_DROP_CHUNK + 8] __attribute__((aligned(64)));
+    uint16_t u[FNN_DROP_CHUNK + 8] FNN_ALIGNED64;
     const int none = thr > 0xFFFF;
     const uint16_t t16 = (uint16_t) (none ? 0 : thr);
     while (e0 < e1) {
@@ -481,7 +482,7 @@ FNN_NAME(drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key
         const ptrdiff_t n = e1 - e0 < FNN_DROP_CHUNK ? e1 - e0 : FNN_DROP_CHUNK;
         const ptrdiff_t ng = (off + n + 3) >> 2;
         const uint64_t base = key + (uint64_t) g0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#if FNN_MAY_ALIAS && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
         fnn_u64a *h = (fnn_u64a *) u;
         for (ptrdiff_t k = 0; k < ng; k++)
             h[k] = fnn_mix64(base + (uint64_t) k);

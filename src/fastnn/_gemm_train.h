@@ -327,8 +327,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         for (ptrdiff_t i = lo; i < hi; i++) {
             ptrdiff_t r = B->order[pos + i];
             if (r < 0 || r >= B->n_rows) {
-                __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
-                __atomic_store_n(&c->status, 1, __ATOMIC_RELAXED);
+                FNN_STORE(&c->fail_s0, pos, RELAXED);
+                FNN_STORE(&c->status, 1, RELAXED);
                 ok = 0;
                 break;
             }
@@ -408,8 +408,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 c->pen_scale = sw > 0 ? (double) bs / sw : 0.0;
             }
             if (nc < 0 || !isfinite(loss)) {
-                __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
-                __atomic_store_n(&c->status, nc < 0 ? 1 : 2, __ATOMIC_RELAXED);
+                FNN_STORE(&c->fail_s0, pos, RELAXED);
+                FNN_STORE(&c->status, nc < 0 ? 1 : 2, RELAXED);
             } else {
                 *c->loss_sum += loss * (double) bs;
                 *c->n_correct += nc;
@@ -485,8 +485,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         }
         if (bad) {
             /* this batch's update was made: the rows consumed include it */
-            __atomic_store_n(&c->fail_s0, pos + bs, __ATOMIC_RELAXED);
-            __atomic_store_n(&c->status, 2, __ATOMIC_RELAXED);
+            FNN_STORE(&c->fail_s0, pos + bs, RELAXED);
+            FNN_STORE(&c->status, 2, RELAXED);
         }
         fnn_test_delay(tid, 3);
         if (FNN_SYNC())
@@ -592,33 +592,30 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
             woff += ni * no;
         }
 #if FNN_PTHREADS
-    pthread_t th[64];
+    fnn_thread_t th[64];
     FNN_F(fnn_train_arg) args[64];
     int started = 0;
     if (n_threads > 1) {
         /* every thread must know the team size before it starts */
         c.nt = n_threads;
-        pthread_attr_t attr;
-        pthread_attr_init(&attr);
         for (int t = 1; t < n_threads; t++) {
             args[t].c = &c;
             args[t].tid = t;
         }
         for (int t = 1; t < n_threads; t++) {
-            if (pthread_create(&th[t], &attr, FNN_F(fnn_train_thread), &args[t]) != 0)
+            if (fnn_thread_start(&th[t], FNN_F(fnn_train_thread), &args[t]) != 0)
                 break;
             started++;
         }
-        pthread_attr_destroy(&attr);
         if (started < n_threads - 1) {
             /* a thread could not be started: release the started ones at
                their first barrier (this thread arrives for itself and the
                missing ones) with a status that makes them return, then run
                the call alone */
-            __atomic_store_n(&c.status, 3, __ATOMIC_RELAXED);
+            FNN_STORE(&c.status, 3, RELAXED);
             (void) fnn_barrier_sync(&c.barrier, c.nt, n_threads - started, &c.status);
             for (int t = 1; t <= started; t++)
-                pthread_join(th[t], NULL);
+                fnn_thread_join(th[t]);
             memset(&c.barrier, 0, sizeof c.barrier);
             c.status = 0;
             c.fail_s0 = stop;
@@ -632,7 +629,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     fnn_flush_end(fp);
 #if FNN_PTHREADS
     for (int t = 1; t <= started; t++)
-        pthread_join(th[t], NULL);
+        fnn_thread_join(th[t]);
 #endif
     fnn_aligned_free(c.pack);
     fnn_aligned_free(c.aug_work);

@@ -13,6 +13,7 @@ DEBUG_BUILD: bool
 THREADED: bool
 
 def _kernel_isa(name: Optional[str] = None) -> str: ...
+def _build_info() -> dict: ...
 
 def dense_forward(
     X: NDArray[np.floating],

@@ -210,6 +210,9 @@ cdef extern from "_gemm.h" nogil:
     int fnn_gemm_select(const char* name)
     const char* fnn_gemm_isa()
     int fnn_threaded()
+    const char* fnn_compiler()
+    int fnn_clones_active()
+    int fnn_simd_built()
     void fnn_dense_forward_f(const float* x, const float* w, const float* b, float* out,
                              intp_t batch, intp_t n_in, intp_t n_out, int act)
     void fnn_dense_forward_d(const double* x, const double* w, const double* b, double* out,
@@ -251,14 +254,26 @@ fnn_gemm_select(NULL)
 
 def _kernel_isa(name=None):
     """Private: the instruction set of fastnn's training kernels ("avx512",
-    "avx2" or "generic"); with ``name``, select that one first (tests run
-    every variant the CPU supports). ValueError if the CPU lacks it."""
+    "avx2", "neon" or "generic"); with ``name``, select that one first (tests
+    run every variant the CPU supports). ValueError if the CPU lacks it."""
     if name is not None:
-        if name not in ("avx512", "avx2", "generic", ""):
-            raise ValueError(f"name must be 'avx512', 'avx2', 'generic' or '', got {name!r}")
+        if name not in ("avx512", "avx2", "neon", "generic", ""):
+            raise ValueError(f"name must be 'avx512', 'avx2', 'neon', 'generic' or '', "
+                             f"got {name!r}")
         if fnn_gemm_select(name.encode()) != 0:
             raise ValueError(f"this CPU cannot run the {name!r} kernels")
     return fnn_gemm_isa().decode()
+
+
+def _build_info():
+    """Private: how the C core was built: ``{"compiler": "gcc 12.2.0" (or
+    "clang ..."), "simd": whether the SIMD kernels of this architecture are
+    built (False: the portable C core, setup.py's fallback), "clones": whether
+    the elementwise passes are cloned per x86 instruction set (GCC or clang >=
+    14 on x86-64 Linux), "threads": whether training can use more than one
+    thread}``."""
+    return {"compiler": fnn_compiler().decode().strip(), "simd": bool(fnn_simd_built()),
+            "clones": bool(fnn_clones_active()), "threads": bool(fnn_threaded())}
 
 
 def _test_delay(tid=-1, point=0, us=0):

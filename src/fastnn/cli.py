@@ -1,8 +1,10 @@
 """The ``fastnn`` command line: train, sweep, study, evaluate, export, gradcheck, bench.
 
-    fastnn train --config configs/best.yaml --data-dir ../shared/data/mnist --out runs/best
-    fastnn sweep --config configs/best.yaml --grid activation=relu,tanh --grid l2=0,1e-3 --jobs 2
-    fastnn study configs/study --out runs/study
+    fastnn configs                      # the shipped configs, by name
+    fastnn train --config best --data-dir ../shared/data/mnist --out runs/best
+    fastnn train --config my-config.yaml  # a path works as well
+    fastnn sweep --config best --grid activation=relu,tanh --grid l2=0,1e-3 --jobs 2
+    fastnn study --out runs/study         # the shipped study configs (or a folder of configs)
     fastnn evaluate runs/best/model.npz --data-dir ../shared/data/mnist
     fastnn export runs/best/model.npz --onnx runs/best/model.onnx
     fastnn gradcheck --data-dir ../shared/data/mnist
@@ -67,8 +69,11 @@ def _parser():
     parser.add_argument("--version", action="version", version=f"fastnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("configs", help="list the shipped configs (their names work as --config)")
+
     p = sub.add_parser("train", help="train a model from a config file")
-    p.add_argument("--config", required=True, help="YAML or JSON config")
+    p.add_argument("--config", required=True,
+                   help="YAML or JSON config: a path, or a shipped config's name (fastnn configs)")
     _add_data_args(p)
     p.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     p.add_argument("--checkpoint", default=None,
@@ -78,7 +83,8 @@ def _parser():
 
     p = sub.add_parser("sweep", help="train a grid of configs (in parallel, or on a Dask "
                                      "cluster) and compare them")
-    p.add_argument("--config", required=True, help="YAML or JSON config (the base)")
+    p.add_argument("--config", required=True,
+                   help="YAML or JSON config (the base): a path, or a shipped config's name")
     p.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2",
                    help="a config key and its values; repeat for a product grid. layers take "
                         "semicolons (layers=784,10;784,128,10); any key takes a YAML list")
@@ -123,8 +129,9 @@ def _parser():
     p.add_argument("--seed", type=int, default=0)
 
     p = sub.add_parser("study", help="run the original studies' configs; reported vs fastnn table")
-    p.add_argument("folder", nargs="?", default="configs/study",
-                   help="folder of study configs (default: configs/study)")
+    p.add_argument("folder", nargs="?", default=None,
+                   help="folder of study configs (default: the shipped ones, study/... in "
+                        "fastnn configs)")
     _add_data_args(p)
     p.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
     p.add_argument("--only", default=None, help="comma-separated config names to run")
@@ -225,10 +232,21 @@ def cmd_export(args):
     return 0
 
 
+def cmd_configs(args):
+    """``fastnn configs``: the shipped configs' names and first comment lines."""
+    names = cfg.shipped()
+    width = max(map(len, names))
+    for name, path in names.items():
+        print(f"{name:<{width}}  {cfg.describe(path)}")
+    print(f"({len(names)} configs in {cfg.SHIPPED}; use a name as --config NAME)")
+    return 0
+
+
 def cmd_study(args):
     from .study import run_study
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    rows = run_study(args.folder, args.out, data_dir=args.data_dir, only=only,
+    folder = cfg.SHIPPED / "study" if args.folder is None else args.folder
+    rows = run_study(folder, args.out, data_dir=args.data_dir, only=only,
                      verbose=not args.quiet)
     met = sum(r["meets_target"] for r in rows)
     print(f"{met} of {len(rows)} rows within 0.5 points of the report or above "
@@ -273,7 +291,7 @@ def cmd_gradcheck(args):
     return 0 if ok else 1
 
 
-COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "study": cmd_study,
+COMMANDS = {"configs": cmd_configs, "train": cmd_train, "sweep": cmd_sweep, "study": cmd_study,
             "evaluate": cmd_evaluate, "export": cmd_export, "gradcheck": cmd_gradcheck,
             "bench": cmd_bench}
 

@@ -8,6 +8,10 @@ mapping (what an original study reported: read by ``fastnn study``, ignored by
 training). A key that is not listed here is an error that names it; values are
 checked by the model and ``fit``.
 
+The configs shipped with fastnn (package data, :data:`SHIPPED`) are found by
+name from any folder: ``fastnn train --config best`` (``fastnn configs`` lists
+them); a path to a file is read as it is.
+
 >>> cfg = resolve({"layers": [784, 10], "epochs": 3})
 >>> cfg["activation"], cfg["epochs"], cfg["dataset"]
 ('relu', 3, 'mnist')
@@ -44,6 +48,10 @@ DEFAULTS = {**MODEL_KEYS, **DATA_KEYS, **FIT_KEYS, **OPTIMIZER_KEYS}
 #: A mapping that records what an original study reported for this config
 #: (``fastnn study`` reads it; training ignores it).
 REPORT_KEY = "report"
+#: The folder of the configs shipped with fastnn (package data): the original
+#: experiments, mnist-98, mnist-dropout, ...; ``study/``: the study configs.
+SHIPPED = Path(__file__).resolve().with_name("configs")
+_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class _Loader(yaml.SafeLoader):
@@ -61,11 +69,60 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
+def shipped():
+    """``{name: path}`` of the shipped configs, by name: ``best``, ``mnist-98``,
+    ..., and the study configs as ``study/<name>``.
+
+    >>> sorted(shipped())[:2]
+    ['best', 'best-adam']
+    >>> shipped()["study/002-best"].parent.name
+    'study'
+    """
+    out = {}
+    for prefix, folder in (("", SHIPPED), ("study/", SHIPPED / "study")):
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and path.suffix.lower() in _SUFFIXES:
+                out[prefix + path.stem] = path
+    return out
+
+
+def describe(path):
+    """The first line of a config file's leading comment ('' when none)."""
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+        if line:
+            break
+    return ""
+
+
+def locate(name_or_path: str | os.PathLike[str]) -> Path:
+    """The file of a config given as a path (an existing file, read as it is)
+    or as the name of a shipped config (``best``, ``best.yaml``,
+    ``study/002-best``; see :func:`shipped`).
+
+    >>> locate("mnist-98").name
+    'mnist-98.yaml'
+    """
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = str(name_or_path).replace("\\", "/")
+    if Path(name).suffix.lower() in _SUFFIXES:
+        name = name[:-len(Path(name).suffix)]
+    found = shipped().get(name)
+    if found is None:
+        raise FileNotFoundError(f"config file not found: {str(path)!r}, and no shipped config of "
+                                f"that name (`fastnn configs` lists them: "
+                                f"{', '.join(n for n in shipped() if '/' not in n)}, study/...)")
+    return found
+
+
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a YAML (.yaml/.yml) or JSON (.json) mapping from ``path``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file not found: {str(path)!r}")
+    """Read a YAML (.yaml/.yml) or JSON (.json) mapping from ``path``, a file or
+    the name of a shipped config (:func:`locate`)."""
+    path = Path(locate(path))
     text = path.read_text()
     try:
         if path.suffix.lower() == ".json":

@@ -1,7 +1,7 @@
 """The measured single-precision FMA peak of the cores in use (``fastnn bench``'s roofline).
 
 A register-only loop of fused multiply-adds (``_peak_loops.h``: AVX-512F,
-AVX2 + FMA or a portable variant, chosen at run time) runs on ``threads``
+AVX2 + FMA, NEON or a portable variant, chosen at run time) runs on ``threads``
 threads at once, each with the GIL released, for about ``seconds``; the
 best of ``repeats`` gives the GFLOP/s that no kernel on those cores can
 exceed (2 floating-point operations per multiply-add per vector lane).
@@ -19,7 +19,7 @@ cdef extern from "_peak_loops.h" nogil:
 
 def isa():
     """The instruction set of the loop chosen for this CPU: ``"avx512f"``,
-    ``"avx2-fma"`` or ``"generic"``."""
+    ``"avx2-fma"``, ``"neon"`` (aarch64) or ``"generic"``."""
     return fastnn_fma_isa().decode()
 
 

@@ -5,8 +5,9 @@
  * 1, so the values converge to c / (1 - m) and stay normal and finite): no
  * memory traffic, no dependency chain shorter than the FMA latency times the
  * number of FMA pipes. The variant is chosen at run time from what the CPU
- * supports (x86-64: AVX-512F, AVX2 + FMA; anything else: a portable loop of
- * GCC vector operations, a multiply and an add where the CPU has no FMA), so
+ * supports (x86-64: AVX-512F, AVX2 + FMA; aarch64: NEON; anything else: a
+ * portable loop of GCC vector operations, or plain C for compilers without
+ * them, a multiply and an add where the CPU has no FMA), so
  * the default build stays portable: only the chosen function uses the wider
  * instructions (GCC's target attribute), none is needed at build time.
  *
@@ -19,17 +20,25 @@
 
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(FASTNN_PORTABLE_C)
 #include <immintrin.h>
 #define FASTNN_PEAK_X86 1
 #else
 #define FASTNN_PEAK_X86 0
 #endif
+#if (defined(__aarch64__) || defined(_M_ARM64)) && !defined(FASTNN_PORTABLE_C)
+#include <arm_neon.h>
+#define FASTNN_PEAK_NEON 1
+#else
+#define FASTNN_PEAK_NEON 0
+#endif
 
 #define FASTNN_PEAK_M 0.99999994f
 #define FASTNN_PEAK_C 1e-7f
 
-/* A step of 16 (AVX-512) or 12 (AVX2, 16 registers in all) accumulators. */
+/* A step of 24 (NEON, 32 registers), 16 (AVX-512) or 12 (AVX2, 16 registers
+ * in all) accumulators. */
+#define FASTNN_STEP24(F) FASTNN_STEP16(F) F(16) F(17) F(18) F(19) F(20) F(21) F(22) F(23)
 #define FASTNN_STEP16(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) \
                          F(8) F(9) F(10) F(11) F(12) F(13) F(14) F(15)
 #define FASTNN_STEP12(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11)
@@ -82,7 +91,30 @@ static double fastnn_fma_avx2(long long iters)
 }
 #endif
 
-/* Portable: 12 accumulators of 4 floats (SSE2 on any x86-64, NEON on arm64). */
+#if FASTNN_PEAK_NEON
+static double fastnn_fma_neon(long long iters)
+{
+    const float32x4_t m = vdupq_n_f32(FASTNN_PEAK_M), c = vdupq_n_f32(FASTNN_PEAK_C);
+#define DECL(i) float32x4_t a##i = vdupq_n_f32(1.0f + (i) * 1e-3f);
+    FASTNN_STEP24(DECL)
+#undef DECL
+    for (long long it = 0; it < iters; it++) {
+#define FMA(i) a##i = vfmaq_f32(c, a##i, m);
+        FASTNN_STEP24(FMA)
+#undef FMA
+    }
+    float32x4_t s = vdupq_n_f32(0.0f);
+#define SUM(i) s = vaddq_f32(s, a##i);
+    FASTNN_STEP24(SUM)
+#undef SUM
+    float out[4];
+    vst1q_f32(out, s);
+    return (double) out[0] + out[1] + out[2] + out[3];
+}
+#endif
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(FASTNN_PORTABLE_C)
+/* Portable: 12 accumulators of 4 floats (SSE2 on any x86-64). */
 typedef float fastnn_v4f __attribute__((vector_size(16)));
 
 static double fastnn_fma_generic(long long iters)
@@ -103,6 +135,22 @@ static double fastnn_fma_generic(long long iters)
 #undef SUM
     return (double)s[0] + s[1] + s[2] + s[3];
 }
+#else
+/* Standard C (MSVC): 12 x 4 scalar accumulators, which the compiler may vectorise. */
+static double fastnn_fma_generic(long long iters)
+{
+    float a[48];
+    for (int i = 0; i < 48; i++)
+        a[i] = i % 4 == 0 ? 1.0f + (i / 4) * 1e-3f : 1.0f;
+    for (long long it = 0; it < iters; it++)
+        for (int i = 0; i < 48; i++)
+            a[i] = a[i] * FASTNN_PEAK_M + FASTNN_PEAK_C;
+    double total = 0;
+    for (int i = 0; i < 48; i++)
+        total += a[i];
+    return total;
+}
+#endif
 
 typedef double (*fastnn_fma_fn)(long long);
 
@@ -127,6 +175,12 @@ static void fastnn_fma_select(void)
         fastnn_fma_impl = fastnn_fma_avx2;
         return;
     }
+#endif
+#if FASTNN_PEAK_NEON
+    fastnn_fma_flops = 24LL * 4 * 2;
+    fastnn_fma_name = "neon";
+    fastnn_fma_impl = fastnn_fma_neon;
+    return;
 #endif
     fastnn_fma_flops = 12LL * 4 * 2;
     fastnn_fma_name = "generic";
