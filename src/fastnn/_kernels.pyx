@@ -229,6 +229,8 @@ cdef extern from "_gemm.h" nogil:
     uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
     int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
     int fnn_pack_mode
+    intp_t fnn_cache[2]
+    const intp_t* fnn_caches()
     double fnn_par_min_macs(int is_double)
     double fnn_calib[3]
     double fnn_force_min_macs
@@ -338,6 +340,22 @@ def _pack_panels(on=None):
     if on is not None:
         fnn_pack_mode = (7 if on else 0) if isinstance(on, bool) else _check_index(on, "on") & 7
     return fnn_pack_mode
+
+
+def _cache_sizes(l1=None, l2=None):
+    """Private: the L1d and L2 sizes per core, in bytes, that the products'
+    blocking assumes (read from the OS at first use, else 32 KiB and 1 MiB):
+    ``(l1, l2)``. With ``l1``/``l2`` (1 KiB to 1 GiB), set them first: tests
+    force the blocked and packed paths on small shapes with small values;
+    the results are the same bits either way."""
+    fnn_caches()
+    for i, (value, name) in enumerate(((l1, "l1"), (l2, "l2"))):
+        if value is not None:
+            value = _check_index(value, name)
+            if not 1024 <= value <= 1 << 30:
+                raise ValueError(f"{name} must be between 1024 and 2**30 bytes, got {value}")
+            fnn_cache[i] = value
+    return (fnn_cache[0], fnn_cache[1])
 
 
 # Whether the training loop can use more than one thread (POSIX threads).
