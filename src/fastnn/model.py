@@ -2,8 +2,10 @@
 output) or a regressor (identity outputs, squared error)."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -13,19 +15,14 @@ from ._layout import DTYPES, INITS, aligned_zeros, n_params, unflatten
 from ._typing import ArrayLike, FloatArray, PathLike
 from ._validation import check_choice, check_float, check_int
 from .inference import Inference
+from .training import FitConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
-
-    from .augment import Augment
     from .optim import Optimizer
-    from .schedules import ScheduleSpec
-    from .training import Callback, History
+    from .training import History
 
 #: ``MLP(loss=...)``: the output layer and its loss (see the class docstring)
 LOSSES = tuple(kernels.LOSSES)
-# fit's SGD shorthand takes its defaults from fastnn.optim.SGD: written once
-_SGD = training.shorthand_defaults()
 
 
 def _check_rate(value: Any, name: str) -> float:
@@ -216,21 +213,10 @@ class MLP(Inference):
                 f"# {self.n_params} parameters, {self._epochs_trained} epochs trained")
 
     # -- training ------------------------------------------------------------
-    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 128,
-            optimizer: Optimizer | str | None = None,
-            learning_rate: float = _SGD["learning_rate"], momentum: float = _SGD["momentum"],
-            l2: float = _SGD["l2"], l1: float = _SGD["l1"],
+    def fit(self, X: ArrayLike, y: ArrayLike, *, config: FitConfig | None = None,
             sample_weight: ArrayLike | None = None,
-            class_weight: Literal["balanced"] | dict[int, float] | None = None,
-            validation_split: float = 0.0,
             validation_data: tuple[ArrayLike, ArrayLike] | None = None,
-            early_stopping: int | None = None, monitor: str = "val_loss",
-            min_delta: float = 0.0, lr_decay: float | None = None,
-            lr_decay_threshold: float = 0.001, min_learning_rate: float = 0.0,
-            verbose: bool = True, callbacks: Sequence[Callback] | None = None,
-            checkpoint: PathLike | None = None, loss_reduction: str = "mean",
-            shuffle: bool = True, lr_schedule: ScheduleSpec = None,
-            augment: Augment | Mapping[str, Any] | None = None) -> History:
+            **options: Any) -> History:
         """Train; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once), or a
@@ -238,62 +224,18 @@ class MLP(Inference):
             the compiled loop as they are gathered, never the whole X).
         y : integer labels in [0, n_classes_); for ``loss="mse"`` the real
             targets (n_samples, layers[-1]), 1-D for one output.
-        optimizer : a :mod:`fastnn.optim` optimizer (``SGD``, ``Adam``) or its
-            name; it owns its state, so the same object passed to another
-            ``fit`` continues from it. Without it, ``learning_rate``,
-            ``momentum``, ``l2`` and ``l1`` are the shorthand for
-            ``fastnn.optim.SGD(...)``, which continues the momentum of the
-            model's previous SGD fit. ``self.optimizer_`` is the last one used.
-        sample_weight : per-sample weights (>= 0) of the training loss;
-            class_weight : ``"balanced"`` (n_samples / (n_classes * count),
-            counted on the training rows) or ``{class: weight}`` (classifiers
-            only). Both multiply: each row's loss is weighted, the batch's loss
-            is the sum over its rows divided by its number of rows
-            (``loss_reduction="mean"``) or by the sum of its rows' weights
-            (``"weighted_mean"``, scikit-learn's normalisation). The history's
-            ``loss`` is that weighted mean; ``val_loss`` is unweighted.
-        validation_split : fraction of (X, y) held out, stratified and shuffled
-            with the model's seed; or ``validation_data=(X_val, y_val)``.
-        early_stopping : patience in epochs on ``monitor`` (``"val_loss"`` or
-            ``"val_accuracy"``), where an epoch improves only when it beats the
-            best by more than ``min_delta`` (None: off). The weights of the
-            best epoch are restored at the end of every validated fit.
-        lr_decay : multiply the learning rate by this after an epoch whose
-            validation accuracy improved by less than ``lr_decay_threshold``,
-            but never below ``min_learning_rate`` (the shorthand for
-            ``lr_schedule=fastnn.schedules.Plateau(lr_decay, lr_decay_threshold,
-            min_learning_rate)``).
-        lr_schedule : a :mod:`fastnn.schedules` schedule (``Step``,
-            ``Exponential``, ``Cosine``, ``Plateau``, ...), its name, or a
-            mapping ``{"name": "cosine", "warmup_epochs": 2, ...}``: the rate
-            of each epoch, scaling the optimizer's ``learning_rate`` (None:
-            that rate throughout). Applied per epoch; epochs count from 0 in
-            each ``fit`` (a fit resumed from a checkpoint continues the count).
-        verbose : show a progress bar (tqdm).
-        callbacks : objects with Keras-style ``on_*`` hooks (:class:`fastnn.Callback`).
-        checkpoint : path; the full training state (weights, optimizer state,
-            history, schedule, best weights) is saved there atomically after
-            every epoch, and a later ``fit`` with the same path, data and
-            arguments resumes from it, giving the weights of an uninterrupted run.
-        shuffle : visit the training rows in a fresh random order each epoch
-            (seeded by the model's seed and the epoch number); ``False``: in
-            their given order.
-        loss_reduction : ``"mean"`` (default) steps on the batch's mean
-            loss; ``"weighted_mean"`` on its weighted sum divided by the
-            batch's weight sum (as ``"mean"`` without weights); ``"sum"`` on
-            its sum, as the original reports'
-            ``E = -sum_n sum_k t_k ln y_k``, so their learning rates and
-            penalties apply as written: the step with ``learning_rate`` eta
-            and penalties l1, l2 (added to the summed gradient) equals the
-            mean-loss step with eta*B, l1/B, l2/B for batch size B (for Adam:
-            eps/B, l1/B, l2/B). A smaller last batch of an epoch (b < B
-            rows) is scaled by the nominal B too, i.e. weighs B/b times its
-            sum. The history's ``loss`` is the mean per sample either way.
-        augment : a :class:`fastnn.augment.Augment` (or a mapping of its
-            parameters): every training image is deformed afresh in every
-            epoch, in the compiled loop, reproducibly (keyed by the seed, the
-            epoch and the row). Rows must be images: ``image_shape`` given, or
-            square. Validation, evaluation and prediction never augment.
+        sample_weight : per-sample weights (>= 0) of the training loss (times
+            ``class_weight``'s; see :class:`fastnn.training.FitConfig`).
+        validation_data : ``(X_val, y_val)``, instead of ``validation_split``.
+        config : a :class:`fastnn.training.FitConfig`: how to train.
+        **options : its fields by keyword (``epochs=10``, ``batch_size=128``,
+            ``optimizer``, ``learning_rate``, ``momentum``, ``l2``, ``l1``,
+            ``class_weight``, ``validation_split``, ``early_stopping``,
+            ``monitor``, ``min_delta``, ``lr_decay``, ``lr_decay_threshold``,
+            ``min_learning_rate``, ``verbose``, ``callbacks``, ``checkpoint``,
+            ``loss_reduction``, ``shuffle``, ``lr_schedule``, ``augment``;
+            the signature lists them with their defaults), replacing
+            ``config``'s: their meaning is documented there.
 
         All arguments after ``y`` are keyword-only. A call continues from the
         current weights and optimizer state (which live in memory only: a
@@ -315,21 +257,14 @@ class MLP(Inference):
         >>> model.score(X, y) > 0.9, model.optimizer_.t
         (True, 300)
         """
-        return training.fit(
-            self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-            learning_rate=learning_rate, momentum=momentum, l2=l2, l1=l1,
-            sample_weight=sample_weight, class_weight=class_weight,
-            validation_split=validation_split, validation_data=validation_data,
-            early_stopping=early_stopping, monitor=monitor, min_delta=min_delta,
-            lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold,
-            min_learning_rate=min_learning_rate, verbose=verbose, callbacks=callbacks,
-            checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
-            lr_schedule=lr_schedule, augment=augment)
+        return training.fit(self, X, y, config, sample_weight=sample_weight,
+                            validation_data=validation_data, **options)
 
     @classmethod
     def fit_defaults(cls) -> dict[str, Any]:
-        """The defaults of :meth:`fit`'s keyword arguments (configs use them)."""
-        return defaults_of(cls.fit)
+        """The defaults of :meth:`fit`'s keyword arguments: the fields of
+        :class:`fastnn.training.FitConfig` (configs use them)."""
+        return FitConfig.defaults()
 
     @classmethod
     def init_defaults(cls) -> dict[str, Any]:
@@ -363,3 +298,16 @@ class MLP(Inference):
     def load(cls, path: PathLike) -> MLP:
         """Load a model saved by :meth:`save`; never executes code from the file."""
         return serialization.load_model(path, cls)
+
+
+def _fit_signature() -> inspect.Signature:
+    """MLP.fit's signature, its keywords generated from :class:`FitConfig`'s
+    fields (their defaults written there only), for ``help`` and ``inspect``."""
+    own = inspect.signature(MLP.fit)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                 annotation=f.type) for f in dataclasses.fields(FitConfig)]
+    return own.replace(parameters=params)
+
+
+MLP.fit.__signature__ = _fit_signature()  # type: ignore[attr-defined]

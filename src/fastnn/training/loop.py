@@ -11,18 +11,18 @@ import dataclasses
 import os
 import time
 import warnings
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from .. import kernels as _compiled
-from .. import optim, schedules, threads
+from .. import threads
 from .._layout import as_sizes, workspace_sizes
-from .._typing import ArrayLike, PathLike
-from .history import Callback, History
-from .plan import plan_fit, resolve_optimizer, shorthand_defaults
+from .._typing import ArrayLike
+from .history import History
+from .options import FitConfig
+from .plan import plan_fit, resolve_optimizer
 from .state import TrainState, _fingerprint
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -69,50 +69,23 @@ def epoch_order(train_idx, seed, epoch):
 
 # -- the loop ------------------------------------------------------------------
 
-_SHORTHAND = shorthand_defaults()
-
-
-def fit(model: MLP, X: ArrayLike, y: ArrayLike, *, epochs: int, batch_size: int,
-        optimizer: optim.Optimizer | str | None = None,
-        learning_rate: float = _SHORTHAND["learning_rate"],
-        momentum: float = _SHORTHAND["momentum"],
-        l2: float = _SHORTHAND["l2"], l1: float = _SHORTHAND["l1"],
-        validation_split: float, validation_data: tuple[ArrayLike, ArrayLike] | None,
-        early_stopping: int | None, lr_decay: float | None, lr_decay_threshold: float,
-        verbose: bool, callbacks: Sequence[Callback] | None, checkpoint: PathLike | None,
-        loss_reduction: str = "mean", shuffle: bool = True, monitor: str = "val_loss",
-        min_delta: float = 0.0, min_learning_rate: float = 0.0,
-        sample_weight: ArrayLike | None = None, class_weight: str | dict[int, float] | None = None,
-        lr_schedule: schedules.ScheduleSpec = None, augment: Any = None,
-        kernels: Any = None) -> History:
-    """Train ``model`` (see :meth:`fastnn.MLP.fit`). ``kernels``: the module whose
+def fit(model: MLP, X: ArrayLike, y: ArrayLike, config: FitConfig | None = None, *,
+        sample_weight: ArrayLike | None = None,
+        validation_data: tuple[ArrayLike, ArrayLike] | None = None,
+        kernels: Any = None, **options: Any) -> History:
+    """Train ``model`` (see :meth:`fastnn.MLP.fit`) as ``config`` (a
+    :class:`FitConfig`; its defaults when None) says, with ``options`` (its
+    fields, by keyword) replacing its values. ``kernels``: the module whose
     ``train_batches`` runs the epochs (the compiled one by default;
     :mod:`fastnn.reference` gives the pure-NumPy trainer of the same algorithm)."""
+    config = FitConfig.of(config, options)
     kernels = _compiled if kernels is None else kernels
-    opt = resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2)
-    plan = plan_fit(model, X, y, epochs=epochs, batch_size=batch_size,
-                    validation_split=validation_split, validation_data=validation_data,
-                    early_stopping=early_stopping, monitor=monitor, min_delta=min_delta,
-                    lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold,
-                    min_learning_rate=min_learning_rate, sample_weight=sample_weight,
-                    class_weight=class_weight, verbose=verbose, callbacks=callbacks,
-                    checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
-                    optimizer=opt, lr_schedule=lr_schedule, augment=augment)
+    opt = resolve_optimizer(model, config)
+    plan = plan_fit(model, X, y, config, sample_weight=sample_weight,
+                    validation_data=validation_data, optimizer=opt)
     opt.bind(model.n_params, model.dtype)
     model.optimizer_ = opt
-    state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
-    fingerprint = None
-    if plan.checkpoint is not None:
-        fingerprint = _fingerprint(
-            plan.X, plan.y, {"layers": list(model.layers), "seed": model.seed, "init": model.init,
-                             "dropout": list(model.dropout_rates),
-                             "val": None if plan.X_val is None else plan.X_val.shape[0],
-                             **{k: v for k, v in plan.params.items() if k != "epochs"}},
-            plan.X_val if validation_data is not None else None,
-            plan.y_val if validation_data is not None else None, plan.weights)
-        if os.path.exists(plan.checkpoint):
-            state = TrainState.resume(plan.checkpoint, model, opt, fingerprint)
-            state.history.params = plan.params  # this call's (the epochs may differ)
+    state, fingerprint = _begin(model, opt, plan, validation_data is not None)
     history = state.history
     ws = Workspace(as_sizes(model.layers), plan.batch_size, model.dtype)
     last_good = state.snapshot()
@@ -120,61 +93,16 @@ def fit(model: MLP, X: ArrayLike, y: ArrayLike, *, epochs: int, batch_size: int,
     for cb in plan.callbacks:
         cb.set_model(model)
         cb.on_train_begin()
-    bar = tqdm(total=plan.epochs, initial=state.epoch, disable=not verbose, unit="epoch",
+    bar = tqdm(total=plan.epochs, initial=state.epoch, disable=not config.verbose, unit="epoch",
                desc=f"fit {list(model.layers)}")
     try:
         with threads.limit():
             for epoch in range(state.epoch, plan.epochs):
                 if history.stopped_epoch is not None or model.stop_training:
                     break
-                state.begin_epoch(epoch, plan)
-                for cb in plan.callbacks:
-                    cb.on_epoch_begin(epoch)
-                last_good = state.snapshot(last_good[0])
-                t0 = time.perf_counter()
-                run = _run_epoch(kernels, state, ws, plan)
-                elapsed = time.perf_counter() - t0
-                if run.interrupted:
-                    history.interrupted = True
-                    if not state.finite():
-                        state.restore(last_good)
-                    warnings.warn(f"training interrupted in epoch {epoch} after {run.rows} "
-                                  "samples; returning the history so far", RuntimeWarning,
-                                  stacklevel=3)
+                last_good = _epoch(kernels, state, ws, plan, epoch, last_good, bar, fingerprint)
+                if last_good is None:  # interrupted or diverged
                     break
-                # a finite loss on the last batch can still leave overflowed weights,
-                # or weights whose outputs overflow (a non-finite validation loss);
-                # and as the loss is computed stably, a runaway step size shows as a
-                # huge but finite loss rather than NaN
-                diverged = (run.diverged or not state.finite()
-                            or run.loss_sum > (DIVERGED_LOSS * plan.reference_loss
-                                               * plan.loss_scale * run.rows))
-                if plan.validating and not diverged:
-                    val_loss, val_acc = model.evaluate(plan.X_val, plan.y_val,
-                                                       check_overflow=False)
-                    diverged = not np.isfinite(val_loss)
-                if diverged:
-                    history.diverged = True
-                    state.restore(state.best if state.best is not None else last_good)
-                    warnings.warn(f"loss or weights became NaN, infinite or runaway in epoch "
-                                  f"{epoch} (learning rate {state.learning_rate:g}); training "
-                                  "stopped and the last finite weights were restored",
-                                  TrainingDivergedWarning, stacklevel=3)
-                    break
-                if model.is_classifier:
-                    logs = {"loss": run.loss_sum / run.rows, "accuracy": run.correct / run.rows}
-                else:  # the kernels' (1/2) sum_j err^2 per row -> the error per element
-                    logs = {"loss": 2.0 * run.loss_sum / (run.rows * model.layers[-1])}
-                if plan.validating:
-                    logs.update({"val_loss": val_loss, f"val_{model.metric_name}": val_acc})
-                logs.update(lr=state.learning_rate, time=elapsed)
-                state.end_epoch(epoch, logs, plan)
-                for cb in plan.callbacks:
-                    cb.on_epoch_end(epoch, dict(logs))
-                bar.update(1)
-                bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k not in ("lr", "time")})
-                if plan.checkpoint is not None:
-                    state.save(plan.checkpoint, fingerprint)
     except KeyboardInterrupt:
         # Ctrl-C outside the compiled batches (validation, callbacks, checkpoint):
         # the weights are those of a whole epoch; the last checkpoint is intact
@@ -189,6 +117,83 @@ def fit(model: MLP, X: ArrayLike, y: ArrayLike, *, epochs: int, batch_size: int,
         cb.on_train_end({"history": history})
     model.history_ = history
     return history
+
+
+def _begin(model, opt, plan, own_validation_data):
+    """``(state, fingerprint)`` of a fit's start: a fresh :class:`TrainState`, or with
+    a checkpoint the one saved there (when its file exists) and the fingerprint of
+    the fit's model, data and arguments that keys it (None without a checkpoint)."""
+    state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
+    if plan.checkpoint is None:
+        return state, None
+    fingerprint = _fingerprint(
+        plan.X, plan.y, {"layers": list(model.layers), "seed": model.seed, "init": model.init,
+                         "dropout": list(model.dropout_rates),
+                         "val": None if plan.X_val is None else plan.X_val.shape[0],
+                         **{k: v for k, v in plan.params.items() if k != "epochs"}},
+        plan.X_val if own_validation_data else None,
+        plan.y_val if own_validation_data else None, plan.weights)
+    if os.path.exists(plan.checkpoint):
+        state = TrainState.resume(plan.checkpoint, model, opt, fingerprint)
+        state.history.params = plan.params  # this call's (the epochs may differ)
+    return state, fingerprint
+
+
+def _epoch(kernels, state, ws, plan, epoch, last_good, bar, fingerprint):
+    """Train, validate and record epoch ``epoch``: the snapshot of its start
+    (``last_good``'s buffer reused), or None when it was interrupted or diverged
+    (the weights restored, the history marked, a warning given)."""
+    model, history = state.model, state.history
+    state.begin_epoch(epoch, plan)
+    for cb in plan.callbacks:
+        cb.on_epoch_begin(epoch)
+    last_good = state.snapshot(last_good[0])
+    t0 = time.perf_counter()
+    run = _run_epoch(kernels, state, ws, plan)
+    elapsed = time.perf_counter() - t0
+    if run.interrupted:
+        history.interrupted = True
+        if not state.finite():
+            state.restore(last_good)
+        warnings.warn(f"training interrupted in epoch {epoch} after {run.rows} "
+                      "samples; returning the history so far", RuntimeWarning,
+                      stacklevel=4)
+        return None
+    # a finite loss on the last batch can still leave overflowed weights,
+    # or weights whose outputs overflow (a non-finite validation loss);
+    # and as the loss is computed stably, a runaway step size shows as a
+    # huge but finite loss rather than NaN
+    diverged = (run.diverged or not state.finite()
+                or run.loss_sum > (DIVERGED_LOSS * plan.reference_loss
+                                   * plan.loss_scale * run.rows))
+    if plan.validating and not diverged:
+        val_loss, val_acc = model.evaluate(plan.X_val, plan.y_val,
+                                           check_overflow=False)
+        diverged = not np.isfinite(val_loss)
+    if diverged:
+        history.diverged = True
+        state.restore(state.best if state.best is not None else last_good)
+        warnings.warn(f"loss or weights became NaN, infinite or runaway in epoch "
+                      f"{epoch} (learning rate {state.learning_rate:g}); training "
+                      "stopped and the last finite weights were restored",
+                      TrainingDivergedWarning, stacklevel=4)
+        return None
+    if model.is_classifier:
+        logs = {"loss": run.loss_sum / run.rows, "accuracy": run.correct / run.rows}
+    else:  # the kernels' (1/2) sum_j err^2 per row -> the error per element
+        logs = {"loss": 2.0 * run.loss_sum / (run.rows * model.layers[-1])}
+    if plan.validating:
+        logs.update({"val_loss": val_loss, f"val_{model.metric_name}": val_acc})
+    logs.update(lr=state.learning_rate, time=elapsed)
+    state.end_epoch(epoch, logs, plan)
+    for cb in plan.callbacks:
+        cb.on_epoch_end(epoch, dict(logs))
+    bar.update(1)
+    bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items() if k not in ("lr", "time")})
+    if plan.checkpoint is not None:
+        state.save(plan.checkpoint, fingerprint)
+    return last_good
+
 
 def chunk_rows(batch_size):
     """Rows per compiled call for ``batch_size``: whole batches, 8,192 rows or

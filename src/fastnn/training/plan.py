@@ -1,27 +1,16 @@
-"""The arguments of one fit, validated once (errors name the argument): the
-policy checks, sample and class weights, the validation split, the optimizer,
-and the :class:`FitPlan` the loop runs."""
+"""The arguments of one fit, checked against the model and the data (errors
+name the argument): the validation split, sample and class weights, the
+optimizer, and the :class:`FitPlan` the loop runs. The arguments that depend
+on neither were checked once, by :class:`~fastnn.training.FitConfig`."""
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 
 from .. import optim, schedules
-from ..augment import Augment
 from .._validation import check_choice, check_float, check_int, check_X
-from .history import Callback
-
-#: ``fit(loss_reduction=...)``: the batch's loss is averaged over its rows (fastnn's
-#: and PyTorch's default), over its weights (scikit-learn's normalisation with
-#: sample weights), or summed (as the original reports write it).
-LOSS_REDUCTIONS = ("mean", "weighted_mean", "sum")
-#: ``fit(monitor=...)``: what early stopping and the best-epoch restore watch
-#: (``val_accuracy`` for classifiers, ``val_r2`` for regressors).
-MONITORS = ("val_loss", "val_accuracy", "val_r2")
-#: ``fit(class_weight=...)`` by name.
-CLASS_WEIGHTS = ("balanced",)
+from .options import CLASS_WEIGHTS, ShorthandDefault
 
 
 def stratified_split(y, fraction, seed, n_classes):
@@ -45,23 +34,6 @@ def random_split(n, fraction, seed):
     perm = rng.permutation(n)
     take = int(np.floor(n * fraction + 0.5))
     return np.sort(perm[take:]).astype(np.intp), np.sort(perm[:take]).astype(np.intp)
-
-
-# -- the arguments of one fit, validated once ---------------------------------
-
-class ShorthandDefault(float):
-    """A default of fit's SGD shorthand (``learning_rate``, ``momentum``, ``l1``,
-    ``l2``): the value of :class:`fastnn.optim.SGD`'s default, marked, so that
-    ``fit`` can tell an argument left out from one passed (with ``optimizer=``,
-    the shorthand must be left out)."""
-
-    __slots__ = ()
-
-
-def shorthand_defaults():
-    """fit's SGD shorthand defaults, read from :class:`fastnn.optim.SGD`."""
-    return {k: ShorthandDefault(v) for k, v in optim.params_of("sgd").items()
-            if k in ("learning_rate", "momentum", "l1", "l2")}
 
 
 @dataclasses.dataclass
@@ -138,65 +110,9 @@ def _check_weights(model, y, train_idx, sample_weight, class_weight):
     return out
 
 
-def check_policy(epochs, batch_size, validation_split, early_stopping, monitor, min_delta,
-                 lr_decay, lr_decay_threshold, min_learning_rate, loss_reduction,
-                 lr_schedule=None):
-    """fit's policy arguments, checked (errors name the argument), as a dict in this
-    order; ``lr_schedule`` as a :class:`fastnn.schedules.Schedule` (or None)."""
-    if lr_schedule is not None and lr_decay is not None:
-        raise ValueError("give lr_schedule or lr_decay, not both (lr_decay=f is "
-                         "lr_schedule=fastnn.schedules.Plateau(factor=f, ...))")
-    return {
-        "epochs": check_int(epochs, "epochs", low=0),
-        "batch_size": check_int(batch_size, "batch_size", low=1, high=2**31 - 1),
-        "validation_split": check_float(validation_split, "validation_split", low=0.0,
-                                        high=1.0, high_open=True),
-        "early_stopping": check_int(early_stopping, "early_stopping", low=1, allow_none=True),
-        "monitor": check_choice(monitor, "monitor", MONITORS),
-        "min_delta": check_float(min_delta, "min_delta", low=0.0),
-        "lr_decay": check_float(lr_decay, "lr_decay", low=0.0, high=1.0, low_open=True,
-                                allow_none=True),
-        "lr_decay_threshold": check_float(lr_decay_threshold, "lr_decay_threshold"),
-        "min_learning_rate": check_float(min_learning_rate, "min_learning_rate", low=0.0),
-        "loss_reduction": check_choice(loss_reduction, "loss_reduction", LOSS_REDUCTIONS),
-        "lr_schedule": schedules.make(lr_schedule),
-    }
-
-
-def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_data,
-             early_stopping, monitor, min_delta, lr_decay, lr_decay_threshold,
-             min_learning_rate, sample_weight, class_weight, verbose, callbacks,
-             checkpoint, loss_reduction, shuffle, optimizer, lr_schedule=None, augment=None):
-    """Validate the arguments of ``fit`` (errors name the argument): a :class:`FitPlan`."""
-    (epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
-     lr_decay_threshold, min_learning_rate, loss_reduction, lr_schedule) = check_policy(
-        epochs, batch_size, validation_split, early_stopping, monitor, min_delta, lr_decay,
-        lr_decay_threshold, min_learning_rate, loss_reduction, lr_schedule).values()
-    if not isinstance(verbose, (bool, int, np.integer)):
-        raise TypeError(f"verbose must be a bool, got {verbose!r}")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be a bool, got {shuffle!r}")
-    try:
-        callbacks = list(callbacks or [])
-    except TypeError:
-        raise TypeError(f"callbacks must be a list of fastnn.Callback instances, "
-                        f"got {callbacks!r}") from None
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be fastnn.Callback instances, got {type(cb).__name__}")
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint must be a path, got {checkpoint!r}")
-    if monitor != "val_loss" and monitor != f"val_{model.metric_name}":
-        raise ValueError(f"monitor must be 'val_loss' or 'val_{model.metric_name}' for a model "
-                         f"with loss={model.loss!r}, got {monitor!r}")
-    augment = Augment.coerce(augment)
-    aug_params = None
-    if augment is not None and not augment.is_identity:
-        aug_params = augment.kernel_params(model.layers[0])  # checks image_shape
-    X = check_X(X, model.layers[0], model.dtype)
-    if aug_params is not None and not isinstance(X, np.ndarray):
-        raise ValueError("augment needs dense image rows: X is sparse")
-    y = model.check_y(y, X.shape[0])
+def _validation_rows(model, X, y, validation_split, validation_data):
+    """``(train_idx, X_val, y_val)``: the training rows and the validation set, from
+    ``validation_data`` or split off (X, y) by ``validation_split`` (or none)."""
     if validation_data is not None:
         if validation_split:
             raise ValueError("give validation_split or validation_data, not both")
@@ -204,8 +120,8 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
             raise TypeError("validation_data must be a tuple (X_val, y_val)")
         X_val = check_X(validation_data[0], model.layers[0], model.dtype, "validation_data[0]")
         y_val = model.check_y(validation_data[1], X_val.shape[0], "validation_data[1]")
-        train_idx = np.arange(X.shape[0], dtype=np.intp)
-    elif validation_split:
+        return np.arange(X.shape[0], dtype=np.intp), X_val, y_val
+    if validation_split:
         if model.is_classifier:
             train_idx, val_idx = stratified_split(y, validation_split, model.seed,
                                                   model.n_classes_)
@@ -214,57 +130,92 @@ def plan_fit(model, X, y, *, epochs, batch_size, validation_split, validation_da
         if val_idx.size == 0 or train_idx.size == 0:
             raise ValueError(f"validation_split={validation_split} leaves an empty training or "
                              f"validation set for {X.shape[0]} samples")
-        X_val, y_val = X[val_idx], y[val_idx]
-    else:
-        X_val = y_val = None
-        train_idx = np.arange(X.shape[0], dtype=np.intp)
-    weights = _check_weights(model, y, train_idx, sample_weight, class_weight)
-    validating = X_val is not None
-    schedule = lr_schedule
-    if lr_decay is not None:
-        schedule = schedules.Plateau(lr_decay, lr_decay_threshold, min_learning_rate)
-    for name, value in (("early_stopping", early_stopping), ("lr_decay", lr_decay),
-                        ("lr_schedule", lr_schedule)):
+        return train_idx, X[val_idx], y[val_idx]
+    return np.arange(X.shape[0], dtype=np.intp), None, None
+
+
+def _schedule(config, validating, optimizer):
+    """The learning-rate schedule of a fit (``lr_schedule``, or ``lr_decay``'s
+    Plateau, or None), checked against the validation data it needs."""
+    schedule = config.lr_schedule
+    if config.lr_decay is not None:
+        schedule = schedules.Plateau(config.lr_decay, config.lr_decay_threshold,
+                                     config.min_learning_rate)
+    for name in ("early_stopping", "lr_decay", "lr_schedule"):
+        value = getattr(config, name)
         if value is not None and not validating and (
                 name != "lr_schedule" or value.needs_validation):
             raise ValueError(f"{name} needs validation data: set validation_split or "
                              f"validation_data")
-    if lr_schedule is not None and not lr_schedule.needs_validation:
-        _check_rates(lr_schedule, optimizer.learning_rate, epochs)
-    # a batch never holds more than the training set: size the buffers (and the
-    # batches, identically) by that, so a huge batch_size cannot exhaust memory
-    run_batch = min(batch_size, int(train_idx.size))
-    # The kernels step on the mean loss; the summed loss's step is the optimizer's
-    # step on B times the mean gradient, B the batch size (the last, smaller
-    # batch of an epoch is scaled by the same nominal B)
-    grad_scale = float(run_batch) if loss_reduction == "sum" else 1.0
-    params = {"epochs": epochs, "batch_size": batch_size, "samples": int(train_idx.size),
-              "validation_samples": 0 if X_val is None else int(X_val.shape[0]),
-              "validation_split": validation_split, "early_stopping": early_stopping,
-              "loss_reduction": loss_reduction, **optimizer.to_dict(),
-              "lr_decay": lr_decay, "lr_decay_threshold": lr_decay_threshold}
+    if config.lr_schedule is not None and not config.lr_schedule.needs_validation:
+        _check_rates(config.lr_schedule, optimizer.learning_rate, config.epochs)
+    return schedule
+
+
+def _history_params(model, config, optimizer, n_train, n_val, weighted):
+    """What History.params records of a fit (and its checkpoint's fingerprint reads)."""
+    params = {"epochs": config.epochs, "batch_size": config.batch_size, "samples": n_train,
+              "validation_samples": n_val, "validation_split": config.validation_split,
+              "early_stopping": config.early_stopping, "loss_reduction": config.loss_reduction,
+              **optimizer.to_dict(),
+              "lr_decay": config.lr_decay, "lr_decay_threshold": config.lr_decay_threshold}
     # recorded only when not at their defaults: checkpoints written before these
     # options existed keep their fingerprint
-    for key, value, default in (("shuffle", bool(shuffle), True), ("monitor", monitor, "val_loss"),
-                                ("min_delta", min_delta, 0.0),
-                                ("min_learning_rate", min_learning_rate, 0.0),
-                                ("weighted", weights is not None, False),
+    augment, lr_schedule = config.augment, config.lr_schedule
+    for key, value, default in (("shuffle", bool(config.shuffle), True),
+                                ("monitor", config.monitor, "val_loss"),
+                                ("min_delta", config.min_delta, 0.0),
+                                ("min_learning_rate", config.min_learning_rate, 0.0),
+                                ("weighted", weighted, False),
                                 ("lr_schedule", lr_schedule and lr_schedule.to_dict(), None),
                                 ("augment", None if augment is None else augment.to_dict(),
                                  None)):
         if value != default:
             params[key] = value
+    if model.loss != "cross_entropy":
+        params["loss"] = model.loss
+    return params
+
+
+def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
+    """The :class:`FitPlan` of ``fit(X, y, sample_weight=..., validation_data=...)``
+    with the validated ``config`` (a :class:`FitConfig`) and ``optimizer`` (the
+    resolved one): what depends on the model and the data, checked (errors name
+    the argument)."""
+    monitor, loss_reduction = config.monitor, config.loss_reduction
+    if monitor != "val_loss" and monitor != f"val_{model.metric_name}":
+        raise ValueError(f"monitor must be 'val_loss' or 'val_{model.metric_name}' for a model "
+                         f"with loss={model.loss!r}, got {monitor!r}")
+    aug_params = None
+    if config.augment is not None and not config.augment.is_identity:
+        aug_params = config.augment.kernel_params(model.layers[0])  # checks image_shape
+    X = check_X(X, model.layers[0], model.dtype)
+    if aug_params is not None and not isinstance(X, np.ndarray):
+        raise ValueError("augment needs dense image rows: X is sparse")
+    y = model.check_y(y, X.shape[0])
+    train_idx, X_val, y_val = _validation_rows(model, X, y, config.validation_split,
+                                               validation_data)
+    weights = _check_weights(model, y, train_idx, sample_weight, config.class_weight)
+    schedule = _schedule(config, X_val is not None, optimizer)
+    # a batch never holds more than the training set: size the buffers (and the
+    # batches, identically) by that, so a huge batch_size cannot exhaust memory
+    run_batch = min(config.batch_size, int(train_idx.size))
+    # The kernels step on the mean loss; the summed loss's step is the optimizer's
+    # step on B times the mean gradient, B the batch size (the last, smaller
+    # batch of an epoch is scaled by the same nominal B)
+    grad_scale = float(run_batch) if loss_reduction == "sum" else 1.0
+    params = _history_params(model, config, optimizer, int(train_idx.size),
+                             0 if X_val is None else int(X_val.shape[0]), weights is not None)
     loss_scale = 1.0 if weights is None else float(weights[train_idx].mean(dtype=np.float64))
     if loss_reduction == "weighted_mean":
         loss_scale = 1.0  # the batch's loss is a weighted mean already
     reference_loss = float(np.log(model.n_classes_)) if model.is_classifier else np.inf
-    if model.loss != "cross_entropy":
-        params["loss"] = model.loss
     return FitPlan(X, y, train_idx, X_val, y_val, weights, loss_scale, reference_loss,
                    "weighted_mean" if loss_reduction == "weighted_mean" else "mean",
-                   epochs, run_batch, grad_scale,
-                   bool(shuffle), early_stopping, monitor, min_delta, schedule,
-                   callbacks, checkpoint, params, aug_params)
+                   config.epochs, run_batch, grad_scale,
+                   bool(config.shuffle), config.early_stopping, monitor, config.min_delta,
+                   schedule, list(config.callbacks), config.checkpoint, params, aug_params)
+
 
 def _check_rates(schedule, learning_rate, epochs):
     """ValueError unless ``schedule`` (one that reads no metrics) gives a finite
@@ -277,11 +228,12 @@ def _check_rates(schedule, learning_rate, epochs):
                              f"every epoch's rate must be finite and > 0")
 
 
-def resolve_optimizer(model, optimizer, learning_rate, momentum, l1, l2):
-    """The optimizer of a fit: ``optimizer`` (an :class:`fastnn.optim.Optimizer` or a
-    name), or an SGD from the shorthand arguments, which continues the momentum of
-    the model's previous SGD fit."""
-    shorthand = {"learning_rate": learning_rate, "momentum": momentum, "l1": l1, "l2": l2}
+def resolve_optimizer(model, config):
+    """The optimizer of a fit: ``config.optimizer`` (an :class:`fastnn.optim.Optimizer`
+    or a name), or an SGD from the shorthand fields, which continues the momentum
+    of the model's previous SGD fit."""
+    optimizer = config.optimizer
+    shorthand = {k: getattr(config, k) for k in ("learning_rate", "momentum", "l1", "l2")}
     if optimizer is None:
         opt = optim.SGD(**shorthand)
         prev = model.optimizer_
