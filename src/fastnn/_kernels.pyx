@@ -820,46 +820,60 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i`` instead of
     batch (a zero gradient and loss where the weights are all 0).
     """
+    return _logit_loss(logits, labels, grad, sample_weight, return_correct, loss_reduction,
+                       False)
+
+
+cdef object _logit_loss(object logits, object labels, object grad, object sample_weight,
+                        bint return_correct, object loss_reduction, bint binary):
+    """softmax_cross_entropy (``binary`` False) or sigmoid_cross_entropy (True):
+    the arguments checked, the loss called, its results returned."""
     cdef bint wnorm = _check_reduction(loss_reduction)
     dtype = _float_dtype(logits, "logits")
     _check_array(logits, "logits", dtype, 2)
     _check_array(labels, "labels", _INTP, 1)
-    if logits.shape[0] == 0 or logits.shape[1] == 0:
+    if binary:
+        if logits.shape[0] == 0 or logits.shape[1] != 1:
+            raise ValueError(f"logits must have shape (batch >= 1, 1), got {logits.shape}")
+    elif logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"logits must be non-empty, got shape {logits.shape}")
     if labels.shape[0] != logits.shape[0]:
         raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
-    _check_labels(labels, logits.shape[1], "labels")
-    inputs = (logits, labels)
-    if sample_weight is not None:
-        _check_array(sample_weight, "sample_weight", dtype, 1)
-        if sample_weight.shape[0] != logits.shape[0]:
-            raise ValueError(f"sample_weight must have length {logits.shape[0]}, "
-                             f"got {sample_weight.shape[0]}")
-        _check_weights(sample_weight, None, 0, 0)
-        inputs = inputs + (sample_weight,)
+    _check_labels(labels, 2 if binary else logits.shape[1], "labels")
+    inputs = _check_loss_weights(sample_weight, logits.shape[0], dtype, (logits, labels))
     grad = _out(grad, "grad", logits.shape, dtype, inputs)
     cdef intp_t correct
     if dtype is _FLOAT_DTYPES[0]:
-        loss = _xent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
+        loss = _logit_loss_call[float](logits, labels, sample_weight, grad, &correct, wnorm,
+                                       binary)
     else:
-        loss = _xent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
+        loss = _logit_loss_call[double](logits, labels, sample_weight, grad, &correct, wnorm,
+                                        binary)
     if correct < 0:
-        raise ValueError("labels changed during the call: a label left [0, classes)")
+        raise ValueError("labels changed during the call: a label left "
+                         + ("{0, 1}" if binary else "[0, classes)"))
     if return_correct:
         return loss, grad, int(correct)
     return loss, grad
 
 
-cdef double _xent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
-                       const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
-                       bint wnorm):
+cdef double _logit_loss_call(const floating[:, ::1] logits, const intp_t[::1] labels,
+                             const floating[::1] weights, floating[:, ::1] grad,
+                             intp_t* correct, bint wnorm, bint binary):
     cdef double loss
     cdef const floating* w = NULL
     if weights is not None:
         w = &weights[0]
     with nogil:
-        loss = _softmax_xent(&logits[0, 0], &labels[0], w, &grad[0, 0],
-                             logits.shape[0], logits.shape[1], correct, wnorm)
+        if not binary:
+            loss = _softmax_xent(&logits[0, 0], &labels[0], w, &grad[0, 0],
+                                 logits.shape[0], logits.shape[1], correct, wnorm)
+        elif floating is float:
+            loss = fnn_bxent_f(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
+        else:
+            loss = fnn_bxent_d(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
     return loss
 
 
@@ -902,44 +916,8 @@ def sigmoid_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     >>> round(loss, 6), g.ravel().tolist()
     (0.693147, [0.25, -0.25])
     """
-    cdef bint wnorm = _check_reduction(loss_reduction)
-    dtype = _float_dtype(logits, "logits")
-    _check_array(logits, "logits", dtype, 2)
-    _check_array(labels, "labels", _INTP, 1)
-    if logits.shape[0] == 0 or logits.shape[1] != 1:
-        raise ValueError(f"logits must have shape (batch >= 1, 1), got {logits.shape}")
-    if labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
-    _check_labels(labels, 2, "labels")
-    inputs = _check_loss_weights(sample_weight, logits.shape[0], dtype, (logits, labels))
-    grad = _out(grad, "grad", logits.shape, dtype, inputs)
-    cdef intp_t correct
-    if dtype is _FLOAT_DTYPES[0]:
-        loss = _bxent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
-    else:
-        loss = _bxent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
-    if correct < 0:
-        raise ValueError("labels changed during the call: a label left {0, 1}")
-    if return_correct:
-        return loss, grad, int(correct)
-    return loss, grad
-
-
-cdef double _bxent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
-                        const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
-                        bint wnorm):
-    cdef double loss
-    cdef const floating* w = NULL
-    if weights is not None:
-        w = &weights[0]
-    with nogil:
-        if floating is float:
-            loss = fnn_bxent_f(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
-                               wnorm, correct)
-        else:
-            loss = fnn_bxent_d(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
-                               wnorm, correct)
-    return loss
+    return _logit_loss(logits, labels, grad, sample_weight, return_correct, loss_reduction,
+                       True)
 
 
 def squared_error(outputs, targets, grad=None, *, sample_weight=None, loss_reduction="mean"):
