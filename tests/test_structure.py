@@ -121,8 +121,9 @@ def test_nothing_in_the_package_imports_the_command_line():
 
 def test_experiments_sit_below_sweeps_and_studies():
     graph = import_graph()
-    for module in ("fastnn.experiment", "fastnn.model", "fastnn.training", "fastnn.threads",
-                   "fastnn._validation", "fastnn.datasets"):
+    for module in ("fastnn.experiment", "fastnn.model", "fastnn.inference", "fastnn.training",
+                   "fastnn.training.options", "fastnn.training.loop", "fastnn.reference",
+                   "fastnn.sklearn", "fastnn.threads", "fastnn._validation", "fastnn.datasets"):
         reach, todo = set(), [module]
         while todo:
             for target in graph.get(todo.pop(), ()):

@@ -25,7 +25,8 @@ def _public_callables():
              config.load, config.resolve, config.split,
              export.to_onnx, export.to_onnx_model, export.output_kind, export.output_names]
     from fastnn.inference import Inference
-    classes = [fastnn.MLP, Inference, fastnn.History, fastnn.Callback, optim.Optimizer, optim.SGD,
+    classes = [fastnn.MLP, Inference, fastnn.FitConfig, fastnn.History, fastnn.Callback,
+               optim.Optimizer, optim.SGD,
                optim.Adam, *schedules.SCHEDULES.values(), schedules.Schedule]
     try:
         from fastnn.sklearn import MLPClassifier
