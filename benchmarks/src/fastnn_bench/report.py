@@ -64,12 +64,12 @@ def format_table(results, repeats):
             for floor in FLOORS:
                 fl = e.get(f"{floor}_ratio")
                 if fl is not None:
-                    notes.append(f"{fl:.2f}x the {LABELS[floor]}")
+                    notes.append(f"fastnn takes {fl:.2f}x the {LABELS[floor]}")
             jax = e["trainers"].get("jax")
             if jax is not None and jax.get("compile_seconds") is not None:
                 notes.append(f"JAX compiled in {jax['compile_seconds']:.2f} s (not counted)")
             if notes:
-                lines.append(f"batch {b}: fastnn takes " + "; ".join(notes))
+                lines.append(f"batch {b}: " + "; ".join(notes))
         short = sorted({e["samples"] for e in entries if e["samples"] < results["config"]["samples"]})
         if short:
             lines.append(f"* over the first {', '.join(map(str, short))} images only")
