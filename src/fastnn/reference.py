@@ -69,6 +69,29 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     return dW, db, dZ_prev
 
 
+def csr_forward(X, W, b, activation="identity", out=None):
+    """``out = activation(X @ W + b)`` for a SciPy CSR ``X``: the first layer's
+    forward on the CSR rows (the compiled loop's ``fnn_csr_forward``)."""
+    z = X @ W  # SciPy's sparse x dense product (duplicates summed)
+    if out is None:
+        out = np.asarray(z, dtype=W.dtype)
+    else:
+        np.copyto(out, z)
+    out += b
+    return _activate(out, activation)
+
+
+def csr_weight_grad(X, dZ, out=None):
+    """``out = X.T @ dZ`` for a SciPy CSR ``X``: the first layer's weight
+    gradient on the CSR rows (the compiled loop's ``fnn_csr_wgrad``; the
+    rows of ``W`` that no entry touches get 0)."""
+    g = X.T @ dZ
+    if out is None:
+        return np.asarray(g, dtype=dZ.dtype)
+    np.copyto(out, g)
+    return out
+
+
 LOSSES = {"cross_entropy": 0, "binary_cross_entropy": 1, "mse": 2}
 LOSS_REDUCTIONS = ("mean", "weighted_mean")
 
@@ -539,7 +562,8 @@ class _TrainBuffers:
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params, slots,
                   ws, hyper, *, sample_weight=None, dropout=None, seed=0, epoch=0,
-                  n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None):
+                  n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None,
+                  csr_products=None):
     """Mini-batch training over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, arguments, buffers and return value as the compiled kernel
@@ -550,7 +574,10 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     Every array of a batch lives in the caller's buffers or in temporaries
     made once per call, so a batch allocates nothing (NumPy's ``out=``
     everywhere). ``n_threads`` is accepted for the same signature; NumPy's BLAS
-    uses its own threads.
+    uses its own threads. A SciPy CSR ``X`` runs the first layer's products
+    on the batch's CSR rows (:func:`csr_forward`, :func:`csr_weight_grad`),
+    or with input dropout on its dense rows; ``csr_products``, the compiled
+    loop's choice between the two (same meaning), is accepted and not needed.
     """
     hyper = check_hyper(hyper)
     if loss not in LOSSES:
@@ -593,8 +620,11 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         idx = order[s0:min(s0 + batch_size, stop)]
         bs = idx.shape[0]
         step = s0 // batch_size
-        if hasattr(X, "indptr"):  # CSR: the batch's rows, densified into A_0
-            a = X[idx].toarray(out=buf.A[0][:bs])
+        x_csr = None
+        if hasattr(X, "indptr") and rates is not None and rates[0] > 0:
+            a = X[idx].toarray(out=buf.A[0][:bs])  # CSR, input dropout: the dense rows
+        elif hasattr(X, "indptr"):  # CSR: the first layer's products on its rows
+            a = x_csr = X[idx]
         elif augment is not None:  # the deformed rows, as the compiled loop makes them
             a = augment_rows(X, idx, seed, epoch, augment, out=buf.A[0][:bs])
         else:  # mode="clip": indices checked above; "raise" would copy through a temporary
@@ -612,7 +642,10 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
             _drop_forward(a, keep, buf.dropped[:keep.size].reshape(keep.shape), scales[0])
         for layer in range(n_layers):
             act = activation if layer < n_layers - 1 else "identity"
-            a = dense_forward(a, W[layer], b[layer], act, out=buf.A[layer + 1][:bs])
+            if layer == 0 and x_csr is not None:
+                a = csr_forward(x_csr, W[0], b[0], act, out=buf.A[1][:bs])
+            else:
+                a = dense_forward(a, W[layer], b[layer], act, out=buf.A[layer + 1][:bs])
             if layer + 1 < n_layers and buf.undropped[layer + 1] is not None:
                 np.copyto(buf.undropped[layer + 1][:bs], a)
                 keep = _mask_into(buf.keep[layer + 1][:bs],
@@ -644,7 +677,9 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
             step_hyper = hyper._replace(l1=hyper.l1 * scale, l2=hyper.l2 * scale)
         for layer in range(n_layers - 1, -1, -1):
             a_prev = buf.A[layer][:bs]
-            if bs == 1:  # an outer product: BLAS gemm with k=1 is several times slower
+            if layer == 0 and x_csr is not None:
+                csr_weight_grad(x_csr, delta, out=gW[0])
+            elif bs == 1:  # an outer product: BLAS gemm with k=1 is several times slower
                 np.multiply(a_prev.T, delta, out=gW[layer])
             else:
                 np.matmul(a_prev.T, delta, out=gW[layer])
