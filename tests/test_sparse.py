@@ -204,3 +204,23 @@ def test_csr_products_policy():
     call = lambda data, **kw: _train(K.train_batches, data, y, sizes, params, slots, ws,  # noqa
                                      hyper, **kw)
     np.testing.assert_array_equal(call(A)[1], call(A, csr_products=True)[1])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_mlp_fits_a_low_density_sparse_X_as_the_dense_X(dtype):
+    """MLP.fit on a CSR X below the crossover (the CSR products, chosen by default)
+    trains as on the dense X, up to the sums' order; unsorted indices, a CSC input."""
+    from fastnn import MLP
+    rng = np.random.default_rng(8)
+    X, A = sparse_rows(rng, 400, 500, 0.01, np.float64)
+    assert A.nnz < _kernels.CSR_PRODUCTS_MAX_DENSITY * X.size
+    y = (X[:, :250].sum(1) > X[:, 250:].sum(1)).astype(int)
+    tol = TOL[np.dtype(dtype).type]
+    dense = MLP([500, 16, 2], seed=0, dtype=dtype)
+    dense.fit(X, y, epochs=3, batch_size=32, verbose=False, validation_split=0.2)
+    for data in (A, sp.csc_matrix(X), sp.csr_array(X)):
+        sparse = MLP([500, 16, 2], seed=0, dtype=dtype)
+        sparse.fit(data, y, epochs=3, batch_size=32, verbose=False, validation_split=0.2)
+        np.testing.assert_allclose(sparse.parameters, dense.parameters, **tol)
+        np.testing.assert_allclose(sparse.history_.history["loss"],
+                                   dense.history_.history["loss"], rtol=1e-5)

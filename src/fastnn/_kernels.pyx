@@ -702,7 +702,7 @@ cdef void _check_csr_rows(const intp_t[::1] indptr, const intp_t[::1] indices,
 #: The density of a CSR ``X`` up to which :func:`train_batches` runs the first
 #: layer's products on the CSR rows by default (``csr_products=None``): the
 #: measured crossover (benchmarks/bench_sparse.py; README, "Sparse input").
-CSR_PRODUCTS_MAX_DENSITY = 0.05
+CSR_PRODUCTS_MAX_DENSITY = 0.03
 
 
 cdef bint _use_csr_products(object choice, object csr, intp_t n_cols, object drop) except -1:
@@ -856,14 +856,7 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     if labels.shape[0] != logits.shape[0]:
         raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
     _check_labels(labels, logits.shape[1], "labels")
-    inputs = (logits, labels)
-    if sample_weight is not None:
-        _check_array(sample_weight, "sample_weight", dtype, 1)
-        if sample_weight.shape[0] != logits.shape[0]:
-            raise ValueError(f"sample_weight must have length {logits.shape[0]}, "
-                             f"got {sample_weight.shape[0]}")
-        _check_weights(sample_weight, None, 0, 0)
-        inputs = inputs + (sample_weight,)
+    inputs = _check_loss_weights(sample_weight, logits.shape[0], dtype, (logits, labels))
     grad = _out(grad, "grad", logits.shape, dtype, inputs)
     cdef intp_t correct
     if dtype is _FLOAT_DTYPES[0]:
