@@ -204,6 +204,11 @@ def test_csr_products_policy():
     call = lambda data, **kw: _train(K.train_batches, data, y, sizes, params, slots, ws,  # noqa
                                      hyper, **kw)
     np.testing.assert_array_equal(call(A)[1], call(A, csr_products=True)[1])
+    bad = A.copy()
+    bad.indices, bad.indptr = A.indices.copy(), A.indptr.copy()  # intp, as A's
+    bad.indices[A.indptr[7]] = 400  # a column index out of range: refused before the call
+    with pytest.raises(ValueError, match="X.indices"):
+        call(bad, csr_products=True)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
