@@ -4,9 +4,9 @@ import importlib
 
 import pytest
 
-MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.optim", "fastnn.gradcheck",
+MODULES = ["fastnn", "fastnn.kernels", "fastnn.model", "fastnn.inference", "fastnn.optim", "fastnn.gradcheck",
            "fastnn._validation", "fastnn._hyper", "fastnn._layout",
-           "fastnn.config", "fastnn.metrics", "fastnn.datasets", "fastnn.training",
+           "fastnn.config", "fastnn.metrics", "fastnn.datasets", "fastnn.training.loop", "fastnn.training.options",
            "fastnn.study", "fastnn.sklearn", "fastnn.sweep", "fastnn.sweep.grid",
            "fastnn.experiment", "fastnn._checks", "fastnn.schedules", "fastnn.export",
            "fastnn.augment"]

@@ -1330,21 +1330,31 @@ def test_train_hidden_dropout_one_step_semantics(rng, kernel_isa, activation, dt
 # edges), batches either side of the transposed-copy crossover (FNN_BT_MIN_ROWS 8)
 # and of a 6-row tile, on 1 and 2 threads
 PACK_NETS = [([37, 70, 45, 11], 9), ([37, 70, 45, 11], 7), ([50, 33, 16, 5], 31),
-             ([20, 130, 10], 64), ([784, 129, 33, 10], 13)]
+             ([20, 130, 10], 64), ([784, 129, 33, 10], 13), ([20, 300, 70, 10], 64)]
+#: the caches the blocking assumes: the machine's, and tiny ones (2 KiB L1d,
+#: 64 KiB L2), under which dw_update packs batches of 64 rows (their dZ
+#: panels exceed the L1d on every instruction set) and splits W's 300 columns
+#: into chunks of 64 or 128 (the chunk's packed dZ, half the L2)
+CACHES = [None, (2 * 1024, 64 * 1024)]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kind", ["sgd", "adam"])
 @pytest.mark.parametrize("net", PACK_NETS, ids=lambda n: f"{'-'.join(map(str, n[0]))}-bs{n[1]}")
-def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype):
+@pytest.mark.parametrize("caches", CACHES, ids=["machine", "tiny"])
+def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype, caches):
     """Packing B panels, W^T panels transposed in registers and dW's operands
-    changes where operands live, not the arithmetic: the same bits as reading
-    them in place (with a transposed copy of W)."""
+    (in chunks of columns, whatever the caches) changes where operands live,
+    not the arithmetic: the same bits as reading them in place (with a
+    transposed copy of W)."""
     sizes, batch = net
     results = []
+    machine = _kernels._cache_sizes()
     for packed in (False, True):
         before = _kernels._pack_panels()
         _kernels._pack_panels(packed)
+        if caches is not None:
+            _kernels._cache_sizes(*caches)
         try:
             for n_threads in (1, 2):
                 rng = np.random.default_rng(11)
@@ -1361,10 +1371,21 @@ def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype):
                 results.append((out, ws["params"].copy(), ws["slots"].copy()))
         finally:
             _kernels._pack_panels(before)
+            _kernels._cache_sizes(*machine)
     for out, params, slots in results[1:]:
         assert out[0] == results[0][0][0]
         np.testing.assert_array_equal(params, results[0][1])
         np.testing.assert_array_equal(slots, results[0][2])
+
+
+def test_cache_sizes_are_checked():
+    l1, l2 = _kernels._cache_sizes()
+    assert 1024 <= l1 <= 1 << 30 and 1024 <= l2 <= 1 << 30
+    with pytest.raises(ValueError, match="l1"):
+        _kernels._cache_sizes(l1=512)
+    with pytest.raises(TypeError, match="l2"):
+        _kernels._cache_sizes(l2=1.5e6)
+    assert _kernels._cache_sizes() == (l1, l2)
 
 
 # ---------------------------------------------------------------------------

@@ -121,8 +121,9 @@ def test_nothing_in_the_package_imports_the_command_line():
 
 def test_experiments_sit_below_sweeps_and_studies():
     graph = import_graph()
-    for module in ("fastnn.experiment", "fastnn.model", "fastnn.training", "fastnn.threads",
-                   "fastnn._validation", "fastnn.datasets"):
+    for module in ("fastnn.experiment", "fastnn.model", "fastnn.inference", "fastnn.training",
+                   "fastnn.training.options", "fastnn.training.loop", "fastnn.reference",
+                   "fastnn.sklearn", "fastnn.threads", "fastnn._validation", "fastnn.datasets"):
         reach, todo = set(), [module]
         while todo:
             for target in graph.get(todo.pop(), ()):
@@ -157,3 +158,82 @@ def test_the_walk_finds_a_cycle(tmp_path, source, expected):
     (pkg / "b.py").write_text("def f():\n    from . import a\n")
     (pkg / "c.py").write_text("x = 1\n")
     assert cycles(import_graph(pkg)) == expected
+
+
+# -- sizes: modules split by concern stay readable -------------------------------
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_CODE_LINES = 80
+
+
+def code_lines(source):
+    """The numbers of the lines of ``source`` that hold code: not blank, not only a
+    comment, not part of a docstring (of the module, a class or a function)."""
+    import io
+    import tokenize
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT,
+            tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
+    lines = set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type not in skip:
+            lines.update(range(tok.start[0], tok.end[0] + 1))
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                    and isinstance(body[0].value.value, str)):
+                lines.difference_update(range(body[0].lineno, body[0].end_lineno + 1))
+    return lines
+
+
+def function_sizes(source):
+    """``{qualified name: lines of code in its body}`` of the public functions and
+    methods of ``source`` (a name that does not start with ``_``)."""
+    code = code_lines(source)
+    sizes = {}
+
+    def visit(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = prefix + child.name
+                if not child.name.startswith("_"):
+                    first = child.body[0].lineno
+                    sizes[name] = len([n for n in code if first <= n <= child.end_lineno])
+                visit(child, name + ".")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+            else:
+                visit(child, prefix)
+    visit(ast.parse(source), "")
+    return sizes
+
+
+def test_modules_and_public_functions_are_small():
+    """No module of the package over 500 lines, no public function over 80 lines of
+    code (docstrings, comments and blank lines not counted)."""
+    long_modules, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        source = path.read_text()
+        name = path.relative_to(PACKAGE.parent).as_posix()
+        if len(source.splitlines()) > MAX_MODULE_LINES:
+            long_modules.append((name, len(source.splitlines())))
+        long_functions += [(f"{name}:{fn}", n) for fn, n in function_sizes(source).items()
+                           if n > MAX_FUNCTION_CODE_LINES]
+    assert long_modules == [] and long_functions == []
+
+
+def test_the_size_count_reads_code_only():
+    source = ('"""Module docstring."""\n'
+              "def f(x):\n"
+              '    """Docstring\n    of two lines."""\n'
+              "    # a comment\n"
+              "\n"
+              "    y = (x +\n"
+              "         1)\n"
+              "    return y\n"
+              "class C:\n"
+              "    def g(self):\n"
+              "        return 1\n"
+              "    def _h(self):\n"
+              "        return 2\n")
+    assert function_sizes(source) == {"f": 3, "C.g": 1}

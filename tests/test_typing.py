@@ -24,7 +24,9 @@ def _public_callables():
              sweep.run_sweep, sweep.parse_grid, sweep.expand_grid, sweep.format_table,
              config.load, config.resolve, config.split,
              export.to_onnx, export.to_onnx_model, export.output_kind, export.output_names]
-    classes = [fastnn.MLP, fastnn.History, fastnn.Callback, optim.Optimizer, optim.SGD,
+    from fastnn.inference import Inference
+    classes = [fastnn.MLP, Inference, fastnn.FitConfig, fastnn.History, fastnn.Callback,
+               optim.Optimizer, optim.SGD,
                optim.Adam, *schedules.SCHEDULES.values(), schedules.Schedule]
     try:
         from fastnn.sklearn import MLPClassifier

@@ -68,8 +68,9 @@ def check_choice(value, name, choices):
 
 def defaults_of(fn):
     """``{name: default}`` of ``fn``'s parameters that have a default, in order:
-    what :meth:`fastnn.MLP.fit_defaults`, :meth:`fastnn.MLP.init_defaults` and
-    :func:`fastnn.optim.params_of` read (configs take their defaults from them).
+    what :meth:`fastnn.MLP.init_defaults` and :func:`fastnn.optim.params_of` read
+    (configs take their defaults from them; fit's are the fields of
+    :class:`fastnn.training.FitConfig`).
 
     >>> defaults_of(lambda x, y=1, *, z=None: None)
     {'y': 1, 'z': None}

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdio.h> /* the caches, from sysfs (fnn_caches) */
 #include "_fastmath.h" /* and the compiler portability macros (FNN_GNUC, ...) */
 
 /* Threads: POSIX threads, or Win32 threads on Windows (FNN_PTHREADS: the
@@ -295,10 +296,85 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
  * Either way the arithmetic, and so every bit, is the same. */
 #define FNN_PACK_B(ldb_bytes) ((ldb_bytes) >= 2048)
 #define FNN_PACK_DW(lda_bytes, ldz_bytes) ((lda_bytes) % 4096 == 0 || (ldz_bytes) % 4096 == 0)
-/* Rows of W per block of dw_update's packed loop (whole tiles of MRR = 6 rows
- * on every instruction set): the packed dZ panel (bs x NRV * VL) stays in L1
- * while the block's tiles use it. */
+/* The caches the blocking assumes, read once from the OS (Linux: sysfs, in
+ * standard C; elsewhere, or when it says nothing, the defaults below, an
+ * L1d of 32 KiB and an L2 of 1 MiB, the smallest of current x86-64 and
+ * 64-bit ARM cores). fnn_cache[0] is the L1d, fnn_cache[1] the L2 per core,
+ * in bytes (fastnn._kernels._cache_sizes). */
+#define FNN_L1D_DEFAULT (32 * 1024)
+#define FNN_L2_DEFAULT (1024 * 1024)
+static ptrdiff_t fnn_cache[2];
+
+static ptrdiff_t fnn_sysfs_cache(int index, int *level, int *data)
+{
+    char path[96], buf[32];
+    ptrdiff_t v = 0;
+    FILE *f;
+    *level = 0, *data = 0;
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", index);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    if (fgets(buf, sizeof buf, f))
+        *level = atoi(buf);
+    fclose(f);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", index);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    if (fgets(buf, sizeof buf, f))
+        *data = buf[0] == 'D' || buf[0] == 'U'; /* Data or Unified */
+    fclose(f);
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    if (fgets(buf, sizeof buf, f)) {
+        char *end;
+        v = (ptrdiff_t) strtol(buf, &end, 10);
+        if (*end == 'K')
+            v *= 1024;
+        else if (*end == 'M')
+            v *= 1024 * 1024;
+    }
+    fclose(f);
+    return v;
+}
+
+static const ptrdiff_t *fnn_caches(void)
+{
+    if (fnn_cache[1] == 0) {
+        ptrdiff_t c[2] = {0, 0};
+        for (int i = 0; i < 8; i++) {
+            int level, data;
+            ptrdiff_t v = fnn_sysfs_cache(i, &level, &data);
+            if (data && (level == 1 || level == 2) && c[level - 1] == 0)
+                c[level - 1] = v;
+        }
+        /* implausible answers (a VM's, a parser's) fall back to the defaults */
+        fnn_cache[0] = c[0] >= 8 * 1024 && c[0] <= 1024 * 1024 ? c[0] : FNN_L1D_DEFAULT;
+        fnn_cache[1] = c[1] >= 128 * 1024 && c[1] <= 64 * 1024 * 1024 ? c[1] : FNN_L2_DEFAULT;
+    }
+    return fnn_cache;
+}
+
+/* Rows of W per block of dw_update's packed loop (whole tiles of MRR = 6
+ * rows on every instruction set): the block's columns of A (bs x 48) are
+ * packed once per chunk of columns, and its rows of W and the slots are
+ * read and written while they are in L1 and L2. */
 #define FNN_DW_BLOCK_ROWS 48
+
+/* Columns of W per chunk of dw_update's packed loop (a multiple of the
+ * widest register tile, 64 columns): the chunk's dZ panels, packed once
+ * (bs x nc elements), take at most half of the L2, so they stay there while
+ * every block of W's rows passes over them; at least one panel, at most
+ * the layer's width (cols). */
+static ptrdiff_t fnn_dw_chunk_cols(ptrdiff_t bs, ptrdiff_t cols, size_t elem)
+{
+    ptrdiff_t nc = fnn_caches()[1] / 2 / (bs * (ptrdiff_t) elem);
+    nc = nc / 64 * 64;
+    if (nc < 64)
+        nc = 64;
+    ptrdiff_t all = (cols + 63) / 64 * 64;
+    return nc < all ? nc : all;
+}
 
 /* 64-byte aligned buffers (a cache line; the packed panels' vectors) */
 static inline void *fnn_aligned_alloc(size_t bytes)

@@ -14,7 +14,7 @@ typedef struct {
     int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
               const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
               FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-              const FNN_HP *hp, FNN_T *pk);
+              const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc);
     int (*db)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
               ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp);
     void (*drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
@@ -53,7 +53,7 @@ static int FNN_F(fnn_csr_update)(const FNN_F(fnn_kern_t) *K, ptrdiff_t d, ptrdif
     int bad = 0;
     for (ptrdiff_t k = 0; k < d; k++)
         bad |= K->dw(1, 0, 1, n0, n1, &one, 1, g + k * ld, ld, w + k * ld, s0 + k * ld,
-                     s1 ? s1 + k * ld : NULL, ld, NULL, 0, hp, NULL);
+                     s1 ? s1 + k * ld : NULL, ld, NULL, 0, hp, NULL, 0);
     return bad;
 }
 
@@ -282,6 +282,7 @@ typedef struct {
     int pack_gemm, pack_dw; /* the products pack B panels; dw_update its operands */
     int col_split0;         /* the first layer's backward split by columns (see body) */
     ptrdiff_t pack_stride;
+    ptrdiff_t dw_nc;        /* dw_update's columns of W per chunk (fnn_dw_chunk_cols) */
     float *aug_work;        /* nt work spaces of aug_stride floats (elastic) */
     ptrdiff_t aug_stride;
     FNN_F(fnn_kern_t) K;
@@ -501,7 +502,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             } else if (lo < hi && by_cols) {
                 bad |= K.dw(bs, 0, ni, lo, hi, acts + aoff, ni, delta, no, params + woff,
                             s0 + woff, s1 ? s1 + woff : NULL, no, NULL, ni,
-                            &hp, c->pack_dw && bs > 1 ? bp : NULL);
+                            &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc);
                 bad |= K.db(bs, lo, hi, delta, no, params + boff, s0 + boff,
                             s1 ? s1 + boff : NULL, &hp);
             } else if (lo < hi) {
@@ -524,7 +525,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 bad |= K.dw(bs, lo, hi, 0, no, acts + aoff, ni, delta, no, params + woff,
                             s0 + woff, s1 ? s1 + woff : NULL, no,
                             l > 0 && c->use_wt ? wt + woff : NULL, ni,
-                            &hp, c->pack_dw && bs > 1 ? bp : NULL);
+                            &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc);
             }
             if (!by_cols && tid == (split ? nt - 1 : 0))
                 bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
@@ -611,8 +612,9 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
         widest = sizes[l] > widest ? sizes[l] : widest;
     c.pack_stride = widest * c.K.pw;
     if (b->batch_size <= FNN_DW_PACK_MAX_ROWS) {
-        /* dw_update's: FNN_DW_BLOCK_ROWS columns of A and a dZ panel */
-        ptrdiff_t dw = b->batch_size * (FNN_DW_BLOCK_ROWS + c.K.pw);
+        /* dw_update's: a chunk of dw_nc columns of dZ, a block of columns of A */
+        c.dw_nc = fnn_dw_chunk_cols(b->batch_size, widest, sizeof(FNN_T));
+        ptrdiff_t dw = b->batch_size * (c.dw_nc + FNN_DW_BLOCK_ROWS);
         c.pack_stride = dw > c.pack_stride ? dw : c.pack_stride;
     }
     c.pack_stride = (c.pack_stride + 63) / 64 * 64;

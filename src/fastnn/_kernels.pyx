@@ -231,6 +231,8 @@ cdef extern from "_gemm.h" nogil:
     uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
     int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
     int fnn_pack_mode
+    intp_t fnn_cache[2]
+    const intp_t* fnn_caches()
     double fnn_par_min_macs(int is_double)
     double fnn_calib[3]
     double fnn_force_min_macs
@@ -340,6 +342,22 @@ def _pack_panels(on=None):
     if on is not None:
         fnn_pack_mode = (7 if on else 0) if isinstance(on, bool) else _check_index(on, "on") & 7
     return fnn_pack_mode
+
+
+def _cache_sizes(l1=None, l2=None):
+    """Private: the L1d and L2 sizes per core, in bytes, that the products'
+    blocking assumes (read from the OS at first use, else 32 KiB and 1 MiB):
+    ``(l1, l2)``. With ``l1``/``l2`` (1 KiB to 1 GiB), set them first: tests
+    force the blocked and packed paths on small shapes with small values;
+    the results are the same bits either way."""
+    fnn_caches()
+    for i, (value, name) in enumerate(((l1, "l1"), (l2, "l2"))):
+        if value is not None:
+            value = _check_index(value, name)
+            if not 1024 <= value <= 1 << 30:
+                raise ValueError(f"{name} must be between 1024 and 2**30 bytes, got {value}")
+            fnn_cache[i] = value
+    return (fnn_cache[0], fnn_cache[1])
 
 
 # Whether the training loop can use more than one thread (POSIX threads).
@@ -847,39 +865,60 @@ def softmax_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     ``loss_reduction="weighted_mean"``: divided by ``sum_i w_i`` instead of
     batch (a zero gradient and loss where the weights are all 0).
     """
+    return _logit_loss(logits, labels, grad, sample_weight, return_correct, loss_reduction,
+                       False)
+
+
+cdef object _logit_loss(object logits, object labels, object grad, object sample_weight,
+                        bint return_correct, object loss_reduction, bint binary):
+    """softmax_cross_entropy (``binary`` False) or sigmoid_cross_entropy (True):
+    the arguments checked, the loss called, its results returned."""
     cdef bint wnorm = _check_reduction(loss_reduction)
     dtype = _float_dtype(logits, "logits")
     _check_array(logits, "logits", dtype, 2)
     _check_array(labels, "labels", _INTP, 1)
-    if logits.shape[0] == 0 or logits.shape[1] == 0:
+    if binary:
+        if logits.shape[0] == 0 or logits.shape[1] != 1:
+            raise ValueError(f"logits must have shape (batch >= 1, 1), got {logits.shape}")
+    elif logits.shape[0] == 0 or logits.shape[1] == 0:
         raise ValueError(f"logits must be non-empty, got shape {logits.shape}")
     if labels.shape[0] != logits.shape[0]:
         raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
-    _check_labels(labels, logits.shape[1], "labels")
+    _check_labels(labels, 2 if binary else logits.shape[1], "labels")
     inputs = _check_loss_weights(sample_weight, logits.shape[0], dtype, (logits, labels))
     grad = _out(grad, "grad", logits.shape, dtype, inputs)
     cdef intp_t correct
     if dtype is _FLOAT_DTYPES[0]:
-        loss = _xent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
+        loss = _logit_loss_call[float](logits, labels, sample_weight, grad, &correct, wnorm,
+                                       binary)
     else:
-        loss = _xent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
+        loss = _logit_loss_call[double](logits, labels, sample_weight, grad, &correct, wnorm,
+                                        binary)
     if correct < 0:
-        raise ValueError("labels changed during the call: a label left [0, classes)")
+        raise ValueError("labels changed during the call: a label left "
+                         + ("{0, 1}" if binary else "[0, classes)"))
     if return_correct:
         return loss, grad, int(correct)
     return loss, grad
 
 
-cdef double _xent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
-                       const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
-                       bint wnorm):
+cdef double _logit_loss_call(const floating[:, ::1] logits, const intp_t[::1] labels,
+                             const floating[::1] weights, floating[:, ::1] grad,
+                             intp_t* correct, bint wnorm, bint binary):
     cdef double loss
     cdef const floating* w = NULL
     if weights is not None:
         w = &weights[0]
     with nogil:
-        loss = _softmax_xent(&logits[0, 0], &labels[0], w, &grad[0, 0],
-                             logits.shape[0], logits.shape[1], correct, wnorm)
+        if not binary:
+            loss = _softmax_xent(&logits[0, 0], &labels[0], w, &grad[0, 0],
+                                 logits.shape[0], logits.shape[1], correct, wnorm)
+        elif floating is float:
+            loss = fnn_bxent_f(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
+        else:
+            loss = fnn_bxent_d(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
+                               wnorm, correct)
     return loss
 
 
@@ -922,44 +961,8 @@ def sigmoid_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     >>> round(loss, 6), g.ravel().tolist()
     (0.693147, [0.25, -0.25])
     """
-    cdef bint wnorm = _check_reduction(loss_reduction)
-    dtype = _float_dtype(logits, "logits")
-    _check_array(logits, "logits", dtype, 2)
-    _check_array(labels, "labels", _INTP, 1)
-    if logits.shape[0] == 0 or logits.shape[1] != 1:
-        raise ValueError(f"logits must have shape (batch >= 1, 1), got {logits.shape}")
-    if labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"labels must have length {logits.shape[0]}, got {labels.shape[0]}")
-    _check_labels(labels, 2, "labels")
-    inputs = _check_loss_weights(sample_weight, logits.shape[0], dtype, (logits, labels))
-    grad = _out(grad, "grad", logits.shape, dtype, inputs)
-    cdef intp_t correct
-    if dtype is _FLOAT_DTYPES[0]:
-        loss = _bxent_call[float](logits, labels, sample_weight, grad, &correct, wnorm)
-    else:
-        loss = _bxent_call[double](logits, labels, sample_weight, grad, &correct, wnorm)
-    if correct < 0:
-        raise ValueError("labels changed during the call: a label left {0, 1}")
-    if return_correct:
-        return loss, grad, int(correct)
-    return loss, grad
-
-
-cdef double _bxent_call(const floating[:, ::1] logits, const intp_t[::1] labels,
-                        const floating[::1] weights, floating[:, ::1] grad, intp_t* correct,
-                        bint wnorm):
-    cdef double loss
-    cdef const floating* w = NULL
-    if weights is not None:
-        w = &weights[0]
-    with nogil:
-        if floating is float:
-            loss = fnn_bxent_f(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
-                               wnorm, correct)
-        else:
-            loss = fnn_bxent_d(&logits[0, 0], &labels[0], w, &grad[0, 0], logits.shape[0],
-                               wnorm, correct)
-    return loss
+    return _logit_loss(logits, labels, grad, sample_weight, return_correct, loss_reduction,
+                       True)
 
 
 def squared_error(outputs, targets, grad=None, *, sample_weight=None, loss_reduction="mean"):
@@ -1542,6 +1545,50 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     return done, loss_sum, correct, bool(diverged)
 
 
+ctypedef fused fnn_bufs_t:
+    fnn_bufs_t_f
+    fnn_bufs_t_d
+
+
+cdef void _fill_bufs(fnn_bufs_t* b, const floating[::1] X, intp_t n_rows,
+                     const intp_t[::1] xindices, const intp_t[::1] xindptr,
+                     const intp_t[::1] y, const floating[:, ::1] T, int loss, bint wnorm,
+                     const floating[::1] sw, const intp_t[::1] order, intp_t start,
+                     intp_t stop, intp_t batch_size, const intp_t[::1] sizes, int act,
+                     floating[::1] params, floating[:, ::1] slots, floating[::1] grads,
+                     floating[::1] acts, floating[::1] deltas, intp_t[::1] ybuf,
+                     floating[::1] wbuf, uint8_t[::1] masks, const double[::1] drop,
+                     const uint32_t[::1] thr, uint64_t seed, uint64_t epoch, bint adam,
+                     const fnn_aug_t* aug):
+    """The buffers of one fnn_train_f/_d call: ``b`` (the struct of X's dtype)
+    pointed at the arrays. Only the specialisations whose struct matches the
+    dtype have a body (the two others are never called)."""
+    if (fnn_bufs_t is fnn_bufs_t_f and floating is float) or (
+            fnn_bufs_t is fnn_bufs_t_d and floating is double):
+        b.x = &X[0] if X.shape[0] > 0 else NULL
+        b.order = &order[0]
+        b.x_indptr = NULL
+        b.x_indices = NULL
+        b.x_nnz = X.shape[0]
+        if xindptr is not None:
+            b.x_indptr = &xindptr[0]
+            b.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
+        b.y = &y[0] if y is not None else NULL
+        b.t = &T[0, 0] if T is not None else NULL
+        b.loss, b.wnorm = loss, wnorm
+        b.sw = &sw[0] if sw is not None else NULL
+        b.n_rows, b.start, b.stop, b.batch_size = n_rows, start, stop, batch_size
+        b.sizes, b.n_layers, b.act = &sizes[0], sizes.shape[0] - 1, act
+        b.params, b.wt, b.acts, b.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
+        b.slot0 = &slots[0, 0]
+        b.slot1 = &slots[1, 0] if adam else NULL
+        b.wbuf, b.ybuf, b.masks = &wbuf[0], &ybuf[0], &masks[0]
+        b.drop = &drop[0] if drop is not None else NULL
+        b.drop_thr = &thr[0] if drop is not None else NULL
+        b.seed, b.epoch = seed, epoch
+        b.aug = aug
+
+
 cdef intp_t _train_call(const floating[::1] X, intp_t n_rows, const intp_t[::1] xindices,
                         const intp_t[::1] xindptr, const intp_t[::1] y,
                         const floating[:, ::1] T, int loss, bint wnorm,
@@ -1557,77 +1604,18 @@ cdef intp_t _train_call(const floating[::1] X, intp_t n_rows, const intp_t[::1] 
     cdef intp_t done
     cdef fnn_bufs_t_f bf
     cdef fnn_bufs_t_d bd
-    cdef bint adam = opt.kind == FNN_OPT_ADAM
     if floating is float:
-        bf.x = &X[0] if X.shape[0] > 0 else NULL
-        bf.order = &order[0]
-        bf.x_indptr = NULL
-        bf.x_indices = NULL
-        bf.x_nnz = X.shape[0]
-        if xindptr is not None:
-            bf.x_indptr = &xindptr[0]
-            bf.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
+        _fill_bufs(&bf, X, n_rows, xindices, xindptr, y, T, loss, wnorm, sw, order, start, stop,
+                   batch_size, sizes, act, params, slots, grads, acts, deltas, ybuf, wbuf, masks,
+                   drop, thr, seed, epoch, opt.kind == FNN_OPT_ADAM, aug)
         bf.x_csr = x_csr
-        bf.y = NULL
-        bf.t = NULL
-        if y is not None:
-            bf.y = &y[0]
-        if T is not None:
-            bf.t = &T[0, 0]
-        bf.loss, bf.wnorm = loss, wnorm
-        bf.sw = NULL
-        if sw is not None:
-            bf.sw = &sw[0]
-        bf.n_rows, bf.start, bf.stop, bf.batch_size = n_rows, start, stop, batch_size
-        bf.sizes, bf.n_layers, bf.act = &sizes[0], sizes.shape[0] - 1, act
-        bf.params, bf.wt, bf.acts, bf.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
-        bf.slot0 = &slots[0, 0]
-        bf.slot1 = NULL
-        if adam:
-            bf.slot1 = &slots[1, 0]
-        bf.wbuf, bf.ybuf, bf.masks = &wbuf[0], &ybuf[0], &masks[0]
-        bf.drop = NULL
-        bf.drop_thr = NULL
-        if drop is not None:
-            bf.drop, bf.drop_thr = &drop[0], &thr[0]
-        bf.seed, bf.epoch = seed, epoch
-        bf.aug = aug
         with nogil:
             done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
     else:
-        bd.x = &X[0] if X.shape[0] > 0 else NULL
-        bd.order = &order[0]
-        bd.x_indptr = NULL
-        bd.x_indices = NULL
-        bd.x_nnz = X.shape[0]
-        if xindptr is not None:
-            bd.x_indptr = &xindptr[0]
-            bd.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
+        _fill_bufs(&bd, X, n_rows, xindices, xindptr, y, T, loss, wnorm, sw, order, start, stop,
+                   batch_size, sizes, act, params, slots, grads, acts, deltas, ybuf, wbuf, masks,
+                   drop, thr, seed, epoch, opt.kind == FNN_OPT_ADAM, aug)
         bd.x_csr = x_csr
-        bd.y = NULL
-        bd.t = NULL
-        if y is not None:
-            bd.y = &y[0]
-        if T is not None:
-            bd.t = &T[0, 0]
-        bd.loss, bd.wnorm = loss, wnorm
-        bd.sw = NULL
-        if sw is not None:
-            bd.sw = &sw[0]
-        bd.n_rows, bd.start, bd.stop, bd.batch_size = n_rows, start, stop, batch_size
-        bd.sizes, bd.n_layers, bd.act = &sizes[0], sizes.shape[0] - 1, act
-        bd.params, bd.wt, bd.acts, bd.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
-        bd.slot0 = &slots[0, 0]
-        bd.slot1 = NULL
-        if adam:
-            bd.slot1 = &slots[1, 0]
-        bd.wbuf, bd.ybuf, bd.masks = &wbuf[0], &ybuf[0], &masks[0]
-        bd.drop = NULL
-        bd.drop_thr = NULL
-        if drop is not None:
-            bd.drop, bd.drop_thr = &drop[0], &thr[0]
-        bd.seed, bd.epoch = seed, epoch
-        bd.aug = aug
         with nogil:
             done = fnn_train_d(&bd, opt, n_threads, loss_sum, correct, diverged, corrupt)
     return done

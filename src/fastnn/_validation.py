@@ -41,17 +41,22 @@ def is_sparse(X):
     return hasattr(X, "tocsr") and hasattr(X, "nnz") and not isinstance(X, np.ndarray)
 
 
+def _check_X_shape(shape, n_features, name):
+    """ValueError unless ``shape`` is ``(n_samples >= 1, n_features)``."""
+    if len(shape) != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {shape}")
+    if shape[0] == 0:
+        raise ValueError(f"{name} must have at least one sample, got shape {shape}")
+    if shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features (columns), got {shape[1]}")
+
+
 def check_sparse_X(X, n_features, dtype, name="X"):
     """A SciPy sparse ``X`` as a CSR matrix of ``dtype`` (finite values) with intp
     ``indices`` and ``indptr``, as the compiled trainer takes it: converted (a
     new object; the caller's is never changed) unless it is one already."""
     import scipy.sparse as sp
-    if X.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {X.shape}")
-    if X.shape[0] == 0:
-        raise ValueError(f"{name} must have at least one sample, got shape {X.shape}")
-    if X.shape[1] != n_features:
-        raise ValueError(f"{name} must have {n_features} features (columns), got {X.shape[1]}")
+    _check_X_shape(X.shape, n_features, name)
     if X.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     dtype = np.dtype(dtype)
@@ -85,12 +90,7 @@ def check_X(X, n_features, dtype, name="X"):
     if is_sparse(X):
         return check_sparse_X(X, n_features, dtype, name)
     arr = _as_array(X, name)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, {n_features}), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} must have at least one sample, got shape {arr.shape}")
-    if arr.shape[1] != n_features:
-        raise ValueError(f"{name} must have {n_features} features (columns), got {arr.shape[1]}")
+    _check_X_shape(arr.shape, n_features, name)
     dtype = np.dtype(dtype)
     check = arr.dtype.kind == "f"  # bool and integer values are finite in any float dtype
     if arr.dtype == dtype and arr.flags.c_contiguous:

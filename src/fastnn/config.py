@@ -1,7 +1,8 @@
 """Experiment configuration files (YAML or JSON).
 
-Keys mirror :class:`fastnn.MLP`'s and :meth:`fastnn.MLP.fit`'s arguments (their
-defaults are read from those signatures), ``optimizer`` with the parameters of
+Keys mirror :class:`fastnn.MLP`'s arguments (their defaults read from its
+signature) and the fields of :class:`fastnn.training.FitConfig` (fit's
+arguments, their defaults written there), ``optimizer`` with the parameters of
 the :mod:`fastnn.optim` optimizers, the data keys ``dataset`` and
 ``normalize``, and an optional ``report``
 mapping (what an original study reported: read by ``fastnn study``, ignored by
@@ -29,15 +30,15 @@ import yaml
 
 from . import optim
 from .model import MLP
+from .training import FitConfig, config_fields
 
 #: The model's keys and defaults: MLP's, except ``seed`` (0: configs are
 #: reproducible unless they say ``seed: null``).
 MODEL_KEYS = {"layers": None, **MLP.init_defaults(), "seed": 0}
 DATA_KEYS = {"dataset": "mnist", "normalize": "minmax"}
-#: fit's arguments that a config can set, with fit's defaults.
-FIT_KEYS = {k: v for k, v in MLP.fit_defaults().items()
-            if k not in ("optimizer", "learning_rate", "momentum", "l1", "l2", "sample_weight",
-                         "validation_data", "verbose", "callbacks", "checkpoint")}
+#: fit's arguments that a config can set, with their defaults: the fields of
+#: :class:`fastnn.training.FitConfig` that a file can hold.
+FIT_KEYS = config_fields()
 #: ``optimizer`` (a name of :data:`fastnn.optim.OPTIMIZERS`) and every optimizer's
 #: parameters; ``None`` stands for the chosen optimizer's default, which
 #: :func:`resolve` fills in; a parameter the chosen optimizer does not take
@@ -193,3 +194,14 @@ def split(config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], di
                                for k, v in fit["class_weight"].items()}
     fit["optimizer"] = make_optimizer(config)
     return pick(MODEL_KEYS), pick(DATA_KEYS), fit
+
+
+def fit_config(config: Mapping[str, Any], **options: Any) -> FitConfig:
+    """The :class:`fastnn.training.FitConfig` of a resolved config (validated), with
+    ``options`` (fields that a file does not hold: ``verbose``, ``checkpoint``,
+    ``callbacks``) added.
+
+    >>> fit_config(resolve({"layers": [784, 10], "epochs": 2}), verbose=False)
+    FitConfig(epochs=2, batch_size=128, optimizer=SGD(...), ..., verbose=False, ...)
+    """
+    return FitConfig(**split(config)[2], **options)

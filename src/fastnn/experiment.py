@@ -33,7 +33,6 @@ from pathlib import Path
 from . import config as cfg
 from . import datasets, plots
 from ._atomic import atomic_write_json
-from .augment import Augment
 from .metrics import confusion_matrix, per_class_error
 from .model import MLP
 
@@ -99,7 +98,7 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     history.json, metrics.json, train.log and the PNG plots into ``out``;
     returns ``(metrics, history)``.
     """
-    model_kw, _, fit_kw = cfg.split(config)
+    model_kw, _, _ = cfg.split(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (X, y), (X_test, y_test) = data
@@ -107,29 +106,25 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
         log.info("config %s: %s", name, json.dumps(config))
         log.info("data: %d train, %d test samples", len(X), len(X_test))
         model = MLP(**model_kw)
+        fit_config = cfg.fit_config(config, verbose=verbose, checkpoint=checkpoint)
         if not model.is_classifier:
-            return _run_regression(model, config, fit_kw, data, out, name, verbose, checkpoint)
+            return _run_regression(model, config, fit_config, data, out, name)
         # the dataset's class names, unless the arrays came from elsewhere
         # (a sweep's in-memory data) with another number of classes
         names = datasets.class_names(config["dataset"])
         names = names if len(names) == model.n_classes_ else None
         config = {**config, "seed": model.seed}  # the seed drawn for `seed: null`
         log.info("model: %r", model)
-        augment = Augment.coerce(fit_kw.get("augment"))
+        augment = fit_config.augment
         if augment is not None:
             # the dataset's image shape, unless the config gave one
             augment = augment.with_image_shape(datasets.image_shape(config["dataset"]))
-            fit_kw["augment"] = augment
+            fit_config = fit_config.replace(augment=augment)
             log.info("augmentation: %s", json.dumps(augment.to_dict()))
             plots.plot_augmentation(X, augment, out / "augmentation_samples.png",
                                     seed=model.seed, title=f"{name}: training images (left) "
                                     f"and their deformations in epochs 0-4")
-        t0 = time.perf_counter()
-        history = model.fit(X, y, verbose=verbose, checkpoint=checkpoint, **fit_kw)
-        train_seconds = time.perf_counter() - t0
-        for i, epoch in enumerate(history.epoch):
-            log.info("epoch %d: %s", epoch + 1,
-                     ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
+        history, train_seconds = _train(model, X, y, fit_config)
         test_loss, test_acc = model.evaluate(X_test, y_test)
         cm = confusion_matrix(y_test, model.predict(X_test), model.n_classes_)
         metrics = {"test_accuracy": test_acc, "test_loss": test_loss,
@@ -153,18 +148,24 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     return metrics, history
 
 
-def _run_regression(model, config, fit_kw, data, out, name, verbose, checkpoint):
+def _train(model, X, y, fit_config):
+    """``(history, seconds)`` of ``model.fit`` on (X, y), its epochs logged."""
+    t0 = time.perf_counter()
+    history = model.fit(X, y, config=fit_config)
+    train_seconds = time.perf_counter() - t0
+    for i, epoch in enumerate(history.epoch):
+        log.info("epoch %d: %s", epoch + 1,
+                 ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
+    return history, train_seconds
+
+
+def _run_regression(model, config, fit_config, data, out, name):
     """run_experiment for a regressor (``loss: mse``): metrics.json holds the test
     set's R², RMSE and mean squared error (``test_loss``); no confusion matrix."""
     (X, y), (X_test, y_test) = data
     config = {**config, "seed": model.seed}
     log.info("model: %r", model)
-    t0 = time.perf_counter()
-    history = model.fit(X, y, verbose=verbose, checkpoint=checkpoint, **fit_kw)
-    train_seconds = time.perf_counter() - t0
-    for i, epoch in enumerate(history.epoch):
-        log.info("epoch %d: %s", epoch + 1,
-                 ", ".join(f"{k}={v[i]:.5g}" for k, v in history.history.items()))
+    history, train_seconds = _train(model, X, y, fit_config)
     test_mse, test_r2 = model.evaluate(X_test, y_test)
     metrics = {"test_r2": test_r2, "test_rmse": math.sqrt(test_mse), "test_loss": test_mse,
                "train_seconds": train_seconds, "epochs": len(history.epoch),

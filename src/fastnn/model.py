@@ -2,45 +2,34 @@
 output) or a regressor (identity outputs, squared error)."""
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal, cast
+import dataclasses
+import inspect
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
-from . import kernels, serialization, threads, training
+from . import kernels, serialization, training
 from ._checks import defaults_of
 from ._layout import DTYPES, INITS, aligned_zeros, n_params, unflatten
-from ._typing import ArrayLike, FloatArray, IntArray, PathLike
-from ._validation import (check_choice, check_float, check_int, check_targets, check_X,
-                          check_y, is_sparse)
-from .metrics import r2_score
+from ._typing import ArrayLike, FloatArray, PathLike
+from ._validation import check_choice, check_float, check_int
+from .inference import Inference
+from .training import FitConfig
 
 if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Mapping
-
-    from .augment import Augment
     from .optim import Optimizer
-    from .schedules import ScheduleSpec
-    from .training import Callback, History
+    from .training import History
 
 #: ``MLP(loss=...)``: the output layer and its loss (see the class docstring)
 LOSSES = tuple(kernels.LOSSES)
-_BLOCK = 2048  # rows per forward block in predict/evaluate
-# fit's SGD shorthand takes its defaults from fastnn.optim.SGD: written once
-_SGD = training.shorthand_defaults()
-
-
-def _sigmoid(z: FloatArray, out: FloatArray) -> FloatArray:
-    """out = 1 / (1 + exp(-z)) (scipy's expit: no overflow warning)."""
-    from scipy.special import expit
-    return cast(FloatArray, expit(z, out=out))
 
 
 def _check_rate(value: Any, name: str) -> float:
     return check_float(value, name, low=0.0, high=1.0, high_open=True)
 
 
-class MLP:
+class MLP(Inference):
     """Multilayer perceptron for classification or regression, trained by
     mini-batch SGD or Adam.
 
@@ -185,37 +174,6 @@ class MLP:
         return self.layers[0]
 
     @property
-    def is_classifier(self) -> bool:
-        """False for ``loss="mse"`` (a regressor)."""
-        return bool(self.loss != "mse")
-
-    @property
-    def n_classes_(self) -> int:
-        """The classes (2 for one logistic output); AttributeError for a regressor."""
-        if not self.is_classifier:
-            raise AttributeError("n_classes_: a regressor (loss='mse') has no classes; "
-                                 "its outputs are n_outputs_")
-        return 2 if self.loss == "binary_cross_entropy" else self.layers[-1]
-
-    @property
-    def classes_(self) -> IntArray:
-        """The class labels, ``0 .. n_classes_-1`` (int64): ``predict`` returns
-        these, and column ``j`` of ``predict_proba`` is class ``classes_[j]``
-        (classifiers only)."""
-        return np.arange(self.n_classes_, dtype=np.int64)
-
-    @property
-    def n_outputs_(self) -> int:
-        """Units of the output layer (scikit-learn's name)."""
-        return self.layers[-1]
-
-    @property
-    def metric_name(self) -> str:
-        """What ``evaluate`` returns second and the history logs: ``"accuracy"``
-        for a classifier, ``"r2"`` for a regressor."""
-        return "accuracy" if self.is_classifier else "r2"
-
-    @property
     def n_params(self) -> int:
         return self._params.size
 
@@ -255,21 +213,10 @@ class MLP:
                 f"# {self.n_params} parameters, {self._epochs_trained} epochs trained")
 
     # -- training ------------------------------------------------------------
-    def fit(self, X: ArrayLike, y: ArrayLike, *, epochs: int = 10, batch_size: int = 128,
-            optimizer: Optimizer | str | None = None,
-            learning_rate: float = _SGD["learning_rate"], momentum: float = _SGD["momentum"],
-            l2: float = _SGD["l2"], l1: float = _SGD["l1"],
+    def fit(self, X: ArrayLike, y: ArrayLike, *, config: FitConfig | None = None,
             sample_weight: ArrayLike | None = None,
-            class_weight: Literal["balanced"] | dict[int, float] | None = None,
-            validation_split: float = 0.0,
             validation_data: tuple[ArrayLike, ArrayLike] | None = None,
-            early_stopping: int | None = None, monitor: str = "val_loss",
-            min_delta: float = 0.0, lr_decay: float | None = None,
-            lr_decay_threshold: float = 0.001, min_learning_rate: float = 0.0,
-            verbose: bool = True, callbacks: Sequence[Callback] | None = None,
-            checkpoint: PathLike | None = None, loss_reduction: str = "mean",
-            shuffle: bool = True, lr_schedule: ScheduleSpec = None,
-            augment: Augment | Mapping[str, Any] | None = None) -> History:
+            **options: Any) -> History:
         """Train; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once), or a
@@ -279,62 +226,18 @@ class MLP:
             densified in the compiled loop as they are gathered).
         y : integer labels in [0, n_classes_); for ``loss="mse"`` the real
             targets (n_samples, layers[-1]), 1-D for one output.
-        optimizer : a :mod:`fastnn.optim` optimizer (``SGD``, ``Adam``) or its
-            name; it owns its state, so the same object passed to another
-            ``fit`` continues from it. Without it, ``learning_rate``,
-            ``momentum``, ``l2`` and ``l1`` are the shorthand for
-            ``fastnn.optim.SGD(...)``, which continues the momentum of the
-            model's previous SGD fit. ``self.optimizer_`` is the last one used.
-        sample_weight : per-sample weights (>= 0) of the training loss;
-            class_weight : ``"balanced"`` (n_samples / (n_classes * count),
-            counted on the training rows) or ``{class: weight}`` (classifiers
-            only). Both multiply: each row's loss is weighted, the batch's loss
-            is the sum over its rows divided by its number of rows
-            (``loss_reduction="mean"``) or by the sum of its rows' weights
-            (``"weighted_mean"``, scikit-learn's normalisation). The history's
-            ``loss`` is that weighted mean; ``val_loss`` is unweighted.
-        validation_split : fraction of (X, y) held out, stratified and shuffled
-            with the model's seed; or ``validation_data=(X_val, y_val)``.
-        early_stopping : patience in epochs on ``monitor`` (``"val_loss"`` or
-            ``"val_accuracy"``), where an epoch improves only when it beats the
-            best by more than ``min_delta`` (None: off). The weights of the
-            best epoch are restored at the end of every validated fit.
-        lr_decay : multiply the learning rate by this after an epoch whose
-            validation accuracy improved by less than ``lr_decay_threshold``,
-            but never below ``min_learning_rate`` (the shorthand for
-            ``lr_schedule=fastnn.schedules.Plateau(lr_decay, lr_decay_threshold,
-            min_learning_rate)``).
-        lr_schedule : a :mod:`fastnn.schedules` schedule (``Step``,
-            ``Exponential``, ``Cosine``, ``Plateau``, ...), its name, or a
-            mapping ``{"name": "cosine", "warmup_epochs": 2, ...}``: the rate
-            of each epoch, scaling the optimizer's ``learning_rate`` (None:
-            that rate throughout). Applied per epoch; epochs count from 0 in
-            each ``fit`` (a fit resumed from a checkpoint continues the count).
-        verbose : show a progress bar (tqdm).
-        callbacks : objects with Keras-style ``on_*`` hooks (:class:`fastnn.Callback`).
-        checkpoint : path; the full training state (weights, optimizer state,
-            history, schedule, best weights) is saved there atomically after
-            every epoch, and a later ``fit`` with the same path, data and
-            arguments resumes from it, giving the weights of an uninterrupted run.
-        shuffle : visit the training rows in a fresh random order each epoch
-            (seeded by the model's seed and the epoch number); ``False``: in
-            their given order.
-        loss_reduction : ``"mean"`` (default) steps on the batch's mean
-            loss; ``"weighted_mean"`` on its weighted sum divided by the
-            batch's weight sum (as ``"mean"`` without weights); ``"sum"`` on
-            its sum, as the original reports'
-            ``E = -sum_n sum_k t_k ln y_k``, so their learning rates and
-            penalties apply as written: the step with ``learning_rate`` eta
-            and penalties l1, l2 (added to the summed gradient) equals the
-            mean-loss step with eta*B, l1/B, l2/B for batch size B (for Adam:
-            eps/B, l1/B, l2/B). A smaller last batch of an epoch (b < B
-            rows) is scaled by the nominal B too, i.e. weighs B/b times its
-            sum. The history's ``loss`` is the mean per sample either way.
-        augment : a :class:`fastnn.augment.Augment` (or a mapping of its
-            parameters): every training image is deformed afresh in every
-            epoch, in the compiled loop, reproducibly (keyed by the seed, the
-            epoch and the row). Rows must be images: ``image_shape`` given, or
-            square. Validation, evaluation and prediction never augment.
+        sample_weight : per-sample weights (>= 0) of the training loss (times
+            ``class_weight``'s; see :class:`fastnn.training.FitConfig`).
+        validation_data : ``(X_val, y_val)``, instead of ``validation_split``.
+        config : a :class:`fastnn.training.FitConfig`: how to train.
+        **options : its fields by keyword (``epochs=10``, ``batch_size=128``,
+            ``optimizer``, ``learning_rate``, ``momentum``, ``l2``, ``l1``,
+            ``class_weight``, ``validation_split``, ``early_stopping``,
+            ``monitor``, ``min_delta``, ``lr_decay``, ``lr_decay_threshold``,
+            ``min_learning_rate``, ``verbose``, ``callbacks``, ``checkpoint``,
+            ``loss_reduction``, ``shuffle``, ``lr_schedule``, ``augment``;
+            the signature lists them with their defaults), replacing
+            ``config``'s: their meaning is documented there.
 
         All arguments after ``y`` are keyword-only. A call continues from the
         current weights and optimizer state (which live in memory only: a
@@ -356,191 +259,19 @@ class MLP:
         >>> model.score(X, y) > 0.9, model.optimizer_.t
         (True, 300)
         """
-        return training.fit(
-            self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-            learning_rate=learning_rate, momentum=momentum, l2=l2, l1=l1,
-            sample_weight=sample_weight, class_weight=class_weight,
-            validation_split=validation_split, validation_data=validation_data,
-            early_stopping=early_stopping, monitor=monitor, min_delta=min_delta,
-            lr_decay=lr_decay, lr_decay_threshold=lr_decay_threshold,
-            min_learning_rate=min_learning_rate, verbose=verbose, callbacks=callbacks,
-            checkpoint=checkpoint, loss_reduction=loss_reduction, shuffle=shuffle,
-            lr_schedule=lr_schedule, augment=augment)
+        return training.fit(self, X, y, config, sample_weight=sample_weight,
+                            validation_data=validation_data, **options)
 
     @classmethod
     def fit_defaults(cls) -> dict[str, Any]:
-        """The defaults of :meth:`fit`'s keyword arguments (configs use them)."""
-        return defaults_of(cls.fit)
+        """The defaults of :meth:`fit`'s keyword arguments: the fields of
+        :class:`fastnn.training.FitConfig` (configs use them)."""
+        return FitConfig.defaults()
 
     @classmethod
     def init_defaults(cls) -> dict[str, Any]:
         """The defaults of the constructor's keyword arguments."""
         return defaults_of(cls.__init__)
-
-    # -- inference -----------------------------------------------------------
-    def _check_X(self, X: ArrayLike, name: str = "X") -> FloatArray:
-        return check_X(X, self.layers[0], self.dtype, name)
-
-    def _logits_blocks(self, X: FloatArray,
-                       check: bool = False) -> Iterator[tuple[int, FloatArray]]:
-        """Yield ``(start, logits)`` over blocks of rows of a validated X.
-
-        ``check``: raise ValueError where a row's largest logit is not finite (NaN,
-        +inf, or all -inf: finite inputs can still overflow the dtype), as softmax
-        and argmax are then undefined."""
-        weights, biases = unflatten(self._params, self.layers)
-        n = X.shape[0]
-        block = min(_BLOCK, n)
-        bufs = [np.empty((block, w), dtype=self.dtype) for w in self.layers[1:]]
-        last = len(weights) - 1
-        sparse = is_sparse(X)  # CSR: a block of rows at a time, densified
-        dense: Any = np.empty((block, self.layers[0]), dtype=self.dtype) if sparse else None
-        with threads.limit():
-            for start in range(0, n, block):
-                a: Any = X[start:start + block]
-                rows = a.shape[0]
-                if sparse:
-                    a = a.toarray(out=dense[:rows])
-                for i, (W, b) in enumerate(zip(weights, biases)):
-                    out = bufs[i][:rows]
-                    a = kernels.dense_forward(a, W, b, self.activation if i < last else "identity",
-                                              out=out)
-                if check and not np.isfinite(a.max(axis=1)).all():
-                    raise ValueError(f"X: the network's outputs overflow {self.dtype.name} "
-                                     f"(NaN or inf logits) for some rows: the inputs are too "
-                                     f"large for this model, or its weights are")
-                yield start, a
-
-    def _require(self, classifier: bool, what: str) -> None:
-        if self.is_classifier != classifier:
-            kind = "classifiers" if classifier else "regressors (loss='mse')"
-            raise AttributeError(f"{what} is for {kind}; this model has loss={self.loss!r}")
-
-    def predict_proba(self, X: ArrayLike) -> FloatArray:
-        """Class probabilities, shape (n_samples, n_classes); rows sum to 1
-        (one logistic output: the columns ``1 - p`` and ``p``). Classifiers only."""
-        self._require(True, "predict_proba")
-        X = self._check_X(X)
-        proba = np.empty((X.shape[0], self.n_classes_), dtype=self.dtype)
-        for start, logits in self._logits_blocks(X, check=True):
-            out = proba[start:start + logits.shape[0]]
-            if self.loss == "binary_cross_entropy":
-                _sigmoid(logits[:, 0], out[:, 1])
-                np.subtract(1, out[:, 1], out=out[:, 0])
-            else:
-                kernels.softmax(logits, out=out)
-        return proba
-
-    def predict_log_proba(self, X: ArrayLike) -> FloatArray:
-        """Log class probabilities, shape (n_samples, n_classes): the log-softmax
-        of the logits, ``z - max(z) - log(sum(exp(z - max(z))))`` per row,
-        finite (and accurate) where ``predict_proba`` underflows to 0.
-
-        >>> import numpy as np
-        >>> from fastnn import MLP
-        >>> model = MLP([3, 2], seed=0)
-        >>> model.coefs_[0][...] = [[60.0, -60.0], [0, 0], [0, 0]]
-        >>> model.predict_log_proba(np.array([[1.0, 0, 0]])).round(3).tolist()
-        [[0.0, -120.0]]
-        """
-        self._require(True, "predict_log_proba")
-        X = self._check_X(X)
-        if self.loss == "binary_cross_entropy":  # log(sigmoid(+-z)) = -logaddexp(0, -+z)
-            out = np.empty((X.shape[0], 2), dtype=self.dtype)
-            for start, logits in self._logits_blocks(X, check=True):
-                z = logits[:, 0]
-                np.negative(np.logaddexp(0, z), out=out[start:start + z.shape[0], 0])
-                np.negative(np.logaddexp(0, -z), out=out[start:start + z.shape[0], 1])
-            return out
-        out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
-        for start, logits in self._logits_blocks(X, check=True):
-            z = out[start:start + logits.shape[0]]
-            np.subtract(logits, logits.max(axis=1, keepdims=True), out=z)
-            z -= np.log(np.exp(z).sum(axis=1, keepdims=True))
-        return out
-
-    def predict(self, X: ArrayLike) -> FloatArray | IntArray:
-        """Predicted class labels, shape (n_samples,); for a regressor the
-        outputs, (n_samples, n_outputs), or (n_samples,) for one output."""
-        X = self._check_X(X)
-        if not self.is_classifier:
-            out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
-            for start, z in self._logits_blocks(X, check=True):
-                out[start:start + z.shape[0]] = z
-            return out[:, 0].copy() if self.layers[-1] == 1 else out
-        pred = np.empty(X.shape[0], dtype=np.intp)
-        for start, logits in self._logits_blocks(X, check=True):
-            rows = slice(start, start + logits.shape[0])
-            if self.loss == "binary_cross_entropy":
-                np.greater(logits[:, 0], 0, out=pred[rows], casting="unsafe")
-            else:
-                pred[rows] = logits.argmax(axis=1)
-        return pred
-
-    def decision_function(self, X: ArrayLike) -> FloatArray:
-        """The output layer's values before the softmax/logistic function (the
-        outputs of a regressor), shape (n_samples, layers[-1])."""
-        X = self._check_X(X)
-        out = np.empty((X.shape[0], self.layers[-1]), dtype=self.dtype)
-        for start, logits in self._logits_blocks(X):
-            out[start:start + logits.shape[0]] = logits
-        return out
-
-    def check_y(self, y: ArrayLike, n_samples: int, name: str = "y") -> IntArray | FloatArray:
-        """``y`` validated for this model: intp labels in [0, n_classes_), or a
-        regressor's targets (n_samples, n_outputs) in the model's dtype."""
-        if self.is_classifier:
-            return check_y(y, n_samples, self.n_classes_, name)
-        return check_targets(y, n_samples, self.layers[-1], self.dtype, name)
-
-    def evaluate(self, X: ArrayLike, y: ArrayLike, *,
-                 check_overflow: bool = True) -> tuple[float, float]:
-        """``(mean cross-entropy loss, accuracy)`` on (X, y) for a classifier
-        (binary cross-entropy for one logistic output); ``(mean squared error,
-        R²)`` for a regressor (the error averaged over samples and outputs,
-        R² averaged over the outputs, as scikit-learn's ``r2_score``).
-
-        ``check_overflow``: raise ValueError where the network's outputs
-        overflow (NaN or inf logits); ``False`` returns a non-finite loss
-        instead (training uses that to detect divergence)."""
-        X = self._check_X(X)
-        y = self.check_y(y, X.shape[0])
-        return self._evaluate_checked(X, y, check=check_overflow)
-
-    def _evaluate_checked(self, X: FloatArray, y: Any,
-                          check: bool = False) -> tuple[float, float]:
-        if not self.is_classifier:
-            return self._evaluate_regression(X, y, check)
-        loss_sum, correct = 0.0, 0
-        grad = None
-        loss_fn = (kernels.sigmoid_cross_entropy if self.loss == "binary_cross_entropy"
-                   else kernels.softmax_cross_entropy)
-        for start, logits in self._logits_blocks(X, check):
-            rows = logits.shape[0]
-            labels = y[start:start + rows]
-            if grad is None or grad.shape[0] != rows:
-                grad = np.empty_like(logits)
-            loss, _, hits = loss_fn(logits, labels, grad=grad, return_correct=True)
-            loss_sum += loss * rows
-            correct += hits
-        n = X.shape[0]
-        return loss_sum / n, correct / n
-
-    def _evaluate_regression(self, X: FloatArray, y: FloatArray,
-                             check: bool) -> tuple[float, float]:
-        pred = np.empty(y.shape, dtype=self.dtype)
-        for start, z in self._logits_blocks(X, check):
-            pred[start:start + z.shape[0]] = z
-        with np.errstate(all="ignore"):
-            err = pred.astype(np.float64) - y
-            mse = float(np.mean(err * err))
-        if not np.isfinite(mse):
-            return mse, float("nan")
-        return mse, r2_score(y, pred)
-
-    def score(self, X: ArrayLike, y: ArrayLike) -> float:
-        """Accuracy on (X, y), as scikit-learn's ``score``; R² for a regressor."""
-        return self.evaluate(X, y)[1]
 
     # -- persistence ---------------------------------------------------------
     def save(self, path: PathLike) -> None:
@@ -569,3 +300,16 @@ class MLP:
     def load(cls, path: PathLike) -> MLP:
         """Load a model saved by :meth:`save`; never executes code from the file."""
         return serialization.load_model(path, cls)
+
+
+def _fit_signature() -> inspect.Signature:
+    """MLP.fit's signature, its keywords generated from :class:`FitConfig`'s
+    fields (their defaults written there only), for ``help`` and ``inspect``."""
+    own = inspect.signature(MLP.fit)
+    params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default,
+                                 annotation=f.type) for f in dataclasses.fields(FitConfig)]
+    return own.replace(parameters=params)
+
+
+MLP.fit.__signature__ = _fit_signature()  # type: ignore[attr-defined]

@@ -39,8 +39,10 @@ trainer's epoch FLOPs (those of its matrix products, 2 per multiply-add,
 :meth:`fastnn_bench.trainers.GemmFloor.flops`) divided by its time is shown as a percentage of it.
 
 Each trainer is timed ``repeats`` times on a fresh model (building the model
-is not timed) after a warm-up; the table shows the best and median times and
-the speed-up of fastnn over each (other's best / fastnn's best).
+is not timed), in ``repeats`` interleaved rounds that time every trainer once
+each (after a warm-up, in a fresh process), so that a drift of the machine's
+speed favours no trainer; the table shows the best and median times and the
+speed-up of fastnn over each (other's best / fastnn's best).
 
 This module runs the benchmark and parses its options; the rest of fastnn_bench
 holds its parts: :mod:`~fastnn_bench.settings` (networks, batches, optimiser),
@@ -125,7 +127,8 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
     data_dir : folder of the MNIST files (default: ``$FASTNN_DATA``, then the
         user cache, downloading if needed; see :mod:`fastnn.datasets`).
     batch_sizes : the batch sizes to time, one table column each.
-    repeats : timed runs per trainer and batch size (best and median reported).
+    repeats : timed runs per trainer and batch size, in as many interleaved
+        rounds of all the trainers (best and median reported).
     threads : BLAS threads for every trainer (fastnn, NumPy, torch alike; JAX
         is held to one thread only when this is 1); ``None`` leaves the
         libraries' defaults (``FASTNN_NUM_THREADS``, if set, then applies to
@@ -205,23 +208,31 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
         say(f"FMA peak ({peak_info['isa']}): {peak_info['gflops']:.0f} GFLOP/s on "
             f"{peak_info['threads']} thread(s), {peak_info['gflops_1thread']:.0f} on one")
     results = {"machine": machine, "config": config, "peak": peak_info, "networks": []}
+    # The repeats are interleaved: each of `repeats` rounds times every trainer
+    # once (after its warm-up), so a machine whose speed drifts over minutes
+    # (a shared host, a VM, thermal limits) biases no trainer against another.
     # Each trainer runs in a fresh process when isolated: thread pools of
     # other libraries (torch's OpenMP, NumPy's OpenBLAS, XLA's) stay alive and
     # spin after use, and on a small machine they slow whichever trainer comes next.
-    timings = {}
-    args = (data_dir, n_samples, networks, batch_sizes, batch1_samples, repeats, seed, threads)
-    for name in names:
-        if isolate:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                timings[name] = pool.submit(_time_all, name, *args).result()
-        else:
-            timings[name] = _time_all(name, *args, data=(X, y))
-        for net in networks:
-            for b in batch_sizes:
-                say(f"  {net_name(net):<22} batch {b:>5}  {LABELS[name]:<20} best "
-                    f"{fmt_time(min(timings[name][(net, b)][0]))}")
+    timings = {name: {} for name in names}
+    args = (data_dir, n_samples, networks, batch_sizes, batch1_samples, 1, seed, threads)
+    for round_ in range(repeats):
+        for name in names:
+            if isolate:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+                with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                    part = pool.submit(_time_all, name, *args).result()
+            else:
+                part = _time_all(name, *args, data=(X, y))
+            for key, (times, loss, compile_seconds) in part.items():
+                before = timings[name].get(key, ([], None, None))
+                timings[name][key] = (before[0] + list(times), loss,
+                                      before[2] if before[2] is not None else compile_seconds)
+            for net in networks:
+                for b in batch_sizes:
+                    say(f"  round {round_ + 1}/{repeats}  {net_name(net):<22} batch {b:>5}  "
+                        f"{LABELS[name]:<20} {fmt_time(timings[name][(net, b)][0][-1])}")
     for net in networks:
         entry_net = {"layers": list(net), "batches": {}}
         for b in batch_sizes:

@@ -74,8 +74,8 @@ def format_table(results, repeats):
         if short:
             lines.append(f"* over the first {', '.join(map(str, short))} images only")
         lines.append("")
-    lines.append(f"best/median of {repeats} runs, each on a fresh model; 'fastnn x' = the "
-                 "trainer's best time / fastnn's best time")
+    lines.append(f"best/median of {repeats} runs (interleaved rounds of all the trainers), each "
+                 "on a fresh model; 'fastnn x' = the trainer's best time / fastnn's best time")
     lines.append("(above 1: fastnn is that many times faster; the GEMM floors' are below 1 "
                  "by construction).")
     if peak:

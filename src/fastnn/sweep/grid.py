@@ -20,7 +20,6 @@ import yaml
 from .. import config as cfg
 from .._validation import check_int
 from ..model import MLP
-from ..training import check_policy
 
 #: Which data a trial needs: ``("dataset", "normalize")``.
 DATA_KEYS = tuple(cfg.DATA_KEYS)
@@ -123,12 +122,9 @@ def trial_label(params: Mapping[str, Any], config: Mapping[str, Any]) -> str:
 
 def check_config(config):
     """Fail before any training on values the model or optimizer reject."""
-    model_kw, _, fit_kw = cfg.split(config)  # builds (validates) the optimizer
+    model_kw, _, _ = cfg.split(config)  # builds (validates) the optimizer
     MLP(**{**model_kw, "seed": model_kw["seed"] if model_kw["seed"] is not None else 0})
-    check_policy(**{k: fit_kw[k] for k in ("epochs", "batch_size", "validation_split",
-                                           "early_stopping", "monitor", "min_delta", "lr_decay",
-                                           "lr_decay_threshold", "min_learning_rate",
-                                           "loss_reduction", "lr_schedule")})
+    cfg.fit_config(config)  # validates fit's arguments
 
 
 def data_key(config):

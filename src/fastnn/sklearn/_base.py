@@ -1,52 +1,24 @@
-"""scikit-learn's ``MLPClassifier`` and ``MLPRegressor`` on fastnn's trainer
-(needs ``pip install "fastnn[sklearn]"``).
-
-Replace ``from sklearn.neural_network import MLPClassifier`` (or
-``MLPRegressor``) with ``from fastnn.sklearn import MLPClassifier`` (also
-``fastnn.MLPClassifier``, ``fastnn.MLPRegressor``): same parameter names and
-meanings, same attributes, and they work in ``Pipeline``, ``GridSearchCV``,
-``cross_val_score``, ``clone`` and pickle. Importing :mod:`fastnn` does not
-import scikit-learn; this module does.
-
->>> import numpy as np
->>> from fastnn.sklearn import MLPClassifier
->>> rng = np.random.default_rng(0)
->>> X = rng.normal(size=(300, 4)); y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
->>> clf = MLPClassifier(hidden_layer_sizes=(16,), learning_rate_init=0.05, tol=1e-3,
-...                     random_state=0).fit(X, y)
->>> clf.classes_.tolist(), clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
-(['no', 'yes'], True, (2, 2))
->>> clf.n_outputs_, clf.coefs_[-1].shape, clf.out_activation_
-(1, (16, 1), 'logistic')
->>> from fastnn.sklearn import MLPRegressor
->>> t = X[:, 0] - 2 * X[:, 1]
->>> reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=300,
-...                    random_state=0).fit(X, t)
->>> reg.score(X, t) > 0.95, reg.predict(X[:2]).shape, reg.out_activation_
-(True, (2,), 'identity')
-"""
+"""What fastnn's MLPClassifier and MLPRegressor share: scikit-learn's
+hyperparameters, their validation and documentation, and the fit on
+fastnn's trainer."""
 from __future__ import annotations
 
 import numbers
 import warnings
 
 import numpy as np
-from numpy.typing import NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import r2_score
+from sklearn.base import BaseEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
-from . import threads
-from .model import MLP
-from ._layout import DTYPES
-from ._validation import check_float, check_int
-from .optim import SGD, Adam
-from ._typing import ArrayLike, PathLike
-from .training import Callback, History
+from .. import threads
+from ..model import MLP
+from .._layout import DTYPES
+from .._validation import check_float, check_int
+from ..optim import SGD, Adam
+from ..training import History
+from ._schedule import _extend, _SklearnSchedule
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -54,15 +26,10 @@ except ImportError:  # scikit-learn 1.3 - 1.5
     def _validate_data(estimator, *args, **kwargs):
         return estimator._validate_data(*args, **kwargs)
 
-__all__ = ["MLPClassifier", "MLPRegressor"]
-
 #: scikit-learn's activation names -> fastnn's
 _ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
 _SOLVERS = ("sgd", "adam", "lbfgs")
-_REGRESSION_LOSSES = ("squared_error", "poisson")
-#: sklearn's adaptive schedule stops once the learning rate is at or below this
-_MIN_ADAPTIVE_LR = 1e-6
 
 
 _COMMON_PARAMS_DOC = """
@@ -442,307 +409,3 @@ class _BaseMLP(BaseEstimator):
         if not self.loss_curve_:
             raise AttributeError("loss_ is set by the first epoch")
         return self.loss_curve_[-1]
-
-
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    __doc__ = """Multilayer perceptron classifier: scikit-learn's API, fastnn's compiled trainer.
-
-    Parameters are scikit-learn's ``MLPClassifier``'s, with the same meaning,
-    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads`` and ``augment``.
-    """ + _COMMON_PARAMS_DOC + """
-    Attributes
-    ----------
-    classes_, n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
-    loss_curve_, best_loss_, best_validation_score_, validation_scores_,
-    n_iter_, t_, n_layers_, n_outputs_, out_activation_ : as scikit-learn's.
-    Two classes make one logistic output, as scikit-learn's (``n_outputs_ ==
-    1``, ``coefs_[-1].shape == (h, 1)``, ``out_activation_ == "logistic"``,
-    fastnn's ``MLP(loss="binary_cross_entropy")``); more make a softmax over
-    ``n_classes`` outputs. ``predict_proba`` has a column per class either way.
-    ``loss_`` is the epoch's mean training cross-entropy (before each update,
-    as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` evaluated with
-    the end-of-epoch weights (scikit-learn evaluates it with each batch's).
-    """ + _COMMON_ATTRS_DOC + """
-    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
-    ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR
-    products, up to the order of the sums).
-    Not supported: multilabel ``y``.
-    """
-
-    _VAL_KEY = "val_accuracy"
-
-    def fit(self, X: ArrayLike, y: ArrayLike,
-            sample_weight: ArrayLike | None = None) -> MLPClassifier:
-        """Train on (X, y) for up to ``max_iter`` epochs; returns ``self``."""
-        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
-
-    def partial_fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None,
-                    classes: ArrayLike | None = None) -> MLPClassifier:
-        """One epoch over (X, y); ``classes`` (all labels) is required on the first call."""
-        if not hasattr(self, "classes_") or not hasattr(self, "model_"):
-            if classes is None:
-                raise ValueError("classes must be passed on the first call to partial_fit.")
-            self._partial_classes = np.unique(np.asarray(classes))
-        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"`classes={classes!r}` is not the same as on the last call to "
-                             f"partial_fit, was: {self.classes_!r}")
-        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
-
-    def _validate_Xy(self, X, y, reset):
-        X, y = _validate_data(self, X, y, reset=reset, dtype=np.dtype(self.dtype),
-                              order="C", accept_sparse="csr")
-        check_classification_targets(y)
-        return X, y
-
-    def _encode_targets(self, y, incremental, first_pass):
-        y_idx = self._encode_labels(y, incremental, first_pass)
-        if len(self.classes_) == 2:
-            return y_idx, 1, "binary_cross_entropy", "logistic"
-        return y_idx, len(self.classes_), "cross_entropy", "softmax"
-
-    def _stratify(self, targets):
-        return targets
-
-    def _val_score(self, model, X, y, sample_weight):
-        """Accuracy on the validation set (weighted with sample_weight)."""
-        hits = model.predict(X) == y
-        return float(np.average(hits, weights=sample_weight))
-
-    def _encode_labels(self, y, incremental, first_pass):
-        """Labels -> indices into ``classes_`` (set here on a first pass)."""
-        if incremental and hasattr(self, "_partial_classes"):
-            self.classes_ = self._partial_classes
-            del self._partial_classes
-            first_pass = False
-            if len(self.classes_) < 2:
-                raise ValueError(f"{type(self).__name__} needs at least 2 classes, got "
-                                 f"classes={self.classes_.tolist()}")
-        if first_pass:
-            classes, y_idx = np.unique(y, return_inverse=True)
-            if len(classes) < 2:
-                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes in "
-                                 f"y; got 1 class: {classes.tolist()}")
-            self.classes_ = classes
-            return y_idx.astype(np.intp)
-        classes = unique_labels(y)
-        if self.warm_start and not incremental and set(classes) != set(self.classes_):
-            raise ValueError("warm_start can only be used where `y` has the same classes as in "
-                             f"the previous call to fit. Previously got {self.classes_}, `y` has "
-                             f"{classes}")
-        if len(np.setdiff1d(classes, self.classes_)):
-            raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
-                             f"{self.classes_}. 'y' has {classes}.")
-        return np.searchsorted(self.classes_, y).astype(np.intp)
-
-    def predict_proba(self, X: ArrayLike) -> NDArray[np.float64]:
-        """Class probabilities, shape ``(n_samples, n_classes)``, columns in ``classes_`` order."""
-        X = self._check_X(X)
-        with threads.using(self.n_threads):
-            return self.model_.predict_proba(X).astype(np.float64)
-
-    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.float64]:
-        """``log(predict_proba(X))``, computed as the log-softmax of the logits
-        (log-sigmoid for one logistic output: :meth:`fastnn.MLP.predict_log_proba`),
-        finite where a probability underflows to 0."""
-        X = self._check_X(X)
-        with threads.using(self.n_threads):
-            return self.model_.predict_log_proba(X).astype(np.float64)
-
-    def predict(self, X: ArrayLike) -> NDArray[np.generic]:
-        """Predicted labels (elements of ``classes_``)."""
-        X = self._check_X(X)
-        with threads.using(self.n_threads):
-            return self.classes_[self.model_.predict(X)]
-
-    def to_onnx(self, path: PathLike) -> None:
-        """Write the fitted network to ``path`` as ONNX (``pip install
-        'fastnn[onnx]'``): input ``"X"`` ``(N, n_features_in_)`` of ``dtype``,
-        outputs ``"probabilities"`` (columns in ``classes_`` order) and
-        ``"label"`` (elements of ``classes_``: int64, double or string). See
-        :mod:`fastnn.export`."""
-        check_is_fitted(self)
-        self.model_.to_onnx(path, classes=self.classes_)
-
-
-class MLPRegressor(RegressorMixin, _BaseMLP):
-    __doc__ = """Multilayer perceptron regressor: scikit-learn's API, fastnn's compiled trainer.
-
-    Parameters are scikit-learn's ``MLPRegressor``'s, with the same meaning,
-    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads`` and ``augment``.
-
-    loss : {"squared_error"}, default="squared_error"
-        scikit-learn's squared error: identity outputs, the gradient
-        ``(output - y) / batch`` (fastnn's ``MLP(loss="mse")``).
-        ``"poisson"`` raises ``NotImplementedError``.
-    """ + _COMMON_PARAMS_DOC + """
-    Attributes
-    ----------
-    n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
-    loss_curve_, best_loss_, best_validation_score_, validation_scores_,
-    n_iter_, t_, n_layers_, n_outputs_, out_activation_ : as scikit-learn's
-    (``out_activation_ == "identity"``; ``n_outputs_``: y's columns, 1 for a
-    1-D y, whose ``predict`` is then 1-D). ``loss_`` is scikit-learn's: half
-    the epoch's mean squared error (per element, before each update) plus
-    ``alpha/(2*batch_size) * sum ||W||^2`` with the end-of-epoch weights.
-    """ + _COMMON_ATTRS_DOC + """
-    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
-    ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR
-    products, up to the order of the sums).
-    Not supported: ``loss="poisson"``.
-    """
-
-    _LOSS_FACTOR = 0.5
-    _VAL_KEY = "val_r2"
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {**super()._more_tags(), "multioutput": True}
-
-    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
-                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
-                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
-                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
-                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 l1=0.0, dtype="float32", n_threads=None, augment=None):
-        super().__init__(
-            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
-            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
-            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
-            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
-            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, l1=l1, dtype=dtype, n_threads=n_threads, augment=augment)
-        self.loss = loss
-
-    def _check_params(self):
-        if self.loss not in _REGRESSION_LOSSES:
-            raise ValueError(f"loss must be one of {list(_REGRESSION_LOSSES)}, got {self.loss!r}")
-        if self.loss == "poisson":
-            raise NotImplementedError("loss='poisson': fastnn's regressor trains on the squared "
-                                      "error only (loss='squared_error')")
-        return super()._check_params()
-
-    def fit(self, X, y, sample_weight=None):
-        """Train on (X, y) for up to ``max_iter`` epochs; returns ``self``."""
-        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
-
-    def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y)."""
-        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
-
-    def _validate_Xy(self, X, y, reset):
-        return _validate_data(self, X, y, reset=reset, dtype=np.dtype(self.dtype), order="C",
-                              accept_sparse="csr", multi_output=True, y_numeric=True)
-
-    def _encode_targets(self, y, incremental, first_pass):
-        y = y.reshape(-1, 1) if y.ndim == 1 else y
-        return np.ascontiguousarray(y, dtype=self.dtype), y.shape[1], "mse", "identity"
-
-    def _val_score(self, model, X, y, sample_weight):
-        """R² on the validation set (weighted with sample_weight), as scikit-learn's score."""
-        return float(r2_score(y, model.predict(X), sample_weight=sample_weight))
-
-    def predict(self, X):
-        """Predicted values, ``(n_samples,)`` for one output, else ``(n_samples, n_outputs_)``."""
-        X = self._check_X(X)
-        with threads.using(self.n_threads):
-            return self.model_.predict(X).astype(np.float64)
-
-
-class _SklearnSchedule(Callback):
-    """scikit-learn's end-of-epoch logic as a fastnn callback.
-
-    After each epoch: the loss curve, ``t_``, the validation score, the
-    no-improvement count, the invscaling/adaptive learning rate. When the rate
-    changes the current ``MLP.fit`` is stopped after the epoch and the
-    estimator resumes with the new rate (same weights, momentum and shuffling
-    sequence); when training has converged, it is stopped for good.
-    """
-
-    def __init__(self, est, X_val, y_val, sw_val, n_train, batch_size, incremental):
-        self.est, self.X_val, self.y_val, self.sw_val = est, X_val, y_val, sw_val
-        self.n_train, self.batch_size, self.incremental = n_train, batch_size, incremental
-        self.done = False
-        self.best = None
-        self.val_scores = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        est, model = self.est, self.model
-        est.n_iter_ += 1
-        est.t_ += self.n_train
-        penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_)
-        loss = (est._LOSS_FACTOR * float(logs["loss"])
-                + 0.5 * est.alpha * penalty / self.batch_size)
-        est.loss_curve_.append(loss)
-        if est.verbose:
-            print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
-        if est.early_stopping:
-            score = est._val_score(model, self.X_val, self.y_val, self.sw_val)
-            self.val_scores.append(score)
-            est.validation_scores_.append(score)
-            if est.verbose:
-                print("Validation score: %f" % score)
-            if score < est.best_validation_score_ + est.tol:
-                est._no_improvement_count += 1
-            else:
-                est._no_improvement_count = 0
-            if score > est.best_validation_score_:
-                est.best_validation_score_ = score
-                self.best = [a.copy() for a in model.coefs_ + model.intercepts_]
-        else:
-            if loss > est.best_loss_ - est.tol:
-                est._no_improvement_count += 1
-            else:
-                est._no_improvement_count = 0
-            est.best_loss_ = min(est.best_loss_, loss)
-        lr = est._lr
-        schedule = est.learning_rate if est.solver == "sgd" else "constant"  # as scikit-learn
-        if schedule == "invscaling":
-            est._lr = float(est.learning_rate_init) / (est.t_ + 1) ** est.power_t
-        if est._no_improvement_count > est.n_iter_no_change:
-            what = "Validation score" if est.early_stopping else "Training loss"
-            msg = (f"{what} did not improve more than tol={est.tol:f} for "
-                   f"{est.n_iter_no_change} consecutive epochs.")
-            if schedule != "adaptive" or est._lr <= _MIN_ADAPTIVE_LR:
-                if est.verbose:
-                    print(msg + " Stopping.")
-                self._stop()
-                return
-            est._lr /= 5.0
-            est._no_improvement_count = 0
-            if est.verbose:
-                print(msg + " Setting learning rate to %f" % est._lr)
-        if self.incremental:
-            self._stop()
-            return
-        if est.n_iter_ == est.max_iter:
-            warnings.warn("Stochastic Optimizer: Maximum iterations (%d) reached and the "
-                          "optimization hasn't converged yet." % est.max_iter, ConvergenceWarning)
-            self._stop()
-            return
-        if est._lr != lr:
-            model.stop_training = True  # resume with the new rate
-
-    def _stop(self):
-        self.done = True
-        self.model.stop_training = True
-
-
-def _extend(history, part, val_scores, key):
-    """Append the epochs of ``part`` (one ``MLP.fit``) to ``history`` (``key``:
-    the validation scores' name)."""
-    first = len(history.epoch)
-    history.epoch.extend(range(first, first + len(part.epoch)))
-    for name, values in part.history.items():
-        history.history.setdefault(name, []).extend(values)
-    if val_scores:
-        history.history[key] = list(val_scores)
-    history.params = dict(part.params)
-    history.diverged = history.diverged or part.diverged
-    history.interrupted = history.interrupted or part.interrupted
