@@ -22,8 +22,6 @@ import argparse
 import json
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -41,33 +39,14 @@ def friedman(n_samples, seed=0):
     return X.astype(np.float32), y.astype(np.float32)
 
 
-def gridsearch(estimator, X, y, cv=3):
-    """``(seconds, best mean CV R², best params)`` of GridSearchCV over GRID."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import GridSearchCV
-    from threadpoolctl import threadpool_limits
-    search = GridSearchCV(estimator, GRID, cv=cv, n_jobs=1)
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t0 = time.perf_counter()
-        search.fit(X, y)
-        seconds = time.perf_counter() - t0
-    return seconds, float(search.best_score_), search.best_params_
-
-
-def compare_gridsearch(X, y, max_iter):
-    """Both regressors over the same grid; a dict per estimator plus the speed-up."""
+def compare_regressors(X, y, max_iter):
+    """Both regressors over GRID (bench_sklearn's :func:`compare_gridsearch`)."""
     from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
+    from bench_sklearn import compare_gridsearch
     from fastnn.sklearn import MLPRegressor
-    rows = {}
-    for name, est in (("fastnn", MLPRegressor(max_iter=max_iter, **COMMON)),
-                      ("scikit-learn", SkMLPRegressor(max_iter=max_iter, **COMMON))):
-        seconds, score, params = gridsearch(est, X, y)
-        rows[name] = {"seconds": seconds, "best_score": score, "best_params": params}
-    rows["speedup"] = rows["scikit-learn"]["seconds"] / rows["fastnn"]["seconds"]
-    rows["score_difference"] = rows["fastnn"]["best_score"] - rows["scikit-learn"]["best_score"]
-    return rows
+    return compare_gridsearch(X, y, max_iter, pair=(MLPRegressor, SkMLPRegressor), grid=GRID,
+                              common=COMMON)
 
 
 # ---------------------------------------------------------------------------
@@ -76,7 +55,7 @@ def compare_gridsearch(X, y, max_iter):
 
 def test_regressor_gridsearch_fastnn_vs_sklearn_runs():
     X, y = friedman(1500)
-    rows = compare_gridsearch(X, y, max_iter=10)
+    rows = compare_regressors(X, y, max_iter=10)
     for name in ("fastnn", "scikit-learn"):
         assert rows[name]["best_score"] > 0.6, rows
         assert set(rows[name]["best_params"]) == set(GRID)
@@ -93,14 +72,14 @@ def main(argv=None):
     parser.add_argument("--max-iter", type=int, default=20, help="GridSearchCV epochs per fit")
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
-    from fastnn.bench import machine_info
+    from fastnn_bench.machine import machine_info
     X, y = friedman(args.samples)
     report = {"machine": machine_info(), "samples": len(X), "load_average": os.getloadavg(),
               "data": "sklearn.datasets.make_friedman1(n_features=10, noise=1.0, "
                       "random_state=0), standardised, float32"}
     print(f"{report['machine']}\n{len(X)} samples of Friedman #1; load average "
           f"{os.getloadavg()}")
-    rows = compare_gridsearch(X, y, args.max_iter)
+    rows = compare_regressors(X, y, args.max_iter)
     report["gridsearch"] = {"grid": GRID, "max_iter": args.max_iter, **rows}
     n_candidates = len(GRID["alpha"]) * len(GRID["learning_rate_init"])
     print(f"\nGridSearchCV(cv=3), {n_candidates} candidates, max_iter={args.max_iter}, "

@@ -42,12 +42,14 @@ SWEEP_BASE = {"layers": [784, 128, 10], "activation": "relu", "batch_size": 128,
               "momentum": 0.9, "validation_split": 0.1, "seed": 0}
 
 
-def gridsearch(estimator, X, y, cv=3):
-    """``(seconds, best mean CV accuracy, best params)`` of GridSearchCV over GRID."""
+def gridsearch(estimator, X, y, grid=GRID, cv=3):
+    """``(seconds, best mean CV score, best params)`` of GridSearchCV over ``grid``
+    (the estimator's own score: accuracy for a classifier, R² for a regressor),
+    one BLAS thread, ``n_jobs=1``."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV
     from threadpoolctl import threadpool_limits
-    search = GridSearchCV(estimator, GRID, cv=cv, n_jobs=1)
+    search = GridSearchCV(estimator, grid, cv=cv, n_jobs=1)
     with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         t0 = time.perf_counter()
@@ -56,17 +58,24 @@ def gridsearch(estimator, X, y, cv=3):
     return seconds, float(search.best_score_), search.best_params_
 
 
-def compare_gridsearch(X, y, max_iter):
-    """Both estimators over the same grid; a dict per estimator plus the speed-up."""
-    from sklearn.neural_network import MLPClassifier as SkMLP
+def compare_gridsearch(X, y, max_iter, pair=None, grid=GRID, common=COMMON):
+    """The same GridSearchCV with fastnn's and scikit-learn's estimator of ``pair``
+    (``(fastnn class, scikit-learn class)``; default the two ``MLPClassifier``),
+    each built with ``max_iter`` and ``common``: a dict per estimator, the
+    speed-up (scikit-learn's seconds / fastnn's) and the difference of the best
+    scores (fastnn's - scikit-learn's). bench_regressor.py uses it for the
+    regressors."""
+    if pair is None:
+        from sklearn.neural_network import MLPClassifier as SkMLP
 
-    from fastnn.sklearn import MLPClassifier
+        from fastnn.sklearn import MLPClassifier
+        pair = (MLPClassifier, SkMLP)
     rows = {}
-    for name, est in (("fastnn", MLPClassifier(max_iter=max_iter, **COMMON)),
-                      ("scikit-learn", SkMLP(max_iter=max_iter, **COMMON))):
-        seconds, score, params = gridsearch(est, X, y)
+    for name, cls in zip(("fastnn", "scikit-learn"), pair):
+        seconds, score, params = gridsearch(cls(max_iter=max_iter, **common), X, y, grid)
         rows[name] = {"seconds": seconds, "best_score": score, "best_params": params}
     rows["speedup"] = rows["scikit-learn"]["seconds"] / rows["fastnn"]["seconds"]
+    rows["score_difference"] = rows["fastnn"]["best_score"] - rows["scikit-learn"]["best_score"]
     return rows
 
 

@@ -38,6 +38,25 @@ static FNN_T *FNN_F(fnn_pack_alloc)(ptrdiff_t K, ptrdiff_t pw, int copies)
 
 static FNN_F(fnn_kern_t) FNN_F(fnn_kern);
 
+#include "_sparse.h"
+
+/* The optimizer's update of W[0:d, n0:n1] (rows ld apart; slots s0, s1 alike)
+ * from the gradient G (d x ld) that the CSR products made: every row, touched
+ * by the batch or not, as on the dense path (a zero gradient still moves a
+ * row by momentum, penalties, decay and Adam's moments). It is dw's fused
+ * update on a batch of one row whose A is 1, so g = 1 * G[k] exactly. */
+static int FNN_F(fnn_csr_update)(const FNN_F(fnn_kern_t) *K, ptrdiff_t d, ptrdiff_t n0,
+                                 ptrdiff_t n1, const FNN_T *g, FNN_T *w, FNN_T *s0, FNN_T *s1,
+                                 ptrdiff_t ld, const FNN_HP *hp)
+{
+    const FNN_T one = 1;
+    int bad = 0;
+    for (ptrdiff_t k = 0; k < d; k++)
+        bad |= K->dw(1, 0, 1, n0, n1, &one, 1, g + k * ld, ld, w + k * ld, s0 + k * ld,
+                     s1 ? s1 + k * ld : NULL, ld, NULL, 0, hp, NULL, 0);
+    return bad;
+}
+
 /* out(batch x n_out) = act(x @ w + b) on fastnn's kernels, one thread. */
 static void FNN_F(fnn_dense_forward)(const FNN_T *x, const FNN_T *w, const FNN_T *b,
                                      FNN_T *out, ptrdiff_t batch, ptrdiff_t n_in,
@@ -202,7 +221,12 @@ static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *
  *       t) and sample weights (sw NULL: unweighted);
  *   t: the targets (n_rows x sizes[n_layers]) of FNN_LOSS_SQERR (y unused);
  *   x_indptr, x_indices (NULL: X dense): X in CSR, x its x_nnz values; a
- *       batch's rows are scattered into A_0 (dense), duplicates summed.
+ *       batch's rows are scattered into A_0 (dense), duplicates summed; or,
+ *       with x_csr (and no input dropout), A_0 is not made: the first
+ *       layer's forward and weight gradient read the CSR rows in place
+ *       (_sparse.h), the gradient made in wt's first-layer part (W_0's size,
+ *       otherwise unused: zeroed by the call, kept 0 between batches) and
+ *       every row of W_0 then updated from it (fnn_csr_update).
  * loss: FNN_LOSS_*; wnorm: a batch's loss is divided by its weight sum
  * rather than its number of rows.
  * drop: NULL, or n_layers rates in [0, 1) (drop[0]: the input) with their
@@ -227,6 +251,7 @@ typedef struct {
     int loss, wnorm;
     const ptrdiff_t *x_indptr, *x_indices;
     ptrdiff_t x_nnz;
+    int x_csr;
 } FNN_F(fnn_bufs_t);
 
 /* Row r of a CSR X scattered into the dense row out (d columns; duplicates
@@ -312,6 +337,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
     /* the unit of a split by columns: a cache line (and a vector) */
     const ptrdiff_t cu = (ptrdiff_t) (64 / sizeof(FNN_T)) > K.vl ? (ptrdiff_t) (64 / sizeof(FNN_T)) : K.vl;
     FNN_HP hp;
+    /* the first layer's products on X's CSR rows (see fnn_bufs_t) */
+    const int csr = B->x_indptr != NULL && B->x_csr && !(drop && drop[0] > 0);
 #define FNN_SYNC() fnn_barrier_sync(&c->barrier, nt, 1, &c->status)
     for (ptrdiff_t pos = B->start; pos < B->stop; pos += batch_size) {
         const ptrdiff_t bs = B->stop - pos < batch_size ? B->stop - pos : batch_size;
@@ -340,9 +367,9 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                                        c->aug_work ? c->aug_work + tid * c->aug_stride : NULL);
                 else
                     memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
-            } else if (!FNN_F(fnn_csr_row)(B, r, acts + i * d, d)) {
-                __atomic_store_n(&c->fail_s0, pos, __ATOMIC_RELAXED);
-                __atomic_store_n(&c->status, 1, __ATOMIC_RELAXED);
+            } else if (!csr && !FNN_F(fnn_csr_row)(B, r, acts + i * d, d)) {
+                FNN_STORE(&c->fail_s0, pos, RELAXED);
+                FNN_STORE(&c->status, 1, RELAXED);
                 ok = 0;
                 break;
             }
@@ -369,9 +396,18 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             else
                 lo = 0, hi = tid == 0 ? no : 0;
             if (lo < hi) {
-                K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
-                       params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY, NULL,
-                       c->pack_gemm ? bp : NULL, 0);
+                if (l == 0 && csr) {
+                    if (!FNN_F(fnn_csr_forward)(bs, B->order + pos, B->n_rows, B->x_indptr,
+                                                B->x_indices, B->x, B->x_nnz, d, params, no,
+                                                params + boff, acts + aoff, no, lo, hi,
+                                                n_layers > 1 ? act : FNN_IDENTITY)) {
+                        FNN_STORE(&c->fail_s0, pos, RELAXED);
+                        FNN_STORE(&c->status, 1, RELAXED);
+                    }
+                } else
+                    K.gemm(bs, lo, hi, ni, a_in, ni, params + woff, no, acts + aoff, no,
+                           params + boff, FNN_EPI_BIAS, l < n_layers - 1 ? act : FNN_IDENTITY,
+                           NULL, c->pack_gemm ? bp : NULL, 0);
                 if (drop && l < n_layers - 1 && drop[l + 1] > 0)
                     FNN_F(fnn_drop_block)(&K, acts + aoff, masks + aoff, bs, no, lo, hi,
                                           fnn_drop_key(B->seed, B->epoch, step,
@@ -439,13 +475,31 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                cache, and no line is written by two threads; else, and for the
                other layers, by rows of W (dZ_prev's columns, whose W rows each
                thread reads before it updates them) */
-            const int by_cols = l == 0 && c->col_split0;
+            const int by_cols = l == 0 && (c->col_split0 || csr);
             const ptrdiff_t extent = by_cols ? no : ni;
             if (split)
                 fnn_split(extent, by_cols ? cu : K.vl, nt, tid, &lo, &hi);
             else
                 lo = 0, hi = tid == 0 ? extent : 0;
-            if (lo < hi && by_cols) {
+            if (lo < hi && by_cols && csr) {
+                /* G = X_b^T dZ on this thread's columns (in wt's first-layer
+                   part, 0 outside the rows the batch touches), every row's
+                   update, then the touched rows back to 0 */
+                FNN_T *g = wt;
+                int ok = FNN_F(fnn_csr_wgrad)(bs, B->order + pos, B->n_rows, B->x_indptr,
+                                              B->x_indices, B->x, B->x_nnz, d, delta, no, g,
+                                              no, lo, hi, 0);
+                bad |= FNN_F(fnn_csr_update)(&K, d, lo, hi, g, params, s0, s1, no, &hp);
+                ok &= FNN_F(fnn_csr_wgrad)(bs, B->order + pos, B->n_rows, B->x_indptr,
+                                           B->x_indices, B->x, B->x_nnz, d, delta, no, g, no,
+                                           lo, hi, 1);
+                if (!ok) {
+                    FNN_STORE(&c->fail_s0, pos, RELAXED);
+                    FNN_STORE(&c->status, 1, RELAXED);
+                }
+                bad |= K.db(bs, lo, hi, delta, no, params + boff, s0 + boff,
+                            s1 ? s1 + boff : NULL, &hp);
+            } else if (lo < hi && by_cols) {
                 bad |= K.dw(bs, 0, ni, lo, hi, acts + aoff, ni, delta, no, params + woff,
                             s0 + woff, s1 ? s1 + woff : NULL, no, NULL, ni,
                             &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc);
@@ -576,6 +630,9 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
             return 0;
         }
     }
+    if (b->x_indptr != NULL && b->x_csr && !(b->drop && b->drop[0] > 0))
+        /* the CSR products' gradient buffer, 0 between batches */
+        memset(b->wt, 0, (size_t) (sizes[0] * sizes[1]) * sizeof(FNN_T));
     c.col_split0 = ((uintptr_t) b->params % 64 == 0) && ((uintptr_t) b->slot0 % 64 == 0)
                    && (b->slot1 == NULL || (uintptr_t) b->slot1 % 64 == 0)
                    && ((size_t) sizes[1] * sizeof(FNN_T)) % 64 == 0;

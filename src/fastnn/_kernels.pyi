@@ -8,6 +8,7 @@ from ._hyper import Hyper
 
 ACTIVATIONS: Dict[str, int]
 LOSSES: Dict[str, int]
+CSR_PRODUCTS_MAX_DENSITY: float
 LOSS_REDUCTIONS: Tuple[str, ...]
 DEBUG_BUILD: bool
 THREADED: bool
@@ -132,6 +133,7 @@ def train_batches(
     loss: str = "cross_entropy",
     loss_reduction: str = "mean",
     augment: Any = None,
+    csr_products: Optional[bool] = None,
 ) -> Tuple[int, float, int, bool]: ...
 def augment_rows(
     X: NDArray[np.floating],

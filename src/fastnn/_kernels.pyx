@@ -170,6 +170,7 @@ cdef extern from "_gemm.h" nogil:
         const intp_t* x_indptr
         const intp_t* x_indices
         intp_t x_nnz
+        int x_csr
     ctypedef struct fnn_bufs_t_d:
         const double* x
         const double* sw
@@ -197,6 +198,7 @@ cdef extern from "_gemm.h" nogil:
         const intp_t* x_indptr
         const intp_t* x_indices
         intp_t x_nnz
+        int x_csr
     int FNN_OPT_SGD, FNN_OPT_ADAM
     int FNN_LOSS_XENT, FNN_LOSS_BXENT, FNN_LOSS_SQERR
     double fnn_bxent_f(const float* z, const intp_t* y, const float* sw, float* g,
@@ -713,6 +715,31 @@ cdef void _check_csr_rows(const intp_t[::1] indptr, const intp_t[::1] indices,
                          f"{indptr[bad_row]}, {indptr[bad_row + 1]} for row {bad_row}")
     if bad_k >= 0:
         raise ValueError(f"X.indices must be in [0, {n_cols}), got {indices[bad_k]} at {bad_k}")
+
+
+#: The density of a CSR ``X`` up to which :func:`train_batches` runs the first
+#: layer's products on the CSR rows by default (``csr_products=None``): the
+#: measured crossover (benchmarks/bench_sparse.py; README, "Sparse input").
+CSR_PRODUCTS_MAX_DENSITY = 0.03
+
+
+cdef bint _use_csr_products(object choice, object csr, intp_t n_cols, object drop) except -1:
+    """Whether a call runs the first layer's products on X's CSR rows."""
+    if choice is not None and not isinstance(choice, (bool, np.bool_)):
+        raise TypeError(f"csr_products must be None, True or False, got {choice!r}")
+    if csr is None:
+        if choice:
+            raise ValueError("csr_products=True needs a SciPy CSR X, got a dense X")
+        return False
+    if drop is not None and drop[0] > 0:
+        if choice:
+            raise ValueError("csr_products=True cannot apply input dropout (dropout[0] > 0): "
+                             "it needs the dense rows")
+        return False
+    if choice is not None:
+        return bool(choice)
+    n_rows = csr[3]
+    return n_rows > 0 and csr[0].shape[0] <= CSR_PRODUCTS_MAX_DENSITY * n_rows * n_cols
 
 
 cdef void _check_weights(object weights, object order, intp_t start, intp_t stop) except *:
@@ -1274,13 +1301,21 @@ _WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
                   seed=0, epoch=0, n_threads=1, loss="cross_entropy",
-                  loss_reduction="mean", augment=None):
+                  loss_reduction="mean", augment=None, csr_products=None):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
 
     ``X``: (n_rows, sizes[0]) float32 or float64, C-contiguous; or a SciPy CSR
-    matrix/array of that dtype with intp ``indices`` and ``indptr`` (the rows
-    of a batch are scattered into its dense A_0 as they are gathered,
-    duplicates summed; its structure is checked for the rows used).
+    matrix/array of that dtype with intp ``indices`` and ``indptr`` (its
+    structure is checked for the rows used; duplicates are summed). A CSR X
+    trains in one of two ways, of the same meaning (the sums' order differs):
+    the rows of a batch scattered into a dense A_0 and the dense products, or
+    (``csr_products``) the first layer's products on the CSR rows themselves,
+    ``Z_1 = X_b W_0 + b_0`` and ``dW_0 = X_b^T dZ_1`` (then every row of
+    ``W_0`` updated, as on the dense path; their twins:
+    :func:`fastnn.reference.csr_forward`, :func:`fastnn.reference.csr_weight_grad`).
+    ``csr_products=None`` chooses by density: the CSR products when X's density
+    ``nnz / (n_rows * sizes[0])`` is at most :data:`CSR_PRODUCTS_MAX_DENSITY`;
+    never with input dropout (``dropout[0] > 0``, which needs the dense rows).
 
     The whole run of batches stays in compiled code: gather, forward (with
     dropout), softmax cross-entropy (with sample weights), backward and the
@@ -1469,6 +1504,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
             _check_weights(sample_weight, order, start, stop)
         if csr is not None:
             _check_csr_rows(xindptr, xindices, order, start, stop, n_cols_x)
+    cdef bint x_csr = _use_csr_products(csr_products, csr, n_cols_x, drop)
     if start == stop:
         return 0, 0.0, 0, False
     cdef fnn_opt_t opt
@@ -1489,7 +1525,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                                   bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                   drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
                                   &correct, &diverged, &corrupt,
-                                  &aug if aug_keep is not None else NULL)
+                                  &aug if aug_keep is not None else NULL, x_csr)
     else:
         done = _train_call[double](xdata, n_rows_x, xindices, xindptr, None if loss_code == FNN_LOSS_SQERR else y,
                                   y if loss_code == FNN_LOSS_SQERR else None,
@@ -1499,7 +1535,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                                    bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
                                    drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
                                    &correct, &diverged, &corrupt,
-                                   &aug if aug_keep is not None else NULL)
+                                   &aug if aug_keep is not None else NULL, x_csr)
     if corrupt == 2:
         raise MemoryError("train_batches: no memory for the augmentation's work space")
     if corrupt:
@@ -1563,7 +1599,8 @@ cdef intp_t _train_call(const floating[::1] X, intp_t n_rows, const intp_t[::1] 
                         floating[::1] wbuf, uint8_t[::1] masks, const double[::1] drop,
                         const uint32_t[::1] thr, uint64_t seed, uint64_t epoch,
                         const fnn_opt_t* opt, int n_threads, double* loss_sum,
-                        intp_t* correct, int* diverged, int* corrupt, const fnn_aug_t* aug):
+                        intp_t* correct, int* diverged, int* corrupt, const fnn_aug_t* aug,
+                        bint x_csr):
     cdef intp_t done
     cdef fnn_bufs_t_f bf
     cdef fnn_bufs_t_d bd
@@ -1571,12 +1608,14 @@ cdef intp_t _train_call(const floating[::1] X, intp_t n_rows, const intp_t[::1] 
         _fill_bufs(&bf, X, n_rows, xindices, xindptr, y, T, loss, wnorm, sw, order, start, stop,
                    batch_size, sizes, act, params, slots, grads, acts, deltas, ybuf, wbuf, masks,
                    drop, thr, seed, epoch, opt.kind == FNN_OPT_ADAM, aug)
+        bf.x_csr = x_csr
         with nogil:
             done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
     else:
         _fill_bufs(&bd, X, n_rows, xindices, xindptr, y, T, loss, wnorm, sw, order, start, stop,
                    batch_size, sizes, act, params, slots, grads, acts, deltas, ybuf, wbuf, masks,
                    drop, thr, seed, epoch, opt.kind == FNN_OPT_ADAM, aug)
+        bd.x_csr = x_csr
         with nogil:
             done = fnn_train_d(&bd, opt, n_threads, loss_sum, correct, diverged, corrupt)
     return done

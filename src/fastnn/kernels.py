@@ -23,6 +23,7 @@ array([[3., 3., 3., 3.],
 from ._hyper import Hyper  # noqa: F401
 from ._kernels import (  # noqa: F401
     ACTIVATIONS,
+    CSR_PRODUCTS_MAX_DENSITY,
     LOSSES,
     adam_update,
     augment_rows,
@@ -51,5 +52,6 @@ __all__ = [
     "dropout_mask",
     "augment_rows",
     "train_batches",
+    "CSR_PRODUCTS_MAX_DENSITY",
     "Hyper",
 ]

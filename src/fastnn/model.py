@@ -220,8 +220,10 @@ class MLP(Inference):
         """Train; returns a :class:`fastnn.History`.
 
         X : array-like (n_samples, layers[0]), any real dtype (converted once), or a
-            SciPy sparse matrix (made CSR once; each batch's rows are densified in
-            the compiled loop as they are gathered, never the whole X).
+            SciPy sparse matrix (made CSR once, never densified whole: the first
+            layer's products run on the batch's CSR rows up to
+            ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``, else each batch's rows are
+            densified in the compiled loop as they are gathered).
         y : integer labels in [0, n_classes_); for ``loss="mse"`` the real
             targets (n_samples, layers[-1]), 1-D for one output.
         sample_weight : per-sample weights (>= 0) of the training loss (times

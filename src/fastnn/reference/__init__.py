@@ -15,13 +15,13 @@ the whole training step); every name is re-exported here, so that
 from .._hyper import Hyper
 from .augment import augment_rows
 from .dropout import dropout_mask
-from .layers import (ACTIVATIONS, LOSS_REDUCTIONS, LOSSES, _activate, dense_backward,
-                     dense_forward, sigmoid_cross_entropy, softmax, softmax_cross_entropy,
-                     squared_error)
+from .layers import (ACTIVATIONS, LOSS_REDUCTIONS, LOSSES, _activate, csr_forward,
+                     csr_weight_grad, dense_backward, dense_forward, sigmoid_cross_entropy,
+                     softmax, softmax_cross_entropy, squared_error)
 from .train import train_batches
 from .updates import adam_update, sgd_update
 
 __all__ = ["Hyper", "ACTIVATIONS", "LOSSES", "LOSS_REDUCTIONS", "dense_forward",
-           "dense_backward", "softmax", "softmax_cross_entropy", "sigmoid_cross_entropy",
+           "dense_backward", "csr_forward", "csr_weight_grad", "softmax", "softmax_cross_entropy", "sigmoid_cross_entropy",
            "squared_error", "sgd_update", "adam_update", "dropout_mask", "augment_rows",
            "train_batches", "_activate"]

@@ -62,6 +62,29 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     return dW, db, dZ_prev
 
 
+def csr_forward(X, W, b, activation="identity", out=None):
+    """``out = activation(X @ W + b)`` for a SciPy CSR ``X``: the first layer's
+    forward on the CSR rows (the compiled loop's ``fnn_csr_forward``)."""
+    z = X @ W  # SciPy's sparse x dense product (duplicates summed)
+    if out is None:
+        out = np.asarray(z, dtype=W.dtype)
+    else:
+        np.copyto(out, z)
+    out += b
+    return _activate(out, activation)
+
+
+def csr_weight_grad(X, dZ, out=None):
+    """``out = X.T @ dZ`` for a SciPy CSR ``X``: the first layer's weight
+    gradient on the CSR rows (the compiled loop's ``fnn_csr_wgrad``; the
+    rows of ``W`` that no entry touches get 0)."""
+    g = X.T @ dZ
+    if out is None:
+        return np.asarray(g, dtype=dZ.dtype)
+    np.copyto(out, g)
+    return out
+
+
 LOSSES = {"cross_entropy": 0, "binary_cross_entropy": 1, "mse": 2}
 LOSS_REDUCTIONS = ("mean", "weighted_mean")
 

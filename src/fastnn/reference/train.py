@@ -7,7 +7,8 @@ from .._layout import drop_threshold, n_weights, unflatten
 from .augment import augment_rows
 from .dropout import _drop_forward, _drop_key, _mask_into, _MaskBuffers
 from .layers import (LOSSES, _loss_denominator, _mul_activation_grad, _sigmoid_xent,
-                     _softmax_xent, _squared_error, _XentBuffers, dense_forward)
+                     _softmax_xent, _squared_error, _XentBuffers, csr_forward,
+                     csr_weight_grad, dense_forward)
 from .updates import _adam_step, _sgd_step
 
 
@@ -54,11 +55,13 @@ class _TrainBuffers:
                           for l, w in enumerate(sizes[:-1])]
         self.dropped = np.empty(batch_size * widest, bool) if rates is not None else None
         self.gen = _MaskBuffers(batch_size * widest) if rates is not None else None
+        self.x_csr = None  # a CSR X's batch rows (the first layer's products on them)
 
 
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params, slots,
                   ws, hyper, *, sample_weight=None, dropout=None, seed=0, epoch=0,
-                  n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None):
+                  n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None,
+                  csr_products=None):
     """Mini-batch training over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, arguments, buffers and return value as the compiled kernel
@@ -69,7 +72,10 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     Every array of a batch lives in the caller's buffers or in temporaries
     made once per call, so a batch allocates nothing (NumPy's ``out=``
     everywhere). ``n_threads`` is accepted for the same signature; NumPy's BLAS
-    uses its own threads.
+    uses its own threads. A SciPy CSR ``X`` runs the first layer's products
+    on the batch's CSR rows (:func:`csr_forward`, :func:`csr_weight_grad`),
+    or with input dropout on its dense rows; ``csr_products``, the compiled
+    loop's choice between the two (same meaning), is accepted and not needed.
     """
     hyper = check_hyper(hyper)
     sizes = [int(s) for s in sizes]
@@ -84,7 +90,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         idx = order[s0:min(s0 + batch_size, stop)]
         bs = idx.shape[0]
         step = s0 // batch_size
-        a, labels, weights = _gather(X, y, idx, sample_weight, buf, loss, seed, epoch, augment)
+        a, labels, weights = _gather(X, y, idx, sample_weight, buf, loss, seed, epoch, augment,
+                                     rates is not None and rates[0] > 0)
         logits = _forward(a, buf, sizes, activation, rates, scales, seed, epoch, step)
         delta = buf.deltas[0][:bs * sizes[-1]].reshape(bs, sizes[-1])
         batch_loss, hits, delta = _output_delta(logits, labels, delta, weights, buf, loss,
@@ -139,11 +146,15 @@ def _check_call(X, y, order, start, stop, sizes, slots, hyper, sample_weight, dr
     return rates
 
 
-def _gather(X, y, idx, sample_weight, buf, loss, seed, epoch, augment):
-    """The batch's rows (into A_0), labels or targets, and weights (or None)."""
+def _gather(X, y, idx, sample_weight, buf, loss, seed, epoch, augment, dense_rows):
+    """The batch's rows (into A_0; a CSR X's as CSR rows, ``buf.x_csr``, unless
+    ``dense_rows``), labels or targets, and weights (or None)."""
     bs = idx.shape[0]
-    if hasattr(X, "indptr"):  # CSR: the batch's rows, densified into A_0
+    buf.x_csr = None
+    if hasattr(X, "indptr") and dense_rows:  # CSR, input dropout: the dense rows
         a = X[idx].toarray(out=buf.A[0][:bs])
+    elif hasattr(X, "indptr"):  # CSR: the first layer's products on its rows
+        a = buf.x_csr = X[idx]
     elif augment is not None:  # the deformed rows, as the compiled loop makes them
         a = augment_rows(X, idx, seed, epoch, augment, out=buf.A[0][:bs])
     else:  # mode="clip": indices checked above; "raise" would copy through a temporary
@@ -170,7 +181,10 @@ def _forward(a, buf, sizes, activation, rates, scales, seed, epoch, step):
         _drop_forward(a, keep, buf.dropped[:keep.size].reshape(keep.shape), scales[0])
     for layer in range(n_layers):
         act = activation if layer < n_layers - 1 else "identity"
-        a = dense_forward(a, W[layer], b[layer], act, out=buf.A[layer + 1][:bs])
+        if layer == 0 and buf.x_csr is not None:
+            a = csr_forward(buf.x_csr, W[0], b[0], act, out=buf.A[1][:bs])
+        else:
+            a = dense_forward(a, W[layer], b[layer], act, out=buf.A[layer + 1][:bs])
         if layer + 1 < n_layers and buf.undropped[layer + 1] is not None:
             np.copyto(buf.undropped[layer + 1][:bs], a)
             keep = _mask_into(buf.keep[layer + 1][:bs],
@@ -206,7 +220,9 @@ def _backward(delta, buf, sizes, activation, scales):
     cur = 0  # which of the two delta buffers holds the current delta
     for layer in range(n_layers - 1, -1, -1):
         a_prev = buf.A[layer][:bs]
-        if bs == 1:  # an outer product: BLAS gemm with k=1 is several times slower
+        if layer == 0 and buf.x_csr is not None:
+            csr_weight_grad(buf.x_csr, delta, out=gW[0])
+        elif bs == 1:  # an outer product: BLAS gemm with k=1 is several times slower
             np.multiply(a_prev.T, delta, out=gW[layer])
         else:
             np.matmul(a_prev.T, delta, out=gW[layer])

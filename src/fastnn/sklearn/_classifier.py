@@ -31,7 +31,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` evaluated with
     the end-of-epoch weights (scikit-learn evaluates it with each batch's).
     """ + _COMMON_ATTRS_DOC + """
-    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X``, bit for bit.
+    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
+    ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR
+    products, up to the order of the sums).
     Not supported: multilabel ``y``.
     """
 
@@ -107,10 +109,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self.model_.predict_proba(X).astype(np.float64)
 
     def predict_log_proba(self, X: ArrayLike) -> NDArray[np.float64]:
-        """``log(predict_proba(X))``."""
-        proba = self.predict_proba(X)
-        with np.errstate(divide="ignore"):
-            return np.log(proba, out=proba)
+        """``log(predict_proba(X))``, computed as the log-softmax of the logits
+        (log-sigmoid for one logistic output: :meth:`fastnn.MLP.predict_log_proba`),
+        finite where a probability underflows to 0."""
+        X = self._check_X(X)
+        with threads.using(self.n_threads):
+            return self.model_.predict_log_proba(X).astype(np.float64)
 
     def predict(self, X: ArrayLike) -> NDArray[np.generic]:
         """Predicted labels (elements of ``classes_``)."""

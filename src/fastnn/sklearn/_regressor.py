@@ -32,7 +32,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     the epoch's mean squared error (per element, before each update) plus
     ``alpha/(2*batch_size) * sum ||W||^2`` with the end-of-epoch weights.
     """ + _COMMON_ATTRS_DOC + """
-    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X``, bit for bit.
+    ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
+    ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR
+    products, up to the order of the sums).
     Not supported: ``loss="poisson"``.
     """
 
