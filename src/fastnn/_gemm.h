@@ -305,37 +305,36 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
 #define FNN_L2_DEFAULT (1024 * 1024)
 static ptrdiff_t fnn_cache[2];
 
+/* The first line of cpu0's cache/index<index>/<name> in sysfs into buf;
+ * 0 when there is none. */
+static int fnn_sysfs_line(int index, const char *name, char *buf, int size)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", index, name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    int ok = fgets(buf, size, f) != NULL;
+    fclose(f);
+    return ok;
+}
+
+/* The size in bytes of sysfs's cache index, with its level and whether it
+ * holds data (Data or Unified); 0 when sysfs does not say. */
 static ptrdiff_t fnn_sysfs_cache(int index, int *level, int *data)
 {
-    char path[96], buf[32];
-    ptrdiff_t v = 0;
-    FILE *f;
+    char buf[32], *end;
     *level = 0, *data = 0;
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/level", index);
-    if ((f = fopen(path, "r")) == NULL)
+    if (!fnn_sysfs_line(index, "level", buf, sizeof buf))
         return 0;
-    if (fgets(buf, sizeof buf, f))
-        *level = atoi(buf);
-    fclose(f);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/type", index);
-    if ((f = fopen(path, "r")) == NULL)
+    *level = atoi(buf);
+    if (!fnn_sysfs_line(index, "type", buf, sizeof buf))
         return 0;
-    if (fgets(buf, sizeof buf, f))
-        *data = buf[0] == 'D' || buf[0] == 'U'; /* Data or Unified */
-    fclose(f);
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/size", index);
-    if ((f = fopen(path, "r")) == NULL)
+    *data = buf[0] == 'D' || buf[0] == 'U';
+    if (!fnn_sysfs_line(index, "size", buf, sizeof buf))
         return 0;
-    if (fgets(buf, sizeof buf, f)) {
-        char *end;
-        v = (ptrdiff_t) strtol(buf, &end, 10);
-        if (*end == 'K')
-            v *= 1024;
-        else if (*end == 'M')
-            v *= 1024 * 1024;
-    }
-    fclose(f);
-    return v;
+    ptrdiff_t v = (ptrdiff_t) strtol(buf, &end, 10);
+    return *end == 'K' ? v * 1024 : *end == 'M' ? v * 1024 * 1024 : v;
 }
 
 static const ptrdiff_t *fnn_caches(void)
