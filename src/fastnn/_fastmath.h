@@ -57,6 +57,32 @@
 #define FNN_SQRTD sqrt
 #endif
 
+/* The names a template instantiated per dtype reaches through its suffix
+ * (FNN_SFX f or d: FNN_T, FNN_SQRT, FNN_LOG in _gemm.h) */
+typedef float fnn_real_f;
+typedef double fnn_real_d;
+#define fnn_sqrt_f FNN_SQRTF
+#define fnn_sqrt_d FNN_SQRTD
+#define fnn_log_f logf
+#define fnn_log_d log
+
+/* 2^n from t = x / ln2 + 1.5 * 2^(mantissa bits), whose low mantissa bits
+ * hold n = round(x / ln2): shifting (t's bits + the exponent bias) left by
+ * the mantissa width builds 2^n (the high bits fall off), with integer ops
+ * that vectorise on SSE2. */
+#define FNN_POW2(NAME, T, U, BIAS, SHIFT)                                     \
+    static inline T NAME(T t)                                                 \
+    {                                                                         \
+        U b;                                                                  \
+        memcpy(&b, &t, sizeof b);                                             \
+        b = (b + (BIAS)) << (SHIFT);                                          \
+        memcpy(&t, &b, sizeof t);                                             \
+        return t;                                                             \
+    }
+FNN_POW2(fnn_pow2_f, float, uint32_t, 127u, 23)
+FNN_POW2(fnn_pow2_d, double, uint64_t, 1023u, 52)
+#undef FNN_POW2
+
 /* exp(x) for x <= 0 (float); 0 below -87.34 (no subnormals). */
 static inline float fnn_exp_neg_f(float x)
 {
@@ -74,14 +100,7 @@ static inline float fnn_exp_neg_f(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     float y = p * (r * r) + r + 1.0f;
-    /* t's low mantissa bits hold n: shifting (t + 127) left by 23 builds 2^n
-       (the high bits fall off), with integer ops that vectorise on SSE2. */
-    uint32_t tbits;
-    memcpy(&tbits, &t, sizeof tbits);
-    uint32_t bits = (tbits + 127u) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < lo ? 0.0f : y * scale;
+    return x < lo ? 0.0f : y * fnn_pow2_f(t);
 }
 
 /* exp(x) for x <= 0 (double); 0 below -708.39 (no subnormals). */
@@ -99,12 +118,7 @@ static inline double fnn_exp_neg_d(double x)
     double qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr
                  + 2.27265548208155028766e-1) * rr + 2.00000000000000000009e0;
     double y = 1.0 + 2.0 * (px / (qx - px));
-    uint64_t tbits;
-    memcpy(&tbits, &t, sizeof tbits);
-    uint64_t bits = (tbits + 1023u) << 52;
-    double scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < lo ? 0.0 : y * scale;
+    return x < lo ? 0.0 : y * fnn_pow2_d(t);
 }
 
 static inline float fnn_sigmoid_f(float x)

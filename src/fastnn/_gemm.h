@@ -415,8 +415,8 @@ static inline void fnn_aligned_free(void *p)
 #if defined(__x86_64__) && FNN_GNUC && !defined(FASTNN_NO_SIMD)
 #include <immintrin.h>
 #define FNN_HAVE_X86 1
-static const int32_t fnn_mtab32[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
-static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
+static const int32_t fnn_mtab_f[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+static const int64_t fnn_mtab_d[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #else
 #define FNN_HAVE_X86 0
 #endif
@@ -428,62 +428,40 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #define FNN_HAVE_NEON 0
 #endif
 
+#define FNN_CAT2(a, b) a##_##b
+#define FNN_XCAT2(a, b) FNN_CAT2(a, b)
 #define FNN_CAT4(a, b, c, d) a##_##b##_##c##_##d
 #define FNN_XCAT4(a, b, c, d) FNN_CAT4(a, b, c, d)
+#define FNN_PASTE3(a, b, c) a##b##c
+#define FNN_XPASTE3(a, b, c) FNN_PASTE3(a, b, c)
+#define FNN_STR2(x) #x
+#define FNN_STR(x) FNN_STR2(x)
 
-/* ----------------------------------------------------------------- generic */
-#define MRR 6
-#define NRV 2
-#define VL 1
-#define MT int
-#define MASKN(r) 0
-#define VZERO 0
-#define VSET1(x) (x)
-#define VLOAD(p) (*(p))
-#define VLOADM(p, m) (*(p))
-#define VSTORE(p, v) (*(p) = (v))
-#define VSTOREM(p, m, v) (*(p) = (v))
-#define VFMA(a, b, c) ((a) * (b) + (c))
-#define VMUL(a, b) ((a) * (b))
-#define VADD(a, b) ((a) + (b))
-#define VSUB(a, b) ((a) - (b))
-#define VRELU(x) ((x) < 0 ? 0 : (x))
-#define VSELPOS(x, a) ((a) > 0 ? (x) : 0)
-#define VADDPOS(s, w, l) ((w) > 0 ? (s) + (l) : (s))
-#define VSUBNEG(s, w, l) ((w) < 0 ? (s) - (l) : (s))
-#define VDIV(a, b) ((a) / (b))
-#define VSQRT(x) FNN_SQRT(x)
-#define VTRANS(s, ls, d, ld) (*(d) = *(s))
-#define FNN_TARGET
+/* The templates (_ukernel.h, _gemm_isa.h, _gemm_train.h) are instantiated
+ * once per dtype by defining FNN_SFX (f: float, d: double), and _gemm_isa.h
+ * once per instruction set too (FNN_ISA, _ukernels_<isa>.h); every name that
+ * depends on them follows from them here, expanded where it is used. */
+#define FNN_T FNN_XCAT2(fnn_real, FNN_SFX)
+#define FNN_F(x) FNN_XCAT2(x, FNN_SFX)
+#define FNN_HP FNN_XCAT2(fnn_step, FNN_SFX)
+#define FNN_SQRT FNN_XCAT2(fnn_sqrt, FNN_SFX)
+#define FNN_LOG FNN_XCAT2(fnn_log, FNN_SFX)
+#define FNN_EXP_NEG FNN_XCAT2(fnn_exp_neg, FNN_SFX)
+#define FNN_BIAS_TANH FNN_XCAT2(fnn_bias_tanh, FNN_SFX)
+#define FNN_BIAS_SIGMOID FNN_XCAT2(fnn_bias_sigmoid, FNN_SFX)
+#define FNN_NAME(x) FNN_XCAT4(fnn, x, FNN_ISA, FNN_SFX)
 
-#define FNN_T float
-#define VT float
-#define FNN_SQRT FNN_SQRTF
-#define FNN_HP fnn_step_f
-#define FNN_BIAS_TANH fnn_bias_tanh_f
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, gen, f)
-#include "_gemm_isa.h"
-#undef FNN_T
-#undef VT
-#undef FNN_SQRT
-#undef FNN_HP
-#undef FNN_BIAS_TANH
-#undef FNN_BIAS_SIGMOID
-#undef FNN_NAME
+/* The micro-kernel contract, a registry entry's type: fnn_kern_t_f, _d */
+#define FNN_SFX f
+#include "_ukernel.h"
+#undef FNN_SFX
+#define FNN_SFX d
+#include "_ukernel.h"
+#undef FNN_SFX
 
-#define FNN_T double
-#define VT double
-#define FNN_SQRT FNN_SQRTD
-#define FNN_HP fnn_step_d
-#define FNN_BIAS_TANH fnn_bias_tanh_d
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, gen, d)
-#include "_gemm_isa.h"
-#include "_gemm_undef.h"
-#undef MRR
-#undef NRV
-#undef FNN_TARGET
+/* The micro-kernels of each instruction set this build can hold, generic
+ * first (every build), each registered in fnn_ukernels below */
+#include "_ukernels_generic.h"
 
 /* A build that defines FASTNN_SIMD_BUILD_FAILS refuses to compile the SIMD
  * variants, as a compiler without their intrinsics would: the check of
@@ -494,377 +472,15 @@ static const int64_t fnn_mtab64[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #endif
 
 #if FNN_HAVE_X86
-/* VL x VL in-register transposes, d[i * ld + j] = s[j * ls + i], for the
- * packing of W^T panels (pack_panel_t in _gemm_isa.h) */
-__attribute__((target("avx512f"))) static inline void
-fnn_trans_avx512_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
-{
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(s + i * ls);
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
-        r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-        r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-    for (int i = 0; i < 16; i++)
-        _mm512_storeu_ps(d + i * ld, r[i]);
-}
-
-__attribute__((target("avx512f"))) static inline void
-fnn_trans_avx512_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
-{
-    __m512d r[8], t[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm512_loadu_pd(s + i * ls);
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
-    }
-    for (int g = 0; g < 8; g += 4)
-        for (int i = g; i < g + 2; i++) {
-            r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
-            r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xdd);
-        }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xdd);
-    }
-    for (int i = 0; i < 8; i++)
-        _mm512_storeu_pd(d + i * ld, t[i]);
-}
-
-__attribute__((target("avx2"))) static inline void
-fnn_trans_avx2_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
-{
-    __m256 r[8], t[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(s + i * ls);
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int g = 0; g < 8; g += 4) {
-        r[g] = _mm256_shuffle_ps(t[g], t[g + 2], 0x44);
-        r[g + 1] = _mm256_shuffle_ps(t[g], t[g + 2], 0xEE);
-        r[g + 2] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0x44);
-        r[g + 3] = _mm256_shuffle_ps(t[g + 1], t[g + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
-        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
-    }
-    for (int i = 0; i < 8; i++)
-        _mm256_storeu_ps(d + i * ld, t[i]);
-}
-
-__attribute__((target("avx2"))) static inline void
-fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
-{
-    __m256d r[4], t[4];
-    for (int i = 0; i < 4; i++)
-        r[i] = _mm256_loadu_pd(s + i * ls);
-    t[0] = _mm256_unpacklo_pd(r[0], r[1]);
-    t[1] = _mm256_unpackhi_pd(r[0], r[1]);
-    t[2] = _mm256_unpacklo_pd(r[2], r[3]);
-    t[3] = _mm256_unpackhi_pd(r[2], r[3]);
-    r[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20);
-    r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
-    r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
-    r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
-    for (int i = 0; i < 4; i++)
-        _mm256_storeu_pd(d + i * ld, r[i]);
-}
-
-/* ------------------------------------------------------------------ AVX-512 */
-#define FNN_TARGET __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
-#define MRR 6
-#define NRV 4
-
-#define FNN_T float
-#define FNN_SQRT FNN_SQRTF
-#define FNN_HP fnn_step_f
-#define FNN_BIAS_TANH fnn_bias_tanh_f
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx512, f)
-#define VT __m512
-#define VL 16
-#define MT __mmask16
-#define MASKN(r) ((__mmask16) ((1u << (r)) - 1u))
-#define VZERO _mm512_setzero_ps()
-#define VSET1(x) _mm512_set1_ps(x)
-#define VLOAD(p) _mm512_loadu_ps(p)
-#define VLOADM(p, m) _mm512_maskz_loadu_ps(m, p)
-#define VSTORE(p, v) _mm512_storeu_ps(p, v)
-#define VSTOREM(p, m, v) _mm512_mask_storeu_ps(p, m, v)
-#define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
-#define VMUL(a, b) _mm512_mul_ps(a, b)
-#define VADD(a, b) _mm512_add_ps(a, b)
-#define VSUB(a, b) _mm512_sub_ps(a, b)
-#define VDIV(a, b) _mm512_div_ps(a, b)
-#define VSQRT(x) _mm512_sqrt_ps(x)
-#define VTRANS(s, ls, d, ld) fnn_trans_avx512_f(s, ls, d, ld)
-#define VRELU(x) _mm512_max_ps(_mm512_setzero_ps(), x)
-#define VSELPOS(x, a) _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, _mm512_setzero_ps(), _CMP_GT_OQ), x)
-#define VADDPOS(s, w, l) _mm512_mask_add_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_GT_OQ), s, l)
-#define VSUBNEG(s, w, l) _mm512_mask_sub_ps(s, _mm512_cmp_ps_mask(w, _mm512_setzero_ps(), _CMP_LT_OQ), s, l)
-#include "_gemm_isa.h"
-#include "_gemm_undef.h"
-
-#define FNN_T double
-#define FNN_SQRT FNN_SQRTD
-#define FNN_HP fnn_step_d
-#define FNN_BIAS_TANH fnn_bias_tanh_d
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx512, d)
-#define VT __m512d
-#define VL 8
-#define MT __mmask8
-#define MASKN(r) ((__mmask8) ((1u << (r)) - 1u))
-#define VZERO _mm512_setzero_pd()
-#define VSET1(x) _mm512_set1_pd(x)
-#define VLOAD(p) _mm512_loadu_pd(p)
-#define VLOADM(p, m) _mm512_maskz_loadu_pd(m, p)
-#define VSTORE(p, v) _mm512_storeu_pd(p, v)
-#define VSTOREM(p, m, v) _mm512_mask_storeu_pd(p, m, v)
-#define VFMA(a, b, c) _mm512_fmadd_pd(a, b, c)
-#define VMUL(a, b) _mm512_mul_pd(a, b)
-#define VADD(a, b) _mm512_add_pd(a, b)
-#define VSUB(a, b) _mm512_sub_pd(a, b)
-#define VDIV(a, b) _mm512_div_pd(a, b)
-#define VSQRT(x) _mm512_sqrt_pd(x)
-#define VTRANS(s, ls, d, ld) fnn_trans_avx512_d(s, ls, d, ld)
-#define VRELU(x) _mm512_max_pd(_mm512_setzero_pd(), x)
-#define VSELPOS(x, a) _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(a, _mm512_setzero_pd(), _CMP_GT_OQ), x)
-#define VADDPOS(s, w, l) _mm512_mask_add_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_GT_OQ), s, l)
-#define VSUBNEG(s, w, l) _mm512_mask_sub_pd(s, _mm512_cmp_pd_mask(w, _mm512_setzero_pd(), _CMP_LT_OQ), s, l)
-#include "_gemm_isa.h"
-#include "_gemm_undef.h"
-#undef FNN_TARGET
-#undef MRR
-#undef NRV
-
-/* --------------------------------------------------------------- AVX2 + FMA */
-#define FNN_TARGET __attribute__((target("avx2,fma")))
-#define MRR 6
-#define NRV 2
-
-#define FNN_T float
-#define FNN_SQRT FNN_SQRTF
-#define FNN_HP fnn_step_f
-#define FNN_BIAS_TANH fnn_bias_tanh_f
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx2, f)
-#define VT __m256
-#define VL 8
-#define MT __m256i
-#define MASKN(r) _mm256_loadu_si256((const __m256i *) (fnn_mtab32 + 8 - (r)))
-#define VZERO _mm256_setzero_ps()
-#define VSET1(x) _mm256_set1_ps(x)
-#define VLOAD(p) _mm256_loadu_ps(p)
-#define VLOADM(p, m) _mm256_maskload_ps(p, m)
-#define VSTORE(p, v) _mm256_storeu_ps(p, v)
-#define VSTOREM(p, m, v) _mm256_maskstore_ps(p, m, v)
-#define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
-#define VMUL(a, b) _mm256_mul_ps(a, b)
-#define VADD(a, b) _mm256_add_ps(a, b)
-#define VSUB(a, b) _mm256_sub_ps(a, b)
-#define VDIV(a, b) _mm256_div_ps(a, b)
-#define VSQRT(x) _mm256_sqrt_ps(x)
-#define VTRANS(s, ls, d, ld) fnn_trans_avx2_f(s, ls, d, ld)
-#define VRELU(x) _mm256_max_ps(_mm256_setzero_ps(), x)
-#define VSELPOS(x, a) _mm256_and_ps(x, _mm256_cmp_ps(a, _mm256_setzero_ps(), _CMP_GT_OQ))
-#define VADDPOS(s, w, l) _mm256_blendv_ps(s, _mm256_add_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_GT_OQ))
-#define VSUBNEG(s, w, l) _mm256_blendv_ps(s, _mm256_sub_ps(s, l), _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_LT_OQ))
-#include "_gemm_isa.h"
-#include "_gemm_undef.h"
-
-#define FNN_T double
-#define FNN_SQRT FNN_SQRTD
-#define FNN_HP fnn_step_d
-#define FNN_BIAS_TANH fnn_bias_tanh_d
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, avx2, d)
-#define VT __m256d
-#define VL 4
-#define MT __m256i
-#define MASKN(r) _mm256_loadu_si256((const __m256i *) (fnn_mtab64 + 4 - (r)))
-#define VZERO _mm256_setzero_pd()
-#define VSET1(x) _mm256_set1_pd(x)
-#define VLOAD(p) _mm256_loadu_pd(p)
-#define VLOADM(p, m) _mm256_maskload_pd(p, m)
-#define VSTORE(p, v) _mm256_storeu_pd(p, v)
-#define VSTOREM(p, m, v) _mm256_maskstore_pd(p, m, v)
-#define VFMA(a, b, c) _mm256_fmadd_pd(a, b, c)
-#define VMUL(a, b) _mm256_mul_pd(a, b)
-#define VADD(a, b) _mm256_add_pd(a, b)
-#define VSUB(a, b) _mm256_sub_pd(a, b)
-#define VDIV(a, b) _mm256_div_pd(a, b)
-#define VSQRT(x) _mm256_sqrt_pd(x)
-#define VTRANS(s, ls, d, ld) fnn_trans_avx2_d(s, ls, d, ld)
-#define VRELU(x) _mm256_max_pd(_mm256_setzero_pd(), x)
-#define VSELPOS(x, a) _mm256_and_pd(x, _mm256_cmp_pd(a, _mm256_setzero_pd(), _CMP_GT_OQ))
-#define VADDPOS(s, w, l) _mm256_blendv_pd(s, _mm256_add_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_GT_OQ))
-#define VSUBNEG(s, w, l) _mm256_blendv_pd(s, _mm256_sub_pd(s, l), _mm256_cmp_pd(w, _mm256_setzero_pd(), _CMP_LT_OQ))
-#include "_gemm_isa.h"
-#include "_gemm_undef.h"
-#undef FNN_TARGET
-#undef MRR
-#undef NRV
-#endif /* FNN_HAVE_X86 */
-
-/* -------------------------------------------------------------- NEON (arm64) */
-/* Advanced SIMD is part of every aarch64 CPU (Apple M-series, Graviton,
- * Ampere, Cortex-A): 128-bit vectors (4 floats, 2 doubles), 32 vector
- * registers and a fused multiply-add (fmla), so the kernels need no target
- * attribute and no run-time test; "generic" can still be selected. The
- * register tile is AVX-512's shape, 6 rows x 4 vectors: 24 accumulators, 4
- * vectors of B and a broadcast of A (29 of the 32 registers), 24 fmla per k
- * step (96 float or 48 double multiply-adds). NEON has no masked loads: the
- * last vector of a panel is loaded whole when it is full, else lane by lane
- * into zeros, all inline (MT: the count of valid lanes; a memcpy here was a
- * call in the K loop, around which the accumulators were spilled).
- * arm_neon.h intrinsics only (GCC, clang and Apple clang; MSVC's arm64
- * compiler has them too). */
+#define FNN_X86_f ps
+#define FNN_X86_d pd
+#define FNN_PSD FNN_XCAT2(FNN_X86, FNN_SFX) /* the intrinsics' ps / pd */
+#include "_ukernels_avx512.h"
+#include "_ukernels_avx2.h"
+#endif
 #if FNN_HAVE_NEON
-static inline float32x4_t fnn_neon_loadm_f(const float *p, int n)
-{
-    if (n >= 4)
-        return vld1q_f32(p);
-    float32x4_t v = vld1q_lane_f32(p, vdupq_n_f32(0.0f), 0);
-    if (n > 1)
-        v = vld1q_lane_f32(p + 1, v, 1);
-    if (n > 2)
-        v = vld1q_lane_f32(p + 2, v, 2);
-    return v;
-}
-static inline void fnn_neon_storem_f(float *p, int n, float32x4_t v)
-{
-    if (n >= 4) {
-        vst1q_f32(p, v);
-        return;
-    }
-    vst1q_lane_f32(p, v, 0);
-    if (n > 1)
-        vst1q_lane_f32(p + 1, v, 1);
-    if (n > 2)
-        vst1q_lane_f32(p + 2, v, 2);
-}
-static inline float64x2_t fnn_neon_loadm_d(const double *p, int n)
-{
-    return n >= 2 ? vld1q_f64(p) : vld1q_lane_f64(p, vdupq_n_f64(0.0), 0);
-}
-static inline void fnn_neon_storem_d(double *p, int n, float64x2_t v)
-{
-    if (n >= 2)
-        vst1q_f64(p, v);
-    else
-        vst1q_lane_f64(p, v, 0);
-}
-/* 4 x 4 and 2 x 2 in-register transposes, d[i * ld + j] = s[j * ls + i] */
-static inline void fnn_trans_neon_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
-{
-    float32x4_t r0 = vld1q_f32(s), r1 = vld1q_f32(s + ls);
-    float32x4_t r2 = vld1q_f32(s + 2 * ls), r3 = vld1q_f32(s + 3 * ls);
-    float64x2_t t0 = vreinterpretq_f64_f32(vtrn1q_f32(r0, r1));
-    float64x2_t t1 = vreinterpretq_f64_f32(vtrn2q_f32(r0, r1));
-    float64x2_t t2 = vreinterpretq_f64_f32(vtrn1q_f32(r2, r3));
-    float64x2_t t3 = vreinterpretq_f64_f32(vtrn2q_f32(r2, r3));
-    vst1q_f32(d, vreinterpretq_f32_f64(vtrn1q_f64(t0, t2)));
-    vst1q_f32(d + ld, vreinterpretq_f32_f64(vtrn1q_f64(t1, t3)));
-    vst1q_f32(d + 2 * ld, vreinterpretq_f32_f64(vtrn2q_f64(t0, t2)));
-    vst1q_f32(d + 3 * ld, vreinterpretq_f32_f64(vtrn2q_f64(t1, t3)));
-}
-static inline void fnn_trans_neon_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
-{
-    float64x2_t r0 = vld1q_f64(s), r1 = vld1q_f64(s + ls);
-    vst1q_f64(d, vtrn1q_f64(r0, r1));
-    vst1q_f64(d + ld, vtrn2q_f64(r0, r1));
-}
-
-#define FNN_TARGET
-#define MRR 6
-#define NRV 4
-
-#define FNN_T float
-#define FNN_SQRT FNN_SQRTF
-#define FNN_HP fnn_step_f
-#define FNN_BIAS_TANH fnn_bias_tanh_f
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_f
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, neon, f)
-#define VT float32x4_t
-#define VL 4
-#define MT int
-#define MASKN(r) (r)
-#define VZERO vdupq_n_f32(0.0f)
-#define VSET1(x) vdupq_n_f32(x)
-#define VLOAD(p) vld1q_f32(p)
-#define VLOADM(p, m) fnn_neon_loadm_f(p, m)
-#define VSTORE(p, v) vst1q_f32(p, v)
-#define VSTOREM(p, m, v) fnn_neon_storem_f(p, m, v)
-#define VFMA(a, b, c) vfmaq_f32(c, a, b)
-#define VMUL(a, b) vmulq_f32(a, b)
-#define VADD(a, b) vaddq_f32(a, b)
-#define VSUB(a, b) vsubq_f32(a, b)
-#define VDIV(a, b) vdivq_f32(a, b)
-#define VSQRT(x) vsqrtq_f32(x)
-#define VTRANS(s, ls, d, ld) fnn_trans_neon_f(s, ls, d, ld)
-/* as the x86 variants: x < 0 ? 0 : x (NaN and -0 kept), a > 0 ? x : 0 */
-#define VRELU(x) vbslq_f32(vcltzq_f32(x), vdupq_n_f32(0.0f), x)
-#define VSELPOS(x, a) vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(x), vcgtzq_f32(a)))
-#define VADDPOS(s, w, l) vbslq_f32(vcgtzq_f32(w), vaddq_f32(s, l), s)
-#define VSUBNEG(s, w, l) vbslq_f32(vcltzq_f32(w), vsubq_f32(s, l), s)
-#include "_gemm_isa.h"
-#include "_gemm_undef.h"
-
-#define FNN_T double
-#define FNN_SQRT FNN_SQRTD
-#define FNN_HP fnn_step_d
-#define FNN_BIAS_TANH fnn_bias_tanh_d
-#define FNN_BIAS_SIGMOID fnn_bias_sigmoid_d
-#define FNN_NAME(x) FNN_XCAT4(fnn, x, neon, d)
-#define VT float64x2_t
-#define VL 2
-#define MT int
-#define MASKN(r) (r)
-#define VZERO vdupq_n_f64(0.0)
-#define VSET1(x) vdupq_n_f64(x)
-#define VLOAD(p) vld1q_f64(p)
-#define VLOADM(p, m) fnn_neon_loadm_d(p, m)
-#define VSTORE(p, v) vst1q_f64(p, v)
-#define VSTOREM(p, m, v) fnn_neon_storem_d(p, m, v)
-#define VFMA(a, b, c) vfmaq_f64(c, a, b)
-#define VMUL(a, b) vmulq_f64(a, b)
-#define VADD(a, b) vaddq_f64(a, b)
-#define VSUB(a, b) vsubq_f64(a, b)
-#define VDIV(a, b) vdivq_f64(a, b)
-#define VSQRT(x) vsqrtq_f64(x)
-#define VTRANS(s, ls, d, ld) fnn_trans_neon_d(s, ls, d, ld)
-#define VRELU(x) vbslq_f64(vcltzq_f64(x), vdupq_n_f64(0.0), x)
-#define VSELPOS(x, a) vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(x), vcgtzq_f64(a)))
-#define VADDPOS(s, w, l) vbslq_f64(vcgtzq_f64(w), vaddq_f64(s, l), s)
-#define VSUBNEG(s, w, l) vbslq_f64(vcltzq_f64(w), vsubq_f64(s, l), s)
-#include "_gemm_isa.h"
-#include "_gemm_undef.h"
-#undef FNN_TARGET
-#undef MRR
-#undef NRV
-#endif /* FNN_HAVE_NEON */
+#include "_ukernels_neon.h"
+#endif
 
 /* ------------------------------------------------------ dispatch and loop */
 static inline void fnn_split(ptrdiff_t n, ptrdiff_t unit, int nt, int t,
@@ -1079,29 +695,12 @@ static double fnn_par_min_macs(int is_double);
 /* the calibration's own calls force a threshold (this thread only; < 0: none) */
 static FNN_TLS double fnn_force_min_macs = -1;
 
-#define FNN_T float
-#define FNN_SUF f
-#define FNN_HP fnn_step_f
-#define FNN_LOG logf
-#define FNN_EXP_NEG fnn_exp_neg_f
+#define FNN_SFX f
 #include "_gemm_train.h"
-#undef FNN_T
-#undef FNN_SUF
-#undef FNN_HP
-#undef FNN_LOG
-#undef FNN_EXP_NEG
-
-#define FNN_T double
-#define FNN_SUF d
-#define FNN_HP fnn_step_d
-#define FNN_LOG log
-#define FNN_EXP_NEG fnn_exp_neg_d
+#undef FNN_SFX
+#define FNN_SFX d
 #include "_gemm_train.h"
-#undef FNN_T
-#undef FNN_SUF
-#undef FNN_HP
-#undef FNN_LOG
-#undef FNN_EXP_NEG
+#undef FNN_SFX
 
 /* The split threshold of the training loop, measured once per process at
  * its first threaded call, on the training loop itself: steps of a
@@ -1217,56 +816,75 @@ static double fnn_par_min_macs(int is_double)
 #endif
 }
 
-/* Select the kernels: name NULL (or "") for the best the CPU runs, else
- * "avx512", "avx2", "neon" or "generic". Returns 0, or -1 if the CPU (or
- * the build) lacks it. */
-static int fnn_gemm_select(const char *name)
-{
-    int want_best = name == NULL || name[0] == '\0';
 #if FNN_HAVE_X86
+static int fnn_cpu_avx512(void)
+{
     __builtin_cpu_init();
-    int has512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
-                 && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-    int has2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    if ((want_best && has512) || (!want_best && strcmp(name, "avx512") == 0)) {
-        if (!has512)
-            return -1;
-        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx512_f, fnn_dw_update_avx512_f, fnn_db_update_avx512_f,
-                                    fnn_drop_avx512_f, fnn_dropbwd_avx512_f, 16, 64};
-        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx512_d, fnn_dw_update_avx512_d, fnn_db_update_avx512_d,
-                                    fnn_drop_avx512_d, fnn_dropbwd_avx512_d, 8, 32};
-        fnn_gemm_isa_name = "avx512";
-        return 0;
-    }
-    if ((want_best && has2) || (!want_best && strcmp(name, "avx2") == 0)) {
-        if (!has2)
-            return -1;
-        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_avx2_f, fnn_dw_update_avx2_f, fnn_db_update_avx2_f,
-                                    fnn_drop_avx2_f, fnn_dropbwd_avx2_f, 8, 16};
-        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_avx2_d, fnn_dw_update_avx2_d, fnn_db_update_avx2_d,
-                                    fnn_drop_avx2_d, fnn_dropbwd_avx2_d, 4, 8};
-        fnn_gemm_isa_name = "avx2";
-        return 0;
-    }
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+           && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+}
+
+static int fnn_cpu_avx2(void)
+{
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+/* The micro-kernel registry: one entry per instruction set this build holds,
+ * its float and double kernels (each an fnn_kern_t, _ukernel.h, made by
+ * _gemm_isa.h as fnn_ukernel_<isa>_<f|d>), best first; usable: whether this
+ * CPU runs them (NULL: every CPU of the architecture). */
+typedef struct {
+    int (*usable)(void);
+    const fnn_kern_t_f *f;
+    const fnn_kern_t_d *d;
+} fnn_ukernel_entry_t;
+
+static const fnn_ukernel_entry_t fnn_ukernels[] = {
+#if FNN_HAVE_X86
+    {fnn_cpu_avx512, &fnn_ukernel_avx512_f, &fnn_ukernel_avx512_d},
+    {fnn_cpu_avx2, &fnn_ukernel_avx2_f, &fnn_ukernel_avx2_d},
 #endif
 #if FNN_HAVE_NEON
-    if (want_best || strcmp(name, "neon") == 0) {
-        fnn_kern_f = (fnn_kern_t_f){fnn_gemm_neon_f, fnn_dw_update_neon_f, fnn_db_update_neon_f,
-                                    fnn_drop_neon_f, fnn_dropbwd_neon_f, 4, 16};
-        fnn_kern_d = (fnn_kern_t_d){fnn_gemm_neon_d, fnn_dw_update_neon_d, fnn_db_update_neon_d,
-                                    fnn_drop_neon_d, fnn_dropbwd_neon_d, 2, 8};
-        fnn_gemm_isa_name = "neon";
+    {NULL, &fnn_ukernel_neon_f, &fnn_ukernel_neon_d},
+#endif
+    {NULL, &fnn_ukernel_generic_f, &fnn_ukernel_generic_d},
+};
+#define FNN_N_UKERNELS ((int) (sizeof fnn_ukernels / sizeof fnn_ukernels[0]))
+
+/* Entry i of the registry (fastnn._kernels._ukernels): its float and double
+ * kernels, and whether this CPU runs them; NULL past the end. */
+static const fnn_ukernel_entry_t *fnn_ukernel_at(int i, int *usable)
+{
+    if (i < 0 || i >= FNN_N_UKERNELS)
+        return NULL;
+    *usable = fnn_ukernels[i].usable == NULL || fnn_ukernels[i].usable();
+    return &fnn_ukernels[i];
+}
+
+/* Select the kernels: name NULL (or "") for the first entry of the registry
+ * the CPU runs, else the entry of that instruction set ("avx512", "avx2",
+ * "neon" or "generic"). Returns 0, or -1 if the CPU (or the build) lacks it. */
+static int fnn_gemm_select(const char *name)
+{
+    const int want_best = name == NULL || name[0] == '\0';
+    for (int i = 0; i < FNN_N_UKERNELS; i++) {
+        int usable;
+        const fnn_ukernel_entry_t *e = fnn_ukernel_at(i, &usable);
+        if (!want_best && strcmp(name, e->f->isa) != 0)
+            continue;
+        if (!usable) {
+            if (want_best)
+                continue;
+            return -1;
+        }
+        fnn_kern_f = *e->f;
+        fnn_kern_d = *e->d;
+        fnn_gemm_isa_name = e->f->isa;
         return 0;
     }
-#endif
-    if (!want_best && strcmp(name, "generic") != 0)
-        return -1;
-    fnn_kern_f = (fnn_kern_t_f){fnn_gemm_gen_f, fnn_dw_update_gen_f, fnn_db_update_gen_f,
-                                    fnn_drop_gen_f, fnn_dropbwd_gen_f, 1, 2};
-    fnn_kern_d = (fnn_kern_t_d){fnn_gemm_gen_d, fnn_dw_update_gen_d, fnn_db_update_gen_d,
-                                    fnn_drop_gen_d, fnn_dropbwd_gen_d, 1, 2};
-    fnn_gemm_isa_name = "generic";
-    return 0;
+    return -1;
 }
 
 static const char *fnn_gemm_isa(void) { return fnn_gemm_isa_name; }

@@ -1,22 +1,65 @@
 /* fastnn's register-blocked micro-kernels, one instruction set and one dtype
- * per inclusion (included six times by _gemm.h; no include guard on purpose).
+ * per inclusion: the template that _ukernels.h instantiates for float and
+ * double under each _ukernels_<isa>.h (no include guard on purpose). The
+ * contract the results fulfil, and their registry, are in _ukernel.h.
  *
  * The includer defines:
- *   FNN_T       float or double
- *   FNN_NAME(x) the function name for this ISA/dtype (fnn_<x>_<isa>_<f|d>)
+ *   FNN_SFX     f or d: FNN_T (float or double), FNN_HP, FNN_SQRT and
+ *               FNN_F(x) follow from it (_gemm.h)
+ *   FNN_ISA     generic, avx512, avx2 or neon: FNN_NAME(x) names this
+ *               instantiation's functions fnn_<x>_<isa>_<f|d> (_gemm.h)
  *   FNN_TARGET  __attribute__((target(...))) or empty (portability macros
  *               FNN_ALWAYS_INLINE, FNN_NOINLINE, ...: _fastmath.h)
  *   VT, MT      vector and tail-mask types;  VL lanes per vector
  *   MRR, NRV    register tile: MRR rows x NRV vectors of VL columns
  *   VLOAD/VLOADM/VSTORE/VSTOREM/VSET1/VZERO/VFMA/VMUL/VADD/VSUB/VDIV/VSQRT/
- *   VRELU/VSELPOS/VADDPOS/VSUBNEG/MASKN   the vector operations
- *   FNN_SQRT    the scalar square root of FNN_T
+ *   VRELU/VSELPOS/VADDPOS/VSUBNEG/MASKN/VTRANS   the vector operations
  *
  * Every output element is reduced in one accumulator, in index order
  * (k = 0..K-1 for products, i = 0..batch-1 for gradients), whatever the tile,
  * the tail or the thread that computes it: results do not depend on the
- * thread count, and the AVX-512 and AVX2 variants (both FMA) agree bit for bit.
+ * thread count, and the SIMD variants (all FMA) agree bit for bit.
  */
+
+/* The tile sizes the code below is written for: the tile switches (gemm's
+ * FNN_TILE_CASES, dw's FNN_DW_CASES) have cases for 1..6 rows and for 1..4
+ * (gemm) or 1, 2, 4 (dw) vectors, their key nv * 8 + mr needs mr < 8, a
+ * packed panel (NRV * VL) is at most the 64 columns that fnn_dw_chunk_cols
+ * and db_update's chunks assume, and dw_packed's blocks hold whole tiles. */
+_Static_assert(MRR >= 1 && MRR <= 6, "the tile switches cover 1 to 6 rows");
+_Static_assert(NRV == 1 || NRV == 2 || NRV == 4, "dw's tile switch covers 1, 2 or 4 vectors");
+_Static_assert(NRV * VL <= 64 && 64 % (NRV * VL) == 0, "a panel divides the 64-column chunks");
+_Static_assert(FNN_DW_BLOCK_ROWS % MRR == 0, "dw_packed's blocks of rows are whole tiles");
+
+/* acc[r][v] = sum over k < K, in order, of A(r, k) * B(k, v * VL : (v + 1) * VL)
+ * for r < mr, v < nv: A(r, k) = a[r * ars + k * aks] broadcast, B's row k at
+ * b + k * ldb, its last vector masked (mask). Inlined into each tile with
+ * constant mr and nv, so the accumulators live in registers; the one loop
+ * of both products (gemm's tile: A row-major; dwtile: A^T, batch rows k). */
+static FNN_ALWAYS_INLINE FNN_TARGET void
+FNN_NAME(accumulate)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrdiff_t K,
+                     const FNN_T *a, ptrdiff_t ars, ptrdiff_t aks, const FNN_T *b, ptrdiff_t ldb)
+{
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            acc[r][v] = VZERO;
+    for (ptrdiff_t k = 0; k < K; k++) {
+        const FNN_T *bk = b + k * ldb;
+        VT bv[NRV];
+#pragma GCC unroll 8
+        for (int v = 0; v < nv; v++)
+            bv[v] = v == nv - 1 ? VLOADM(bk + v * VL, mask) : VLOAD(bk + v * VL);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            VT av = VSET1(a[r * ars + k * aks]);
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++)
+                acc[r][v] = VFMA(av, bv[v], acc[r][v]);
+        }
+    }
+}
 
 /* C[:, n0:n1] = epilogue(A(m x K) @ B(K x n)), B row-major (a weight matrix as
  * fastnn stores it, or a transposed copy of one): nothing is packed. The tile
@@ -34,25 +77,7 @@ FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
                const FNN_T *ap)
 {
     VT acc[MRR][NRV];
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = VZERO;
-    for (ptrdiff_t k = 0; k < K; k++) {
-        const FNN_T *bk = b + k * ldb;
-        VT bv[NRV];
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            bv[v] = v == nv - 1 ? VLOADM(bk + v * VL, mask) : VLOAD(bk + v * VL);
-#pragma GCC unroll 8
-        for (int r = 0; r < mr; r++) {
-            VT av = VSET1(a[r * lda + k]);
-#pragma GCC unroll 8
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = VFMA(av, bv[v], acc[r][v]);
-        }
-    }
+    FNN_NAME(accumulate)(acc, mr, nv, mask, K, a, lda, 1, b, ldb);
     const VT one = VSET1((FNN_T) 1);
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
@@ -208,25 +233,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
                  const FNN_HP *hp)
 {
     VT acc[MRR][NRV];
-#pragma GCC unroll 8
-    for (int r = 0; r < kr; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = VZERO;
-    for (ptrdiff_t i = 0; i < bs; i++) {
-        const FNN_T *dzi = dz + i * ldz;
-        VT dv[NRV];
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            dv[v] = v == nv - 1 ? VLOADM(dzi + v * VL, mask) : VLOAD(dzi + v * VL);
-#pragma GCC unroll 8
-        for (int r = 0; r < kr; r++) {
-            VT av = VSET1(a[i * lda + r]);
-#pragma GCC unroll 8
-            for (int v = 0; v < nv; v++)
-                acc[r][v] = VFMA(av, dv[v], acc[r][v]);
-        }
-    }
+    FNN_NAME(accumulate)(acc, kr, nv, mask, bs, a, 1, lda, dz, ldz);
     const int adam = hp->kind == FNN_OPT_ADAM, nesterov = hp->nesterov;
     const VT lr = VSET1(hp->lr), mu = VSET1(hp->mu), l1 = VSET1(hp->l1), l2 = VSET1(hp->l2);
     const int use_l1 = hp->l1 != 0, use_decay = hp->decay != 1;
@@ -346,7 +353,6 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
 {
     int bad = 0;
     const ptrdiff_t P = NRV * VL, KB = FNN_DW_BLOCK_ROWS;
-    _Static_assert(FNN_DW_BLOCK_ROWS % MRR == 0, "a block of whole tiles");
     FNN_T *dzp = pk, *ap = pk + bs * nc;
     for (ptrdiff_t c0 = n0; c0 < n1; c0 += nc) {
         const ptrdiff_t c1 = n1 - c0 < nc ? n1 : c0 + nc;
@@ -597,3 +603,9 @@ FNN_NAME(dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
 #undef FNN_TILE_CASES
 #undef FNN_DW_CASE
 #undef FNN_DW_CASES
+
+/* This instantiation's entry of the micro-kernel registry (fnn_ukernels,
+ * _gemm.h; the contract: _ukernel.h) */
+static const FNN_F(fnn_kern_t) FNN_NAME(ukernel) = {
+    FNN_STR(FNN_ISA), MRR, NRV, VL, NRV * VL,
+    FNN_NAME(gemm), FNN_NAME(dw_update), FNN_NAME(db_update), FNN_NAME(drop), FNN_NAME(dropbwd)};

@@ -1,30 +1,8 @@
 /* The mini-batch training loop on fastnn's own kernels, one dtype per inclusion
- * (included twice by _gemm.h with FNN_T, FNN_SUF, FNN_HP, FNN_LOG,
- * FNN_EXP_NEG defined; no include guard on purpose). */
-
-#define FNN_S2(a, b) a##_##b
-#define FNN_S(a, b) FNN_S2(a, b)
-#define FNN_F(x) FNN_S(x, FNN_SUF)
-
-typedef struct {
-    void (*gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
-                 const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
-                 FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
-                 const FNN_T *ap, FNN_T *bp, int bt);
-    int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
-              const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
-              FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-              const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc);
-    int (*db)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
-              ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp);
-    void (*drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
-                 uint32_t thr, FNN_T scale);
-    void (*dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
-                    ptrdiff_t rows, ptrdiff_t j0, ptrdiff_t j1, int act, FNN_T scale,
-                    FNN_T inv);
-    ptrdiff_t vl;  /* lanes of a vector */
-    ptrdiff_t pw;  /* columns of a register tile (NRV * VL): a packed panel's row */
-} FNN_F(fnn_kern_t);
+ * (included twice by _gemm.h with FNN_SFX f or d, from which FNN_T, FNN_F,
+ * FNN_HP, FNN_LOG and FNN_EXP_NEG follow; no include guard on purpose). It
+ * calls the micro-kernels of the selected registry entry (fnn_kern_f / _d,
+ * the contract: _ukernel.h). */
 
 /* A buffer for one packed panel of K rows (K x pw elements, 64-byte
  * aligned), or NULL when it cannot be had (the products then read B in
@@ -699,6 +677,3 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     return (c.status ? c.fail_s0 : stop) - b->start;
 }
 
-#undef FNN_S2
-#undef FNN_S
-#undef FNN_F

@@ -1,13 +1,9 @@
-/* Undefines the macros of one instantiation of _gemm_isa.h (its dtype and its
- * vector operations), so that _gemm.h can define the next; no include guard
- * on purpose. MRR, NRV and FNN_TARGET, set once per instruction set, are
- * undefined by _gemm.h itself. */
-#undef FNN_T
-#undef FNN_SQRT
-#undef FNN_HP
-#undef FNN_BIAS_TANH
-#undef FNN_BIAS_SIGMOID
-#undef FNN_NAME
+/* Undefines the macros of one instruction set's micro-kernels (_ukernels_*.h),
+ * so that _gemm.h can include the next; no include guard on purpose. */
+#undef FNN_ISA
+#undef FNN_TARGET
+#undef MRR
+#undef NRV
 #undef VT
 #undef VL
 #undef MT
