@@ -77,6 +77,26 @@ extensions = [
     Extension("fastnn._fastnn_threads", ["src/fastnn/_fastnn_threads.pyx"]),
 ]
 
+def render_templates(folder="src/fastnn"):
+    """Cython's Tempita templates (``*.pxi.tp``, the declarations written once
+    per dtype) into their ``.pxi``, rewritten only when the text changes (so
+    cythonize's dependency check stays quiet)."""
+    from Cython import Tempita
+
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".pxi.tp"):
+            src = os.path.join(folder, name)
+            with open(src, encoding="utf-8") as f:
+                text = Tempita.sub(f.read())
+            out = src[:-len(".tp")]
+            old = open(out, encoding="utf-8").read() if os.path.exists(out) else None
+            if text != old:
+                with open(out, "w", encoding="utf-8") as f:
+                    f.write(text)
+
+
+render_templates()
+
 PORTABLE_MACROS = [("FASTNN_PORTABLE_C", "1"), ("FASTNN_NO_SIMD", "1"), ("FASTNN_NO_CLONES", "1")]
 if PORTABLE:
     for ext in extensions:

@@ -62,18 +62,9 @@ def rng():
 
 
 def _supported_isas():
-    """The kernel variants this build and CPU run, the selected (best) first."""
-    best = _kernels._kernel_isa()
-    found = [best]
-    for isa in ("avx512", "avx2", "neon", "generic"):
-        if isa != best:
-            try:
-                _kernels._kernel_isa(isa)
-                found.append(isa)
-            except ValueError:
-                pass
-    _kernels._kernel_isa(best)
-    return found
+    """The kernel variants this build and CPU run (the registry's usable
+    entries), the selected (best) first."""
+    return [e["isa"] for e in _kernels._ukernels() if e["usable"]]
 
 
 ISAS = _supported_isas()
@@ -154,6 +145,32 @@ def test_kernel_isa_selection_refuses_unknown_names():
     with pytest.raises(ValueError, match="name must be"):
         _kernels._kernel_isa("sse9")
     assert _kernels._kernel_isa() in ("avx512", "avx2", "neon", "generic")
+
+
+def test_the_registry_lists_each_instruction_set_once_best_first():
+    """The micro-kernel registry (fnn_ukernels): one entry per instruction set
+    the build holds, generic last and always usable; the selection at load is
+    its first usable entry; an entry the CPU cannot run is refused by name;
+    each entry's float and double tiles are the same shape, double with half
+    the lanes, and fit the widest panel (64 columns) the blocking assumes."""
+    entries = _kernels._ukernels()
+    names = [e["isa"] for e in entries]
+    assert len(set(names)) == len(names)
+    assert set(names) <= set(_kernels.KERNEL_ISAS) and names[-1] == "generic"
+    assert entries[-1]["usable"]
+    assert ISAS[0] == _kernels._kernel_isa() == next(e["isa"] for e in entries if e["usable"])
+    lanes = {"avx512": 16, "avx2": 8, "neon": 4, "generic": 1}
+    for e in entries:
+        f, d = e["float32"], e["float64"]
+        assert (f["mr"], f["nrv"]) == (d["mr"], d["nrv"])
+        assert f["vl"] == lanes[e["isa"]] and d["vl"] == max(1, f["vl"] // 2)
+        assert 1 <= f["mr"] <= 6 and f["nrv"] in (1, 2, 4) and f["nrv"] * f["vl"] <= 64
+        if not e["usable"]:
+            with pytest.raises(ValueError, match="cannot run"):
+                _kernels._kernel_isa(e["isa"])
+    for isa in set(_kernels.KERNEL_ISAS) - set(names):
+        with pytest.raises(ValueError, match="cannot run"):
+            _kernels._kernel_isa(isa)
 
 
 def _cpu_flags():

@@ -22,16 +22,7 @@ SCRIPT = Path(__file__).parent / "thread_faults_cases.py"
 
 
 def _isas():
-    before = _kernels._kernel_isa()
-    found = []
-    for isa in ("avx512", "avx2", "neon", "generic"):
-        try:
-            _kernels._kernel_isa(isa)
-            found.append(isa)
-        except ValueError:
-            pass
-    _kernels._kernel_isa(before)
-    return found
+    return [e["isa"] for e in _kernels._ukernels() if e["usable"]]
 
 
 @pytest.fixture(params=_isas())

@@ -603,7 +603,8 @@ static inline int fnn_barrier_sync(fnn_barrier_t *b, int nt, int m, const int *s
  * 0.688 s against 0.136 s. Results change only where a value would have
  * been below 1.2e-38 (float32) or 2.2e-308 (float64), the same on every
  * thread count and instruction set. */
-#if FNN_HAVE_X86
+#if FNN_HAVE_X86 || defined(_M_X64) || defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
 typedef unsigned int fnn_fpmode_t;
 static inline fnn_fpmode_t fnn_flush_begin(void)
 {
@@ -622,16 +623,6 @@ static inline fnn_fpmode_t fnn_flush_begin(void)
     return m;
 }
 static inline void fnn_flush_end(fnn_fpmode_t m) { __asm__ __volatile__("msr fpcr, %0" : : "r"(m)); }
-#elif defined(_M_X64) || defined(__x86_64__) || defined(__SSE__)
-#include <xmmintrin.h>
-typedef unsigned int fnn_fpmode_t;
-static inline fnn_fpmode_t fnn_flush_begin(void)
-{
-    unsigned int m = _mm_getcsr();
-    _mm_setcsr(m | 0x8040u); /* FTZ (bit 15) | DAZ (bit 6) */
-    return m;
-}
-static inline void fnn_flush_end(fnn_fpmode_t m) { _mm_setcsr(m); }
 #else
 typedef int fnn_fpmode_t;
 static inline fnn_fpmode_t fnn_flush_begin(void) { return 0; }

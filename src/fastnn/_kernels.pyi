@@ -1,10 +1,12 @@
 # Type stub of the compiled module fastnn._kernels (see _kernels.pyx).
-from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
+from typing import Any, Dict, List, Literal, Optional, Protocol, Tuple, Union, overload
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ._hyper import Hyper
+
+_F = NDArray[np.floating]
 
 ACTIVATIONS: Dict[str, int]
 LOSSES: Dict[str, int]
@@ -13,101 +15,42 @@ LOSS_REDUCTIONS: Tuple[str, ...]
 DEBUG_BUILD: bool
 THREADED: bool
 
+KERNEL_ISAS: Tuple[str, ...]
+
 def _kernel_isa(name: Optional[str] = None) -> str: ...
+def _ukernels() -> List[Dict[str, Any]]: ...
 def _build_info() -> dict: ...
 
-def dense_forward(
-    X: NDArray[np.floating],
-    W: NDArray[np.floating],
-    b: NDArray[np.floating],
-    activation: str = "identity",
-    out: Optional[NDArray[np.floating]] = None,
-) -> NDArray[np.floating]: ...
-def dense_backward(
-    A_prev: NDArray[np.floating],
-    W: NDArray[np.floating],
-    dZ: NDArray[np.floating],
-    activation_prev: str = "identity",
-    dW: Optional[NDArray[np.floating]] = None,
-    db: Optional[NDArray[np.floating]] = None,
-    dZ_prev: Optional[NDArray[np.floating]] = None,
-    compute_dZ_prev: bool = True,
-) -> Tuple[NDArray[np.floating], NDArray[np.floating], Optional[NDArray[np.floating]]]: ...
-@overload
-def softmax_cross_entropy(
-    logits: NDArray[np.floating],
-    labels: NDArray[np.integer],
-    grad: Optional[NDArray[np.floating]] = None,
-    *,
-    sample_weight: Optional[NDArray[np.floating]] = None,
-    return_correct: Literal[False] = False,
-    loss_reduction: str = "mean",
-) -> Tuple[float, NDArray[np.floating]]: ...
-@overload
-def softmax_cross_entropy(
-    logits: NDArray[np.floating],
-    labels: NDArray[np.integer],
-    grad: Optional[NDArray[np.floating]] = None,
-    *,
-    sample_weight: Optional[NDArray[np.floating]] = None,
-    return_correct: Literal[True],
-    loss_reduction: str = "mean",
-) -> Tuple[float, NDArray[np.floating], int]: ...
-@overload
-def sigmoid_cross_entropy(
-    logits: NDArray[np.floating],
-    labels: NDArray[np.intp],
-    grad: Optional[NDArray[np.floating]] = None,
-    *,
-    sample_weight: Optional[NDArray[np.floating]] = None,
-    return_correct: Literal[False] = False,
-    loss_reduction: str = "mean",
-) -> Tuple[float, NDArray[np.floating]]: ...
-@overload
-def sigmoid_cross_entropy(
-    logits: NDArray[np.floating],
-    labels: NDArray[np.intp],
-    grad: Optional[NDArray[np.floating]] = None,
-    *,
-    sample_weight: Optional[NDArray[np.floating]] = None,
-    return_correct: Literal[True],
-    loss_reduction: str = "mean",
-) -> Tuple[float, NDArray[np.floating], int]: ...
-def squared_error(
-    outputs: NDArray[np.floating],
-    targets: NDArray[np.floating],
-    grad: Optional[NDArray[np.floating]] = None,
-    *,
-    sample_weight: Optional[NDArray[np.floating]] = None,
-    loss_reduction: str = "mean",
-) -> Tuple[float, NDArray[np.floating]]: ...
-def softmax(
-    logits: NDArray[np.floating], out: Optional[NDArray[np.floating]] = None
-) -> NDArray[np.floating]: ...
-def sgd_update(
-    W: NDArray[np.floating],
-    grad: NDArray[np.floating],
-    velocity: NDArray[np.floating],
-    learning_rate: float,
-    momentum: float = 0.0,
-    l1: float = 0.0,
-    l2: float = 0.0,
-    nesterov: bool = False,
-) -> None: ...
-def adam_update(
-    W: NDArray[np.floating],
-    grad: NDArray[np.floating],
-    m: NDArray[np.floating],
-    v: NDArray[np.floating],
-    learning_rate: float,
-    t: int,
-    beta1: float = 0.9,
-    beta2: float = 0.999,
-    eps: float = 1e-8,
-    weight_decay: float = 0.0,
-    l1: float = 0.0,
-    l2: float = 0.0,
-) -> None: ...
+def dense_forward(X: _F, W: _F, b: _F, activation: str = "identity",
+                  out: Optional[_F] = None) -> _F: ...
+def dense_backward(A_prev: _F, W: _F, dZ: _F, activation_prev: str = "identity",
+                   dW: Optional[_F] = None, db: Optional[_F] = None, dZ_prev: Optional[_F] = None,
+                   compute_dZ_prev: bool = True) -> Tuple[_F, _F, Optional[_F]]: ...
+
+class _CrossEntropy(Protocol):
+    """softmax_cross_entropy and sigmoid_cross_entropy: (loss, grad), and the
+    count of correct rows with return_correct=True."""
+    @overload
+    def __call__(self, logits: _F, labels: NDArray[np.integer], grad: Optional[_F] = None, *,
+                 sample_weight: Optional[_F] = None, return_correct: Literal[False] = False,
+                 loss_reduction: str = "mean") -> Tuple[float, _F]: ...
+    @overload
+    def __call__(self, logits: _F, labels: NDArray[np.integer], grad: Optional[_F] = None, *,
+                 sample_weight: Optional[_F] = None, return_correct: Literal[True],
+                 loss_reduction: str = "mean") -> Tuple[float, _F, int]: ...
+
+softmax_cross_entropy: _CrossEntropy
+sigmoid_cross_entropy: _CrossEntropy
+
+def squared_error(outputs: _F, targets: _F, grad: Optional[_F] = None, *,
+                  sample_weight: Optional[_F] = None, loss_reduction: str = "mean"
+                  ) -> Tuple[float, _F]: ...
+def softmax(logits: _F, out: Optional[_F] = None) -> _F: ...
+def sgd_update(W: _F, grad: _F, velocity: _F, learning_rate: float, momentum: float = 0.0,
+               l1: float = 0.0, l2: float = 0.0, nesterov: bool = False) -> None: ...
+def adam_update(W: _F, grad: _F, m: _F, v: _F, learning_rate: float, t: int,
+                beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                weight_decay: float = 0.0, l1: float = 0.0, l2: float = 0.0) -> None: ...
 def dropout_mask(
     rows: int, width: int, rate: float, seed: int, epoch: int, step: int, layer: int
 ) -> NDArray[np.bool_]: ...
@@ -135,11 +78,5 @@ def train_batches(
     augment: Any = None,
     csr_products: Optional[bool] = None,
 ) -> Tuple[int, float, int, bool]: ...
-def augment_rows(
-    X: NDArray[np.floating],
-    rows: NDArray[np.integer],
-    seed: int,
-    epoch: int,
-    augment: Any,
-    out: Optional[NDArray[np.floating]] = None,
-) -> NDArray[np.floating]: ...
+def augment_rows(X: _F, rows: NDArray[np.integer], seed: int, epoch: int, augment: Any,
+                 out: Optional[_F] = None) -> _F: ...

@@ -106,13 +106,6 @@ cdef inline void _gemm(bint trans_a, bint trans_b, int m, int n, int k,
               &beta, c, &ldc)
 
 
-# Branch-free exp/tanh/sigmoid that gcc vectorises (see _fastmath.h); the
-# exp helpers take x <= 0 only, which is all that softmax and sigmoid need.
-cdef extern from "_fastmath.h" nogil:
-    float fnn_exp_neg_f(float x)
-    double fnn_exp_neg_d(double x)
-
-
 # fastnn's own training products (_gemm.h): register-blocked AVX-512 / AVX2 /
 # generic micro-kernels with fused bias/activation and optimizer epilogues
 # (SGD, Nesterov, Adam/AdamW), dropout, and the mini-batch loop that runs
@@ -129,105 +122,29 @@ cdef extern from "_gemm.h" nogil:
         const float* grid
     intp_t fnn_aug_work(const fnn_aug_t* a)
     uint64_t fnn_aug_key(uint64_t seed, uint64_t epoch, uint64_t row)
-    void fnn_aug_row_f(const fnn_aug_t* a, const float* src, float* dst, uint64_t key,
-                       float* work)
-    void fnn_aug_row_d(const fnn_aug_t* a, const double* src, double* dst, uint64_t key,
-                       float* work)
     ctypedef struct fnn_opt_t:
         int kind, nesterov
         double lr, mu, l1, l2, beta1, beta2, eps, wd
         int64_t t
-    ctypedef struct fnn_step_f:
-        int kind, nesterov
-        float lr, mu, l1, l2, b1, c1, b2, c2, eps, at, st, decay
-    ctypedef struct fnn_step_d:
-        int kind, nesterov
-        double lr, mu, l1, l2, b1, c1, b2, c2, eps, at, st, decay
-    ctypedef struct fnn_bufs_t_f:
-        const float* x
-        const float* sw
-        const intp_t* y
-        const intp_t* order
-        intp_t n_rows, start, stop, batch_size
-        const intp_t* sizes
-        intp_t n_layers
-        int act
-        float* params
-        float* wt
-        float* slot0
-        float* slot1
-        float* acts
-        float* deltas
-        float* wbuf
-        intp_t* ybuf
-        uint8_t* masks
-        const double* drop
-        const uint32_t* drop_thr
-        const fnn_aug_t* aug
-        uint64_t seed, epoch
-        const float* t
-        int loss, wnorm
-        const intp_t* x_indptr
-        const intp_t* x_indices
-        intp_t x_nnz
-        int x_csr
-    ctypedef struct fnn_bufs_t_d:
-        const double* x
-        const double* sw
-        const intp_t* y
-        const intp_t* order
-        intp_t n_rows, start, stop, batch_size
-        const intp_t* sizes
-        intp_t n_layers
-        int act
-        double* params
-        double* wt
-        double* slot0
-        double* slot1
-        double* acts
-        double* deltas
-        double* wbuf
-        intp_t* ybuf
-        uint8_t* masks
-        const double* drop
-        const uint32_t* drop_thr
-        const fnn_aug_t* aug
-        uint64_t seed, epoch
-        const double* t
-        int loss, wnorm
-        const intp_t* x_indptr
-        const intp_t* x_indices
-        intp_t x_nnz
-        int x_csr
+
+# The declarations written once per dtype (float: _f, double: _d): generated
+# into _kernels_dtypes.pxi from _kernels_dtypes.pxi.tp by setup.py (Cython's
+# Tempita), as scikit-learn generates its .pyx.tp files.
+include "_kernels_dtypes.pxi"
+
+cdef extern from "_gemm.h" nogil:
     int FNN_OPT_SGD, FNN_OPT_ADAM
     int FNN_LOSS_XENT, FNN_LOSS_BXENT, FNN_LOSS_SQERR
-    double fnn_bxent_f(const float* z, const intp_t* y, const float* sw, float* g,
-                       intp_t batch, int wnorm, intp_t* n_correct)
-    double fnn_bxent_d(const double* z, const intp_t* y, const double* sw, double* g,
-                       intp_t batch, int wnorm, intp_t* n_correct)
-    double fnn_sqerr_f(const float* z, const float* t, const intp_t* rows, const float* sw,
-                       float* g, intp_t batch, intp_t k, int wnorm)
-    double fnn_sqerr_d(const double* z, const double* t, const intp_t* rows, const double* sw,
-                       double* g, intp_t batch, intp_t k, int wnorm)
+    ctypedef struct fnn_ukernel_entry_t:
+        const fnn_kern_t_f* f
+        const fnn_kern_t_d* d
+    const fnn_ukernel_entry_t* fnn_ukernel_at(int i, int* usable)
     int fnn_gemm_select(const char* name)
     const char* fnn_gemm_isa()
     int fnn_threaded()
     const char* fnn_compiler()
     int fnn_clones_active()
     int fnn_simd_built()
-    void fnn_dense_forward_f(const float* x, const float* w, const float* b, float* out,
-                             intp_t batch, intp_t n_in, intp_t n_out, int act)
-    void fnn_dense_forward_d(const double* x, const double* w, const double* b, double* out,
-                             intp_t batch, intp_t n_in, intp_t n_out, int act)
-    intp_t fnn_train_f(const fnn_bufs_t_f* b, const fnn_opt_t* opt, int n_threads,
-                       double* loss_sum, intp_t* n_correct, int* diverged, int* corrupt)
-    intp_t fnn_train_d(const fnn_bufs_t_d* b, const fnn_opt_t* opt, int n_threads,
-                       double* loss_sum, intp_t* n_correct, int* diverged, int* corrupt)
-    void fnn_step_make_f(fnn_step_f* s, const fnn_opt_t* o, int64_t step)
-    void fnn_step_make_d(fnn_step_d* s, const fnn_opt_t* o, int64_t step)
-    void fnn_adam_f(float* w, const float* g, float* m, float* v, intp_t n, const fnn_step_f* hp)
-    void fnn_adam_d(double* w, const double* g, double* m, double* v, intp_t n,
-                    const fnn_step_d* hp)
     uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
     int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
     int fnn_pack_mode
@@ -256,14 +173,41 @@ fnn_gemm_select(NULL)
 # to 10,000 rows: no crossover measured.
 
 
+#: The instruction sets a build may register kernels for (_ukernels_<isa>.h), widest first.
+KERNEL_ISAS = ("avx512", "avx2", "neon", "generic")
+
+
+def _ukernels():
+    """Private: the micro-kernel registry of this build (``fnn_ukernels`` in
+    _gemm.h), best first: for each instruction set it holds, ``{"isa",
+    "usable"`` (whether this CPU runs it), ``"float32"`` and ``"float64"``:
+    ``{"mr", "nrv", "vl"}`` (the register tile: mr rows x nrv vectors of vl
+    lanes)``}``. The selector takes the first usable entry.
+
+    >>> entries = _ukernels()
+    >>> entries[-1]["isa"], entries[-1]["usable"], entries[-1]["float32"]
+    ('generic', True, {'mr': 6, 'nrv': 2, 'vl': 1})
+    """
+    cdef int i = 0, usable = 0
+    cdef const fnn_ukernel_entry_t* e = fnn_ukernel_at(0, &usable)
+    out = []
+    while e != NULL:
+        out.append({"isa": e.f.isa.decode(), "usable": bool(usable),
+                    "float32": {"mr": e.f.mr, "nrv": e.f.nrv, "vl": e.f.vl},
+                    "float64": {"mr": e.d.mr, "nrv": e.d.nrv, "vl": e.d.vl}})
+        i += 1
+        e = fnn_ukernel_at(i, &usable)
+    return out
+
+
 def _kernel_isa(name=None):
     """Private: the instruction set of fastnn's training kernels ("avx512",
-    "avx2", "neon" or "generic"); with ``name``, select that one first (tests
-    run every variant the CPU supports). ValueError if the CPU lacks it."""
+    "avx2", "neon" or "generic", :data:`KERNEL_ISAS`); with ``name``, select
+    that one first (tests run every variant the CPU supports: ``_ukernels``).
+    ValueError if the build or the CPU lacks it."""
     if name is not None:
-        if name not in ("avx512", "avx2", "neon", "generic", ""):
-            raise ValueError(f"name must be 'avx512', 'avx2', 'neon', 'generic' or '', "
-                             f"got {name!r}")
+        if name not in KERNEL_ISAS + ("",):
+            raise ValueError(f"name must be one of {KERNEL_ISAS} or '', got {name!r}")
         if fnn_gemm_select(name.encode()) != 0:
             raise ValueError(f"this CPU cannot run the {name!r} kernels")
     return fnn_gemm_isa().decode()
