@@ -1242,6 +1242,19 @@ cdef object _F64 = np.dtype(np.float64)
 _WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 
 
+ctypedef struct _call_t:
+    # the scalars of one train_batches call, and what it returns through pointers
+    intp_t n_rows, start, stop, batch_size
+    int loss, act, n_threads
+    bint wnorm, x_csr
+    uint64_t seed, epoch
+    const fnn_opt_t* opt
+    const fnn_aug_t* aug
+    double loss_sum
+    intp_t correct
+    int diverged, corrupt
+
+
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
                   seed=0, epoch=0, n_threads=1, loss="cross_entropy",
@@ -1457,29 +1470,19 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     opt.lr, opt.mu, opt.l1, opt.l2 = h.learning_rate, h.momentum, h.l1, h.l2
     opt.beta1, opt.beta2, opt.eps, opt.wd = h.beta1, h.beta2, h.eps, h.weight_decay
     opt.t = h.t
-    cdef double loss_sum = 0
-    cdef intp_t correct = 0
-    cdef int diverged = 0, corrupt = 0
+    cdef _call_t c
+    c.n_rows, c.start, c.stop, c.batch_size = n_rows_x, start, stop, batch_size
+    c.loss, c.wnorm, c.act, c.seed, c.epoch = loss_code, wnorm, act, c_seed, c_epoch
+    c.opt, c.n_threads, c.aug, c.x_csr = &opt, n_threads, &aug if aug_keep is not None else NULL, x_csr
+    c.loss_sum, c.correct, c.diverged, c.corrupt = 0, 0, 0, 0
+    labels, targets = (None, y) if loss_code == FNN_LOSS_SQERR else (y, None)
     if dtype is _FLOAT_DTYPES[0]:
-        done = _train_call[float](xdata, n_rows_x, xindices, xindptr, None if loss_code == FNN_LOSS_SQERR else y,
-                                  y if loss_code == FNN_LOSS_SQERR else None,
-                                  loss_code, wnorm,
-                                  sample_weight, order, start, stop, batch_size, sizes,
-                                  act, params, slots, bufs["grads"], bufs["acts"],
-                                  bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
-                                  drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
-                                  &correct, &diverged, &corrupt,
-                                  &aug if aug_keep is not None else NULL, x_csr)
+        done = _train_call[float](xdata, xindices, xindptr, labels, targets, sample_weight, order,
+                                  sizes, params, slots, drop, thr, bufs, &c)
     else:
-        done = _train_call[double](xdata, n_rows_x, xindices, xindptr, None if loss_code == FNN_LOSS_SQERR else y,
-                                  y if loss_code == FNN_LOSS_SQERR else None,
-                                  loss_code, wnorm,
-                                  sample_weight, order, start, stop, batch_size, sizes,
-                                   act, params, slots, bufs["grads"], bufs["acts"],
-                                   bufs["deltas"], bufs["ybuf"], bufs["wbuf"], bufs["masks"],
-                                   drop, thr, c_seed, c_epoch, &opt, n_threads, &loss_sum,
-                                   &correct, &diverged, &corrupt,
-                                   &aug if aug_keep is not None else NULL, x_csr)
+        done = _train_call[double](xdata, xindices, xindptr, labels, targets, sample_weight, order,
+                                   sizes, params, slots, drop, thr, bufs, &c)
+    loss_sum, correct, diverged, corrupt = c.loss_sum, c.correct, c.diverged, c.corrupt
     if corrupt == 2:
         raise MemoryError("train_batches: no memory for the augmentation's work space")
     if corrupt:
@@ -1494,72 +1497,75 @@ ctypedef fused fnn_bufs_t:
     fnn_bufs_t_d
 
 
-cdef void _fill_bufs(fnn_bufs_t* b, const floating[::1] X, intp_t n_rows,
-                     const intp_t[::1] xindices, const intp_t[::1] xindptr,
-                     const intp_t[::1] y, const floating[:, ::1] T, int loss, bint wnorm,
-                     const floating[::1] sw, const intp_t[::1] order, intp_t start,
-                     intp_t stop, intp_t batch_size, const intp_t[::1] sizes, int act,
-                     floating[::1] params, floating[:, ::1] slots, floating[::1] grads,
-                     floating[::1] acts, floating[::1] deltas, intp_t[::1] ybuf,
-                     floating[::1] wbuf, uint8_t[::1] masks, const double[::1] drop,
-                     const uint32_t[::1] thr, uint64_t seed, uint64_t epoch, bint adam,
-                     const fnn_aug_t* aug):
+cdef void _fill_bufs(fnn_bufs_t* b, const floating[::1] X, const intp_t[::1] xindices,
+                     const intp_t[::1] xindptr, const intp_t[::1] y, const floating[:, ::1] T,
+                     const floating[::1] sw, const intp_t[::1] order, const intp_t[::1] sizes,
+                     floating[::1] params, floating[:, ::1] slots, const double[::1] drop,
+                     const uint32_t[::1] thr, dict bufs, const _call_t* c):
     """The buffers of one fnn_train_f/_d call: ``b`` (the struct of X's dtype)
-    pointed at the arrays. Only the specialisations whose struct matches the
-    dtype have a body (the two others are never called)."""
+    pointed at the arrays (the work space's from ``bufs``, which keeps them
+    alive through the call) and ``c``'s scalars. Only the specialisations
+    whose struct matches the dtype have a body (the two others are never
+    called)."""
+    cdef floating[::1] grads, acts, deltas, wbuf
+    cdef intp_t[::1] ybuf
+    cdef uint8_t[::1] masks
     if (fnn_bufs_t is fnn_bufs_t_f and floating is float) or (
             fnn_bufs_t is fnn_bufs_t_d and floating is double):
+        grads, acts, deltas, wbuf = bufs["grads"], bufs["acts"], bufs["deltas"], bufs["wbuf"]
+        ybuf, masks = bufs["ybuf"], bufs["masks"]
         b.x = &X[0] if X.shape[0] > 0 else NULL
         b.order = &order[0]
         b.x_indptr = NULL
         b.x_indices = NULL
         b.x_nnz = X.shape[0]
+        b.x_csr = c.x_csr
         if xindptr is not None:
             b.x_indptr = &xindptr[0]
             b.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL
         b.y = &y[0] if y is not None else NULL
         b.t = &T[0, 0] if T is not None else NULL
-        b.loss, b.wnorm = loss, wnorm
+        b.loss, b.wnorm = c.loss, c.wnorm
         b.sw = &sw[0] if sw is not None else NULL
-        b.n_rows, b.start, b.stop, b.batch_size = n_rows, start, stop, batch_size
-        b.sizes, b.n_layers, b.act = &sizes[0], sizes.shape[0] - 1, act
+        b.n_rows, b.start, b.stop, b.batch_size = c.n_rows, c.start, c.stop, c.batch_size
+        b.sizes, b.n_layers, b.act = &sizes[0], sizes.shape[0] - 1, c.act
         b.params, b.wt, b.acts, b.deltas = &params[0], &grads[0], &acts[0], &deltas[0]
         b.slot0 = &slots[0, 0]
-        b.slot1 = &slots[1, 0] if adam else NULL
+        b.slot1 = &slots[1, 0] if c.opt.kind == FNN_OPT_ADAM else NULL
         b.wbuf, b.ybuf, b.masks = &wbuf[0], &ybuf[0], &masks[0]
         b.drop = &drop[0] if drop is not None else NULL
         b.drop_thr = &thr[0] if drop is not None else NULL
-        b.seed, b.epoch = seed, epoch
-        b.aug = aug
+        b.seed, b.epoch = c.seed, c.epoch
+        b.aug = c.aug
 
 
-cdef intp_t _train_call(const floating[::1] X, intp_t n_rows, const intp_t[::1] xindices,
+cdef intp_t _run_train(const fnn_bufs_t* b, _call_t* c) noexcept nogil:
+    """fnn_train_f or _d on the filled buffers, without the GIL."""
+    if fnn_bufs_t is fnn_bufs_t_f:
+        return fnn_train_f(b, c.opt, c.n_threads, &c.loss_sum, &c.correct, &c.diverged,
+                           &c.corrupt)
+    else:
+        return fnn_train_d(b, c.opt, c.n_threads, &c.loss_sum, &c.correct, &c.diverged,
+                           &c.corrupt)
+
+
+cdef intp_t _train_call(const floating[::1] X, const intp_t[::1] xindices,
                         const intp_t[::1] xindptr, const intp_t[::1] y,
-                        const floating[:, ::1] T, int loss, bint wnorm,
-                        const floating[::1] sw, const intp_t[::1] order, intp_t start,
-                        intp_t stop, intp_t batch_size, const intp_t[::1] sizes, int act,
-                        floating[::1] params, floating[:, ::1] slots, floating[::1] grads,
-                        floating[::1] acts, floating[::1] deltas, intp_t[::1] ybuf,
-                        floating[::1] wbuf, uint8_t[::1] masks, const double[::1] drop,
-                        const uint32_t[::1] thr, uint64_t seed, uint64_t epoch,
-                        const fnn_opt_t* opt, int n_threads, double* loss_sum,
-                        intp_t* correct, int* diverged, int* corrupt, const fnn_aug_t* aug,
-                        bint x_csr):
+                        const floating[:, ::1] T, const floating[::1] sw,
+                        const intp_t[::1] order, const intp_t[::1] sizes,
+                        floating[::1] params, floating[:, ::1] slots, const double[::1] drop,
+                        const uint32_t[::1] thr, dict bufs, _call_t* c):
     cdef intp_t done
     cdef fnn_bufs_t_f bf
     cdef fnn_bufs_t_d bd
     if floating is float:
-        _fill_bufs(&bf, X, n_rows, xindices, xindptr, y, T, loss, wnorm, sw, order, start, stop,
-                   batch_size, sizes, act, params, slots, grads, acts, deltas, ybuf, wbuf, masks,
-                   drop, thr, seed, epoch, opt.kind == FNN_OPT_ADAM, aug)
-        bf.x_csr = x_csr
+        _fill_bufs(&bf, X, xindices, xindptr, y, T, sw, order, sizes, params, slots, drop, thr,
+                   bufs, c)
         with nogil:
-            done = fnn_train_f(&bf, opt, n_threads, loss_sum, correct, diverged, corrupt)
+            done = _run_train(&bf, c)
     else:
-        _fill_bufs(&bd, X, n_rows, xindices, xindptr, y, T, loss, wnorm, sw, order, start, stop,
-                   batch_size, sizes, act, params, slots, grads, acts, deltas, ybuf, wbuf, masks,
-                   drop, thr, seed, epoch, opt.kind == FNN_OPT_ADAM, aug)
-        bd.x_csr = x_csr
+        _fill_bufs(&bd, X, xindices, xindptr, y, T, sw, order, sizes, params, slots, drop, thr,
+                   bufs, c)
         with nogil:
-            done = fnn_train_d(&bd, opt, n_threads, loss_sum, correct, diverged, corrupt)
+            done = _run_train(&bd, c)
     return done
