@@ -472,11 +472,26 @@ static const int64_t fnn_mtab_d[8] = {-1, -1, -1, -1, 0, 0, 0, 0};
 #endif
 
 #if FNN_HAVE_X86
+/* The frame of an N x N in-register transpose NAME(s, ls, d, ld), d[i * ld
+ * + j] = s[j * ls + i] (pack_panel_t's VTRANS): N rows of s loaded into r[],
+ * the shuffle network (the variadic argument, on r[] and t[]), and N rows of
+ * OUT[] (r or t, where the network leaves the result) stored into d. */
+#define FNN_TRANSPOSE(NAME, TARGET, T, VTYPE, N, LOAD, STORE, OUT, ...)      \
+    TARGET static inline void NAME(const T *s, ptrdiff_t ls, T *d, ptrdiff_t ld) \
+    {                                                                         \
+        VTYPE r[N], t[N];                                                     \
+        for (int i = 0; i < (N); i++)                                         \
+            r[i] = LOAD(s + i * ls);                                          \
+        __VA_ARGS__                                                           \
+        for (int i = 0; i < (N); i++)                                         \
+            STORE(d + i * ld, OUT[i]);                                        \
+    }
 #define FNN_X86_f ps
 #define FNN_X86_d pd
 #define FNN_PSD FNN_XCAT2(FNN_X86, FNN_SFX) /* the intrinsics' ps / pd */
 #include "_ukernels_avx512.h"
 #include "_ukernels_avx2.h"
+#undef FNN_TRANSPOSE
 #endif
 #if FNN_HAVE_NEON
 #include "_ukernels_neon.h"

@@ -13,13 +13,9 @@
 #define MRR 6
 #define NRV 2
 
-/* VL x VL in-register transposes (fnn_trans_avx2_f, _d), as AVX-512's */
-__attribute__((target("avx2"))) static inline void
-fnn_trans_avx2_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
-{
-    __m256 r[8], t[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm256_loadu_ps(s + i * ls);
+/* VL x VL in-register transposes (fnn_trans_avx2_f: 8 x 8, _d: 4 x 4), as AVX-512's */
+FNN_TRANSPOSE(fnn_trans_avx2_f, __attribute__((target("avx2"))), float, __m256, 8,
+              _mm256_loadu_ps, _mm256_storeu_ps, t,
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -33,17 +29,10 @@ fnn_trans_avx2_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
     for (int i = 0; i < 4; i++) {
         t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
         t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
-    }
-    for (int i = 0; i < 8; i++)
-        _mm256_storeu_ps(d + i * ld, t[i]);
-}
+    })
 
-__attribute__((target("avx2"))) static inline void
-fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
-{
-    __m256d r[4], t[4];
-    for (int i = 0; i < 4; i++)
-        r[i] = _mm256_loadu_pd(s + i * ls);
+FNN_TRANSPOSE(fnn_trans_avx2_d, __attribute__((target("avx2"))), double, __m256d, 4,
+              _mm256_loadu_pd, _mm256_storeu_pd, r,
     t[0] = _mm256_unpacklo_pd(r[0], r[1]);
     t[1] = _mm256_unpackhi_pd(r[0], r[1]);
     t[2] = _mm256_unpacklo_pd(r[2], r[3]);
@@ -51,10 +40,7 @@ fnn_trans_avx2_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
     r[0] = _mm256_permute2f128_pd(t[0], t[2], 0x20);
     r[1] = _mm256_permute2f128_pd(t[1], t[3], 0x20);
     r[2] = _mm256_permute2f128_pd(t[0], t[2], 0x31);
-    r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);
-    for (int i = 0; i < 4; i++)
-        _mm256_storeu_pd(d + i * ld, r[i]);
-}
+    r[3] = _mm256_permute2f128_pd(t[1], t[3], 0x31);)
 
 /* The vector operations, for the dtype of FNN_SFX (ps or pd intrinsics) */
 #define FNN_M256_f __m256

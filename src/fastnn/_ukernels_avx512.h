@@ -12,14 +12,11 @@
 #define MRR 6
 #define NRV 4
 
-/* VL x VL in-register transposes, d[i * ld + j] = s[j * ls + i], for the
- * packing of W^T panels (pack_panel_t in _gemm_isa.h): fnn_trans_avx512_f, _d */
-__attribute__((target("avx512f"))) static inline void
-fnn_trans_avx512_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
-{
-    __m512 r[16], t[16];
-    for (int i = 0; i < 16; i++)
-        r[i] = _mm512_loadu_ps(s + i * ls);
+/* VL x VL in-register transposes for the packing of W^T panels (pack_panel_t in
+ * _gemm_isa.h): fnn_trans_avx512_f (16 x 16) and _d (8 x 8), each its own
+ * shuffle network in FNN_TRANSPOSE's frame (_gemm.h) */
+FNN_TRANSPOSE(fnn_trans_avx512_f, __attribute__((target("avx512f"))), float, __m512, 16,
+              _mm512_loadu_ps, _mm512_storeu_ps, r,
     for (int i = 0; i < 16; i += 2) {
         t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
@@ -39,17 +36,10 @@ fnn_trans_avx512_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
     for (int i = 0; i < 8; i++) {
         r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
         r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
-    }
-    for (int i = 0; i < 16; i++)
-        _mm512_storeu_ps(d + i * ld, r[i]);
-}
+    })
 
-__attribute__((target("avx512f"))) static inline void
-fnn_trans_avx512_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
-{
-    __m512d r[8], t[8];
-    for (int i = 0; i < 8; i++)
-        r[i] = _mm512_loadu_pd(s + i * ls);
+FNN_TRANSPOSE(fnn_trans_avx512_d, __attribute__((target("avx512f"))), double, __m512d, 8,
+              _mm512_loadu_pd, _mm512_storeu_pd, t,
     for (int i = 0; i < 8; i += 2) {
         t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
         t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
@@ -62,10 +52,7 @@ fnn_trans_avx512_d(const double *s, ptrdiff_t ls, double *d, ptrdiff_t ld)
     for (int i = 0; i < 4; i++) {
         t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
         t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xdd);
-    }
-    for (int i = 0; i < 8; i++)
-        _mm512_storeu_pd(d + i * ld, t[i]);
-}
+    })
 
 /* The vector operations, for the dtype of FNN_SFX (ps or pd intrinsics) */
 #define FNN_M512_f __m512

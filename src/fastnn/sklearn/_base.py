@@ -283,23 +283,8 @@ class _BaseMLP(BaseEstimator):
             raise ValueError("partial_fit does not support early_stopping=True")
         seed = self._seed()
         if first_pass:
-            self.model_ = MLP([X.shape[1], *sizes, n_outputs], activation, dtype=self.dtype,
-                              seed=seed, loss=loss)
-            self.n_layers_ = len(sizes) + 2
-            self.n_outputs_ = n_outputs
-            self.out_activation_ = out_activation
-            self.t_ = 0
-            self.loss_curve_ = []
-            self._no_improvement_count = 0
-            self.history_ = History()
-            if self.early_stopping:
-                self.validation_scores_ = []
-                self.best_validation_score_ = -np.inf
-                self.best_loss_ = None
-            else:
-                self.best_loss_ = np.inf
-                self.validation_scores_ = None
-                self.best_validation_score_ = None
+            self._start(MLP([X.shape[1], *sizes, n_outputs], activation, dtype=self.dtype,
+                            seed=seed, loss=loss), out_activation)
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs; the network fitted before has "
                              f"{self.n_outputs_} (warm_start and partial_fit keep it)")
@@ -309,34 +294,10 @@ class _BaseMLP(BaseEstimator):
             self._lr = float(self.learning_rate_init)
             if not incremental:
                 self.history_ = History()
-        sw_train = sw_val = None
-        if self.early_stopping:
-            arrays = (X, targets) if sample_weight is None else (X, targets, sample_weight)
-            parts = train_test_split(*arrays, random_state=seed % 2**32,
-                                     test_size=self.validation_fraction,
-                                     stratify=self._stratify(targets))
-            X_train, X_val, y_train, y_val = parts[:4]
-            if sample_weight is not None:
-                sw_train, sw_val = parts[4:]
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            if not hasattr(X_train, "tocsr"):
-                X_train, X_val = np.ascontiguousarray(X_train), np.ascontiguousarray(X_val)
-            if sw_train is not None and not (sw_train > 0).any():
-                raise ValueError("The sample weights of the training set (after the "
-                                 "validation split) are all zero; use another random_state "
-                                 "or validation_fraction")
-        else:
-            X_train, y_train, X_val, y_val, sw_train = X, targets, None, None, sample_weight
+        X_train, y_train, sw_train, X_val, y_val, sw_val = self._split(X, targets,
+                                                                        sample_weight, seed)
         n = X_train.shape[0]
-        if self.batch_size == "auto":
-            batch_size = min(200, n)
-        else:
-            if self.batch_size > n:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                              "It is going to be clipped")
-            batch_size = int(np.clip(self.batch_size, 1, n))
+        batch_size = self._batch_size(n)
         if new_optimizer:
             self._optimizer = self._new_optimizer(batch_size)
         else:  # partial_fit keeps the optimizer's state; alpha/batch_size follows the chunk
@@ -374,6 +335,58 @@ class _BaseMLP(BaseEstimator):
             for dst, src in zip(self.model_.coefs_ + self.model_.intercepts_, schedule.best):
                 dst[...] = src
         return self
+
+    def _start(self, model, out_activation):
+        """A first fit's state: the new network and the curves, as scikit-learn's."""
+        self.model_ = model
+        self.n_layers_ = len(model.layers)
+        self.n_outputs_ = model.layers[-1]
+        self.out_activation_ = out_activation
+        self.t_ = 0
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
+        self.history_ = History()
+        if self.early_stopping:
+            self.validation_scores_ = []
+            self.best_validation_score_ = -np.inf
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = np.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+
+    def _split(self, X, targets, sample_weight, seed):
+        """(X, y, sample_weight) of training and of validation: the early-stopping
+        split (stratified for a classifier, as scikit-learn), else all for training."""
+        if not self.early_stopping:
+            return X, targets, sample_weight, None, None, None
+        sw_train = sw_val = None
+        arrays = (X, targets) if sample_weight is None else (X, targets, sample_weight)
+        parts = train_test_split(*arrays, random_state=seed % 2**32,
+                                 test_size=self.validation_fraction,
+                                 stratify=self._stratify(targets))
+        X_train, X_val, y_train, y_val = parts[:4]
+        if sample_weight is not None:
+            sw_train, sw_val = parts[4:]
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        if not hasattr(X_train, "tocsr"):
+            X_train, X_val = np.ascontiguousarray(X_train), np.ascontiguousarray(X_val)
+        if sw_train is not None and not (sw_train > 0).any():
+            raise ValueError("The sample weights of the training set (after the "
+                             "validation split) are all zero; use another random_state "
+                             "or validation_fraction")
+        return X_train, y_train, sw_train, X_val, y_val, sw_val
+
+    def _batch_size(self, n):
+        """scikit-learn's batch size for n training rows ("auto": min(200, n))."""
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                          "It is going to be clipped")
+        return int(np.clip(self.batch_size, 1, n))
 
     def _seed(self):
         if isinstance(self.random_state, numbers.Integral) and not isinstance(
