@@ -1,6 +1,22 @@
 """Shared fixtures: the real MNIST data (``mnist_path`` is in the root conftest.py)."""
+import signal
+
 import numpy as np
 import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def ctrl_c_reaches_python():
+    """Python's Ctrl-C handler for the session: a shell starts a background job
+    with SIGINT ignored, and Python then leaves it ignored, so Ctrl-C and
+    ``_thread.interrupt_main`` would do nothing and the interruption tests
+    could not interrupt (they failed in a background run)."""
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, before)
 
 
 @pytest.fixture(scope="session")
