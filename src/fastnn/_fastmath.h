@@ -35,6 +35,7 @@
 #define FNN_MAY_ALIAS 1 /* fnn_u64a (_gemm.h) */
 #define FNN_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define FNN_PREFETCH_W(p) __builtin_prefetch((p), 1)
+#define FNN_PREFETCH_R(p) __builtin_prefetch((p), 0)
 #define FNN_SQRTF __builtin_sqrtf
 #define FNN_SQRTD __builtin_sqrt
 #define FNN_TLS __thread
@@ -53,6 +54,7 @@
 #define FNN_MAY_ALIAS 0
 #define FNN_UNLIKELY(x) (x)
 #define FNN_PREFETCH_W(p) ((void) (p))
+#define FNN_PREFETCH_R(p) ((void) (p))
 #define FNN_SQRTF sqrtf
 #define FNN_SQRTD sqrt
 #endif

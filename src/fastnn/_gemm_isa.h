@@ -362,20 +362,28 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                                  dzp + (j0 - c0) * bs);
         for (ptrdiff_t kb = k0; kb < k1; kb += KB) {
             const ptrdiff_t ke = k1 - kb < KB ? k1 : kb + KB;
-            /* A's columns kb:ke, read row by row (each row's run contiguous),
-               written tile by tile: ap[tile][i][r] = A[i, k + r] */
-            for (ptrdiff_t i = 0; i < bs; i++) {
-                const FNN_T *src = a + i * lda;
+            /* A's columns kb:ke, written tile by tile: ap[tile][i][r] = A[i, k + r],
+               16 batch rows at a time (their runs, 16 x 48 values, stay in L1
+               while every tile takes its part, and each tile's part is one
+               contiguous store stream); the next 16 rows' runs prefetched (rows
+               lda apart are a stride the hardware prefetchers follow late).
+               Row by row over all tiles, the copy waited on its scattered
+               stores and its loads: 15-20 % of a [784, 128, 10] batch-512 step. */
+            for (ptrdiff_t i0 = 0; i0 < bs; i0 += 16) {
+                const ptrdiff_t i1 = bs - i0 < 16 ? bs : i0 + 16;
+                for (ptrdiff_t i = i1; i < i1 + 16 && i < bs; i++)
+                    for (ptrdiff_t c = kb; c < ke; c += 64 / (ptrdiff_t) sizeof(FNN_T))
+                        FNN_PREFETCH_R(a + i * lda + c);
                 for (ptrdiff_t k = kb; k < ke; k += MRR) {
                     const ptrdiff_t kr = ke - k < MRR ? ke - k : MRR;
-                    FNN_T *dst = ap + (k - kb) * bs + i * MRR;
-                    if (kr == MRR) {
-#pragma GCC unroll 8
-                        for (int r = 0; r < MRR; r++)
-                            dst[r] = src[k + r];
-                    } else {
-                        for (ptrdiff_t r = 0; r < kr; r++)
-                            dst[r] = src[k + r];
+                    FNN_T *dst = ap + (k - kb) * bs;
+                    for (ptrdiff_t i = i0; i < i1; i++) {
+                        const FNN_T *src = a + i * lda + k;
+                        if (kr == MRR) /* one block move (16 + 8 bytes for float) */
+                            memcpy(dst + i * MRR, src, MRR * sizeof(FNN_T));
+                        else
+                            for (ptrdiff_t r = 0; r < kr; r++)
+                                dst[i * MRR + r] = src[r];
                     }
                 }
             }
