@@ -1347,11 +1347,13 @@ def test_train_hidden_dropout_one_step_semantics(rng, kernel_isa, activation, dt
 # edges), batches either side of the transposed-copy crossover (FNN_BT_MIN_ROWS 8)
 # and of a 6-row tile, on 1 and 2 threads
 PACK_NETS = [([37, 70, 45, 11], 9), ([37, 70, 45, 11], 7), ([50, 33, 16, 5], 31),
-             ([20, 130, 10], 64), ([784, 129, 33, 10], 13), ([20, 300, 70, 10], 64)]
+             ([20, 130, 10], 64), ([784, 129, 33, 10], 13), ([20, 300, 70, 10], 64),
+             ([20, 70, 300, 10], 64)]
 #: the caches the blocking assumes: the machine's, and tiny ones (2 KiB L1d,
 #: 64 KiB L2), under which dw_update packs batches of 64 rows (their dZ
 #: panels exceed the L1d on every instruction set) and splits W's 300 columns
-#: into chunks of 64 or 128 (the chunk's packed dZ, half the L2)
+#: into chunks of 64 or 128 (the chunk's packed dZ, half the L2; the 70 x 300
+#: layer's backward in panels of rows then repacks them panel by panel)
 CACHES = [None, (2 * 1024, 64 * 1024)]
 
 
@@ -1361,15 +1363,19 @@ CACHES = [None, (2 * 1024, 64 * 1024)]
 @pytest.mark.parametrize("caches", CACHES, ids=["machine", "tiny"])
 def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype, caches):
     """Packing B panels, W^T panels transposed in registers and dW's operands
-    (in chunks of columns, whatever the caches) changes where operands live,
-    not the arithmetic: the same bits as reading them in place (with a
-    transposed copy of W)."""
+    (in chunks of columns, whatever the caches), and the backward's one pass
+    over W in panels of rows (sized from the L2, or one panel of the products
+    each, with dZ's packing reused or, over several chunks, redone) change
+    where operands live, not the arithmetic: the same bits as reading them in
+    place (with a transposed copy of W)."""
     sizes, batch = net
     results = []
     machine = _kernels._cache_sizes()
-    for packed in (False, True):
+    fuse = _kernels._fuse_rows()
+    for packed, rows in ((False, 0), (True, 0), (True, -1), (True, 1)):
         before = _kernels._pack_panels()
         _kernels._pack_panels(packed)
+        _kernels._fuse_rows(rows)
         if caches is not None:
             _kernels._cache_sizes(*caches)
         try:
@@ -1388,11 +1394,22 @@ def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype, caches):
                 results.append((out, ws["params"].copy(), ws["slots"].copy()))
         finally:
             _kernels._pack_panels(before)
+            _kernels._fuse_rows(fuse)
             _kernels._cache_sizes(*machine)
     for out, params, slots in results[1:]:
         assert out[0] == results[0][0][0]
         np.testing.assert_array_equal(params, results[0][1])
         np.testing.assert_array_equal(slots, results[0][2])
+
+
+def test_fuse_rows_is_checked():
+    rows = _kernels._fuse_rows()
+    assert rows == -1
+    with pytest.raises(ValueError, match="n must be"):
+        _kernels._fuse_rows(-2)
+    with pytest.raises(TypeError, match="n"):
+        _kernels._fuse_rows(1.5)
+    assert _kernels._fuse_rows() == rows
 
 
 def test_cache_sizes_are_checked():

@@ -683,6 +683,11 @@ static inline void fnn_test_delay(int tid, int point)
  * for measurements and tests (fastnn._kernels._pack_panels); the results are
  * the same bits either way. */
 static volatile int fnn_pack_mode = 7;
+/* The backward's panels of W's rows (fnn_fuse_rows_of): -1, sized from the
+ * L2 (default); 0, one per thread (no one pass); n, n rows (rounded up to a
+ * whole panel of the products), for measurements and tests
+ * (fastnn._kernels._fuse_rows); the results are the same bits either way. */
+static volatile ptrdiff_t fnn_fuse_rows = -1;
 
 
 /* dw_update packs its operands for batches of up to this many rows (its

@@ -349,15 +349,16 @@ static FNN_TARGET FNN_NOINLINE int
 FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc)
+                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, int dz_ready)
 {
     int bad = 0;
     const ptrdiff_t P = NRV * VL, KB = FNN_DW_BLOCK_ROWS;
     FNN_T *dzp = pk, *ap = pk + bs * nc;
     for (ptrdiff_t c0 = n0; c0 < n1; c0 += nc) {
         const ptrdiff_t c1 = n1 - c0 < nc ? n1 : c0 + nc;
-        /* the chunk's panels of dZ, each bs x P, contiguous, packed once */
-        for (ptrdiff_t j0 = c0; j0 < c1; j0 += P)
+        /* the chunk's panels of dZ, each bs x P, contiguous, packed once
+           (already, by the previous call, when dz_ready and one chunk) */
+        for (ptrdiff_t j0 = c0; j0 < c1 && !(dz_ready && n1 - n0 <= nc); j0 += P)
             FNN_NAME(pack_panel)(bs, c1 - j0 < P ? c1 - j0 : P, dz + j0, ldz,
                                  dzp + (j0 - c0) * bs);
         for (ptrdiff_t kb = k0; kb < k1; kb += KB) {
@@ -443,12 +444,12 @@ static FNN_TARGET int
 FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc)
+                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, int dz_ready)
 {
     if (pk != NULL && (FNN_PACK_DW(lda * (ptrdiff_t) sizeof(FNN_T), ldz * (ptrdiff_t) sizeof(FNN_T))
                        || bs * NRV * VL * (ptrdiff_t) sizeof(FNN_T) > fnn_caches()[0]))
         return FNN_NAME(dw_packed)(bs, k0, k1, n0, n1, a, lda, dz, ldz, w, s0, s1, ldw, wt, ldwt,
-                                   hp, pk, nc);
+                                   hp, pk, nc, dz_ready);
     int bad = 0;
     const ptrdiff_t P = NRV * VL;
     for (ptrdiff_t k = k0; k < k1; k += MRR) {

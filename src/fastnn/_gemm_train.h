@@ -31,7 +31,7 @@ static int FNN_F(fnn_csr_update)(const FNN_F(fnn_kern_t) *K, ptrdiff_t d, ptrdif
     int bad = 0;
     for (ptrdiff_t k = 0; k < d; k++)
         bad |= K->dw(1, 0, 1, n0, n1, &one, 1, g + k * ld, ld, w + k * ld, s0 + k * ld,
-                     s1 ? s1 + k * ld : NULL, ld, NULL, 0, hp, NULL, 0);
+                     s1 ? s1 + k * ld : NULL, ld, NULL, 0, hp, NULL, 0, 0);
     return bad;
 }
 
@@ -261,6 +261,7 @@ typedef struct {
     int col_split0;         /* the first layer's backward split by columns (see body) */
     ptrdiff_t pack_stride;
     ptrdiff_t dw_nc;        /* dw_update's columns of W per chunk (fnn_dw_chunk_cols) */
+    ptrdiff_t gemm_stride;  /* a packing buffer's part for the products' panels */
     float *aug_work;        /* nt work spaces of aug_stride floats (elastic) */
     ptrdiff_t aug_stride;
     FNN_F(fnn_kern_t) K;
@@ -291,6 +292,26 @@ static inline void FNN_F(fnn_drop_block)(const FNN_F(fnn_kern_t) *K, FNN_T *a, u
     }
     for (ptrdiff_t i = 0; i < bs; i++)
         K->drop(a, mask, i * width + lo, i * width + hi, key, thr, scale);
+}
+
+/* Rows of W per panel of the backward's one pass over a layer (span rows:
+ * this thread's): a panel of W (rows x n_out) takes a quarter of the L2, so
+ * it is still there when its dW and update follow dZ_prev's product, beside
+ * dZ's packed panels (at most half the L2, fnn_dw_chunk_cols) and the
+ * optimizer's slots streaming through; whole panels of the products' tile
+ * (K.pw columns of dZ_prev). One panel (no pass split) when dZ takes more
+ * than one chunk (its packing could not be reused), or as
+ * fnn_fuse_rows says (tests and measurements). */
+static ptrdiff_t FNN_F(fnn_fuse_rows_of)(const FNN_F(fnn_train_ctx) *c, ptrdiff_t n_out,
+                                         ptrdiff_t span)
+{
+    ptrdiff_t r = fnn_fuse_rows; /* read once (a volatile switch) */
+    if (r == 0 || (r < 0 && n_out > c->dw_nc))
+        return span;
+    if (r < 0)
+        r = fnn_caches()[1] / 4 / (n_out * (ptrdiff_t) sizeof(FNN_T)) / c->K.pw * c->K.pw;
+    r = r < c->K.pw ? c->K.pw : r;
+    return r < span ? r : span;
 }
 
 /* One thread's share of every step of the call (thread 0 also does the
@@ -480,30 +501,48 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             } else if (lo < hi && by_cols) {
                 bad |= K.dw(bs, 0, ni, lo, hi, acts + aoff, ni, delta, no, params + woff,
                             s0 + woff, s1 ? s1 + woff : NULL, no, NULL, ni,
-                            &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc);
+                            &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc, 0);
                 bad |= K.db(bs, lo, hi, delta, no, params + boff, s0 + boff,
                             s1 ? s1 + boff : NULL, &hp);
             } else if (lo < hi) {
-                if (l > 0) {
-                    const int dl = drop && drop[l] > 0;
-                    /* dZ_prev = dZ W^T with the old W: W^T's panels packed
-                       from W's rows lo:hi (transposed in registers), or read
-                       from the transposed copy wt (small batches) */
-                    if (c->use_wt)
-                        K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
-                               FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff,
-                               c->pack_gemm ? bp : NULL, 0);
-                    else
-                        K.gemm(bs, lo, hi, no, delta, no, params + woff, no, delta_prev, ni,
-                               NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
+                const int dl = l > 0 && drop && drop[l] > 0;
+                /* dZ_prev = dZ W^T with the old W (times the activation's
+                   derivative, or the dropout mask's backward): small batches
+                   read the transposed copy wt, kept equal to W by dW's updates */
+                if (l > 0 && c->use_wt) {
+                    K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
+                           FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff,
+                           c->pack_gemm ? bp : NULL, 0);
                     if (dl)
                         K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, lo, hi, act,
                                   (FNN_T) (1.0 / (1.0 - drop[l])), (FNN_T) (1.0 - drop[l]));
                 }
-                bad |= K.dw(bs, lo, hi, 0, no, acts + aoff, ni, delta, no, params + woff,
-                            s0 + woff, s1 ? s1 + woff : NULL, no,
-                            l > 0 && c->use_wt ? wt + woff : NULL, ni,
-                            &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc);
+                /* else W^T's panels packed from W's rows (transposed in
+                   registers), in one pass over this thread's rows lo:hi: per
+                   panel of fnn_fuse_rows_of rows, dZ_prev's columns from the
+                   panel's old rows, then the panel's dW and update while the
+                   rows are still in the L2 (dZ's packed panels, in the second
+                   part of the buffer, reused from panel to panel) */
+                const int bt = l > 0 && !c->use_wt;
+                FNN_T *pk = c->pack_dw && bs > 1 ? bp : NULL;
+                const ptrdiff_t pr = bt && pk ? FNN_F(fnn_fuse_rows_of)(c, no, hi - lo) : hi - lo;
+                if (pr < hi - lo)
+                    pk += c->gemm_stride;
+                for (ptrdiff_t k0 = lo; k0 < hi; k0 += pr) {
+                    const ptrdiff_t k1 = hi - k0 < pr ? hi : k0 + pr;
+                    if (bt) {
+                        K.gemm(bs, k0, k1, no, delta, no, params + woff, no, delta_prev, ni,
+                               NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
+                        if (dl)
+                            K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, k0, k1,
+                                      act, (FNN_T) (1.0 / (1.0 - drop[l])),
+                                      (FNN_T) (1.0 - drop[l]));
+                    }
+                    bad |= K.dw(bs, k0, k1, 0, no, acts + aoff, ni, delta, no, params + woff,
+                                s0 + woff, s1 ? s1 + woff : NULL, no,
+                                l > 0 && c->use_wt ? wt + woff : NULL, ni, &hp, pk, c->dw_nc,
+                                k0 > lo);
+                }
             }
             if (!by_cols && tid == (split ? nt - 1 : 0))
                 bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
@@ -546,7 +585,8 @@ static void *FNN_F(fnn_train_thread)(void *p)
  * each thread's columns) | the loss (thread 0) | backward layer by
  * layer: dZ_prev (times the mask) then the fused dW + update, both over the
  * same block of W's rows (= dZ_prev's columns) per thread, so a thread only
- * ever reads the W^T columns that it updates itself, after reading them.
+ * ever reads the W^T columns that it updates itself, after reading them;
+ * panel by panel of those rows (one pass over W: fnn_fuse_rows_of).
  * Stops before updating on a batch whose loss is not finite (sets
  * diverged); row indices and labels, validated by the caller, are checked
  * again as they are read (sets corrupt and stops). Returns the rows
@@ -588,12 +628,13 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     ptrdiff_t widest = 0;
     for (ptrdiff_t l = 0; l <= n_layers; l++)
         widest = sizes[l] > widest ? sizes[l] : widest;
-    c.pack_stride = widest * c.K.pw;
+    c.gemm_stride = (widest * c.K.pw + 63) / 64 * 64;
+    c.pack_stride = c.gemm_stride;
     if (b->batch_size <= FNN_DW_PACK_MAX_ROWS) {
-        /* dw_update's: a chunk of dw_nc columns of dZ, a block of columns of A */
+        /* dw_update's, after the products' (the backward's panels use both at
+           once): a chunk of dw_nc columns of dZ, a block of columns of A */
         c.dw_nc = fnn_dw_chunk_cols(b->batch_size, widest, sizeof(FNN_T));
-        ptrdiff_t dw = b->batch_size * (c.dw_nc + FNN_DW_BLOCK_ROWS);
-        c.pack_stride = dw > c.pack_stride ? dw : c.pack_stride;
+        c.pack_stride += b->batch_size * (c.dw_nc + FNN_DW_BLOCK_ROWS);
     }
     c.pack_stride = (c.pack_stride + 63) / 64 * 64;
     c.pack = b->batch_size > 1 && fnn_pack_mode ? FNN_F(fnn_pack_alloc)(c.pack_stride, 1, n_threads) : NULL;

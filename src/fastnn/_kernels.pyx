@@ -148,6 +148,7 @@ cdef extern from "_gemm.h" nogil:
     uint64_t fnn_drop_key(uint64_t seed, uint64_t epoch, uint64_t step, uint64_t layer)
     int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
     int fnn_pack_mode
+    intp_t fnn_fuse_rows
     intp_t fnn_cache[2]
     const intp_t* fnn_caches()
     double fnn_par_min_macs(int is_double)
@@ -286,6 +287,21 @@ def _pack_panels(on=None):
     if on is not None:
         fnn_pack_mode = (7 if on else 0) if isinstance(on, bool) else _check_index(on, "on") & 7
     return fnn_pack_mode
+
+
+def _fuse_rows(n=None):
+    """Private: the rows of W per panel of the backward's one pass over a
+    layer (-1: sized from the L2, the default; 0: one panel per thread, no
+    pass split; n: n rows, at least one panel of the products), for
+    measurements and tests (the results are the same bits); with ``n``, set
+    it first."""
+    global fnn_fuse_rows
+    if n is not None:
+        n = _check_index(n, "n")
+        if not -1 <= n <= 10**9:
+            raise ValueError(f"n must be in [-1, 1e9], got {n}")
+        fnn_fuse_rows = n
+    return fnn_fuse_rows
 
 
 def _cache_sizes(l1=None, l2=None):
