@@ -27,6 +27,13 @@ Nesterov momentum), ``adam`` (Adam, learning rate 1e-3, L2 1e-3),
 layer) and ``weights`` (the SGD with sample weights); the ratio table shows
 ``variant/fastnn``, the cost of each over plain SGD.
 
+A third group, ``test_epoch_augment``, prices the data augmentation of the
+compiled loop (issue 18's budget: at most 1.10x a plain epoch): one epoch of
+``[784, 800, 10]`` at batch 128 (Simard et al.'s network, the
+``mnist-elastic`` config's), side by side: ``fastnn`` (plain SGD), ``affine``
+(rotation, scale and translation as that config) and ``elastic`` (the same
+plus its elastic field, alpha 34, sigma 4), each deformed as it is gathered.
+
 Every trainer's final loss is checked against the others' (same weights,
 same order: equal up to float rounding, see :data:`LOSS_RTOL`). Each round
 trains a fresh model (built in the untimed setup). When the benchmarks are
@@ -40,6 +47,7 @@ import numpy as np
 import pytest
 
 from fastnn import kernels, threads
+from fastnn.augment import Augment, Elastic
 from fastnn.training import Workspace, chunk_rows, epoch_order
 from fastnn_bench.settings import (BATCH1_SAMPLES, BATCH_SIZES, FLOORS, L2, LEARNING_RATE,
                                    MOMENTUM, OPTIONAL, SEED, STUDY_LAYERS, WIDE_BATCH_SIZES,
@@ -192,9 +200,9 @@ class KernelEpoch:
     """One epoch of ``train_batches`` calls on a fresh model's parameters, in
     chunks of whole batches as ``fit`` makes them, on ``fit``'s thread count."""
 
-    def __init__(self, X, y, batch_size, variant, layers=OPTIM_LAYERS):
+    def __init__(self, X, y, batch_size, variant, layers=OPTIM_LAYERS, variants=None):
         self.X, self.y, self.batch_size, self.layers = X, y, batch_size, layers
-        self.hyper, kw = OPTIM_VARIANTS[variant]
+        self.hyper, kw = (OPTIM_VARIANTS if variants is None else variants)[variant]
         self.kw = dict(kw)
         if self.kw.get("sample_weight") is True:  # weights in [0.5, 1.5), fixed per row
             rng = np.random.default_rng([SEED, 3])
@@ -249,4 +257,48 @@ def test_epoch_optimizers(benchmark, bench_rounds, mnist_train, variant):
     benchmark.extra_info["loss"] = loss
     assert np.isfinite(loss)
     if not disabled:  # every variant trains: a full epoch ends well below ln(10)
+        assert loss < 0.9 * np.log(10), loss
+
+
+# ---------------------------------------------------------------------------
+# Data augmentation in the compiled loop: one epoch each, beside the plain one
+# ---------------------------------------------------------------------------
+
+AUG_LAYERS = (784, 800, 10)
+AUG_BATCH = 128
+_AFFINE = Augment(rotation=7, scale=0.07, translation=1, image_shape=(28, 28))
+#: impl name -> (Hyper, train_batches keywords): the mnist-elastic config's deformations
+AUG_VARIANTS = {
+    "fastnn": (OPTIM_VARIANTS["fastnn"][0], {}),
+    "affine": (OPTIM_VARIANTS["fastnn"][0], {"augment": _AFFINE.kernel_params(784)}),
+    "elastic": (OPTIM_VARIANTS["fastnn"][0],
+                {"augment": (_AFFINE + Elastic(34, 4)).kernel_params(784)}),
+}
+
+
+@pytest.mark.parametrize("variant", list(AUG_VARIANTS))
+def test_epoch_augment(benchmark, bench_rounds, mnist_train, epoch_losses, variant):
+    disabled = not getattr(benchmark, "enabled", False)
+    X, y = epoch_data(mnist_train, AUG_BATCH, disabled)
+    n = X.shape[0]
+    benchmark.group = (f"epoch MNIST {n} images {list(AUG_LAYERS)} float32 batch {AUG_BATCH}"
+                       f" augmentation")
+    t = KernelEpoch(X, y, AUG_BATCH, variant, layers=AUG_LAYERS, variants=AUG_VARIANTS)
+    benchmark.extra_info.update(impl=variant, kernel="epoch-augment", samples=n,
+                                batch_size=AUG_BATCH, layers=list(AUG_LAYERS),
+                                n_threads=t.n_threads)
+    if not disabled:  # warm-up on a slice: page faults, the first thread start
+        warm = KernelEpoch(X[:2048], y[:2048], AUG_BATCH, variant, layers=AUG_LAYERS,
+                           variants=AUG_VARIANTS)
+        warm.run(warm.setup())
+    loss = benchmark.pedantic(t.run, setup=lambda: ((t.setup(),), {}), rounds=bench_rounds)
+    benchmark.extra_info["loss"] = loss
+    assert np.isfinite(loss)
+    epoch_losses[("augment", variant, n)] = loss
+    plain = epoch_losses.get(("augment", "fastnn", n))
+    if variant != "fastnn" and plain is not None:  # the rows were deformed
+        assert loss != plain
+    if disabled:  # reproducible: from the same start, the same deformed rows and loss
+        assert t.run(t.setup()) == loss
+    else:  # every variant trains: a full epoch ends well below ln(10)
         assert loss < 0.9 * np.log(10), loss
