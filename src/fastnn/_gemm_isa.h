@@ -354,11 +354,12 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
     int bad = 0;
     const ptrdiff_t P = NRV * VL, KB = FNN_DW_BLOCK_ROWS;
     FNN_T *dzp = pk, *ap = pk + bs * nc;
+    /* dZ's panels already in pk: the previous call's, of its one chunk */
+    const int packed = dz_ready && n1 - n0 <= nc;
     for (ptrdiff_t c0 = n0; c0 < n1; c0 += nc) {
         const ptrdiff_t c1 = n1 - c0 < nc ? n1 : c0 + nc;
-        /* the chunk's panels of dZ, each bs x P, contiguous, packed once
-           (already, by the previous call, when dz_ready and one chunk) */
-        for (ptrdiff_t j0 = c0; j0 < c1 && !(dz_ready && n1 - n0 <= nc); j0 += P)
+        /* the chunk's panels of dZ, each bs x P, contiguous, packed once */
+        for (ptrdiff_t j0 = c0; j0 < c1 && !packed; j0 += P)
             FNN_NAME(pack_panel)(bs, c1 - j0 < P ? c1 - j0 : P, dz + j0, ldz,
                                  dzp + (j0 - c0) * bs);
         for (ptrdiff_t kb = k0; kb < k1; kb += KB) {

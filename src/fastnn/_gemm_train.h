@@ -507,22 +507,15 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             } else if (lo < hi) {
                 const int dl = l > 0 && drop && drop[l] > 0;
                 /* dZ_prev = dZ W^T with the old W (times the activation's
-                   derivative, or the dropout mask's backward): small batches
-                   read the transposed copy wt, kept equal to W by dW's updates */
-                if (l > 0 && c->use_wt) {
-                    K.gemm(bs, lo, hi, no, delta, no, wt + woff, ni, delta_prev, ni, NULL,
-                           FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff,
-                           c->pack_gemm ? bp : NULL, 0);
-                    if (dl)
-                        K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, lo, hi, act,
-                                  (FNN_T) (1.0 / (1.0 - drop[l])), (FNN_T) (1.0 - drop[l]));
-                }
-                /* else W^T's panels packed from W's rows (transposed in
-                   registers), in one pass over this thread's rows lo:hi: per
+                   derivative, or the dropout mask's backward), then W's dW
+                   and update, in one pass over this thread's rows lo:hi: per
                    panel of fnn_fuse_rows_of rows, dZ_prev's columns from the
-                   panel's old rows, then the panel's dW and update while the
-                   rows are still in the L2 (dZ's packed panels, in the second
-                   part of the buffer, reused from panel to panel) */
+                   panel's old rows (W^T's panels packed from W's rows,
+                   transposed in registers), then the panel's dW and update
+                   while the rows are still in the L2 (dZ's packed panels, in
+                   the second part of the buffer, reused from panel to panel).
+                   Small batches read the transposed copy wt instead, kept
+                   equal to W by dW's updates: one panel. */
                 const int bt = l > 0 && !c->use_wt;
                 FNN_T *pk = c->pack_dw && bs > 1 ? bp : NULL;
                 const ptrdiff_t pr = bt && pk ? FNN_F(fnn_fuse_rows_of)(c, no, hi - lo) : hi - lo;
@@ -530,9 +523,14 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                     pk += c->gemm_stride;
                 for (ptrdiff_t k0 = lo; k0 < hi; k0 += pr) {
                     const ptrdiff_t k1 = hi - k0 < pr ? hi : k0 + pr;
-                    if (bt) {
-                        K.gemm(bs, k0, k1, no, delta, no, params + woff, no, delta_prev, ni,
-                               NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
+                    if (l > 0) {
+                        if (bt)
+                            K.gemm(bs, k0, k1, no, delta, no, params + woff, no, delta_prev, ni,
+                                   NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
+                        else
+                            K.gemm(bs, k0, k1, no, delta, no, wt + woff, ni, delta_prev, ni,
+                                   NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff,
+                                   c->pack_gemm ? bp : NULL, 0);
                         if (dl)
                             K.dropbwd(delta_prev, acts + aoff, masks + aoff, ni, bs, k0, k1,
                                       act, (FNN_T) (1.0 / (1.0 - drop[l])),
