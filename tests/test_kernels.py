@@ -1666,3 +1666,117 @@ def test_train_batches_refuses_bad_csr(rng):
     A.indptr = A.indptr[:-1].copy()
     with pytest.raises(ValueError, match="X.indptr"):
         call(A)
+
+
+# ---------------------------------------------------------------------------
+# exact sums: the weight and bias gradients' batch sums in float64, weights there
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss,k", LOSS_CASES)
+def test_train_batches_exact_sums_match_reference(rng, kernel_isa, loss, k, weighted, reduction,
+                                                  dtype, n_threads):
+    """exact_sums=True against its twin, every loss, with and without weights (zeros
+    among them), penalties and momentum, on a batch of 7 (W's transposed copy) and
+    of 32 (W^T's packed panels)."""
+    for batch_size in (7, 32):
+        sizes, ws = make_workspace([13, 48, 7, k], batch_size, dtype, rng)
+        X = randn(rng, (200, 13), dtype)
+        y = _loss_data(rng, loss, k, 200, dtype)
+        sw = (rng.random(200) * 2).astype(dtype) if weighted else None
+        if sw is not None:
+            sw[::5] = 0
+        order = rng.permutation(200).astype(np.intp)
+        ref = copy_ws(ws)
+        hyper = K.Hyper("sgd", learning_rate=0.05, momentum=0.9, l1=1e-3, l2=1e-2)
+        space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+        rspace = types.SimpleNamespace(**{f: ref[f] for f in WS_FIELDS})
+        got = K.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ws["params"],
+                              ws["slots"], space, hyper, sample_weight=sw, loss=loss,
+                              loss_reduction=reduction, n_threads=n_threads, exact_sums=True)
+        want = R.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ref["params"],
+                               ref["slots"], rspace, hyper, sample_weight=sw, loss=loss,
+                               loss_reduction=reduction, exact_sums=True)
+        assert got[0] == want[0] == 147 and got[3] is False and want[3] is False
+        assert got[2] == want[2]
+        np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
+        for name in ("params", "slots"):
+            np.testing.assert_allclose(ws[name], ref[name], **TRAIN_TOL[dtype], err_msg=name)
+
+
+def _weighted_and_repeated(rng, n=15, d=30):
+    """scikit-learn's sample-weight check's data: rows, labels, integer weights
+    (zeros among them), and the rows repeated by their weights."""
+    X = rng.random((n, d)).astype(np.float32)
+    y = rng.integers(0, 3, n).astype(np.intp)
+    sw = rng.integers(0, 5, n)
+    sw[:2] = (0, 3)
+    return X, y, sw.astype(np.float32), X.repeat(sw, axis=0), y.repeat(sw)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "nesterov", "adam"])
+@pytest.mark.parametrize("sizes", [[30, 48, 3], [30, 64, 40, 3], [30, 16, 256, 3]],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_exact_sums_integer_weights_are_repeated_rows(kernel_isa, sizes, kind):
+    """float32 with exact_sums: rows of integer weight w train exactly as w copies of
+    them (one batch per step, the rows in another order every step), to the bit, on
+    1 to 3 threads with every phase split (the first layer's by columns, the others by
+    rows of W, in 8-row panels of the one pass); without the exact sums they do not."""
+    rng = np.random.default_rng(42)
+    X, y, sw, Xr, yr = _weighted_and_repeated(rng)
+    hyper = {"sgd": K.Hyper("sgd", learning_rate=0.1, momentum=0.9),
+             "nesterov": K.Hyper("sgd", learning_rate=0.1, momentum=0.9, nesterov=True),
+             "adam": K.Hyper("adam", learning_rate=0.01)}[kind]
+    before = _kernels._split_threshold(), _kernels._fuse_rows()
+    results = {}
+    try:
+        _kernels._split_threshold(0)
+        _kernels._fuse_rows(8)
+        for exact in (True, False):
+            for n_threads in (1, 2, 3):
+                params = []
+                for Xs, ys, w, reduction in ((X, y, sw, "weighted_mean"), (Xr, yr, None, "mean")):
+                    n = Xs.shape[0]
+                    _, ws = make_workspace(sizes, n, np.float32, np.random.default_rng(0))
+                    space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+                    step_rng = np.random.default_rng(1)
+                    for step in range(6):
+                        order = step_rng.permutation(n).astype(np.intp)
+                        K.train_batches(Xs, ys, order, 0, n, n, np.asarray(sizes, np.intp),
+                                        "relu", ws["params"], ws["slots"], space,
+                                        hyper._replace(t=step), sample_weight=w,
+                                        loss_reduction=reduction, n_threads=n_threads,
+                                        exact_sums=exact)
+                    params.append(ws["params"].copy())
+                results[exact, n_threads] = params
+    finally:
+        _kernels._split_threshold(before[0])
+        _kernels._fuse_rows(before[1])
+    for n_threads in (1, 2, 3):
+        weighted, repeated = results[True, n_threads]
+        np.testing.assert_array_equal(weighted, repeated)
+        np.testing.assert_array_equal(weighted, results[True, 1][0])  # any thread count
+    plain_w, plain_r = results[False, 1]
+    assert not np.array_equal(plain_w, plain_r)  # the float32 sums' order shows
+    np.testing.assert_allclose(plain_w, plain_r, rtol=1e-4, atol=1e-6)
+
+
+def test_exact_sums_arguments(rng):
+    sizes, ws = make_workspace([5, 4, 3], 4, np.float64, rng)
+    space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
+    X = randn(rng, (10, 5), np.float64)
+    y = rng.integers(0, 3, 10).astype(np.intp)
+    args = (X, y, np.arange(10), 0, 10, 4, sizes, "relu", ws["params"], ws["slots"], space,
+            K.Hyper("sgd", learning_rate=0.1))
+    for fn in (K.train_batches, R.train_batches):
+        with pytest.raises(TypeError, match="exact_sums"):
+            fn(*args, exact_sums=1)
+    sp = pytest.importorskip("scipy.sparse")
+    Xs = sp.csr_array(X)
+    Xs.indices, Xs.indptr = Xs.indices.astype(np.intp), Xs.indptr.astype(np.intp)
+    for fn in (K.train_batches, R.train_batches):
+        with pytest.raises(ValueError, match="exact_sums"):
+            fn(Xs, *args[1:], exact_sums=True, csr_products=True)

@@ -27,29 +27,12 @@ from fastnn.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
-#: Every scikit-learn estimator check expected to fail, with the reason: none in float64;
-#: in float32 (fastnn's default dtype) one, whose exact equality is a float64 property.
+#: Every scikit-learn estimator check expected to fail, with the reason: none. The
+#: float32 instances pass check_sample_weight_equivalence too, by the exact sums
+#: (exact_sums="auto", on for dense X): integer weights train as repeated rows to
+#: the bit (test_sample_weight_is_repetition).
 EXPECTED_FAILED_CHECKS = {}
-_FLOAT32_ROUNDING = (
-    "float32 rounding: integer weights train on the weighted sums of 15 rows, the repeats "
-    "on the plain sums of ~30 (in another order); the algorithm is the same and both stop "
-    "at the same epoch, but a float32 batch sum depends on its terms' order and grouping "
-    "(w * g once vs g added w times), and the one-ulp differences grow over the epochs: "
-    "measured on the check's data (scikit-learn 1.9.1), predict_proba's largest relative "
-    "difference 2.9e-6 (classifier, 88 epochs), predict's 2.3e-6 (regressor, 95 epochs; "
-    "2.4e-5 with shuffle=False), against the check's rtol 1e-7; float64: 9e-15 and 4e-14, "
-    "it passes. Passing in float32 needs batch sums that do not depend on the order, e.g. "
-    "dW and db accumulated in float64 with w_i applied there (w_i a_i g_i is exact in "
-    "float64 for small integers w_i), a change to the dense product kernels and a cost to "
-    "the float32 path; test_sample_weight_is_repetition bounds the float32 difference")
-EXPECTED_FAILED_CHECKS_FLOAT32 = {
-    "check_sample_weight_equivalence_on_dense_data": _FLOAT32_ROUNDING,
-    "check_sample_weight_equivalence_on_sparse_data": _FLOAT32_ROUNDING,
-}
 
-
-def _expected_failures(est):
-    return EXPECTED_FAILED_CHECKS_FLOAT32 if est.dtype == "float32" else EXPECTED_FAILED_CHECKS
 
 #: The instances under scikit-learn's checks: the default float32 and float64.
 #: A small network and max_iter keep the checks at a few seconds; lr 0.01 with
@@ -66,7 +49,8 @@ CHECKED += [MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_
 def _with_checks(estimators):
     """parametrize_with_checks, with the expected failures where scikit-learn takes them (>= 1.6)."""
     try:
-        return parametrize_with_checks(estimators, expected_failed_checks=_expected_failures)
+        return parametrize_with_checks(estimators,
+                                       expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS)
     except TypeError:  # scikit-learn < 1.6: no expected_failed_checks (nor that check)
         assert not EXPECTED_FAILED_CHECKS
         return parametrize_with_checks(estimators)
@@ -106,7 +90,7 @@ def test_import_fastnn_does_not_import_sklearn():
 def test_parameters_are_sklearns_plus_fastnns_own(ours, theirs):
     mine = set(ours().get_params())
     sk = set(theirs().get_params())
-    assert mine - sk == {"l1", "dtype", "n_threads", "augment"}
+    assert mine - sk == {"l1", "dtype", "n_threads", "augment", "exact_sums"}
     assert sk <= mine
     defaults = ours().get_params()
     differ = {k for k, v in theirs().get_params().items() if defaults[k] != v}
@@ -572,22 +556,54 @@ def test_sample_weight_matches_sklearn(blobs, friedman, kind, alpha):
 
 @pytest.mark.parametrize("est", [MLPClassifier, MLPRegressor])
 def test_sample_weight_is_repetition(est):
-    """Integer weights train as repeated rows (one full batch), up to rounding: 1e-9 in
-    float64, 1e-5 in float32 (the float32 estimator check's expected failure)."""
+    """Integer weights train as repeated rows (one full batch; scikit-learn's check's
+    data): with the exact sums (exact_sums="auto" on dense X) to the bit in float32 and
+    to 1e-12 in float64 (whose products round); without them, to float32's rounding."""
     rng = np.random.RandomState(42)
     X = rng.rand(15, 30)
     y = rng.randint(0, 3, size=15)
     sw = rng.randint(0, 5, size=15)
-    for dtype, rtol in (("float64", 1e-9), ("float32", 1e-5)):
-        kw = dict(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=100,
-                  random_state=0, dtype=dtype)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            weighted = est(**kw).fit(X, y, sample_weight=sw)
-            repeated = est(**kw).fit(X.repeat(sw, axis=0), y.repeat(sw))
-        method = "predict_proba" if est is MLPClassifier else "predict"
-        np.testing.assert_allclose(getattr(weighted, method)(X), getattr(repeated, method)(X),
-                                   rtol=rtol, atol=1e-6 if dtype == "float32" else 1e-12)
+    method = "predict_proba" if est is MLPClassifier else "predict"
+    fitted = {}
+    for dtype in ("float32", "float64"):
+        for exact in ("auto", False):
+            kw = dict(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=100,
+                      random_state=0, dtype=dtype, exact_sums=exact)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                fitted[dtype, exact] = (est(**kw).fit(X, y, sample_weight=sw),
+                                        est(**kw).fit(X.repeat(sw, axis=0), y.repeat(sw)))
+    weighted, repeated = fitted["float32", "auto"]
+    for a, b in zip(weighted.coefs_ + weighted.intercepts_,
+                    repeated.coefs_ + repeated.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    assert weighted.n_iter_ == repeated.n_iter_
+    weighted, repeated = fitted["float64", "auto"]
+    np.testing.assert_allclose(getattr(weighted, method)(X), getattr(repeated, method)(X),
+                               rtol=1e-12, atol=1e-14)
+    weighted, repeated = fitted["float32", False]
+    got, want = getattr(weighted, method)(X), getattr(repeated, method)(X)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert not np.array_equal(got, want)  # the float32 sums' order shows without them
+
+
+def test_exact_sums_parameter(blobs):
+    """exact_sums: a bool or "auto" (on for dense X; off for a sparse X sparse enough
+    for the CSR products, which cannot make them); anything else a ValueError."""
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = blobs
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2)
+    assert clf.exact_sums == "auto"
+    assert clf._exact_sums(X) is True
+    dense_csr = sp.csr_matrix(X)
+    assert clf._exact_sums(dense_csr) is True
+    sparse = sp.random(200, 1000, density=0.01, format="csr", random_state=0)
+    assert clf._exact_sums(sparse) is False
+    assert clf.set_params(exact_sums=True)._exact_sums(sparse) is True
+    assert clf.set_params(exact_sums=False)._exact_sums(X) is False
+    for bad in ("yes", 1, None):
+        with pytest.raises(ValueError, match="exact_sums"):
+            MLPClassifier(exact_sums=bad).fit(X, y)
 
 
 def test_sample_weight_partial_fit_and_early_stopping(friedman):

@@ -706,6 +706,9 @@ static double fnn_par_min_macs(int is_double);
 /* the calibration's own calls force a threshold (this thread only; < 0: none) */
 static FNN_TLS double fnn_force_min_macs = -1;
 
+/* the double kernels' entry, which the float loop's exact sums call too
+   (a tentative definition; _gemm_train.h's d inclusion repeats it) */
+static fnn_kern_t_d fnn_kern_d;
 #define FNN_SFX f
 #include "_gemm_train.h"
 #undef FNN_SFX

@@ -76,9 +76,12 @@ static FNN_T FNN_F(fnn_loss_inv)(const FNN_T *sw, ptrdiff_t batch, int wnorm, do
  * returns the mean loss sum_i w_i CE_i / batch, g_i = w_i (softmax(z_i) -
  * onehot(y_i)) / batch (sw NULL: every w_i = 1, with exactly the unweighted
  * arithmetic; wnorm: divided by sum_i w_i instead of batch); n_correct
- * (unweighted) -1 on a label outside [0, k). */
-static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
-                              ptrdiff_t batch, ptrdiff_t k, int wnorm, ptrdiff_t *n_correct)
+ * (unweighted) -1 on a label outside [0, k). gw 0 (the _w variants of the
+ * three losses): the weights stay out of g (g_i as with w_i = 1, still
+ * divided by sum_i w_i with wnorm), for the exact sums, which apply them. */
+static double FNN_F(fnn_xent_w)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
+                                ptrdiff_t batch, ptrdiff_t k, int wnorm, ptrdiff_t *n_correct,
+                                int gw)
 {
     double denom;
     const FNN_T inv_batch = FNN_F(fnn_loss_inv)(sw, batch, wnorm, &denom);
@@ -106,7 +109,8 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *s
         double ce = (double) FNN_LOG(s) - ((double) zr[label] - (double) m);
         FNN_T wi = inv_batch;
         if (sw) {
-            wi = sw[i] * inv_batch;
+            if (gw)
+                wi = sw[i] * inv_batch;
             ce = (double) sw[i] * ce;
         }
         total += ce;
@@ -126,8 +130,8 @@ static double FNN_F(fnn_xent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *s
  * y z (in double: finite for any finite z), g_i = w_i (sigmoid(z_i) - y_i) /
  * batch (wnorm: divided by sum_i w_i); n_correct counts (z > 0) == y
  * (unweighted), -1 on a label outside {0, 1}. */
-static double FNN_F(fnn_bxent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
-                               ptrdiff_t batch, int wnorm, ptrdiff_t *n_correct)
+static double FNN_F(fnn_bxent_w)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
+                                 ptrdiff_t batch, int wnorm, ptrdiff_t *n_correct, int gw)
 {
     double denom;
     const FNN_T inv = FNN_F(fnn_loss_inv)(sw, batch, wnorm, &denom);
@@ -146,7 +150,8 @@ static double FNN_F(fnn_bxent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *
                    - (label ? (double) zi : 0.0);
         FNN_T wi = inv;
         if (sw) {
-            wi = sw[i] * inv;
+            if (gw)
+                wi = sw[i] * inv;
             l = (double) sw[i] * l;
         }
         total += l;
@@ -158,13 +163,19 @@ static double FNN_F(fnn_bxent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *
     return total / denom;
 }
 
+static double FNN_F(fnn_bxent)(const FNN_T *z, const ptrdiff_t *y, const FNN_T *sw, FNN_T *g,
+                               ptrdiff_t batch, int wnorm, ptrdiff_t *n_correct)
+{
+    return FNN_F(fnn_bxent_w)(z, y, sw, g, batch, wnorm, n_correct, 1);
+}
+
 /* Squared error of one batch against the targets t (rows: the row of t of
  * each batch row, NULL: row i): returns sum_i w_i (1/2) sum_j (z_ij -
  * t_ij)^2 / batch, g_ij = w_i (z_ij - t_ij) / batch (wnorm: divided by
  * sum_i w_i), scikit-learn's convention (its squared_error's gradient). */
-static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *rows,
-                               const FNN_T *sw, FNN_T *g, ptrdiff_t batch, ptrdiff_t k,
-                               int wnorm)
+static double FNN_F(fnn_sqerr_w)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *rows,
+                                 const FNN_T *sw, FNN_T *g, ptrdiff_t batch, ptrdiff_t k,
+                                 int wnorm, int gw)
 {
     double denom;
     const FNN_T inv = FNN_F(fnn_loss_inv)(sw, batch, wnorm, &denom);
@@ -173,7 +184,7 @@ static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *
         const FNN_T *zr = z + i * k;
         const FNN_T *tr = t + (rows ? rows[i] : i) * k;
         FNN_T *gr = g + i * k;
-        const FNN_T wi = sw ? sw[i] * inv : inv;
+        const FNN_T wi = sw && gw ? sw[i] * inv : inv;
         double l = 0;
         for (ptrdiff_t j = 0; j < k; j++) {
             const FNN_T d = zr[j] - tr[j];
@@ -184,6 +195,13 @@ static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *
         total += sw ? (double) sw[i] * l : l;
     }
     return total / denom;
+}
+
+static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *rows,
+                               const FNN_T *sw, FNN_T *g, ptrdiff_t batch, ptrdiff_t k,
+                               int wnorm)
+{
+    return FNN_F(fnn_sqerr_w)(z, t, rows, sw, g, batch, k, wnorm, 1);
 }
 
 /* The buffers and data of one training call (the Python wrapper validated
@@ -210,7 +228,11 @@ static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *
  * drop: NULL, or n_layers rates in [0, 1) (drop[0]: the input) with their
  * thresholds drop_thr[l] = round(rate * 65536).
  * aug: NULL, or the deformation of every gathered row (_augment.h), keyed by
- * (seed, epoch, the row's index in x). */
+ * (seed, epoch, the row's index in x).
+ * exact: the weight and bias gradients' batch sums in double with the sample
+ * weights applied there, not in the loss's gradient (fnn_dw_exact): an
+ * integer weight then trains as repeated rows, to the last bit but for a
+ * double rounding; slower (the double products), and never the CSR products. */
 typedef struct {
     const FNN_T *x, *sw;
     const ptrdiff_t *y, *order;
@@ -230,6 +252,7 @@ typedef struct {
     const ptrdiff_t *x_indptr, *x_indices;
     ptrdiff_t x_nnz;
     int x_csr;
+    int exact;
 } FNN_F(fnn_bufs_t);
 
 /* Row r of a CSR X scattered into the dense row out (d columns; duplicates
@@ -273,6 +296,8 @@ typedef struct {
     double *loss_sum;
     ptrdiff_t *n_correct;
     double pen_scale;      /* wnorm: the batch's bs / sum(w) (thread 0 sets it) */
+    double *xsum;          /* exact: nt work spaces of xsum_stride doubles */
+    ptrdiff_t xsum_stride;
 } FNN_F(fnn_train_ctx);
 
 typedef struct {
@@ -314,6 +339,75 @@ static ptrdiff_t FNN_F(fnn_fuse_rows_of)(const FNN_F(fnn_train_ctx) *c, ptrdiff_
     return r < span ? r : span;
 }
 
+/* The exact sums (fnn_bufs_t.exact), on one thread's work space xw (see
+ * fnn_train: dZ's weighted double copy, then FNN_EXACT_ROWS rows of A^T and
+ * of G in double, then a row of G rounded to FNN_T). */
+#define FNN_EXACT_ROWS 24
+
+/* dzw (bs x n, double) = w_i dZ[i, :] (w NULL: dZ): exact for a float dZ and
+ * small integer weights (27 significant bits). */
+static void FNN_F(fnn_exact_dz)(double *dzw, const FNN_T *dz, const FNN_T *w, ptrdiff_t bs,
+                                ptrdiff_t n)
+{
+    for (ptrdiff_t i = 0; i < bs; i++) {
+        const double wi = w ? (double) w[i] : 1.0;
+        for (ptrdiff_t j = 0; j < n; j++)
+            dzw[i * n + j] = wi * (double) dz[i * n + j];
+    }
+}
+
+/* The gradient of W[k0:k1, n0:n1], sum_i A[i, k] dzw[i, j] with the double
+ * products' kernel (each product of a float A and a dzw exact, the sum in
+ * row order), rounded to FNN_T, then the optimizer's update of each row from
+ * it by dw's fused update on a batch of one row whose A is 1 (as
+ * fnn_csr_update: g = 1 * G exactly; wt kept equal to W). Nonzero when an
+ * update made a non-finite weight. */
+static int FNN_F(fnn_dw_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t bs,
+                               ptrdiff_t ldzw, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0,
+                               ptrdiff_t n1, const FNN_T *a, ptrdiff_t lda, FNN_T *w, FNN_T *s0,
+                               FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
+                               const FNN_HP *hp)
+{
+    const double *dzw = xw;
+    double *at = xw + bs * ldzw, *g = at + FNN_EXACT_ROWS * bs;
+    FNN_T *gf = (FNN_T *) (g + FNN_EXACT_ROWS * ldzw);
+    const FNN_T one = 1;
+    int bad = 0;
+    for (ptrdiff_t kb = k0; kb < k1; kb += FNN_EXACT_ROWS) {
+        const ptrdiff_t m = k1 - kb < FNN_EXACT_ROWS ? k1 - kb : FNN_EXACT_ROWS;
+        for (ptrdiff_t r = 0; r < m; r++)
+            for (ptrdiff_t i = 0; i < bs; i++)
+                at[r * bs + i] = (double) a[i * lda + kb + r];
+        fnn_kern_d.gemm(m, n0, n1, bs, at, bs, dzw, ldzw, g, ldzw, NULL, FNN_EPI_DACT,
+                        FNN_IDENTITY, NULL, NULL, 0);
+        for (ptrdiff_t r = 0; r < m; r++) {
+            const ptrdiff_t k = kb + r;
+            for (ptrdiff_t j = n0; j < n1; j++)
+                gf[j] = (FNN_T) g[r * ldzw + j];
+            bad |= K->dw(1, 0, 1, n0, n1, &one, 1, gf, ldzw, w + k * ldw, s0 + k * ldw,
+                         s1 ? s1 + k * ldw : NULL, ldw, wt ? wt + k : NULL, ldwt, hp, NULL, 0, 0);
+        }
+    }
+    return bad;
+}
+
+/* The bias's gradient on columns j0:j1, dzw's column sums in double (row
+ * order) rounded to FNN_T, and its update (db on a batch of that one row). */
+static int FNN_F(fnn_db_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t bs,
+                               ptrdiff_t ldzw, ptrdiff_t j0, ptrdiff_t j1, FNN_T *b, FNN_T *s0,
+                               FNN_T *s1, const FNN_HP *hp)
+{
+    const double *dzw = xw;
+    FNN_T *gf = (FNN_T *) (xw + bs * ldzw + FNN_EXACT_ROWS * (bs + ldzw));
+    for (ptrdiff_t j = j0; j < j1; j++) {
+        double s = 0;
+        for (ptrdiff_t i = 0; i < bs; i++)
+            s += dzw[i * ldzw + j];
+        gf[j] = (FNN_T) s;
+    }
+    return K->db(1, j0, j1, gf, ldzw, b, s0, s1, hp);
+}
+
 /* One thread's share of every step of the call (thread 0 also does the
  * loss and the phases too small to split). Every decision to leave
  * the loop is the value returned by a barrier, the same for all threads;
@@ -337,7 +431,9 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
     const ptrdiff_t cu = (ptrdiff_t) (64 / sizeof(FNN_T)) > K.vl ? (ptrdiff_t) (64 / sizeof(FNN_T)) : K.vl;
     FNN_HP hp;
     /* the first layer's products on X's CSR rows (see fnn_bufs_t) */
-    const int csr = B->x_indptr != NULL && B->x_csr && !(drop && drop[0] > 0);
+    const int csr = B->x_indptr != NULL && B->x_csr && !B->exact && !(drop && drop[0] > 0);
+    /* the exact sums' work space (fnn_dw_exact) */
+    double *xw = B->exact ? c->xsum + tid * c->xsum_stride : NULL;
 #define FNN_SYNC() fnn_barrier_sync(&c->barrier, nt, 1, &c->status)
     for (ptrdiff_t pos = B->start; pos < B->stop; pos += batch_size) {
         const ptrdiff_t bs = B->stop - pos < batch_size ? B->stop - pos : batch_size;
@@ -426,15 +522,17 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         if (tid == 0) {
             ptrdiff_t nc = 0;
             const FNN_T *wb = B->sw ? B->wbuf : NULL;
+            const int gw = !B->exact; /* exact: the weights go into the sums */
             double loss;
             if (B->loss == FNN_LOSS_SQERR)
-                loss = FNN_F(fnn_sqerr)(acts + aoff, B->t, B->ybuf, wb, delta, bs, kcls,
-                                        B->wnorm);
+                loss = FNN_F(fnn_sqerr_w)(acts + aoff, B->t, B->ybuf, wb, delta, bs, kcls,
+                                          B->wnorm, gw);
             else if (B->loss == FNN_LOSS_BXENT)
-                loss = FNN_F(fnn_bxent)(acts + aoff, B->ybuf, wb, delta, bs, B->wnorm, &nc);
+                loss = FNN_F(fnn_bxent_w)(acts + aoff, B->ybuf, wb, delta, bs, B->wnorm, &nc,
+                                          gw);
             else
-                loss = FNN_F(fnn_xent)(acts + aoff, B->ybuf, wb, delta, bs, kcls, B->wnorm,
-                                       &nc);
+                loss = FNN_F(fnn_xent_w)(acts + aoff, B->ybuf, wb, delta, bs, kcls, B->wnorm,
+                                         &nc, gw);
             if (B->wnorm && B->sw) {
                 /* the penalties per unit of weight, as the loss: l1, l2 times
                    bs / sum(w) (none on a batch of weight 0) */
@@ -480,7 +578,16 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 fnn_split(extent, by_cols ? cu : K.vl, nt, tid, &lo, &hi);
             else
                 lo = 0, hi = tid == 0 ? extent : 0;
-            if (lo < hi && by_cols && csr) {
+            const int does_db = !by_cols && tid == (split ? nt - 1 : 0);
+            if (xw && (lo < hi || does_db))
+                FNN_F(fnn_exact_dz)(xw, delta, B->sw ? B->wbuf : NULL, bs, no);
+            if (lo < hi && by_cols && xw) {
+                bad |= FNN_F(fnn_dw_exact)(&K, xw, bs, no, 0, ni, lo, hi, acts + aoff, ni,
+                                           params + woff, s0 + woff, s1 ? s1 + woff : NULL, no,
+                                           NULL, ni, &hp);
+                bad |= FNN_F(fnn_db_exact)(&K, xw, bs, no, lo, hi, params + boff, s0 + boff,
+                                           s1 ? s1 + boff : NULL, &hp);
+            } else if (lo < hi && by_cols && csr) {
                 /* G = X_b^T dZ on this thread's columns (in wt's first-layer
                    part, 0 outside the rows the batch touches), every row's
                    update, then the touched rows back to 0 */
@@ -536,13 +643,23 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                                       act, (FNN_T) (1.0 / (1.0 - drop[l])),
                                       (FNN_T) (1.0 - drop[l]));
                     }
-                    bad |= K.dw(bs, k0, k1, 0, no, acts + aoff, ni, delta, no, params + woff,
-                                s0 + woff, s1 ? s1 + woff : NULL, no,
-                                l > 0 && c->use_wt ? wt + woff : NULL, ni, &hp, pk, c->dw_nc,
-                                k0 > lo);
+                    if (xw)
+                        bad |= FNN_F(fnn_dw_exact)(&K, xw, bs, no, k0, k1, 0, no, acts + aoff,
+                                                   ni, params + woff, s0 + woff,
+                                                   s1 ? s1 + woff : NULL, no,
+                                                   l > 0 && c->use_wt ? wt + woff : NULL, ni,
+                                                   &hp);
+                    else
+                        bad |= K.dw(bs, k0, k1, 0, no, acts + aoff, ni, delta, no,
+                                    params + woff, s0 + woff, s1 ? s1 + woff : NULL, no,
+                                    l > 0 && c->use_wt ? wt + woff : NULL, ni, &hp, pk,
+                                    c->dw_nc, k0 > lo);
                 }
             }
-            if (!by_cols && tid == (split ? nt - 1 : 0))
+            if (does_db && xw)
+                bad |= FNN_F(fnn_db_exact)(&K, xw, bs, no, 0, no, params + boff, s0 + boff,
+                                           s1 ? s1 + boff : NULL, &hp);
+            else if (does_db)
                 bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
                             s1 ? s1 + boff : NULL, &hp);
             int prev = l > 0 && fnn_split_bwd(sizes, l - 1, bs, nt, mm);
@@ -647,7 +764,20 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
             return 0;
         }
     }
-    if (b->x_indptr != NULL && b->x_csr && !(b->drop && b->drop[0] > 0))
+    if (b->exact) {
+        /* dZ's weighted copy, FNN_EXACT_ROWS rows of A^T and of G, a row of G */
+        const ptrdiff_t bs = b->batch_size, n = c.max_width;
+        c.xsum_stride = (bs * n + FNN_EXACT_ROWS * (bs + n) + n + 7) / 8 * 8;
+        c.xsum = (double *) fnn_aligned_alloc((size_t) (c.xsum_stride * n_threads)
+                                              * sizeof(double));
+        if (c.xsum == NULL) {
+            fnn_aligned_free(c.pack);
+            fnn_aligned_free(c.aug_work);
+            *corrupt = 2; /* out of memory */
+            return 0;
+        }
+    }
+    if (b->x_indptr != NULL && b->x_csr && !b->exact && !(b->drop && b->drop[0] > 0))
         /* the CSR products' gradient buffer, 0 between batches */
         memset(b->wt, 0, (size_t) (sizes[0] * sizes[1]) * sizeof(FNN_T));
     c.col_split0 = ((uintptr_t) b->params % 64 == 0) && ((uintptr_t) b->slot0 % 64 == 0)
@@ -709,6 +839,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
 #endif
     fnn_aligned_free(c.pack);
     fnn_aligned_free(c.aug_work);
+    fnn_aligned_free(c.xsum);
     if (c.status == 1)
         *corrupt = 1;
     else if (c.status == 2)

@@ -77,6 +77,7 @@ def train_batches(
     loss_reduction: str = "mean",
     augment: Any = None,
     csr_products: Optional[bool] = None,
+    exact_sums: bool = False,
 ) -> Tuple[int, float, int, bool]: ...
 def augment_rows(X: _F, rows: NDArray[np.integer], seed: int, epoch: int, augment: Any,
                  out: Optional[_F] = None) -> _F: ...

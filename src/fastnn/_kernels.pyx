@@ -1262,7 +1262,7 @@ ctypedef struct _call_t:
     # the scalars of one train_batches call, and what it returns through pointers
     intp_t n_rows, start, stop, batch_size
     int loss, act, n_threads
-    bint wnorm, x_csr
+    bint wnorm, x_csr, exact
     uint64_t seed, epoch
     const fnn_opt_t* opt
     const fnn_aug_t* aug
@@ -1274,7 +1274,8 @@ ctypedef struct _call_t:
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
                   seed=0, epoch=0, n_threads=1, loss="cross_entropy",
-                  loss_reduction="mean", augment=None, csr_products=None):
+                  loss_reduction="mean", augment=None, csr_products=None,
+                  exact_sums=False):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
 
     ``X``: (n_rows, sizes[0]) float32 or float64, C-contiguous; or a SciPy CSR
@@ -1330,6 +1331,14 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     * ``augment``: None, or a :class:`fastnn.augment.AugmentParams`: each
       gathered row is the deformation of :func:`augment_rows` (keyed by seed,
       epoch and the row's index in X), made by the thread that gathers it.
+    * ``exact_sums``: the batch sums of the weight and bias gradients made in
+      float64 from float64 products (exact for float32 operands), the sample
+      weights applied there rather than in the loss's gradient, then rounded
+      to X's dtype for the update (twin: :func:`fastnn.reference.train_batches`
+      with ``exact_sums=True``). A row of integer weight ``w`` then trains as
+      ``w`` copies of it, to the last bit but for a double rounding (one in
+      about 2**29 sums), whatever the rows' order; slower (double products
+      for the weight gradients); not with ``csr_products=True``.
 
     Returns ``(rows_done, loss_sum, n_correct, diverged)``: ``loss_sum`` is
     the sum over batches of the (weighted) mean batch loss times the batch
@@ -1477,7 +1486,12 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
             _check_weights(sample_weight, order, start, stop)
         if csr is not None:
             _check_csr_rows(xindptr, xindices, order, start, stop, n_cols_x)
-    cdef bint x_csr = _use_csr_products(csr_products, csr, n_cols_x, drop)
+    if not isinstance(exact_sums, (bool, np.bool_)):
+        raise TypeError(f"exact_sums must be True or False, got {exact_sums!r}")
+    if exact_sums and csr_products:
+        raise ValueError("csr_products=True cannot make the exact sums (exact_sums=True): "
+                         "they need the dense rows")
+    cdef bint x_csr = (not exact_sums) and _use_csr_products(csr_products, csr, n_cols_x, drop)
     if start == stop:
         return 0, 0.0, 0, False
     cdef fnn_opt_t opt
@@ -1490,6 +1504,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     c.n_rows, c.start, c.stop, c.batch_size = n_rows_x, start, stop, batch_size
     c.loss, c.wnorm, c.act, c.seed, c.epoch = loss_code, wnorm, act, c_seed, c_epoch
     c.opt, c.n_threads, c.aug, c.x_csr = &opt, n_threads, &aug if aug_keep is not None else NULL, x_csr
+    c.exact = bool(exact_sums)
     c.loss_sum, c.correct, c.diverged, c.corrupt = 0, 0, 0, 0
     labels, targets = (None, y) if loss_code == FNN_LOSS_SQERR else (y, None)
     if dtype is _FLOAT_DTYPES[0]:
@@ -1536,6 +1551,7 @@ cdef void _fill_bufs(fnn_bufs_t* b, const floating[::1] X, const intp_t[::1] xin
         b.x_indices = NULL
         b.x_nnz = X.shape[0]
         b.x_csr = c.x_csr
+        b.exact = c.exact
         if xindptr is not None:
             b.x_indptr = &xindptr[0]
             b.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL

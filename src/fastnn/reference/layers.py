@@ -136,8 +136,9 @@ def sigmoid_cross_entropy(logits, labels, grad=None, *, sample_weight=None,
     return (loss, grad, correct) if return_correct else (loss, grad)
 
 
-def _sigmoid_xent(logits, labels, grad, weights=None, loss_reduction="mean"):
-    """sigmoid_cross_entropy into ``grad``: ``(loss, n_correct)``."""
+def _sigmoid_xent(logits, labels, grad, weights=None, loss_reduction="mean", grad_weights=True):
+    """sigmoid_cross_entropy into ``grad``: ``(loss, n_correct)`` (``grad_weights``
+    False: the weights weigh the loss, not ``grad``, as for the exact sums)."""
     n = logits.shape[0]
     denom, inv = _loss_denominator(n, weights, loss_reduction)
     z = logits[:, 0]
@@ -148,7 +149,8 @@ def _sigmoid_xent(logits, labels, grad, weights=None, loss_reduction="mean"):
     per_row = np.log1p(e) + np.maximum(z64, 0) - labels * z64
     if weights is not None:
         per_row *= weights
-        grad[:, 0] *= weights
+        if grad_weights:
+            grad[:, 0] *= weights
     grad *= logits.dtype.type(1.0 / n) if inv is None else logits.dtype.type(inv)
     correct = int(np.count_nonzero((z > 0) == (labels == 1)))
     return float(per_row.sum() / denom), correct
@@ -163,8 +165,10 @@ def squared_error(outputs, targets, grad=None, *, sample_weight=None, loss_reduc
     return _squared_error(outputs, targets, grad, sample_weight, loss_reduction), grad
 
 
-def _squared_error(outputs, targets, grad, weights=None, loss_reduction="mean"):
-    """squared_error into ``grad``; returns the loss."""
+def _squared_error(outputs, targets, grad, weights=None, loss_reduction="mean",
+                   grad_weights=True):
+    """squared_error into ``grad``; returns the loss (``grad_weights``: as
+    :func:`_sigmoid_xent`'s)."""
     n = outputs.shape[0]
     denom, inv = _loss_denominator(n, weights, loss_reduction)
     np.subtract(outputs, targets, out=grad)
@@ -172,7 +176,8 @@ def _squared_error(outputs, targets, grad, weights=None, loss_reduction="mean"):
     per_row = 0.5 * np.einsum("ij,ij->i", d64, d64)
     if weights is not None:
         per_row *= weights
-        grad *= weights[:, None]
+        if grad_weights:
+            grad *= weights[:, None]
     grad *= outputs.dtype.type(1.0 / n) if inv is None else outputs.dtype.type(inv)
     return float(per_row.sum() / denom)
 
@@ -192,9 +197,11 @@ class _XentBuffers:
         self.picked64 = np.empty(n, np.float64)
 
 
-def _softmax_xent(logits, labels, grad, buf, weights=None, loss_reduction="mean"):
+def _softmax_xent(logits, labels, grad, buf, weights=None, loss_reduction="mean",
+                  grad_weights=True):
     """softmax_cross_entropy into ``grad`` with the temporaries in ``buf``
-    (``weights``: None or the rows' sample weights)."""
+    (``weights``: None or the rows' sample weights; ``grad_weights``: as
+    :func:`_sigmoid_xent`'s)."""
     n = logits.shape[0]
     denom, inv = _loss_denominator(n, weights, loss_reduction)
     zmax, sums, logsum = buf.zmax[:n], buf.sums[:n], buf.logsum[:n]
@@ -224,7 +231,7 @@ def _softmax_xent(logits, labels, grad, buf, weights=None, loss_reduction="mean"
     np.take(flat, idx, out=picked)
     picked -= 1.0 / n
     np.put(flat, idx, picked)
-    if weights is not None:
+    if weights is not None and grad_weights:
         grad *= weights[:, None]
     if inv is not None:  # the weights' sum instead of n
         grad *= logits.dtype.type(n * inv)

@@ -61,7 +61,7 @@ class _TrainBuffers:
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params, slots,
                   ws, hyper, *, sample_weight=None, dropout=None, seed=0, epoch=0,
                   n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None,
-                  csr_products=None):
+                  csr_products=None, exact_sums=False):
     """Mini-batch training over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, arguments, buffers and return value as the compiled kernel
@@ -76,12 +76,23 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     on the batch's CSR rows (:func:`csr_forward`, :func:`csr_weight_grad`),
     or with input dropout on its dense rows; ``csr_products``, the compiled
     loop's choice between the two (same meaning), is accepted and not needed.
+    ``exact_sums``: the weight and bias gradients as float64 products and sums,
+    the sample weights applied there (not in the loss's gradient), rounded
+    to the dtype (a CSR X then runs on its dense rows, as the compiled loop).
     """
+    if not isinstance(exact_sums, (bool, np.bool_)):
+        raise TypeError(f"exact_sums must be True or False, got {exact_sums!r}")
+    if exact_sums and csr_products:
+        raise ValueError("csr_products=True cannot make the exact sums (exact_sums=True): "
+                         "they need the dense rows")
     hyper = check_hyper(hyper)
     sizes = [int(s) for s in sizes]
     rates = _check_call(X, y, order, start, stop, sizes, slots, hyper, sample_weight, dropout,
                         loss, loss_reduction)
     buf = _TrainBuffers(sizes, batch_size, params, ws, hyper, rates)
+    if exact_sums:  # the float64 operands and gradients, made once per call
+        buf.exact = (np.empty(batch_size * max(sizes)), np.empty(batch_size * max(sizes[1:])),
+                     np.empty(max(sizes[l] * sizes[l + 1] for l in range(len(sizes) - 1))))
     nw = n_weights(sizes)
     dt = params.dtype.type
     scales = None if rates is None else [dt(1.0 / (1.0 - r)) for r in rates]
@@ -91,16 +102,16 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         bs = idx.shape[0]
         step = s0 // batch_size
         a, labels, weights = _gather(X, y, idx, sample_weight, buf, loss, seed, epoch, augment,
-                                     rates is not None and rates[0] > 0)
+                                     exact_sums or (rates is not None and rates[0] > 0))
         logits = _forward(a, buf, sizes, activation, rates, scales, seed, epoch, step)
         delta = buf.deltas[0][:bs * sizes[-1]].reshape(bs, sizes[-1])
         batch_loss, hits, delta = _output_delta(logits, labels, delta, weights, buf, loss,
-                                                loss_reduction)
+                                                loss_reduction, not exact_sums)
         if not np.isfinite(batch_loss):
             return s0 - start, loss_sum, correct, True
         loss_sum += batch_loss * bs
         correct += hits
-        _backward(delta, buf, sizes, activation, scales)
+        _backward(delta, buf, sizes, activation, scales, weights if exact_sums else False)
         _update(params, slots, ws, hyper, buf, weights, loss_reduction, nw,
                 (s0 - start) // batch_size + 1)
         # an update that made a weight or bias infinite or NaN (the loss can stay
@@ -195,38 +206,56 @@ def _forward(a, buf, sizes, activation, rates, scales, seed, epoch, step):
     return a
 
 
-def _output_delta(logits, labels, delta, weights, buf, loss, loss_reduction):
+def _output_delta(logits, labels, delta, weights, buf, loss, loss_reduction, grad_weights):
     """``(batch loss, hits, delta)``: the loss and the output layer's delta (into
-    ``delta``), and the count of rows predicted right."""
+    ``delta``; the weights in it with ``grad_weights``), and the count of rows
+    predicted right."""
     bs = logits.shape[0]
     if loss == "mse":
-        batch_loss, hits = _squared_error(logits, labels, delta, weights, loss_reduction), 0
+        batch_loss, hits = _squared_error(logits, labels, delta, weights, loss_reduction,
+                                          grad_weights), 0
     elif loss == "binary_cross_entropy":
-        batch_loss, hits = _sigmoid_xent(logits, labels, delta, weights, loss_reduction)
+        batch_loss, hits = _sigmoid_xent(logits, labels, delta, weights, loss_reduction,
+                                         grad_weights)
     else:
         batch_loss, delta = _softmax_xent(logits, labels, delta, buf.xent, weights,
-                                          loss_reduction)
+                                          loss_reduction, grad_weights)
         np.argmax(logits, axis=1, out=buf.argmax[:bs])
         hits = int(np.count_nonzero(np.equal(buf.argmax[:bs], labels, out=buf.hits[:bs])))
     return batch_loss, hits, delta
 
 
-def _backward(delta, buf, sizes, activation, scales):
+def _backward(delta, buf, sizes, activation, scales, exact=False):
     """The gradients of the batch (into ``buf.gW``, ``buf.gb``) from the output
-    layer's ``delta``, the two delta buffers in turn."""
+    layer's ``delta``, the two delta buffers in turn. ``exact`` (not False: the
+    batch's weights, or None): the exact sums (``buf.exact``'s float64 buffers)."""
     bs = delta.shape[0]
     n_layers = len(sizes) - 1
     W, gW, gb = buf.W, buf.gW, buf.gb
     cur = 0  # which of the two delta buffers holds the current delta
     for layer in range(n_layers - 1, -1, -1):
         a_prev = buf.A[layer][:bs]
-        if layer == 0 and buf.x_csr is not None:
+        if exact is not False:
+            ni, no = sizes[layer], sizes[layer + 1]
+            a64 = buf.exact[0][:bs * ni].reshape(bs, ni)
+            d64 = buf.exact[1][:bs * no].reshape(bs, no)
+            g64 = buf.exact[2][:ni * no].reshape(ni, no)
+            np.copyto(a64, a_prev)
+            np.copyto(d64, delta)
+            if exact is not None:
+                d64 *= exact[:, None]
+            np.matmul(a64.T, d64, out=g64)
+            np.copyto(gW[layer], g64)
+            np.sum(d64, axis=0, out=g64[0])
+            np.copyto(gb[layer], g64[0])
+        elif layer == 0 and buf.x_csr is not None:
             csr_weight_grad(buf.x_csr, delta, out=gW[0])
         elif bs == 1:  # an outer product: BLAS gemm with k=1 is several times slower
             np.multiply(a_prev.T, delta, out=gW[layer])
         else:
             np.matmul(a_prev.T, delta, out=gW[layer])
-        np.sum(delta, axis=0, out=gb[layer])
+        if exact is False:
+            np.sum(delta, axis=0, out=gb[layer])
         if layer > 0:
             cur = 1 - cur
             nxt = buf.deltas[cur][:bs * sizes[layer]].reshape(bs, sizes[layer])

@@ -16,7 +16,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     __doc__ = """Multilayer perceptron classifier: scikit-learn's API, fastnn's compiled trainer.
 
     Parameters are scikit-learn's ``MLPClassifier``'s, with the same meaning,
-    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads`` and ``augment``.
+    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads``, ``augment`` and
+    ``exact_sums``.
     """ + _COMMON_PARAMS_DOC + """
     Attributes
     ----------

@@ -15,7 +15,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     __doc__ = """Multilayer perceptron regressor: scikit-learn's API, fastnn's compiled trainer.
 
     Parameters are scikit-learn's ``MLPRegressor``'s, with the same meaning,
-    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads`` and ``augment``.
+    except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads``, ``augment`` and
+    ``exact_sums``.
 
     loss : {"squared_error"}, default="squared_error"
         scikit-learn's squared error: identity outputs, the gradient
@@ -55,7 +56,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 l1=0.0, dtype="float32", n_threads=None, augment=None):
+                 l1=0.0, dtype="float32", n_threads=None, augment=None, exact_sums="auto"):
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
             alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
@@ -64,7 +65,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
-            max_fun=max_fun, l1=l1, dtype=dtype, n_threads=n_threads, augment=augment)
+            max_fun=max_fun, l1=l1, dtype=dtype, n_threads=n_threads, augment=augment,
+            exact_sums=exact_sums)
         self.loss = loss
 
     def _check_params(self):

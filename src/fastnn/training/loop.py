@@ -214,6 +214,8 @@ def _loss_args(model, plan):
         args["loss"] = model.loss
     if plan.kernel_reduction != "mean":
         args["loss_reduction"] = plan.kernel_reduction
+    if plan.exact_sums:
+        args["exact_sums"] = True
     return args
 
 

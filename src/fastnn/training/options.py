@@ -135,6 +135,14 @@ class FitConfig:
         in the compiled loop, reproducibly (keyed by the seed, the epoch and
         the row). Rows must be images: ``image_shape`` given, or square.
         Validation, evaluation and prediction never augment.
+    exact_sums : make each batch's weight and bias gradients as float64 sums of
+        float64 products (exact for float32 data), with the sample weights
+        applied in them, then round them for the update: a row of integer
+        weight w trains exactly as w copies of it, whatever the rows' order,
+        in float32 too (scikit-learn's sample-weight semantics, which
+        :mod:`fastnn.sklearn`'s estimators keep). Costs time: the weight
+        gradients run at the double kernels' speed. Dense products only (a
+        sparse X is scattered into dense rows).
 
     Construction validates every field (a ``TypeError`` or ``ValueError``
     that names it) and normalises it (``lr_schedule`` becomes a
@@ -166,6 +174,7 @@ class FitConfig:
     shuffle: bool = _field(True)
     lr_schedule: schedules.ScheduleSpec = _field(None)
     augment: Augment | Mapping[str, Any] | None = _field(None)
+    exact_sums: bool = _field(False)
 
     def __post_init__(self) -> None:
         if self.lr_schedule is not None and self.lr_decay is not None:
@@ -193,6 +202,8 @@ class FitConfig:
             raise TypeError(f"verbose must be a bool, got {self.verbose!r}")
         if not isinstance(self.shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be a bool, got {self.shuffle!r}")
+        if not isinstance(self.exact_sums, (bool, np.bool_)):
+            raise TypeError(f"exact_sums must be a bool, got {self.exact_sums!r}")
         try:
             callbacks = tuple(self.callbacks or ())
         except TypeError:

@@ -60,6 +60,7 @@ class FitPlan:
     checkpoint: object
     params: dict               # what History.params records
     augment: object = None     # the kernels' AugmentParams, or None
+    exact_sums: bool = False   # the gradients' batch sums in float64 (FitConfig.exact_sums)
 
     @property
     def validating(self):
@@ -169,7 +170,8 @@ def _history_params(model, config, optimizer, n_train, n_val, weighted):
                                 ("weighted", weighted, False),
                                 ("lr_schedule", lr_schedule and lr_schedule.to_dict(), None),
                                 ("augment", None if augment is None else augment.to_dict(),
-                                 None)):
+                                 None),
+                                ("exact_sums", bool(config.exact_sums), False)):
         if value != default:
             params[key] = value
     if model.loss != "cross_entropy":
@@ -214,7 +216,8 @@ def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
                    "weighted_mean" if loss_reduction == "weighted_mean" else "mean",
                    config.epochs, run_batch, grad_scale,
                    bool(config.shuffle), config.early_stopping, monitor, config.min_delta,
-                   schedule, list(config.callbacks), config.checkpoint, params, aug_params)
+                   schedule, list(config.callbacks), config.checkpoint, params, aug_params,
+                   bool(config.exact_sums))
 
 
 def _check_rates(schedule, learning_rate, epochs):
