@@ -341,19 +341,73 @@ static ptrdiff_t FNN_F(fnn_fuse_rows_of)(const FNN_F(fnn_train_ctx) *c, ptrdiff_
 
 /* The exact sums (fnn_bufs_t.exact), on one thread's work space xw (see
  * fnn_train: dZ's weighted double copy, then FNN_EXACT_ROWS rows of A^T and
- * of G in double, then a row of G rounded to FNN_T). */
+ * of G in double, then as many of G rounded to FNN_T). */
 #define FNN_EXACT_ROWS 24
+#define FNN_EXACT_NARROW 8
+/* the work space's part for A^T's rows (or G^T's narrow block) */
+#define FNN_EXACT_AT(bs) (FNN_EXACT_ROWS * ((bs) > FNN_EXACT_NARROW ? (bs) : FNN_EXACT_NARROW))
 
 /* dzw (bs x n, double) = w_i dZ[i, :] (w NULL: dZ): exact for a float dZ and
- * small integer weights (27 significant bits). */
-static void FNN_F(fnn_exact_dz)(double *dzw, const FNN_T *dz, const FNN_T *w, ptrdiff_t bs,
-                                ptrdiff_t n)
+ * small integer weights (27 significant bits). (The conversions are
+ * elementwise, so FNN_CLONES's variants give the same bits.) */
+FNN_CLONES static void FNN_F(fnn_exact_dz)(double *restrict dzw, const FNN_T *restrict dz,
+                                           const FNN_T *restrict w, ptrdiff_t bs, ptrdiff_t n)
 {
     for (ptrdiff_t i = 0; i < bs; i++) {
         const double wi = w ? (double) w[i] : 1.0;
         for (ptrdiff_t j = 0; j < n; j++)
             dzw[i * n + j] = wi * (double) dz[i * n + j];
     }
+}
+
+/* at (m x bs, double) = A[:, k0:k0+m]^T, read a row of A at a time. */
+FNN_CLONES static void FNN_F(fnn_exact_at)(double *restrict at, const FNN_T *restrict a,
+                                           ptrdiff_t lda, ptrdiff_t bs, ptrdiff_t k0,
+                                           ptrdiff_t m)
+{
+    for (ptrdiff_t i = 0; i < bs; i++) {
+        const FNN_T *ar = a + i * lda + k0;
+        for (ptrdiff_t r = 0; r < m; r++)
+            at[r * bs + i] = (double) ar[r];
+    }
+}
+
+/* gt (n1 - n0 x m, double) = G[k0:k0+m, n0:n1]^T = sum_i dzw[i, j] A[i, k]:
+ * for the narrow layers (n1 - n0 < FNN_EXACT_NARROW), where the double
+ * products' tile would compute one column in a vector; here the rows of A
+ * are the vectors. The same bits as the products' kernel (exact products,
+ * each element's sum in row order). */
+FNN_CLONES static void FNN_F(fnn_exact_gt)(double *restrict gt, const FNN_T *restrict a,
+                                           ptrdiff_t lda, const double *restrict dzw,
+                                           ptrdiff_t ldzw, ptrdiff_t bs, ptrdiff_t k0,
+                                           ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1)
+{
+    for (ptrdiff_t q = 0; q < (n1 - n0) * m; q++)
+        gt[q] = 0;
+    for (ptrdiff_t i = 0; i < bs; i++) {
+        const FNN_T *ar = a + i * lda + k0;
+        for (ptrdiff_t j = n0; j < n1; j++) {
+            const double d = dzw[i * ldzw + j];
+            double *gr = gt + (j - n0) * m;
+            for (ptrdiff_t r = 0; r < m; r++)
+                gr[r] += (double) ar[r] * d;
+        }
+    }
+}
+
+/* s[j0:j1] = dzw's column sums, every column in row order; gf the same
+ * rounded to FNN_T. */
+FNN_CLONES static void FNN_F(fnn_exact_colsum)(double *restrict s, FNN_T *restrict gf,
+                                               const double *restrict dzw, ptrdiff_t ld,
+                                               ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1)
+{
+    for (ptrdiff_t j = j0; j < j1; j++)
+        s[j] = 0;
+    for (ptrdiff_t i = 0; i < bs; i++)
+        for (ptrdiff_t j = j0; j < j1; j++)
+            s[j] += dzw[i * ld + j];
+    for (ptrdiff_t j = j0; j < j1; j++)
+        gf[j] = (FNN_T) s[j];
 }
 
 /* The gradient of W[k0:k1, n0:n1], sum_i A[i, k] dzw[i, j] with the double
@@ -369,17 +423,35 @@ static int FNN_F(fnn_dw_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t
                                const FNN_HP *hp)
 {
     const double *dzw = xw;
-    double *at = xw + bs * ldzw, *g = at + FNN_EXACT_ROWS * bs;
+    double *at = xw + bs * ldzw, *g = at + FNN_EXACT_AT(bs);
     FNN_T *gf = (FNN_T *) (g + FNN_EXACT_ROWS * ldzw);
     const FNN_T one = 1;
     int bad = 0;
     for (ptrdiff_t kb = k0; kb < k1; kb += FNN_EXACT_ROWS) {
         const ptrdiff_t m = k1 - kb < FNN_EXACT_ROWS ? k1 - kb : FNN_EXACT_ROWS;
-        for (ptrdiff_t r = 0; r < m; r++)
-            for (ptrdiff_t i = 0; i < bs; i++)
-                at[r * bs + i] = (double) a[i * lda + kb + r];
-        fnn_kern_d.gemm(m, n0, n1, bs, at, bs, dzw, ldzw, g, ldzw, NULL, FNN_EPI_DACT,
-                        FNN_IDENTITY, NULL, NULL, 0);
+        const int narrow = n1 - n0 < FNN_EXACT_NARROW;
+        if (narrow) {
+            /* G^T's block where A^T's would be, then G's block (rows ldzw
+               apart) in g */
+            FNN_F(fnn_exact_gt)(at, a, lda, dzw, ldzw, bs, kb, m, n0, n1);
+            for (ptrdiff_t r = 0; r < m; r++)
+                for (ptrdiff_t j = n0; j < n1; j++)
+                    g[r * ldzw + j] = at[(j - n0) * m + r];
+        } else {
+            FNN_F(fnn_exact_at)(at, a, lda, bs, kb, m);
+            fnn_kern_d.gemm(m, n0, n1, bs, at, bs, dzw, ldzw, g, ldzw, NULL, FNN_EPI_DACT,
+                            FNN_IDENTITY, NULL, NULL, 0);
+        }
+        if (n0 == 0 && n1 == ldw && ldw == ldzw && wt == NULL) {
+            /* whole rows: the block of W is contiguous, one update of m * ldw
+               elements (a narrow layer's rows are too short to update one by one) */
+            const ptrdiff_t e = m * ldw;
+            for (ptrdiff_t q = 0; q < e; q++)
+                gf[q] = (FNN_T) g[q];
+            bad |= K->dw(1, 0, 1, 0, e, &one, 1, gf, e, w + kb * ldw, s0 + kb * ldw,
+                         s1 ? s1 + kb * ldw : NULL, e, NULL, 0, hp, NULL, 0, 0);
+            continue;
+        }
         for (ptrdiff_t r = 0; r < m; r++) {
             const ptrdiff_t k = kb + r;
             for (ptrdiff_t j = n0; j < n1; j++)
@@ -398,13 +470,9 @@ static int FNN_F(fnn_db_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t
                                FNN_T *s1, const FNN_HP *hp)
 {
     const double *dzw = xw;
-    FNN_T *gf = (FNN_T *) (xw + bs * ldzw + FNN_EXACT_ROWS * (bs + ldzw));
-    for (ptrdiff_t j = j0; j < j1; j++) {
-        double s = 0;
-        for (ptrdiff_t i = 0; i < bs; i++)
-            s += dzw[i * ldzw + j];
-        gf[j] = (FNN_T) s;
-    }
+    double *s = xw + bs * ldzw + FNN_EXACT_AT(bs); /* G's first row */
+    FNN_T *gf = (FNN_T *) (s + FNN_EXACT_ROWS * ldzw);
+    FNN_F(fnn_exact_colsum)(s, gf, dzw, ldzw, bs, j0, j1);
     return K->db(1, j0, j1, gf, ldzw, b, s0, s1, hp);
 }
 
@@ -765,9 +833,10 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
         }
     }
     if (b->exact) {
-        /* dZ's weighted copy, FNN_EXACT_ROWS rows of A^T and of G, a row of G */
+        /* dZ's weighted copy, FNN_EXACT_ROWS rows of A^T and of G, and of G
+           rounded to FNN_T (no larger than doubles) */
         const ptrdiff_t bs = b->batch_size, n = c.max_width;
-        c.xsum_stride = (bs * n + FNN_EXACT_ROWS * (bs + n) + n + 7) / 8 * 8;
+        c.xsum_stride = (bs * n + FNN_EXACT_AT(bs) + FNN_EXACT_ROWS * 2 * n + 7) / 8 * 8;
         c.xsum = (double *) fnn_aligned_alloc((size_t) (c.xsum_stride * n_threads)
                                               * sizeof(double));
         if (c.xsum == NULL) {

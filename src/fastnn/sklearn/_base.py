@@ -117,8 +117,9 @@ _COMMON_PARAMS_DOC = """
         sample weights applied in them (fastnn's ``fit(exact_sums=True)``), so
         that a row of integer weight ``w`` trains exactly as ``w`` copies of
         it, in float32 too: scikit-learn's meaning of ``sample_weight``, to
-        the last bit. It costs time (measured 1.07-1.56x a step's time on
-        float32 networks of 100-800 units). ``"auto"``: on, but for a sparse
+        the last bit. It costs time where the weight gradients'
+        products dominate (measured: none on 100-unit networks, 1.4-1.6x an epoch's
+        time at [784, 800, 10]; the README's measurements). ``"auto"``: on, but for a sparse
         X sparse enough (density at most
         ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``) for the first layer's
         products to run on its CSR rows, which they cannot do with exact sums
