@@ -53,7 +53,7 @@ def test_the_defaults_are_the_fields():
     (dict(monitor="val_f1"), ValueError, "monitor"), (dict(min_delta=-1), ValueError, "min_delta"),
     (dict(loss_reduction="max"), ValueError, "loss_reduction"),
     (dict(lr_decay=0.5, lr_schedule="cosine"), ValueError, "lr_schedule"),
-    (dict(verbose="yes"), TypeError, "verbose"), (dict(shuffle=1), TypeError, "shuffle"),
+    (dict(verbose="yes"), TypeError, "verbose"), (dict(shuffle=1), TypeError, "shuffle"), (dict(exact_sums="yes"), TypeError, "exact_sums"),
     (dict(callbacks=[object()]), TypeError, "callbacks"), (dict(checkpoint=3), TypeError, "checkpoint"),
     (dict(augment={"rotation": "a lot"}), (TypeError, ValueError), "rotation"),
 ])

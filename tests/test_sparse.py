@@ -229,3 +229,23 @@ def test_mlp_fits_a_low_density_sparse_X_as_the_dense_X(dtype):
         np.testing.assert_allclose(sparse.parameters, dense.parameters, **tol)
         np.testing.assert_allclose(sparse.history_.history["loss"],
                                    dense.history_.history["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_exact_sums_train_a_sparse_X_on_its_dense_rows(dtype):
+    """fit(exact_sums=True) on a CSR X below the crossover: not the CSR products (which
+    cannot make the exact sums) but the rows scattered into A_0, so the same bits as
+    the dense X with exact_sums, sample weights included; and not the bits without."""
+    from fastnn import MLP
+    rng = np.random.default_rng(8)
+    X, A = sparse_rows(rng, 300, 400, 0.01, np.float64)
+    y = (X[:, :200].sum(1) > X[:, 200:].sum(1)).astype(int)
+    w = rng.integers(0, 4, 300).astype(np.float64)
+    fitted = []
+    for data, exact in ((X, True), (A, True), (X, False)):
+        model = MLP([400, 16, 2], seed=0, dtype=dtype)
+        model.fit(data, y, sample_weight=w, epochs=2, batch_size=32, verbose=False,
+                  exact_sums=exact, loss_reduction="weighted_mean")
+        fitted.append(model.parameters.copy())
+    np.testing.assert_array_equal(fitted[1], fitted[0])
+    assert not np.array_equal(fitted[2], fitted[0])
