@@ -375,8 +375,8 @@ FNN_CLONES static void FNN_F(fnn_exact_at)(double *restrict at, const FNN_T *res
 /* gt (n1 - n0 x m, double) = G[k0:k0+m, n0:n1]^T = sum_i dzw[i, j] A[i, k]:
  * for the narrow layers (n1 - n0 < FNN_EXACT_NARROW), where the double
  * products' tile would compute one column in a vector; here the rows of A
- * are the vectors. The same bits as the products' kernel (exact products,
- * each element's sum in row order). */
+ * are the vectors. For float data, the same bits as the products' kernel
+ * (exact products, each element's sum in row order). */
 FNN_CLONES static void FNN_F(fnn_exact_gt)(double *restrict gt, const FNN_T *restrict a,
                                            ptrdiff_t lda, const double *restrict dzw,
                                            ptrdiff_t ldzw, ptrdiff_t bs, ptrdiff_t k0,
@@ -412,10 +412,12 @@ FNN_CLONES static void FNN_F(fnn_exact_colsum)(double *restrict s, FNN_T *restri
 
 /* The gradient of W[k0:k1, n0:n1], sum_i A[i, k] dzw[i, j] with the double
  * products' kernel (each product of a float A and a dzw exact, the sum in
- * row order), rounded to FNN_T, then the optimizer's update of each row from
- * it by dw's fused update on a batch of one row whose A is 1 (as
- * fnn_csr_update: g = 1 * G exactly; wt kept equal to W). Nonzero when an
- * update made a non-finite weight. */
+ * row order; narrow layers: fnn_exact_gt), rounded to FNN_T, then the
+ * optimizer's update from it by dw's fused update on a batch of one row
+ * whose A is 1 (as fnn_csr_update: g = 1 * G exactly; wt kept equal to W),
+ * a block of whole rows at once where they are contiguous, else row by row
+ * (the same elementwise update either way). Nonzero when an update made a
+ * non-finite weight. */
 static int FNN_F(fnn_dw_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t bs,
                                ptrdiff_t ldzw, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0,
                                ptrdiff_t n1, const FNN_T *a, ptrdiff_t lda, FNN_T *w, FNN_T *s0,

@@ -1336,8 +1336,10 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
       weights applied there rather than in the loss's gradient, then rounded
       to X's dtype for the update (twin: :func:`fastnn.reference.train_batches`
       with ``exact_sums=True``). A row of integer weight ``w`` then trains as
-      ``w`` copies of it, to the last bit but for a double rounding (one in
-      about 2**29 sums), whatever the rows' order; slower (double products
+      ``w`` copies of it, whatever the rows' order, to the last bit unless a
+      double sum's own rounding (at most about ``bs * 2**-53`` relative)
+      flips its rounding to float32, for about ``bs * 2**-29`` of a step's
+      gradients (rare, not impossible, over a long run); slower (double products
       for the weight gradients); not with ``csr_products=True``.
 
     Returns ``(rows_done, loss_sum, n_correct, diverged)``: ``loss_sum`` is

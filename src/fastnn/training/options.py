@@ -138,8 +138,9 @@ class FitConfig:
     exact_sums : make each batch's weight and bias gradients as float64 sums of
         float64 products (exact for float32 data), with the sample weights
         applied in them, then round them for the update: a row of integer
-        weight w trains exactly as w copies of it, whatever the rows' order,
-        in float32 too (scikit-learn's sample-weight semantics, which
+        weight w trains as w copies of it, whatever the rows' order, to the
+        bit in float32 too (but where a float64 sum's own rounding flips its
+        rounding to float32: about batch * 2**-29 of a step's gradients) (scikit-learn's sample-weight semantics, which
         :mod:`fastnn.sklearn`'s estimators keep). Costs time: the weight
         gradients run at the double kernels' speed. Dense products only (a
         sparse X is scattered into dense rows).
