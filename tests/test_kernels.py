@@ -1681,8 +1681,8 @@ def test_train_batches_exact_sums_match_reference(rng, kernel_isa, loss, k, weig
                                                   dtype, n_threads):
     """exact_sums=True against its twin, every loss, with and without weights (zeros
     among them), penalties and momentum, on a batch of 7 (W's transposed copy) and
-    of 32 (W^T's packed panels)."""
-    for batch_size in (7, 32):
+    of 32 (W^T's packed panels, and dropout on the input and the hidden layers)."""
+    for batch_size, dropout in ((7, None), (32, np.array([0.2, 0.3, 0.1]))):
         sizes, ws = make_workspace([13, 48, 7, k], batch_size, dtype, rng)
         X = randn(rng, (200, 13), dtype)
         y = _loss_data(rng, loss, k, 200, dtype)
@@ -1696,10 +1696,12 @@ def test_train_batches_exact_sums_match_reference(rng, kernel_isa, loss, k, weig
         rspace = types.SimpleNamespace(**{f: ref[f] for f in WS_FIELDS})
         got = K.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ws["params"],
                               ws["slots"], space, hyper, sample_weight=sw, loss=loss,
-                              loss_reduction=reduction, n_threads=n_threads, exact_sums=True)
+                              loss_reduction=reduction, n_threads=n_threads, exact_sums=True,
+                              dropout=dropout, seed=3)
         want = R.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ref["params"],
                                ref["slots"], rspace, hyper, sample_weight=sw, loss=loss,
-                               loss_reduction=reduction, exact_sums=True)
+                               loss_reduction=reduction, exact_sums=True, dropout=dropout,
+                               seed=3)
         assert got[0] == want[0] == 147 and got[3] is False and want[3] is False
         assert got[2] == want[2]
         np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
