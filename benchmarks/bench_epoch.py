@@ -3,7 +3,8 @@
 ReLU networks ``[784, 128, 10]``, ``[784, 800, 10]`` and ``[784, 256, 256,
 256, 10]``, float32, SGD with learning rate 0.01, momentum 0.9 and L2 1e-3,
 on the minmax-normalised training images, at batches 1, 10, 32, 128 and
-512 (batch 1 over the first :data:`fastnn_bench.settings.BATCH1_SAMPLES` images).
+512 (batch 1 over the first :data:`fastnn_bench.settings.BATCH1_SAMPLES` images; the
+two larger networks at batch 10 over the first :data:`OTHER_B10_SAMPLES`).
 One pytest-benchmark group per network and batch holds, side by side
 (``extra_info["impl"]``):
 
@@ -63,6 +64,12 @@ DISABLED_SAMPLES = 600
 #: When disabled, the other networks run at these batches only.
 DISABLED_OTHER_BATCHES = (10, 128)
 DISABLED_SAMPLES_B1 = 100
+#: Timed, the other study networks at batch 10 train on the first OTHER_B10_SAMPLES
+#: images (every trainer of the group alike): their full epochs (14 s for the NumPy
+#: trainer at [784, 800, 10], 3 rounds each, every trainer) took more than half of the
+#: default run's 6-7 minutes on a 2-core AMD EPYC (Zen 4); a fifth of the epoch keeps
+#: 1,200 steps per round and the run within 5 minutes.
+OTHER_B10_SAMPLES = 12000
 #: Final losses of two trainers must agree to this. Single-threaded fastnn and
 #: NumPy agree to ~1e-8; with several BLAS threads, or another library, the
 #: products round differently and thousands of small-batch SGD steps amplify
@@ -79,12 +86,16 @@ def _net_id(layers):
     return "x".join(map(str, layers))
 
 
-def epoch_data(mnist_train, batch_size, disabled):
+def epoch_data(mnist_train, batch_size, disabled, layers=None):
     X, y = mnist_train
     if disabled:
         n = DISABLED_SAMPLES_B1 if batch_size == 1 else DISABLED_SAMPLES
+    elif batch_size == 1:
+        n = BATCH1_SAMPLES
+    elif batch_size == 10 and layers is not None and tuple(layers) in STUDY_LAYERS[1:]:
+        n = OTHER_B10_SAMPLES
     else:
-        n = BATCH1_SAMPLES if batch_size == 1 else X.shape[0]
+        n = X.shape[0]
     return X[:n], y[:n]
 
 
@@ -116,7 +127,7 @@ def test_epoch(request, benchmark, bench_rounds, mnist_train, epoch_losses, trai
     if (not disabled and not request.config.getoption("--bench-all")
             and (wide or (layers != STUDY_LAYERS[0] and batch_size not in DEFAULT_OTHER_BATCHES))):
         pytest.skip("the long sweep: pytest --benchmark-only --bench-all")
-    X, y = epoch_data(mnist_train, batch_size, disabled)
+    X, y = epoch_data(mnist_train, batch_size, disabled, layers)
     n = X.shape[0]
     benchmark.group = (f"epoch MNIST {n} images {list(layers)} float32 batch {batch_size}")
     benchmark.extra_info.update(impl=trainer, kernel="epoch", samples=n, batch_size=batch_size,
