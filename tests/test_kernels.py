@@ -1522,14 +1522,13 @@ def _loss_data(rng, loss, k, n, dtype):
 LOSS_CASES = [("mse", 3), ("mse", 1), ("binary_cross_entropy", 1), ("cross_entropy", 4)]
 
 
-@pytest.mark.parametrize("n_threads", [1, 3])
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
-@pytest.mark.parametrize("weighted", [False, True])
-@pytest.mark.parametrize("loss,k", LOSS_CASES)
-def test_train_batches_losses_match_reference(rng, loss, k, weighted, reduction, dtype,
-                                              n_threads):
-    sizes, ws = make_workspace([13, 33, 7, k], 7, dtype, rng)
+def _losses_match_reference(rng, loss, k, weighted, reduction, dtype, n_threads, hidden=33,
+                            batch_size=7, **options):
+    """One call of the compiled loop and of its twin on the same data (200 rows of
+    13 features, rows 3:150, tanh, SGD with momentum and penalties; weights with
+    zeros among them when ``weighted``), ``options`` given to both: the same rows,
+    loss, correct count, parameters and slots."""
+    sizes, ws = make_workspace([13, hidden, 7, k], batch_size, dtype, rng)
     X = randn(rng, (200, 13), dtype)
     y = _loss_data(rng, loss, k, 200, dtype)
     sw = (rng.random(200) * 2).astype(dtype) if weighted else None
@@ -1540,17 +1539,27 @@ def test_train_batches_losses_match_reference(rng, loss, k, weighted, reduction,
     hyper = dict(learning_rate=0.05, momentum=0.9, l1=1e-3, l2=1e-2)
     space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
     rspace = types.SimpleNamespace(**{f: ref[f] for f in WS_FIELDS})
-    got = K.train_batches(X, y, order, 3, 150, 7, sizes, "tanh", ws["params"], ws["slots"],
-                          space, K.Hyper("sgd", **hyper), sample_weight=sw, loss=loss,
-                          loss_reduction=reduction, n_threads=n_threads)
-    want = R.train_batches(X, y, order, 3, 150, 7, sizes, "tanh", ref["params"], ref["slots"],
-                           rspace, K.Hyper("sgd", **hyper), sample_weight=sw, loss=loss,
-                           loss_reduction=reduction)
+    got = K.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ws["params"],
+                          ws["slots"], space, K.Hyper("sgd", **hyper), sample_weight=sw,
+                          loss=loss, loss_reduction=reduction, n_threads=n_threads, **options)
+    want = R.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ref["params"],
+                           ref["slots"], rspace, K.Hyper("sgd", **hyper), sample_weight=sw,
+                           loss=loss, loss_reduction=reduction, **options)
     assert got[0] == want[0] == 147 and got[3] is False and want[3] is False
     assert got[2] == want[2] and (got[2] == 0) == (loss == "mse")
     np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
     for name in ("params", "slots"):
         np.testing.assert_allclose(ws[name], ref[name], **TRAIN_TOL[dtype], err_msg=name)
+
+
+@pytest.mark.parametrize("n_threads", [1, 3])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "weighted_mean"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("loss,k", LOSS_CASES)
+def test_train_batches_losses_match_reference(rng, loss, k, weighted, reduction, dtype,
+                                              n_threads):
+    _losses_match_reference(rng, loss, k, weighted, reduction, dtype, n_threads)
 
 
 @pytest.mark.parametrize("loss,k", LOSS_CASES)
@@ -1683,30 +1692,9 @@ def test_train_batches_exact_sums_match_reference(rng, kernel_isa, loss, k, weig
     among them), penalties and momentum, on a batch of 7 (W's transposed copy) and
     of 32 (W^T's packed panels, and dropout on the input and the hidden layers)."""
     for batch_size, dropout in ((7, None), (32, np.array([0.2, 0.3, 0.1]))):
-        sizes, ws = make_workspace([13, 48, 7, k], batch_size, dtype, rng)
-        X = randn(rng, (200, 13), dtype)
-        y = _loss_data(rng, loss, k, 200, dtype)
-        sw = (rng.random(200) * 2).astype(dtype) if weighted else None
-        if sw is not None:
-            sw[::5] = 0
-        order = rng.permutation(200).astype(np.intp)
-        ref = copy_ws(ws)
-        hyper = K.Hyper("sgd", learning_rate=0.05, momentum=0.9, l1=1e-3, l2=1e-2)
-        space = types.SimpleNamespace(**{f: ws[f] for f in WS_FIELDS})
-        rspace = types.SimpleNamespace(**{f: ref[f] for f in WS_FIELDS})
-        got = K.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ws["params"],
-                              ws["slots"], space, hyper, sample_weight=sw, loss=loss,
-                              loss_reduction=reduction, n_threads=n_threads, exact_sums=True,
-                              dropout=dropout, seed=3)
-        want = R.train_batches(X, y, order, 3, 150, batch_size, sizes, "tanh", ref["params"],
-                               ref["slots"], rspace, hyper, sample_weight=sw, loss=loss,
-                               loss_reduction=reduction, exact_sums=True, dropout=dropout,
-                               seed=3)
-        assert got[0] == want[0] == 147 and got[3] is False and want[3] is False
-        assert got[2] == want[2]
-        np.testing.assert_allclose(got[1], want[1], rtol=TRAIN_TOL[dtype]["rtol"])
-        for name in ("params", "slots"):
-            np.testing.assert_allclose(ws[name], ref[name], **TRAIN_TOL[dtype], err_msg=name)
+        _losses_match_reference(rng, loss, k, weighted, reduction, dtype, n_threads, hidden=48,
+                                 batch_size=batch_size, exact_sums=True, dropout=dropout,
+                                 seed=3)
 
 
 def _weighted_and_repeated(rng, n=15, d=30):

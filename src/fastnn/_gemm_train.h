@@ -18,20 +18,27 @@ static FNN_F(fnn_kern_t) FNN_F(fnn_kern);
 
 #include "_sparse.h"
 
-/* The optimizer's update of W[0:d, n0:n1] (rows ld apart; slots s0, s1 alike)
- * from the gradient G (d x ld) that the CSR products made: every row, touched
- * by the batch or not, as on the dense path (a zero gradient still moves a
- * row by momentum, penalties, decay and Adam's moments). It is dw's fused
- * update on a batch of one row whose A is 1, so g = 1 * G[k] exactly. */
-static int FNN_F(fnn_csr_update)(const FNN_F(fnn_kern_t) *K, ptrdiff_t d, ptrdiff_t n0,
-                                 ptrdiff_t n1, const FNN_T *g, FNN_T *w, FNN_T *s0, FNN_T *s1,
-                                 ptrdiff_t ld, const FNN_HP *hp)
+/* The optimizer's update of W[0:d, n0:n1] (rows ld apart; slots s0, s1 alike;
+ * wt, when not NULL, W's transposed copy, ldwt apart, kept equal) from a
+ * gradient G made beforehand (d rows, ld apart): by the CSR products (every
+ * row of W_0, touched by the batch or not, as on the dense path: a zero
+ * gradient still moves a row by momentum, penalties, decay and Adam's
+ * moments) and by the exact sums. It is dw's fused update on a batch of one
+ * row whose A is 1, so g = 1 * G exactly: row by row, or, for whole rows
+ * without wt (a contiguous block), as one row of d * ld elements (the same
+ * elementwise update; short rows would cost a call each). */
+static int FNN_F(fnn_update_rows)(const FNN_F(fnn_kern_t) *K, ptrdiff_t d, ptrdiff_t n0,
+                                  ptrdiff_t n1, const FNN_T *g, FNN_T *w, FNN_T *s0, FNN_T *s1,
+                                  ptrdiff_t ld, FNN_T *wt, ptrdiff_t ldwt, const FNN_HP *hp)
 {
     const FNN_T one = 1;
+    if (n0 == 0 && n1 == ld && wt == NULL)
+        return K->dw(1, 0, 1, 0, d * ld, &one, 1, g, d * ld, w, s0, s1, d * ld, NULL, 0, hp,
+                     NULL, 0, 0);
     int bad = 0;
     for (ptrdiff_t k = 0; k < d; k++)
         bad |= K->dw(1, 0, 1, n0, n1, &one, 1, g + k * ld, ld, w + k * ld, s0 + k * ld,
-                     s1 ? s1 + k * ld : NULL, ld, NULL, 0, hp, NULL, 0, 0);
+                     s1 ? s1 + k * ld : NULL, ld, wt ? wt + k : NULL, ldwt, hp, NULL, 0, 0);
     return bad;
 }
 
@@ -222,7 +229,7 @@ static double FNN_F(fnn_sqerr)(const FNN_T *z, const FNN_T *t, const ptrdiff_t *
  *       layer's forward and weight gradient read the CSR rows in place
  *       (_sparse.h), the gradient made in wt's first-layer part (W_0's size,
  *       otherwise unused: zeroed by the call, kept 0 between batches) and
- *       every row of W_0 then updated from it (fnn_csr_update).
+ *       every row of W_0 then updated from it (fnn_update_rows).
  * loss: FNN_LOSS_*; wnorm: a batch's loss is divided by its weight sum
  * rather than its number of rows.
  * drop: NULL, or n_layers rates in [0, 1) (drop[0]: the input) with their
@@ -341,7 +348,8 @@ static ptrdiff_t FNN_F(fnn_fuse_rows_of)(const FNN_F(fnn_train_ctx) *c, ptrdiff_
 
 /* The exact sums (fnn_bufs_t.exact), on one thread's work space xw (see
  * fnn_train: dZ's weighted double copy, then FNN_EXACT_ROWS rows of A^T and
- * of G in double, then as many of G rounded to FNN_T). */
+ * of G in double, then as many of G rounded to FNN_T; rows ld apart, dZ's
+ * and W's). */
 #define FNN_EXACT_ROWS 24
 #define FNN_EXACT_NARROW 8
 /* the work space's part for A^T's rows (or G^T's narrow block) */
@@ -413,54 +421,36 @@ FNN_CLONES static void FNN_F(fnn_exact_colsum)(double *restrict s, FNN_T *restri
 /* The gradient of W[k0:k1, n0:n1], sum_i A[i, k] dzw[i, j] with the double
  * products' kernel (each product of a float A and a dzw exact, the sum in
  * row order; narrow layers: fnn_exact_gt), rounded to FNN_T, then the
- * optimizer's update from it by dw's fused update on a batch of one row
- * whose A is 1 (as fnn_csr_update: g = 1 * G exactly; wt kept equal to W),
- * a block of whole rows at once where they are contiguous, else row by row
- * (the same elementwise update either way). Nonzero when an update made a
- * non-finite weight. */
+ * optimizer's update from it (fnn_update_rows), FNN_EXACT_ROWS rows of W at
+ * a time. Nonzero when an update made a non-finite weight. */
 static int FNN_F(fnn_dw_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t bs,
-                               ptrdiff_t ldzw, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0,
+                               ptrdiff_t ld, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0,
                                ptrdiff_t n1, const FNN_T *a, ptrdiff_t lda, FNN_T *w, FNN_T *s0,
-                               FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-                               const FNN_HP *hp)
+                               FNN_T *s1, FNN_T *wt, ptrdiff_t ldwt, const FNN_HP *hp)
 {
     const double *dzw = xw;
-    double *at = xw + bs * ldzw, *g = at + FNN_EXACT_AT(bs);
-    FNN_T *gf = (FNN_T *) (g + FNN_EXACT_ROWS * ldzw);
-    const FNN_T one = 1;
+    double *at = xw + bs * ld, *g = at + FNN_EXACT_AT(bs);
+    FNN_T *gf = (FNN_T *) (g + FNN_EXACT_ROWS * ld);
     int bad = 0;
     for (ptrdiff_t kb = k0; kb < k1; kb += FNN_EXACT_ROWS) {
         const ptrdiff_t m = k1 - kb < FNN_EXACT_ROWS ? k1 - kb : FNN_EXACT_ROWS;
-        const int narrow = n1 - n0 < FNN_EXACT_NARROW;
-        if (narrow) {
-            /* G^T's block where A^T's would be, then G's block (rows ldzw
-               apart) in g */
-            FNN_F(fnn_exact_gt)(at, a, lda, dzw, ldzw, bs, kb, m, n0, n1);
+        if (n1 - n0 < FNN_EXACT_NARROW) {
+            /* G^T's block where A^T's would be, rounded into gf's rows */
+            FNN_F(fnn_exact_gt)(at, a, lda, dzw, ld, bs, kb, m, n0, n1);
             for (ptrdiff_t r = 0; r < m; r++)
                 for (ptrdiff_t j = n0; j < n1; j++)
-                    g[r * ldzw + j] = at[(j - n0) * m + r];
+                    gf[r * ld + j] = (FNN_T) at[(j - n0) * m + r];
         } else {
             FNN_F(fnn_exact_at)(at, a, lda, bs, kb, m);
-            fnn_kern_d.gemm(m, n0, n1, bs, at, bs, dzw, ldzw, g, ldzw, NULL, FNN_EPI_DACT,
+            fnn_kern_d.gemm(m, n0, n1, bs, at, bs, dzw, ld, g, ld, NULL, FNN_EPI_DACT,
                             FNN_IDENTITY, NULL, NULL, 0);
+            for (ptrdiff_t r = 0; r < m; r++)
+                for (ptrdiff_t j = n0; j < n1; j++)
+                    gf[r * ld + j] = (FNN_T) g[r * ld + j];
         }
-        if (n0 == 0 && n1 == ldw && ldw == ldzw && wt == NULL) {
-            /* whole rows: the block of W is contiguous, one update of m * ldw
-               elements (a narrow layer's rows are too short to update one by one) */
-            const ptrdiff_t e = m * ldw;
-            for (ptrdiff_t q = 0; q < e; q++)
-                gf[q] = (FNN_T) g[q];
-            bad |= K->dw(1, 0, 1, 0, e, &one, 1, gf, e, w + kb * ldw, s0 + kb * ldw,
-                         s1 ? s1 + kb * ldw : NULL, e, NULL, 0, hp, NULL, 0, 0);
-            continue;
-        }
-        for (ptrdiff_t r = 0; r < m; r++) {
-            const ptrdiff_t k = kb + r;
-            for (ptrdiff_t j = n0; j < n1; j++)
-                gf[j] = (FNN_T) g[r * ldzw + j];
-            bad |= K->dw(1, 0, 1, n0, n1, &one, 1, gf, ldzw, w + k * ldw, s0 + k * ldw,
-                         s1 ? s1 + k * ldw : NULL, ldw, wt ? wt + k : NULL, ldwt, hp, NULL, 0, 0);
-        }
+        bad |= FNN_F(fnn_update_rows)(K, m, n0, n1, gf, w + kb * ld, s0 + kb * ld,
+                                      s1 ? s1 + kb * ld : NULL, ld, wt ? wt + kb : NULL, ldwt,
+                                      hp);
     }
     return bad;
 }
@@ -468,14 +458,14 @@ static int FNN_F(fnn_dw_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t
 /* The bias's gradient on columns j0:j1, dzw's column sums in double (row
  * order) rounded to FNN_T, and its update (db on a batch of that one row). */
 static int FNN_F(fnn_db_exact)(const FNN_F(fnn_kern_t) *K, double *xw, ptrdiff_t bs,
-                               ptrdiff_t ldzw, ptrdiff_t j0, ptrdiff_t j1, FNN_T *b, FNN_T *s0,
+                               ptrdiff_t ld, ptrdiff_t j0, ptrdiff_t j1, FNN_T *b, FNN_T *s0,
                                FNN_T *s1, const FNN_HP *hp)
 {
     const double *dzw = xw;
-    double *s = xw + bs * ldzw + FNN_EXACT_AT(bs); /* G's first row */
-    FNN_T *gf = (FNN_T *) (s + FNN_EXACT_ROWS * ldzw);
-    FNN_F(fnn_exact_colsum)(s, gf, dzw, ldzw, bs, j0, j1);
-    return K->db(1, j0, j1, gf, ldzw, b, s0, s1, hp);
+    double *s = xw + bs * ld + FNN_EXACT_AT(bs); /* G's first row */
+    FNN_T *gf = (FNN_T *) (s + FNN_EXACT_ROWS * ld);
+    FNN_F(fnn_exact_colsum)(s, gf, dzw, ld, bs, j0, j1);
+    return K->db(1, j0, j1, gf, ld, b, s0, s1, hp);
 }
 
 /* One thread's share of every step of the call (thread 0 also does the
@@ -653,7 +643,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 FNN_F(fnn_exact_dz)(xw, delta, B->sw ? B->wbuf : NULL, bs, no);
             if (lo < hi && by_cols && xw) {
                 bad |= FNN_F(fnn_dw_exact)(&K, xw, bs, no, 0, ni, lo, hi, acts + aoff, ni,
-                                           params + woff, s0 + woff, s1 ? s1 + woff : NULL, no,
+                                           params + woff, s0 + woff, s1 ? s1 + woff : NULL,
                                            NULL, ni, &hp);
                 bad |= FNN_F(fnn_db_exact)(&K, xw, bs, no, lo, hi, params + boff, s0 + boff,
                                            s1 ? s1 + boff : NULL, &hp);
@@ -665,7 +655,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 int ok = FNN_F(fnn_csr_wgrad)(bs, B->order + pos, B->n_rows, B->x_indptr,
                                               B->x_indices, B->x, B->x_nnz, d, delta, no, g,
                                               no, lo, hi, 0);
-                bad |= FNN_F(fnn_csr_update)(&K, d, lo, hi, g, params, s0, s1, no, &hp);
+                bad |= FNN_F(fnn_update_rows)(&K, d, lo, hi, g, params, s0, s1, no, NULL, 0, &hp);
                 ok &= FNN_F(fnn_csr_wgrad)(bs, B->order + pos, B->n_rows, B->x_indptr,
                                            B->x_indices, B->x, B->x_nnz, d, delta, no, g, no,
                                            lo, hi, 1);
@@ -716,7 +706,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                     if (xw)
                         bad |= FNN_F(fnn_dw_exact)(&K, xw, bs, no, k0, k1, 0, no, acts + aoff,
                                                    ni, params + woff, s0 + woff,
-                                                   s1 ? s1 + woff : NULL, no,
+                                                   s1 ? s1 + woff : NULL,
                                                    l > 0 && c->use_wt ? wt + woff : NULL, ni,
                                                    &hp);
                     else

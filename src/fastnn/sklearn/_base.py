@@ -118,7 +118,7 @@ _COMMON_PARAMS_DOC = """
         that a row of integer weight ``w`` trains exactly as ``w`` copies of
         it, in float32 too: scikit-learn's meaning of ``sample_weight``, to
         the last bit. It costs time where the weight gradients'
-        products dominate (measured: none on 100-unit networks, 1.4-1.6x an epoch's
+        products dominate (measured: 0.8-1.1x on 100-unit networks, 1.4-1.65x an epoch's
         time at [784, 800, 10]; the README's measurements). ``"auto"``: on, but for a sparse
         X sparse enough (density at most
         ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``) for the first layer's
