@@ -115,11 +115,12 @@ _COMMON_PARAMS_DOC = """
     exact_sums : bool or "auto", default="auto"
         Make each batch's weight and bias gradients as float64 sums with the
         sample weights applied in them (fastnn's ``fit(exact_sums=True)``), so
-        that a row of integer weight ``w`` trains exactly as ``w`` copies of
-        it, in float32 too: scikit-learn's meaning of ``sample_weight``, to
-        the last bit. It costs time where the weight gradients'
-        products dominate (measured: 0.8-1.1x on 100-unit networks, 1.4-1.65x an epoch's
-        time at [784, 800, 10]; the README's measurements). ``"auto"``: on, but for a sparse
+        that a row of integer weight ``w`` trains as ``w`` copies of it, in
+        float32 too: scikit-learn's meaning of ``sample_weight``, to the last
+        bit but for rare double roundings (see ``FitConfig.exact_sums``). It
+        costs time where the weight gradients' products dominate (measured:
+        0.8-1.1x an epoch's time on 100-unit networks, 1.4-1.65x at [784,
+        800, 10]; the README's measurements). ``"auto"``: on, but for a sparse
         X sparse enough (density at most
         ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``) for the first layer's
         products to run on its CSR rows, which they cannot do with exact sums
