@@ -4,6 +4,23 @@ import signal
 import numpy as np
 import pytest
 
+from fastnn import _kernels
+
+
+def supported_isas():
+    """The kernel variants this build and CPU run (the registry's usable
+    entries), the selected (best) first."""
+    return [e["isa"] for e in _kernels._ukernels() if e["usable"]]
+
+
+@pytest.fixture(params=supported_isas())
+def kernel_isa(request):
+    """Run a test on each variant of fastnn's kernels this CPU supports."""
+    before = _kernels._kernel_isa()
+    _kernels._kernel_isa(request.param)
+    yield request.param
+    _kernels._kernel_isa(before)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def ctrl_c_reaches_python():

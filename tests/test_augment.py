@@ -40,10 +40,14 @@ def test_compiled_equals_twin_bit_for_bit(images, rng, dtype, case):
         assert not np.array_equal(got, K.augment_rows(X, rows, 11, 4, params))
 
 
-@pytest.mark.parametrize("shape", [(5, 9, 3), (7, 4)], ids=str)
-def test_channels_and_rectangles_match_the_twin(rng, shape):
+# widths below, at and across the compiled passes' vectors of 16 and pairs of
+# them (32), odd heights, and Gaussians wider than the image
+@pytest.mark.parametrize("sigma", [1, 3])
+@pytest.mark.parametrize("shape", [(5, 9, 3), (7, 4), (2, 2), (3, 40), (11, 33), (16, 16, 2)],
+                         ids=str)
+def test_channels_and_rectangles_match_the_twin(rng, shape, sigma):
     X = rng.random((10, int(np.prod(shape)))).astype(np.float32)
-    aug = (Affine(rotation=20, translation=1) + Elastic(3, 1)).with_image_shape(shape)
+    aug = (Affine(rotation=20, translation=1) + Elastic(3, sigma)).with_image_shape(shape)
     params = aug.kernel_params(X.shape[1])
     np.testing.assert_array_equal(K.augment_rows(X, np.arange(10), 0, 0, params),
                                   R.augment_rows(X, np.arange(10), 0, 0, params))

@@ -61,22 +61,9 @@ def rng():
     return np.random.default_rng(20240611)
 
 
-def _supported_isas():
-    """The kernel variants this build and CPU run (the registry's usable
-    entries), the selected (best) first."""
-    return [e["isa"] for e in _kernels._ukernels() if e["usable"]]
-
-
-ISAS = _supported_isas()
-
-
-@pytest.fixture(params=ISAS)
-def kernel_isa(request):
-    """Run a test on each variant of fastnn's kernels this CPU supports."""
-    before = _kernels._kernel_isa()
-    _kernels._kernel_isa(request.param)
-    yield request.param
-    _kernels._kernel_isa(before)
+# the kernel variants this build and CPU run, the selected (best) first (the
+# kernel_isa fixture, tests/conftest.py, runs a test on each)
+ISAS = [e["isa"] for e in _kernels._ukernels() if e["usable"]]
 
 
 def randn(rng, shape, dtype, scale=1.0):

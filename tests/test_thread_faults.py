@@ -21,18 +21,6 @@ import thread_faults_cases as cases  # noqa: E402
 SCRIPT = Path(__file__).parent / "thread_faults_cases.py"
 
 
-def _isas():
-    return [e["isa"] for e in _kernels._ukernels() if e["usable"]]
-
-
-@pytest.fixture(params=_isas())
-def kernel_isa(request):
-    before = _kernels._kernel_isa()
-    _kernels._kernel_isa(request.param)
-    yield request.param
-    _kernels._kernel_isa(before)
-
-
 @pytest.fixture(autouse=True)
 def _no_delay():
     yield

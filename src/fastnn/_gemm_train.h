@@ -516,11 +516,20 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 break;
             }
             if (B->x_indptr == NULL) {
-                if (B->aug)
+                if (B->aug) {
+                    /* the next image's source, fetched while this one is
+                       deformed: the bilinear sampling reads a row of X in a
+                       deformed order, which the hardware prefetchers do not
+                       follow (its first loads missed the caches) */
+                    if (i + 1 < hi) {
+                        const ptrdiff_t rn = B->order[pos + i + 1];
+                        if (rn >= 0 && rn < B->n_rows)
+                            fnn_prefetch_span(B->x + rn * d, (size_t) d * sizeof(FNN_T));
+                    }
                     FNN_F(fnn_aug_row)(B->aug, B->x + r * d, acts + i * d,
                                        fnn_aug_key(B->seed, B->epoch, (uint64_t) r),
                                        c->aug_work ? c->aug_work + tid * c->aug_stride : NULL);
-                else
+                } else
                     memcpy(acts + i * d, B->x + r * d, (size_t) d * sizeof(FNN_T));
             } else if (!csr && !FNN_F(fnn_csr_row)(B, r, acts + i * d, d)) {
                 FNN_STORE(&c->fail_s0, pos, RELAXED);
