@@ -1757,3 +1757,52 @@ def test_exact_sums_arguments(rng):
     for fn in (K.train_batches, R.train_batches):
         with pytest.raises(ValueError, match="exact_sums"):
             fn(Xs, *args[1:], exact_sums=True, csr_products=True)
+
+
+@pytest.mark.parametrize("sizes", [[30, 64, 40, 3], [30, 16, 256, 8, 64, 3]],
+                         ids=lambda s: "x".join(map(str, s)))
+def test_step_plans_give_the_same_bits(sizes):
+    """Every plan of a step (which phases split over the threads: thresholds
+    between each phase's multiply-adds, with and without the small phases whose
+    split adds no barrier) trains to the same bits as one thread, on 2 and 3
+    threads, a partial last batch included."""
+    batch = 24
+    phases = set()
+    for l in range(len(sizes) - 1):
+        macs = batch * sizes[l] * sizes[l + 1]
+        phases.update((macs, macs * (2 if l > 0 else 1)))
+    thresholds = sorted(phases) + [0]
+    before = _kernels._split_threshold(), _kernels._free_splits()
+
+    def train(n_threads):
+        rng = np.random.default_rng(5)
+        sz, ws = make_workspace(sizes, batch, np.float32, rng)
+        n_rows = 3 * batch + 5
+        X = randn(rng, (n_rows, sz[0]), np.float32)
+        y = rng.integers(0, sz[-1], n_rows).astype(np.intp)
+        order = rng.permutation(n_rows).astype(np.intp)
+        out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sz, "tanh", ws,
+                        n_threads=n_threads, learning_rate=0.05, momentum=0.9, l2=1e-3)
+        return out[0], ws["params"].copy(), ws["slots"].copy()
+
+    try:
+        want = train(1)
+        for free in (True, False):
+            _kernels._free_splits(free)
+            for t in thresholds:
+                _kernels._split_threshold(t)
+                for n_threads in (2, 3):
+                    loss, params, slots = train(n_threads)
+                    assert loss == want[0], (free, t, n_threads)
+                    np.testing.assert_array_equal(params, want[1])
+                    np.testing.assert_array_equal(slots, want[2])
+    finally:
+        _kernels._split_threshold(before[0])
+        _kernels._free_splits(before[1])
+
+
+def test_free_splits_is_checked():
+    assert _kernels._free_splits() is True
+    with pytest.raises(TypeError, match="on must be a bool"):
+        _kernels._free_splits(1)
+    assert _kernels._free_splits() is True

@@ -647,22 +647,59 @@ static inline void fnn_flush_end(fnn_fpmode_t m) { (void) m; }
 /* The step plan: whether a phase of a batch of bs rows is split over the
  * nt threads (else thread 0 does it alone). The one place that decides it:
  * the training loop asks it for every phase, and for its barriers (there is
- * a barrier between two consecutive phases iff either is split), and the
- * call asks it whether a second thread is worth starting at all.
- *   forward of layer l:  bs * n_in * n_out multiply-adds;
- *   backward of layer l: twice that (dZ_prev and dW), once for layer 0. */
-static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, int nt,
-                                double min_macs)
+ * a barrier between two consecutive phases iff either is split; always one
+ * after the gather, after the loss and at the step's end), and the call asks
+ * it whether a second thread is worth starting at all. A phase is split
+ *  - when it is big: at least min_macs multiply-adds (fnn_par_min_macs, the
+ *    measured crossover)
+ *      forward of layer l:  bs * n_in * n_out;
+ *      backward of layer l: twice that (dZ_prev and dW), once for layer 0;
+ *  - or when splitting it adds no barrier: the phases on both sides of it are
+ *    big (or a fixed barrier is there). Such a phase is small, but as
+ *    the step waits at its barriers anyway, splitting it saves half its time,
+ *    and each thread then makes the columns it reads next (the backward of
+ *    the [784, 128, 10] output layer at batch 512: 0.92x the epoch's time on
+ *    Zen 4, where thread 0 made all of dZ for the first layer's dW, whose
+ *    columns the other thread then fetched from its core). */
+/* 1: the split phases that add no barrier (the default); 0: big phases
+   only, for measurements and tests (fastnn._kernels._free_splits); the
+   results are the same bits either way */
+static volatile int fnn_free_splits = 1;
+
+static inline int fnn_big_fwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, double min_macs)
 {
-    return nt > 1 && (double) bs * (double) sizes[l] * (double) sizes[l + 1] >= min_macs;
+    return (double) bs * (double) sizes[l] * (double) sizes[l + 1] >= min_macs;
 }
 
-static inline int fnn_split_bwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, int nt,
-                                double min_macs)
+static inline int fnn_big_bwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, double min_macs)
 {
-    return nt > 1
-           && (double) bs * (double) sizes[l] * (double) sizes[l + 1] * (l > 0 ? 2 : 1)
-                  >= min_macs;
+    return (double) bs * (double) sizes[l] * (double) sizes[l + 1] * (l > 0 ? 2 : 1) >= min_macs;
+}
+
+static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
+                                ptrdiff_t bs, int nt, double min_macs)
+{
+    if (nt <= 1)
+        return 0;
+    if (fnn_big_fwd(sizes, l, bs, min_macs))
+        return 1;
+    /* before: the gather's barrier, or the previous layer's; after: the next
+       layer's (the last layer's is followed by the loss, on thread 0) */
+    return fnn_free_splits && l + 1 < n_layers && (l == 0 || fnn_big_fwd(sizes, l - 1, bs, min_macs))
+           && fnn_big_fwd(sizes, l + 1, bs, min_macs);
+}
+
+static inline int fnn_split_bwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
+                                ptrdiff_t bs, int nt, double min_macs)
+{
+    if (nt <= 1)
+        return 0;
+    if (fnn_big_bwd(sizes, l, bs, min_macs))
+        return 1;
+    /* before: the loss's barrier, or the layer above's; after: the layer
+       below's, or the step's last barrier */
+    return fnn_free_splits && (l + 1 == n_layers || fnn_big_bwd(sizes, l + 1, bs, min_macs))
+           && (l == 0 || fnn_big_bwd(sizes, l - 1, bs, min_macs));
 }
 
 /* Test-only fault injection (fastnn._kernels._test_delay): thread `tid`

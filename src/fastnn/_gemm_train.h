@@ -550,7 +550,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         /* forward (hidden dropout after the activation, on the columns this
            thread made) */
         ptrdiff_t woff = 0, boff = c->n_w, aoff = 0;
-        int split = fnn_split_fwd(sizes, 0, bs, nt, mm);
+        int split = fnn_split_fwd(sizes, n_layers, 0, bs, nt, mm);
         for (ptrdiff_t l = 0; l < n_layers; l++) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
             const FNN_T *a_in = acts + aoff;
@@ -579,7 +579,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                                           thr[l + 1], (FNN_T) (1.0 / (1.0 - drop[l + 1])));
             }
             /* the next phase: the next layer's forward, or the loss (thread 0) */
-            int next = l + 1 < n_layers && fnn_split_fwd(sizes, l + 1, bs, nt, mm);
+            int next = l + 1 < n_layers && fnn_split_fwd(sizes, n_layers, l + 1, bs, nt, mm);
             if (split || next)
                 (void) FNN_SYNC();
             split = next;
@@ -629,7 +629,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
            dropout mask), then W's update; a non-finite weight or bias made
            by the update is flagged (the call stops after this step) */
         int bad = 0;
-        split = fnn_split_bwd(sizes, n_layers - 1, bs, nt, mm);
+        split = fnn_split_bwd(sizes, n_layers, n_layers - 1, bs, nt, mm);
         for (ptrdiff_t l = n_layers - 1; l >= 0; l--) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
             woff -= ni * no;
@@ -731,7 +731,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             else if (does_db)
                 bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
                             s1 ? s1 + boff : NULL, &hp);
-            int prev = l > 0 && fnn_split_bwd(sizes, l - 1, bs, nt, mm);
+            int prev = l > 0 && fnn_split_bwd(sizes, n_layers, l - 1, bs, nt, mm);
             if (l > 0 && (split || prev))
                 (void) FNN_SYNC();
             split = prev;
@@ -799,8 +799,8 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
                  : fnn_par_min_macs(sizeof(FNN_T) == sizeof(double));
     int any_split = 0;
     for (ptrdiff_t l = 0; l < n_layers; l++)
-        if (fnn_split_fwd(sizes, l, b->batch_size, 2, c.min_macs)
-            || fnn_split_bwd(sizes, l, b->batch_size, 2, c.min_macs))
+        if (fnn_big_fwd(sizes, l, b->batch_size, c.min_macs)
+            || fnn_big_bwd(sizes, l, b->batch_size, c.min_macs))
             any_split = 1;
     if (n_threads < 1 || !any_split || !FNN_PTHREADS)
         n_threads = 1;

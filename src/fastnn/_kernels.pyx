@@ -149,6 +149,7 @@ cdef extern from "_gemm.h" nogil:
     int fnn_test_delay_tid, fnn_test_delay_point, fnn_test_delay_us
     int fnn_pack_mode
     intp_t fnn_fuse_rows
+    int fnn_free_splits
     intp_t fnn_cache[2]
     const intp_t* fnn_caches()
     double fnn_par_min_macs(int is_double)
@@ -264,6 +265,20 @@ def _split_threshold(macs=None):
     if macs is not None:
         fnn_force_min_macs = float(macs)
     return fnn_force_min_macs
+
+
+def _free_splits(on=None):
+    """Private: whether training calls also split the small phases whose split
+    adds no barrier (True, the default; ``fnn_split_fwd`` in ``_gemm.h``) or
+    only the phases of at least the threshold's multiply-adds, for
+    measurements and tests (the results are the same bits); with ``on``, set
+    it first."""
+    global fnn_free_splits
+    if on is not None:
+        if not isinstance(on, (bool, np.bool_)):
+            raise TypeError(f"on must be a bool, got {type(on).__name__}")
+        fnn_free_splits = 1 if on else 0
+    return bool(fnn_free_splits)
 
 
 def _spin_limit(n=None):
