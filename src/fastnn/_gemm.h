@@ -658,9 +658,12 @@ static inline void fnn_flush_end(fnn_fpmode_t m) { (void) m; }
  *    big (or a fixed barrier is there). Such a phase is small, but as
  *    the step waits at its barriers anyway, splitting it saves half its time,
  *    and each thread then makes the columns it reads next (the backward of
- *    the [784, 128, 10] output layer at batch 512: 0.92x the epoch's time on
- *    Zen 4, where thread 0 made all of dZ for the first layer's dW, whose
- *    columns the other thread then fetched from its core). */
+ *    an output layer of 10: thread 0 made all of dZ for the first layer's
+ *    dW, whose columns the other thread then fetched from its core). On 2
+ *    vCPUs of Zen 4, fit epochs interleaved with the switch off and on
+ *    (_kernels._free_splits): medians 0.92-1.02x, most 0.94-0.98x, on
+ *    [784, 128, 10] at batches 64-512, [784, 800, 10] and [784, 1024, 1024,
+ *    10] at 128; never slower beyond the VM's noise. */
 /* 1: the split phases that add no barrier (the default); 0: big phases
    only, for measurements and tests (fastnn._kernels._free_splits); the
    results are the same bits either way */
