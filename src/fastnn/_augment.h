@@ -132,9 +132,10 @@ static inline void fnn_aug_affine(const fnn_aug_t *a, uint64_t key, float m[6])
 #if defined(__GNUC__)
 typedef float fnn_v16f __attribute__((vector_size(64)));
 #endif
-static FNN_ALWAYS_INLINE void fnn_aug_pass(const float *restrict in, float *restrict out, ptrdiff_t q0,
-                                ptrdiff_t q1, ptrdiff_t len, const float *g, ptrdiff_t r,
-                                ptrdiff_t lo_row, ptrdiff_t hi_row)
+static FNN_ALWAYS_INLINE void fnn_aug_pass(const float *restrict in, float *restrict out,
+                                           ptrdiff_t q0, ptrdiff_t q1, ptrdiff_t len,
+                                           const float *g, ptrdiff_t r, ptrdiff_t lo_row,
+                                           ptrdiff_t hi_row)
 {
     /* lo_row, hi_row: the first and one-past-last rows that are not padding
        (the middle padding between the two fields is inside: it is zero) */
@@ -208,8 +209,10 @@ static FNN_ALWAYS_INLINE void fnn_aug_transpose(const float *restrict src, float
             memcpy(&c, src + (x + 2) * h + y, 16), memcpy(&d, src + (x + 3) * h + y, 16);
             const fnn_v4f ab0 = FNN_SHUF4(a, b, 0, 4, 1, 5), ab1 = FNN_SHUF4(a, b, 2, 6, 3, 7);
             const fnn_v4f cd0 = FNN_SHUF4(c, d, 0, 4, 1, 5), cd1 = FNN_SHUF4(c, d, 2, 6, 3, 7);
-            const fnn_v4f r0 = FNN_SHUF4(ab0, cd0, 0, 1, 4, 5), r1 = FNN_SHUF4(ab0, cd0, 2, 3, 6, 7);
-            const fnn_v4f r2 = FNN_SHUF4(ab1, cd1, 0, 1, 4, 5), r3 = FNN_SHUF4(ab1, cd1, 2, 3, 6, 7);
+            const fnn_v4f r0 = FNN_SHUF4(ab0, cd0, 0, 1, 4, 5);
+            const fnn_v4f r1 = FNN_SHUF4(ab0, cd0, 2, 3, 6, 7);
+            const fnn_v4f r2 = FNN_SHUF4(ab1, cd1, 0, 1, 4, 5);
+            const fnn_v4f r3 = FNN_SHUF4(ab1, cd1, 2, 3, 6, 7);
             memcpy(dst + y * w + x, &r0, 16), memcpy(dst + (y + 1) * w + x, &r1, 16);
             memcpy(dst + (y + 2) * w + x, &r2, 16), memcpy(dst + (y + 3) * w + x, &r3, 16);
         }

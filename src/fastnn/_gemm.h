@@ -688,7 +688,8 @@ static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrd
         return 1;
     /* before: the gather's barrier, or the previous layer's; after: the next
        layer's (the last layer's is followed by the loss, on thread 0) */
-    return fnn_free_splits && l + 1 < n_layers && (l == 0 || fnn_big_fwd(sizes, l - 1, bs, min_macs))
+    return fnn_free_splits && l + 1 < n_layers
+           && (l == 0 || fnn_big_fwd(sizes, l - 1, bs, min_macs))
            && fnn_big_fwd(sizes, l + 1, bs, min_macs);
 }
 
