@@ -64,15 +64,11 @@ static inline ptrdiff_t fnn_aug_work(const fnn_aug_t *a)
    on results) */
 static inline void fnn_prefetch_span(const void *p, size_t bytes)
 {
-#if FNN_GNUC
     const char *c = (const char *) p;
     for (size_t o = 0; o < bytes; o += 64)
-        __builtin_prefetch(c + o, 0, 3);
+        FNN_PREFETCH_R(c + o);
     if (bytes)
-        __builtin_prefetch(c + bytes - 1, 0, 3);
-#else
-    (void) p, (void) bytes;
-#endif
+        FNN_PREFETCH_R(c + bytes - 1);
 }
 
 static inline uint32_t fnn_lowbias32(uint32_t x)
@@ -197,7 +193,7 @@ typedef int32_t fnn_v4i __attribute__((vector_size(16)));
 #endif
 #endif
 static FNN_ALWAYS_INLINE void fnn_aug_transpose(const float *restrict src, float *restrict dst,
-                                                                    ptrdiff_t h, ptrdiff_t w)
+                                                ptrdiff_t h, ptrdiff_t w)
 {
     ptrdiff_t x = 0;
 #if defined(FNN_SHUF4)
@@ -305,13 +301,34 @@ static void fnn_aug_positions(ptrdiff_t n, int h, int w, const float m[6],
     }
 }
 
+/* The bilinear sampling of one-channel images, a pixel at a time: idx, fxs,
+ * fys from fnn_aug_positions. */
+#define FNN_AUG_PX(NAME, T)                                                       \
+    FNN_CLONES static void NAME(const int32_t *restrict idx, const float *restrict fxs, \
+                                const float *restrict fys, ptrdiff_t n, ptrdiff_t w, \
+                                const T *restrict src, T *restrict dst)           \
+    {                                                                             \
+        for (ptrdiff_t p = 0; p < n; p++) {                                       \
+            const T fx = (T) fxs[p], fy = (T) fys[p];                             \
+            const T gx = (T) 1 - fx, gy = (T) 1 - fy;                             \
+            const T *s = src + idx[p];                                            \
+            const T top = gx * s[0] + fx * s[1];                                  \
+            const T bot = gx * s[w] + fx * s[w + 1];                              \
+            dst[p] = gy * top + fy * bot;                                         \
+        }                                                                         \
+    }
+FNN_AUG_PX(fnn_aug_px_scalar_f, float)
+FNN_AUG_PX(fnn_aug_px_scalar_d, double)
+#undef FNN_AUG_PX
+
 /* The bilinear sampling of a one-channel float image, 4 output pixels at a
  * time on x86-64 (SSE, the baseline; cloned per instruction set): each pixel's
  * two source pairs (s[0], s[1]) and (s[w], s[w+1]) in two 64-bit loads, split
  * into the four sources of 4 pixels by two shuffles, then the scalar loop's
  * operations in its order on 4 lanes (-ffp-contract=off: the same bits, as
  * the tests check against the twin). Half the scalar loop's loads; AVX2 and
- * AVX-512 gathers were slower on Zen 4. Elsewhere: the scalar loop. */
+ * AVX-512 gathers were slower on Zen 4. Elsewhere (and for the last pixels): the scalar
+ * loop. */
 #if defined(__x86_64__) && FNN_GNUC && !defined(FASTNN_NO_SIMD)
 #include <xmmintrin.h>
 FNN_CLONES static void fnn_aug_px_f(const int32_t *restrict idx, const float *restrict fxs,
@@ -339,39 +356,13 @@ FNN_CLONES static void fnn_aug_px_f(const int32_t *restrict idx, const float *re
         const __m128 bot = _mm_add_ps(_mm_mul_ps(gx, bl), _mm_mul_ps(fx, br));
         _mm_storeu_ps(dst + p, _mm_add_ps(_mm_mul_ps(gy, top), _mm_mul_ps(fy, bot)));
     }
-    for (; p < n; p++) {
-        const float fx = fxs[p], fy = fys[p], gx = 1.0f - fx, gy = 1.0f - fy;
-        const float *s = src + idx[p];
-        const float top = gx * s[0] + fx * s[1];
-        const float bot = gx * s[w] + fx * s[w + 1];
-        dst[p] = gy * top + fy * bot;
-    }
+    if (p < n)
+        fnn_aug_px_scalar_f(idx + p, fxs + p, fys + p, n - p, w, src, dst + p);
 }
 #define FNN_AUG_PX_F fnn_aug_px_f
 #endif
 
-#if FNN_GNUC
-#define FNN_AUG_UNUSED __attribute__((unused)) /* the scalar loop, where PX replaces it */
-#else
-#define FNN_AUG_UNUSED
-#endif
 #define FNN_AUG_SAMPLE(NAME, T, PX)                                               \
-    FNN_CLONES FNN_AUG_UNUSED static void NAME##_px(                              \
-                                     const int32_t *restrict idx,                 \
-                                     const float *restrict fxs,                   \
-                                     const float *restrict fys, ptrdiff_t n,      \
-                                     ptrdiff_t w, const T *restrict src,          \
-                                     T *restrict dst)                             \
-    {                                                                             \
-        for (ptrdiff_t p = 0; p < n; p++) {                                       \
-            const T fx = (T) fxs[p], fy = (T) fys[p];                             \
-            const T gx = (T) 1 - fx, gy = (T) 1 - fy;                             \
-            const T *s = src + idx[p];                                            \
-            const T top = gx * s[0] + fx * s[1];                                  \
-            const T bot = gx * s[w] + fx * s[w + 1];                              \
-            dst[p] = gy * top + fy * bot;                                         \
-        }                                                                         \
-    }                                                                             \
     static void NAME(const fnn_aug_t *a, const T *restrict src, T *restrict dst,  \
                      uint64_t key, float *restrict work)                          \
     {                                                                             \
@@ -403,10 +394,10 @@ FNN_CLONES static void fnn_aug_px_f(const int32_t *restrict idx, const float *re
         }                                                                         \
     }
 #ifndef FNN_AUG_PX_F
-#define FNN_AUG_PX_F fnn_aug_row_f_px
+#define FNN_AUG_PX_F fnn_aug_px_scalar_f
 #endif
 FNN_AUG_SAMPLE(fnn_aug_row_f, float, FNN_AUG_PX_F)
-FNN_AUG_SAMPLE(fnn_aug_row_d, double, fnn_aug_row_d_px)
+FNN_AUG_SAMPLE(fnn_aug_row_d, double, fnn_aug_px_scalar_d)
 #undef FNN_AUG_SAMPLE
 
 #endif /* FASTNN_AUGMENT_H */

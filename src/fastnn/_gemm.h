@@ -669,41 +669,46 @@ static inline void fnn_flush_end(fnn_fpmode_t m) { (void) m; }
    results are the same bits either way */
 static volatile int fnn_free_splits = 1;
 
+static inline double fnn_fwd_macs(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs)
+{
+    return (double) bs * (double) sizes[l] * (double) sizes[l + 1];
+}
+
 static inline int fnn_big_fwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, double min_macs)
 {
-    return (double) bs * (double) sizes[l] * (double) sizes[l + 1] >= min_macs;
+    return fnn_fwd_macs(sizes, l, bs) >= min_macs;
 }
 
 static inline int fnn_big_bwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, double min_macs)
 {
-    return (double) bs * (double) sizes[l] * (double) sizes[l + 1] * (l > 0 ? 2 : 1) >= min_macs;
+    return fnn_fwd_macs(sizes, l, bs) * (l > 0 ? 2 : 1) >= min_macs;
+}
+
+/* The rule for one phase: big, or (free splits on) both barriers around it
+   there anyway */
+static inline int fnn_split_phase(int nt, int big, int barrier_before, int barrier_after)
+{
+    return nt > 1 && (big || (fnn_free_splits && barrier_before && barrier_after));
 }
 
 static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
                                 ptrdiff_t bs, int nt, double min_macs)
 {
-    if (nt <= 1)
-        return 0;
-    if (fnn_big_fwd(sizes, l, bs, min_macs))
-        return 1;
     /* before: the gather's barrier, or the previous layer's; after: the next
        layer's (the last layer's is followed by the loss, on thread 0) */
-    return fnn_free_splits && l + 1 < n_layers
-           && (l == 0 || fnn_big_fwd(sizes, l - 1, bs, min_macs))
-           && fnn_big_fwd(sizes, l + 1, bs, min_macs);
+    return fnn_split_phase(nt, fnn_big_fwd(sizes, l, bs, min_macs),
+                           l == 0 || fnn_big_fwd(sizes, l - 1, bs, min_macs),
+                           l + 1 < n_layers && fnn_big_fwd(sizes, l + 1, bs, min_macs));
 }
 
 static inline int fnn_split_bwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
                                 ptrdiff_t bs, int nt, double min_macs)
 {
-    if (nt <= 1)
-        return 0;
-    if (fnn_big_bwd(sizes, l, bs, min_macs))
-        return 1;
     /* before: the loss's barrier, or the layer above's; after: the layer
        below's, or the step's last barrier */
-    return fnn_free_splits && (l + 1 == n_layers || fnn_big_bwd(sizes, l + 1, bs, min_macs))
-           && (l == 0 || fnn_big_bwd(sizes, l - 1, bs, min_macs));
+    return fnn_split_phase(nt, fnn_big_bwd(sizes, l, bs, min_macs),
+                           l + 1 == n_layers || fnn_big_bwd(sizes, l + 1, bs, min_macs),
+                           l == 0 || fnn_big_bwd(sizes, l - 1, bs, min_macs));
 }
 
 /* Test-only fault injection (fastnn._kernels._test_delay): thread `tid`
