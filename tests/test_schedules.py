@@ -31,6 +31,10 @@ def test_rates_follow_their_formulas():
     assert _rates(Step(step_size=3, gamma=0.5), base, 7) == [
         base * 0.5 ** (e // 3) for e in range(7)]
     assert _rates(Exponential(gamma=0.8), base, 5) == [base * 0.8 ** e for e in range(5)]
+    # the floor holds the rate once the decay reaches it; one above the base leaves the base
+    assert _rates(Exponential(gamma=0.5, min_learning_rate=0.1), base, 4) == [
+        base, base * 0.5, 0.1, 0.1]
+    assert _rates(Exponential(gamma=0.5, min_learning_rate=1.0), base, 3) == [base] * 3
     T, m = 6, 0.01
     assert _rates(Cosine(min_learning_rate=m), base, T) == pytest.approx(
         [m + (base - m) * (1 + math.cos(math.pi * e / T)) / 2 for e in range(T)], rel=1e-15)

@@ -26,7 +26,7 @@ itself starts at epoch ``W`` (its epoch 0).
 >>> [round(s.rate(e, 0.1), 4) for e in range(7)]
 [0.0333, 0.0667, 0.1, 0.075, 0.025, 0.0, 0.0]
 >>> make({"name": "exponential", "gamma": 0.9})
-Exponential(gamma=0.9, warmup_epochs=0)
+Exponential(gamma=0.9, min_learning_rate=0.0, warmup_epochs=0)
 
 To add a schedule: a subclass with a ``name``, its parameters validated in
 ``__init__`` (each stored under its own name, for :meth:`Schedule.get_config`),
@@ -130,20 +130,27 @@ class Step(Schedule):
 
 
 class Exponential(Schedule):
-    """``learning_rate * gamma ** epoch``.
+    """``learning_rate * gamma ** epoch``, never below ``min_learning_rate``
+    (a floor above the base rate leaves the base rate).
 
     >>> round(Exponential(gamma=0.5).rate(3, 1.0), 3)
     0.125
+    >>> Exponential(gamma=0.5, min_learning_rate=0.2).rate(3, 1.0)
+    0.2
     """
 
     name = "exponential"
 
-    def __init__(self, gamma: float, warmup_epochs: int = 0) -> None:
+    def __init__(self, gamma: float, min_learning_rate: float = 0.0,
+                 warmup_epochs: int = 0) -> None:
         super().__init__(warmup_epochs)
         self.gamma: float = check_float(gamma, "gamma", low=0.0, high=1.0, low_open=True)
+        self.min_learning_rate: float = check_float(min_learning_rate, "min_learning_rate",
+                                                    low=0.0)
 
     def _rate(self, epoch: int, learning_rate: float, epochs: int | None, history: Logs) -> float:
-        return learning_rate * self.gamma ** epoch
+        return min(learning_rate, max(learning_rate * self.gamma ** epoch,
+                                      self.min_learning_rate))
 
 
 class Cosine(Schedule):
