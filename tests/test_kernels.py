@@ -599,12 +599,14 @@ def copy_ws(ws):
 
 
 def run_train(fn, X, y, order, start, stop, batch_size, sizes, activation, ws, *, kind="sgd",
-              sample_weight=None, dropout=None, seed=0, epoch=0, n_threads=1, **hyper):
+              sample_weight=None, dropout=None, seed=0, epoch=0, n_threads=1,
+              split_threshold=None, **hyper):
     """fn's train_batches on the buffers of ``ws`` with ``Hyper(kind, **hyper)``."""
     space = types.SimpleNamespace(**{k: ws[k] for k in WS_FIELDS})
     return fn(X, y, order, start, stop, batch_size, sizes, activation, ws["params"],
               ws["slots"], space, K.Hyper(kind, **hyper), sample_weight=sample_weight,
-              dropout=dropout, seed=seed, epoch=epoch, n_threads=n_threads)
+              dropout=dropout, seed=seed, epoch=epoch, n_threads=n_threads,
+              split_threshold=split_threshold)
 
 
 TRAIN_CASES = [
@@ -1799,6 +1801,52 @@ def test_step_plans_give_the_same_bits(sizes):
     finally:
         _kernels._split_threshold(before[0])
         _kernels._free_splits(before[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_call_s_split_threshold_gives_the_same_bits(dtype):
+    """train_batches(split_threshold=...): every phase split (0), some, none
+    (above every phase: the call then starts no second thread) or the
+    measured rule (None) train to the same bits as one thread."""
+    sizes, batch = [30, 64, 40, 3], 16
+
+    def train(n_threads, split_threshold):
+        rng = np.random.default_rng(8)
+        sz, ws = make_workspace(sizes, batch, dtype, rng)
+        n_rows = 4 * batch + 3
+        X = randn(rng, (n_rows, sz[0]), dtype)
+        y = rng.integers(0, sz[-1], n_rows).astype(np.intp)
+        order = rng.permutation(n_rows).astype(np.intp)
+        out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sz, "relu", ws,
+                        n_threads=n_threads, split_threshold=split_threshold,
+                        learning_rate=0.05, momentum=0.9)
+        return out[:2], ws["params"].copy(), ws["slots"].copy()
+
+    want = train(1, None)
+    for t in (0, 0.0, batch * 30 * 64, 1e12, None):
+        for n_threads in (2, 3):
+            got = train(n_threads, t)
+            assert got[0] == want[0], (t, n_threads)
+            np.testing.assert_array_equal(got[1], want[1])
+            np.testing.assert_array_equal(got[2], want[2])
+
+
+@pytest.mark.parametrize("fn", [K.train_batches, R.train_batches], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("value, exc, match", [
+    (-1.0, ValueError, "split_threshold must be finite and in \\[0.0, inf\\]"),
+    (float("nan"), ValueError, "split_threshold must be finite"),
+    (float("inf"), ValueError, "split_threshold must be finite"),
+    ("0", TypeError, "split_threshold must be a real number"),
+    (True, TypeError, "split_threshold must be a real number"),
+])
+def test_split_threshold_is_checked(fn, value, exc, match):
+    rng = np.random.default_rng(0)
+    sz, ws = make_workspace([5, 4, 3], 4, np.float32, rng)
+    X = randn(rng, (8, 5), np.float32)
+    y = rng.integers(0, 3, 8).astype(np.intp)
+    with pytest.raises(exc, match=match):
+        run_train(fn, X, y, np.arange(8, dtype=np.intp), 0, 8, 4, sz, "relu", ws,
+                  n_threads=2, split_threshold=value, learning_rate=0.1)
 
 
 def test_free_splits_is_checked():

@@ -399,7 +399,10 @@ static inline void fnn_aligned_free(void *p)
 #define FNN_DROP_CHUNK 512
 
 /* A layer phase (forward of a layer, or its backward) is split across the
- * threads only from fnn_par_min_macs() multiply-adds per batch on: below
+ * threads only from fnn_par_min_macs() multiply-adds per batch on (unless
+ * the call fixes its own threshold: fnn_bufs_t's split_fixed, which
+ * fastnn.training.tuning sets after timing the plans on a fit's first
+ * batches): below
  * it, thread 0 does it alone and the barrier it would need is skipped. The
  * threshold is measured by the process at its first threaded call
  * (fnn_calibrate below: the barrier's round trip against one thread's

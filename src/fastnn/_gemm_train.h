@@ -260,6 +260,11 @@ typedef struct {
     ptrdiff_t x_nnz;
     int x_csr;
     int exact;
+    /* the step plan's split threshold for this call (fnn_split_fwd/bwd's
+       min_macs) when split_fixed, as chosen by the caller (fastnn.training's
+       plan tuner); split_fixed 0: the measured one (fnn_par_min_macs) */
+    int split_fixed;
+    double split_macs;
 } FNN_F(fnn_bufs_t);
 
 /* Row r of a CSR X scattered into the dense row out (d columns; duplicates
@@ -795,6 +800,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     /* no phase of a full batch big enough to split: no second thread at all
        (its barriers would only cost); a partial last batch splits less */
     c.min_macs = n_threads <= 1 ? 1e300
+                 : b->split_fixed ? b->split_macs
                  : fnn_force_min_macs >= 0 ? fnn_force_min_macs
                  : fnn_par_min_macs(sizeof(FNN_T) == sizeof(double));
     int any_split = 0;

@@ -78,6 +78,7 @@ def train_batches(
     augment: Any = None,
     csr_products: Optional[bool] = None,
     exact_sums: bool = False,
+    split_threshold: Optional[float] = None,
 ) -> Tuple[int, float, int, bool]: ...
 def augment_rows(X: _F, rows: NDArray[np.integer], seed: int, epoch: int, augment: Any,
                  out: Optional[_F] = None) -> _F: ...

@@ -23,6 +23,7 @@ import numpy as np
 
 cimport numpy as cnp
 
+from ._checks import check_float
 from ._hyper import Hyper, T_MAX, check_hyper
 from ._hyper import _nonneg as _hyper_nonneg, _positive as _hyper_positive
 from ._hyper import _unit as _hyper_unit
@@ -1277,7 +1278,8 @@ ctypedef struct _call_t:
     # the scalars of one train_batches call, and what it returns through pointers
     intp_t n_rows, start, stop, batch_size
     int loss, act, n_threads
-    bint wnorm, x_csr, exact
+    bint wnorm, x_csr, exact, split_fixed
+    double split_macs
     uint64_t seed, epoch
     const fnn_opt_t* opt
     const fnn_aug_t* aug
@@ -1290,7 +1292,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
                   seed=0, epoch=0, n_threads=1, loss="cross_entropy",
                   loss_reduction="mean", augment=None, csr_products=None,
-                  exact_sums=False):
+                  exact_sums=False, split_threshold=None):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
 
     ``X``: (n_rows, sizes[0]) float32 or float64, C-contiguous; or a SciPy CSR
@@ -1356,6 +1358,14 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
       flips its rounding to float32, for about ``bs * 2**-29`` of a step's
       gradients (rare, not impossible, over a long run); slower (double products
       for the weight gradients); not with ``csr_products=True``.
+    * ``split_threshold``: the step plan on ``n_threads > 1`` threads. None:
+      a layer phase (its forward, or its backward) is split over the threads
+      from the threshold the process measured at its first threaded call
+      (multiply-adds per batch; half for float64), and a call with no phase
+      that big runs on one thread; a number: that threshold instead, as is
+      (0 splits every phase). The weights are the same bits whatever the plan;
+      only the time differs (``fit`` times the plans on the first batches of
+      a network and keeps the fastest).
 
     Returns ``(rows_done, loss_sum, n_correct, diverged)``: ``loss_sum`` is
     the sum over batches of the (weighted) mean batch loss times the batch
@@ -1509,6 +1519,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
         raise ValueError("csr_products=True cannot make the exact sums (exact_sums=True): "
                          "they need the dense rows")
     cdef bint x_csr = (not exact_sums) and _use_csr_products(csr_products, csr, n_cols_x, drop)
+    split_threshold = check_float(split_threshold, "split_threshold", low=0.0, allow_none=True)
+    cdef double split_macs = 0 if split_threshold is None else split_threshold
     if start == stop:
         return 0, 0.0, 0, False
     cdef fnn_opt_t opt
@@ -1522,6 +1534,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     c.loss, c.wnorm, c.act, c.seed, c.epoch = loss_code, wnorm, act, c_seed, c_epoch
     c.opt, c.n_threads, c.aug, c.x_csr = &opt, n_threads, &aug if aug_keep is not None else NULL, x_csr
     c.exact = bool(exact_sums)
+    c.split_fixed, c.split_macs = split_threshold is not None, split_macs
     c.loss_sum, c.correct, c.diverged, c.corrupt = 0, 0, 0, 0
     labels, targets = (None, y) if loss_code == FNN_LOSS_SQERR else (y, None)
     if dtype is _FLOAT_DTYPES[0]:
@@ -1569,6 +1582,7 @@ cdef void _fill_bufs(fnn_bufs_t* b, const floating[::1] X, const intp_t[::1] xin
         b.x_nnz = X.shape[0]
         b.x_csr = c.x_csr
         b.exact = c.exact
+        b.split_fixed, b.split_macs = c.split_fixed, c.split_macs
         if xindptr is not None:
             b.x_indptr = &xindptr[0]
             b.x_indices = &xindices[0] if xindices.shape[0] > 0 else NULL

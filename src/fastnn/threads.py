@@ -219,7 +219,10 @@ def training_threads(n=None):
     its first threaded call (a crossover of real training steps on one and
     two threads, ``fastnn._kernels._thread_calibration()``), so a default
     count is not slower than one thread on a machine where sharing a step's
-    data between cores costs more than it saves.
+    data between cores costs more than it saves. ``fit`` then times that rule
+    against splitting every phase and against one thread on the first
+    batches of each network (:mod:`fastnn.training.tuning`) and keeps the
+    fastest.
     """
     if n is not None:
         return check_int(n, "n_threads", low=1)

@@ -2,6 +2,7 @@
 one Python step per batch, in the caller's buffers."""
 import numpy as np
 
+from .._checks import check_float
 from .._hyper import adam_constants, check_hyper
 from .._layout import drop_threshold, n_weights, unflatten
 from .augment import augment_rows
@@ -61,7 +62,7 @@ class _TrainBuffers:
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params, slots,
                   ws, hyper, *, sample_weight=None, dropout=None, seed=0, epoch=0,
                   n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None,
-                  csr_products=None, exact_sums=False):
+                  csr_products=None, exact_sums=False, split_threshold=None):
     """Mini-batch training over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, arguments, buffers and return value as the compiled kernel
@@ -71,8 +72,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     derivative under dropout at the undropped activation, which it keeps).
     Every array of a batch lives in the caller's buffers or in temporaries
     made once per call, so a batch allocates nothing (NumPy's ``out=``
-    everywhere). ``n_threads`` is accepted for the same signature; NumPy's BLAS
-    uses its own threads. A SciPy CSR ``X`` runs the first layer's products
+    everywhere). ``n_threads`` and ``split_threshold`` (the compiled loop's step
+    plan) are accepted for the same signature; NumPy's BLAS uses its own threads. A SciPy CSR ``X`` runs the first layer's products
     on the batch's CSR rows (:func:`csr_forward`, :func:`csr_weight_grad`),
     or with input dropout on its dense rows; ``csr_products``, the compiled
     loop's choice between the two (same meaning), is accepted and not needed.
@@ -85,6 +86,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     if exact_sums and csr_products:
         raise ValueError("csr_products=True cannot make the exact sums (exact_sums=True): "
                          "they need the dense rows")
+    check_float(split_threshold, "split_threshold", low=0.0, allow_none=True)
     hyper = check_hyper(hyper)
     sizes = [int(s) for s in sizes]
     rates = _check_call(X, y, order, start, stop, sizes, slots, hyper, sample_weight, dropout,

@@ -5,6 +5,8 @@
   validated once;
 - :mod:`~fastnn.training.loop`: the epoch loop (:func:`fit`), the compiled
   chunks of batches, divergence and Ctrl-C;
+- :mod:`~fastnn.training.tuning`: the step plan of a threaded fit (which
+  phases split over the threads, or one thread), timed on its first batches;
 - :mod:`~fastnn.training.plan`: the config checked against the model and the
   data (:class:`FitPlan`): the validation split, sample and class weights;
 - :mod:`~fastnn.training.state`: what a fit carries between epochs

@@ -20,6 +20,7 @@ from .. import kernels as _compiled
 from .. import threads
 from .._layout import as_sizes, workspace_sizes
 from .._typing import ArrayLike
+from . import tuning
 from .history import History
 from .options import FitConfig
 from .plan import plan_fit, resolve_optimizer
@@ -219,6 +220,16 @@ def _loss_args(model, plan):
     return args
 
 
+def _plan_key(model, plan, sizes, n_threads, dropout, opt):
+    """What the step plan's timing depends on (tuning.py's key): the widths,
+    the batch, the dtype, the threads, and what the step does besides the
+    products (loss, optimizer, dropout, augmentation, exact sums, sparse rows)."""
+    return (tuple(int(s) for s in sizes), plan.batch_size, np.dtype(model.dtype).str, n_threads,
+            model.loss, opt.kind, dropout is not None,
+            plan.augment is not None, plan.exact_sums, not isinstance(plan.X, np.ndarray),
+            plan.weights is not None)
+
+
 @dataclasses.dataclass
 class EpochRun:
     rows: int = 0
@@ -240,10 +251,24 @@ def _run_epoch(kernels, state, ws, plan):
     if dropout is not None:
         dropout = np.asarray(dropout, dtype=np.float64)
     n_threads = threads.training_threads()
+    # the step plan (threads and splits) of a threaded compiled fit: timed on
+    # its first batches, then kept (tuning.py); the same weights whatever it is
+    tune_key = _plan_key(model, plan, sizes, n_threads, dropout, opt) \
+        if kernels is _compiled and n_threads > 1 else None
+    n_weights = int(np.dot(sizes[:-1], sizes[1:]))
     run = EpochRun()
     try:
         while run.rows < order.size and not run.diverged:
             start, stop = run.rows, min(run.rows + chunk, order.size)
+            nt, plan_args, segment = n_threads, {}, None
+            if tune_key is not None:
+                step_plan, seg_rows, segment = tuning.next_plan(tune_key, plan.batch_size,
+                                                                n_weights)
+                if seg_rows is not None:
+                    stop = min(start + seg_rows, order.size)
+                nt, split = tuning.call_args(step_plan, n_threads)
+                if split is not None:
+                    plan_args["split_threshold"] = split
             hyper = opt.hyper(state.learning_rate, plan.grad_scale)
             # Count the chunk's steps before the call: Ctrl-C pressed while it runs
             # without the GIL raises only once it has returned, having updated the
@@ -251,11 +276,16 @@ def _run_epoch(kernels, state, ws, plan):
             planned = -(-(stop - start) // plan.batch_size)
             opt.t += planned
             run.rows = stop
-            rows, ls, c, run.diverged = kernels.train_batches(
-                plan.X, plan.y, order, start, stop, plan.batch_size, sizes, model.activation,
-                model.parameters, opt.slots, ws, hyper, sample_weight=plan.weights,
-                dropout=dropout, seed=model.seed, epoch=epoch, n_threads=n_threads,
-                augment=plan.augment, **_loss_args(model, plan))
+            rows, t0 = 0, time.perf_counter()
+            try:
+                rows, ls, c, run.diverged = kernels.train_batches(
+                    plan.X, plan.y, order, start, stop, plan.batch_size, sizes,
+                    model.activation, model.parameters, opt.slots, ws, hyper,
+                    sample_weight=plan.weights, dropout=dropout, seed=model.seed, epoch=epoch,
+                    n_threads=nt, augment=plan.augment, **_loss_args(model, plan), **plan_args)
+            finally:
+                if segment is not None:
+                    tuning.record(tune_key, segment, rows, time.perf_counter() - t0)
             if rows != stop - start:  # diverged: its last batch made no update
                 opt.t -= planned - -(-rows // plan.batch_size)
                 run.rows = start + rows

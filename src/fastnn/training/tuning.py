@@ -1,0 +1,161 @@
+"""The step plan of a threaded fit, chosen by timing real steps.
+
+On ``n > 1`` threads the compiled loop splits each phase of a step (a layer's
+forward, or its backward) over the threads or runs it on thread 0 alone
+(``fnn_split_fwd``/``fnn_split_bwd`` in ``_gemm.h``). Every plan gives the
+same weights, bit for bit: only the time differs. The compiled default rule
+splits a phase from a threshold of multiply-adds that the process measured
+once, on a synthetic [784, 128, 10]; it does not see a step whose time goes
+to streaming weights and optimizer state rather than to multiply-adds (on 2
+vCPUs of an AMD EPYC, Zen 4, epochs interleaved: every phase split took
+0.60-0.83x the rule's time on [784, 800, 10] at batch 10, which the rule
+keeps on one thread, 0.81-0.93x on [784, 256, 256, 256, 10] at batch 10; and
+1.04-1.56x on [784, 128, 10] at batch 10, where the rule is right).
+
+So the first batches of a fit of a network not yet timed in this process run
+in segments of about :data:`TRIAL_MACS` multiply-adds under each of
+:data:`PLANS` in turn, :data:`ROUNDS` rounds interleaved after one untimed
+warm-up segment. Each timed segment follows an untimed quarter segment of
+its own plan: a plan that follows another finds the weights in the other
+core's cache, and its first steps pay for moving them. The segments are real
+training steps, as the plans are equivalent. The rest of the fit, and every
+later fit with the same key (the widths, the batch size, the dtype, the
+threads and what else changes a step's cost), use the plan of the fastest
+best round, unless the default rule is within :data:`KEEP_DEFAULT` of it.
+``FASTNN_STEP_PLAN`` (one of :data:`PLANS`, or ``"tune"``, the default)
+fixes the plan instead, for measurements.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+
+#: The candidate plans: the compiled default rule (the measured threshold),
+#: every phase split over the threads, one thread.
+PLANS = ("default", "split", "one")
+#: Multiply-adds of a timed segment (about 30 ms on two cores; the forward
+#: and backward of a row are about 3 per weight), in whole batches, at least
+#: :data:`MIN_BATCHES` of them.
+TRIAL_MACS = 1.5e9
+MIN_BATCHES = 2
+#: Timed rounds per plan (the best of them counts: a busy moment only slows).
+ROUNDS = 4
+#: Another plan replaces the default rule only when it is faster by more than
+#: this fraction (the VM's noise between two equal plans stays below it).
+KEEP_DEFAULT = 0.05
+
+_lock = threading.Lock()
+_chosen: dict[tuple, str] = {}
+_trials: dict[tuple, "_Trial"] = {}
+
+
+def fixed_plan():
+    """``FASTNN_STEP_PLAN`` (read at each call): a name of :data:`PLANS`, or
+    None for ``"tune"`` (the default) or unset."""
+    value = os.environ.get("FASTNN_STEP_PLAN", "").strip().lower()
+    if value in ("", "tune"):
+        return None
+    if value not in PLANS:
+        raise ValueError(f"FASTNN_STEP_PLAN must be one of {list(PLANS) + ['tune']}, "
+                         f"got {value!r}")
+    return value
+
+
+def call_args(plan, n_threads):
+    """``(n_threads, split_threshold)`` of a ``train_batches`` call on ``plan``."""
+    if plan == "one":
+        return 1, None
+    return n_threads, (0.0 if plan == "split" else None)
+
+
+class _Trial:
+    """The segments of one key: ``order`` lists ``(plan, kind)``, kind
+    "warm" (the untimed warm-up), "settle" (untimed, a quarter segment) or
+    "timed"; ROUNDS rounds of every plan, each round in another order."""
+
+    def __init__(self):
+        self.order = [("default", "warm")]
+        for r in range(ROUNDS):
+            for i in range(len(PLANS)):
+                plan = PLANS[(i + r) % len(PLANS)]
+                self.order += [(plan, "settle"), (plan, "timed")]
+        self.issued = 0
+        self.reported = 0
+        self.best = {p: math.inf for p in PLANS}
+
+    def choice(self):
+        fastest = min(PLANS, key=lambda p: self.best[p])
+        if self.best["default"] <= (1 + KEEP_DEFAULT) * self.best[fastest]:
+            return "default"
+        return fastest
+
+
+def segment_rows(batch_size, n_weights):
+    """Rows of a timed segment: whole batches, about :data:`TRIAL_MACS`
+    multiply-adds for a network of ``n_weights`` weights.
+
+    >>> segment_rows(128, 784 * 128 + 128 * 10), segment_rows(512, 784 * 2048)
+    (4992, 1024)
+    """
+    batches = math.ceil(TRIAL_MACS / (3.0 * n_weights * batch_size))
+    return max(MIN_BATCHES, batches) * batch_size
+
+
+def next_plan(key, batch_size, n_weights):
+    """The plan of a fit's next compiled call: ``(plan, rows, segment)``.
+    ``rows`` None: a whole chunk; else the rows of a segment of the trial
+    (:func:`segment_rows`, a quarter of it to settle), whose time the caller
+    reports with :func:`record` (``segment``)."""
+    fixed = fixed_plan()
+    if fixed is not None:
+        return fixed, None, None
+    with _lock:
+        plan = _chosen.get(key)
+        if plan is not None:
+            return plan, None, None
+        trial = _trials.setdefault(key, _Trial())
+        if trial.issued >= len(trial.order):  # the last segments are still running
+            return "default", None, None
+        segment = trial.issued
+        trial.issued += 1
+    plan, kind = trial.order[segment]
+    rows = segment_rows(batch_size, n_weights)
+    if kind == "settle":
+        rows = max(batch_size, rows // 4 // batch_size * batch_size)
+    return plan, rows, segment
+
+
+def record(key, segment, rows, seconds):
+    """Report the time of a trial's segment (``rows`` trained in ``seconds``);
+    the last report makes the choice, kept for the process."""
+    with _lock:
+        trial = _trials.get(key)
+        if trial is None:
+            return
+        plan, kind = trial.order[segment]
+        if kind == "timed" and rows > 0:
+            trial.best[plan] = min(trial.best[plan], seconds / rows)
+        trial.reported += 1
+        if trial.reported == len(trial.order):
+            _chosen[key] = trial.choice()
+            del _trials[key]
+
+
+def chosen():
+    """The plans chosen so far in this process: ``{key: plan}`` (a copy)."""
+    with _lock:
+        return dict(_chosen)
+
+
+def pending():
+    """The keys whose trial has begun and not yet ended."""
+    with _lock:
+        return list(_trials)
+
+
+def forget():
+    """Forget every choice and trial (the next fits time their plans again)."""
+    with _lock:
+        _chosen.clear()
+        _trials.clear()

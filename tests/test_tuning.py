@@ -1,0 +1,146 @@
+"""fastnn.training.tuning: the step plan of a threaded fit, timed on its first
+batches. The timing decides only the speed: every plan trains the same bits,
+which is what these tests check with real fits; the choice itself is checked
+with reported times (no test depends on the machine's speed)."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import reference
+from fastnn.training import tuning
+
+
+@pytest.fixture(autouse=True)
+def fresh_choices(monkeypatch):
+    monkeypatch.delenv("FASTNN_STEP_PLAN", raising=False)
+    tuning.forget()
+    yield
+    tuning.forget()
+
+
+def _run_trial(key, cost, batch_size=10):
+    """Issue and report every segment of key's trial, a plan's segment taking
+    cost[plan] seconds a row; returns the plans and rows in the order issued,
+    and the plan kept."""
+    issued = []
+    while True:
+        plan, rows, segment = tuning.next_plan(key, batch_size, 1000)
+        if rows is None:
+            return issued, plan
+        issued.append((plan, rows))
+        tuning.record(key, segment, rows, rows * cost[plan])
+
+
+def test_a_trial_times_every_plan_then_keeps_the_fastest():
+    issued, plan = _run_trial("k", {"default": 3.0, "split": 1.0, "one": 2.0})
+    assert plan == "split" and tuning.chosen() == {"k": "split"}
+    # an untimed warm-up under the default rule, then every plan ROUNDS times,
+    # each timed segment after a quarter segment of the same plan
+    full = tuning.segment_rows(10, 1000)
+    assert issued[0] == ("default", full)
+    assert len(issued) == 1 + 2 * tuning.ROUNDS * len(tuning.PLANS)
+    settle, timed = issued[1::2], issued[2::2]
+    assert [p for p, _ in settle] == [p for p, _ in timed]
+    assert {r for _, r in settle} == {full // 4} and {r for _, r in timed} == {full}
+    assert all([p for p, _ in timed].count(p) == tuning.ROUNDS for p in tuning.PLANS)
+    # kept: later calls train whole chunks on it
+    assert tuning.next_plan("k", 10, 1000) == ("split", None, None)
+
+
+def test_the_default_rule_stays_unless_another_plan_is_clearly_faster():
+    near = 1.0 / (1 + tuning.KEEP_DEFAULT / 2)
+    assert _run_trial("a", {"default": 1.0, "split": near, "one": 1.2})[1] == "default"
+    assert _run_trial("b", {"default": 1.0, "split": 1.3, "one": 0.5})[1] == "one"
+
+
+def test_a_trial_counts_a_segment_s_best_round_only():
+    """One slow round (a busy moment) does not condemn a plan; the untimed
+    segments (the warm-up, each settling quarter) count for nothing."""
+    key, cost = "k", {"default": 1.0, "split": 0.5, "one": 1.0}
+    seen = set()
+    while True:
+        plan, rows, segment = tuning.next_plan(key, 16, 1000)
+        if rows is None:
+            break
+        first = (plan, rows) not in seen
+        seen.add((plan, rows))
+        slow = 10 if first else 1
+        if rows < tuning.segment_rows(16, 1000) or segment == 0:
+            slow = 100  # untimed
+        tuning.record(key, segment, rows, rows * cost[plan] * slow)
+    assert tuning.chosen()[key] == "split"
+
+
+def test_segments_are_whole_batches_of_about_trial_macs():
+    for batch_size in (1, 10, 128, 5000):
+        for n_weights in (100, 100_000, 5_000_000):
+            rows = tuning.segment_rows(batch_size, n_weights)
+            assert rows % batch_size == 0 and rows >= tuning.MIN_BATCHES * batch_size
+            assert rows * 3 * n_weights >= tuning.TRIAL_MACS or \
+                rows == tuning.MIN_BATCHES * batch_size
+            assert (rows - batch_size) * 3 * n_weights < tuning.TRIAL_MACS or \
+                rows == tuning.MIN_BATCHES * batch_size
+
+
+def test_the_environment_fixes_the_plan(monkeypatch):
+    monkeypatch.setenv("FASTNN_STEP_PLAN", "one")
+    assert tuning.next_plan("k", 10, 1000) == ("one", None, None)
+    monkeypatch.setenv("FASTNN_STEP_PLAN", "tune")
+    assert tuning.next_plan("k", 10, 1000)[1] is not None
+    monkeypatch.setenv("FASTNN_STEP_PLAN", "fastest")
+    with pytest.raises(ValueError, match="FASTNN_STEP_PLAN must be one of"):
+        tuning.next_plan("k", 10, 1000)
+
+
+def test_call_args():
+    assert tuning.call_args("default", 2) == (2, None)
+    assert tuning.call_args("split", 3) == (3, 0.0)
+    assert tuning.call_args("one", 2) == (1, None)
+
+
+def _fit(n_threads, model_args, fit_args):
+    rng = np.random.default_rng(3)
+    X = rng.random((700, 20), dtype=np.float32)
+    y = rng.integers(0, 4, 700)
+    model = fastnn.MLP([20, 48, 32, 4], seed=2, **model_args)
+    with fastnn.threads.using(n_threads):
+        model.fit(X, y, epochs=3, batch_size=16, verbose=False, **fit_args)
+    return model.parameters.copy()
+
+
+@pytest.mark.parametrize("model_args, fit_args", [
+    ({}, {"learning_rate": 0.05, "momentum": 0.9}),
+    ({"dropout": 0.2, "dtype": "float64"}, {"learning_rate": 0.05}),
+    ({}, {"optimizer": "adam", "validation_split": 0.2}),
+], ids=["sgd", "dropout-float64", "adam"])
+def test_a_tuned_fit_trains_the_weights_of_one_thread(monkeypatch, model_args, fit_args):
+    want = _fit(1, model_args, fit_args)
+    monkeypatch.setattr(tuning, "TRIAL_MACS", 1e5)  # the trial ends in the first epoch
+    np.testing.assert_array_equal(_fit(2, model_args, fit_args), want)
+    assert len(tuning.chosen()) == 1 and tuning.pending() == []  # the choice is kept
+    np.testing.assert_array_equal(_fit(2, model_args, fit_args), want)  # on the kept plan
+    for plan in tuning.PLANS:
+        monkeypatch.setenv("FASTNN_STEP_PLAN", plan)
+        np.testing.assert_array_equal(_fit(3, model_args, fit_args), want)
+
+
+def test_one_thread_and_the_numpy_trainer_are_not_tuned():
+    _fit(1, {}, {})
+    rng = np.random.default_rng(0)
+    X, y = rng.random((64, 5), dtype=np.float32), rng.integers(0, 2, 64)
+    model = fastnn.MLP([5, 8, 2], seed=0)
+    with fastnn.threads.using(2):
+        fastnn.training.fit(model, X, y, epochs=1, batch_size=8, verbose=False,
+                            kernels=reference)
+    assert tuning.chosen() == {} and tuning.pending() == []
+
+
+def test_an_unfinished_trial_goes_on_in_the_next_fit():
+    """A data set smaller than the trial's segments: each epoch is one segment,
+    and the next fit of the same key goes on with the trial."""
+    _fit(2, {}, {})
+    assert len(tuning.pending()) == 1 and tuning.chosen() == {}
+    segments = 1 + 2 * tuning.ROUNDS * len(tuning.PLANS)  # 3 a fit: one an epoch
+    for _ in range(segments // 3):
+        _fit(2, {}, {})
+    assert tuning.pending() == [] and len(tuning.chosen()) == 1
