@@ -43,8 +43,9 @@ def test_a_trial_times_every_plan_then_keeps_the_fastest():
     assert [p for p, _ in settle] == [p for p, _ in timed]
     assert {r for _, r in settle} == {full // 4} and {r for _, r in timed} == {full}
     assert all([p for p, _ in timed].count(p) == tuning.ROUNDS for p in tuning.PLANS)
-    # kept: later calls train whole chunks on it
+    # kept: later calls train whole chunks on it; what the choice saw is kept too
     assert tuning.next_plan("k", 10, 1000) == ("split", None, None)
+    assert tuning.timings() == {"k": {"default": 3.0, "split": 1.0, "one": 2.0}}
 
 
 def test_the_default_rule_stays_unless_another_plan_is_clearly_faster():

@@ -47,6 +47,7 @@ KEEP_DEFAULT = 0.05
 
 _lock = threading.Lock()
 _chosen: dict[tuple, str] = {}
+_timed: dict[tuple, dict[str, float]] = {}
 _trials: dict[tuple, "_Trial"] = {}
 
 
@@ -139,6 +140,7 @@ def record(key, segment, rows, seconds):
         trial.reported += 1
         if trial.reported == len(trial.order):
             _chosen[key] = trial.choice()
+            _timed[key] = dict(trial.best)
             del _trials[key]
 
 
@@ -146,6 +148,12 @@ def chosen():
     """The plans chosen so far in this process: ``{key: plan}`` (a copy)."""
     with _lock:
         return dict(_chosen)
+
+
+def timings():
+    """What the choices saw: ``{key: {plan: seconds a row, best round}}``."""
+    with _lock:
+        return {k: dict(v) for k, v in _timed.items()}
 
 
 def pending():
@@ -158,4 +166,5 @@ def forget():
     """Forget every choice and trial (the next fits time their plans again)."""
     with _lock:
         _chosen.clear()
+        _timed.clear()
         _trials.clear()
