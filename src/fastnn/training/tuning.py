@@ -42,7 +42,7 @@ MIN_BATCHES = 2
 #: Timed rounds per plan (the best of them counts: a busy moment only slows).
 ROUNDS = 4
 #: Another plan replaces the default rule only when it is faster by more than
-#: this fraction (the VM's noise between two equal plans stays below it).
+#: this fraction (so that plans of about equal speed do not swap on noise).
 KEEP_DEFAULT = 0.05
 
 _lock = threading.Lock()
