@@ -45,7 +45,8 @@ def test_a_trial_times_every_plan_then_keeps_the_fastest():
     assert all([p for p, _ in timed].count(p) == tuning.ROUNDS for p in tuning.PLANS)
     # kept: later calls train whole chunks on it; what the choice saw is kept too
     assert tuning.next_plan("k", 10, 1000) == ("split", None, None)
-    assert tuning.timings() == {"k": {"default": 3.0, "split": 1.0, "one": 2.0}}
+    assert tuning.timings() == {"k": {"default": (3.0, 3.0), "split": (1.0, 1.0),
+                                      "one": (2.0, 2.0)}}
 
 
 def test_the_default_rule_stays_unless_another_plan_is_clearly_faster():
@@ -54,7 +55,21 @@ def test_the_default_rule_stays_unless_another_plan_is_clearly_faster():
     assert _run_trial("b", {"default": 1.0, "split": 1.3, "one": 0.5})[1] == "one"
 
 
-def test_a_trial_counts_a_segment_s_best_round_only():
+def test_one_lucky_round_does_not_switch_the_plan():
+    """A plan must beat the default rule in its median round too."""
+    key, rounds = "k", {"default": [1.0] * 4, "split": [0.5, 1.0, 1.0, 1.0], "one": [1.2] * 4}
+    while True:
+        plan, rows, segment = tuning.next_plan(key, 16, 1000)
+        if rows is None:
+            break
+        timed = rows == tuning.segment_rows(16, 1000) and segment > 0
+        cost = rounds[plan].pop(0) if timed else 9.0
+        tuning.record(key, segment, rows, rows * cost)
+    assert tuning.chosen()[key] == "default"
+    assert tuning.timings()[key]["split"] == (0.5, 1.0)
+
+
+def test_a_slow_round_does_not_condemn_a_plan():
     """One slow round (a busy moment) does not condemn a plan; the untimed
     segments (the warm-up, each settling quarter) count for nothing."""
     key, cost = "k", {"default": 1.0, "split": 0.5, "one": 1.0}

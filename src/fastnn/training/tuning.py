@@ -20,8 +20,9 @@ its own plan: a plan that follows another finds the weights in the other
 core's cache, and its first steps pay for moving them. The segments are real
 training steps, as the plans are equivalent. The rest of the fit, and every
 later fit with the same key (the widths, the batch size, the dtype, the
-threads and what else changes a step's cost), use the plan of the fastest
-best round, unless the default rule is within :data:`KEEP_DEFAULT` of it.
+threads and what else changes a step's cost), use the plan that beats the
+default rule by more than :data:`KEEP_DEFAULT` both in its best round and in
+its median round (the fastest such), else the default rule.
 ``FASTNN_STEP_PLAN`` (one of :data:`PLANS`, or ``"tune"``, the default)
 fixes the plan instead, for measurements.
 """
@@ -29,25 +30,29 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import threading
 
 #: The candidate plans: the compiled default rule (the measured threshold),
 #: every phase split over the threads, one thread.
 PLANS = ("default", "split", "one")
-#: Multiply-adds of a timed segment (about 30 ms on two cores; the forward
+#: Multiply-adds of a timed segment (about 0.1 s on two cores; the forward
 #: and backward of a row are about 3 per weight), in whole batches, at least
-#: :data:`MIN_BATCHES` of them.
-TRIAL_MACS = 1.5e9
+#: :data:`MIN_BATCHES` of them. Segments a quarter this long misjudged
+#: [784, 800, 10] at batch 10 on 2 vCPUs of Zen 4 (every phase split within
+#: 5 % of one thread, where whole epochs took 0.54-0.70x).
+TRIAL_MACS = 6e9
 MIN_BATCHES = 2
-#: Timed rounds per plan (the best of them counts: a busy moment only slows).
+#: Timed rounds per plan.
 ROUNDS = 4
 #: Another plan replaces the default rule only when it is faster by more than
-#: this fraction (so that plans of about equal speed do not swap on noise).
-KEEP_DEFAULT = 0.05
+#: this fraction both in its best round and in its median round (so that
+#: plans of about equal speed do not swap on noise, nor on one lucky round).
+KEEP_DEFAULT = 0.10
 
 _lock = threading.Lock()
 _chosen: dict[tuple, str] = {}
-_timed: dict[tuple, dict[str, float]] = {}
+_timed: dict[tuple, dict[str, tuple[float, float]]] = {}
 _trials: dict[tuple, "_Trial"] = {}
 
 
@@ -83,13 +88,18 @@ class _Trial:
                 self.order += [(plan, "settle"), (plan, "timed")]
         self.issued = 0
         self.reported = 0
-        self.best = {p: math.inf for p in PLANS}
+        self.times = {p: [] for p in PLANS}
+
+    def summary(self):
+        """``{plan: (best, median)}`` seconds a row (inf for a plan not timed)."""
+        return {p: (min(t), statistics.median(t)) if t else (math.inf, math.inf)
+                for p, t in self.times.items()}
 
     def choice(self):
-        fastest = min(PLANS, key=lambda p: self.best[p])
-        if self.best["default"] <= (1 + KEEP_DEFAULT) * self.best[fastest]:
-            return "default"
-        return fastest
+        s = self.summary()
+        better = [p for p in PLANS if p != "default"
+                  and all(s[p][i] * (1 + KEEP_DEFAULT) < s["default"][i] for i in (0, 1))]
+        return min(better, key=lambda p: s[p]) if better else "default"
 
 
 def segment_rows(batch_size, n_weights):
@@ -97,7 +107,7 @@ def segment_rows(batch_size, n_weights):
     multiply-adds for a network of ``n_weights`` weights.
 
     >>> segment_rows(128, 784 * 128 + 128 * 10), segment_rows(512, 784 * 2048)
-    (4992, 1024)
+    (19712, 1536)
     """
     batches = math.ceil(TRIAL_MACS / (3.0 * n_weights * batch_size))
     return max(MIN_BATCHES, batches) * batch_size
@@ -136,11 +146,11 @@ def record(key, segment, rows, seconds):
             return
         plan, kind = trial.order[segment]
         if kind == "timed" and rows > 0:
-            trial.best[plan] = min(trial.best[plan], seconds / rows)
+            trial.times[plan].append(seconds / rows)
         trial.reported += 1
         if trial.reported == len(trial.order):
             _chosen[key] = trial.choice()
-            _timed[key] = dict(trial.best)
+            _timed[key] = trial.summary()
             del _trials[key]
 
 
@@ -151,7 +161,8 @@ def chosen():
 
 
 def timings():
-    """What the choices saw: ``{key: {plan: seconds a row, best round}}``."""
+    """What the choices saw: ``{key: {plan: (best, median)}}``, seconds a row
+    in the timed rounds."""
     with _lock:
         return {k: dict(v) for k, v in _timed.items()}
 
