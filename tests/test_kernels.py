@@ -594,6 +594,17 @@ def make_workspace(sizes, batch_size, dtype, rng, n_slots=2):
 WS_FIELDS = ("grads", "acts", "deltas", "ybuf", "wbuf", "masks")
 
 
+def training_problem(sizes, batch_size, dtype, seed, n_rows):
+    """A fresh work space (make_workspace) and ``n_rows`` random rows to train
+    on, all drawn from ``default_rng(seed)``: ``(sizes, ws, X, y, order)``."""
+    rng = np.random.default_rng(seed)
+    sz, ws = make_workspace(sizes, batch_size, dtype, rng)
+    X = randn(rng, (n_rows, sz[0]), dtype)
+    y = rng.integers(0, sz[-1], n_rows).astype(np.intp)
+    order = rng.permutation(n_rows).astype(np.intp)
+    return sz, ws, X, y, order
+
+
 def copy_ws(ws):
     return {k: v.copy() for k, v in ws.items()}
 
@@ -1369,12 +1380,8 @@ def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype, caches):
             _kernels._cache_sizes(*caches)
         try:
             for n_threads in (1, 2):
-                rng = np.random.default_rng(11)
-                sz, ws = make_workspace(sizes, batch, dtype, rng)
                 n_rows = 3 * batch + 2
-                X = randn(rng, (n_rows, sz[0]), dtype)
-                y = rng.integers(0, sz[-1], n_rows).astype(np.intp)
-                order = rng.permutation(n_rows).astype(np.intp)
+                sz, ws, X, y, order = training_problem(sizes, batch, dtype, 11, n_rows)
                 hyper = dict(learning_rate=0.02, l1=1e-4, l2=1e-3)
                 if kind == "sgd":
                     hyper["momentum"] = 0.9
@@ -1777,12 +1784,8 @@ def test_step_plans_give_the_same_bits(sizes):
     before = _kernels._split_threshold(), _kernels._free_splits()
 
     def train(n_threads):
-        rng = np.random.default_rng(5)
-        sz, ws = make_workspace(sizes, batch, np.float32, rng)
         n_rows = 3 * batch + 5
-        X = randn(rng, (n_rows, sz[0]), np.float32)
-        y = rng.integers(0, sz[-1], n_rows).astype(np.intp)
-        order = rng.permutation(n_rows).astype(np.intp)
+        sz, ws, X, y, order = training_problem(sizes, batch, np.float32, 5, n_rows)
         out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sz, "tanh", ws,
                         n_threads=n_threads, learning_rate=0.05, momentum=0.9, l2=1e-3)
         return out[0], ws["params"].copy(), ws["slots"].copy()
@@ -1811,12 +1814,8 @@ def test_a_call_s_split_threshold_gives_the_same_bits(dtype):
     sizes, batch = [30, 64, 40, 3], 16
 
     def train(n_threads, split_threshold):
-        rng = np.random.default_rng(8)
-        sz, ws = make_workspace(sizes, batch, dtype, rng)
         n_rows = 4 * batch + 3
-        X = randn(rng, (n_rows, sz[0]), dtype)
-        y = rng.integers(0, sz[-1], n_rows).astype(np.intp)
-        order = rng.permutation(n_rows).astype(np.intp)
+        sz, ws, X, y, order = training_problem(sizes, batch, dtype, 8, n_rows)
         out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sz, "relu", ws,
                         n_threads=n_threads, split_threshold=split_threshold,
                         learning_rate=0.05, momentum=0.9)

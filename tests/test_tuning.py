@@ -20,15 +20,18 @@ def fresh_choices(monkeypatch):
 
 def _run_trial(key, cost, batch_size=10):
     """Issue and report every segment of key's trial, a plan's segment taking
-    cost[plan] seconds a row; returns the plans and rows in the order issued,
-    and the plan kept."""
+    cost[plan] seconds a row (or cost(plan, timed), timed False for the warm-up
+    and the settling quarters); returns the plans and rows in the order
+    issued, and the plan kept."""
     issued = []
     while True:
         plan, rows, segment = tuning.next_plan(key, batch_size, 1000)
         if rows is None:
             return issued, plan
         issued.append((plan, rows))
-        tuning.record(key, segment, rows, rows * cost[plan])
+        timed = segment > 0 and rows == tuning.segment_rows(batch_size, 1000)
+        per_row = cost(plan, timed) if callable(cost) else cost[plan]
+        tuning.record(key, segment, rows, rows * per_row)
 
 
 def test_a_trial_times_every_plan_then_keeps_the_fastest():
@@ -58,13 +61,7 @@ def test_the_default_rule_stays_unless_another_plan_is_clearly_faster():
 def test_one_lucky_round_does_not_switch_the_plan():
     """A plan must beat the default rule in its median round too."""
     key, rounds = "k", {"default": [1.0] * 4, "split": [0.5, 1.0, 1.0, 1.0], "one": [1.2] * 4}
-    while True:
-        plan, rows, segment = tuning.next_plan(key, 16, 1000)
-        if rows is None:
-            break
-        timed = rows == tuning.segment_rows(16, 1000) and segment > 0
-        cost = rounds[plan].pop(0) if timed else 9.0
-        tuning.record(key, segment, rows, rows * cost)
+    _run_trial(key, lambda plan, timed: rounds[plan].pop(0) if timed else 9.0, 16)
     assert tuning.chosen()[key] == "default"
     assert tuning.timings()[key]["split"] == (0.5, 1.0)
 
@@ -74,16 +71,15 @@ def test_a_slow_round_does_not_condemn_a_plan():
     segments (the warm-up, each settling quarter) count for nothing."""
     key, cost = "k", {"default": 1.0, "split": 0.5, "one": 1.0}
     seen = set()
-    while True:
-        plan, rows, segment = tuning.next_plan(key, 16, 1000)
-        if rows is None:
-            break
-        first = (plan, rows) not in seen
-        seen.add((plan, rows))
-        slow = 10 if first else 1
-        if rows < tuning.segment_rows(16, 1000) or segment == 0:
-            slow = 100  # untimed
-        tuning.record(key, segment, rows, rows * cost[plan] * slow)
+
+    def slow_first_round(plan, timed):
+        if not timed:
+            return 100 * cost[plan]
+        first = plan not in seen
+        seen.add(plan)
+        return cost[plan] * (10 if first else 1)
+
+    _run_trial(key, slow_first_round, 16)
     assert tuning.chosen()[key] == "split"
 
 
