@@ -53,7 +53,8 @@ from fastnn.training import Workspace, chunk_rows, epoch_order
 from fastnn_bench.settings import (BATCH1_SAMPLES, BATCH_SIZES, FLOORS, L2, LEARNING_RATE,
                                    MOMENTUM, OPTIONAL, SEED, STUDY_LAYERS, WIDE_BATCH_SIZES,
                                    WIDE_LAYERS)
-from fastnn_bench.trainers import GemmFloor, epoch_flops_per_sample, make_model, make_trainer
+from fastnn_bench.trainers import (GemmFloor, epoch_flops_per_sample, make_model, make_trainer,
+                                   warm_up)
 
 # The wide networks (weights beyond L2) run at WIDE_BATCH_SIZES only with --bench-all.
 #: Timed without --bench-all: [784, 128, 10] at every batch with every trainer, the
@@ -151,11 +152,8 @@ def test_epoch(request, benchmark, bench_rounds, mnist_train, epoch_losses, trai
 
     if trainer == "jax":
         benchmark.extra_info["compile_seconds"] = t.compile_seconds
-        if not disabled:
-            t.run(t.setup())  # warm-up: the compiled epoch, once
-    elif not disabled:  # warm-up on a slice: lazy imports, thread pools, page faults
-        warm = make_trainer(trainer, X[:2048], y[:2048], batch_size, layers=layers)
-        warm.run(warm.setup())
+    if not disabled:  # JAX's compile, fastnn's step-plan trial, lazy imports, page faults
+        warm_up(trainer, t, X, y, batch_size, layers=layers)
     loss = benchmark.pedantic(t.run, setup=lambda: ((t.setup(),), {}), rounds=bench_rounds)
     assert np.isfinite(loss)
     key = (trainer, batch_size, n, tuple(layers))

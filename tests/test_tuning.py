@@ -147,9 +147,37 @@ def test_one_thread_and_the_numpy_trainer_are_not_tuned():
     assert tuning.chosen() == {} and tuning.pending() == []
 
 
-def test_an_unfinished_trial_goes_on_in_the_next_fit():
+def test_the_trial_ends_in_the_first_epoch():
+    """Segments of TRIAL_MACS would span many epochs of this small network:
+    they are shortened so that the whole trial fits in one epoch."""
+    rng = np.random.default_rng(3)
+    X, y = rng.random((700, 20), dtype=np.float32), rng.integers(0, 4, 700)
+    model = fastnn.MLP([20, 48, 32, 4], seed=2)
+    with fastnn.threads.using(2):
+        model.fit(X, y, epochs=1, batch_size=16, verbose=False)
+    assert tuning.pending() == [] and len(tuning.chosen()) == 1
+
+
+@pytest.mark.parametrize("batch_size, n_weights", [(10, 1000), (128, 101_632), (512, 3_000_000)])
+@pytest.mark.parametrize("epoch_rows", [100, 1000, 5000, 7777, 60_000, 10**7])
+def test_the_trial_spans_at_most_an_epoch(batch_size, n_weights, epoch_rows):
+    rows = tuning.segment_rows(batch_size, n_weights, epoch_rows)
+    assert rows % batch_size == 0 and rows >= tuning.MIN_BATCHES * batch_size
+    assert rows <= tuning.segment_rows(batch_size, n_weights)
+    settle = max(batch_size, rows // 4 // batch_size * batch_size)
+    trial = rows + tuning.ROUNDS * len(tuning.PLANS) * (rows + settle)
+    if rows > tuning.MIN_BATCHES * batch_size:  # not at the floor: within an epoch
+        assert trial <= epoch_rows * tuning.TRIAL_EPOCH_FRACTION
+        longer = rows + batch_size  # and as long as that allows
+        assert (longer + tuning.ROUNDS * len(tuning.PLANS) * (longer + max(
+            batch_size, longer // 4 // batch_size * batch_size)) > epoch_rows
+            or longer > tuning.segment_rows(batch_size, n_weights))
+
+
+def test_an_unfinished_trial_goes_on_in_the_next_fit(monkeypatch):
     """A data set smaller than the trial's segments: each epoch is one segment,
     and the next fit of the same key goes on with the trial."""
+    monkeypatch.setattr(tuning, "MIN_BATCHES", 64)  # 1,024 rows a segment, 700 an epoch
     _fit(2, {}, {})
     assert len(tuning.pending()) == 1 and tuning.chosen() == {}
     segments = 1 + 2 * tuning.ROUNDS * len(tuning.PLANS)  # 3 a fit: one an epoch

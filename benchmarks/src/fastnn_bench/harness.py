@@ -68,7 +68,7 @@ from .settings import (ACTIVATION, BATCH1_SAMPLES, BATCH_SIZES, DTYPE, FLOORS, L
                        LAYERS, LEARNING_RATE, MOMENTUM, OPTIONAL, SEED, TRAINERS, WIDE_BATCH_SIZES,
                        WIDE_LAYERS)
 from .trainers import (available_trainers, epoch_flops_per_sample, load_data, make_trainer,
-                       time_trainer)
+                       time_trainer, warm_up)
 
 
 def parse_layers(text):
@@ -107,12 +107,8 @@ def _time_all(name, data_dir, n_samples, networks, batch_sizes, batch1_samples, 
                 n = batch_samples(b, X.shape[0], batch1_samples)
                 Xb, yb = X[:n], y[:n]
                 trainer = make_trainer(name, Xb, yb, b, seed, layers)
-                if name == "jax":
-                    warm = trainer  # compiled for these shapes: one untimed epoch
-                else:
-                    n_warm = min(n, 2048)
-                    warm = make_trainer(name, Xb[:n_warm], yb[:n_warm], b, seed, layers)
-                times, loss = time_trainer(trainer, repeats, warmup=warm)
+                warm_up(name, trainer, Xb, yb, b, seed, layers)
+                times, loss = time_trainer(trainer, repeats)
                 out[(tuple(layers), b)] = (times, loss, getattr(trainer, "compile_seconds", None))
     return out
 

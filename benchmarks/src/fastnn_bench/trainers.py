@@ -384,6 +384,31 @@ def make_trainer(name, X, y, batch_size, seed=SEED, layers=LAYERS):
     raise ValueError(f"unknown trainer {name!r}; choose from {TRAINERS}")
 
 
+def warm_up(name, trainer, X, y, batch_size, seed=SEED, layers=LAYERS):
+    """Run the untimed warm-up of ``trainer`` (``make_trainer(name, X, y,
+    batch_size, seed, layers)``) before its timed epochs.
+
+    JAX: one epoch of the trainer itself (its compile for these shapes).
+    fastnn: epochs of the trainer itself until the step plan of its shape is
+    chosen (the first epoch of a threaded fit times the plans on its first
+    batches, :mod:`fastnn.training.tuning`, once per process, as JAX compiles
+    once). The others: one epoch on the first 2,048 rows (lazy imports,
+    thread pools, page faults).
+    """
+    if name == "jax":
+        trainer.run(trainer.setup())
+    elif name == "fastnn":
+        from fastnn.training import tuning
+        for _ in range(8):  # one epoch holds the trial unless it is tiny
+            trainer.run(trainer.setup())
+            if not tuning.pending():
+                break
+    else:
+        n_warm = min(X.shape[0], 2048)
+        warm = make_trainer(name, X[:n_warm], y[:n_warm], batch_size, seed, layers)
+        warm.run(warm.setup())
+
+
 def time_trainer(trainer, repeats=3, warmup=None):
     """Time ``trainer.run`` ``repeats`` times, each on a fresh ``setup()``.
 

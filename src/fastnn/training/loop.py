@@ -263,7 +263,7 @@ def _run_epoch(kernels, state, ws, plan):
             nt, plan_args, segment = n_threads, {}, None
             if tune_key is not None:
                 step_plan, seg_rows, segment = tuning.next_plan(tune_key, plan.batch_size,
-                                                                n_weights)
+                                                                n_weights, order.size)
                 if seg_rows is not None:
                     stop = min(start + seg_rows, order.size)
                 nt, split = tuning.call_args(step_plan, n_threads)

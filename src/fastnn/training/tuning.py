@@ -13,7 +13,8 @@ keeps on one thread, 0.81-0.93x on [784, 256, 256, 256, 10] at batch 10; and
 1.04-1.56x on [784, 128, 10] at batch 10, where the rule is right).
 
 So the first batches of a fit of a network not yet timed in this process run
-in segments of about :data:`TRIAL_MACS` multiply-adds under each of
+in segments of about :data:`TRIAL_MACS` multiply-adds (fewer where the trial
+would span more than an epoch) under each of
 :data:`PLANS` in turn, :data:`ROUNDS` rounds interleaved after one untimed
 warm-up segment. Each timed segment follows an untimed quarter segment of
 its own plan: a plan that follows another finds the weights in the other
@@ -43,6 +44,13 @@ PLANS = ("default", "split", "one")
 #: 5 % of one thread, where whole epochs took 0.54-0.70x).
 TRIAL_MACS = 6e9
 MIN_BATCHES = 2
+#: The whole trial (warm-up, settling and timed segments) spans at most this
+#: fraction of an epoch's rows, when that leaves :data:`MIN_BATCHES` a
+#: segment: a small network's segments of :data:`TRIAL_MACS` would otherwise
+#: run over several epochs (about 5 of MNIST for [784, 128, 10] at batch
+#: 128), so that every early epoch, and a benchmark's timed one, would mix
+#: the plans.
+TRIAL_EPOCH_FRACTION = 1.0
 #: Timed rounds per plan.
 ROUNDS = 4
 #: Another plan replaces the default rule only when it is faster by more than
@@ -102,22 +110,41 @@ class _Trial:
         return min(better, key=lambda p: s[p]) if better else "default"
 
 
-def segment_rows(batch_size, n_weights):
+def _settle_batches(batches):
+    """Batches of a settling segment before a timed one of ``batches``."""
+    return max(1, batches // 4)
+
+
+def _trial_batches(batches):
+    """Batches of a whole trial whose timed segments have ``batches``."""
+    return batches + ROUNDS * len(PLANS) * (batches + _settle_batches(batches))
+
+
+def segment_rows(batch_size, n_weights, epoch_rows=None):
     """Rows of a timed segment: whole batches, about :data:`TRIAL_MACS`
-    multiply-adds for a network of ``n_weights`` weights.
+    multiply-adds for a network of ``n_weights`` weights, fewer when the
+    trial would otherwise span more than :data:`TRIAL_EPOCH_FRACTION` of an
+    epoch of ``epoch_rows`` rows; at least :data:`MIN_BATCHES` batches.
 
     >>> segment_rows(128, 784 * 128 + 128 * 10), segment_rows(512, 784 * 2048)
     (19712, 1536)
+    >>> segment_rows(128, 784 * 128 + 128 * 10, epoch_rows=60000)
+    3712
     """
     batches = math.ceil(TRIAL_MACS / (3.0 * n_weights * batch_size))
+    if epoch_rows is not None:
+        room = TRIAL_EPOCH_FRACTION * epoch_rows / batch_size
+        while batches > MIN_BATCHES and _trial_batches(batches) > room:
+            batches = min(batches - 1, int(batches * room / _trial_batches(batches)))
     return max(MIN_BATCHES, batches) * batch_size
 
 
-def next_plan(key, batch_size, n_weights):
+def next_plan(key, batch_size, n_weights, epoch_rows=None):
     """The plan of a fit's next compiled call: ``(plan, rows, segment)``.
     ``rows`` None: a whole chunk; else the rows of a segment of the trial
-    (:func:`segment_rows`, a quarter of it to settle), whose time the caller
-    reports with :func:`record` (``segment``)."""
+    (:func:`segment_rows` of an epoch of ``epoch_rows`` rows, a quarter of
+    it to settle), whose time the caller reports with :func:`record`
+    (``segment``)."""
     fixed = fixed_plan()
     if fixed is not None:
         return fixed, None, None
@@ -131,9 +158,9 @@ def next_plan(key, batch_size, n_weights):
         segment = trial.issued
         trial.issued += 1
     plan, kind = trial.order[segment]
-    rows = segment_rows(batch_size, n_weights)
+    rows = segment_rows(batch_size, n_weights, epoch_rows)
     if kind == "settle":
-        rows = max(batch_size, rows // 4 // batch_size * batch_size)
+        rows = _settle_batches(rows // batch_size) * batch_size
     return plan, rows, segment
 
 
