@@ -153,7 +153,9 @@ def test_epoch(request, benchmark, bench_rounds, mnist_train, epoch_losses, trai
     if trainer == "jax":
         benchmark.extra_info["compile_seconds"] = t.compile_seconds
     if not disabled:  # JAX's compile, fastnn's step-plan trial, lazy imports, page faults
-        warm_up(trainer, t, X, y, batch_size, layers=layers)
+        plan = warm_up(trainer, t, X, y, batch_size, layers=layers)
+        if plan is not None:
+            benchmark.extra_info["step_plan"] = plan
     loss = benchmark.pedantic(t.run, setup=lambda: ((t.setup(),), {}), rounds=bench_rounds)
     assert np.isfinite(loss)
     key = (trainer, batch_size, n, tuple(layers))

@@ -21,6 +21,7 @@ import pytest
 from fastnn import MLP, cli, experiment
 from fastnn import config as cfg
 from fastnn.metrics import per_class_error
+from fastnn.training import tuning
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = cfg.SHIPPED  # the shipped configs (package data; configs/ in a clone links to them)
@@ -407,6 +408,12 @@ def test_bench_quick_json(tmp_path, mnist_path):
         assert entry["trainers"]["numpy"]["loss"] == pytest.approx(
             entry["trainers"]["fastnn"]["loss"], rel=1e-4)
         assert entry["floor_ratio"] > 0 and entry["floor_scipy_ratio"] > 0
+        # the step plan fastnn's fit chose in the warm-up of the round's process
+        plans = entry["trainers"]["fastnn"]["step_plans"]
+        assert len(plans) == 1 and (plans[0] in (*tuning.PLANS, "one thread")
+                                    or plans[0].startswith("fixed: ")), plans
+        assert "step_plans" not in entry["trainers"]["numpy"]
+    assert "fastnn's step plan" in stdout
     assert "GEMM floor (NumPy)" in stdout and "GEMM floor (SciPy)" in stdout
     assert "NumPy trainer" in stdout and "FMA peak" in stdout
     assert "over the first 50 images only" in stdout

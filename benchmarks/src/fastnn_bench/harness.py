@@ -107,9 +107,11 @@ def _time_all(name, data_dir, n_samples, networks, batch_sizes, batch1_samples, 
                 n = batch_samples(b, X.shape[0], batch1_samples)
                 Xb, yb = X[:n], y[:n]
                 trainer = make_trainer(name, Xb, yb, b, seed, layers)
-                warm_up(name, trainer, Xb, yb, b, seed, layers)
+                plan = warm_up(name, trainer, Xb, yb, b, seed, layers)
                 times, loss = time_trainer(trainer, repeats)
-                out[(tuple(layers), b)] = (times, loss, getattr(trainer, "compile_seconds", None))
+                extra = {"compile_seconds": getattr(trainer, "compile_seconds", None),
+                         "step_plans": [plan] if plan is not None else None}
+                out[(tuple(layers), b)] = (times, loss, extra)
     return out
 
 
@@ -221,10 +223,14 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
                     part = pool.submit(_time_all, name, *args).result()
             else:
                 part = _time_all(name, *args, data=(X, y))
-            for key, (times, loss, compile_seconds) in part.items():
-                before = timings[name].get(key, ([], None, None))
-                timings[name][key] = (before[0] + list(times), loss,
-                                      before[2] if before[2] is not None else compile_seconds)
+            for key, (times, loss, extra) in part.items():
+                old_times, _, merged = timings[name].get(key, ([], None, {}))
+                merged = dict(merged)
+                if merged.get("compile_seconds") is None:  # the first round's compile
+                    merged["compile_seconds"] = extra["compile_seconds"]
+                if extra["step_plans"] is not None:  # each round's process chose one
+                    merged["step_plans"] = merged.get("step_plans", []) + extra["step_plans"]
+                timings[name][key] = (old_times + list(times), loss, merged)
             for net in networks:
                 for b in batch_sizes:
                     say(f"  round {round_ + 1}/{repeats}  {net_name(net):<22} batch {b:>5}  "
@@ -236,14 +242,15 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
             flops = n * epoch_flops_per_sample(net)
             entry = {"samples": n, "flops": flops, "trainers": {}, "speedup": {}}
             for name in names:
-                times, loss, compile_seconds = timings[name][(net, b)]
+                times, loss, extra = timings[name][(net, b)]
                 best = min(times)
                 r = {"times": times, "best": best, "median": statistics.median(times),
                      "loss": None if loss is None else float(loss),
                      "gflops": flops / best / 1e9}
                 r["peak_pct"] = 100 * r["gflops"] / peak_info["gflops"] if peak_info else None
-                if compile_seconds is not None:
-                    r["compile_seconds"] = compile_seconds
+                for field in ("compile_seconds", "step_plans"):
+                    if extra.get(field) is not None:
+                        r[field] = extra[field]
                 entry["trainers"][name] = r
             base = entry["trainers"]["fastnn"]["best"]
             for name, r in entry["trainers"].items():

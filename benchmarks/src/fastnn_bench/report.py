@@ -68,6 +68,11 @@ def format_table(results, repeats):
             jax = e["trainers"].get("jax")
             if jax is not None and jax.get("compile_seconds") is not None:
                 notes.append(f"JAX compiled in {jax['compile_seconds']:.2f} s (not counted)")
+            plans = e["trainers"].get("fastnn", {}).get("step_plans")
+            if plans:
+                counts = {p: plans.count(p) for p in dict.fromkeys(plans)}
+                notes.append("fastnn's step plan (chosen in its warm-up, each round): "
+                             + ", ".join(f"{p} x{c}" for p, c in counts.items()))
             if notes:
                 lines.append(f"batch {b}: " + "; ".join(notes))
         short = sorted({e["samples"] for e in entries if e["samples"] < results["config"]["samples"]})

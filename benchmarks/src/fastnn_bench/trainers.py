@@ -394,15 +394,25 @@ def warm_up(name, trainer, X, y, batch_size, seed=SEED, layers=LAYERS):
     batches, :mod:`fastnn.training.tuning`, once per process, as JAX compiles
     once). The others: one epoch on the first 2,048 rows (lazy imports,
     thread pools, page faults).
+
+    Returns fastnn's step plan for the shape (a name of
+    ``fastnn.training.tuning.PLANS``; ``"one thread"`` when the fit runs on one
+    thread, ``"fixed: NAME"`` under ``FASTNN_STEP_PLAN``), else None.
     """
     if name == "jax":
         trainer.run(trainer.setup())
     elif name == "fastnn":
         from fastnn.training import tuning
+        fixed = tuning.fixed_plan()
+        before = tuning.chosen()
         for _ in range(8):  # one epoch holds the trial unless it is tiny
             trainer.run(trainer.setup())
             if not tuning.pending():
                 break
+        if fixed is not None:
+            return f"fixed: {fixed}"
+        new = {v for k, v in tuning.chosen().items() if k not in before}
+        return new.pop() if len(new) == 1 else "one thread" if not new else "?"
     else:
         n_warm = min(X.shape[0], 2048)
         warm = make_trainer(name, X[:n_warm], y[:n_warm], batch_size, seed, layers)
