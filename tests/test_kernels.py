@@ -611,13 +611,13 @@ def copy_ws(ws):
 
 def run_train(fn, X, y, order, start, stop, batch_size, sizes, activation, ws, *, kind="sgd",
               sample_weight=None, dropout=None, seed=0, epoch=0, n_threads=1,
-              split_threshold=None, **hyper):
+              split_threshold=None, loss_start=0.0, **hyper):
     """fn's train_batches on the buffers of ``ws`` with ``Hyper(kind, **hyper)``."""
     space = types.SimpleNamespace(**{k: ws[k] for k in WS_FIELDS})
     return fn(X, y, order, start, stop, batch_size, sizes, activation, ws["params"],
               ws["slots"], space, K.Hyper(kind, **hyper), sample_weight=sample_weight,
               dropout=dropout, seed=seed, epoch=epoch, n_threads=n_threads,
-              split_threshold=split_threshold)
+              split_threshold=split_threshold, loss_start=loss_start)
 
 
 TRAIN_CASES = [
@@ -1846,6 +1846,45 @@ def test_split_threshold_is_checked(fn, value, exc, match):
     with pytest.raises(exc, match=match):
         run_train(fn, X, y, np.arange(8, dtype=np.intp), 0, 8, 4, sz, "relu", ws,
                   n_threads=2, split_threshold=value, learning_rate=0.1)
+
+
+@pytest.mark.parametrize("fn", [K.train_batches, R.train_batches], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_start_makes_the_loss_sum_independent_of_the_calls(fn, dtype):
+    """One call over 25 batches, or calls of 1, 3, 7 and 14 batches each going
+    on from the last one's sum (loss_start): the same weights, and the same
+    loss sum, bit for bit (the same additions in the same order)."""
+    sz, ws0, X, y, order = training_problem([11, 17, 5], 8, dtype, 9, 200)
+    kw = dict(learning_rate=0.05, momentum=0.9)
+    ws = copy_ws(ws0)
+    want = run_train(fn, X, y, order, 0, 200, 8, sz, "relu", ws, **kw)
+    got_ws, total, start = copy_ws(ws0), 0.0, 0
+    for stop in (8, 32, 88, 200):
+        rows, total, _, diverged = run_train(fn, X, y, order, start, stop, 8, sz, "relu", got_ws,
+                                             loss_start=total, **kw)
+        assert rows == stop - start and not diverged
+        start = stop
+    assert total == want[1]
+    np.testing.assert_array_equal(got_ws["params"], ws["params"])
+    # a start value is added first: the sum of the call itself is not the same bits
+    rows, shifted, _, _ = run_train(fn, X, y, order, 0, 8, 8, sz, "relu", copy_ws(ws0),
+                                    loss_start=1.5, **kw)
+    assert shifted == 1.5 + run_train(fn, X, y, order, 0, 8, 8, sz, "relu", copy_ws(ws0),
+                                      **kw)[1]
+
+
+@pytest.mark.parametrize("fn", [K.train_batches, R.train_batches], ids=["compiled", "numpy"])
+@pytest.mark.parametrize("value, exc, match", [
+    (float("nan"), ValueError, "loss_start must be finite"),
+    (float("inf"), ValueError, "loss_start must be finite"),
+    ("0", TypeError, "loss_start must be a real number"),
+    (None, TypeError, "loss_start must be a real number"),
+])
+def test_loss_start_is_checked(fn, value, exc, match):
+    sz, ws, X, y, order = training_problem([5, 4, 3], 4, np.float32, 0, 8)
+    with pytest.raises(exc, match=match):
+        run_train(fn, X, y, order, 0, 8, 4, sz, "relu", ws, loss_start=value,
+                  learning_rate=0.1)
 
 
 def test_free_splits_is_checked():

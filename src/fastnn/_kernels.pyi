@@ -79,6 +79,7 @@ def train_batches(
     csr_products: Optional[bool] = None,
     exact_sums: bool = False,
     split_threshold: Optional[float] = None,
+    loss_start: float = 0.0,
 ) -> Tuple[int, float, int, bool]: ...
 def augment_rows(X: _F, rows: NDArray[np.integer], seed: int, epoch: int, augment: Any,
                  out: Optional[_F] = None) -> _F: ...

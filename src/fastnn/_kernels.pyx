@@ -1292,7 +1292,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
                   params, slots, ws, hyper, *, sample_weight=None, dropout=None,
                   seed=0, epoch=0, n_threads=1, loss="cross_entropy",
                   loss_reduction="mean", augment=None, csr_products=None,
-                  exact_sums=False, split_threshold=None):
+                  exact_sums=False, split_threshold=None, loss_start=0.0):
     """Train on the rows ``X[order[start:stop]]``, batch by batch, without the GIL.
 
     ``X``: (n_rows, sizes[0]) float32 or float64, C-contiguous; or a SciPy CSR
@@ -1367,9 +1367,13 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
       only the time differs (``fit`` times the plans on the first batches of
       a network and keeps the fastest).
 
+    * ``loss_start``: the value ``loss_sum`` starts from (an epoch's running
+      sum, so that the epoch's loss is the same additions in the same order
+      however its batches are divided among calls).
+
     Returns ``(rows_done, loss_sum, n_correct, diverged)``: ``loss_sum`` is
-    the sum over batches of the (weighted) mean batch loss times the batch
-    size, ``n_correct`` an unweighted count. On a batch with a non-finite
+    ``loss_start`` plus, batch by batch in order, the (weighted) mean batch
+    loss times the batch size; ``n_correct`` an unweighted count. On a batch with a non-finite
     loss it stops before updating and reports ``diverged``.
     """
     # start/stop/batch_size are checked here rather than typed intp_t in the
@@ -1521,6 +1525,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     cdef bint x_csr = (not exact_sums) and _use_csr_products(csr_products, csr, n_cols_x, drop)
     split_threshold = check_float(split_threshold, "split_threshold", low=0.0, allow_none=True)
     cdef double split_macs = 0 if split_threshold is None else split_threshold
+    cdef double c_loss_start = check_float(loss_start, "loss_start")
     if start == stop:
         return 0, 0.0, 0, False
     cdef fnn_opt_t opt
@@ -1535,7 +1540,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     c.opt, c.n_threads, c.aug, c.x_csr = &opt, n_threads, &aug if aug_keep is not None else NULL, x_csr
     c.exact = bool(exact_sums)
     c.split_fixed, c.split_macs = split_threshold is not None, split_macs
-    c.loss_sum, c.correct, c.diverged, c.corrupt = 0, 0, 0, 0
+    c.loss_sum, c.correct, c.diverged, c.corrupt = c_loss_start, 0, 0, 0
     labels, targets = (None, y) if loss_code == FNN_LOSS_SQERR else (y, None)
     if dtype is _FLOAT_DTYPES[0]:
         done = _train_call[float](xdata, xindices, xindptr, labels, targets, sample_weight, order,

@@ -62,7 +62,8 @@ class _TrainBuffers:
 def train_batches(X, y, order, start, stop, batch_size, sizes, activation, params, slots,
                   ws, hyper, *, sample_weight=None, dropout=None, seed=0, epoch=0,
                   n_threads=1, loss="cross_entropy", loss_reduction="mean", augment=None,
-                  csr_products=None, exact_sums=False, split_threshold=None):
+                  csr_products=None, exact_sums=False, split_threshold=None,
+                  loss_start=0.0):
     """Mini-batch training over ``order[start:stop]``, one Python step per batch.
 
     Same algorithm, arguments, buffers and return value as the compiled kernel
@@ -80,6 +81,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     ``exact_sums``: the weight and bias gradients as float64 products and sums,
     the sample weights applied there (not in the loss's gradient), rounded
     to the dtype (a CSR X then runs on its dense rows, as the compiled loop).
+    ``loss_start``: the value ``loss_sum`` starts from, as in the compiled kernel.
     """
     if not isinstance(exact_sums, (bool, np.bool_)):
         raise TypeError(f"exact_sums must be True or False, got {exact_sums!r}")
@@ -87,6 +89,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
         raise ValueError("csr_products=True cannot make the exact sums (exact_sums=True): "
                          "they need the dense rows")
     check_float(split_threshold, "split_threshold", low=0.0, allow_none=True)
+    loss_start = check_float(loss_start, "loss_start")
     hyper = check_hyper(hyper)
     sizes = [int(s) for s in sizes]
     rates = _check_call(X, y, order, start, stop, sizes, slots, hyper, sample_weight, dropout,
@@ -98,7 +101,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation, param
     nw = n_weights(sizes)
     dt = params.dtype.type
     scales = None if rates is None else [dt(1.0 / (1.0 - r)) for r in rates]
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct = loss_start, 0
     for s0 in range(start, stop, batch_size):
         idx = order[s0:min(s0 + batch_size, stop)]
         bs = idx.shape[0]

@@ -260,7 +260,9 @@ def _run_epoch(kernels, state, ws, plan):
     try:
         while run.rows < order.size and not run.diverged:
             start, stop = run.rows, min(run.rows + chunk, order.size)
-            nt, plan_args, segment = n_threads, {}, None
+            nt, call_args, segment = n_threads, {}, None
+            if run.loss_sum != 0.0:  # the epoch's sum goes on in the kernel: the same
+                call_args["loss_start"] = run.loss_sum  # additions whatever the calls
             if tune_key is not None:
                 step_plan, seg_rows, segment = tuning.next_plan(tune_key, plan.batch_size,
                                                                 n_weights, order.size)
@@ -268,7 +270,7 @@ def _run_epoch(kernels, state, ws, plan):
                     stop = min(start + seg_rows, order.size)
                 nt, split = tuning.call_args(step_plan, n_threads)
                 if split is not None:
-                    plan_args["split_threshold"] = split
+                    call_args["split_threshold"] = split
             hyper = opt.hyper(state.learning_rate, plan.grad_scale)
             # Count the chunk's steps before the call: Ctrl-C pressed while it runs
             # without the GIL raises only once it has returned, having updated the
@@ -282,14 +284,14 @@ def _run_epoch(kernels, state, ws, plan):
                     plan.X, plan.y, order, start, stop, plan.batch_size, sizes,
                     model.activation, model.parameters, opt.slots, ws, hyper,
                     sample_weight=plan.weights, dropout=dropout, seed=model.seed, epoch=epoch,
-                    n_threads=nt, augment=plan.augment, **_loss_args(model, plan), **plan_args)
+                    n_threads=nt, augment=plan.augment, **_loss_args(model, plan), **call_args)
             finally:
                 if segment is not None:
                     tuning.record(tune_key, segment, rows, time.perf_counter() - t0)
             if rows != stop - start:  # diverged: its last batch made no update
                 opt.t -= planned - -(-rows // plan.batch_size)
                 run.rows = start + rows
-            run.loss_sum += ls
+            run.loss_sum = ls  # loss_start + this call's batches (0.0 + ls before)
             run.correct += c
     except KeyboardInterrupt:
         run.interrupted = True
