@@ -397,7 +397,8 @@ def warm_up(name, trainer, X, y, batch_size, seed=SEED, layers=LAYERS):
 
     Returns fastnn's step plan for the shape (a name of
     ``fastnn.training.tuning.PLANS``; ``"one thread"`` when the fit runs on one
-    thread, ``"fixed: NAME"`` under ``FASTNN_STEP_PLAN``), else None.
+    thread, ``"fixed: NAME"`` under ``FASTNN_STEP_PLAN``, ``"trial unfinished"``
+    when 8 epochs did not hold the trial), else None.
     """
     if name == "jax":
         trainer.run(trainer.setup())
@@ -411,8 +412,11 @@ def warm_up(name, trainer, X, y, batch_size, seed=SEED, layers=LAYERS):
                 break
         if fixed is not None:
             return f"fixed: {fixed}"
+        from fastnn import threads
+        if threads.training_threads() == 1:
+            return "one thread"
         new = {v for k, v in tuning.chosen().items() if k not in before}
-        return new.pop() if len(new) == 1 else "one thread" if not new else "?"
+        return new.pop() if len(new) == 1 else "trial unfinished" if not new else "?"
     else:
         n_warm = min(X.shape[0], 2048)
         warm = make_trainer(name, X[:n_warm], y[:n_warm], batch_size, seed, layers)
