@@ -1871,6 +1871,9 @@ def test_loss_start_makes_the_loss_sum_independent_of_the_calls(fn, dtype):
                                     loss_start=1.5, **kw)
     assert shifted == 1.5 + run_train(fn, X, y, order, 0, 8, 8, sz, "relu", copy_ws(ws0),
                                       **kw)[1]
+    # an empty range returns the start value as it is
+    assert run_train(fn, X, y, order, 8, 8, 8, sz, "relu", copy_ws(ws0), loss_start=2.25,
+                     **kw)[:2] == (0, 2.25)
 
 
 @pytest.mark.parametrize("fn", [K.train_batches, R.train_batches], ids=["compiled", "numpy"])

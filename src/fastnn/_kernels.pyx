@@ -1373,8 +1373,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
 
     Returns ``(rows_done, loss_sum, n_correct, diverged)``: ``loss_sum`` is
     ``loss_start`` plus, batch by batch in order, the (weighted) mean batch
-    loss times the batch size; ``n_correct`` an unweighted count. On a batch with a non-finite
-    loss it stops before updating and reports ``diverged``.
+    loss times the batch size; ``n_correct`` an unweighted count. On a batch
+    with a non-finite loss it stops before updating and reports ``diverged``.
     """
     # start/stop/batch_size are checked here rather than typed intp_t in the
     # signature, whose conversion errors name no argument (and overflow).
@@ -1527,7 +1527,7 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     cdef double split_macs = 0 if split_threshold is None else split_threshold
     cdef double c_loss_start = check_float(loss_start, "loss_start")
     if start == stop:
-        return 0, 0.0, 0, False
+        return 0, c_loss_start, 0, False
     cdef fnn_opt_t opt
     opt.kind = FNN_OPT_ADAM if h.kind == "adam" else FNN_OPT_SGD
     opt.nesterov = h.nesterov
