@@ -168,17 +168,18 @@ def test_the_trial_ends_in_the_first_epoch():
 @pytest.mark.parametrize("batch_size, n_weights", [(10, 1000), (128, 101_632), (512, 3_000_000)])
 @pytest.mark.parametrize("epoch_rows", [100, 1000, 5000, 7777, 60_000, 10**7])
 def test_the_trial_spans_at_most_an_epoch(batch_size, n_weights, epoch_rows):
+    def trial_rows(rows):  # the warm-up, then every round's settling and timed segments
+        settle = max(batch_size, rows // 4 // batch_size * batch_size)
+        return rows + tuning.ROUNDS * len(tuning.PLANS) * (rows + settle)
+
     rows = tuning.segment_rows(batch_size, n_weights, epoch_rows)
     assert rows % batch_size == 0 and rows >= tuning.MIN_BATCHES * batch_size
     assert rows <= tuning.segment_rows(batch_size, n_weights)
-    settle = max(batch_size, rows // 4 // batch_size * batch_size)
-    trial = rows + tuning.ROUNDS * len(tuning.PLANS) * (rows + settle)
     if rows > tuning.MIN_BATCHES * batch_size:  # not at the floor: within an epoch
-        assert trial <= epoch_rows * tuning.TRIAL_EPOCH_FRACTION
+        assert trial_rows(rows) <= epoch_rows * tuning.TRIAL_EPOCH_FRACTION
         longer = rows + batch_size  # and as long as that allows
-        assert (longer + tuning.ROUNDS * len(tuning.PLANS) * (longer + max(
-            batch_size, longer // 4 // batch_size * batch_size)) > epoch_rows
-            or longer > tuning.segment_rows(batch_size, n_weights))
+        assert (trial_rows(longer) > epoch_rows
+                or longer > tuning.segment_rows(batch_size, n_weights))
 
 
 def test_an_unfinished_trial_goes_on_in_the_next_fit(monkeypatch):

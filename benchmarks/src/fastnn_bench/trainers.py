@@ -423,15 +423,10 @@ def warm_up(name, trainer, X, y, batch_size, seed=SEED, layers=LAYERS):
         warm.run(warm.setup())
 
 
-def time_trainer(trainer, repeats=3, warmup=None):
-    """Time ``trainer.run`` ``repeats`` times, each on a fresh ``setup()``.
-
-    ``warmup``: an optional trainer run once first, untimed (first calls pay
-    for lazy imports, thread-pool start-up and page faults).
-    Returns ``(times_in_seconds, last_loss)``.
+def time_trainer(trainer, repeats=3):
+    """Time ``trainer.run`` ``repeats`` times, each on a fresh ``setup()``
+    (after :func:`warm_up`). Returns ``(times_in_seconds, last_loss)``.
     """
-    if warmup is not None:
-        warmup.run(warmup.setup())
     times, loss = [], None
     for _ in range(repeats):
         state = trainer.setup()

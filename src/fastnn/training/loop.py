@@ -260,9 +260,9 @@ def _run_epoch(kernels, state, ws, plan):
     try:
         while run.rows < order.size and not run.diverged:
             start, stop = run.rows, min(run.rows + chunk, order.size)
-            nt, call_args, segment = n_threads, {}, None
-            if run.loss_sum != 0.0:  # the epoch's sum goes on in the kernel: the same
-                call_args["loss_start"] = run.loss_sum  # additions whatever the calls
+            # the epoch's loss sum goes on in the kernel: the same additions in the
+            # same order however the epoch is divided among calls
+            nt, call_args, segment = n_threads, {"loss_start": run.loss_sum}, None
             if tune_key is not None:
                 step_plan, seg_rows, segment = tuning.next_plan(tune_key, plan.batch_size,
                                                                 n_weights, order.size)
@@ -291,7 +291,7 @@ def _run_epoch(kernels, state, ws, plan):
             if rows != stop - start:  # diverged: its last batch made no update
                 opt.t -= planned - -(-rows // plan.batch_size)
                 run.rows = start + rows
-            run.loss_sum = ls  # loss_start + this call's batches (0.0 + ls before)
+            run.loss_sum = ls  # loss_start + this call's batches
             run.correct += c
     except KeyboardInterrupt:
         run.interrupted = True
