@@ -360,6 +360,14 @@ static const ptrdiff_t *fnn_caches(void)
  * read and written while they are in L1 and L2. */
 #define FNN_DW_BLOCK_ROWS 48
 
+/* The batch size from which dw_update's in-place loop prefetches the next
+ * tile's weights and slots: a tile's batch loop (bs x MRR x NRV FMAs) then
+ * hides the fetch and outweighs its 2-3 x MRR x NRV prefetches. Zen 4, two
+ * threads, epochs A/B (the same bits): [784, 800, 10] and [784, 1500, 1000,
+ * 500, 10] at batch 128 0.92-0.94x the time; [784, 128, 10] at batches 10 and
+ * 32 1.01-1.02x (within the noise), hence not there. */
+#define FNN_DW_PREFETCH_ROWS 64
+
 /* Columns of W per chunk of dw_update's packed loop (a multiple of the
  * widest register tile, 64 columns): the chunk's dZ panels, packed once
  * (bs x nc elements), take at most half of the L2, so they stay there while

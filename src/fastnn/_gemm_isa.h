@@ -462,6 +462,29 @@ FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
             MT mask = MASKN(valid);
             const FNN_T *at = a + k, *dzt = dz + j0;
             const ptrdiff_t ldat = lda, ldzt = ldz;
+            if (bs >= FNN_DW_PREFETCH_ROWS) {
+                /* the next tile's weights and slots (the next panel of these
+                   rows, else the next rows' first panel), fetched during this
+                   tile's batch loop: its epilogue otherwise waited on them
+                   (the first layer's W is not in the caches; its rows ldw
+                   apart, 4 lines each, outrun the hardware prefetchers) */
+                ptrdiff_t nk = k, nj = j0 + P;
+                if (nj >= n1)
+                    nk = k + MRR, nj = n0;
+                if (nk < k1) {
+                    const ptrdiff_t nr = k1 - nk < MRR ? k1 - nk : MRR;
+                    const ptrdiff_t nc = n1 - nj < P ? n1 - nj : P;
+                    for (ptrdiff_t r = 0; r < nr; r++) {
+                        const ptrdiff_t off = (nk + r) * ldw + nj;
+                        for (ptrdiff_t c = 0; c < nc; c += 64 / (ptrdiff_t) sizeof(FNN_T)) {
+                            FNN_PREFETCH_W(w + off + c);
+                            FNN_PREFETCH_W(s0 + off + c);
+                            if (s1)
+                                FNN_PREFETCH_W(s1 + off + c);
+                        }
+                    }
+                }
+            }
             FNN_DW_TILE();
         }
     }
