@@ -316,6 +316,15 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
  * stride ldzt). */
 #define FNN_DW_TILE()                                                         \
     do {                                                                      \
+        if (kr == MRR) {                                                      \
+            bad |= FNN_NAME(dwtile_rows)(nv, mask, valid, bs, at, ldat, dzt,  \
+                                         ldzt, w + k * ldw + j0,              \
+                                         s0 + k * ldw + j0,                   \
+                                         s1 ? s1 + k * ldw + j0 : NULL, ldw,  \
+                                         wt ? wt + j0 * ldwt + k : NULL,      \
+                                         ldwt, hp);                           \
+            break;                                                            \
+        }                                                                     \
         switch (nv * 8 + kr) {                                                \
             FNN_DW_CASES(1)                                                   \
             FNN_DW_MORE_CASES                                                 \
@@ -330,16 +339,57 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 #define FNN_DW_MORE_CASES
 #endif
 
-/* The full tile of dwtile, out of line: one expansion per function, so GCC
- * keeps all MRR x NRV accumulators in registers (inlined among the edge
- * cases, it spilled one of them to the stack inside the batch loop). */
-static FNN_NOINLINE FNN_TARGET int
-FNN_NAME(dwtile_full)(MT mask, int valid_last, ptrdiff_t bs, const FNN_T *a, ptrdiff_t lda,
-                      const FNN_T *dz, ptrdiff_t ldz, FNN_T *w, FNN_T *s0, FNN_T *s1,
-                      ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt, const FNN_HP *hp)
+/* The tiles of dwtile with all MRR rows, out of line: one expansion per
+ * function, so GCC keeps all the accumulators in registers (inlined among
+ * the edge cases, the full tile spilled one of them to the stack inside the
+ * batch loop, and the narrower ones, a layer's last panel when its width is
+ * not a multiple of NRV * VL, up to all of them: at batch 512 the 1000-wide
+ * layer's last 40 columns took 3.5x the full tile's time per multiply-add). */
+#define FNN_DW_OUT_OF_LINE(NAME, NV)                                             \
+    static FNN_NOINLINE FNN_TARGET int                                           \
+    NAME(MT mask, int valid_last, ptrdiff_t bs, const FNN_T *a, ptrdiff_t lda,   \
+         const FNN_T *dz, ptrdiff_t ldz, FNN_T *w, FNN_T *s0, FNN_T *s1,         \
+         ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt, const FNN_HP *hp)             \
+    {                                                                            \
+        return FNN_NAME(dwtile)(MRR, NV, mask, valid_last, bs, a, lda, dz, ldz, w, \
+                                s0, s1, ldw, wt, ldwt, hp);                      \
+    }
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_full), NRV)
+#if NRV > 1
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v1), 1)
+#endif
+#if NRV > 2
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v2), 2)
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v3), 3)
+#endif
+#undef FNN_DW_OUT_OF_LINE
+
+/* A tile of all MRR rows and nv vectors, by its out-of-line function */
+static FNN_ALWAYS_INLINE FNN_TARGET int
+FNN_NAME(dwtile_rows)(int nv, MT mask, int valid_last, ptrdiff_t bs, const FNN_T *a,
+                      ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz, FNN_T *w, FNN_T *s0,
+                      FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt, const FNN_HP *hp)
 {
-    return FNN_NAME(dwtile)(MRR, NRV, mask, valid_last, bs, a, lda, dz, ldz, w, s0, s1, ldw,
-                            wt, ldwt, hp);
+    switch (nv) {
+#if NRV > 1
+    case 1:
+        return FNN_NAME(dwtile_v1)(mask, valid_last, bs, a, lda, dz, ldz, w, s0, s1, ldw, wt,
+                                   ldwt, hp);
+#endif
+#if NRV > 2
+    case 2:
+        return FNN_NAME(dwtile_v2)(mask, valid_last, bs, a, lda, dz, ldz, w, s0, s1, ldw, wt,
+                                   ldwt, hp);
+    case 3:
+        return FNN_NAME(dwtile_v3)(mask, valid_last, bs, a, lda, dz, ldz, w, s0, s1, ldw, wt,
+                                   ldwt, hp);
+#endif
+    case NRV:
+        return FNN_NAME(dwtile_full)(mask, valid_last, bs, a, lda, dz, ldz, w, s0, s1, ldw,
+                                     wt, ldwt, hp);
+    default:
+        abort(); /* a tile size the cases do not cover */
+    }
 }
 
 /* dw_update's packed loop (below), out of line: one expansion of the tile
