@@ -1353,7 +1353,9 @@ PACK_NETS = [([37, 70, 45, 11], 9), ([37, 70, 45, 11], 7), ([50, 33, 16, 5], 31)
 #: 64 KiB L2), under which dw_update packs batches of 64 rows (their dZ
 #: panels exceed the L1d on every instruction set) and splits W's 300 columns
 #: into chunks of 64 or 128 (the chunk's packed dZ, half the L2; the 70 x 300
-#: layer's backward in panels of rows then repacks them panel by panel)
+#: layer's backward in panels of rows then repacks them panel by panel, and
+#: A's packed columns are kept for every chunk, or, without _pack_panels' bit
+#: 8, packed again for each)
 CACHES = [None, (2 * 1024, 64 * 1024)]
 
 
@@ -1372,7 +1374,7 @@ def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype, caches):
     results = []
     machine = _kernels._cache_sizes()
     fuse = _kernels._fuse_rows()
-    for packed, rows in ((False, 0), (True, 0), (True, -1), (True, 1)):
+    for packed, rows in ((False, 0), (True, 0), (True, -1), (True, 1), (7, -1)):
         before = _kernels._pack_panels()
         _kernels._pack_panels(packed)
         _kernels._fuse_rows(rows)

@@ -383,6 +383,22 @@ static ptrdiff_t fnn_dw_chunk_cols(ptrdiff_t bs, ptrdiff_t cols, size_t elem)
     return nc < all ? nc : all;
 }
 
+/* Columns of A that dw_update's packing buffer holds, after its chunk of nc
+ * columns of dZ: when a layer takes more than one chunk (the widest layer
+ * wider than nc), all a thread's columns, packed at the first chunk and
+ * read again (in order, from the L3) by the others, instead of gathered
+ * again from A's rows for every chunk ([784, 1500, 1000, 500, 10] at batch
+ * 512: 4 chunks of 256 columns for the 1000-wide layer), while they take at
+ * most FNN_DW_KEEP_A_BYTES; else one block of FNN_DW_BLOCK_ROWS columns. */
+#define FNN_DW_KEEP_A_BYTES (16 << 20)
+static ptrdiff_t fnn_dw_a_cols(ptrdiff_t bs, ptrdiff_t widest, ptrdiff_t nc, size_t elem)
+{
+    const ptrdiff_t all = (widest + FNN_DW_BLOCK_ROWS - 1) / FNN_DW_BLOCK_ROWS * FNN_DW_BLOCK_ROWS;
+    if (widest > nc && bs * all * (ptrdiff_t) elem <= FNN_DW_KEEP_A_BYTES)
+        return all;
+    return FNN_DW_BLOCK_ROWS;
+}
+
 /* 64-byte aligned buffers (a cache line; the packed panels' vectors) */
 static inline void *fnn_aligned_alloc(size_t bytes)
 {
@@ -736,10 +752,11 @@ static inline void fnn_test_delay(int tid, int point)
 }
 
 /* What the training products may pack, bits: 1 B panels, 2 dW's operands,
- * 4 W^T panels (else a transposed copy of W); 7, all, by default: a switch
- * for measurements and tests (fastnn._kernels._pack_panels); the results are
- * the same bits either way. */
-static volatile int fnn_pack_mode = 7;
+ * 4 W^T panels (else a transposed copy of W), 8 all of A's columns kept
+ * for dW's chunks (fnn_dw_a_cols); 15, all, by default: a switch for
+ * measurements and tests (fastnn._kernels._pack_panels); the results are the
+ * same bits either way. */
+static volatile int fnn_pack_mode = 15;
 /* The backward's panels of W's rows (fnn_fuse_rows_of): -1, sized from the
  * L2 (default); 0, one per thread (no one pass); n, n rows (rounded up to a
  * whole panel of the products), for measurements and tests

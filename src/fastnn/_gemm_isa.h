@@ -399,13 +399,16 @@ static FNN_TARGET FNN_NOINLINE int
 FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, int dz_ready)
+                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, ptrdiff_t na, int dz_ready)
 {
     int bad = 0;
     const ptrdiff_t P = NRV * VL, KB = FNN_DW_BLOCK_ROWS;
     FNN_T *dzp = pk, *ap = pk + bs * nc;
     /* dZ's panels already in pk: the previous call's, of its one chunk */
     const int packed = dz_ready && n1 - n0 <= nc;
+    /* A's columns packed at the first chunk, all of them, and kept for the
+       others (fnn_dw_a_cols), when there are others and there is room */
+    const int keep_a = n1 - n0 > nc && k1 - k0 <= na;
     for (ptrdiff_t c0 = n0; c0 < n1; c0 += nc) {
         const ptrdiff_t c1 = n1 - c0 < nc ? n1 : c0 + nc;
         /* the chunk's panels of dZ, each bs x P, contiguous, packed once */
@@ -414,6 +417,7 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                                  dzp + (j0 - c0) * bs);
         for (ptrdiff_t kb = k0; kb < k1; kb += KB) {
             const ptrdiff_t ke = k1 - kb < KB ? k1 : kb + KB;
+            FNN_T *apb = keep_a ? ap + (kb - k0) * bs : ap;
             /* A's columns kb:ke, written tile by tile: ap[tile][i][r] = A[i, k + r],
                16 batch rows at a time (their runs, 16 x 48 values, stay in L1
                while every tile takes its part, and each tile's part is one
@@ -421,14 +425,14 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                lda apart are a stride the hardware prefetchers follow late).
                Row by row over all tiles, the copy waited on its scattered
                stores and its loads: 15-20 % of a [784, 128, 10] batch-512 step. */
-            for (ptrdiff_t i0 = 0; i0 < bs; i0 += 16) {
+            for (ptrdiff_t i0 = 0; i0 < bs && (!keep_a || c0 == n0); i0 += 16) {
                 const ptrdiff_t i1 = bs - i0 < 16 ? bs : i0 + 16;
                 for (ptrdiff_t i = i1; i < i1 + 16 && i < bs; i++)
                     for (ptrdiff_t c = kb; c < ke; c += 64 / (ptrdiff_t) sizeof(FNN_T))
                         FNN_PREFETCH_R(a + i * lda + c);
                 for (ptrdiff_t k = kb; k < ke; k += MRR) {
                     const ptrdiff_t kr = ke - k < MRR ? ke - k : MRR;
-                    FNN_T *dst = ap + (k - kb) * bs;
+                    FNN_T *dst = apb + (k - kb) * bs;
                     for (ptrdiff_t i = i0; i < i1; i++) {
                         const FNN_T *src = a + i * lda + k;
                         if (kr == MRR) /* one block move (16 + 8 bytes for float) */
@@ -448,7 +452,7 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                 const ptrdiff_t ldat = MRR, ldzt = P;
                 for (ptrdiff_t k = kb; k < ke; k += MRR) {
                     int kr = (int) (ke - k < MRR ? ke - k : MRR);
-                    const FNN_T *at = ap + (k - kb) * bs;
+                    const FNN_T *at = apb + (k - kb) * bs;
                     if (k + MRR < ke) {
                         /* the next tile's weights and slots, which the hardware
                            prefetchers do not guess (rows ldw apart) */
@@ -478,13 +482,14 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
 
 /* The fused weight gradient and update of W[k0:k1, n0:n1] (see dwtile); the
  * tiles' arithmetic, and so the bits, are the same in both loops:
- *  - with pk (room for bs * (nc + FNN_DW_BLOCK_ROWS) elements): chunks
- *    of nc columns of W (fnn_dw_chunk_cols: their dZ, bs x nc, takes half
- *    the L2), whose dZ panels (bs x NRV * VL each, contiguous) are packed
- *    once; per chunk, blocks of FNN_DW_BLOCK_ROWS rows of W, whose columns
- *    of A are packed (per tile, MRR values per batch row, contiguous), then
- *    every tile of the block, panel by panel; the next tile's W and slots
- *    are prefetched (dw_packed);
+ *  - with pk (room for bs * (nc + na) elements, na >= FNN_DW_BLOCK_ROWS):
+ *    chunks of nc columns of W (fnn_dw_chunk_cols: their dZ, bs x nc, takes
+ *    half the L2), whose dZ panels (bs x NRV * VL each, contiguous) are
+ *    packed once; per chunk, blocks of FNN_DW_BLOCK_ROWS rows of W, whose
+ *    columns of A are packed (per tile, MRR values per batch row,
+ *    contiguous; at the first chunk only, when there are several and all
+ *    k1 - k0 columns fit in na), then every tile of the block, panel by
+ *    panel; the next tile's W and slots are prefetched (dw_packed);
  *  - without: tiles row by row, A and dZ read in place (small batches).
  * It packs when A's or dZ's rows alias in L1 (FNN_PACK_DW), or when a dZ
  * panel read in place (bs x NRV * VL) would not fit in the L1d: [784, 1000,
@@ -495,12 +500,12 @@ static FNN_TARGET int
 FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
                     const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                     FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, int dz_ready)
+                    const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, ptrdiff_t na, int dz_ready)
 {
     if (pk != NULL && (FNN_PACK_DW(lda * (ptrdiff_t) sizeof(FNN_T), ldz * (ptrdiff_t) sizeof(FNN_T))
                        || bs * NRV * VL * (ptrdiff_t) sizeof(FNN_T) > fnn_caches()[0]))
         return FNN_NAME(dw_packed)(bs, k0, k1, n0, n1, a, lda, dz, ldz, w, s0, s1, ldw, wt, ldwt,
-                                   hp, pk, nc, dz_ready);
+                                   hp, pk, nc, na, dz_ready);
     int bad = 0;
     const ptrdiff_t P = NRV * VL;
     for (ptrdiff_t k = k0; k < k1; k += MRR) {

@@ -34,11 +34,11 @@ static int FNN_F(fnn_update_rows)(const FNN_F(fnn_kern_t) *K, ptrdiff_t d, ptrdi
     const FNN_T one = 1;
     if (n0 == 0 && n1 == ld && wt == NULL)
         return K->dw(1, 0, 1, 0, d * ld, &one, 1, g, d * ld, w, s0, s1, d * ld, NULL, 0, hp,
-                     NULL, 0, 0);
+                     NULL, 0, 0, 0);
     int bad = 0;
     for (ptrdiff_t k = 0; k < d; k++)
         bad |= K->dw(1, 0, 1, n0, n1, &one, 1, g + k * ld, ld, w + k * ld, s0 + k * ld,
-                     s1 ? s1 + k * ld : NULL, ld, wt ? wt + k : NULL, ldwt, hp, NULL, 0, 0);
+                     s1 ? s1 + k * ld : NULL, ld, wt ? wt + k : NULL, ldwt, hp, NULL, 0, 0, 0);
     return bad;
 }
 
@@ -296,6 +296,7 @@ typedef struct {
     int col_split0;         /* the first layer's backward split by columns (see body) */
     ptrdiff_t pack_stride;
     ptrdiff_t dw_nc;        /* dw_update's columns of W per chunk (fnn_dw_chunk_cols) */
+    ptrdiff_t dw_na;        /* dw_update's room for A's columns (fnn_dw_a_cols) */
     ptrdiff_t gemm_stride;  /* a packing buffer's part for the products' panels */
     float *aug_work;        /* nt work spaces of aug_stride floats (elastic) */
     ptrdiff_t aug_stride;
@@ -682,7 +683,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             } else if (lo < hi && by_cols) {
                 bad |= K.dw(bs, 0, ni, lo, hi, acts + aoff, ni, delta, no, params + woff,
                             s0 + woff, s1 ? s1 + woff : NULL, no, NULL, ni,
-                            &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc, 0);
+                            &hp, c->pack_dw && bs > 1 ? bp : NULL, c->dw_nc, c->dw_na, 0);
                 bad |= K.db(bs, lo, hi, delta, no, params + boff, s0 + boff,
                             s1 ? s1 + boff : NULL, &hp);
             } else if (lo < hi) {
@@ -727,7 +728,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                         bad |= K.dw(bs, k0, k1, 0, no, acts + aoff, ni, delta, no,
                                     params + woff, s0 + woff, s1 ? s1 + woff : NULL, no,
                                     l > 0 && c->use_wt ? wt + woff : NULL, ni, &hp, pk,
-                                    c->dw_nc, k0 > lo);
+                                    c->dw_nc, c->dw_na, k0 > lo);
                 }
             }
             if (does_db && xw)
@@ -822,9 +823,12 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     c.pack_stride = c.gemm_stride;
     if (b->batch_size <= FNN_DW_PACK_MAX_ROWS) {
         /* dw_update's, after the products' (the backward's panels use both at
-           once): a chunk of dw_nc columns of dZ, a block of columns of A */
+           once): a chunk of dw_nc columns of dZ, then A's columns (a block,
+           or all a thread's when they are kept for every chunk) */
         c.dw_nc = fnn_dw_chunk_cols(b->batch_size, widest, sizeof(FNN_T));
-        c.pack_stride += b->batch_size * (c.dw_nc + FNN_DW_BLOCK_ROWS);
+        c.dw_na = fnn_pack_mode & 8 ? fnn_dw_a_cols(b->batch_size, widest, c.dw_nc, sizeof(FNN_T))
+                                    : FNN_DW_BLOCK_ROWS;
+        c.pack_stride += b->batch_size * (c.dw_nc + c.dw_na);
     }
     c.pack_stride = (c.pack_stride + 63) / 64 * 64;
     c.pack = b->batch_size > 1 && fnn_pack_mode ? FNN_F(fnn_pack_alloc)(c.pack_stride, 1, n_threads) : NULL;

@@ -15,8 +15,9 @@
  *   dw       the weight gradient A^T dZ of rows k0:k1, columns n0:n1 of W,
  *            with the optimizer's update applied to each tile of W (and its
  *            slots s0, s1) in registers; nonzero when an update made a
- *            non-finite weight. With pk it may pack dZ's panels there;
- *            dz_ready says pk already holds them (the previous call's, on
+ *            non-finite weight. With pk it may pack dZ's panels there (a
+ *            chunk of nc columns), then A's columns (room for na of them);
+ *            dz_ready says pk already holds dZ's (the previous call's, on
  *            the same dZ and columns, within one chunk of nc)
  *   db       the bias gradient (dZ's column sums) and its update
  *   drop     dropout masks (counter-based, any element from its index) and
@@ -35,7 +36,7 @@ typedef struct {
     int (*dw)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrdiff_t n1,
               const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
               FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
-              const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, int dz_ready);
+              const FNN_HP *hp, FNN_T *pk, ptrdiff_t nc, ptrdiff_t na, int dz_ready);
     int (*db)(ptrdiff_t bs, ptrdiff_t j0, ptrdiff_t j1, const FNN_T *dz,
               ptrdiff_t ldz, FNN_T *b, FNN_T *s0, FNN_T *s1, const FNN_HP *hp);
     void (*drop)(FNN_T *a, uint8_t *mask, ptrdiff_t e0, ptrdiff_t e1, uint64_t key,
