@@ -22,8 +22,9 @@
  */
 
 /* The tile sizes the code below is written for: the tile switches (gemm's
- * FNN_TILE_CASES, dw's FNN_DW_CASES) have cases for 1..6 rows and for 1..4
- * (gemm) or 1, 2, 4 (dw) vectors, their key nv * 8 + mr needs mr < 8, a
+ * FNN_TILE_CASES, 1..6 rows; dw's FNN_DW_CASES, 1..5 rows, MRR rows going
+ * out of line) have cases for 1..4 (gemm) or 1, 2, 4 (dw) vectors, their
+ * key nv * 8 + mr needs mr < 8, a
  * packed panel (NRV * VL) is at most the 64 columns that fnn_dw_chunk_cols
  * and db_update's chunks assume, and dw_packed's blocks hold whole tiles. */
 _Static_assert(MRR >= 1 && MRR <= 6, "the tile switches cover 1 to 6 rows");
@@ -309,11 +310,12 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
                                 wt ? wt + j0 * ldwt + k : NULL, ldwt, hp);    \
         break;
 #define FNN_DW_CASES(NV) FNN_DW_CASE(1, NV) FNN_DW_CASE(2, NV) FNN_DW_CASE(3, NV) \
-    FNN_DW_CASE(4, NV) FNN_DW_CASE(5, NV) FNN_DW_CASE(6, NV)
+    FNN_DW_CASE(4, NV) FNN_DW_CASE(5, NV)
 
 /* One register tile of dw_update: rows k:k+kr of W, columns j0:j0+cols, from
  * at (A's rows k.. at stride ldat per batch row) and dzt (dZ's columns j0.. at
- * stride ldzt). */
+ * stride ldzt); all MRR rows by an out-of-line function (dwtile_rows), the
+ * last rows of a range (kr < MRR) inlined. */
 #define FNN_DW_TILE()                                                         \
     do {                                                                      \
         if (kr == MRR) {                                                      \
@@ -392,6 +394,24 @@ FNN_NAME(dwtile_rows)(int nv, MT mask, int valid_last, ptrdiff_t bs, const FNN_T
     }
 }
 
+/* Prefetch, for writing, rows k:k+rows and columns j:j+cols of W and of its
+ * slots: the next tile's, which the hardware prefetchers do not guess (rows
+ * ldw apart, a few lines each; both of dw_update's loops). */
+static FNN_ALWAYS_INLINE FNN_TARGET void
+FNN_NAME(prefetch_wtile)(FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, ptrdiff_t k, ptrdiff_t j,
+                         ptrdiff_t rows, ptrdiff_t cols)
+{
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const ptrdiff_t off = (k + r) * ldw + j;
+        for (ptrdiff_t c = 0; c < cols; c += 64 / (ptrdiff_t) sizeof(FNN_T)) {
+            FNN_PREFETCH_W(w + off + c);
+            FNN_PREFETCH_W(s0 + off + c);
+            if (s1)
+                FNN_PREFETCH_W(s1 + off + c);
+        }
+    }
+}
+
 /* dw_update's packed loop (below), out of line: one expansion of the tile
  * cases per function keeps GCC's register allocation of the accumulators.
  * nc: columns of W per chunk (fnn_dw_chunk_cols, a multiple of NRV * VL). */
@@ -418,6 +438,7 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
         for (ptrdiff_t kb = k0; kb < k1; kb += KB) {
             const ptrdiff_t ke = k1 - kb < KB ? k1 : kb + KB;
             FNN_T *apb = keep_a ? ap + (kb - k0) * bs : ap;
+            const int pack_a = !keep_a || c0 == n0;
             /* A's columns kb:ke, written tile by tile: ap[tile][i][r] = A[i, k + r],
                16 batch rows at a time (their runs, 16 x 48 values, stay in L1
                while every tile takes its part, and each tile's part is one
@@ -425,7 +446,7 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                lda apart are a stride the hardware prefetchers follow late).
                Row by row over all tiles, the copy waited on its scattered
                stores and its loads: 15-20 % of a [784, 128, 10] batch-512 step. */
-            for (ptrdiff_t i0 = 0; i0 < bs && (!keep_a || c0 == n0); i0 += 16) {
+            for (ptrdiff_t i0 = 0; i0 < bs && pack_a; i0 += 16) {
                 const ptrdiff_t i1 = bs - i0 < 16 ? bs : i0 + 16;
                 for (ptrdiff_t i = i1; i < i1 + 16 && i < bs; i++)
                     for (ptrdiff_t c = kb; c < ke; c += 64 / (ptrdiff_t) sizeof(FNN_T))
@@ -453,26 +474,9 @@ FNN_NAME(dw_packed)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                 for (ptrdiff_t k = kb; k < ke; k += MRR) {
                     int kr = (int) (ke - k < MRR ? ke - k : MRR);
                     const FNN_T *at = apb + (k - kb) * bs;
-                    if (k + MRR < ke) {
-                        /* the next tile's weights and slots, which the hardware
-                           prefetchers do not guess (rows ldw apart) */
-                        for (int r = 0; r < MRR; r++) {
-                            const ptrdiff_t off = (k + MRR + r) * ldw + j0;
-                            for (ptrdiff_t c = 0; c < cols; c += 64 / (ptrdiff_t) sizeof(FNN_T)) {
-                                FNN_PREFETCH_W(w + off + c);
-                                FNN_PREFETCH_W(s0 + off + c);
-                                if (s1)
-                                    FNN_PREFETCH_W(s1 + off + c);
-                            }
-                        }
-                    }
-                    if (nv == NRV && kr == MRR)
-                        bad |= FNN_NAME(dwtile_full)(mask, valid, bs, at, ldat, dzt, ldzt,
-                                                     w + k * ldw + j0, s0 + k * ldw + j0,
-                                                     s1 ? s1 + k * ldw + j0 : NULL, ldw,
-                                                     wt ? wt + j0 * ldwt + k : NULL, ldwt, hp);
-                    else
-                        FNN_DW_TILE();
+                    if (k + MRR < ke) /* the next tile's weights and slots */
+                        FNN_NAME(prefetch_wtile)(w, s0, s1, ldw, k + MRR, j0, MRR, cols);
+                    FNN_DW_TILE();
                 }
             }
         }
@@ -521,24 +525,13 @@ FNN_NAME(dw_update)(ptrdiff_t bs, ptrdiff_t k0, ptrdiff_t k1, ptrdiff_t n0, ptrd
                 /* the next tile's weights and slots (the next panel of these
                    rows, else the next rows' first panel), fetched during this
                    tile's batch loop: its epilogue otherwise waited on them
-                   (the first layer's W is not in the caches; its rows ldw
-                   apart, 4 lines each, outrun the hardware prefetchers) */
+                   (the first layer's W is not in the caches) */
                 ptrdiff_t nk = k, nj = j0 + P;
                 if (nj >= n1)
                     nk = k + MRR, nj = n0;
-                if (nk < k1) {
-                    const ptrdiff_t nr = k1 - nk < MRR ? k1 - nk : MRR;
-                    const ptrdiff_t nc = n1 - nj < P ? n1 - nj : P;
-                    for (ptrdiff_t r = 0; r < nr; r++) {
-                        const ptrdiff_t off = (nk + r) * ldw + nj;
-                        for (ptrdiff_t c = 0; c < nc; c += 64 / (ptrdiff_t) sizeof(FNN_T)) {
-                            FNN_PREFETCH_W(w + off + c);
-                            FNN_PREFETCH_W(s0 + off + c);
-                            if (s1)
-                                FNN_PREFETCH_W(s1 + off + c);
-                        }
-                    }
-                }
+                if (nk < k1)
+                    FNN_NAME(prefetch_wtile)(w, s0, s1, ldw, nk, nj, k1 - nk < MRR ? k1 - nk : MRR,
+                                             n1 - nj < P ? n1 - nj : P);
             }
             FNN_DW_TILE();
         }
