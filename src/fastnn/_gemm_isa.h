@@ -13,7 +13,7 @@
  *   VT, MT      vector and tail-mask types;  VL lanes per vector
  *   MRR, NRV    register tile: MRR rows x NRV vectors of VL columns
  *   VLOAD/VLOADM/VSTORE/VSTOREM/VSET1/VZERO/VFMA/VMUL/VADD/VSUB/VDIV/VSQRT/
- *   VRELU/VSELPOS/VADDPOS/VSUBNEG/MASKN/VTRANS   the vector operations
+ *   VRELU/VSELPOS/VADDPOS/VSUBNEG/MASKN/VMASKZ/VTRANS   the vector operations
  *
  * Every output element is reduced in one accumulator, in index order
  * (k = 0..K-1 for products, i = 0..batch-1 for gradients), whatever the tile,
@@ -279,7 +279,11 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
             if (last) {
                 VSTOREM(p0, mask, xn);
                 VSTOREM(wp, mask, wn);
-                chk = VADD(chk, VMUL(VLOADM(wp, mask), VZERO));  /* the valid lanes only */
+                /* the valid lanes only, from the register: reading them back
+                   from wp waited for the masked store to retire (no store
+                   forwarding from a masked store on Zen 4), a stall at
+                   every row of every tile */
+                chk = VADD(chk, VMUL(VMASKZ(wn, mask), VZERO));
             } else {
                 VSTORE(p0, xn);
                 VSTORE(wp, wn);

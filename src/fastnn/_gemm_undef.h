@@ -14,6 +14,7 @@
 #undef VLOADM
 #undef VSTORE
 #undef VSTOREM
+#undef VMASKZ
 #undef VFMA
 #undef VMUL
 #undef VADD

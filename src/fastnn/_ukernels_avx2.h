@@ -58,6 +58,7 @@ FNN_TRANSPOSE(fnn_trans_avx2_d, __attribute__((target("avx2"))), double, __m256d
 #define VLOADM(p, m) FNN_MM256(maskload_)(p, m)
 #define VSTORE(p, v) FNN_MM256(storeu_)(p, v)
 #define VSTOREM(p, m, v) FNN_MM256(maskstore_)(p, m, v)
+#define VMASKZ(x, m) FNN_MM256(and_)(x, FNN_MM256(castsi256_)(m))
 #define VFMA(a, b, c) FNN_MM256(fmadd_)(a, b, c)
 #define VMUL(a, b) FNN_MM256(mul_)(a, b)
 #define VADD(a, b) FNN_MM256(add_)(a, b)

@@ -72,6 +72,7 @@ FNN_TRANSPOSE(fnn_trans_avx512_d, __attribute__((target("avx512f"))), double, __
 #define VLOADM(p, m) FNN_MM512(maskz_loadu_)(m, p)
 #define VSTORE(p, v) FNN_MM512(storeu_)(p, v)
 #define VSTOREM(p, m, v) FNN_MM512(mask_storeu_)(p, m, v)
+#define VMASKZ(x, m) FNN_MM512(maskz_mov_)(m, x)
 #define VFMA(a, b, c) FNN_MM512(fmadd_)(a, b, c)
 #define VMUL(a, b) FNN_MM512(mul_)(a, b)
 #define VADD(a, b) FNN_MM512(add_)(a, b)

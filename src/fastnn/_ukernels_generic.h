@@ -21,6 +21,7 @@
 #define VLOADM(p, m) (*(p))
 #define VSTORE(p, v) (*(p) = (v))
 #define VSTOREM(p, m, v) (*(p) = (v))
+#define VMASKZ(x, m) (x)
 #define VFMA(a, b, c) ((a) * (b) + (c))
 #define VMUL(a, b) ((a) * (b))
 #define VADD(a, b) ((a) + (b))

@@ -55,6 +55,19 @@ static inline void fnn_neon_storem_d(double *p, int n, float64x2_t v)
     else
         vst1q_lane_f64(p, v, 0);
 }
+/* v's first n lanes, zeros in the others (in registers) */
+static inline float32x4_t fnn_neon_maskz_f(float32x4_t v, int n)
+{
+    static const uint32_t lane[4] = {0, 1, 2, 3};
+    const uint32x4_t keep = vcltq_u32(vld1q_u32(lane), vdupq_n_u32((uint32_t) n));
+    return vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(v), keep));
+}
+static inline float64x2_t fnn_neon_maskz_d(float64x2_t v, int n)
+{
+    static const uint64_t lane[2] = {0, 1};
+    const uint64x2_t keep = vcltq_u64(vld1q_u64(lane), vdupq_n_u64((uint64_t) n));
+    return vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(v), keep));
+}
 /* 4 x 4 and 2 x 2 in-register transposes, d[i * ld + j] = s[j * ls + i] */
 static inline void fnn_trans_neon_f(const float *s, ptrdiff_t ls, float *d, ptrdiff_t ld)
 {
@@ -97,6 +110,7 @@ static inline void fnn_trans_neon_d(const double *s, ptrdiff_t ls, double *d, pt
 #define VLOADM(p, m) FNN_XCAT2(fnn_neon_loadm, FNN_SFX)(p, m)
 #define VSTORE(p, v) FNN_NQ(vst1q)(p, v)
 #define VSTOREM(p, m, v) FNN_XCAT2(fnn_neon_storem, FNN_SFX)(p, m, v)
+#define VMASKZ(x, m) FNN_XCAT2(fnn_neon_maskz, FNN_SFX)(x, m)
 #define VFMA(a, b, c) FNN_NQ(vfmaq)(c, a, b)
 #define VMUL(a, b) FNN_NQ(vmulq)(a, b)
 #define VADD(a, b) FNN_NQ(vaddq)(a, b)
