@@ -342,6 +342,7 @@ def test_does_not_modify_inputs(mnist_small):
     (dict(layers=[784, 10], dtype=np.complex128), ValueError, "dtype"),
     (dict(layers=[784, 10], dtype=None), ValueError, "dtype"),
     (dict(layers=[784, 10], seed=-1), ValueError, "seed"),
+    (dict(layers=[784, 10], seed=2**64), ValueError, "seed"),  # the kernels' key is uint64
     (dict(layers=[784, 10], seed=1.5), TypeError, "seed"),
     (dict(layers=[784, 10], seed="0"), TypeError, "seed"),
     (dict(layers=[784, 10], init="xavier"), ValueError, "init"),

@@ -305,6 +305,27 @@ def test_warm_start_continues_from_the_weights(blobs):
         clf.fit(X[y < 2], y[y < 2])
 
 
+@pytest.mark.parametrize("change", [dict(hidden_layer_sizes=(3, 3)), dict(activation="tanh"),
+                                    dict(dtype="float64")], ids=lambda c: next(iter(c)))
+@pytest.mark.parametrize("incremental", [False, True], ids=["warm_start", "partial_fit"])
+def test_kept_network_refuses_changed_shape_parameters(blobs, change, incremental):
+    # warm_start and partial_fit keep the fitted network: a changed size,
+    # activation or dtype would be reported by get_params and silently unused
+    X, y = blobs
+    kw = dict(hidden_layer_sizes=(8,), max_iter=2, random_state=0, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(**kw).fit(X, y)
+        before = clf.model_.parameters.copy()
+        clf.set_params(**change)
+        with pytest.raises(ValueError, match=f"{next(iter(change))}=.*does not match"):
+            clf.partial_fit(X, y) if incremental else clf.fit(X, y)
+        np.testing.assert_array_equal(clf.model_.parameters, before)
+        clf.set_params(warm_start=False).fit(X, y)  # a new network takes them
+    assert clf.model_.dtype == np.dtype(clf.dtype)
+    assert list(clf.model_.layers[1:-1]) == list(clf.hidden_layer_sizes)
+
+
 def test_shuffle_false_visits_rows_in_order(blobs):
     X, y = blobs
     kw = dict(hidden_layer_sizes=(8,), max_iter=2, batch_size=40, random_state=0)

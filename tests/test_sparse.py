@@ -249,3 +249,60 @@ def test_exact_sums_train_a_sparse_X_on_its_dense_rows(dtype):
         fitted.append(model.parameters.copy())
     np.testing.assert_array_equal(fitted[1], fitted[0])
     assert not np.array_equal(fitted[2], fitted[0])
+
+
+def _corruptions():
+    """(description, function making a corrupted copy of a 4-column CSR matrix)"""
+    def indptr_past_nnz(A):
+        A.indptr[3] = 10**6
+    def indptr_decreasing(A):
+        A.indptr[2], A.indptr[3] = A.indptr[3], A.indptr[2] - 1
+    def index_too_big(A):
+        A.indices[0] = 9
+    def index_negative(A):
+        A.indices[0] = -3
+    return [("indptr past nnz", indptr_past_nnz, "indptr"),
+            ("indptr decreasing", indptr_decreasing, "indptr"),
+            ("column index too big", index_too_big, "indices"),
+            ("negative column index", index_negative, "indices")]
+
+
+@pytest.mark.parametrize("what, corrupt, field", _corruptions(), ids=lambda v: v
+                         if isinstance(v, str) else None)
+def test_corrupted_index_arrays_are_refused_before_anything_reads_them(what, corrupt, field):
+    # SciPy's own conversions (toarray, tocsr, sort_indices) trust the index
+    # arrays: predict on such a matrix crashed the interpreter, or read another
+    # row's values; every entry point now checks them first
+    from fastnn import MLP
+    X = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    model = MLP([4, 8, 2], seed=0)
+    A = sp.csr_matrix(X)
+    corrupt(A)
+    for call in (lambda: model.predict(A), lambda: model.predict_proba(A),
+                 lambda: model.evaluate(A, y), lambda: model.fit(A, y, epochs=1)):
+        with pytest.raises(ValueError, match=f"X.{field}"):
+            call()
+    # a CSC matrix is checked along its columns, a COO matrix by its coordinates
+    C = sp.csc_matrix(X)
+    C.indices[0] = 40
+    with pytest.raises(ValueError, match="X.indices must be in"):
+        model.predict(C)
+    Q = sp.coo_matrix(X)
+    Q.row[0] = 40
+    with pytest.raises(ValueError, match="row indices must be in"):
+        model.predict(Q)
+
+
+def test_corrupted_index_arrays_are_refused_by_the_estimator():
+    pytest.importorskip("sklearn")
+    from fastnn.sklearn import MLPClassifier
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    y = (X[:, 0] > 0).astype(int)
+    A = sp.csr_matrix(X)
+    A.indptr[3] = 10**6
+    with pytest.raises(ValueError, match="X.indptr"):
+        MLPClassifier(hidden_layer_sizes=(8,), max_iter=2).fit(A, y)
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="X.indptr"):
+        clf.predict(A)

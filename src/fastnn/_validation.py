@@ -51,6 +51,48 @@ def _check_X_shape(shape, n_features, name):
         raise ValueError(f"{name} must have {n_features} features (columns), got {shape[1]}")
 
 
+def check_sparse_structure(X, name="X"):
+    """ValueError unless a SciPy sparse ``X``'s index arrays describe its shape:
+    for CSR and CSC, ``indptr`` has one entry per row (column) plus one and is
+    non-decreasing within ``[0, nnz]`` and the stored indices are in range; for
+    COO, the coordinates are. Checked before any conversion or product reads
+    them (SciPy's own conversions trust them, and write out of bounds on a
+    corrupted matrix); other formats are SciPy's to keep consistent. The
+    caller's object is not changed."""
+    fmt = getattr(X, "format", None)
+    n_rows, n_cols = X.shape
+    if fmt in ("csr", "csc"):
+        major, minor = (n_rows, n_cols) if fmt == "csr" else (n_cols, n_rows)
+        indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+        if indptr.ndim != 1 or indptr.shape[0] != major + 1:
+            raise ValueError(f"{name}.indptr must have {major + 1} entries, got "
+                             f"{indptr.shape}")
+        if indices.ndim != 1 or np.asarray(X.data).shape != indices.shape:
+            raise ValueError(f"{name}.data and {name}.indices must be 1-D and of one length, "
+                             f"got {np.asarray(X.data).shape} and {indices.shape}")
+        if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
+            raise TypeError(f"{name}.indptr and {name}.indices must hold integers, got "
+                            f"{indptr.dtype} and {indices.dtype}")
+        nnz = indices.shape[0]
+        steps = np.diff(indptr)
+        if indptr[0] < 0 or indptr[-1] > nnz or (steps.size and steps.min() < 0):
+            bad = int(np.flatnonzero(steps < 0)[0]) if steps.size and steps.min() < 0 else 0
+            raise ValueError(f"{name}.indptr must be non-decreasing within [0, nnz], got "
+                             f"{indptr[bad]}, {indptr[bad + 1]} at {bad}")
+        used = indices[indptr[0]:indptr[-1]]
+        if used.size and (used.min() < 0 or used.max() >= minor):
+            bad = int(np.flatnonzero((used < 0) | (used >= minor))[0]) + int(indptr[0])
+            raise ValueError(f"{name}.indices must be in [0, {minor}), got {indices[bad]} "
+                             f"at {bad}")
+    elif fmt == "coo":
+        coords = getattr(X, "coords", None) or (X.row, X.col)
+        for axis, (c, dim) in enumerate(zip(coords, (n_rows, n_cols))):
+            c = np.asarray(c)
+            if c.size and (c.min() < 0 or c.max() >= dim):
+                raise ValueError(f"{name}'s {('row', 'column')[axis]} indices must be in "
+                                 f"[0, {dim})")
+
+
 def check_sparse_X(X, n_features, dtype, name="X"):
     """A SciPy sparse ``X`` as a CSR matrix of ``dtype`` (finite values) with intp
     ``indices`` and ``indptr``, as the compiled trainer takes it: converted (a
@@ -60,6 +102,7 @@ def check_sparse_X(X, n_features, dtype, name="X"):
     if X.dtype.kind not in _REAL_KINDS:
         raise TypeError(f"{name} must hold real numbers, got dtype {X.dtype}")
     dtype = np.dtype(dtype)
+    check_sparse_structure(X, name)
     csr = X.tocsr() if X.format != "csr" else X
     with np.errstate(all="ignore"):
         data = np.ascontiguousarray(csr.data, dtype=dtype)

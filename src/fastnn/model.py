@@ -120,7 +120,7 @@ class MLP(Inference):
         self.dtype = np.dtype(check_choice(dtype, "dtype", DTYPES))
         if seed is None:
             seed = int(cast(int, np.random.SeedSequence().entropy) % (2**63))
-        self.seed = check_int(seed, "seed", low=0)
+        self.seed = check_int(seed, "seed", low=0, high=2**64 - 1)  # the kernels' uint64 key
         self.init = check_choice(init, "init", INITS)
         n_hidden = len(self.layers) - 2
         if isinstance(dropout, (str, bytes)):

@@ -262,7 +262,7 @@ def load_model(path, cls):
     layers, activation, dtype = check_model_header(header, path)
     params = check_param_array(arrays.get("params"), layers, dtype, "params", path)
     seed = header.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
         raise ValueError(f"{path!r}: invalid seed {seed!r}")
     epochs = header.get("epochs_trained", 0)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:

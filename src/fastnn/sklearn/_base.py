@@ -17,7 +17,7 @@ from .. import threads
 from ..kernels import CSR_PRODUCTS_MAX_DENSITY
 from ..model import MLP
 from .._layout import DTYPES
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_sparse_structure, is_sparse
 from ..optim import SGD, Adam
 from ..training import History
 from ._schedule import _extend, _SklearnSchedule
@@ -274,6 +274,21 @@ class _BaseMLP(BaseEstimator):
     def _stratify(self, targets):
         return None
 
+    def _check_kept_network(self, sizes, activation):
+        """ValueError unless the parameters that shape the network still describe
+        the one fitted before, which warm_start and partial_fit keep (a changed
+        one would otherwise be reported by get_params and silently not used)."""
+        model = self.model_
+        kept = (("hidden_layer_sizes", list(model.layers[1:-1]), list(sizes)),
+                ("activation", model.activation, activation),
+                ("dtype", np.dtype(model.dtype).name, np.dtype(self.dtype).name))
+        for name, fitted, now in kept:
+            if fitted != now:
+                raise ValueError(f"{name}={getattr(self, name)!r} does not match the network "
+                                 f"fitted before ({name} {fitted!r} in fastnn's terms), which "
+                                 f"warm_start and partial_fit keep: set warm_start=False (or "
+                                 f"fit a new estimator) to train a new network")
+
     def _check_weights(self, sample_weight, X):
         """scikit-learn's sample weights as float64 (None stays None): finite,
         >= 0 and not all 0, else a ValueError that says so."""
@@ -295,6 +310,10 @@ class _BaseMLP(BaseEstimator):
         if y is None:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              f"is None")
+        if is_sparse(X):
+            # before scikit-learn's validation, whose conversions trust the
+            # index arrays (a corrupted indptr crashed the interpreter there)
+            check_sparse_structure(X)
         X, y = self._validate_Xy(X, y, reset=first_pass)
         sample_weight = self._check_weights(sample_weight, X)
         targets, n_outputs, loss, out_activation = self._encode_targets(y, incremental,
@@ -308,6 +327,8 @@ class _BaseMLP(BaseEstimator):
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs; the network fitted before has "
                              f"{self.n_outputs_} (warm_start and partial_fit keep it)")
+        else:
+            self._check_kept_network(sizes, activation)
         new_optimizer = not incremental or not hasattr(self, "_lr")
         if new_optimizer:
             # as scikit-learn: learning rate and optimizer state restart
@@ -423,8 +444,8 @@ class _BaseMLP(BaseEstimator):
     def _seed(self):
         if isinstance(self.random_state, numbers.Integral) and not isinstance(
                 self.random_state, (bool, np.bool_)):
-            if self.random_state < 0:
-                raise ValueError(f"random_state must be >= 0, got {self.random_state}")
+            if not 0 <= self.random_state < 2**64:
+                raise ValueError(f"random_state must be in [0, 2**64), got {self.random_state}")
             return int(self.random_state)
         rng = check_random_state(self.random_state)
         return int(rng.randint(np.iinfo(np.int32).max))
@@ -432,6 +453,8 @@ class _BaseMLP(BaseEstimator):
     # -- inference -------------------------------------------------------------
     def _check_X(self, X):
         check_is_fitted(self)
+        if is_sparse(X):
+            check_sparse_structure(X)
         return _validate_data(self, X, reset=False, dtype=np.dtype(self.dtype), order="C",
                               accept_sparse="csr")
 
