@@ -286,6 +286,8 @@ case("bwd-dZ_prev-shape", bwd, backward_args, with_(dZ_prev=Z(3, 7)), ValueError
 case("bwd-dZ_prev-fortran", bwd, backward_args, with_(dZ_prev=Z(7, 3, f=fortran)), ValueError, "dZ_prev must be C-contiguous")
 case("bwd-dZ_prev-without-compute", bwd, backward_args,
      with_(dZ_prev=Z(7, 3), compute_dZ_prev=False), ValueError, "dZ_prev")
+case("bwd-compute_dZ_prev-str", bwd, backward_args, with_(compute_dZ_prev="no"), TypeError,
+     "compute_dZ_prev must be a bool")
 case("bwd-dW-overlaps-A_prev", bwd, backward_args, shared_overlap("A_prev", "dW", (7, 3), (3, 5)),
      ValueError, "dW must not overlap")
 case("bwd-dW-is-W", bwd, backward_args, with_(dW=lambda kw, dt: kw["W"]), ValueError, "dW must not overlap")
@@ -403,6 +405,9 @@ for name, bads in (("learning_rate", (0.0, -1.0, float("nan"), float("inf"))),
         case(f"adam-{name}-{bad!r}", adam, adam_args, with_(**{name: bad}), ValueError, name)
     case(f"adam-{name}-str", adam, adam_args, with_(**{name: "0.1"}), TypeError, name)
     case(f"adam-{name}-bool", adam, adam_args, with_(**{name: True}), TypeError, name)
+# an eps below the dtype's smallest normal number is flushed to 0 in the kernels,
+# and a weight whose gradient is 0 would be divided by 0
+case("adam-eps-subnormal", adam, adam_args, with_(eps=1e-320), ValueError, "eps must be at least")
 
 # --- dropout_mask -------------------------------------------------------------------
 dmask = K.dropout_mask
@@ -630,6 +635,8 @@ case("train-hyper-kind-case", tb, train_args, hyper_(kind="SGD"), ValueError, "h
 case("train-hyper-kind-int", tb, train_args, hyper_(kind=0), TypeError, "hyper.kind must be a str")
 case("train-hyper-beta1-1.5", tb, full_train_args, hyper_(beta1=1.5), ValueError,
      r"hyper.beta1 must be in \[0, 1\), got 1.5")
+case("train-hyper-eps-subnormal", tb, full_train_args, hyper_(eps=1e-320), ValueError,
+     "hyper.eps must be at least")
 for name, bads in (("learning_rate", (0.0, -1.0, float("nan"), float("inf"))),
                    ("momentum", (1.0, -0.5, float("nan"))), ("beta1", (1.0, -0.1)),
                    ("beta2", (1.0, float("nan"))), ("eps", (0.0, -1.0, float("inf"))),

@@ -152,6 +152,21 @@ def test_one_adam_object_continues_across_fits(data):
     assert opt.t == once.optimizer_.t
 
 
+@pytest.mark.parametrize("dtype, eps, reduction", [("float32", 1e-40, "mean"),
+                                                    ("float64", 1e-310, "mean"),
+                                                    ("float32", 1e-37, "sum")])
+def test_adam_eps_below_the_dtypes_smallest_normal_is_refused(data, dtype, eps, reduction):
+    # the training threads flush subnormals to 0: such an eps made Adam divide
+    # 0 by 0 for an input that is always 0 (a silent divergence, weights kept)
+    X, y, _, _ = data
+    model = MLP([784, 8, 10], seed=0, dtype=dtype)
+    before = model.parameters.copy()
+    with pytest.raises(ValueError, match="optimizer.eps must be at least"):
+        model.fit(X[:64], y[:64], epochs=1, optimizer=Adam(0.01, eps=eps),
+                  loss_reduction=reduction, batch_size=32)
+    np.testing.assert_array_equal(model.parameters, before)
+
+
 def test_loss_reduction_sum_with_adam_is_the_mean_step_with_scaled_eps(data):
     X, y, _, _ = data
     a = MLP([784, 16, 10], seed=2, dtype="float64")

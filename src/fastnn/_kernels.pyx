@@ -807,7 +807,7 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     inputs = (A_prev, W, dZ)
     dW = _out(dW, "dW", (n_in, n_out), dtype, inputs)
     db = _out(db, "db", (n_out,), dtype, inputs + (dW,))
-    if compute_dZ_prev:
+    if _check_bool(compute_dZ_prev, "compute_dZ_prev"):
         dZ_prev = _out(dZ_prev, "dZ_prev", (batch, n_in), dtype, inputs + (dW, db))
     elif dZ_prev is not None:
         raise ValueError("dZ_prev must be None when compute_dZ_prev is False")
@@ -1057,6 +1057,17 @@ cdef void _sgd_call(floating[::1] w, const floating[::1] g, floating[::1] v,
                     <floating> l1, <floating> l2, nesterov)
 
 
+def _check_eps(eps, dtype, name):
+    """``eps`` unless it is below the smallest normal number of ``dtype``: the
+    training threads flush subnormals to 0, and Adam's denominator
+    ``sqrt(v)*s_t + eps`` would then be 0 for a weight whose gradient is 0."""
+    tiny = float(np.finfo(dtype).tiny)
+    if eps < tiny:
+        raise ValueError(f"{name} must be at least {tiny:.6g} (the smallest normal "
+                         f"{np.dtype(dtype).name}; a smaller one is flushed to 0), got {eps!r}")
+    return eps
+
+
 def adam_update(W, grad, m, v, learning_rate, t, beta1=0.9, beta2=0.999, eps=1e-8,
                 weight_decay=0.0, l1=0.0, l2=0.0):
     """In-place Adam/AdamW step number ``t`` (1 for the first), one pass.
@@ -1093,7 +1104,7 @@ def adam_update(W, grad, m, v, learning_rate, t, beta1=0.9, beta2=0.999, eps=1e-
     opt.lr = _hyper_positive(learning_rate, "learning_rate")
     opt.beta1 = _hyper_unit(beta1, "beta1")
     opt.beta2 = _hyper_unit(beta2, "beta2")
-    opt.eps = _hyper_positive(eps, "eps")
+    opt.eps = _check_eps(_hyper_positive(eps, "eps"), dtype, "eps")
     opt.wd = _hyper_nonneg(weight_decay, "weight_decay")
     opt.l1 = _hyper_nonneg(l1, "l1")
     opt.l2 = _hyper_nonneg(l2, "l2")
@@ -1533,6 +1544,8 @@ def train_batches(X, y, order, start, stop, batch_size, sizes, activation,
     opt.nesterov = h.nesterov
     opt.lr, opt.mu, opt.l1, opt.l2 = h.learning_rate, h.momentum, h.l1, h.l2
     opt.beta1, opt.beta2, opt.eps, opt.wd = h.beta1, h.beta2, h.eps, h.weight_decay
+    if opt.kind == FNN_OPT_ADAM:
+        _check_eps(h.eps, dtype, "hyper.eps")
     opt.t = h.t
     cdef _call_t c
     c.n_rows, c.start, c.stop, c.batch_size = n_rows_x, start, stop, batch_size

@@ -206,6 +206,7 @@ def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
     # step on B times the mean gradient, B the batch size (the last, smaller
     # batch of an epoch is scaled by the same nominal B)
     grad_scale = float(run_batch) if loss_reduction == "sum" else 1.0
+    _check_eps(getattr(optimizer, "eps", None), model.dtype, grad_scale)
     params = _history_params(model, config, optimizer, int(train_idx.size),
                              0 if X_val is None else int(X_val.shape[0]), weights is not None)
     loss_scale = 1.0 if weights is None else float(weights[train_idx].mean(dtype=np.float64))
@@ -218,6 +219,21 @@ def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
                    bool(config.shuffle), config.early_stopping, monitor, config.min_delta,
                    schedule, list(config.callbacks), config.checkpoint, params, aug_params,
                    bool(config.exact_sums))
+
+
+def _check_eps(eps, dtype, grad_scale):
+    """ValueError unless Adam's ``eps`` (None: an optimizer without one), as the
+    kernels get it (divided by ``grad_scale``), is a normal number of the
+    model's dtype: the training threads flush smaller ones to 0, and a weight
+    whose gradient is 0 would then be divided by 0."""
+    if eps is None:
+        return
+    tiny = float(np.finfo(dtype).tiny)
+    if eps / grad_scale < tiny:
+        how = " with loss_reduction='sum'" if grad_scale != 1.0 else ""
+        raise ValueError(f"optimizer.eps must be at least {tiny * grad_scale:.6g} for a "
+                         f"{np.dtype(dtype).name} model{how} (a smaller one is flushed to 0 in "
+                         f"training), got {eps!r}")
 
 
 def _check_rates(schedule, learning_rate, epochs):
