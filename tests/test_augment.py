@@ -171,6 +171,7 @@ def test_identity_augmentation_trains_as_none(rng):
     (dict(translation=float("nan")), ValueError, "translation"),
     (dict(elastic_alpha=5), ValueError, "elastic_sigma"),
     (dict(elastic_alpha=-1, elastic_sigma=1), ValueError, "elastic_alpha"),
+    (dict(elastic_alpha=1e7, elastic_sigma=4), ValueError, "elastic_alpha must be below"),
     (dict(flip=1), TypeError, "flip"),
     (dict(image_shape=(28,)), ValueError, "image_shape"),
     (dict(image_shape=(1, 784)), ValueError, "image_shape"),

@@ -466,6 +466,22 @@ def test_bad_value_names_the_argument(tmp_path, mnist_path, flag, value, name):
     assert read_json(out / "config.json") == {"earlier": "run"}
 
 
+def test_output_folder_errors_are_one_line(tmp_path, mnist_path):
+    """--out on a file (or under one): exit 2 with one line, before the data loads."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in (afile, afile / "sub"):
+        rc, stdout, err = train(CONFIGS / "softmax-regression.yaml", out, mnist_path,
+                                "--epochs", "1")
+        assert rc == 2, err
+        assert err.startswith("fastnn train: error:") and err.count("\n") == 1, err
+        assert "Traceback" not in err and "test accuracy" not in stdout
+    model = tmp_path / "m.npz"
+    MLP([784, 10], seed=0).save(model)
+    rc, _, err = run_main("export", model, "--onnx", tmp_path)  # a folder, not a file
+    assert rc == 2 and err.startswith("fastnn export: error:"), err
+
+
 def test_missing_data_dir(tmp_path):
     missing = tmp_path / "no-such-folder"
     rc, _, err = train(CONFIGS / "softmax-regression.yaml", tmp_path / "out", missing,

@@ -7,7 +7,7 @@ import pytest
 
 from fastnn import History, MLP
 from fastnn import plots
-from fastnn.metrics import confusion_matrix, per_class_error
+from fastnn.metrics import confusion_matrix, per_class_error, r2_score
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -147,3 +147,13 @@ def test_plot_per_class_errors_rejects_a_non_square_matrix(tmp_path):
     with pytest.raises(ValueError, match="square"):
         plots.plot_per_class_errors(np.ones((2, 3)), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_r2_score_refuses_non_finite_values(bad):
+    # as scikit-learn's: NaN scored 0.0 and inf -inf before
+    with pytest.raises(ValueError, match="y_true must be finite"):
+        r2_score([1.0, 2.0, bad], [1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="y_pred must be finite"):
+        r2_score([1.0, 2.0, 3.0], [1.0, bad, 3.0])
+    assert r2_score([1.0, 2.0, 3.0], [1.0, 2.0, 4.0]) == 0.5

@@ -45,6 +45,8 @@ Range = Union[float, Tuple[float, float]]
 MAX_ROTATION = 45.0
 #: The Gaussian of the elastic field is cut at this many sigmas.
 GAUSS_TRUNCATE = 3.0
+#: The largest elastic displacement scale (pixels; the kernels' bound, excluded).
+MAX_ELASTIC_ALPHA = 1e6
 
 
 class AugmentParams(NamedTuple):
@@ -142,6 +144,9 @@ class Augment:
                 raise TypeError(f"{name} must be a number, got {v!r}")
             if not math.isfinite(v) or v < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+            if name == "elastic_alpha" and v >= MAX_ELASTIC_ALPHA:
+                raise ValueError(f"elastic_alpha must be below {MAX_ELASTIC_ALPHA:g} pixels, "
+                                 f"got {v!r}")
             set_(self, name, float(v))
         if self.elastic_alpha > 0 and not self.elastic_sigma > 0:
             raise ValueError(f"elastic_sigma must be > 0 when elastic_alpha is set, "

@@ -159,8 +159,9 @@ def _config_from_args(args):
 
 def cmd_train(args):
     config = cfg.resolve(_config_from_args(args))
-    data = experiment.load_data(config["dataset"], args.data_dir, config["normalize"])
     out = Path(args.out or Path("runs") / Path(args.config).stem)
+    out.mkdir(parents=True, exist_ok=True)  # a bad --out fails here, before the data loads
+    data = experiment.load_data(config["dataset"], args.data_dir, config["normalize"])
     metrics, _ = experiment.run_experiment(config, data, out, Path(args.config).stem,
                                            verbose=not args.quiet, checkpoint=args.checkpoint)
     if "test_r2" in metrics:
@@ -305,7 +306,7 @@ def main(argv=None):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: files (exists, is a directory, ...)
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

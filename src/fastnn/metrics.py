@@ -61,6 +61,9 @@ def r2_score(y_true, y_pred):
     if t.shape != p.shape or t.ndim != 2 or t.shape[0] < 1:
         raise ValueError(f"y_true and y_pred must have the same shape (n_samples[, n_outputs]), "
                          f"got {np.shape(y_true)} and {np.shape(y_pred)}")
+    for name, a in (("y_true", t), ("y_pred", p)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite: it holds NaN or inf")
     ss_res = ((t - p) ** 2).sum(axis=0)
     ss_tot = ((t - t.mean(axis=0)) ** 2).sum(axis=0)
     safe = ss_tot > 0
