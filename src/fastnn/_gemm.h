@@ -296,6 +296,19 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
  * Either way the arithmetic, and so every bit, is the same. */
 #define FNN_PACK_B(ldb_bytes) ((ldb_bytes) >= 2048)
 #define FNN_PACK_DW(lda_bytes, ldz_bytes) ((lda_bytes) % 4096 == 0 || (ldz_bytes) % 4096 == 0)
+/* What the training products may pack, bits: 1 B panels, 2 dW's operands,
+ * 4 W^T panels (else a transposed copy of W), 8 all of A's columns kept
+ * for dW's chunks (fnn_dw_a_cols), 16 a B panel copied by its first tile of
+ * rows as that tile computes (gemm; else in a pass of its own first); 31,
+ * all, by default: a switch for measurements and tests
+ * (fastnn._kernels._pack_panels); the results are the same bits either way.
+ * The first tile asks for W's row k + FNN_PACK_AHEAD while it multiplies row
+ * k. Measured (Zen 4, [784, 1024, 1024, 10], epochs A/B in one process): at
+ * batch 32 the separate copy was 15.6 % of the products' samples, the
+ * copying tile 22 % against 28 % for copy and tile before, 0.95-0.98x the
+ * epoch; at batch 128, where a panel serves 22 tiles, no change. */
+static volatile int fnn_pack_mode = 31;
+#define FNN_PACK_AHEAD 8
 /* The caches the blocking assumes, read once from the OS (Linux: sysfs, in
  * standard C; elsewhere, or when it says nothing, the defaults below, an
  * L1d of 32 KiB and an L2 of 1 MiB, the smallest of current x86-64 and
@@ -751,12 +764,6 @@ static inline void fnn_test_delay(int tid, int point)
         fnn_sleep_us(fnn_test_delay_us);
 }
 
-/* What the training products may pack, bits: 1 B panels, 2 dW's operands,
- * 4 W^T panels (else a transposed copy of W), 8 all of A's columns kept
- * for dW's chunks (fnn_dw_a_cols); 15, all, by default: a switch for
- * measurements and tests (fastnn._kernels._pack_panels); the results are the
- * same bits either way. */
-static volatile int fnn_pack_mode = 15;
 /* The backward's panels of W's rows (fnn_fuse_rows_of): -1, sized from the
  * L2 (default); 0, one per thread (no one pass); n, n rows (rounded up to a
  * whole panel of the products), for measurements and tests

@@ -36,10 +36,16 @@ _Static_assert(FNN_DW_BLOCK_ROWS % MRR == 0, "dw_packed's blocks of rows are who
  * for r < mr, v < nv: A(r, k) = a[r * ars + k * aks] broadcast, B's row k at
  * b + k * ldb, its last vector masked (mask). Inlined into each tile with
  * constant mr and nv, so the accumulators live in registers; the one loop
- * of both products (gemm's tile: A row-major; dwtile: A^T, batch rows k). */
+ * of both products (gemm's tile: A row-major; dwtile: A^T, batch rows k).
+ * pk: NULL (a constant where the stores fold away), or where B's rows are
+ * copied as they are loaded, NRV * VL apart (gemm's first tile of a panel
+ * packs the panel while it computes: full tiles only), row k + FNN_PACK_AHEAD
+ * asked for meanwhile (rows ldb apart: a stride across pages that the
+ * hardware prefetchers do not follow). */
 static FNN_ALWAYS_INLINE FNN_TARGET void
 FNN_NAME(accumulate)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrdiff_t K,
-                     const FNN_T *a, ptrdiff_t ars, ptrdiff_t aks, const FNN_T *b, ptrdiff_t ldb)
+                     const FNN_T *a, ptrdiff_t ars, ptrdiff_t aks, const FNN_T *b, ptrdiff_t ldb,
+                     FNN_T *pk)
 {
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++)
@@ -52,6 +58,14 @@ FNN_NAME(accumulate)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrd
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++)
             bv[v] = v == nv - 1 ? VLOADM(bk + v * VL, mask) : VLOAD(bk + v * VL);
+        if (pk) {
+#pragma GCC unroll 8
+            for (int q = 0; q < (int) (NRV * VL * sizeof(FNN_T)); q += 64)
+                FNN_PREFETCH_R((const char *) (bk + FNN_PACK_AHEAD * ldb) + q);
+#pragma GCC unroll 8
+            for (int v = 0; v < nv; v++)
+                VSTORE(pk + k * (NRV * VL) + v * VL, bv[v]);
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < mr; r++) {
             VT av = VSET1(a[r * ars + k * aks]);
@@ -75,10 +89,10 @@ static FNN_ALWAYS_INLINE FNN_TARGET void
 FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
                const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
-               const FNN_T *ap)
+               const FNN_T *ap, FNN_T *pk)
 {
     VT acc[MRR][NRV];
-    FNN_NAME(accumulate)(acc, mr, nv, mask, K, a, lda, 1, b, ldb);
+    FNN_NAME(accumulate)(acc, mr, nv, mask, K, a, lda, 1, b, ldb, pk);
     const VT one = VSET1((FNN_T) 1);
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
@@ -117,7 +131,7 @@ FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
     case (NV) * 8 + (MR):                                                     \
         FNN_NAME(tile)(MR, NV, mask, K, a + i0 * lda, lda, bj, ldb,           \
                        cj + i0 * ldc, ldc, biasj, epi, act,                   \
-                       apj ? apj + i0 * ldc : NULL);                          \
+                       apj ? apj + i0 * ldc : NULL, NULL);                    \
         break;
 #define FNN_TILE_CASES(NV) FNN_TILE_CASE(1, NV) FNN_TILE_CASE(2, NV)           \
     FNN_TILE_CASE(3, NV) FNN_TILE_CASE(4, NV) FNN_TILE_CASE(5, NV) FNN_TILE_CASE(6, NV)
@@ -178,7 +192,20 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
         int nv = (int) ((cols + VL - 1) / VL);
         MT mask = MASKN((int) (cols - (nv - 1) * VL));
         const FNN_T *bj = b + j0;
-        if (pack) {
+        FNN_T *cj = c + j0;
+        const FNN_T *biasj = bias ? bias + j0 : NULL;
+        const FNN_T *apj = ap ? ap + j0 : NULL;
+        ptrdiff_t i00 = 0;
+        if (pack && !bt && cols == NRV * VL && m >= MRR && (fnn_pack_mode & 16)) {
+            /* the first block of rows reads the panel where W keeps it and
+               copies it as it goes (the same arithmetic): the copy's loads
+               overlap the tile's multiply-adds instead of taking a pass of
+               their own; the other blocks read the copy */
+            FNN_NAME(tile)(MRR, NRV, mask, K, a, lda, bj, ldb0, cj, ldc, biasj, epi, act, apj, bp);
+            i00 = MRR;
+            bj = bp;
+            ldb = NRV * VL;
+        } else if (pack) {
             if (bt)
                 FNN_NAME(pack_panel_t)(K, cols, b + j0 * ldb0, ldb0, bp);
             else
@@ -186,10 +213,7 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
             bj = bp;
             ldb = NRV * VL;
         }
-        FNN_T *cj = c + j0;
-        const FNN_T *biasj = bias ? bias + j0 : NULL;
-        const FNN_T *apj = ap ? ap + j0 : NULL;
-        for (ptrdiff_t i0 = 0; i0 < m; i0 += MRR) {
+        for (ptrdiff_t i0 = i00; i0 < m; i0 += MRR) {
             int mr = (int) (m - i0 < MRR ? m - i0 : MRR);
             switch (nv * 8 + mr) {
                 FNN_TILE_CASES(1)
@@ -234,7 +258,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
                  const FNN_HP *hp)
 {
     VT acc[MRR][NRV];
-    FNN_NAME(accumulate)(acc, kr, nv, mask, bs, a, 1, lda, dz, ldz);
+    FNN_NAME(accumulate)(acc, kr, nv, mask, bs, a, 1, lda, dz, ldz, NULL);
     const int adam = hp->kind == FNN_OPT_ADAM, nesterov = hp->nesterov;
     const VT lr = VSET1(hp->lr), mu = VSET1(hp->mu), l1 = VSET1(hp->l1), l2 = VSET1(hp->l2);
     const int use_l1 = hp->l1 != 0, use_decay = hp->decay != 1;
