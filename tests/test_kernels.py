@@ -1347,10 +1347,11 @@ def test_train_hidden_dropout_one_step_semantics(rng, kernel_isa, activation, dt
 # edges), batches either side of the transposed-copy crossover (FNN_BT_MIN_ROWS 8)
 # and of a 6-row tile, on 1 and 2 threads; a layer whose rows are over 2 KiB
 # apart (530 columns: B's panels are packed, the full ones by their first
-# tile as it computes, the last 18 columns by a copy of their own)
+# tile as it computes, the last 18 columns by a copy of their own); a batch
+# of 17 on a 200 x 300 layer (dZ_prev as W dZ^T, fnn_ct_form)
 PACK_NETS = [([37, 70, 45, 11], 9), ([37, 70, 45, 11], 7), ([50, 33, 16, 5], 31),
              ([20, 130, 10], 64), ([784, 129, 33, 10], 13), ([20, 300, 70, 10], 64),
-             ([20, 70, 300, 10], 64), ([20, 530, 10], 13)]
+             ([20, 70, 300, 10], 64), ([20, 530, 10], 13), ([20, 200, 300, 10], 17)]
 #: the caches the blocking assumes: the machine's, and tiny ones (2 KiB L1d,
 #: 64 KiB L2), under which dw_update packs batches of 64 rows (their dZ
 #: panels exceed the L1d on every instruction set) and splits W's 300 columns
@@ -1376,7 +1377,7 @@ def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype, caches):
     results = []
     machine = _kernels._cache_sizes()
     fuse = _kernels._fuse_rows()
-    for packed, rows in ((False, 0), (True, 0), (True, -1), (True, 1), (7, -1), (15, -1)):
+    for packed, rows in ((False, 0), (True, 0), (True, -1), (True, 1), (7, -1), (15, -1), (31, -1)):
         before = _kernels._pack_panels()
         _kernels._pack_panels(packed)
         _kernels._fuse_rows(rows)

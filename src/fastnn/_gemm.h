@@ -299,7 +299,8 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
 /* What the training products may pack, bits: 1 B panels, 2 dW's operands,
  * 4 W^T panels (else a transposed copy of W), 8 all of A's columns kept
  * for dW's chunks (fnn_dw_a_cols), 16 a B panel copied by its first tile of
- * rows as that tile computes (gemm; else in a pass of its own first); 31,
+ * rows as that tile computes (gemm; else in a pass of its own first), 32
+ * dZ_prev in the C^T form where it transposes less (fnn_ct_form); 63,
  * all, by default: a switch for measurements and tests
  * (fastnn._kernels._pack_panels); the results are the same bits either way.
  * The first tile asks for W's row k + FNN_PACK_AHEAD while it multiplies row
@@ -307,7 +308,7 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
  * batch 32 the separate copy was 15.6 % of the products' samples, the
  * copying tile 22 % against 28 % for copy and tile before, 0.95-0.98x the
  * epoch; at batch 128, where a panel serves 22 tiles, no change. */
-static volatile int fnn_pack_mode = 31;
+static volatile int fnn_pack_mode = 63;
 #define FNN_PACK_AHEAD 8
 /* The caches the blocking assumes, read once from the OS (Linux: sysfs, in
  * standard C; elsewhere, or when it says nothing, the defaults below, an

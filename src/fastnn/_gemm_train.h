@@ -311,6 +311,8 @@ typedef struct {
     double pen_scale;      /* wnorm: the batch's bs / sum(w) (thread 0 sets it) */
     double *xsum;          /* exact: nt work spaces of xsum_stride doubles */
     ptrdiff_t xsum_stride;
+    FNN_T *ct;             /* nt work spaces of ct_stride for dZ_prev's C^T form */
+    ptrdiff_t ct_stride;   /* (fnn_ct_form), or NULL */
 } FNN_F(fnn_train_ctx);
 
 typedef struct {
@@ -340,6 +342,65 @@ static inline void FNN_F(fnn_drop_block)(const FNN_F(fnn_kern_t) *K, FNN_T *a, u
  * (K.pw columns of dZ_prev). One panel (no pass split) when dZ takes more
  * than one chunk (its packing could not be reused), or as
  * fnn_fuse_rows says (tests and measurements). */
+/* dZ_prev's columns of W's rows k (a thread's `rows` of them) in the
+ * transposed form: C^T = W[k, :] dZ^T (the products' kernel with W's rows as
+ * its A, read in place, and dZ^T as its B, transposed once per layer), then
+ * C^T transposed into dZ_prev with act' applied. Every element is the same
+ * sum, in the same order, of the same products (an FMA's two factors
+ * commute): the same bits as the W^T panels. It transposes dZ (bs x no) and
+ * C^T (rows x bs) instead of the thread's rows of W (rows x no): chosen when
+ * that moves fewer elements, bs (no + rows) < rows no (batch 128 of a
+ * 1024-wide layer on two threads, not batch 512), from FNN_CT_MIN_ROWS rows.
+ * _pack_panels bit 32. */
+#define FNN_CT_MIN_ROWS 16
+static inline int FNN_F(fnn_ct_form)(ptrdiff_t bs, ptrdiff_t rows, ptrdiff_t no)
+{
+    return (fnn_pack_mode & 32) && bs >= FNN_CT_MIN_ROWS && bs * (no + rows) < rows * no;
+}
+
+/* dst[c, r] = src[r, c] for r < rows, c < cols (rows lds and ldd apart), in
+ * 8 x 8 blocks (moves only) */
+static void FNN_F(fnn_transpose)(const FNN_T *restrict src, ptrdiff_t rows, ptrdiff_t cols,
+                                 ptrdiff_t lds, FNN_T *restrict dst, ptrdiff_t ldd)
+{
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += 8)
+        for (ptrdiff_t c0 = 0; c0 < cols; c0 += 8) {
+            const ptrdiff_t r1 = rows - r0 < 8 ? rows : r0 + 8;
+            const ptrdiff_t c1 = cols - c0 < 8 ? cols : c0 + 8;
+            for (ptrdiff_t c = c0; c < c1; c++)
+                for (ptrdiff_t r = r0; r < r1; r++)
+                    dst[c * ldd + r] = src[r * lds + c];
+        }
+}
+
+/* out[i, r] = s[r, i] * act'(ap[i, r]) for r < rows, i < bs (out and ap ldo
+ * apart, s bs apart): the products' FNN_EPI_DACT epilogue, the same
+ * operations in the same order (FNN_IDENTITY: a copy) */
+static void FNN_F(fnn_ct_dact)(const FNN_T *restrict s, ptrdiff_t rows, ptrdiff_t bs,
+                               FNN_T *restrict out, ptrdiff_t ldo, const FNN_T *restrict ap,
+                               int act)
+{
+    const FNN_T one = 1;
+    for (ptrdiff_t i0 = 0; i0 < bs; i0 += 8) {
+        const ptrdiff_t i1 = bs - i0 < 8 ? bs : i0 + 8;
+        for (ptrdiff_t i = i0; i < i1; i++) {
+            FNN_T *o = out + i * ldo;
+            const FNN_T *a = ap + i * ldo;
+            for (ptrdiff_t r = 0; r < rows; r++) {
+                const FNN_T x = s[r * bs + i], av = a[r];
+                if (act == FNN_RELU)
+                    o[r] = av > 0 ? x : (FNN_T) 0;
+                else if (act == FNN_TANH)
+                    o[r] = x * (one - av * av);
+                else if (act == FNN_SIGMOID)
+                    o[r] = x * (av * (one - av));
+                else
+                    o[r] = x;
+            }
+        }
+    }
+}
+
 static ptrdiff_t FNN_F(fnn_fuse_rows_of)(const FNN_F(fnn_train_ctx) *c, ptrdiff_t n_out,
                                          ptrdiff_t span)
 {
@@ -699,6 +760,11 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                    Small batches read the transposed copy wt instead, kept
                    equal to W by dW's updates: one panel. */
                 const int bt = l > 0 && !c->use_wt;
+                const int ct = bt && c->ct != NULL && FNN_F(fnn_ct_form)(bs, hi - lo, no)
+                               && bs * (no + hi - lo) <= c->ct_stride; /* (a last, smaller batch) */
+                FNN_T *dzt = ct ? c->ct + tid * c->ct_stride : NULL, *sct = ct ? dzt + no * bs : NULL;
+                if (ct)
+                    FNN_F(fnn_transpose)(delta, bs, no, no, dzt, bs);
                 FNN_T *pk = c->pack_dw && bs > 1 ? bp : NULL;
                 const ptrdiff_t pr = bt && pk ? FNN_F(fnn_fuse_rows_of)(c, no, hi - lo) : hi - lo;
                 if (pr < hi - lo)
@@ -706,7 +772,12 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                 for (ptrdiff_t k0 = lo; k0 < hi; k0 += pr) {
                     const ptrdiff_t k1 = hi - k0 < pr ? hi : k0 + pr;
                     if (l > 0) {
-                        if (bt)
+                        if (ct) {
+                            K.gemm(k1 - k0, 0, bs, no, params + woff + k0 * no, no, dzt, bs, sct,
+                                   bs, NULL, FNN_EPI_DACT, FNN_IDENTITY, NULL, NULL, 0);
+                            FNN_F(fnn_ct_dact)(sct, k1 - k0, bs, delta_prev + k0, ni,
+                                               acts + aoff + k0, dl ? FNN_IDENTITY : act);
+                        } else if (bt)
                             K.gemm(bs, k0, k1, no, delta, no, params + woff, no, delta_prev, ni,
                                    NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
                         else
@@ -857,6 +928,21 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
             return 0;
         }
     }
+    if (c.pack != NULL && (fnn_pack_mode & 4) && b->batch_size >= FNN_BT_MIN_ROWS) {
+        /* dZ_prev's C^T form (fnn_ct_form): dZ^T and C^T, for any layer where
+           a thread with all its rows would choose it (fewer rows only make it
+           less likely); without the memory, the W^T panels */
+        ptrdiff_t need = 0;
+        for (ptrdiff_t l = 1; l < n_layers; l++)
+            if (FNN_F(fnn_ct_form)(b->batch_size, sizes[l], sizes[l + 1])
+                && b->batch_size * (sizes[l] + sizes[l + 1]) > need)
+                need = b->batch_size * (sizes[l] + sizes[l + 1]);
+        if (need > 0) {
+            c.ct_stride = (need + 15) / 16 * 16;
+            c.ct = (FNN_T *) fnn_aligned_alloc((size_t) (c.ct_stride * n_threads)
+                                               * sizeof(FNN_T));
+        }
+    }
     if (b->x_indptr != NULL && b->x_csr && !b->exact && !(b->drop && b->drop[0] > 0))
         /* the CSR products' gradient buffer, 0 between batches */
         memset(b->wt, 0, (size_t) (sizes[0] * sizes[1]) * sizeof(FNN_T));
@@ -920,6 +1006,7 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     fnn_aligned_free(c.pack);
     fnn_aligned_free(c.aug_work);
     fnn_aligned_free(c.xsum);
+    fnn_aligned_free(c.ct);
     if (c.status == 1)
         *corrupt = 1;
     else if (c.status == 2)

@@ -297,12 +297,13 @@ def _spin_limit(n=None):
 def _pack_panels(on=None):
     """Private: what ``train_batches`` may pack (bits: 1 B panels, 2 dW's
     operands, 4 W^T panels, 8 A's columns kept for all of dW's chunks, 16 B
-    panels copied by their first tile; 31 by default), for measurements and
-    tests (the results are the same bits); with ``on`` (a bool: all or
-    nothing, or the bits), set it first."""
+    panels copied by their first tile, 32 dZ_prev as W dZ^T where that
+    transposes less; 63 by default), for measurements and tests (the results
+    are the same bits); with ``on`` (a bool: all or nothing, or the bits), set
+    it first."""
     global fnn_pack_mode
     if on is not None:
-        fnn_pack_mode = (31 if on else 0) if isinstance(on, bool) else _check_index(on, "on") & 31
+        fnn_pack_mode = (63 if on else 0) if isinstance(on, bool) else _check_index(on, "on") & 63
     return fnn_pack_mode
 
 
