@@ -334,14 +334,6 @@ static inline void FNN_F(fnn_drop_block)(const FNN_F(fnn_kern_t) *K, FNN_T *a, u
         K->drop(a, mask, i * width + lo, i * width + hi, key, thr, scale);
 }
 
-/* Rows of W per panel of the backward's one pass over a layer (span rows:
- * this thread's): a panel of W (rows x n_out) takes a quarter of the L2, so
- * it is still there when its dW and update follow dZ_prev's product, beside
- * dZ's packed panels (at most half the L2, fnn_dw_chunk_cols) and the
- * optimizer's slots streaming through; whole panels of the products' tile
- * (K.pw columns of dZ_prev). One panel (no pass split) when dZ takes more
- * than one chunk (its packing could not be reused), or as
- * fnn_fuse_rows says (tests and measurements). */
 /* dZ_prev's columns of W's rows k (a thread's `rows` of them) in the
  * transposed form: C^T = W[k, :] dZ^T (the products' kernel with W's rows as
  * its A, read in place, and dZ^T as its B, transposed once per layer), then
@@ -401,6 +393,14 @@ static void FNN_F(fnn_ct_dact)(const FNN_T *restrict s, ptrdiff_t rows, ptrdiff_
     }
 }
 
+/* Rows of W per panel of the backward's one pass over a layer (span rows:
+ * this thread's): a panel of W (rows x n_out) takes a quarter of the L2, so
+ * it is still there when its dW and update follow dZ_prev's product, beside
+ * dZ's packed panels (at most half the L2, fnn_dw_chunk_cols) and the
+ * optimizer's slots streaming through; whole panels of the products' tile
+ * (K.pw columns of dZ_prev). One panel (no pass split) when dZ takes more
+ * than one chunk (its packing could not be reused), or as
+ * fnn_fuse_rows says (tests and measurements). */
 static ptrdiff_t FNN_F(fnn_fuse_rows_of)(const FNN_F(fnn_train_ctx) *c, ptrdiff_t n_out,
                                          ptrdiff_t span)
 {
@@ -928,21 +928,6 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
             return 0;
         }
     }
-    if (c.pack != NULL && (fnn_pack_mode & 4) && b->batch_size >= FNN_BT_MIN_ROWS) {
-        /* dZ_prev's C^T form (fnn_ct_form): dZ^T and C^T, for any layer where
-           a thread with all its rows would choose it (fewer rows only make it
-           less likely); without the memory, the W^T panels */
-        ptrdiff_t need = 0;
-        for (ptrdiff_t l = 1; l < n_layers; l++)
-            if (FNN_F(fnn_ct_form)(b->batch_size, sizes[l], sizes[l + 1])
-                && b->batch_size * (sizes[l] + sizes[l + 1]) > need)
-                need = b->batch_size * (sizes[l] + sizes[l + 1]);
-        if (need > 0) {
-            c.ct_stride = (need + 15) / 16 * 16;
-            c.ct = (FNN_T *) fnn_aligned_alloc((size_t) (c.ct_stride * n_threads)
-                                               * sizeof(FNN_T));
-        }
-    }
     if (b->x_indptr != NULL && b->x_csr && !b->exact && !(b->drop && b->drop[0] > 0))
         /* the CSR products' gradient buffer, 0 between batches */
         memset(b->wt, 0, (size_t) (sizes[0] * sizes[1]) * sizeof(FNN_T));
@@ -957,12 +942,25 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     c.use_wt = c.pack == NULL || !(fnn_pack_mode & 4) || b->batch_size < FNN_BT_MIN_ROWS;
     if (c.use_wt)
         for (ptrdiff_t l = 1, woff = sizes[0] * sizes[1]; l < n_layers; l++) {
-            const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
-            for (ptrdiff_t k = 0; k < ni; k++)
-                for (ptrdiff_t j = 0; j < no; j++)
-                    b->wt[woff + j * ni + k] = b->params[woff + k * no + j];
-            woff += ni * no;
+            FNN_F(fnn_transpose)(b->params + woff, sizes[l], sizes[l + 1], sizes[l + 1],
+                                 b->wt + woff, sizes[l]);
+            woff += sizes[l] * sizes[l + 1];
         }
+    else {
+        /* dZ_prev's C^T form (fnn_ct_form): dZ^T and C^T, for any layer where
+           a thread with all its rows would choose it (fewer rows only make it
+           less likely); without the memory, the W^T panels */
+        ptrdiff_t need = 0;
+        for (ptrdiff_t l = 1; l < n_layers; l++)
+            if (FNN_F(fnn_ct_form)(b->batch_size, sizes[l], sizes[l + 1])
+                && b->batch_size * (sizes[l] + sizes[l + 1]) > need)
+                need = b->batch_size * (sizes[l] + sizes[l + 1]);
+        if (need > 0) {
+            c.ct_stride = (need + 15) / 16 * 16;
+            c.ct = (FNN_T *) fnn_aligned_alloc((size_t) (c.ct_stride * n_threads)
+                                               * sizeof(FNN_T));
+        }
+    }
 #if FNN_PTHREADS
     fnn_thread_t th[64];
     FNN_F(fnn_train_arg) args[64];

@@ -63,13 +63,13 @@ def check_sparse_structure(X, name="X"):
     n_rows, n_cols = X.shape
     if fmt in ("csr", "csc"):
         major, minor = (n_rows, n_cols) if fmt == "csr" else (n_cols, n_rows)
-        indptr, indices = np.asarray(X.indptr), np.asarray(X.indices)
+        indptr, indices, data = np.asarray(X.indptr), np.asarray(X.indices), np.asarray(X.data)
         if indptr.ndim != 1 or indptr.shape[0] != major + 1:
             raise ValueError(f"{name}.indptr must have {major + 1} entries, got "
                              f"{indptr.shape}")
-        if indices.ndim != 1 or np.asarray(X.data).shape != indices.shape:
+        if indices.ndim != 1 or data.shape != indices.shape:
             raise ValueError(f"{name}.data and {name}.indices must be 1-D and of one length, "
-                             f"got {np.asarray(X.data).shape} and {indices.shape}")
+                             f"got {data.shape} and {indices.shape}")
         if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
             raise TypeError(f"{name}.indptr and {name}.indices must hold integers, got "
                             f"{indptr.dtype} and {indices.dtype}")
