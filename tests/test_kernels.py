@@ -1403,6 +1403,35 @@ def test_packed_panels_give_the_same_bits(kernel_isa, net, kind, dtype, caches):
         np.testing.assert_array_equal(slots, results[0][2])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("net", [([20, 200, 300, 10], 17), ([9, 45, 133, 7], 16)],
+                         ids=["200x300-bs17", "45x133-bs16"])
+def test_ct_form_gives_the_same_bits_for_every_activation(kernel_isa, net, activation, dtype):
+    """dZ_prev as C^T = W dZ^T, transposed back with act' (the kernels'
+    transpose and ct_dact: vector blocks, partial edges), against dZ W^T
+    with W^T's panels: the same bits, on one thread and two."""
+    sizes, batch = net
+    results = []
+    before = _kernels._pack_panels()
+    try:
+        for mode in (31, 63):
+            _kernels._pack_panels(mode)
+            for n_threads in (1, 2):
+                n_rows = 3 * batch + 2
+                sz, ws, X, y, order = training_problem(sizes, batch, dtype, 5, n_rows)
+                out = run_train(K.train_batches, X, y, order, 0, n_rows, batch, sz, activation,
+                                ws, kind="sgd", n_threads=n_threads, learning_rate=0.02,
+                                momentum=0.9)
+                results.append((out, ws["params"].copy(), ws["slots"].copy()))
+    finally:
+        _kernels._pack_panels(before)
+    for out, params, slots in results[1:]:
+        assert out[0] == results[0][0][0]
+        np.testing.assert_array_equal(params, results[0][1])
+        np.testing.assert_array_equal(slots, results[0][2])
+
+
 def test_fuse_rows_is_checked():
     rows = _kernels._fuse_rows()
     assert rows == -1

@@ -760,6 +760,72 @@ FNN_NAME(dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
     }
 }
 
+/* dst[c, r] = src[r, c] for r < rows, c < cols (rows lds and ldd apart):
+ * VL x VL blocks transposed in registers (VTRANS), the edges one by one
+ * (moves only) */
+static FNN_TARGET void
+FNN_NAME(transpose)(const FNN_T *src, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t lds, FNN_T *dst,
+                    ptrdiff_t ldd)
+{
+    const ptrdiff_t rf = rows / VL * VL, cf = cols / VL * VL;
+    for (ptrdiff_t r0 = 0; r0 < rf; r0 += VL) {
+        for (ptrdiff_t c0 = 0; c0 < cf; c0 += VL)
+            VTRANS(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+        for (ptrdiff_t r = r0; r < r0 + VL; r++)
+            for (ptrdiff_t c = cf; c < cols; c++)
+                dst[c * ldd + r] = src[r * lds + c];
+    }
+    for (ptrdiff_t r = rf; r < rows; r++)
+        for (ptrdiff_t c = 0; c < cols; c++)
+            dst[c * ldd + r] = src[r * lds + c];
+}
+
+/* out[i, r] = s[r, i] * act'(ap[i, r]) for r < rows, i < bs (out and ap ldo
+ * apart, s's rows bs apart): the C^T form's way back (_gemm_train.h), with
+ * tile's FNN_EPI_DACT epilogue, the same operations in the same order
+ * (FNN_IDENTITY: a copy); VL x VL blocks of s transposed in registers into
+ * t, then a vector of a row of out at a time */
+static FNN_TARGET void
+FNN_NAME(ct_dact)(const FNN_T *s, ptrdiff_t rows, ptrdiff_t bs, FNN_T *out, ptrdiff_t ldo,
+                  const FNN_T *ap, int act)
+{
+    FNN_T t[VL * VL] FNN_ALIGNED64;
+    const VT one = VSET1((FNN_T) 1);
+    for (ptrdiff_t i0 = 0; i0 < bs; i0 += VL) {
+        const ptrdiff_t ni = bs - i0 < VL ? bs - i0 : VL;
+        for (ptrdiff_t r0 = 0; r0 < rows; r0 += VL) {
+            const ptrdiff_t nr = rows - r0 < VL ? rows - r0 : VL;
+            const int part = nr < VL;
+            const MT mask = MASKN((int) nr);
+            (void) mask; /* (none in the generic kernels) */
+            if (ni == VL && !part)
+                VTRANS(s + r0 * bs + i0, bs, t, VL);
+            else
+                for (ptrdiff_t i = 0; i < ni; i++)
+                    for (ptrdiff_t r = 0; r < nr; r++)
+                        t[i * VL + r] = s[(r0 + r) * bs + i0 + i];
+            for (ptrdiff_t i = 0; i < ni; i++) {
+                VT x = part ? VLOADM(t + i * VL, mask) : VLOAD(t + i * VL);
+                FNN_T *o = out + (i0 + i) * ldo + r0;
+                if (act != FNN_IDENTITY) {
+                    const FNN_T *p = ap + (i0 + i) * ldo + r0;
+                    VT av = part ? VLOADM(p, mask) : VLOAD(p);
+                    if (act == FNN_RELU)
+                        x = VSELPOS(x, av);
+                    else if (act == FNN_TANH)
+                        x = VMUL(x, VSUB(one, VMUL(av, av)));
+                    else
+                        x = VMUL(x, VMUL(av, VSUB(one, av)));
+                }
+                if (part)
+                    VSTOREM(o, mask, x);
+                else
+                    VSTORE(o, x);
+            }
+        }
+    }
+}
+
 #undef FNN_TILE_CASE
 #undef FNN_TILE_CASES
 #undef FNN_DW_CASE
@@ -769,4 +835,5 @@ FNN_NAME(dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
  * _gemm.h; the contract: _ukernel.h) */
 static const FNN_F(fnn_kern_t) FNN_NAME(ukernel) = {
     FNN_STR(FNN_ISA), MRR, NRV, VL, NRV * VL,
-    FNN_NAME(gemm), FNN_NAME(dw_update), FNN_NAME(db_update), FNN_NAME(drop), FNN_NAME(dropbwd)};
+    FNN_NAME(gemm), FNN_NAME(dw_update), FNN_NAME(db_update), FNN_NAME(drop), FNN_NAME(dropbwd),
+    FNN_NAME(transpose), FNN_NAME(ct_dact)};

@@ -350,49 +350,6 @@ static inline int FNN_F(fnn_ct_form)(ptrdiff_t bs, ptrdiff_t rows, ptrdiff_t no)
     return (fnn_pack_mode & 32) && bs >= FNN_CT_MIN_ROWS && bs * (no + rows) < rows * no;
 }
 
-/* dst[c, r] = src[r, c] for r < rows, c < cols (rows lds and ldd apart), in
- * 8 x 8 blocks (moves only) */
-static void FNN_F(fnn_transpose)(const FNN_T *restrict src, ptrdiff_t rows, ptrdiff_t cols,
-                                 ptrdiff_t lds, FNN_T *restrict dst, ptrdiff_t ldd)
-{
-    for (ptrdiff_t r0 = 0; r0 < rows; r0 += 8)
-        for (ptrdiff_t c0 = 0; c0 < cols; c0 += 8) {
-            const ptrdiff_t r1 = rows - r0 < 8 ? rows : r0 + 8;
-            const ptrdiff_t c1 = cols - c0 < 8 ? cols : c0 + 8;
-            for (ptrdiff_t c = c0; c < c1; c++)
-                for (ptrdiff_t r = r0; r < r1; r++)
-                    dst[c * ldd + r] = src[r * lds + c];
-        }
-}
-
-/* out[i, r] = s[r, i] * act'(ap[i, r]) for r < rows, i < bs (out and ap ldo
- * apart, s bs apart): the products' FNN_EPI_DACT epilogue, the same
- * operations in the same order (FNN_IDENTITY: a copy) */
-static void FNN_F(fnn_ct_dact)(const FNN_T *restrict s, ptrdiff_t rows, ptrdiff_t bs,
-                               FNN_T *restrict out, ptrdiff_t ldo, const FNN_T *restrict ap,
-                               int act)
-{
-    const FNN_T one = 1;
-    for (ptrdiff_t i0 = 0; i0 < bs; i0 += 8) {
-        const ptrdiff_t i1 = bs - i0 < 8 ? bs : i0 + 8;
-        for (ptrdiff_t i = i0; i < i1; i++) {
-            FNN_T *o = out + i * ldo;
-            const FNN_T *a = ap + i * ldo;
-            for (ptrdiff_t r = 0; r < rows; r++) {
-                const FNN_T x = s[r * bs + i], av = a[r];
-                if (act == FNN_RELU)
-                    o[r] = av > 0 ? x : (FNN_T) 0;
-                else if (act == FNN_TANH)
-                    o[r] = x * (one - av * av);
-                else if (act == FNN_SIGMOID)
-                    o[r] = x * (av * (one - av));
-                else
-                    o[r] = x;
-            }
-        }
-    }
-}
-
 /* Rows of W per panel of the backward's one pass over a layer (span rows:
  * this thread's): a panel of W (rows x n_out) takes a quarter of the L2, so
  * it is still there when its dW and update follow dZ_prev's product, beside
@@ -764,7 +721,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                                && bs * (no + hi - lo) <= c->ct_stride; /* (a last, smaller batch) */
                 FNN_T *dzt = ct ? c->ct + tid * c->ct_stride : NULL, *sct = ct ? dzt + no * bs : NULL;
                 if (ct)
-                    FNN_F(fnn_transpose)(delta, bs, no, no, dzt, bs);
+                    K.trans(delta, bs, no, no, dzt, bs);
                 FNN_T *pk = c->pack_dw && bs > 1 ? bp : NULL;
                 const ptrdiff_t pr = bt && pk ? FNN_F(fnn_fuse_rows_of)(c, no, hi - lo) : hi - lo;
                 if (pr < hi - lo)
@@ -775,8 +732,8 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                         if (ct) {
                             K.gemm(k1 - k0, 0, bs, no, params + woff + k0 * no, no, dzt, bs, sct,
                                    bs, NULL, FNN_EPI_DACT, FNN_IDENTITY, NULL, NULL, 0);
-                            FNN_F(fnn_ct_dact)(sct, k1 - k0, bs, delta_prev + k0, ni,
-                                               acts + aoff + k0, dl ? FNN_IDENTITY : act);
+                            K.ct_dact(sct, k1 - k0, bs, delta_prev + k0, ni,
+                                      acts + aoff + k0, dl ? FNN_IDENTITY : act);
                         } else if (bt)
                             K.gemm(bs, k0, k1, no, delta, no, params + woff, no, delta_prev, ni,
                                    NULL, FNN_EPI_DACT, dl ? FNN_IDENTITY : act, acts + aoff, bp, 1);
@@ -942,8 +899,8 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     c.use_wt = c.pack == NULL || !(fnn_pack_mode & 4) || b->batch_size < FNN_BT_MIN_ROWS;
     if (c.use_wt)
         for (ptrdiff_t l = 1, woff = sizes[0] * sizes[1]; l < n_layers; l++) {
-            FNN_F(fnn_transpose)(b->params + woff, sizes[l], sizes[l + 1], sizes[l + 1],
-                                 b->wt + woff, sizes[l]);
+            c.K.trans(b->params + woff, sizes[l], sizes[l + 1], sizes[l + 1], b->wt + woff,
+                      sizes[l]);
             woff += sizes[l] * sizes[l + 1];
         }
     else {

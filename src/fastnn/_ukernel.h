@@ -22,6 +22,8 @@
  *   db       the bias gradient (dZ's column sums) and its update
  *   drop     dropout masks (counter-based, any element from its index) and
  *            their application; dropbwd their backward with act'
+ *   trans    a transpose (moves only), ct_dact the C^T form's transpose
+ *            back with gemm's FNN_EPI_DACT epilogue (_gemm_train.h)
  * Each reduces every output element in one accumulator in index order, so
  * results are the same for every thread split and every SIMD variant. */
 typedef struct {
@@ -44,4 +46,8 @@ typedef struct {
     void (*dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
                     ptrdiff_t rows, ptrdiff_t j0, ptrdiff_t j1, int act, FNN_T scale,
                     FNN_T inv);
+    void (*trans)(const FNN_T *src, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t lds, FNN_T *dst,
+                  ptrdiff_t ldd);
+    void (*ct_dact)(const FNN_T *s, ptrdiff_t rows, ptrdiff_t bs, FNN_T *out, ptrdiff_t ldo,
+                    const FNN_T *ap, int act);
 } FNN_F(fnn_kern_t);
