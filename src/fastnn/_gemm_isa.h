@@ -286,9 +286,10 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
        below batch 64 none is issued. Zen 4, two threads, [784, 1024, 1024,
        10] at batch 128: the epilogue's multiplies after its loads of W
        fell from 14.7 % of the tile's samples to 4.0 %, the tile from 35.6 %
-       of the step's samples to 32.5 % (epoch A/B in one process: 0.97x;
-       0.83-0.85x at batch 32; 0.98-0.99x at batch 512, on [784, 1500,
-       1000, 500, 10] and on [784, 128, 10] at batch 128). */
+       of the step's samples to 32.5 %. Epochs A/B in one process: 0.97x;
+       0.82-0.85x at batch 32 (noisy: one run 1.03x); 0.98-0.99x at batch
+       512, and at batch 128 on [784, 1500, 1000, 500, 10] and on [784,
+       128, 10]. */
     const ptrdiff_t tail = bs >= kr * nv ? kr * nv : 0;
     FNN_NAME(acc_range)(acc, kr, nv, mask, 0, bs - tail, a, 1, lda, dz, ldz, NULL, NULL, NULL,
                         NULL, 0);
