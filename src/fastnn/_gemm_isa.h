@@ -91,6 +91,18 @@ FNN_NAME(accumulate)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrd
     FNN_NAME(acc_range)(acc, mr, nv, mask, 0, K, a, ars, aks, b, ldb, pk, NULL, NULL, NULL, 0);
 }
 
+/* x * act'(a) for FNN_EPI_DACT, the derivative written in terms of the
+ * activation a (relu, tanh or sigmoid): tile's epilogue and ct_dact's */
+static FNN_ALWAYS_INLINE FNN_TARGET VT FNN_NAME(dact)(VT x, VT a, int act)
+{
+    const VT one = VSET1((FNN_T) 1);
+    if (act == FNN_RELU)
+        return VSELPOS(x, a);
+    if (act == FNN_TANH)
+        return VMUL(x, VSUB(one, VMUL(a, a)));
+    return VMUL(x, VMUL(a, VSUB(one, a)));
+}
+
 /* C[:, n0:n1] = epilogue(A(m x K) @ B(K x n)), B row-major (a weight matrix as
  * fastnn stores it, or a transposed copy of one): nothing is packed. The tile
  * keeps MRR x NRV accumulators in registers over the whole K loop, broadcasts
@@ -108,7 +120,6 @@ FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
 {
     VT acc[MRR][NRV];
     FNN_NAME(accumulate)(acc, mr, nv, mask, K, a, lda, 1, b, ldb, pk);
-    const VT one = VSET1((FNN_T) 1);
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
 #pragma GCC unroll 8
@@ -126,13 +137,7 @@ FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
                 }
             } else if (act != FNN_IDENTITY) {
                 const FNN_T *p = ap + r * ldc + v * VL;
-                VT av = last ? VLOADM(p, mask) : VLOAD(p);
-                if (act == FNN_RELU)
-                    x = VSELPOS(x, av);
-                else if (act == FNN_TANH)
-                    x = VMUL(x, VSUB(one, VMUL(av, av)));
-                else
-                    x = VMUL(x, VMUL(av, VSUB(one, av)));
+                x = FNN_NAME(dact)(x, last ? VLOADM(p, mask) : VLOAD(p), act);
             }
             if (last)
                 VSTOREM(c + r * ldc + v * VL, mask, x);
@@ -171,22 +176,31 @@ FNN_NAME(pack_panel)(ptrdiff_t K, ptrdiff_t cols, const FNN_T *b, ptrdiff_t ldb,
     }
 }
 
+/* dst[c, r] = src[r, c] for r < rows, c < cols (rows lds and ldd apart), a
+ * block of VL rows of dst at a time: VL x VL blocks transposed in registers
+ * (VTRANS), the edges one by one (moves only) */
+static FNN_TARGET void
+FNN_NAME(transpose)(const FNN_T *src, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t lds, FNN_T *dst,
+                    ptrdiff_t ldd)
+{
+    const ptrdiff_t rf = rows / VL * VL, cf = cols / VL * VL;
+    for (ptrdiff_t c0 = 0; c0 < cf; c0 += VL)
+        for (ptrdiff_t r0 = 0; r0 < rf; r0 += VL)
+            VTRANS(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
+    for (ptrdiff_t r = 0; r < rf; r++)
+        for (ptrdiff_t c = cf; c < cols; c++)
+            dst[c * ldd + r] = src[r * lds + c];
+    for (ptrdiff_t r = rf; r < rows; r++)
+        for (ptrdiff_t c = 0; c < cols; c++)
+            dst[c * ldd + r] = src[r * lds + c];
+}
+
 /* The panel of B = W^T made of W's rows 0:cols (cols <= NRV * VL; each row
- * K long, ldw apart), packed as pack_panel packs B's: bp[j, c] = W[c, j].
- * VL x VL blocks are transposed in registers (VTRANS), the edges one by one. */
+ * K long, ldw apart), packed as pack_panel packs B's: bp[j, c] = W[c, j]. */
 static inline FNN_TARGET void
 FNN_NAME(pack_panel_t)(ptrdiff_t K, ptrdiff_t cols, const FNN_T *w, ptrdiff_t ldw, FNN_T *bp)
 {
-    const ptrdiff_t P = NRV * VL, cf = cols / VL * VL, kf = K / VL * VL;
-    for (ptrdiff_t j = 0; j < kf; j += VL)
-        for (ptrdiff_t c = 0; c < cf; c += VL)
-            VTRANS(w + c * ldw + j, ldw, bp + j * P + c, P);
-    for (ptrdiff_t c = 0; c < cf; c++)
-        for (ptrdiff_t j = kf; j < K; j++)
-            bp[j * P + c] = w[c * ldw + j];
-    for (ptrdiff_t c = cf; c < cols; c++)
-        for (ptrdiff_t j = 0; j < K; j++)
-            bp[j * P + c] = w[c * ldw + j];
+    FNN_NAME(transpose)(w, cols, K, ldw, bp, NRV * VL);
 }
 
 /* The product of C[:, n0:n1] (see tile): column panels of NRV * VL, each
@@ -273,11 +287,6 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
                  const FNN_HP *hp)
 {
     VT acc[MRR][NRV];
-#pragma GCC unroll 8
-    for (int r = 0; r < kr; r++)
-#pragma GCC unroll 8
-        for (int v = 0; v < nv; v++)
-            acc[r][v] = VZERO;
     /* The tile's W and slots are asked for again over the last kr * nv
        batch rows, a vector of each per row: the epilogue waited on them.
        The next tile's prefetch (dw_update, dw_packed), issued before its
@@ -291,8 +300,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
        512, and at batch 128 on [784, 1500, 1000, 500, 10] and on [784,
        128, 10]. */
     const ptrdiff_t tail = bs >= kr * nv ? kr * nv : 0;
-    FNN_NAME(acc_range)(acc, kr, nv, mask, 0, bs - tail, a, 1, lda, dz, ldz, NULL, NULL, NULL,
-                        NULL, 0);
+    FNN_NAME(accumulate)(acc, kr, nv, mask, bs - tail, a, 1, lda, dz, ldz, NULL);
     if (tail)
         FNN_NAME(acc_range)(acc, kr, nv, mask, bs - tail, bs, a, 1, lda, dz, ldz, NULL, w, s0, s1,
                             ldw);
@@ -761,37 +769,15 @@ FNN_NAME(dropbwd)(FNN_T *d, const FNN_T *ad, const uint8_t *mask, ptrdiff_t ld,
     }
 }
 
-/* dst[c, r] = src[r, c] for r < rows, c < cols (rows lds and ldd apart):
- * VL x VL blocks transposed in registers (VTRANS), the edges one by one
- * (moves only) */
-static FNN_TARGET void
-FNN_NAME(transpose)(const FNN_T *src, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t lds, FNN_T *dst,
-                    ptrdiff_t ldd)
-{
-    const ptrdiff_t rf = rows / VL * VL, cf = cols / VL * VL;
-    for (ptrdiff_t r0 = 0; r0 < rf; r0 += VL) {
-        for (ptrdiff_t c0 = 0; c0 < cf; c0 += VL)
-            VTRANS(src + r0 * lds + c0, lds, dst + c0 * ldd + r0, ldd);
-        for (ptrdiff_t r = r0; r < r0 + VL; r++)
-            for (ptrdiff_t c = cf; c < cols; c++)
-                dst[c * ldd + r] = src[r * lds + c];
-    }
-    for (ptrdiff_t r = rf; r < rows; r++)
-        for (ptrdiff_t c = 0; c < cols; c++)
-            dst[c * ldd + r] = src[r * lds + c];
-}
-
 /* out[i, r] = s[r, i] * act'(ap[i, r]) for r < rows, i < bs (out and ap ldo
  * apart, s's rows bs apart): the C^T form's way back (_gemm_train.h), with
- * tile's FNN_EPI_DACT epilogue, the same operations in the same order
- * (FNN_IDENTITY: a copy); VL x VL blocks of s transposed in registers into
+ * tile's FNN_EPI_DACT epilogue (dact; FNN_IDENTITY: a copy); VL x VL blocks of s transposed in registers into
  * t, then a vector of a row of out at a time */
 static FNN_TARGET void
 FNN_NAME(ct_dact)(const FNN_T *s, ptrdiff_t rows, ptrdiff_t bs, FNN_T *out, ptrdiff_t ldo,
                   const FNN_T *ap, int act)
 {
     FNN_T t[VL * VL] FNN_ALIGNED64;
-    const VT one = VSET1((FNN_T) 1);
     for (ptrdiff_t i0 = 0; i0 < bs; i0 += VL) {
         const ptrdiff_t ni = bs - i0 < VL ? bs - i0 : VL;
         for (ptrdiff_t r0 = 0; r0 < rows; r0 += VL) {
@@ -810,13 +796,7 @@ FNN_NAME(ct_dact)(const FNN_T *s, ptrdiff_t rows, ptrdiff_t bs, FNN_T *out, ptrd
                 FNN_T *o = out + (i0 + i) * ldo + r0;
                 if (act != FNN_IDENTITY) {
                     const FNN_T *p = ap + (i0 + i) * ldo + r0;
-                    VT av = part ? VLOADM(p, mask) : VLOAD(p);
-                    if (act == FNN_RELU)
-                        x = VSELPOS(x, av);
-                    else if (act == FNN_TANH)
-                        x = VMUL(x, VSUB(one, VMUL(av, av)));
-                    else
-                        x = VMUL(x, VMUL(av, VSUB(one, av)));
+                    x = FNN_NAME(dact)(x, part ? VLOADM(p, mask) : VLOAD(p), act);
                 }
                 if (part)
                     VSTOREM(o, mask, x);
