@@ -43,7 +43,8 @@ _Static_assert(FNN_DW_BLOCK_ROWS % MRR == 0, "dw_packed's blocks of rows are who
  * asked for meanwhile (rows ldb apart: a stride across pages that the
  * hardware prefetchers do not follow). */
 static FNN_ALWAYS_INLINE FNN_TARGET void
-FNN_NAME(acc_range)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrdiff_t k0,
+FNN_NAME(acc_range)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, const int msk,
+                    ptrdiff_t k0,
                     ptrdiff_t k1, const FNN_T *a, ptrdiff_t ars, ptrdiff_t aks, const FNN_T *b,
                     ptrdiff_t ldb, FNN_T *pk, FNN_T *pw, FNN_T *p0, FNN_T *p1, ptrdiff_t ldw)
 {
@@ -52,7 +53,7 @@ FNN_NAME(acc_range)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrdi
         VT bv[NRV];
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++)
-            bv[v] = v == nv - 1 ? VLOADM(bk + v * VL, mask) : VLOAD(bk + v * VL);
+            bv[v] = msk && v == nv - 1 ? VLOADM(bk + v * VL, mask) : VLOAD(bk + v * VL);
         if (pk) {
 #pragma GCC unroll 8
             for (int q = 0; q < (int) (NRV * VL * sizeof(FNN_T)); q += 64)
@@ -79,7 +80,8 @@ FNN_NAME(acc_range)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrdi
 }
 
 static FNN_ALWAYS_INLINE FNN_TARGET void
-FNN_NAME(accumulate)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrdiff_t K,
+FNN_NAME(accumulate)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, const int msk,
+                     ptrdiff_t K,
                      const FNN_T *a, ptrdiff_t ars, ptrdiff_t aks, const FNN_T *b, ptrdiff_t ldb,
                      FNN_T *pk)
 {
@@ -88,7 +90,8 @@ FNN_NAME(accumulate)(VT acc[MRR][NRV], const int mr, const int nv, MT mask, ptrd
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++)
             acc[r][v] = VZERO;
-    FNN_NAME(acc_range)(acc, mr, nv, mask, 0, K, a, ars, aks, b, ldb, pk, NULL, NULL, NULL, 0);
+    FNN_NAME(acc_range)(acc, mr, nv, mask, msk, 0, K, a, ars, aks, b, ldb, pk, NULL, NULL, NULL,
+                        0);
 }
 
 /* x * act'(a) for FNN_EPI_DACT, the derivative written in terms of the
@@ -113,18 +116,18 @@ static FNN_ALWAYS_INLINE FNN_TARGET VT FNN_NAME(dact)(VT x, VT a, int act)
  *   FNN_EPI_DACT: * act'(ap[i, j]) with the derivative written in terms of
  *                 the activation ap (ap has C's leading dimension). */
 static FNN_ALWAYS_INLINE FNN_TARGET void
-FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
+FNN_NAME(tile)(const int mr, const int nv, MT mask, const int msk, ptrdiff_t K,
                const FNN_T *a, ptrdiff_t lda, const FNN_T *b, ptrdiff_t ldb,
                FNN_T *c, ptrdiff_t ldc, const FNN_T *bias, int epi, int act,
                const FNN_T *ap, FNN_T *pk)
 {
     VT acc[MRR][NRV];
-    FNN_NAME(accumulate)(acc, mr, nv, mask, K, a, lda, 1, b, ldb, pk);
+    FNN_NAME(accumulate)(acc, mr, nv, mask, msk, K, a, lda, 1, b, ldb, pk);
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++) {
-            const int last = v == nv - 1;
+            const int last = msk && v == nv - 1;
             VT x = acc[r][v];
             if (epi == FNN_EPI_BIAS) {
                 if (act == FNN_TANH || act == FNN_SIGMOID) {
@@ -149,7 +152,7 @@ FNN_NAME(tile)(const int mr, const int nv, MT mask, ptrdiff_t K,
 
 #define FNN_TILE_CASE(MR, NV)                                                 \
     case (NV) * 8 + (MR):                                                     \
-        FNN_NAME(tile)(MR, NV, mask, K, a + i0 * lda, lda, bj, ldb,           \
+        FNN_NAME(tile)(MR, NV, mask, 1, K, a + i0 * lda, lda, bj, ldb,        \
                        cj + i0 * ldc, ldc, biasj, epi, act,                   \
                        apj ? apj + i0 * ldc : NULL, NULL);                    \
         break;
@@ -230,7 +233,8 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
                copies it as it goes (the same arithmetic): the copy's loads
                overlap the tile's multiply-adds instead of taking a pass of
                their own; the other blocks read the copy */
-            FNN_NAME(tile)(MRR, NRV, mask, K, a, lda, bj, ldb0, cj, ldc, biasj, epi, act, apj, bp);
+            FNN_NAME(tile)(MRR, NRV, mask, 0, K, a, lda, bj, ldb0, cj, ldc, biasj, epi, act, apj,
+                           bp);
             i00 = MRR;
             bj = bp;
             ldb = NRV * VL;
@@ -244,6 +248,14 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
         }
         for (ptrdiff_t i0 = i00; i0 < m; i0 += MRR) {
             int mr = (int) (m - i0 < MRR ? m - i0 : MRR);
+            if (mr == MRR && cols == NRV * VL) {
+                /* a full tile: no masked load or store (AVX2's vmaskmovps
+                   and AVX-512's masked stores cost more than plain ones on
+                   Zen 4, whatever the mask) */
+                FNN_NAME(tile)(MRR, NRV, mask, 0, K, a + i0 * lda, lda, bj, ldb, cj + i0 * ldc,
+                               ldc, biasj, epi, act, apj ? apj + i0 * ldc : NULL, NULL);
+                continue;
+            }
             switch (nv * 8 + mr) {
                 FNN_TILE_CASES(1)
 #if NRV >= 2
@@ -281,7 +293,8 @@ FNN_NAME(gemm)(ptrdiff_t m, ptrdiff_t n0, ptrdiff_t n1, ptrdiff_t K,
  * it is made. wt, when not NULL, is W's transposed copy (n x n_in), kept
  * equal to W. */
 static FNN_ALWAYS_INLINE FNN_TARGET int
-FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t bs,
+FNN_NAME(dwtile)(const int kr, const int nv, MT mask, const int msk, int valid_last,
+                 ptrdiff_t bs,
                  const FNN_T *a, ptrdiff_t lda, const FNN_T *dz, ptrdiff_t ldz,
                  FNN_T *w, FNN_T *s0, FNN_T *s1, ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt,
                  const FNN_HP *hp)
@@ -300,9 +313,10 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
        512, and at batch 128 on [784, 1500, 1000, 500, 10] and on [784,
        128, 10]. */
     const ptrdiff_t tail = bs >= kr * nv ? kr * nv : 0;
-    FNN_NAME(accumulate)(acc, kr, nv, mask, bs - tail, a, 1, lda, dz, ldz, NULL);
+    FNN_NAME(accumulate)(acc, kr, nv, mask, msk, bs - tail, a, 1, lda, dz, ldz, NULL);
     if (tail)
-        FNN_NAME(acc_range)(acc, kr, nv, mask, bs - tail, bs, a, 1, lda, dz, ldz, NULL, w, s0, s1,
+        FNN_NAME(acc_range)(acc, kr, nv, mask, msk, bs - tail, bs, a, 1, lda, dz, ldz, NULL, w,
+                            s0, s1,
                             ldw);
     const int adam = hp->kind == FNN_OPT_ADAM, nesterov = hp->nesterov;
     const VT lr = VSET1(hp->lr), mu = VSET1(hp->mu), l1 = VSET1(hp->l1), l2 = VSET1(hp->l2);
@@ -314,7 +328,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
     for (int r = 0; r < kr; r++) {
 #pragma GCC unroll 8
         for (int v = 0; v < nv; v++) {
-            const int last = v == nv - 1;
+            const int last = msk && v == nv - 1;
             FNN_T *wp = w + r * ldw + v * VL;
             FNN_T *p0 = s0 + r * ldw + v * VL;
             VT w0 = last ? VLOADM(wp, mask) : VLOAD(wp);
@@ -377,7 +391,7 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
 
 #define FNN_DW_CASE(KR, NV)                                                   \
     case (NV) * 8 + (KR):                                                     \
-        bad |= FNN_NAME(dwtile)(KR, NV, mask, valid, bs, at, ldat, dzt, ldzt, \
+        bad |= FNN_NAME(dwtile)(KR, NV, mask, 1, valid, bs, at, ldat, dzt, ldzt, \
                                 w + k * ldw + j0, s0 + k * ldw + j0,          \
                                 s1 ? s1 + k * ldw + j0 : NULL, ldw,           \
                                 wt ? wt + j0 * ldwt + k : NULL, ldwt, hp);    \
@@ -420,22 +434,25 @@ FNN_NAME(dwtile)(const int kr, const int nv, MT mask, int valid_last, ptrdiff_t 
  * batch loop, and the narrower ones, a layer's last panel when its width is
  * not a multiple of NRV * VL, up to all of them: at batch 512 the 1000-wide
  * layer's last 40 columns took 3.5x the full tile's time per multiply-add). */
-#define FNN_DW_OUT_OF_LINE(NAME, NV)                                             \
+#define FNN_DW_OUT_OF_LINE(NAME, NV, MSK)                                        \
     static FNN_NOINLINE FNN_TARGET int                                           \
     NAME(MT mask, int valid_last, ptrdiff_t bs, const FNN_T *a, ptrdiff_t lda,   \
          const FNN_T *dz, ptrdiff_t ldz, FNN_T *w, FNN_T *s0, FNN_T *s1,         \
          ptrdiff_t ldw, FNN_T *wt, ptrdiff_t ldwt, const FNN_HP *hp)             \
     {                                                                            \
-        return FNN_NAME(dwtile)(MRR, NV, mask, valid_last, bs, a, lda, dz, ldz, w, \
-                                s0, s1, ldw, wt, ldwt, hp);                      \
+        return FNN_NAME(dwtile)(MRR, NV, mask, MSK, valid_last, bs, a, lda, dz, ldz, \
+                                w, s0, s1, ldw, wt, ldwt, hp);                   \
     }
-FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_full), NRV)
+/* the full tile of full width (every load and store unmasked: see gemm),
+   and of a narrower last panel */
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_full), NRV, 0)
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_fullm), NRV, 1)
 #if NRV > 1
-FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v1), 1)
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v1), 1, 1)
 #endif
 #if NRV > 2
-FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v2), 2)
-FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v3), 3)
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v2), 2, 1)
+FNN_DW_OUT_OF_LINE(FNN_NAME(dwtile_v3), 3, 1)
 #endif
 #undef FNN_DW_OUT_OF_LINE
 
@@ -460,6 +477,9 @@ FNN_NAME(dwtile_rows)(int nv, MT mask, int valid_last, ptrdiff_t bs, const FNN_T
                                    ldwt, hp);
 #endif
     case NRV:
+        if (valid_last < VL)
+            return FNN_NAME(dwtile_fullm)(mask, valid_last, bs, a, lda, dz, ldz, w, s0, s1, ldw,
+                                          wt, ldwt, hp);
         return FNN_NAME(dwtile_full)(mask, valid_last, bs, a, lda, dz, ldz, w, s0, s1, ldw,
                                      wt, ldwt, hp);
     default:
