@@ -1866,6 +1866,32 @@ def test_a_call_s_split_threshold_gives_the_same_bits(dtype):
             np.testing.assert_array_equal(got[2], want[2])
 
 
+@pytest.mark.skipif(not _kernels._build_info()["threads"], reason="a build without threads")
+def test_default_rule_splits_every_phase_when_the_state_exceeds_the_l2():
+    """The default split rule's state rule (fnn_split_rule): at batch 1, where
+    no phase reaches the measured threshold of multiply-adds (at least
+    8 x 784 x 128), every phase is split exactly when the network's weights
+    and optimizer slots exceed one core's L2, and never on one thread."""
+    machine = _kernels._cache_sizes()
+    none, every = ([False, False], [False, False]), ([True, True], [True, True])
+    try:
+        _kernels._cache_sizes(machine[0], 1 << 20)
+        # [784, 800, 10]: 635,200 weights, 5.1 MB with SGD's velocity
+        assert _kernels._split_phases([784, 800, 10], 1) == every
+        assert _kernels._split_phases([784, 800, 10], 1, n_threads=1) == none
+        # [784, 128, 10]: 101,632 weights: 813 KB in float32 with a velocity,
+        # 1.2 MB with Adam's two moments, 1.6 MB in float64
+        assert _kernels._split_phases([784, 128, 10], 1) == none
+        assert _kernels._split_phases([784, 128, 10], 1, n_slots=2) == every
+        assert _kernels._split_phases([784, 128, 10], 1, dtype=np.float64) == every
+        _kernels._cache_sizes(machine[0], 64 << 20)
+        assert _kernels._split_phases([784, 800, 10], 1) == none
+    finally:
+        _kernels._cache_sizes(*machine)
+    with pytest.raises(ValueError, match="sizes must hold"):
+        _kernels._split_phases([784], 1)
+
+
 @pytest.mark.parametrize("fn", [K.train_batches, R.train_batches], ids=["compiled", "numpy"])
 @pytest.mark.parametrize("value, exc, match", [
     (-1.0, ValueError, "split_threshold must be finite and in \\[0.0, inf\\]"),

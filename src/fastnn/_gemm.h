@@ -695,6 +695,18 @@ static inline void fnn_flush_end(fnn_fpmode_t m) { (void) m; }
  *    measured crossover)
  *      forward of layer l:  bs * n_in * n_out;
  *      backward of layer l: twice that (dZ_prev and dW), once for layer 0;
+ *    or, under the measured threshold only, every phase when the network's
+ *    weights and optimizer slots exceed one core's L2 (state_big): then
+ *    each step streams them from L3 or memory, at a small batch for longer
+ *    than its multiply-adds take, and two cores stream two halves, each
+ *    held by its own L2 where they fit there. The probe that measures
+ *    min_macs ([784, 128, 10], 800 KB of weights and velocity) never sees
+ *    such a step. Zen 4, 2 vCPUs (1 MiB L2), epochs interleaved in one
+ *    process, every phase split against the measured threshold alone:
+ *    [784, 800, 10] at batch 10 (6.3M multiply-adds a phase, 5 MB), which
+ *    a 6.4M threshold kept on one thread, 0.65x its time; [784, 256, 256,
+ *    256, 10] at batch 10 (2.6 MB) 0.85x, where splitting only the first
+ *    layer (1.6 MB, the one above the L2) did not beat one thread;
  *  - or when splitting it adds no barrier: the phases on both sides of it are
  *    big (or a fixed barrier is there). Such a phase is small, but as
  *    the step waits at its barriers anyway, splitting it saves half its time,
@@ -715,14 +727,23 @@ static inline double fnn_fwd_macs(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t
     return (double) bs * (double) sizes[l] * (double) sizes[l + 1];
 }
 
-static inline int fnn_big_fwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, double min_macs)
+/* The split rule of a call: phases of min_macs multiply-adds, or every
+   phase (state_big: see above) */
+typedef struct {
+    double min_macs;
+    int state_big;
+} fnn_split_rule_t;
+
+static inline int fnn_big_fwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs,
+                              const fnn_split_rule_t *r)
 {
-    return fnn_fwd_macs(sizes, l, bs) >= min_macs;
+    return r->state_big || fnn_fwd_macs(sizes, l, bs) >= r->min_macs;
 }
 
-static inline int fnn_big_bwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs, double min_macs)
+static inline int fnn_big_bwd(const ptrdiff_t *sizes, ptrdiff_t l, ptrdiff_t bs,
+                              const fnn_split_rule_t *r)
 {
-    return fnn_fwd_macs(sizes, l, bs) * (l > 0 ? 2 : 1) >= min_macs;
+    return r->state_big || fnn_fwd_macs(sizes, l, bs) * (l > 0 ? 2 : 1) >= r->min_macs;
 }
 
 /* The rule for one phase: big, or (free splits on) both barriers around it
@@ -733,7 +754,7 @@ static inline int fnn_split_phase(int nt, int big, int barrier_before, int barri
 }
 
 static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
-                                ptrdiff_t bs, int nt, double min_macs)
+                                ptrdiff_t bs, int nt, const fnn_split_rule_t *min_macs)
 {
     /* before: the gather's barrier, or the previous layer's; after: the next
        layer's (the last layer's is followed by the loss, on thread 0) */
@@ -743,7 +764,7 @@ static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrd
 }
 
 static inline int fnn_split_bwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
-                                ptrdiff_t bs, int nt, double min_macs)
+                                ptrdiff_t bs, int nt, const fnn_split_rule_t *min_macs)
 {
     /* before: the loss's barrier, or the layer above's; after: the layer
        below's, or the step's last barrier */
@@ -785,6 +806,8 @@ static volatile ptrdiff_t fnn_fuse_rows = -1;
 static const char *fnn_gemm_isa_name = "generic";
 static int fnn_gemm_select(const char *name);
 static double fnn_par_min_macs(int is_double);
+static fnn_split_rule_t fnn_split_rule(int n_threads, int fixed, double macs, double n_w,
+                                       double state, int is_double);
 /* the calibration's own calls force a threshold (this thread only; < 0: none) */
 static FNN_TLS double fnn_force_min_macs = -1;
 
@@ -805,8 +828,9 @@ static fnn_kern_t_d fnn_kern_d;
  * steps each; the threshold is the first layer's multiply-adds per batch
  * (bs x 784 x 128) at the smallest batch where two threads take less than
  * 0.9x the one-thread time, and 256 x 784 x 128 x 2 when none does (about
- * 60 ms, once; when none does, again 30 s later, as a core busy with
- * another process during the measurement also makes two threads lose). A barrier's round trip alone does not predict it: on 2 vCPUs
+ * 60 ms, once; when none does, up to two more passes 20 ms apart, and
+ * again 30 s later, as a core busy with another process during the
+ * measurement also makes two threads lose). A barrier's round trip alone does not predict it: on 2 vCPUs
  * of an Intel Xeon (KVM) the barrier of two spinning threads took about
  * 0.3 us, yet two threads were 3x slower than one at batch 10 (each thread's
  * half of a step took 2.4x the whole step alone: the lines each step passes
@@ -880,21 +904,30 @@ static double fnn_par_min_macs(int is_double)
         fnn_opt_t opt;
         memset(&opt, 0, sizeof opt);
         opt.kind = FNN_OPT_SGD, opt.lr = 1e-3, opt.mu = 0.9;
-        for (ptrdiff_t bs = 8; bs <= MAXB; bs *= 2) {
-            double t1 = 1e30, t2 = 1e30;
-            for (int rep = 0; rep < 3; rep++) {
-                fnn_force_min_macs = 1e300;
-                double a = fnn_probe_steps(&pb, &opt, bs, 1, STEPS);
-                fnn_force_min_macs = 0;
-                double b2 = fnn_probe_steps(&pb, &opt, bs, 2, STEPS);
-                t1 = a < t1 ? a : t1;
-                t2 = b2 < t2 ? b2 : t2;
-            }
-            fnn_force_min_macs = -1;
-            t1s = t1, t2s = t2;
-            if (t2 < 0.9 * t1) {
-                min_macs = (double) bs * D * H;
-                break;
+        /* up to three passes over the batches, 20 ms apart, until one finds
+           the crossover: a core taken by another process, the kernel or the
+           hypervisor for the 20-60 ms of a pass makes two threads lose at
+           every batch (on 2 vCPUs of Zen 4 after loading MNIST, 3 first
+           passes in 5) */
+        for (int pass = 0; pass < 3 && min_macs >= 2.0 * MAXB * D * H; pass++) {
+            if (pass)
+                fnn_sleep_us(20000);
+            for (ptrdiff_t bs = 8; bs <= MAXB; bs *= 2) {
+                double t1 = 1e30, t2 = 1e30;
+                for (int rep = 0; rep < 3; rep++) {
+                    fnn_force_min_macs = 1e300;
+                    double a = fnn_probe_steps(&pb, &opt, bs, 1, STEPS);
+                    fnn_force_min_macs = 0;
+                    double b2 = fnn_probe_steps(&pb, &opt, bs, 2, STEPS);
+                    t1 = a < t1 ? a : t1;
+                    t2 = b2 < t2 ? b2 : t2;
+                }
+                fnn_force_min_macs = -1;
+                t1s = t1, t2s = t2;
+                if (t2 < 0.9 * t1) {
+                    min_macs = (double) bs * D * H;
+                    break;
+                }
             }
         }
     }
@@ -910,6 +943,25 @@ static double fnn_par_min_macs(int is_double)
     FNN_STORE(&busy, 0, RELEASE);
     return min_macs / (is_double ? 2 : 1);
 #endif
+}
+
+/* The split rule of a training call on n_threads threads (fnn_train's; see
+ * fnn_split_fwd): the threshold the caller fixed (fixed: macs, a step plan
+ * or a test), or the one a calibration forces, is the whole rule; else the
+ * measured threshold, and the state rule for a network of n_w weights of
+ * `state` bytes each (the weight and its optimizer slots) against the L2 of
+ * one core. */
+static fnn_split_rule_t fnn_split_rule(int n_threads, int fixed, double macs, double n_w,
+                                       double state, int is_double)
+{
+    fnn_split_rule_t r;
+    const int measured = n_threads > 1 && !fixed && fnn_force_min_macs < 0;
+    r.min_macs = n_threads <= 1 ? 1e300
+                 : fixed ? macs
+                 : fnn_force_min_macs >= 0 ? fnn_force_min_macs
+                 : fnn_par_min_macs(is_double);
+    r.state_big = measured && n_w * state > (double) fnn_caches()[1];
+    return r;
 }
 
 #if FNN_HAVE_X86

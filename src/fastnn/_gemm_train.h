@@ -302,7 +302,7 @@ typedef struct {
     ptrdiff_t aug_stride;
     FNN_F(fnn_kern_t) K;
     int nt;
-    double min_macs;       /* fnn_split_fwd/bwd's threshold */
+    fnn_split_rule_t split_rule; /* fnn_split_fwd/bwd's threshold */
     fnn_barrier_t barrier;
     int status;            /* 1: corrupt index or label, 2: diverged, 3: no team */
     ptrdiff_t fail_s0;     /* batch start where it stopped */
@@ -502,7 +502,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
     const FNN_F(fnn_bufs_t) *B = c->b;
     const FNN_F(fnn_kern_t) K = c->K;
     const int nt = c->nt, act = B->act;
-    const double mm = c->min_macs;
+    const fnn_split_rule_t *mm = &c->split_rule;
     const ptrdiff_t *sizes = B->sizes, n_layers = B->n_layers, batch_size = B->batch_size;
     const ptrdiff_t d = sizes[0], kcls = sizes[n_layers];
     FNN_T *params = B->params, *wt = B->wt, *acts = B->acts;
@@ -828,14 +828,14 @@ static ptrdiff_t FNN_F(fnn_train)(const FNN_F(fnn_bufs_t) *b, const fnn_opt_t *o
     }
     /* no phase of a full batch big enough to split: no second thread at all
        (its barriers would only cost); a partial last batch splits less */
-    c.min_macs = n_threads <= 1 ? 1e300
-                 : b->split_fixed ? b->split_macs
-                 : fnn_force_min_macs >= 0 ? fnn_force_min_macs
-                 : fnn_par_min_macs(sizeof(FNN_T) == sizeof(double));
+    c.split_rule = fnn_split_rule(n_threads, b->split_fixed, b->split_macs, (double) c.n_w,
+                                  (double) sizeof(FNN_T)
+                                      * (1 + (b->slot0 != NULL) + (b->slot1 != NULL)),
+                                  sizeof(FNN_T) == sizeof(double));
     int any_split = 0;
     for (ptrdiff_t l = 0; l < n_layers; l++)
-        if (fnn_big_fwd(sizes, l, b->batch_size, c.min_macs)
-            || fnn_big_bwd(sizes, l, b->batch_size, c.min_macs))
+        if (fnn_big_fwd(sizes, l, b->batch_size, &c.split_rule)
+            || fnn_big_bwd(sizes, l, b->batch_size, &c.split_rule))
             any_split = 1;
     if (n_threads < 1 || !any_split || !FNN_PTHREADS)
         n_threads = 1;

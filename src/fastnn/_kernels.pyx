@@ -156,6 +156,15 @@ cdef extern from "_gemm.h" nogil:
     double fnn_par_min_macs(int is_double)
     double fnn_calib[3]
     double fnn_force_min_macs
+    ctypedef struct fnn_split_rule_t:
+        double min_macs
+        int state_big
+    fnn_split_rule_t fnn_split_rule(int n_threads, int fixed, double macs, double n_w,
+                                    double state, int is_double)
+    int fnn_split_fwd(const intp_t* sizes, intp_t n_layers, intp_t l, intp_t bs, int nt,
+                      const fnn_split_rule_t* r)
+    int fnn_split_bwd(const intp_t* sizes, intp_t n_layers, intp_t l, intp_t bs, int nt,
+                      const fnn_split_rule_t* r)
     long fnn_spin_limit
     void fnn_dropout_mask(uint8_t* mask, intp_t n, uint64_t key, uint32_t thr)
 
@@ -256,6 +265,37 @@ def _thread_calibration():
     with nogil:
         m = fnn_par_min_macs(0)
     return fnn_calib[0], fnn_calib[1], m
+
+
+def _split_phases(sizes, batch_size, dtype=np.float32, n_slots=1, n_threads=2):
+    """Private, for tests and measurements: which phases of a step of
+    ``batch_size`` rows through a network of widths ``sizes`` the training
+    loop splits over ``n_threads`` threads under its default rule (the
+    measured threshold, measured here if not yet, and the state rule:
+    ``fnn_split_rule`` in ``_gemm.h``), for weights of ``dtype`` with
+    ``n_slots`` optimizer slots each (1: SGD's velocity, 2: Adam's moments):
+    ``(forward, backward)``, a list of bools per layer each.
+
+    >>> fwd, bwd = _split_phases([784, 128, 10], 512)
+    >>> len(fwd), len(bwd)
+    (2, 2)
+    """
+    widths = [int(v) for v in sizes]
+    if (len(widths) < 2 or min(widths) < 1 or batch_size < 1 or n_threads < 1
+            or n_slots not in (0, 1, 2)):
+        raise ValueError("sizes must hold at least two positive widths, batch_size and "
+                         "n_threads must be positive and n_slots 0, 1 or 2")
+    cdef intp_t[::1] s = np.asarray(widths, dtype=np.intp)
+    cdef intp_t nl = len(widths) - 1, l, bs = batch_size
+    cdef int nt = n_threads, is_double = np.dtype(dtype) == np.float64
+    cdef double n_w = sum(float(a) * float(b) for a, b in zip(widths, widths[1:]))
+    cdef double state = (8.0 if is_double else 4.0) * (1 + n_slots)
+    cdef fnn_split_rule_t r
+    with nogil:
+        r = fnn_split_rule(nt, 0, 0.0, n_w, state, is_double)
+    fwd = [bool(fnn_split_fwd(&s[0], nl, l, bs, nt, &r)) for l in range(nl)]
+    bwd = [bool(fnn_split_bwd(&s[0], nl, l, bs, nt, &r)) for l in range(nl)]
+    return fwd, bwd
 
 
 def _split_threshold(macs=None):

@@ -5,12 +5,15 @@ forward, or its backward) over the threads or runs it on thread 0 alone
 (``fnn_split_fwd``/``fnn_split_bwd`` in ``_gemm.h``). Every plan gives the
 same weights, bit for bit: only the time differs. The compiled default rule
 splits a phase from a threshold of multiply-adds that the process measured
-once, on a synthetic [784, 128, 10]; it does not see a step whose time goes
-to streaming weights and optimizer state rather than to multiply-adds (on 2
-vCPUs of an AMD EPYC, Zen 4, epochs interleaved: every phase split took
-0.60-0.83x the rule's time on [784, 800, 10] at batch 10, which the rule
-keeps on one thread, 0.81-0.93x on [784, 256, 256, 256, 10] at batch 10; and
-1.04-1.56x on [784, 128, 10] at batch 10, where the rule is right).
+once, on a synthetic [784, 128, 10], and splits every phase when the
+network's weights and optimizer slots exceed one core's L2 (a step that
+streams them rather than one of many multiply-adds: before that second
+rule, on 2 vCPUs of an AMD EPYC, Zen 4, epochs interleaved, every phase
+split took 0.60-0.83x the rule's time on [784, 800, 10] at batch 10, which
+the threshold kept on one thread, 0.81-0.93x on [784, 256, 256, 256, 10] at
+batch 10; and 1.04-1.56x on [784, 128, 10] at batch 10, where the rule is
+right). A rule still misjudges a step now and then: the measurement is short
+and a VM's cores are not always both there.
 
 So the first batches of a fit of a network not yet timed in this process run
 in segments of about :data:`TRIAL_MACS` multiply-adds (fewer where the trial
