@@ -754,23 +754,23 @@ static inline int fnn_split_phase(int nt, int big, int barrier_before, int barri
 }
 
 static inline int fnn_split_fwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
-                                ptrdiff_t bs, int nt, const fnn_split_rule_t *min_macs)
+                                ptrdiff_t bs, int nt, const fnn_split_rule_t *r)
 {
     /* before: the gather's barrier, or the previous layer's; after: the next
        layer's (the last layer's is followed by the loss, on thread 0) */
-    return fnn_split_phase(nt, fnn_big_fwd(sizes, l, bs, min_macs),
-                           l == 0 || fnn_big_fwd(sizes, l - 1, bs, min_macs),
-                           l + 1 < n_layers && fnn_big_fwd(sizes, l + 1, bs, min_macs));
+    return fnn_split_phase(nt, fnn_big_fwd(sizes, l, bs, r),
+                           l == 0 || fnn_big_fwd(sizes, l - 1, bs, r),
+                           l + 1 < n_layers && fnn_big_fwd(sizes, l + 1, bs, r));
 }
 
 static inline int fnn_split_bwd(const ptrdiff_t *sizes, ptrdiff_t n_layers, ptrdiff_t l,
-                                ptrdiff_t bs, int nt, const fnn_split_rule_t *min_macs)
+                                ptrdiff_t bs, int nt, const fnn_split_rule_t *r)
 {
     /* before: the loss's barrier, or the layer above's; after: the layer
        below's, or the step's last barrier */
-    return fnn_split_phase(nt, fnn_big_bwd(sizes, l, bs, min_macs),
-                           l + 1 == n_layers || fnn_big_bwd(sizes, l + 1, bs, min_macs),
-                           l == 0 || fnn_big_bwd(sizes, l - 1, bs, min_macs));
+    return fnn_split_phase(nt, fnn_big_bwd(sizes, l, bs, r),
+                           l + 1 == n_layers || fnn_big_bwd(sizes, l + 1, bs, r),
+                           l == 0 || fnn_big_bwd(sizes, l - 1, bs, r));
 }
 
 /* Test-only fault injection (fastnn._kernels._test_delay): thread `tid`
@@ -863,9 +863,10 @@ static double fnn_par_min_macs(int is_double)
 #else
     double done = fnn_load_dbl(&fnn_calib[2]);
     enum { D = 784, H = 128, C = 10, MAXB = 256, STEPS = 12, ROWS = 512 };
+    const double none = 2.0 * MAXB * D * H; /* the threshold when two threads never win */
     /* no crossover found (two threads never won, as when another process
        held a core during the measurement): measured again 30 s later */
-    if (done > 0 && (done < 2.0 * MAXB * D * H || fnn_now_ns() < fnn_calib_at + 30e9))
+    if (done > 0 && (done < none || fnn_now_ns() < fnn_calib_at + 30e9))
         return done / (is_double ? 2 : 1);
     /* one measurement at a time (two at once would measure each other): a
        call that finds one running uses the last threshold, or 400k */
@@ -874,7 +875,7 @@ static double fnn_par_min_macs(int is_double)
         return (done > 0 ? done : 4e5) / (is_double ? 2 : 1);
     const ptrdiff_t sizes[3] = {D, H, C};
     const ptrdiff_t np_ = D * H + H * C + H + C;
-    double min_macs = 2.0 * MAXB * D * H, t1s = 0, t2s = 0;
+    double min_macs = none, t1s = 0, t2s = 0;
 #if FNN_PTHREADS
     /* buffers: params, slot, wt, acts, deltas, x, y, order, ybuf, wbuf, masks */
     size_t nf = (size_t) (3 * np_ + MAXB * (D + H + C) + 2 * MAXB * H + ROWS * D + MAXB);
@@ -909,7 +910,7 @@ static double fnn_par_min_macs(int is_double)
            hypervisor for the 20-60 ms of a pass makes two threads lose at
            every batch (on 2 vCPUs of Zen 4 after loading MNIST, 3 first
            passes in 5) */
-        for (int pass = 0; pass < 3 && min_macs >= 2.0 * MAXB * D * H; pass++) {
+        for (int pass = 0; pass < 3 && min_macs == none; pass++) {
             if (pass)
                 fnn_sleep_us(20000);
             for (ptrdiff_t bs = 8; bs <= MAXB; bs *= 2) {
@@ -954,13 +955,17 @@ static double fnn_par_min_macs(int is_double)
 static fnn_split_rule_t fnn_split_rule(int n_threads, int fixed, double macs, double n_w,
                                        double state, int is_double)
 {
-    fnn_split_rule_t r;
-    const int measured = n_threads > 1 && !fixed && fnn_force_min_macs < 0;
-    r.min_macs = n_threads <= 1 ? 1e300
-                 : fixed ? macs
-                 : fnn_force_min_macs >= 0 ? fnn_force_min_macs
-                 : fnn_par_min_macs(is_double);
-    r.state_big = measured && n_w * state > (double) fnn_caches()[1];
+    fnn_split_rule_t r = {1e300, 0};
+    if (n_threads <= 1)
+        return r;
+    if (fixed)
+        r.min_macs = macs;
+    else if (fnn_force_min_macs >= 0)
+        r.min_macs = fnn_force_min_macs;
+    else {
+        r.min_macs = fnn_par_min_macs(is_double);
+        r.state_big = n_w * state > (double) fnn_caches()[1];
+    }
     return r;
 }
 

@@ -302,7 +302,7 @@ typedef struct {
     ptrdiff_t aug_stride;
     FNN_F(fnn_kern_t) K;
     int nt;
-    fnn_split_rule_t split_rule; /* fnn_split_fwd/bwd's threshold */
+    fnn_split_rule_t split_rule; /* fnn_split_fwd/bwd's rule (fnn_split_rule) */
     fnn_barrier_t barrier;
     int status;            /* 1: corrupt index or label, 2: diverged, 3: no team */
     ptrdiff_t fail_s0;     /* batch start where it stopped */
