@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from fastnn import MLP, threads
-from fastnn._validation import CHECK_BLOCK, _split, all_finite, check_X
+from fastnn._validation import CHECK_BLOCK, all_finite, check_X
+from fastnn.threads import split_work
 
 DTYPES = ["float32", "float64"]
 BAD = [np.nan, np.inf, -np.inf]
@@ -164,9 +165,9 @@ def test_an_error_in_a_helper_thread_is_raised_in_the_caller():
             raise MemoryError("helper")
         return True
     with pytest.raises(MemoryError, match="helper"):
-        _split(100, 3, work)
-    assert _split(100, 3, lambda lo, hi: True)
-    assert not _split(100, 3, lambda lo, hi: lo == 0)
+        split_work(100, 3, work)
+    assert split_work(100, 3, lambda lo, hi: True)
+    assert not split_work(100, 3, lambda lo, hi: lo == 0)
 
 
 def test_fit_trains_on_the_callers_array_without_a_copy():

@@ -5,7 +5,6 @@ Every check raises ``TypeError`` (wrong kind of thing) or ``ValueError``
 what was expected. Data is converted once, to the model's dtype and
 C-contiguous, so that the compiled kernels can trust it.
 """
-import threading
 
 import numpy as np
 
@@ -167,7 +166,7 @@ def check_X(X, n_features, dtype, name="X"):
                     return False
         return True
 
-    if not _split(n_rows, _n_threads(arr.size), convert):
+    if not threads.split_work(n_rows, _n_threads(arr.size), convert):
         raise ValueError(f"{name} must be finite in {dtype.name}: it holds NaN or inf")
     return out
 
@@ -192,7 +191,7 @@ def all_finite(arr, n_threads=1):
                 return False
         return True
 
-    return _split(flat.size, n_threads, part)
+    return threads.split_work(flat.size, n_threads, part)
 
 
 def _block_finite(block, flags):
@@ -206,32 +205,6 @@ def _n_threads(size):
     (fastnn.threads.training_threads), fewer for small arrays."""
     n = threads.training_threads()
     return max(1, min(n, size // (CHECK_BLOCK * _MIN_BLOCKS_PER_THREAD)))
-
-
-def _split(n, n_threads, work):
-    """``work(lo, hi)`` over ``n_threads`` contiguous parts of ``range(n)``, the
-    first in this thread; True when every part returned True."""
-    if n_threads <= 1:
-        return work(0, n)
-    bounds = [n * i // n_threads for i in range(n_threads + 1)]
-    results = [False] * n_threads
-    errors = []
-
-    def run(i):
-        try:
-            results[i] = work(bounds[i], bounds[i + 1])
-        except BaseException as exc:  # e.g. MemoryError: re-raised in the caller's thread
-            errors.append(exc)
-
-    helpers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, n_threads)]
-    for t in helpers:
-        t.start()
-    run(0)
-    for t in helpers:
-        t.join()
-    if errors:
-        raise errors[0]
-    return all(results)
 
 
 def check_y(y, n_samples, n_classes, name="y"):

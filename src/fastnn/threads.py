@@ -20,6 +20,12 @@ is not called. The count of a training call is decided by
 4. the cores the process may use: its CPU affinity and its cgroup CPU quota
    (a container limited to 1.5 CPUs gets 2 threads).
 
+Prediction (``predict``, ``predict_proba``, ``decision_function``,
+``evaluate``, and the validation of ``fit``) uses the same count: each block
+of rows is split into one contiguous part per thread (:func:`split_work`:
+Python threads around the compiled forward, which releases the GIL), every
+layer of a part on one thread, from 16M multiply-adds a thread.
+
 A configured number (1 or 2) also applies to every BLAS library loaded in the
 process (NumPy's and SciPy's: the NumPy twins of :mod:`fastnn.reference` call
 it) while fastnn trains or predicts, through threadpoolctl, and is restored
@@ -230,6 +236,42 @@ def training_threads(n=None):
         if value is not None:
             return value
     return default_threads()
+
+
+def split_work(n, n_threads, work):
+    """Run ``work(lo, hi)`` on ``n_threads`` contiguous parts of ``range(n)``,
+    the first in the calling thread and the others in Python threads (``work``
+    releases the GIL for the parallelism: fastnn's compiled kernels and NumPy's
+    ufuncs do); True when every part returned a true value. An exception in a
+    part is raised again in the caller, after every part has finished.
+
+    >>> parts = []
+    >>> split_work(10, 3, lambda lo, hi: parts.append((lo, hi)) or True)
+    True
+    >>> sorted(parts)
+    [(0, 3), (3, 6), (6, 10)]
+    """
+    if n_threads <= 1:
+        return work(0, n)
+    bounds = [n * i // n_threads for i in range(n_threads + 1)]
+    results = [False] * n_threads
+    errors = []
+
+    def run(i):
+        try:
+            results[i] = work(bounds[i], bounds[i + 1])
+        except BaseException as exc:  # e.g. MemoryError: re-raised in the caller's thread
+            errors.append(exc)
+
+    helpers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, n_threads)]
+    for t in helpers:
+        t.start()
+    run(0)
+    for t in helpers:
+        t.join()
+    if errors:
+        raise errors[0]
+    return all(results)
 
 
 def configured_threads():
