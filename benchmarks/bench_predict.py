@@ -20,12 +20,11 @@ import numpy as np
 import pytest
 
 from fastnn import MLP, reference
-from fastnn._layout import unflatten
 
 NETWORKS = [(784, 128, 10), (784, 1024, 1024, 10)]
 ROWS = 10_000
 UNTIMED_ROWS = 700
-BLOCK = 2048
+BLOCK = 2048  # the twin's rows per block (buffers allocated once, as fastnn's are)
 IMPLS = ["fastnn", "numpy", "torch"]
 
 
@@ -39,7 +38,7 @@ def _inputs(layers, rows):
 
 def numpy_predict_proba(model, X, block=BLOCK):
     """The twin: the blocked forward of ``predict_proba`` in NumPy."""
-    weights, biases = unflatten(model.parameters, model.layers)
+    weights, biases = model.coefs_, model.intercepts_
     rows = min(block, X.shape[0])
     bufs = [np.empty((rows, w), dtype=X.dtype) for w in model.layers[1:]]
     out = np.empty((X.shape[0], model.layers[-1]), dtype=X.dtype)
@@ -56,7 +55,7 @@ def numpy_predict_proba(model, X, block=BLOCK):
 
 def torch_predict_proba(model):
     import torch
-    weights, biases = unflatten(model.parameters, model.layers)
+    weights, biases = model.coefs_, model.intercepts_
     mods = []
     for i, (W, b) in enumerate(zip(weights, biases)):
         lin = torch.nn.Linear(*W.shape)

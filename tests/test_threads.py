@@ -1,6 +1,7 @@
 """Threads: concurrent use of one model, the BLAS thread count
 (set_num_threads / FASTNN_NUM_THREADS) and its restoration."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -434,6 +435,8 @@ def test_prediction_splits_the_rows_across_threads_with_the_same_bits(monkeypatc
     """predict_proba, decision_function and evaluate split each block of rows
     across the threads (every layer of a part on one thread): the same bits on
     1, 2 and 3 threads, dense or CSR, and the NumPy twin's values."""
+    import functools
+
     import scipy.sparse
 
     from fastnn import inference, reference
@@ -445,11 +448,26 @@ def test_prediction_splits_the_rows_across_threads_with_the_same_bits(monkeypatc
     X = rng.standard_normal((n, 37)).astype(dtype)
     X[::3, ::2] = 0
     y = rng.integers(0, 5, n)
-    monkeypatch.setattr(inference, "_MIN_THREAD_MACS", 1)  # split even this small network
     parts = []
     split = threads.split_work
-    monkeypatch.setattr(threads, "split_work",
-                        lambda rows, k, work: parts.append((rows, k)) or split(rows, k, work))
+
+    def recording(rows, k, work):
+        if isinstance(work, functools.partial):  # the forward's (not the input checks')
+            parts.append((rows, k))
+        return split(rows, k, work)
+
+    monkeypatch.setattr(threads, "split_work", recording)
+    with threads.using(3):  # the default cost: too little work to split
+        model.decision_function(X)
+    assert parts and all(k == 1 for _, k in parts)
+    row_macs = 37 * 29 + 29 * 11 + 11 * 5
+    monkeypatch.setattr(inference, "_THREAD_START_MACS", row_macs * 500)
+    parts.clear()
+    with threads.using(8):  # 2,048 rows: at most sqrt(4) parts; 7 rows: one
+        model.decision_function(X)
+    assert parts == [(inference._BLOCK, 2), (inference._BLOCK, 2), (7, 1)]
+    monkeypatch.setattr(inference, "_THREAD_START_MACS", 1)  # split even this small network
+    parts.clear()
     got = {}
     for n_threads in (1, 2, 3):
         with threads.using(n_threads):
@@ -468,3 +486,21 @@ def test_prediction_splits_the_rows_across_threads_with_the_same_bits(monkeypatc
         a = reference.dense_forward(a, W, b, "tanh" if i < len(weights) - 1 else "identity")
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(got[1][0], a, rtol=tol, atol=tol)
+
+
+def test_split_work_joins_its_helpers_when_the_callers_part_is_interrupted():
+    """An exception in the calling thread's part (KeyboardInterrupt, say) is
+    raised after the helpers' parts have finished: none is left running on
+    the caller's buffers."""
+    done = []
+
+    def work(lo, hi):
+        if lo == 0:
+            raise KeyboardInterrupt
+        time.sleep(0.2)  # still running when the caller's part fails
+        done.append(threading.get_ident())
+        return True
+
+    with pytest.raises(KeyboardInterrupt):
+        threads.split_work(10, 3, work)
+    assert len(done) == 2

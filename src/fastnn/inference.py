@@ -6,6 +6,7 @@ attributes (``layers``, ``dtype``, ``activation``, ``loss``, ``parameters``)."""
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -18,10 +19,13 @@ from ._validation import check_targets, check_X, check_y, is_sparse
 from .metrics import r2_score
 
 _BLOCK = 2048  # rows per forward block in predict/evaluate
-# multiply-adds a thread is given at least when a block's rows are split
-# across threads: a helper thread's start and join cost about 0.2 ms, and two
-# threads won from 12M multiply-adds a thread ([784, 128, 10], Zen 4)
-_MIN_THREAD_MACS = 1 << 24
+# A block of W multiply-adds is split into p parts, one a thread, at a cost
+# of about p * _THREAD_START_MACS + W / p: a helper thread's start and join
+# (about 0.2 ms, paid in sequence by the caller) count as that many
+# multiply-adds of one core. So p <= sqrt(W / _THREAD_START_MACS), least cost:
+# two parts from 4x that (16.8M multiply-adds a thread; two threads won from
+# 12M on [784, 128, 10], Zen 4), and many cores get fewer, larger parts.
+_THREAD_START_MACS = 1 << 23
 
 
 def _sigmoid(z: FloatArray, out: FloatArray) -> FloatArray:
@@ -109,7 +113,8 @@ class Inference:
                 rows = x.shape[0]
                 if sparse:
                     x = x.toarray(out=dense[:rows])
-                parts = max(1, min(n_threads, rows, rows * row_macs // _MIN_THREAD_MACS))
+                most = math.isqrt(rows * row_macs // _THREAD_START_MACS)
+                parts = max(1, min(n_threads, rows, most))
                 threads.split_work(rows, parts, functools.partial(forward, x))
                 a = bufs[last][:rows]
                 if check and not np.isfinite(a.max(axis=1)).all():

@@ -20,11 +20,14 @@ is not called. The count of a training call is decided by
 4. the cores the process may use: its CPU affinity and its cgroup CPU quota
    (a container limited to 1.5 CPUs gets 2 threads).
 
-Prediction (``predict``, ``predict_proba``, ``decision_function``,
-``evaluate``, and the validation of ``fit``) uses the same count: each block
-of rows is split into one contiguous part per thread (:func:`split_work`:
-Python threads around the compiled forward, which releases the GIL), every
-layer of a part on one thread, from 16M multiply-adds a thread.
+Prediction (``predict``, ``predict_proba``, ``predict_log_proba``,
+``decision_function``, ``evaluate``, ``score``, and the validation of ``fit``)
+uses the same count: each block of rows is split into one contiguous part per
+thread (:func:`split_work`: Python threads around the compiled forward, which
+releases the GIL), every layer of a part on one thread, when each part gets
+enough work (``fastnn.inference``). Code that predicts from several Python
+threads at once (a server's workers) multiplies the threads: give each
+``using(1)``, or ``set_num_threads(1)``.
 
 A configured number (1 or 2) also applies to every BLAS library loaded in the
 process (NumPy's and SciPy's: the NumPy twins of :mod:`fastnn.reference` call
@@ -76,8 +79,8 @@ def get_num_threads() -> int | None:
 
 @contextlib.contextmanager
 def using(n):
-    """Train on ``n`` threads inside the block (``None``: no count of its own;
-    an enclosing block's still holds).
+    """Train and predict on ``n`` threads inside the block (``None``: no count
+    of its own; an enclosing block's still holds).
 
     The count belongs to the current Python thread and context only (a
     :mod:`contextvars` variable): another thread's fits are not affected.
@@ -215,9 +218,9 @@ def default_threads(ignore_pool_limit=False):
 
 
 def training_threads(n=None):
-    """Threads for fastnn's training loop, in the order of the module's
-    docstring: ``n`` (an explicit count), a ``using`` block, fastnn's own
-    setting, else :func:`default_threads`.
+    """Threads for fastnn's training loop and its prediction, in the order of
+    the module's docstring: ``n`` (an explicit count), a ``using`` block,
+    fastnn's own setting, else :func:`default_threads`.
 
     The weights do not depend on it, bit for bit. The compiled loop keeps a
     layer phase too small to split on one thread and starts no second thread
@@ -242,8 +245,11 @@ def split_work(n, n_threads, work):
     """Run ``work(lo, hi)`` on ``n_threads`` contiguous parts of ``range(n)``,
     the first in the calling thread and the others in Python threads (``work``
     releases the GIL for the parallelism: fastnn's compiled kernels and NumPy's
-    ufuncs do); True when every part returned a true value. An exception in a
-    part is raised again in the caller, after every part has finished.
+    ufuncs do). With ``n_threads <= 1``, ``work(0, n)``'s own value; else True
+    when every part returned a true value. Parts are empty when ``n_threads >
+    n``: callers give at most ``n``. An exception in a part (the first one, if
+    several) is raised again in the caller, after every started part has
+    finished, also when the caller's own part is interrupted.
 
     >>> parts = []
     >>> split_work(10, 3, lambda lo, hi: parts.append((lo, hi)) or True)
@@ -264,11 +270,14 @@ def split_work(n, n_threads, work):
             errors.append(exc)
 
     helpers = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(1, n_threads)]
-    for t in helpers:
-        t.start()
-    run(0)
-    for t in helpers:
-        t.join()
+    try:
+        for t in helpers:
+            t.start()
+        run(0)
+    finally:
+        for t in helpers:
+            if t.ident is not None:  # started
+                t.join()
     if errors:
         raise errors[0]
     return all(results)
