@@ -502,7 +502,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
     const FNN_F(fnn_bufs_t) *B = c->b;
     const FNN_F(fnn_kern_t) K = c->K;
     const int nt = c->nt, act = B->act;
-    const fnn_split_rule_t *mm = &c->split_rule;
+    const fnn_split_rule_t *rule = &c->split_rule;
     const ptrdiff_t *sizes = B->sizes, n_layers = B->n_layers, batch_size = B->batch_size;
     const ptrdiff_t d = sizes[0], kcls = sizes[n_layers];
     FNN_T *params = B->params, *wt = B->wt, *acts = B->acts;
@@ -574,7 +574,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
         /* forward (hidden dropout after the activation, on the columns this
            thread made) */
         ptrdiff_t woff = 0, boff = c->n_w, aoff = 0;
-        int split = fnn_split_fwd(sizes, n_layers, 0, bs, nt, mm);
+        int split = fnn_split_fwd(sizes, n_layers, 0, bs, nt, rule);
         for (ptrdiff_t l = 0; l < n_layers; l++) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
             const FNN_T *a_in = acts + aoff;
@@ -603,7 +603,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
                                           thr[l + 1], (FNN_T) (1.0 / (1.0 - drop[l + 1])));
             }
             /* the next phase: the next layer's forward, or the loss (thread 0) */
-            int next = l + 1 < n_layers && fnn_split_fwd(sizes, n_layers, l + 1, bs, nt, mm);
+            int next = l + 1 < n_layers && fnn_split_fwd(sizes, n_layers, l + 1, bs, nt, rule);
             if (split || next)
                 (void) FNN_SYNC();
             split = next;
@@ -653,7 +653,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
            dropout mask), then W's update; a non-finite weight or bias made
            by the update is flagged (the call stops after this step) */
         int bad = 0;
-        split = fnn_split_bwd(sizes, n_layers, n_layers - 1, bs, nt, mm);
+        split = fnn_split_bwd(sizes, n_layers, n_layers - 1, bs, nt, rule);
         for (ptrdiff_t l = n_layers - 1; l >= 0; l--) {
             const ptrdiff_t ni = sizes[l], no = sizes[l + 1];
             woff -= ni * no;
@@ -765,7 +765,7 @@ static void FNN_F(fnn_train_body)(FNN_F(fnn_train_ctx) *c, int tid)
             else if (does_db)
                 bad |= K.db(bs, 0, no, delta, no, params + boff, s0 + boff,
                             s1 ? s1 + boff : NULL, &hp);
-            int prev = l > 0 && fnn_split_bwd(sizes, n_layers, l - 1, bs, nt, mm);
+            int prev = l > 0 && fnn_split_bwd(sizes, n_layers, l - 1, bs, nt, rule);
             if (l > 0 && (split || prev))
                 (void) FNN_SYNC();
             split = prev;
