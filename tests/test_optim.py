@@ -248,6 +248,20 @@ def test_balanced_class_weight_is_the_explicit_sample_weight(data):
     np.testing.assert_allclose(c.parameters, b.parameters, rtol=1e-12, atol=1e-14)
 
 
+def test_balanced_class_weight_counts_the_classes_present():
+    """As scikit-learn's compute_class_weight: n / (classes present * count), so a
+    model with more outputs than the data's classes keeps a mean weight of 1."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 5))
+    y = rng.integers(0, 3, 300)
+    want = (len(y) / (3 * np.bincount(y)))[y]
+    a = MLP([5, 4, 10], seed=0, dtype="float64")
+    a.fit(X, y, epochs=2, class_weight="balanced", **FIT)
+    b = MLP([5, 4, 10], seed=0, dtype="float64")
+    b.fit(X, y, epochs=2, sample_weight=want, **FIT)
+    np.testing.assert_array_equal(a.parameters, b.parameters)
+
+
 def test_unit_weights_train_as_no_weights(data):
     X, y, _, _ = data
     a = MLP([784, 16, 10], seed=0, dtype="float64")

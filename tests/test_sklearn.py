@@ -355,6 +355,9 @@ def test_shuffle_false_visits_rows_in_order(blobs):
     ({"max_iter": 1.5}, TypeError, "max_iter"),
     ({"dtype": "float16"}, ValueError, "dtype"),
     ({"validation_fraction": 1.0}, ValueError, "validation_fraction"),
+    ({"validation_fraction": 0.0, "early_stopping": True}, ValueError, "validation_fraction"),
+    ({"epsilon": 1e-300}, ValueError, "^epsilon must be at least"),
+    ({"n_threads": 5000}, ValueError, "n_threads"),
     ({"random_state": -1}, ValueError, "random_state"),
 ])
 def test_bad_parameters_raise_clear_errors(blobs, params, error, match):
@@ -606,6 +609,74 @@ def test_sample_weight_is_repetition(est):
     got, want = getattr(weighted, method)(X), getattr(repeated, method)(X)
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
     assert not np.array_equal(got, want)  # the float32 sums' order shows without them
+
+
+def test_l1_is_scaled_as_alpha_so_weights_stay_repetition():
+    """l1 is per batch row as alpha is (l1 / batch_size): a weight w trains as w
+    repeated rows with it too, and loss_curve_ carries its term."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 5))
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    kw = dict(hidden_layer_sizes=(8,), max_iter=20, shuffle=False,  # one batch: min(200, n)
+              random_state=0, dtype="float64", alpha=0.0, l1=1e-2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        repeated = MLPClassifier(**kw).fit(np.repeat(X, 3, axis=0), np.repeat(y, 3))
+        weighted = MLPClassifier(**kw).fit(X, y, sample_weight=np.full(60, 3.0))
+        plain = MLPClassifier(**{**kw, "l1": 0.0}).fit(X, y, sample_weight=np.full(60, 3.0))
+    for a, b in zip(weighted.coefs_ + weighted.intercepts_,
+                    repeated.coefs_ + repeated.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert not np.allclose(weighted.coefs_[0], plain.coefs_[0])  # l1 acted
+    bs = 60
+    l1_term = 1e-2 * sum(np.abs(W).sum() for W in weighted.coefs_) / bs
+    assert weighted.loss_curve_[-1] == pytest.approx(
+        weighted.history_.history["loss"][-1] + l1_term, rel=1e-9)
+
+
+def test_early_stopping_splits_at_random_where_strata_cannot(blobs):
+    """A class with one row, or a validation part smaller than the number of
+    classes, cannot be stratified: the split is then a plain random one (where
+    scikit-learn's stratified split raises); otherwise it stays stratified."""
+    from sklearn.datasets import load_iris
+    X, y = load_iris(return_X_y=True)
+    kw = dict(early_stopping=True, max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf = MLPClassifier(**kw).fit(X[::8], y[::8])  # 19 rows, 3 classes: 2 for validation
+        assert len(clf.validation_scores_) == clf.n_iter_
+        y1 = y.copy()
+        y1[0] = 9  # a class of one row
+        clf = MLPClassifier(**kw).fit(X, y1)
+        assert list(clf.classes_) == [0, 1, 2, 9]
+    strata = clf._stratify(np.searchsorted(clf.classes_, y))
+    assert strata is not None  # iris as it is: stratified
+
+
+def test_ctrl_c_leaves_the_estimator_fitted_with_a_warning(blobs, monkeypatch):
+    """As scikit-learn: Ctrl-C during fit warns and returns the fitted estimator."""
+    from fastnn.sklearn import _schedule
+    X, y = blobs
+    original = _schedule._SklearnSchedule.on_epoch_end
+
+    def interrupted(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if self.est.n_iter_ == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_schedule._SklearnSchedule, "on_epoch_end", interrupted)
+    clf = MLPClassifier(max_iter=10, random_state=0)
+    with pytest.warns(UserWarning, match="Training interrupted by user"):
+        assert clf.fit(X, y) is clf
+    assert clf.n_iter_ == 2 and len(clf.loss_curve_) == 2
+    assert clf.predict(X).shape == y.shape
+
+
+def test_validation_fraction_zero_without_early_stopping(blobs):
+    X, y = blobs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(validation_fraction=0.0, max_iter=2).fit(X, y)
 
 
 def test_exact_sums_parameter(blobs):

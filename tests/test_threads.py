@@ -191,6 +191,7 @@ def test_overlapping_calls_from_threads_restore_blas():
 
 
 @pytest.mark.parametrize("value, exc", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+                                        (threads.MAX_THREADS + 1, ValueError),
                                         ("2", TypeError), (True, TypeError), ([2], TypeError),
                                         (float("nan"), TypeError)])
 def test_set_num_threads_validates(value, exc):
@@ -198,6 +199,17 @@ def test_set_num_threads_validates(value, exc):
     with pytest.raises(exc, match="n must"):
         set_num_threads(value)
     assert get_num_threads() == 2  # unchanged
+
+
+def test_thread_counts_over_the_limit_fail_where_they_are_given():
+    """A count above MAX_THREADS is refused by the call that names it, not by every
+    later fit (whose error would name neither the count nor where it came from)."""
+    with pytest.raises(ValueError, match=r"n must be in \[1, 1024\]"):
+        with threads.using(threads.MAX_THREADS + 1):
+            pass
+    assert threads.training_threads(threads.MAX_THREADS) == threads.MAX_THREADS
+    with pytest.raises(ValueError, match="n_threads"):
+        threads.training_threads(threads.MAX_THREADS + 1)
 
 
 def test_set_num_threads_accepts():
@@ -216,7 +228,7 @@ def test_env_var_parsing(monkeypatch, env, expected):
     assert get_num_threads() == expected
 
 
-@pytest.mark.parametrize("env", ["0", "-2", "abc", "1.5", "2 threads", "1e3"])
+@pytest.mark.parametrize("env", ["0", "-2", "abc", "1.5", "2 threads", "1e3", "5000"])
 def test_env_var_invalid(monkeypatch, env):
     set_num_threads(None)
     monkeypatch.setenv("FASTNN_NUM_THREADS", env)

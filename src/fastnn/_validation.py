@@ -225,7 +225,7 @@ def check_y(y, n_samples, n_classes, name="y"):
         lo, hi = arr.min(), arr.max()
         if lo < 0 or hi >= n_classes:
             raise ValueError(f"{name} must be in [0, {n_classes}) (the model has "
-                             f"{n_classes} outputs), got values in [{lo}, {hi}]")
+                             f"{n_classes} classes), got values in [{lo}, {hi}]")
     return np.ascontiguousarray(arr, dtype=np.intp)
 
 

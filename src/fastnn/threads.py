@@ -45,6 +45,9 @@ import threading
 from ._checks import check_int
 from ._version import __version__
 
+#: the most threads a count may name (the compiled calls' limit)
+MAX_THREADS = 1024
+
 _num_threads = None
 _explicit = contextvars.ContextVar("fastnn_explicit_threads", default=None)
 _pool_limit = None  # set through threadpoolctl on fastnn's controller
@@ -60,7 +63,7 @@ def set_num_threads(n: int | None) -> None:
     Used for training (unless a ``using`` block gives an explicit count) and
     applied to BLAS while fastnn trains or predicts."""
     global _num_threads
-    _num_threads = check_int(n, "n", low=1, allow_none=True)
+    _num_threads = check_int(n, "n", low=1, high=MAX_THREADS, allow_none=True)
 
 
 def get_num_threads() -> int | None:
@@ -72,9 +75,10 @@ def get_num_threads() -> int | None:
     if not env:
         return None
     try:
-        return check_int(int(env), "FASTNN_NUM_THREADS", low=1)
+        return check_int(int(env), "FASTNN_NUM_THREADS", low=1, high=MAX_THREADS)
     except ValueError:
-        raise ValueError(f"FASTNN_NUM_THREADS must be a positive integer, got {env!r}") from None
+        raise ValueError(f"FASTNN_NUM_THREADS must be an integer in [1, {MAX_THREADS}], "
+                         f"got {env!r}") from None
 
 
 @contextlib.contextmanager
@@ -90,7 +94,7 @@ def using(n):
     ...     threads.training_threads()
     1
     """
-    n = check_int(n, "n", low=1, allow_none=True)
+    n = check_int(n, "n", low=1, high=MAX_THREADS, allow_none=True)
     if n is None:
         yield
         return
@@ -234,7 +238,7 @@ def training_threads(n=None):
     fastest.
     """
     if n is not None:
-        return check_int(n, "n_threads", low=1)
+        return check_int(n, "n_threads", low=1, high=MAX_THREADS)
     for value in (_explicit.get(), get_num_threads()):
         if value is not None:
             return value

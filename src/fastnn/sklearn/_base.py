@@ -87,17 +87,22 @@ _COMMON_PARAMS_DOC = """
         ``v = momentum*v - lr*g``, ``W += momentum*v - lr*g``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (stratified for the
-        classifier), stop when the validation score (accuracy, or R² for the
+        classifier where every class has two rows or more and both parts can
+        hold one of each; else a plain random split), stop when the validation score (accuracy, or R² for the
         regressor; weighted with ``sample_weight``) has not improved by ``tol``
         for ``n_iter_no_change`` epochs, and keep the weights of the best one.
     validation_fraction : float, default=0.1
+        In [0, 1); used only with ``early_stopping``, which needs it above 0.
     beta_1, beta_2, epsilon : Adam's, as scikit-learn's.
     max_fun :
         Accepted for compatibility; used only by ``"lbfgs"``, which fastnn
         does not have.
     n_iter_no_change : int, default=10
     l1 : float, default=0.0
-        fastnn's L1 penalty: ``grad + l1 * sign(W)`` (no scikit-learn equivalent).
+        fastnn's L1 penalty (no scikit-learn equivalent), scaled as ``alpha``'s
+        L2: ``l1 * sum |W| / batch_size`` added to the loss (and to
+        ``loss_curve_``), ``l1 * sign(W) / batch_size`` to the gradient, so a
+        sample weight ``w`` still trains as ``w`` repeated rows.
     dtype : {"float32", "float64"}, default="float32"
         Precision of weights and arithmetic; inputs are converted once.
     n_threads : int or None, default=None
@@ -137,7 +142,10 @@ _COMMON_ATTRS_DOC = """
     ``fit(X, y, sample_weight=None)`` and ``partial_fit`` take scikit-learn's
     sample weights (finite, >= 0, not all 0) with its normalisation: a
     batch's loss (and L2 penalty) is divided by the batch's weight sum
-    (fastnn's ``loss_reduction="weighted_mean"``).
+    (fastnn's ``loss_reduction="weighted_mean"``). Ctrl-C stops ``fit``
+    within one compiled chunk of batches with a warning ("Training
+    interrupted by user.", as scikit-learn) and leaves the estimator fitted
+    with the weights so far (with ``early_stopping``, the best epoch's).
 """
 
 
@@ -236,16 +244,24 @@ class _BaseMLP(BaseEstimator):
         check_float(self.tol, "tol", low=0.0)
         check_float(self.momentum, "momentum", low=0.0, high=1.0, high_open=True)
         check_float(self.validation_fraction, "validation_fraction", low=0.0, high=1.0,
-                    low_open=True, high_open=True)
+                    high_open=True)
+        if self.early_stopping and self.validation_fraction == 0:
+            raise ValueError("validation_fraction must be above 0 with early_stopping=True, "
+                             "got 0.0")
         check_float(self.beta_1, "beta_1", low=0.0, high=1.0, high_open=True)
         check_float(self.beta_2, "beta_2", low=0.0, high=1.0, high_open=True)
         check_float(self.epsilon, "epsilon", low=0.0, low_open=True)
+        tiny = float(np.finfo(np.dtype(self.dtype)).tiny)
+        if self.solver == "adam" and self.epsilon < tiny:
+            raise ValueError(f"epsilon must be at least {tiny:g} (the smallest normal "
+                             f"{np.dtype(self.dtype).name}) with dtype={self.dtype!r}, "
+                             f"got {self.epsilon!r}")
         check_int(self.max_iter, "max_iter", low=1)
         check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
         if self.batch_size != "auto":
             check_int(self.batch_size, "batch_size", low=1)
         if self.n_threads is not None:
-            check_int(self.n_threads, "n_threads", low=1)
+            check_int(self.n_threads, "n_threads", low=1, high=threads.MAX_THREADS)
         if not (isinstance(self.exact_sums, (bool, np.bool_)) or (
                 isinstance(self.exact_sums, str) and self.exact_sums == "auto")):
             raise ValueError(f"exact_sums must be True, False or 'auto', "
@@ -257,8 +273,8 @@ class _BaseMLP(BaseEstimator):
 
     def _new_optimizer(self, batch_size):
         """A fresh fastnn optimizer for ``solver`` (scikit-learn's L2 as ``alpha/batch_size``)."""
-        common = dict(learning_rate=float(self.learning_rate_init), l1=float(self.l1),
-                      l2=float(self.alpha) / batch_size)
+        common = dict(learning_rate=float(self.learning_rate_init),
+                      l1=float(self.l1) / batch_size, l2=float(self.alpha) / batch_size)
         if self.solver == "adam":
             return Adam(beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon, **common)
         return SGD(momentum=self.momentum, nesterov=bool(self.nesterovs_momentum), **common)
@@ -341,8 +357,9 @@ class _BaseMLP(BaseEstimator):
         batch_size = self._batch_size(n)
         if new_optimizer:
             self._optimizer = self._new_optimizer(batch_size)
-        else:  # partial_fit keeps the optimizer's state; alpha/batch_size follows the chunk
+        else:  # partial_fit keeps the optimizer's state; the penalties follow the chunk
             self._optimizer.l2 = float(self.alpha) / batch_size
+            self._optimizer.l1 = float(self.l1) / batch_size
         weighting = {}
         if sw_train is not None:  # scikit-learn's normalisation: by the batch's weight sum
             weighting = dict(sample_weight=sw_train, loss_reduction="weighted_mean")
@@ -366,8 +383,9 @@ class _BaseMLP(BaseEstimator):
                         "Solver produced non-finite parameter weights (the loss diverged at "
                         f"learning rate {self._lr:g}). The input data may contain large values "
                         "and need to be preprocessed, or the learning rate is too large.")
-                if history.interrupted:
-                    raise KeyboardInterrupt
+                if history.interrupted:  # Ctrl-C: as scikit-learn, a warning, then fitted
+                    warnings.warn("Training interrupted by user.")
+                    break
                 if not history.epoch:  # nothing trained (cannot happen with epochs >= 1)
                     break
                 if self.n_iter_ >= epochs and incremental:

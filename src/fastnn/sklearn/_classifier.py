@@ -70,6 +70,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return y_idx, len(self.classes_), "cross_entropy", "softmax"
 
     def _stratify(self, targets):
+        """The early-stopping split's strata: the classes, where every class
+        present has two rows or more and both parts can hold a row of each;
+        else None (a plain random split, where scikit-learn's stratified split
+        would fail)."""
+        n = len(targets)
+        counts = np.bincount(np.asarray(targets))
+        k = int((counts > 0).sum())
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if counts[counts > 0].min() < 2 or n_val < k or n - n_val < k:
+            return None
         return targets
 
     def _val_score(self, model, X, y, sample_weight):

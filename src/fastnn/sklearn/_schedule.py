@@ -36,6 +36,8 @@ class _SklearnSchedule(Callback):
         penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_)
         loss = (est._LOSS_FACTOR * float(logs["loss"])
                 + 0.5 * est.alpha * penalty / self.batch_size)
+        if est.l1:
+            loss += est.l1 * sum(float(np.abs(W).sum()) for W in model.coefs_) / self.batch_size
         est.loss_curve_.append(loss)
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))

@@ -87,7 +87,8 @@ class FitConfig:
         the momentum of the model's previous SGD fit. ``model.optimizer_`` is
         the last one used.
     class_weight : ``"balanced"`` (n_samples / (n_classes * count), counted
-        on the training rows) or ``{class: weight}`` (classifiers only). It
+        on the training rows, n_classes the classes present there, as
+        scikit-learn's ``compute_class_weight``) or ``{class: weight}`` (classifiers only). It
         multiplies ``fit``'s ``sample_weight``: each row's loss is weighted,
         the batch's loss is the sum over its rows divided by its number of
         rows (``loss_reduction="mean"``) or by the sum of its rows' weights

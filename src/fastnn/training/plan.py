@@ -93,7 +93,9 @@ def _check_weights(model, y, train_idx, sample_weight, class_weight):
         if isinstance(class_weight, str):
             check_choice(class_weight, "class_weight", CLASS_WEIGHTS)
             counts = np.bincount(y[train_idx], minlength=k).astype(np.float64)
-            per_class = np.divide(train_idx.size, k * counts, out=np.ones(k), where=counts > 0)
+            present = int((counts > 0).sum())  # scikit-learn's compute_class_weight: classes in y
+            per_class = np.divide(train_idx.size, present * counts, out=np.ones(k),
+                                  where=counts > 0)
         elif isinstance(class_weight, dict):
             per_class = np.ones(k)
             for key, value in class_weight.items():
