@@ -613,7 +613,8 @@ def test_sample_weight_is_repetition(est):
 
 def test_l1_is_scaled_as_alpha_so_weights_stay_repetition():
     """l1 is per batch row as alpha is (l1 / batch_size): a weight w trains as w
-    repeated rows with it too, and loss_curve_ carries its term."""
+    repeated rows with it too (the same epochs: loss_curve_ carries its term, over
+    the batch's weight sum), and loss_curve_ matches the repeated rows'."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 5))
     y = (X[:, 0] + X[:, 1] > 0).astype(int)
@@ -627,9 +628,11 @@ def test_l1_is_scaled_as_alpha_so_weights_stay_repetition():
     for a, b in zip(weighted.coefs_ + weighted.intercepts_,
                     repeated.coefs_ + repeated.intercepts_):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert weighted.n_iter_ == repeated.n_iter_
+    np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-12)
     assert not np.allclose(weighted.coefs_[0], plain.coefs_[0])  # l1 acted
-    bs = 60
-    l1_term = 1e-2 * sum(np.abs(W).sum() for W in weighted.coefs_) / bs
+    rows = 60 * 3.0  # the batch's weight sum, as scikit-learn divides its L2 term
+    l1_term = 1e-2 * sum(np.abs(W).sum() for W in weighted.coefs_) / rows
     assert weighted.loss_curve_[-1] == pytest.approx(
         weighted.history_.history["loss"][-1] + l1_term, rel=1e-9)
 

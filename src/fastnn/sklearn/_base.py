@@ -363,7 +363,8 @@ class _BaseMLP(BaseEstimator):
         weighting = {}
         if sw_train is not None:  # scikit-learn's normalisation: by the batch's weight sum
             weighting = dict(sample_weight=sw_train, loss_reduction="weighted_mean")
-        schedule = _SklearnSchedule(self, X_val, y_val, sw_val, n, batch_size, incremental)
+        schedule = _SklearnSchedule(self, X_val, y_val, sw_val, n, batch_size, incremental,
+                                    1.0 if sw_train is None else float(np.mean(sw_train)))
         exact = self._exact_sums(X_train)
         self.n_iter_ = 0
         with threads.using(self.n_threads):

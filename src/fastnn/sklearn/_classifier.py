@@ -29,8 +29,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     fastnn's ``MLP(loss="binary_cross_entropy")``); more make a softmax over
     ``n_classes`` outputs. ``predict_proba`` has a column per class either way.
     ``loss_`` is the epoch's mean training cross-entropy (before each update,
-    as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` evaluated with
-    the end-of-epoch weights (scikit-learn evaluates it with each batch's).
+    as scikit-learn) plus ``alpha/(2*batch_size) * sum ||W||^2`` (and ``l1/batch_size
+    * sum |W|``) evaluated with the end-of-epoch weights (scikit-learn evaluates it
+    with each batch's); with ``sample_weight``, ``batch_size`` times the training
+    rows' mean weight stands for scikit-learn's weight sum of a batch.
     """ + _COMMON_ATTRS_DOC + """
     ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
     ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR

@@ -31,7 +31,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     (``out_activation_ == "identity"``; ``n_outputs_``: y's columns, 1 for a
     1-D y, whose ``predict`` is then 1-D). ``loss_`` is scikit-learn's: half
     the epoch's mean squared error (per element, before each update) plus
-    ``alpha/(2*batch_size) * sum ||W||^2`` with the end-of-epoch weights.
+    ``alpha/(2*batch_size) * sum ||W||^2`` (and ``l1/batch_size * sum |W|``) with
+    the end-of-epoch weights (``batch_size`` times the mean weight with
+    ``sample_weight``).
     """ + _COMMON_ATTRS_DOC + """
     ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
     ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR

@@ -22,9 +22,13 @@ class _SklearnSchedule(Callback):
     sequence); when training has converged, it is stopped for good.
     """
 
-    def __init__(self, est, X_val, y_val, sw_val, n_train, batch_size, incremental):
+    def __init__(self, est, X_val, y_val, sw_val, n_train, batch_size, incremental,
+                 mean_weight=1.0):
         self.est, self.X_val, self.y_val, self.sw_val = est, X_val, y_val, sw_val
         self.n_train, self.batch_size, self.incremental = n_train, batch_size, incremental
+        # the penalties' divisor in the loss: scikit-learn's, a batch's weight sum
+        # (its rows without weights), here from the mean weight of the rows
+        self.penalty_rows = batch_size * mean_weight
         self.done = False
         self.best = None
         self.val_scores = []
@@ -35,9 +39,9 @@ class _SklearnSchedule(Callback):
         est.t_ += self.n_train
         penalty = sum(float(np.dot(W.ravel(), W.ravel())) for W in model.coefs_)
         loss = (est._LOSS_FACTOR * float(logs["loss"])
-                + 0.5 * est.alpha * penalty / self.batch_size)
+                + 0.5 * est.alpha * penalty / self.penalty_rows)
         if est.l1:
-            loss += est.l1 * sum(float(np.abs(W).sum()) for W in model.coefs_) / self.batch_size
+            loss += est.l1 * sum(float(np.abs(W).sum()) for W in model.coefs_) / self.penalty_rows
         est.loss_curve_.append(loss)
         if est.verbose:
             print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
