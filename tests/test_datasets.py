@@ -138,6 +138,32 @@ def test_uncompressed_files(mnist, mnist_path, tmp_path):
     np.testing.assert_array_equal(read_idx(tmp_path / "t10k-labels-idx1-ubyte"), yt)
 
 
+def test_another_datasets_files_are_refused_not_swapped(mnist_path, tmp_path, no_env,
+                                                         monkeypatch):
+    """MNIST's files (known by their MD5) given for Fashion-MNIST, through
+    FASTNN_DATA as a user with MNIST there would: an error naming both, not a
+    model trained on digits under clothes' names."""
+    for name in FILES:
+        os.symlink(mnist_path / (name + ".gz"), tmp_path / (name + ".gz"))
+    monkeypatch.setenv("FASTNN_DATA", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError, match=r"mnist's file \(by its checksum\), not "
+                                                  r"fashion-mnist's"):
+        load_fashion_mnist()
+    (_, y), _ = load_mnist()  # the same folder serves MNIST
+    assert y.shape == (60000,)
+
+
+def test_a_folder_of_datasets(mnist, mnist_path, tmp_path, no_env):
+    """data_dir (or FASTNN_DATA) may hold one subfolder per dataset."""
+    (tmp_path / "mnist").mkdir()
+    for name in FILES:
+        os.symlink(mnist_path / (name + ".gz"), tmp_path / "mnist" / (name + ".gz"))
+    (_, y), (_, yt) = load_mnist(tmp_path)
+    np.testing.assert_array_equal(yt, mnist[1][1])
+    with pytest.raises(DatasetNotFoundError, match="missing"):
+        load_fashion_mnist(tmp_path)  # no fashion-mnist there: not MNIST's instead
+
+
 # -- local folders -----------------------------------------------------------------
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -4,6 +4,9 @@ and a generated regression set, Friedman #1 (``"friedman1"``: no files).
 Where the files are looked for, in order: the ``data_dir`` argument, the
 ``FASTNN_DATA`` environment variable, the user cache
 (``$XDG_CACHE_HOME/fastnn/<dataset>``, default ``~/.cache/fastnn/<dataset>``).
+A given folder holds the dataset's files, or a subfolder named after the
+dataset holds them (one folder for several datasets); label files known (by
+checksum) to be another dataset's are an error, not a silent swap.
 Each of the four standard files may be gzip-compressed (``.gz``) or not.
 Files missing from the cache are downloaded from the public mirrors, their
 published MD5 checked, and only then renamed into the cache; offline, the
@@ -53,6 +56,12 @@ DATASETS: dict[str, dict[str, Any]] = {
                 "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
                 "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
                 "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
+        # the decompressed labels, which recompressed copies keep
+        "labels_sha256": {
+            "train-labels-idx1-ubyte":
+                "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "t10k-labels-idx1-ubyte":
+                "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"},
     },
     "fashion-mnist": {
         "mirrors": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
@@ -163,6 +172,43 @@ def download(url, dest, md5, timeout=30):
     return dest
 
 
+def _identify(path):
+    """The datasets whose label file ``path`` is, by the published MD5 of the
+    .gz file or the SHA-256 of the labels (which also names recompressed or
+    uncompressed copies); empty when unknown."""
+    md5 = _md5(path) if path.suffix == ".gz" else None
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):
+            return set()  # read_idx names the corruption
+    sha = hashlib.sha256(raw).hexdigest()
+    stem = path.name.removesuffix(".gz")
+    return {name for name, info in DATASETS.items()
+            if md5 == info["md5"].get(stem + ".gz") or sha == info.get("labels_sha256", {}).get(stem)}
+
+
+def _check_identity(dataset, found):
+    """DatasetNotFoundError when a label file found for ``dataset`` is known to be
+    another dataset's (the same file names: a folder of MNIST given for
+    Fashion-MNIST would otherwise train on digits, labelled as clothes). Files
+    fastnn cannot identify pass."""
+    for key in ("train_labels", "test_labels"):
+        path = found[key]
+        if path is None:
+            continue
+        known = _identify(path)
+        for other in sorted(known - {dataset}):
+            if dataset not in known:
+                raise DatasetNotFoundError(
+                    f"{path} is {other}'s file (by its checksum), not {dataset}'s: put "
+                    f"{dataset}'s four files in a folder of their own (or in a subfolder "
+                    f"{dataset!r} of {str(path.parent)!r}) and pass data_dir= / set "
+                    f"FASTNN_DATA to it, or unset FASTNN_DATA to download them into the "
+                    f"user cache")
+
+
 def _locate(dataset, data_dir, download_missing):
     """Paths of the four files, downloading into the cache when allowed."""
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
@@ -173,7 +219,11 @@ def _locate(dataset, data_dir, download_missing):
     folder = Path(data_dir) if explicit else default_cache_dir(dataset)
     if explicit and not folder.is_dir():
         raise DatasetNotFoundError(f"data folder {str(folder)!r} does not exist")
+    if explicit and (folder / dataset).is_dir():
+        folder = folder / dataset  # a folder of datasets, one subfolder each
     found = {key: _find(folder, stem) for key, stem in _FILES.items()}
+    if explicit:
+        _check_identity(dataset, found)
     missing = [_FILES[k] for k, p in found.items() if p is None]
     if missing and not explicit and download_missing:
         info = DATASETS[dataset]
