@@ -13,6 +13,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -333,9 +334,48 @@ def test_evaluate_normalize_flag_and_missing_run_config(best_run, tmp_path, mnis
     assert forced["test_accuracy"] != metrics["test_accuracy"]  # the setting matters
     # a model without its run's config.json: the default normalisation (minmax)
     shutil.copy(out / "model.npz", tmp_path / "model.npz")
-    rc, stdout, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path)
+    # ... and said: the file alone does not record how its inputs were scaled
+    with pytest.warns(UserWarning, match="no config.json beside .*normalize='minmax'"):
+        rc, stdout, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir",
+                                   mnist_path)
     assert rc == 0, err
     assert json.loads(stdout) == {**forced, "model": str(tmp_path / "model.npz")}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rc, _, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path,
+                              "--dataset", "mnist", "--normalize", "standard")
+    assert rc == 0, err
+    # the command line prints a warning as one line, not the source line that raised it
+    line = cli._one_line_warning(UserWarning("a\tb"), UserWarning, __file__, 1, "x = f()")
+    assert line == "fastnn: UserWarning: a\tb\n"
+
+
+def test_train_exit_status_says_diverged_or_interrupted(tmp_path, mnist_path, monkeypatch):
+    """The run folder is written either way, but the status is not 0: 1 after a
+    divergence, 130 after Ctrl-C (in training, or while the data load)."""
+    out = tmp_path / "div"
+    with pytest.warns(Warning, match="last finite weights were restored"):
+        rc, stdout, err = train("softmax-regression", out, mnist_path, "--epochs", "2",
+                                "--learning-rate", "1e4")
+    assert rc == 1, err
+    assert read_json(out / "metrics.json")["diverged"] is True
+    assert "training diverged" in err and "test accuracy" in stdout
+    real = experiment.run_experiment
+
+    def interrupted(*args, **kwargs):
+        metrics, history = real(*args, **kwargs)
+        return {**metrics, "interrupted": True}, history
+    monkeypatch.setattr(experiment, "run_experiment", interrupted)
+    rc, _, err = train("softmax-regression", tmp_path / "int", mnist_path, "--epochs", "1",
+                       "--checkpoint", tmp_path / "new" / "ck.npz")
+    assert rc == 130 and "interrupted" in err and "--checkpoint" in err
+    assert (tmp_path / "new" / "ck.npz").is_file()  # its folder made, as --out's
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(experiment, "load_data", ctrl_c)
+    rc, stdout, err = train("softmax-regression", tmp_path / "x", mnist_path)
+    assert rc == 130 and err.strip() == "fastnn train: interrupted" and stdout == ""
 
 
 def test_evaluate_missing_model(tmp_path, mnist_path):
@@ -783,7 +823,7 @@ def test_study_command_writes_the_table(tmp_path, mnist_path):
     assert "1 of 2 rows" in stdout
     # --only
     rc, _, err = run_main("study", folder, "--data-dir", mnist_path, "--out", tmp_path / "o2",
-                          "--only", "tiny", "--quiet")
+                          "--only", "study/tiny", "--quiet")  # as `fastnn configs` names it
     assert rc == 0, err
     assert [r["name"] for r in read_json(tmp_path / "o2" / "study.json")["rows"]] == ["tiny"]
     rc, _, err = run_main("study", folder, "--out", tmp_path / "o3", "--only", "nope")

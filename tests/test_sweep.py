@@ -131,6 +131,14 @@ def test_bad_values_fail_before_any_training(tmp_path, data):
 # sequential: sweep.json, failures, reruns, atomicity, Ctrl-C
 # ---------------------------------------------------------------------------
 
+def test_a_regression_sweep_is_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="classifiers only"):
+        sweep.run_sweep({"layers": [10, 4, 1], "loss": "mse", "dataset": "friedman1",
+                         "epochs": 1}, {"learning_rate": [0.01, 0.02]}, tmp_path / "s",
+                        data=(("unused",), ("unused",)), progress=False)
+    assert not (tmp_path / "s").exists()
+
+
 def test_sweep_records_every_trial_and_failures_go_on(tmp_path, data):
     out = tmp_path / "s"
     grid = {**GRID, "layers": [[12, 8, 3], [5, 8, 3]]}  # 5 inputs: fit raises on 12 features
@@ -360,6 +368,34 @@ def test_ctrl_c_keeps_what_finished(tmp_path, data, monkeypatch):
     monkeypatch.setattr(sweep.runner, "run_trial", real)
     again = sweep.run_sweep(BASE, {"activation": ["relu", "tanh", "sigmoid"]}, out, data=data,
                             progress=False)
+    assert again["skipped"] == 1 and len(again["trials"]) == 3
+
+
+def test_ctrl_c_caught_by_fit_stops_a_sequential_sweep(tmp_path, data, monkeypatch):
+    """Ctrl-C during a trial's fit is caught by fit (which returns early, marked
+    interrupted): the one-after-another sweep must still stop there, leave that
+    trial out of sweep.json (not "ok" with a half-trained model) and redo it on
+    a rerun."""
+    out = tmp_path / "s"
+    real = sweep.trial.run_experiment
+    calls = []
+
+    def second_interrupted(*args, **kwargs):
+        metrics, history = real(*args, **kwargs)
+        calls.append(args[3])
+        if len(calls) == 2:
+            metrics = {**metrics, "interrupted": True}
+        return metrics, history
+    monkeypatch.setattr(sweep.trial, "run_experiment", second_interrupted)
+    grid = {"activation": ["relu", "tanh", "sigmoid"]}
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(BASE, grid, out, data=data, progress=False, jobs=1)
+    assert len(calls) == 2
+    summary = read(out)
+    assert summary["interrupted"] is True
+    assert [t["params"] for t in summary["trials"]] == [{"activation": "relu"}]
+    monkeypatch.setattr(sweep.trial, "run_experiment", real)
+    again = sweep.run_sweep(BASE, grid, out, data=data, progress=False, jobs=1)
     assert again["skipped"] == 1 and len(again["trials"]) == 3
 
 

@@ -49,7 +49,13 @@ def atomic_open(path, mode="wb", encoding=None):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
     path = _check_path(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"cannot write {path!r}: it is a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
+    except OSError as exc:  # named by the target, not by the temporary file
+        why = "its folder does not exist" if not os.path.isdir(folder) else exc.strerror
+        raise type(exc)(exc.errno, f"cannot write {path!r}: {why}") from None
     try:
         f = os.fdopen(fd, mode, encoding=encoding if mode == "w" else None)
     except BaseException:

@@ -20,6 +20,7 @@ and :mod:`fastnn.study`, and no module of the package imports it.
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import yaml
@@ -161,6 +162,8 @@ def cmd_train(args):
     config = cfg.resolve(_config_from_args(args))
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     out.mkdir(parents=True, exist_ok=True)  # a bad --out fails here, before the data loads
+    if args.checkpoint:  # its folder too, as --out's
+        Path(args.checkpoint).absolute().parent.mkdir(parents=True, exist_ok=True)
     data = experiment.load_data(config["dataset"], args.data_dir, config["normalize"])
     metrics, _ = experiment.run_experiment(config, data, out, Path(args.config).stem,
                                            verbose=not args.quiet, checkpoint=args.checkpoint)
@@ -168,9 +171,21 @@ def cmd_train(args):
         print(f"test R²: {metrics['test_r2']:.4f}, RMSE {metrics['test_rmse']:.4f} "
               f"({metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s of training) "
               f"-> {out}")
-        return 0
-    print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f} % (loss {metrics['test_loss']:.4f}; "
-          f"{metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s of training) -> {out}")
+    else:
+        print(f"test accuracy: {metrics['test_accuracy'] * 100:.2f} % (loss "
+              f"{metrics['test_loss']:.4f}; {metrics['epochs']} epochs, "
+              f"{metrics['train_seconds']:.1f} s of training) -> {out}")
+    # the run folder is written either way; the status tells scripts it is not a
+    # finished run: 130 after Ctrl-C (as a shell reports SIGINT), 1 after divergence
+    if metrics["interrupted"]:
+        print("fastnn train: interrupted: the results are of the weights so far"
+              + (f" (rerun with --checkpoint {args.checkpoint} to continue)"
+                 if args.checkpoint else ""), file=sys.stderr)
+        return 130
+    if metrics["diverged"]:
+        print("fastnn train: training diverged (a non-finite or runaway loss): the results "
+              "are of the last finite weights; lower the learning rate", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -245,7 +260,9 @@ def cmd_configs(args):
 
 def cmd_study(args):
     from .study import run_study
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    # names as `fastnn configs` lists them (study/NAME) or bare
+    only = ([n.strip().removeprefix("study/") for n in args.only.split(",") if n.strip()]
+            if args.only else None)
     folder = cfg.SHIPPED / "study" if args.folder is None else args.folder
     rows = run_study(folder, args.out, data_dir=args.data_dir, only=only,
                      verbose=not args.quiet)
@@ -305,10 +322,20 @@ def main(argv=None):
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return COMMANDS[args.command](args)
+        with warnings.catch_warnings():
+            # a warning is one line of its own, not the source line that raised it
+            warnings.formatwarning = _one_line_warning
+            return COMMANDS[args.command](args)
     except (ValueError, TypeError, OSError) as exc:  # OSError: files (exists, is a directory, ...)
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside training (loading the data, writing the results)
+        print(f"fastnn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"fastnn: {category.__name__}: {message}\n"
 
 
 if __name__ == "__main__":

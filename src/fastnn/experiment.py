@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from . import config as cfg
@@ -188,6 +189,11 @@ def evaluate_saved(path, data_dir=None, dataset=None, normalize=None):
     model = MLP.load(path)
     run_config = Path(path).with_name("config.json")
     saved = json.loads(run_config.read_text()) if run_config.is_file() else {}
+    if not saved and (dataset is None or normalize is None):
+        # a model file alone does not say how its inputs were scaled
+        warnings.warn(f"no config.json beside {str(path)!r}: evaluating with "
+                      f"dataset={dataset or 'mnist'!r}, normalize={normalize or 'minmax'!r} "
+                      f"(give both when the model was trained otherwise)")
     dataset = dataset or saved.get("dataset", "mnist")
     normalize = normalize or saved.get("normalize", "minmax")
     if not model.is_classifier:

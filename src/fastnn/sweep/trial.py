@@ -24,6 +24,10 @@ def run_trial(config, params, label, data, one_thread=True):
             with threads.using(1 if one_thread else None), warnings.catch_warnings():
                 warnings.simplefilter("ignore", TrainingDivergedWarning)  # recorded below
                 metrics, history = run_experiment(config, data, tmp, label, verbose=False)
+            if metrics["interrupted"]:
+                # fit caught a Ctrl-C and returned early: not a finished trial (the
+                # sweep stops; a rerun trains this one again)
+                raise KeyboardInterrupt
             record.update(test_accuracy=metrics["test_accuracy"], epochs=metrics["epochs"],
                           train_seconds=metrics["train_seconds"])
             val = history.history.get("val_accuracy")

@@ -127,6 +127,12 @@ def _begin(model, opt, plan, own_validation_data):
     state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
     if plan.checkpoint is None:
         return state, None
+    folder = os.path.dirname(os.path.abspath(plan.checkpoint))
+    if os.path.isdir(plan.checkpoint) or not os.path.isdir(folder):
+        # before the first epoch, not when its state is first saved
+        raise FileNotFoundError(f"checkpoint {os.fspath(plan.checkpoint)!r}: "
+                                + ("is a folder" if os.path.isdir(plan.checkpoint)
+                                   else f"its folder {folder!r} does not exist"))
     fingerprint = _fingerprint(
         plan.X, plan.y, {"layers": list(model.layers), "seed": model.seed, "init": model.init,
                          "dropout": list(model.dropout_rates),
