@@ -350,6 +350,20 @@ def test_evaluate_normalize_flag_and_missing_run_config(best_run, tmp_path, mnis
     assert line == "fastnn: UserWarning: a\tb\n"
 
 
+def test_a_reused_out_folder_describes_the_last_run(tmp_path, mnist_path):
+    """Outputs an earlier run wrote and this one does not (its deformation samples)
+    are removed once the new run has finished."""
+    out = tmp_path / "run"
+    rc, _, err = train("softmax-regression", out, mnist_path, "--epochs", "1",
+                       "--augment-rotation", "5")
+    assert rc == 0, err
+    assert (out / "augmentation_samples.png").is_file()
+    rc, _, err = train("softmax-regression", out, mnist_path, "--epochs", "1")
+    assert rc == 0, err
+    assert not (out / "augmentation_samples.png").exists()
+    assert all((out / name).is_file() for name in ARTIFACTS)
+
+
 def test_train_exit_status_says_diverged_or_interrupted(tmp_path, mnist_path, monkeypatch):
     """The run folder is written either way, but the status is not 0: 1 after a
     divergence, 130 after Ctrl-C (in training, or while the data load)."""
@@ -699,6 +713,9 @@ def test_sweep_failed_trial_exits_1_and_others_go_on(tmp_path, mnist_path):
     (("--param", "l2"), "--values"),
     ((), "--grid"),
     (("--grid", "l2=0", "--jobs", "0"), "jobs"),
+    (("--grid", "l2=0", "--grid", "l2=1e-3"), "'l2' twice"),
+    (("--grid", "l2=0,1e-3", "--l2", "0.1"), "--l2 fixes 'l2'"),
+    (("--param", "l2", "--values", "0", "--grid", "l2=1e-3"), "'l2' twice"),
 ])
 def test_sweep_errors_name_the_problem(tmp_path, mnist_path, argv, needle):
     rc, _, err = run_main("sweep", "--config", CONFIGS / "best.yaml", "--data-dir", mnist_path,

@@ -169,6 +169,10 @@ def test_load_not_a_mapping(tmp_path, name, text):
     ("bad.json", "{'layers': [784, 10]}", "json"),
     ("trailing.json", '{"layers": [784, 10],}', "json"),
     ("yaml-in.json", "layers: [784, 10]\n", "json"),  # JSON files are parsed as JSON
+    # a key given twice: which value was meant? (both parsers would keep the last)
+    ("twice.yaml", "epochs: 1\nlayers: [784, 10]\nepochs: 2\n", "yaml"),
+    ("twice.json", '{"epochs": 1, "epochs": 2}', "json"),
+    ("nested.yaml", "augment: {rotation: 5, rotation: 7}\n", "yaml"),
 ])
 def test_load_invalid_syntax(tmp_path, name, text, kind):
     (tmp_path / name).write_text(text)

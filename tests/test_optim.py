@@ -212,6 +212,9 @@ def test_dropout_arguments_are_validated():
         MLP([4, 8, 2], dropout="0.5")
     assert MLP([4, 8, 8, 2], dropout=0.5).dropout == (0.5, 0.5)
     assert "dropout=0.5" in repr(MLP([4, 8, 2], dropout=0.5, seed=0))
+    with pytest.raises(ValueError, match="has none"):  # no hidden layer: nothing to drop
+        MLP([4, 2], dropout=0.5)
+    assert MLP([4, 2], dropout=0.0, input_dropout=0.2).dropout_rates == (0.2,)
 
 
 def test_dropout_trains_differently_but_predicts_deterministically(data, tmp_path):

@@ -476,6 +476,15 @@ def test_ctrl_c_between_epochs_is_caught(data):
 
 # -- checkpoints -------------------------------------------------------------------
 
+def test_checkpoint_in_a_missing_folder_fails_before_training(tmp_path):
+    X = np.zeros((8, 3), np.float32)
+    model = MLP([3, 2], seed=0)
+    for bad, why in ((tmp_path / "none" / "ck.npz", "does not exist"), (tmp_path, "is a folder")):
+        with pytest.raises(FileNotFoundError, match=why):
+            model.fit(X, np.zeros(8, int), epochs=1, checkpoint=bad, verbose=False)
+    assert model.epochs_trained == 0
+
+
 CK = dict(batch_size=32, learning_rate=0.05, momentum=0.9, verbose=False,
           validation_split=0.2, lr_decay=0.5, lr_decay_threshold=0.11)
 

@@ -193,7 +193,7 @@ def cmd_sweep(args):
     """``fastnn sweep``: the grid from the flags, the work in :func:`fastnn.sweep.run_sweep`."""
     from . import sweep
     base = _config_from_args(args)
-    grid = dict(sweep.parse_grid(g) for g in args.grid)
+    pairs = [sweep.parse_grid(g) for g in args.grid]
     if (args.param is None) != (args.values is None):
         raise ValueError("--param and --values go together")
     if args.param is not None:
@@ -201,6 +201,16 @@ def cmd_sweep(args):
         if key not in cfg.DEFAULTS:
             raise ValueError(f"--param must be a config key ({', '.join(sorted(cfg.DEFAULTS))}), "
                              f"got {args.param!r}")
+        pairs.append((key, values))
+    grid = {}
+    flags = {k[4:] for k in vars(args) if k.startswith("set_")}
+    for key, values in pairs:  # a key swept twice, or also fixed by its flag: which wins?
+        if key in grid:
+            raise ValueError(f"the grid gives {key!r} twice: give all its values in one "
+                             f"--grid {key}=V1,V2")
+        if key in flags:
+            raise ValueError(f"--{key.replace('_', '-')} fixes {key!r}, which the grid sweeps: "
+                             f"give one or the other")
         grid[key] = values
     if not grid:
         raise ValueError("give at least one --grid KEY=V1,V2 (or --param KEY --values V1,V2)")

@@ -57,12 +57,38 @@ _SUFFIXES = (".yaml", ".yml", ".json")
 
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads exponent-only floats (``1e-3``, ``5E+2``)
-    as numbers, as YAML 1.2 and JSON do; PyYAML's YAML 1.1 rules make them strings."""
+    as numbers, as YAML 1.2 and JSON do; PyYAML's YAML 1.1 rules make them strings;
+    and refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                break
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float",
                               re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
                               list("-+0123456789"))
+
+
+def _unique_keys(pairs):
+    """A JSON object's dict; a key given twice is an error (json keeps the last)."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"found the key {key!r} twice")
+        out[key] = value
+    return out
 
 
 def parse_yaml(text: str) -> Any:
@@ -127,10 +153,10 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     text = path.read_text()
     try:
         if path.suffix.lower() == ".json":
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             data = parse_yaml(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+    except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
         raise ValueError(f"config {str(path)!r} is not valid {path.suffix[1:] or 'YAML'}: {exc}") \
             from None
     if data is None:

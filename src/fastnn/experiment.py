@@ -144,9 +144,18 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
         plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
         plots.plot_confusion_matrix(cm, out / "confusion_matrix.png", class_names=names)
         plots.plot_per_class_errors(cm, out / "per_class_errors.png", class_names=names)
+        _remove_stale(out, () if augment is not None else ("augmentation_samples.png",))
         log.info("test accuracy %.4f, test loss %.4f, %.1f s of training", test_acc, test_loss,
                  train_seconds)
     return metrics, history
+
+
+def _remove_stale(out, names):
+    """Delete an earlier run's outputs that this finished run does not write
+    (its folder reused: a regression after a classifier, a run without
+    augmentation after one with), so the folder describes one run."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)
 
 
 def _train(model, X, y, fit_config):
@@ -177,6 +186,8 @@ def _run_regression(model, config, fit_config, data, out, name):
     history.to_json(out / "history.json")
     atomic_write_json(out / "metrics.json", metrics, indent=2)
     plots.plot_history(history, out / "learning_curves.png", title=f"{name}: {list(model.layers)}")
+    _remove_stale(out, ("confusion_matrix.png", "per_class_errors.png",
+                        "augmentation_samples.png"))
     log.info("test R2 %.4f, RMSE %.4f, %.1f s of training", test_r2, metrics["test_rmse"],
              train_seconds)
     return metrics, history

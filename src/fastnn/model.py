@@ -132,7 +132,12 @@ class MLP(Inference):
                                  f"got {len(rates)}")
             self.dropout = tuple(_check_rate(r, f"dropout[{i}]") for i, r in enumerate(rates))
         else:
-            self.dropout = (_check_rate(dropout, "dropout"),) * n_hidden
+            rate = _check_rate(dropout, "dropout")
+            if rate and not n_hidden:  # it would have nothing to act on
+                raise ValueError(f"dropout={rate!r} acts on hidden layers, and layers "
+                                 f"{list(self.layers)} has none (input_dropout acts on the "
+                                 f"inputs)")
+            self.dropout = (rate,) * n_hidden
         self.input_dropout = _check_rate(input_dropout, "input_dropout")
         self._params = aligned_zeros(n_params(self.layers), self.dtype)
         self._epochs_trained = 0
