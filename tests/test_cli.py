@@ -506,12 +506,19 @@ def test_missing_config_file(tmp_path, mnist_path):
     ("--epochs", "two", "epochs"),
     ("--batch-size", "0", "batch_size"),
     ("--activation", "swish", "activation"),
+    ("--epochs", "-1", "epochs must be >= 0, got -1"),
+    ("--lr-schedule", "{name: step}", "schedule 'step' needs step_size (it takes"),
 ])
-def test_bad_value_names_the_argument(tmp_path, mnist_path, flag, value, name):
-    """A bad value exits 2 naming it, and leaves an earlier run's config.json alone."""
+def test_bad_value_names_the_argument(tmp_path, mnist_path, flag, value, name, monkeypatch):
+    """A bad value exits 2 naming it, before the data loads, and leaves an earlier
+    run's config.json alone."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "config.json").write_text('{"earlier": "run"}')
+
+    def no_loading(*args):
+        raise AssertionError("the data loaded before the config was checked")
+    monkeypatch.setattr(experiment, "load_data", no_loading)
     rc, stdout, err = train(CONFIGS / "softmax-regression.yaml", out, mnist_path,
                             "--epochs", "1", "--normalize", "minmax", flag, value)
     assert rc == 2

@@ -33,10 +33,19 @@ def check_int(value, name, low=None, high=None, allow_none=False):
             raise TypeError(f"{name} must be an integer, got {value!r}") from None
     value = int(value)
     if (low is not None and value < low) or (high is not None and value > high):
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        raise ValueError(f"{name} must be {_bounds(low, high, False, False)}, got {value}")
     return value
+
+
+def _bounds(low, high, low_open, high_open):
+    """The allowed range in words: ``in [0, 1)``, ``>= 1``, ``<= 9``, ``finite``."""
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '>='} {low}"
+    if high is not None:
+        return f"{'<' if high_open else '<='} {high}"
+    return "finite"
 
 
 def check_float(value, name, low=None, high=None, low_open=False, high_open=False,
@@ -53,10 +62,9 @@ def check_float(value, name, low=None, high=None, low_open=False, high_open=Fals
     if high is not None:
         bad |= value >= high if high_open else value > high
     if bad:
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        lb, hb = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{name} must be finite and in {lb}{lo}, {hi}{hb}, got {value}")
+        where = _bounds(low, high, low_open, high_open)
+        raise ValueError(f"{name} must be {'' if where == 'finite' else 'finite and '}{where}, "
+                         f"got {value}")
     return value
 
 

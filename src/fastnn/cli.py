@@ -160,8 +160,9 @@ def _config_from_args(args):
 
 def cmd_train(args):
     config = cfg.resolve(_config_from_args(args))
+    experiment.check_config(config)  # a bad value fails here, before the data loads
     out = Path(args.out or Path("runs") / Path(args.config).stem)
-    out.mkdir(parents=True, exist_ok=True)  # a bad --out fails here, before the data loads
+    out.mkdir(parents=True, exist_ok=True)  # a bad --out too
     if args.checkpoint:  # its folder too, as --out's
         Path(args.checkpoint).absolute().parent.mkdir(parents=True, exist_ok=True)
     data = experiment.load_data(config["dataset"], args.data_dir, config["normalize"])

@@ -140,7 +140,8 @@ def locate(name_or_path: str | os.PathLike[str]) -> Path:
         name = name[:-len(Path(name).suffix)]
     found = shipped().get(name)
     if found is None:
-        raise FileNotFoundError(f"config file not found: {str(path)!r}, and no shipped config of "
+        raise FileNotFoundError(f"config file not found: {os.fspath(name_or_path)!r}, and no "
+                                f"shipped config of "
                                 f"that name (`fastnn configs` lists them: "
                                 f"{', '.join(n for n in shipped() if '/' not in n)}, study/...)")
     return found

@@ -37,7 +37,7 @@ from ._atomic import atomic_write_json
 from .metrics import confusion_matrix, per_class_error
 from .model import MLP
 
-__all__ = ["load_data", "run_experiment", "evaluate_saved"]
+__all__ = ["check_config", "load_data", "run_experiment", "evaluate_saved"]
 
 log = logging.getLogger("fastnn")
 #: The run whose train.log takes the records logged in this thread (or task).
@@ -85,6 +85,16 @@ def _run_log(path):
                 log.setLevel(_log_state["level"])
         _CURRENT_RUN.reset(token)
         handler.close()
+
+
+def check_config(config):
+    """Fail on values the model, optimizer or fit reject, before any data loads or
+    any training runs (a resolved config); returns the model that ``config``
+    builds (its seed drawn, for ``seed: null``)."""
+    model_kw, _, _ = cfg.split(config)  # builds (validates) the optimizer
+    model = MLP(**model_kw)
+    cfg.fit_config(config)  # validates fit's arguments
+    return model
 
 
 def load_data(dataset, data_dir, normalize):

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Union
 
@@ -279,9 +280,10 @@ def make(spec: ScheduleSpec, name: str = "lr_schedule") -> Schedule | None:
     try:
         return cls(**params)
     except TypeError as exc:
-        if "missing" in str(exc):  # a required parameter left out
-            raise ValueError(f"{name}: schedule {kind!r} needs {exc}".replace(
-                "__init__() ", "")) from None
+        missing = re.findall(r"'(\w+)'", str(exc)) if "missing" in str(exc) else []
+        if missing:  # required parameters left out
+            raise ValueError(f"{name}: schedule {kind!r} needs {', '.join(missing)} "
+                             f"(it takes {', '.join(allowed)})") from None
         raise TypeError(f"{name}: {exc}") from None
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None

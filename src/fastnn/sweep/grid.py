@@ -19,7 +19,7 @@ import yaml
 
 from .. import config as cfg
 from .._validation import check_int
-from ..model import MLP
+from ..experiment import check_config as check_run_config
 
 #: Which data a trial needs: ``("dataset", "normalize")``.
 DATA_KEYS = tuple(cfg.DATA_KEYS)
@@ -122,13 +122,12 @@ def trial_label(params: Mapping[str, Any], config: Mapping[str, Any]) -> str:
 
 def check_config(config):
     """Fail before any training on values the model or optimizer reject."""
-    model_kw, _, _ = cfg.split(config)  # builds (validates) the optimizer
-    model = MLP(**{**model_kw, "seed": model_kw["seed"] if model_kw["seed"] is not None else 0})
+    model = check_run_config({**config, "seed": config["seed"] if config["seed"] is not None
+                              else 0})
     if not model.is_classifier:
         raise ValueError(f"sweeps rank their trials by accuracy, so they take classifiers "
                          f"only: loss {config.get('loss')!r} (a regressor) cannot be swept; "
                          f"train each setting with fastnn train")
-    cfg.fit_config(config)  # validates fit's arguments
 
 
 def data_key(config):
