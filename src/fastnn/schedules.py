@@ -253,7 +253,7 @@ def make(spec: ScheduleSpec, name: str = "lr_schedule") -> Schedule | None:
     >>> make({"name": "step", "step_size": 0})
     Traceback (most recent call last):
     ...
-    ValueError: lr_schedule: step_size must be in [1, inf], got 0
+    ValueError: lr_schedule: step_size must be >= 1, got 0
     """
     if spec is None or isinstance(spec, Schedule):
         return spec

@@ -15,7 +15,7 @@ flags are its fields (:func:`config_fields`).
 >>> FitConfig(epochs=-1)
 Traceback (most recent call last):
 ...
-ValueError: epochs must be in [0, inf], got -1
+ValueError: epochs must be >= 0, got -1
 """
 from __future__ import annotations
 
