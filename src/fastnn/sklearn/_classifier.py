@@ -37,7 +37,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
     ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR
     products, up to the order of the sums).
-    Not supported: multilabel ``y``.
+    Not supported: multilabel ``y``, and a ``y`` of one class (scikit-learn's
+    MLPClassifier fits one; this one raises ``ValueError``).
     """
 
     _VAL_KEY = "val_accuracy"
