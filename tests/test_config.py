@@ -163,6 +163,13 @@ def test_load_not_a_mapping(tmp_path, name, text):
     assert name in str(info.value)
 
 
+def test_yaml_merge_keys_may_be_overridden(tmp_path):
+    """``<<: *anchor`` then a key of the anchor's: YAML's override, not a duplicate."""
+    (tmp_path / "m.yaml").write_text("base: &b {epochs: 1, seed: 2}\n"
+                                     "run:\n  <<: *b\n  epochs: 3\n")
+    assert cfg.load(tmp_path / "m.yaml")["run"] == {"epochs": 3, "seed": 2}
+
+
 @pytest.mark.parametrize("name, text, kind", [
     ("bad.yaml", "layers: [784, 10\n", "yaml"),
     ("bad.yml", "a: b: c\n", "yml"),
