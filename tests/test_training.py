@@ -527,6 +527,11 @@ def test_checkpoint_resume_is_bitwise_identical(data, tmp_path, how):
     _assert_same_run(full, h_full, resumed, h_resumed)
     # the lr decayed before the split point, so the restored lr mattered
     assert h_full.history["lr"][2] < h_full.history["lr"][0]
+    if how == "fewer-epochs":  # and back: a finished checkpoint asked for fewer epochs
+        again = MLP([784, 16, 10], seed=4)
+        with pytest.warns(UserWarning, match="holds 4 epochs, more than the 3 asked"):
+            again.fit(X, y, epochs=3, checkpoint=tmp_path / "full.npz", **CK)
+        np.testing.assert_array_equal(again.parameters, full.parameters)
 
 
 def test_checkpoint_resume_with_early_stopping(data, tmp_path):

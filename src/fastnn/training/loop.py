@@ -88,6 +88,10 @@ def fit(model: MLP, X: ArrayLike, y: ArrayLike, config: FitConfig | None = None,
     model.optimizer_ = opt
     state, fingerprint = _begin(model, opt, plan, validation_data is not None)
     history = state.history
+    if state.epoch > plan.epochs:  # resumed past the end asked for: nothing to train
+        warnings.warn(f"the checkpoint {os.fspath(plan.checkpoint)!r} holds {state.epoch} "
+                      f"epochs, more than the {plan.epochs} asked: nothing was trained, and "
+                      f"the model is the checkpoint's", UserWarning, stacklevel=3)
     ws = Workspace(as_sizes(model.layers), plan.batch_size, model.dtype)
     last_good = state.snapshot()
     model.stop_training = False
