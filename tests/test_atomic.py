@@ -92,6 +92,21 @@ def test_failed_write_keeps_the_previous_file_and_no_temp(tmp_path, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json"]
 
 
+def test_errors_name_the_target_not_the_temporary_file(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    cases = [(tmp_path / "none" / "x.json", FileNotFoundError, "its folder does not exist"),
+             (afile / "x.json", NotADirectoryError, "is not a folder"),
+             (tmp_path, IsADirectoryError, "it is a folder")]
+    for path, error, why in cases:
+        with pytest.raises(error, match=why) as info:
+            _atomic.atomic_write_text(path, "y")
+        assert str(path) in str(info.value) and ".fastnn-" not in str(info.value)
+    with pytest.raises(ValueError, match="must not be empty"):
+        _atomic.atomic_write_text("", "y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
 def test_written_files_get_ordinary_permissions(tmp_path):
     old = os.umask(0o027)
     try:

@@ -334,20 +334,25 @@ def test_evaluate_normalize_flag_and_missing_run_config(best_run, tmp_path, mnis
     assert forced["test_accuracy"] != metrics["test_accuracy"]  # the setting matters
     # a model without its run's config.json: the default normalisation (minmax)
     shutil.copy(out / "model.npz", tmp_path / "model.npz")
-    # ... and said: the file alone does not record how its inputs were scaled
-    with pytest.warns(UserWarning, match="no config.json beside .*normalize='minmax'"):
-        rc, stdout, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir",
-                                   mnist_path)
+    # ... and said, in one line: the file alone does not record how its inputs were scaled
+    rc, stdout, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path)
     assert rc == 0, err
     assert json.loads(stdout) == {**forced, "model": str(tmp_path / "model.npz")}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        rc, _, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path,
-                              "--dataset", "mnist", "--normalize", "standard")
-    assert rc == 0, err
-    # the command line prints a warning as one line, not the source line that raised it
+    assert err.startswith("fastnn: UserWarning: no config.json beside")
+    assert "normalize='minmax'" in err and len(err.splitlines()) == 1
+    rc, _, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path,
+                          "--dataset", "mnist", "--normalize", "standard")
+    assert rc == 0 and err == ""
+    # the command line prints a warning as one line, not the source line that raised it,
+    # and leaves the process's warning display as it found it
     line = cli._one_line_warning(UserWarning("a\tb"), UserWarning, __file__, 1, "x = f()")
     assert line == "fastnn: UserWarning: a\tb\n"
+    shown, formatted = warnings.showwarning, warnings.formatwarning
+    assert run_main("configs")[0] == 0
+    assert (warnings.showwarning, warnings.formatwarning) == (shown, formatted)
+    stream = io.StringIO()
+    cli._show_one_line(UserWarning("c"), UserWarning, __file__, 1, file=stream)
+    assert stream.getvalue() == "fastnn: UserWarning: c\n"
 
 
 def test_a_reused_out_folder_describes_the_last_run(tmp_path, mnist_path):
@@ -362,18 +367,26 @@ def test_a_reused_out_folder_describes_the_last_run(tmp_path, mnist_path):
     assert rc == 0, err
     assert not (out / "augmentation_samples.png").exists()
     assert all((out / name).is_file() for name in ARTIFACTS)
+    (out / "notes.txt").write_text("mine")
+    rc, _, err = run_main("train", "--config", "regression-friedman1", "--out", out,
+                          "--epochs", "1", "--quiet")
+    assert rc == 0, err
+    assert not (out / "confusion_matrix.png").exists()  # a regression has none
+    assert not (out / "per_class_errors.png").exists()
+    assert (out / "notes.txt").read_text() == "mine"  # not fastnn's: left alone
 
 
 def test_train_exit_status_says_diverged_or_interrupted(tmp_path, mnist_path, monkeypatch):
     """The run folder is written either way, but the status is not 0: 1 after a
     divergence, 130 after Ctrl-C (in training, or while the data load)."""
     out = tmp_path / "div"
-    with pytest.warns(Warning, match="last finite weights were restored"):
-        rc, stdout, err = train("softmax-regression", out, mnist_path, "--epochs", "2",
-                                "--learning-rate", "1e4")
+    rc, stdout, err = train("softmax-regression", out, mnist_path, "--epochs", "2",
+                            "--learning-rate", "1e4")
     assert rc == 1, err
     assert read_json(out / "metrics.json")["diverged"] is True
     assert "training diverged" in err and "test accuracy" in stdout
+    # fit's warning, as one line (not the source line that raised it)
+    assert "fastnn: TrainingDivergedWarning: " in err and "model.fit(" not in err
     real = experiment.run_experiment
 
     def interrupted(*args, **kwargs):
@@ -384,6 +397,9 @@ def test_train_exit_status_says_diverged_or_interrupted(tmp_path, mnist_path, mo
                        "--checkpoint", tmp_path / "new" / "ck.npz")
     assert rc == 130 and "interrupted" in err and "--checkpoint" in err
     assert (tmp_path / "new" / "ck.npz").is_file()  # its folder made, as --out's
+    rc, _, err = train("softmax-regression", tmp_path / "y", mnist_path, "--checkpoint",
+                       tmp_path / "new")
+    assert rc == 2 and "is a folder" in err
 
     def ctrl_c(*args):
         raise KeyboardInterrupt
@@ -723,6 +739,9 @@ def test_sweep_failed_trial_exits_1_and_others_go_on(tmp_path, mnist_path):
     (("--grid", "l2=0", "--grid", "l2=1e-3"), "'l2' twice"),
     (("--grid", "l2=0,1e-3", "--l2", "0.1"), "--l2 fixes 'l2'"),
     (("--param", "l2", "--values", "0", "--grid", "l2=1e-3"), "'l2' twice"),
+    (("--grid", "augment=[{rotation: 5}, {rotation: 9}]", "--augment-scale", "0.1"),
+     "fixes 'augment'"),
+    (("--grid", "l2=0", "--lr-schedule", "{name: step, name: cosine}"), "'name' twice"),
 ])
 def test_sweep_errors_name_the_problem(tmp_path, mnist_path, argv, needle):
     rc, _, err = run_main("sweep", "--config", CONFIGS / "best.yaml", "--data-dir", mnist_path,

@@ -164,6 +164,25 @@ def test_a_folder_of_datasets(mnist, mnist_path, tmp_path, no_env):
         load_fashion_mnist(tmp_path)  # no fashion-mnist there: not MNIST's instead
 
 
+def test_files_at_the_top_win_over_a_stray_subfolder(mnist, mnist_path, tmp_path, no_env):
+    for name in FILES:
+        os.symlink(mnist_path / (name + ".gz"), tmp_path / (name + ".gz"))
+    (tmp_path / "mnist").mkdir()  # empty
+    (_, y), _ = load_mnist(tmp_path)
+    np.testing.assert_array_equal(y, mnist[0][1])
+
+
+def test_uncompressed_mnist_labels_are_known_for_what_they_are(mnist_path, tmp_path, no_env):
+    """By the labels' SHA-256: a copy that is not the published .gz is still MNIST's."""
+    for name in FILES:
+        (tmp_path / name).write_bytes(gzip.decompress((mnist_path / (name + ".gz")).read_bytes()))
+    with pytest.raises(DatasetNotFoundError, match="not fashion-mnist's"):
+        load_fashion_mnist(tmp_path)
+    assert datasets._identify(tmp_path / "t10k-labels-idx1-ubyte") == {"mnist"}
+    (tmp_path / "other").write_bytes(b"")
+    assert datasets._identify(tmp_path / "other") == set()
+
+
 # -- local folders -----------------------------------------------------------------
 
 @pytest.mark.parametrize("gz", [True, False])

@@ -656,6 +656,26 @@ def test_early_stopping_splits_at_random_where_strata_cannot(blobs):
     assert strata is not None  # iris as it is: stratified
 
 
+def test_early_stopping_split_is_stratified_where_it_can_be(blobs, monkeypatch):
+    from fastnn.sklearn import _base
+    seen = []
+    real = _base.train_test_split
+
+    def spy(*arrays, **kwargs):
+        seen.append(kwargs["stratify"] is not None)
+        return real(*arrays, **kwargs)
+    monkeypatch.setattr(_base, "train_test_split", spy)
+    X, y = blobs
+    kw = dict(early_stopping=True, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        MLPClassifier(**kw).fit(X, y)
+        y1 = y.copy()
+        y1[0] = y.max() + 1  # a class of one row: no strata
+        MLPClassifier(**kw).fit(X, y1)
+    assert seen == [True, False]
+
+
 def test_ctrl_c_leaves_the_estimator_fitted_with_a_warning(blobs, monkeypatch):
     """As scikit-learn: Ctrl-C during fit warns and returns the fitted estimator."""
     from fastnn.sklearn import _schedule

@@ -479,8 +479,11 @@ def test_ctrl_c_between_epochs_is_caught(data):
 def test_checkpoint_in_a_missing_folder_fails_before_training(tmp_path):
     X = np.zeros((8, 3), np.float32)
     model = MLP([3, 2], seed=0)
-    for bad, why in ((tmp_path / "none" / "ck.npz", "does not exist"), (tmp_path, "is a folder")):
-        with pytest.raises(FileNotFoundError, match=why):
+    (tmp_path / "afile").write_text("x")
+    for bad, error, why in ((tmp_path / "none" / "ck.npz", FileNotFoundError, "does not exist"),
+                            (tmp_path, IsADirectoryError, "is a folder"),
+                            (tmp_path / "afile" / "ck.npz", NotADirectoryError, "is not a folder")):
+        with pytest.raises(error, match=why):
             model.fit(X, np.zeros(8, int), epochs=1, checkpoint=bad, verbose=False)
     assert model.epochs_trained == 0
 

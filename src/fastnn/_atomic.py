@@ -18,6 +18,8 @@ _UMASK_LOCK = threading.Lock()
 def _check_path(path):
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {path!r}")
+    if not os.fspath(path):
+        raise ValueError("path must not be empty")
     return os.fspath(path)
 
 
@@ -54,7 +56,9 @@ def atomic_open(path, mode="wb", encoding=None):
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
     except OSError as exc:  # named by the target, not by the temporary file
-        why = "its folder does not exist" if not os.path.isdir(folder) else exc.strerror
+        why = (exc.strerror if os.path.isdir(folder) else
+               f"{folder!r} is not a folder" if os.path.exists(folder) else
+               "its folder does not exist")
         raise type(exc)(exc.errno, f"cannot write {path!r}: {why}") from None
     try:
         f = os.fdopen(fd, mode, encoding=encoding if mode == "w" else None)

@@ -38,6 +38,10 @@ def _value(text):
         text = f"[{text}]"
     try:
         return cfg.parse_yaml(text)
+    except yaml.constructor.ConstructorError as exc:
+        if "twice" in str(exc.problem):  # a mapping with a key twice: not a plain string
+            raise argparse.ArgumentTypeError(f"{exc.problem} in {text!r}") from None
+        return text
     except yaml.YAMLError:
         return text
 
@@ -164,6 +168,9 @@ def cmd_train(args):
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     out.mkdir(parents=True, exist_ok=True)  # a bad --out too
     if args.checkpoint:  # its folder too, as --out's
+        if Path(args.checkpoint).is_dir():
+            raise IsADirectoryError(f"--checkpoint {args.checkpoint!r} is a folder; give a "
+                                    f"file path (e.g. {str(Path(args.checkpoint) / 'ckpt.npz')!r})")
         Path(args.checkpoint).absolute().parent.mkdir(parents=True, exist_ok=True)
     data = experiment.load_data(config["dataset"], args.data_dir, config["normalize"])
     metrics, _ = experiment.run_experiment(config, data, out, Path(args.config).stem,
@@ -205,6 +212,8 @@ def cmd_sweep(args):
         pairs.append((key, values))
     grid = {}
     flags = {k[4:] for k in vars(args) if k.startswith("set_")}
+    if any(k.startswith("aug_") for k in vars(args)):
+        flags.add("augment")  # the --augment-* flags fix parts of it
     for key, values in pairs:  # a key swept twice, or also fixed by its flag: which wins?
         if key in grid:
             raise ValueError(f"the grid gives {key!r} twice: give all its values in one "
@@ -333,9 +342,9 @@ def main(argv=None):
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # restores showwarning when the command ends
             # a warning is one line of its own, not the source line that raised it
-            warnings.formatwarning = _one_line_warning
+            warnings.showwarning = _show_one_line
             return COMMANDS[args.command](args)
     except (ValueError, TypeError, OSError) as exc:  # OSError: files (exists, is a directory, ...)
         print(f"fastnn {args.command}: error: {exc}", file=sys.stderr)
@@ -347,6 +356,11 @@ def main(argv=None):
 
 def _one_line_warning(message, category, filename, lineno, line=None):
     return f"fastnn: {category.__name__}: {message}\n"
+
+
+def _show_one_line(message, category, filename, lineno, file=None, line=None):
+    """``warnings.showwarning`` of the command line: one line on stderr."""
+    (file or sys.stderr).write(_one_line_warning(message, category, filename, lineno))
 
 
 if __name__ == "__main__":

@@ -174,8 +174,9 @@ def download(url, dest, md5, timeout=30):
 
 def _identify(path):
     """The datasets whose label file ``path`` is, by the published MD5 of the
-    .gz file or the SHA-256 of the labels (which also names recompressed or
-    uncompressed copies); empty when unknown."""
+    .gz file, or by the SHA-256 of the labels where fastnn knows it (MNIST's:
+    so recompressed or uncompressed copies of MNIST are named too); empty when
+    unknown."""
     md5 = _md5(path) if path.suffix == ".gz" else None
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
@@ -186,7 +187,8 @@ def _identify(path):
     sha = hashlib.sha256(raw).hexdigest()
     stem = path.name.removesuffix(".gz")
     return {name for name, info in DATASETS.items()
-            if md5 == info["md5"].get(stem + ".gz") or sha == info.get("labels_sha256", {}).get(stem)}
+            if (md5 is not None and md5 == info["md5"].get(stem + ".gz"))
+            or sha == info.get("labels_sha256", {}).get(stem)}
 
 
 def _check_identity(dataset, found):
@@ -219,9 +221,10 @@ def _locate(dataset, data_dir, download_missing):
     folder = Path(data_dir) if explicit else default_cache_dir(dataset)
     if explicit and not folder.is_dir():
         raise DatasetNotFoundError(f"data folder {str(folder)!r} does not exist")
-    if explicit and (folder / dataset).is_dir():
-        folder = folder / dataset  # a folder of datasets, one subfolder each
     found = {key: _find(folder, stem) for key, stem in _FILES.items()}
+    if explicit and None in found.values() and (folder / dataset).is_dir():
+        folder = folder / dataset  # a folder of datasets, one subfolder each
+        found = {key: _find(folder, stem) for key, stem in _FILES.items()}
     if explicit:
         _check_identity(dataset, found)
     missing = [_FILES[k] for k, p in found.items() if p is None]
