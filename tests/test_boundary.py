@@ -369,6 +369,10 @@ for bad, exc in [(float("nan"), ValueError), (-0.1, ValueError), (float("inf"), 
 for bad in [1.0, 1.5, -0.1, float("nan"), float("inf")]:
     case(f"sgd-momentum-{bad!r}", sgd, sgd_args, with_(momentum=bad), ValueError, "momentum")
 case("sgd-momentum-None", sgd, sgd_args, with_(momentum=None), TypeError, "momentum")
+# text float() would parse, and bools, are not numbers here (adam_update's rule)
+for name in ("learning_rate", "momentum", "l1", "l2"):
+    case(f"sgd-{name}-str", sgd, sgd_args, with_(**{name: "0.5"}), TypeError, name)
+    case(f"sgd-{name}-bool", sgd, sgd_args, with_(**{name: True}), TypeError, name)
 for name in ("l1", "l2"):
     for bad in (-1e-3, float("nan"), float("inf")):
         case(f"sgd-{name}-{bad!r}", sgd, sgd_args, with_(**{name: bad}), ValueError, name)
@@ -395,7 +399,7 @@ case("adam-v-is-m", adam, adam_args, with_(v=lambda kw, dt: kw["m"]), ValueError
 case("adam-v-overlaps-grad", adam, adam_args, shared_overlap("grad", "v", (3, 5), (3, 5)),
      ValueError, "v must not overlap grad")
 for bad, exc in [(0, ValueError), (-1, ValueError), (2**62, ValueError), (1.0, TypeError),
-                 (None, TypeError)]:
+                 (None, TypeError), (True, TypeError), (np.True_, TypeError)]:
     case(f"adam-t-{bad!r}", adam, adam_args, with_(t=bad), exc, "t")
 for name, bads in (("learning_rate", (0.0, -1.0, float("nan"), float("inf"))),
                    ("beta1", (1.0, 1.5, -0.1, float("nan"))), ("beta2", (1.0, -1e-9)),

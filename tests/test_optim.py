@@ -251,6 +251,21 @@ def test_balanced_class_weight_is_the_explicit_sample_weight(data):
     np.testing.assert_allclose(c.parameters, b.parameters, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", ["adam", "sgd"])
+def test_a_named_optimizer_continues_across_fits(data, name):
+    """fit(optimizer="adam") twice trains as one fit of both epochs (the state
+    goes on, as the docstring says a fit does), not with Adam restarted."""
+    X, y, _, _ = data
+    X, y = X[:600], y[:600]
+    whole = MLP([784, 16, 10], seed=3)
+    whole.fit(X, y, epochs=3, optimizer=name, **FIT)
+    parts = MLP([784, 16, 10], seed=3)
+    parts.fit(X, y, epochs=2, optimizer=name, **FIT)
+    parts.fit(X, y, epochs=1, optimizer=name, **FIT)
+    assert parts.optimizer_.t == whole.optimizer_.t
+    np.testing.assert_array_equal(parts.parameters, whole.parameters)
+
+
 def test_balanced_class_weight_counts_the_classes_present():
     """As scikit-learn's compute_class_weight: n / (classes present * count), so a
     model with more outputs than the data's classes keeps a mean weight of 1."""

@@ -309,6 +309,53 @@ def test_threaded_training_works_after_fork(mnist_small):
     np.testing.assert_array_equal(child, parent.parameters)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_fork_while_another_thread_is_inside_fastnn():
+    """A fork while another Python thread predicts under ``using(1)`` (inside
+    ``threads.limit``): the child's first fastnn call must not wait for a lock
+    that thread held (it does not exist in the child), and the child's BLAS
+    gets its original limits back."""
+    import os
+    import signal
+    X = np.random.default_rng(0).random((64, 20)).astype(np.float32)
+    model = MLP([20, 8, 3], seed=0)
+    model.fit(X, np.arange(64) % 3, epochs=1, verbose=False)
+    inside, leave = threading.Event(), threading.Event()
+
+    def predict_inside():
+        with threads.using(1), threads.limit():
+            inside.set()
+            leave.wait(30)
+    worker = threading.Thread(target=predict_inside)
+    worker.start()
+    try:
+        assert inside.wait(10) and threads._active == 1
+        pid = os.fork()
+        if pid == 0:  # the child: exit 0 only if a fastnn call under a count returns
+            code = 1
+            try:
+                signal.alarm(20)  # a hang ends the child with SIGALRM
+                with threads.using(1):
+                    model.predict(X)
+                code = 0 if threads._active == 0 else 2
+            finally:
+                os._exit(code)
+        deadline = time.time() + 30
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        leave.set()
+        worker.join()
+    assert threads._active == 0
+
+
 # --- the limits around fastnn ------------------------------------------------------------
 
 

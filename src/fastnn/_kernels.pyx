@@ -17,6 +17,7 @@ All matrices are row-major. BLAS is column-major, so the row-major product
 ``C = op(A) @ op(B)`` is computed as the column-major ``C^T = op(B)^T @ op(A)^T``
 by swapping the operands.
 """
+import numbers
 import operator
 
 import numpy as np
@@ -624,7 +625,10 @@ cdef int _activation_code(object activation, str name="activation") except -1:
 
 
 cdef object _check_index(object value, str name):
-    """``value`` as a Python int; TypeError naming ``name`` if it is not one."""
+    """``value`` as a Python int; TypeError naming ``name`` if it is not one (a
+    bool is not: ``operator.index(True)`` would be 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
     try:
         return operator.index(value)
     except TypeError:
@@ -646,10 +650,10 @@ cdef object _out(object out, str name, tuple shape, object dtype, tuple inputs):
 
 cdef double _check_scalar(object value, str name, double low, bint low_inclusive,
                           double high) except? -1:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    # a number, not a string float() would parse, nor a bool
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
     if not isfinite(v) or v < low or (not low_inclusive and v == low) or v >= high:
         bracket = "[" if low_inclusive else "("
         raise ValueError(f"{name} must be finite and in {bracket}{low}, {high}), got {value!r}")

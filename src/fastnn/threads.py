@@ -327,6 +327,31 @@ def limit():
                 _release_control()
 
 
+def _after_fork_in_child():
+    """A forked child has only the thread that forked: no other can be inside
+    :func:`limit` there, so its count starts at 0 and BLAS gets the original
+    limits back (no thread of the child would restore them); the lock is
+    new (the parent's holder, if any, does not exist here)."""
+    global _lock, _active, _limiter
+    _lock = threading.Lock()
+    limiter, _active, _limiter = _limiter, 0, None
+    if limiter is not None:
+        try:
+            limiter.restore_original_limits()
+            _release_control()
+        except Exception:  # never fail the fork; BLAS keeps the limit then
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    # the one side effect of importing this module: a fork while another thread
+    # holds the lock (a fit or predict under `using(n)`) would leave the child's
+    # copy held for good, and its first fastnn call would hang
+    os.register_at_fork(before=lambda: _lock.acquire(),
+                        after_in_parent=lambda: _lock.release(),
+                        after_in_child=_after_fork_in_child)
+
+
 def _release_control():
     """Let go of OpenBLAS after setting its limit.
 

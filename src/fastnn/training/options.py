@@ -81,7 +81,9 @@ class FitConfig:
         training set).
     optimizer : a :mod:`fastnn.optim` optimizer (``SGD``, ``Adam``) or its
         name; it owns its state, so the same object passed to another
-        ``fit`` continues from it. Without it, ``learning_rate``,
+        ``fit`` continues from it, and so does a name (a new optimizer of
+        that name with its defaults, taking the state of the model's previous
+        optimizer when that one is of the same kind). Without it, ``learning_rate``,
         ``momentum``, ``l2`` and ``l1`` are the shorthand for
         ``fastnn.optim.SGD(...)`` (whose defaults they take), which continues
         the momentum of the model's previous SGD fit. ``model.optimizer_`` is

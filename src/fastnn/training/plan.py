@@ -250,9 +250,10 @@ def _check_rates(schedule, learning_rate, epochs):
 
 
 def resolve_optimizer(model, config):
-    """The optimizer of a fit: ``config.optimizer`` (an :class:`fastnn.optim.Optimizer`
-    or a name), or an SGD from the shorthand fields, which continues the momentum
-    of the model's previous SGD fit."""
+    """The optimizer of a fit: ``config.optimizer`` (an :class:`fastnn.optim.Optimizer`,
+    or a name, which continues the state of the model's previous optimizer of that
+    name), or an SGD from the shorthand fields, which continues the momentum of the
+    model's previous SGD fit."""
     optimizer = config.optimizer
     shorthand = {k: getattr(config, k) for k in ("learning_rate", "momentum", "l1", "l2")}
     if optimizer is None:
@@ -266,7 +267,11 @@ def resolve_optimizer(model, config):
         raise ValueError(f"give optimizer= or the SGD shorthand ({', '.join(changed)}), not both: "
                          f"pass them to the optimizer, e.g. fastnn.optim.SGD(learning_rate=...)")
     if isinstance(optimizer, str):
-        return optim.make(optimizer)
+        opt = optim.make(optimizer)
+        prev = model.optimizer_
+        if type(prev) is type(opt) and prev.slots is not None:  # as the shorthand's SGD
+            opt.load_state_dict(prev.state_dict())
+        return opt
     if not isinstance(optimizer, optim.Optimizer):
         raise TypeError(f"optimizer must be a fastnn.optim.Optimizer or one of "
                         f"{sorted(optim.OPTIMIZERS)}, got {optimizer!r}")
