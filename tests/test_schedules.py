@@ -230,3 +230,17 @@ def test_sweep_grid_of_schedules_parses_and_labels():
         check_config(config)
         labels.append(sweep.trial_label(params, config).split("@")[0])
     assert labels == ["lr_schedule=cosine", "lr_schedule=step-step_size_2"]
+
+
+def test_plateau_never_decays_to_zero():
+    """min_learning_rate 0 and a rate decayed every epoch: it stops at its last
+    positive value instead of reaching 0.0, which the kernels refuse (a long
+    fit with lr_decay failed in its 323rd epoch, its history lost)."""
+    s = Plateau(factor=1e-200, threshold=1.0)
+    history = {"lr": [1e-250, 1e-250], "val_accuracy": [0.5, 0.5]}
+    assert s.rate(2, 0.1, history=history) == 1e-250
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    model = MLP([4, 4, 2], seed=0)
+    h = model.fit(X, (X[:, 0] > 0).astype(int), epochs=6, lr_decay=1e-160,
+                  validation_split=0.25, batch_size=40, verbose=False)
+    assert len(h.epoch) == 6 and min(h.history["lr"]) > 0

@@ -196,7 +196,8 @@ class Cosine(Schedule):
 
 class Plateau(Schedule):
     """The plateau rule of ``fit(lr_decay=factor, lr_decay_threshold=threshold,
-    min_learning_rate=...)``: after an epoch whose validation accuracy rose by
+    min_learning_rate=...)`` (a decay that would underflow to 0 leaves the rate as
+    it is): after an epoch whose validation accuracy rose by
     less than ``threshold`` over the epoch before (the first epoch of a fit
     always counts as a rise), the rate is multiplied by ``factor``, but never
     brought below ``min_learning_rate`` (a floor above the rate leaves it).
@@ -227,7 +228,9 @@ class Plateau(Schedule):
         acc = history["val_accuracy"] if "val_accuracy" in history else history["val_r2"]
         gain = acc[epoch - 1] - acc[epoch - 2] if epoch >= 2 else math.inf
         if gain < self.threshold:
-            lr = min(lr, max(lr * self.factor, self.min_learning_rate))
+            decayed = lr * self.factor
+            if decayed > 0:  # a rate that underflows to 0 stays where it was (no update at 0)
+                lr = min(lr, max(decayed, self.min_learning_rate))
         return lr
 
 
