@@ -166,6 +166,9 @@ def test_identity_augmentation_trains_as_none(rng):
     (dict(rotation=46), ValueError, "rotation"),
     (dict(rotation=(5, 1)), ValueError, "rotation"),
     (dict(rotation="x"), TypeError, "rotation"),
+    (dict(translation="12"), TypeError, "translation"),  # not the pair (1, 2)
+    (dict(rotation=(True, 2)), TypeError, "rotation"),
+    (dict(scale=("0.1", 0.2)), TypeError, "scale"),
     (dict(scale=(-1, 0)), ValueError, "scale"),
     (dict(shear=2), ValueError, "shear"),
     (dict(translation=float("nan")), ValueError, "translation"),
@@ -214,3 +217,19 @@ def test_composition_refuses_a_conflict():
     assert (Affine(rotation=5) + Elastic(3, 1)).elastic_sigma == 1.0
     with pytest.raises(ValueError, match="rotation"):
         Affine(rotation=5) + Affine(rotation=6)
+
+
+def test_the_documented_directions_of_shear_translation_and_rotation():
+    """Augment's docstring: shear k moves a pixel y rows below the centre by -k·y
+    columns; translation moves the content right and down; a positive angle turns
+    it counterclockwise as displayed."""
+    def peak(aug, row, col):
+        Z = np.zeros((1, 29 * 29), np.float32)
+        Z[0, row * 29 + col] = 1
+        out = aug.apply(Z, image_shape=(29, 29)).reshape(29, 29)
+        return np.unravel_index(out.argmax(), out.shape)
+    assert peak(Affine(shear=(0.5, 0.5)), 24, 14) == (24, 9)    # 10 below: -5 columns
+    assert peak(Affine(shear=(0.5, 0.5)), 4, 14) == (4, 19)     # 10 above: +5
+    assert peak(Affine(translation=(2, 2)), 24, 14) == (26, 16)
+    r, c = peak(Affine(rotation=(10, 10)), 14, 24)              # right of the centre:
+    assert r < 14 and c <= 24                                   # it moves up

@@ -31,6 +31,7 @@ array([1., 1.], dtype=float32)
 """
 import dataclasses
 import math
+import numbers
 from typing import Any, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
@@ -64,6 +65,15 @@ class AugmentParams(NamedTuple):
     gauss: np.ndarray
 
 
+def _items(value):
+    """The items of ``value``, or () when it cannot be iterated (the caller's
+    unpacking then names the error)."""
+    try:
+        return tuple(value)
+    except TypeError:
+        return ()
+
+
 def _range(value, name, low, high):
     """A symmetric range for a number r >= 0 ((-r, r)), or a (lo, hi) pair."""
     if isinstance(value, (bool, np.bool_)):
@@ -75,6 +85,12 @@ def _range(value, name, low, high):
                              f"or a (low, high) pair, got {value!r}")
         lo, hi = -r, r
     else:
+        # numbers only: float() would read "1" and "2" of the string "12", and True as 1
+        if isinstance(value, (str, bytes)) or not all(
+                isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                for v in _items(value)):
+            raise TypeError(f"{name} must be a number or a (low, high) pair of numbers, "
+                            f"got {value!r}")
         try:
             lo, hi = (float(v) for v in value)
         except (TypeError, ValueError):
@@ -109,11 +125,16 @@ def _shape(value):
 class Augment:
     """Per-image random deformations of rows that are images (see the module).
 
-    rotation : degrees, ``r`` for U(-r, r) or a ``(low, high)`` pair, within ±45.
+    rotation : degrees, ``r`` for U(-r, r) or a ``(low, high)`` pair, within ±45;
+        a positive angle turns the content counterclockwise as displayed (rows
+        down).
     scale : relative zoom, ``s`` for a zoom factor 1 + U(-s, s), or a pair;
         the zoom factor stays above 0.
-    shear : horizontal shear factor (x moves by shear · y), ``k`` or a pair, within ±1.
-    translation : pixels, ``t`` or a pair, drawn for x and y independently.
+    shear : horizontal shear factor, ``k`` or a pair, within ±1: a pixel ``y`` rows
+        below the centre moves ``-k·y`` columns (the source is read at
+        ``x + k·y``), so a positive ``k`` leans the content's top to the right.
+    translation : pixels, ``t`` or a pair, drawn for x and y independently; a
+        positive value moves the content right (x) and down (y).
     elastic_alpha, elastic_sigma : the elastic field's scale and smoothing,
         in pixels (Simard et al.: 34 and 4); ``elastic_alpha=0``: none.
     flip : mirror left-right with probability 1/2 (only for data where that
