@@ -7,6 +7,7 @@ import pytest
 
 from fastnn import History, MLP
 from fastnn import plots
+from fastnn.augment import Augment
 from fastnn.metrics import confusion_matrix, per_class_error, r2_score
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -146,7 +147,29 @@ def test_plot_confusion_matrix_and_errors(tmp_path):
 def test_plot_per_class_errors_rejects_a_non_square_matrix(tmp_path):
     with pytest.raises(ValueError, match="square"):
         plots.plot_per_class_errors(np.ones((2, 3)), tmp_path / "x.png")
+    with pytest.raises(ValueError, match="square"):
+        plots.plot_confusion_matrix(np.ones((3, 2)), tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_plot_history_marks_each_epoch_of_a_short_run(tmp_path, monkeypatch):
+    """One epoch (or points between NaNs) would be an invisible line of one
+    point: short runs get a marker per epoch, and one epoch one tick."""
+    from matplotlib.axes import Axes
+    calls, real = [], Axes.plot
+
+    def spy(self, *args, **kwargs):
+        calls.append(kwargs.get("marker"))
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(Axes, "plot", spy)
+    plots.plot_history({"loss": [0.9], "val_loss": [1.0], "accuracy": [0.5],
+                        "val_accuracy": [0.4]}, tmp_path / "one.png")
+    assert calls == ["o"] * 4
+    calls.clear()
+    plots.plot_history({"loss": list(np.linspace(1, 0, 80))}, tmp_path / "long.png")
+    assert calls == [None]
+    assert plots.plot_augmentation(np.zeros((2, 784), np.float32), Augment(rotation=5),
+                                   tmp_path / "aug.png") == tmp_path / "aug.png"
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])

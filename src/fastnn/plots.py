@@ -25,16 +25,23 @@ def plot_history(history, path, title=None):
     else:
         panels = ((axes[0], "loss", "cross-entropy loss"), (axes[1], "accuracy", "accuracy"))
     for ax, key, label in panels:
-        # each curve's own length: a history may lack "loss" (or hold fewer val_ entries)
+        # each curve's own length: a history may lack "loss" (or hold fewer val_ entries);
+        # a marker on every epoch, so that one epoch (or one between NaNs) is seen
+        n = max((len(h[k]) for k in (key, "val_" + key) if k in h), default=0)
+        style = dict(marker="o", markersize=3) if n <= 50 else {}
         if key in h:
-            ax.plot(np.arange(1, len(h[key]) + 1), h[key], label="train")
+            ax.plot(np.arange(1, len(h[key]) + 1), h[key], label="train", **style)
         if "val_" + key in h:
-            ax.plot(np.arange(1, len(h["val_" + key]) + 1), h["val_" + key], label="validation")
+            ax.plot(np.arange(1, len(h["val_" + key]) + 1), h["val_" + key],
+                    label="validation", **style)
         best = getattr(history, "best_epoch", None)
         if best is not None:
             ax.axvline(best + 1, color="grey", linestyle=":", label="best epoch")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if n == 1:  # one tick, at epoch 1 (not a float range around it)
+            ax.set_xlim(0.5, 1.5)
+            ax.set_xticks([1])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:  # no curves: no legend (and no warning)
@@ -58,6 +65,8 @@ def _tick_labels(class_names, k):
 def plot_confusion_matrix(cm, path, title="Confusion matrix (test set)", class_names=None):
     """``class_names``: tick labels by class (e.g. Fashion-MNIST's); default 0..k-1."""
     cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"cm must be a square confusion matrix, got shape {cm.shape}")
     k = cm.shape[0]
     labels = _tick_labels(class_names, k)
     fig = _figure(6.4, 5.6)
@@ -177,3 +186,4 @@ def plot_augmentation(X, augment, path, *, n=8, copies=5, seed=0, title=None):
         axes[0, j].set_title("original" if j == 0 else f"epoch {j - 1}", fontsize=8)
     fig.suptitle(title or "Training images and their deformations", fontsize=9)
     fig.savefig(path, dpi=100)
+    return path  # as the other plots
