@@ -596,3 +596,12 @@ def test_sparse_X_fits_and_predicts_as_dense():
         sparse.fit(bad, y, epochs=1, verbose=False)
     with pytest.raises(ValueError, match="features"):
         sparse.predict(sp.csr_matrix(X[:, :5]))
+
+
+def test_a_regressor_exports_no_classes(tmp_path):
+    """classes names a classifier's labels: given for a regressor it is an error
+    (it was silently ignored), raised before onnx is even needed."""
+    model = MLP([3, 4, 2], seed=0, loss="mse")
+    with pytest.raises(ValueError, match="classes is for classifiers"):
+        model.to_onnx(tmp_path / "r.onnx", classes=[1, 2])
+    assert not (tmp_path / "r.onnx").exists()

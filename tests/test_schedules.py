@@ -244,3 +244,24 @@ def test_plateau_never_decays_to_zero():
     h = model.fit(X, (X[:, 0] > 0).astype(int), epochs=6, lr_decay=1e-160,
                   validation_split=0.25, batch_size=40, verbose=False)
     assert len(h.epoch) == 6 and min(h.history["lr"]) > 0
+
+
+def test_a_subclass_with_a_name_is_known_to_make_and_configs():
+    """The module docstring's recipe: a subclass with a name is made by name."""
+    try:
+        class Half(schedules.Schedule):
+            name = "test-half"
+
+            def __init__(self, warmup_epochs: int = 0) -> None:
+                super().__init__(warmup_epochs)
+
+            def _rate(self, epoch, learning_rate, epochs, history):
+                return learning_rate / 2
+        assert schedules.make("test-half") == Half()
+        assert schedules.make({"name": "test-half", "warmup_epochs": 1}).rate(1, 1.0) == 0.5
+        with pytest.raises(ValueError, match="exists already"):
+            class Other(schedules.Schedule):
+                name = "step"
+    finally:
+        schedules.SCHEDULES.pop("test-half", None)
+    assert set(schedules.SCHEDULES) == {"constant", "step", "exponential", "cosine", "plateau"}

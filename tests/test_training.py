@@ -270,6 +270,24 @@ def test_callbacks_receive_logs_and_can_stop(data):
     assert len(history.epoch) == 2
 
 
+def test_a_callback_that_raises_leaves_this_fits_history(data):
+    """The error propagates; model.history_ is this fit's (its epochs so far), not
+    the previous fit's, and the counts agree with the weights."""
+    X, y, _, _ = data
+
+    class Raises(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise RuntimeError("from a callback")
+
+    model = MLP([784, 10], seed=0)
+    first = model.fit(X, y, epochs=1, **FIT)
+    with pytest.raises(RuntimeError, match="from a callback"):
+        model.fit(X, y, epochs=5, callbacks=[Raises()], **FIT)
+    assert model.history_ is not first and len(model.history_.epoch) == 2
+    assert model.epochs_trained == 3
+
+
 def test_callback_logs_are_copies(data):
     X, y, _, _ = data
 

@@ -98,12 +98,14 @@ def to_onnx_model(model: MLP, classes: Any = None, name: str = "fastnn") -> Any:
     ``classes``: the labels that ``"label"`` reports, one per class (the
     default: the class indices, int64).
     """
-    onnx = _import_onnx()
-    from onnx import TensorProto, helper, numpy_helper
-
     kind = output_kind(model)
+    if kind == "identity" and classes is not None:
+        raise ValueError("classes is for classifiers: a regressor (loss='mse') has no labels "
+                         "to export")
     if model.activation not in ACTIVATION_OPS:
         raise ValueError(f"cannot export activation {model.activation!r} to ONNX")
+    onnx = _import_onnx()
+    from onnx import TensorProto, helper, numpy_helper
     elem = TensorProto.FLOAT if model.dtype == np.float32 else TensorProto.DOUBLE
     weights, biases = model.coefs_, model.intercepts_
     inits, nodes = [], []

@@ -45,6 +45,10 @@ from ._validation import check_float, check_int
 #: What a History holds: metric name -> per-epoch values.
 Logs = Mapping[str, Sequence[float]]
 
+#: Schedules by name, for configs and the command line: every subclass with a
+#: ``name`` is entered as it is defined (fastnn's five below, and a user's own).
+SCHEDULES: dict[str, type[Schedule]] = {}
+
 
 class Schedule:
     """Base class: the learning rate of each epoch of a fit.
@@ -59,6 +63,16 @@ class Schedule:
     name: ClassVar[str] = ""
     #: Reads validation metrics (``fit`` then requires validation data).
     needs_validation: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            return
+        taken = SCHEDULES.get(cls.name)
+        if taken is not None and taken.__qualname__ != cls.__qualname__:
+            raise ValueError(f"a schedule named {cls.name!r} exists already "
+                             f"({taken.__module__}.{taken.__qualname__})")
+        SCHEDULES[cls.name] = cls  # (the same class defined again: the new one)
 
     def __init__(self, warmup_epochs: int = 0) -> None:
         self.warmup_epochs: int = check_int(warmup_epochs, "warmup_epochs", low=0)
@@ -234,9 +248,6 @@ class Plateau(Schedule):
         return lr
 
 
-#: Schedules by name, for configs and the command line.
-SCHEDULES: dict[str, type[Schedule]] = {
-    cls.name: cls for cls in (Constant, Step, Exponential, Cosine, Plateau)}
 
 #: What :func:`make` accepts.
 ScheduleSpec = Union[Schedule, str, Mapping[str, Any], None]

@@ -88,6 +88,7 @@ def fit(model: MLP, X: ArrayLike, y: ArrayLike, config: FitConfig | None = None,
     model.optimizer_ = opt
     state, fingerprint = _begin(model, opt, plan, validation_data is not None)
     history = state.history
+    model.history_ = history  # this fit's, as it grows (also if a callback raises)
     if state.epoch > plan.epochs:  # resumed past the end asked for: nothing to train
         warnings.warn(f"the checkpoint {os.fspath(plan.checkpoint)!r} holds {state.epoch} "
                       f"epochs, more than the {plan.epochs} asked: nothing was trained, and "
