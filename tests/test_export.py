@@ -173,6 +173,18 @@ def test_sklearn_classifier_exports_its_classes(tmp_path):
     np.testing.assert_allclose(out["probabilities"], clf.predict_proba(X), atol=1e-5)
 
 
+def test_sklearn_regressor_exports_too(tmp_path):
+    pytest.importorskip("sklearn")
+    from fastnn.sklearn import MLPRegressor
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    y = X @ rng.normal(size=5)
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, y)
+    reg.to_onnx(tmp_path / "reg.onnx")
+    out = _run(tmp_path / "reg.onnx", X.astype(np.float32))
+    np.testing.assert_allclose(out["predictions"][:, 0], reg.predict(X), rtol=1e-5, atol=1e-5)
+
+
 def test_without_onnx_the_error_says_what_to_install(trained, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install 'fastnn\[onnx\]'"):

@@ -56,6 +56,10 @@ def test_the_defaults_are_the_fields():
     (dict(verbose="yes"), TypeError, "verbose"), (dict(shuffle=1), TypeError, "shuffle"), (dict(exact_sums="yes"), TypeError, "exact_sums"),
     (dict(callbacks=[object()]), TypeError, "callbacks"), (dict(checkpoint=3), TypeError, "checkpoint"),
     (dict(augment={"rotation": "a lot"}), (TypeError, ValueError), "rotation"),
+    # lr_decay's own parameters without it (or beside a schedule) would do nothing
+    (dict(min_learning_rate=0.005, lr_schedule="cosine"), ValueError, "min_learning_rate goes "
+                                                                     "with lr_decay"),
+    (dict(lr_decay_threshold=0.5), ValueError, "lr_decay_threshold goes with lr_decay"),
 ])
 def test_construction_validates_and_names_the_field(kwargs, error, name):
     with pytest.raises(error, match=name):

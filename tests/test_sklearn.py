@@ -695,6 +695,20 @@ def test_ctrl_c_leaves_the_estimator_fitted_with_a_warning(blobs, monkeypatch):
     assert clf.predict(X).shape == y.shape
 
 
+def test_both_estimators_export_to_onnx(blobs, monkeypatch):
+    """MLPRegressor has to_onnx as MLPClassifier does (here: without onnx, the
+    error says what to install; tests/test_export.py runs the graphs)."""
+    import sys
+    X, y = blobs
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est, target in ((MLPClassifier(max_iter=2), y), (MLPRegressor(max_iter=2), X[:, 0])):
+            est.fit(X, target)
+            with pytest.raises(ImportError, match=r"fastnn\[onnx\]"):
+                est.to_onnx("never-written.onnx")
+
+
 def test_validation_fraction_zero_without_early_stopping(blobs):
     X, y = blobs
     with warnings.catch_warnings():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
+from sklearn.utils.validation import check_is_fitted
 
 from .. import threads
 from ._base import _COMMON_ATTRS_DOC, _COMMON_PARAMS_DOC, _BaseMLP, _validate_data
@@ -104,3 +105,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X = self._check_X(X)
         with threads.using(self.n_threads):
             return self.model_.predict(X).astype(np.float64)
+
+    def to_onnx(self, path):
+        """Write the fitted network to ``path`` as ONNX (``pip install
+        'fastnn[onnx]'``): input ``"X"`` ``(N, n_features_in_)`` of ``dtype``,
+        output ``"predictions"`` ``(N, n_outputs_)``. See :mod:`fastnn.export`."""
+        check_is_fitted(self)
+        self.model_.to_onnx(path)

@@ -140,8 +140,10 @@ class FitConfig:
         Validation, evaluation and prediction never augment.
     exact_sums : make each batch's weight and bias gradients as float64 sums of
         float64 products (exact for float32 data), with the sample weights
-        applied in them, then round them for the update: a row of integer
-        weight w trains as w copies of it, whatever the rows' order, to the
+        applied in them, then round them for the update: with
+        ``loss_reduction="weighted_mean"`` (a batch over its weight sum, as
+        the copies' mean; ``"mean"`` divides by the rows, not the copies) a
+        row of integer weight w trains as w copies of it, whatever the rows' order, to the
         bit in float32 too (but where a float64 sum's own rounding flips its
         rounding to float32: about batch * 2**-29 of a step's gradients) (scikit-learn's sample-weight semantics, which
         :mod:`fastnn.sklearn`'s estimators keep). Costs time: the weight
@@ -184,6 +186,14 @@ class FitConfig:
         if self.lr_schedule is not None and self.lr_decay is not None:
             raise ValueError("give lr_schedule or lr_decay, not both (lr_decay=f is "
                              "lr_schedule=fastnn.schedules.Plateau(factor=f, ...))")
+        if self.lr_decay is None:  # their rule is lr_decay's: alone they would do nothing
+            fields = {f.name: f.default for f in dataclasses.fields(self)}
+            unused = [k for k in ("lr_decay_threshold", "min_learning_rate")
+                      if getattr(self, k) != fields[k]]
+            if unused:
+                raise ValueError(f"{' and '.join(unused)} {'go' if len(unused) > 1 else 'goes'} "
+                                 f"with lr_decay, which is not given (a schedule takes its "
+                                 f"own: lr_schedule={{'name': ..., 'min_learning_rate': ...}})")
         checked = {
             "epochs": check_int(self.epochs, "epochs", low=0),
             "batch_size": check_int(self.batch_size, "batch_size", low=1, high=2**31 - 1),
