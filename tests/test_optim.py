@@ -59,6 +59,20 @@ def test_make_names_the_unknown_parameter():
     assert type(opt)(**opt.get_config()).get_config() == opt.get_config()
 
 
+def test_step_takes_an_array_like_gradient_and_names_params():
+    """grad is array-like (a list works); params must be the flat float array it
+    updates, and an error names params or grad, not the optimizer's state."""
+    w = np.ones(4)
+    SGD(learning_rate=0.5).step(w, [1.0, 1.0, 1.0, 1.0])
+    np.testing.assert_array_equal(w, np.full(4, 0.5))
+    for opt in (SGD(0.1), Adam(0.1)):
+        with pytest.raises(TypeError, match="params must be a 1-D"):
+            opt.step(np.ones((2, 2)), np.ones((2, 2)))
+        with pytest.raises(ValueError, match="grad must have the shape of params"):
+            opt.step(np.ones(4), np.ones(3))
+        assert opt.slots is None and opt.t == 0  # nothing bound, no step counted
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_step_is_the_kernel_update(dtype):
     rng = np.random.default_rng(0)

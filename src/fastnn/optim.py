@@ -135,8 +135,19 @@ class Optimizer:
     def step(self, params: FloatArray, grad: ArrayLike,
              learning_rate: float | None = None) -> None:
         """Update ``params`` (a writeable 1-D float array) in place with ``grad``
-        by one step of this rule, on the compiled kernel; ``t`` advances by one."""
-        slots = self.bind(np.asarray(params).size, np.asarray(params).dtype)
+        (array-like, converted to its dtype) by one step of this rule, on the
+        compiled kernel; ``t`` advances by one."""
+        if not isinstance(params, np.ndarray) or params.ndim != 1 \
+                or params.dtype not in (np.float32, np.float64):
+            raise TypeError(f"params must be a 1-D float32 or float64 numpy array (flatten "
+                            f"a weight matrix with .reshape(-1)), got "
+                            f"{getattr(params, 'dtype', type(params).__name__)} of shape "
+                            f"{getattr(params, 'shape', None)}")
+        grad = np.ascontiguousarray(grad, dtype=params.dtype)
+        if grad.shape != params.shape:
+            raise ValueError(f"grad must have the shape of params {params.shape}, "
+                             f"got {grad.shape}")
+        slots = self.bind(params.size, params.dtype)
         self._step(params, grad, slots, self.hyper(learning_rate)._replace(t=self.t + 1))
         self.t += 1
 
