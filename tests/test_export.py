@@ -173,6 +173,7 @@ def test_sklearn_classifier_exports_its_classes(tmp_path):
     np.testing.assert_allclose(out["probabilities"], clf.predict_proba(X), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sklearn_regressor_exports_too(tmp_path):
     pytest.importorskip("sklearn")
     from fastnn.sklearn import MLPRegressor
