@@ -321,6 +321,9 @@ def test_a_zero_weight_class_is_never_learned(data):
     (dict(class_weight={10: 1.0}), ValueError, "class_weight"),
     (dict(class_weight={0: -1.0}), ValueError, "class_weight"),
     (dict(class_weight=[1.0] * 10), TypeError, "class_weight"),
+    # below float32's smallest normal: training flushes it to 0 (the row would not train)
+    (dict(sample_weight=np.full(1200, 1e-38)), ValueError, "below 1.17549e-38"),
+    (dict(class_weight={0: 1e-40}), ValueError, "smallest normal float32"),
 ])
 def test_bad_weights_are_rejected_before_training(data, kwargs, exc, name):
     X, y, _, _ = data

@@ -110,6 +110,14 @@ def _check_weights(model, y, train_idx, sample_weight, class_weight):
     out = w.astype(model.dtype)
     if not np.isfinite(out).all():
         raise ValueError(f"sample_weight * class_weight overflows {model.dtype.name}")
+    tiny = np.finfo(model.dtype).tiny
+    small = (w > 0) & (np.abs(out) < tiny)
+    if small.any():  # the training threads flush subnormals to 0: such a row would not train
+        raise ValueError(f"sample_weight * class_weight has {int(small.sum())} weights above 0 "
+                         f"but below {tiny:.6g}, the smallest normal {model.dtype.name} (e.g. "
+                         f"{w[small][0]!r}), which training would take as 0: rescale the "
+                         f"weights (with loss_reduction='weighted_mean' their scale does not "
+                         f"matter)")
     return out
 
 
