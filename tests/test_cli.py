@@ -443,9 +443,35 @@ def test_gradcheck_tolerance_fails(mnist_path):
     assert "FAIL" in stdout
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (("--samples", "-1"), "--samples must be >= 1"),  # not "all but the last image"
+    (("--tol", "-1"), "--tol must be finite and > 0.0"),
+    (("--tol", "nan"), "--tol"), (("--tol", "inf"), "--tol"),
+])
+def test_gradcheck_bad_values_exit_2_before_loading(argv, needle, monkeypatch):
+    def no_loading(*args):
+        raise AssertionError("the data loaded before the arguments were checked")
+    monkeypatch.setattr(experiment, "load_data", no_loading)
+    rc, stdout, err = run_main("gradcheck", *argv)
+    assert rc == 2 and needle in err and stdout == ""
+
+
 # ---------------------------------------------------------------------------
 # bench
 # ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, needle", [
+    (("--samples", "-1"), "samples must be >= 1"),
+    (("--json", "{tmp}/none/x.json"), "does not exist"),
+    (("--json", "{tmp}"), "it is a folder"),
+])
+def test_bench_bad_values_exit_2_before_timing(argv, needle, tmp_path, mnist_path):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    rc, stdout, err = run_main("bench", "--data-dir", mnist_path, "--no-peak", "--repeats", "1",
+                               "--batch-sizes", "128", "--trainers", "fastnn", "--no-isolate",
+                               *argv)
+    assert rc == 2 and needle in err, err
+    assert "best" not in stdout  # no table: nothing was timed
 
 def test_bench_quick_json(tmp_path, mnist_path):
     path = tmp_path / "bench.json"

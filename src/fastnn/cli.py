@@ -315,8 +315,11 @@ def cmd_bench(args):
 
 
 def cmd_gradcheck(args):
+    from ._validation import check_float, check_int
     from .gradcheck import format_table, gradient_check
     from .model import MLP
+    check_int(args.samples, "--samples", low=1)  # (a negative count would slice from the end)
+    check_float(args.tol, "--tol", low=0.0, low_open=True)
     (X, y), _ = experiment.load_data("mnist", args.data_dir, "standard")
     model = MLP(args.layers, args.activation, dtype="float64", seed=args.seed)
     rows = gradient_check(model, X[:args.samples], y[:args.samples], n_checks=args.checks,

@@ -166,6 +166,8 @@ def run(data_dir=None, batch_sizes=BATCH_SIZES, repeats=3, threads=None, out=pri
     batch1_samples = int(batch1_samples)
     if batch1_samples < 1:
         raise ValueError(f"batch1_samples must be >= 1, got {batch1_samples}")
+    if n_samples is not None and (isinstance(n_samples, bool) or int(n_samples) < 1):
+        raise ValueError(f"samples must be >= 1 (the first N images), got {n_samples}")
     available = available_trainers()
     if trainers is None:
         names = available
@@ -310,6 +312,13 @@ def run_from_args(args):
             peak_probe()
         except ImportError as exc:
             print(f"fastnn bench: {exc}", file=sys.stderr)
+            return 2
+    if args.json:  # before minutes of timing, not after them
+        folder = os.path.dirname(os.path.abspath(args.json))
+        if os.path.isdir(args.json) or not os.path.isdir(folder):
+            print(f"fastnn bench: --json {args.json!r}: "
+                  + ("it is a folder" if os.path.isdir(args.json)
+                     else f"its folder {folder!r} does not exist"), file=sys.stderr)
             return 2
     results = run(args.data_dir, args.batch_sizes, args.repeats, args.threads,
                   n_samples=args.samples, trainers=args.trainers, isolate=args.isolate,
