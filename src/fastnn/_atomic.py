@@ -43,23 +43,36 @@ def folder_mode():
     return 0o777 & ~_umask()
 
 
+def check_target(path, what=""):
+    """Raise, naming ``path`` (``what``: how the caller calls it, e.g.
+    ``"--json "``), unless a file can be written there: IsADirectoryError when
+    it is a folder, FileNotFoundError when its folder does not exist,
+    NotADirectoryError when that "folder" is a file. Callers check a path
+    early with it (before minutes of work); :func:`atomic_open` checks again."""
+    path = _check_path(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    where = f"cannot write {what}{path!r}"
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{where}: it is a folder")
+    if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            raise NotADirectoryError(f"{where}: {folder!r} is not a folder")
+        raise FileNotFoundError(f"{where}: its folder does not exist")
+    return path
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode="wb", encoding=None):
     """A file object (``mode`` "wb" or "w") whose contents replace ``path``
     atomically when the ``with`` block ends without an exception."""
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', got {mode!r}")
-    path = _check_path(path)
+    path = check_target(path)
     folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"cannot write {path!r}: it is a folder")
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastnn-", suffix=".tmp")
-    except OSError as exc:  # named by the target, not by the temporary file
-        why = (exc.strerror if os.path.isdir(folder) else
-               f"{folder!r} is not a folder" if os.path.exists(folder) else
-               "its folder does not exist")
-        raise type(exc)(exc.errno, f"cannot write {path!r}: {why}") from None
+    except OSError as exc:  # (permissions, ...) named by the target, not the temporary file
+        raise type(exc)(exc.errno, f"cannot write {path!r}: {exc.strerror}") from None
     try:
         f = os.fdopen(fd, mode, encoding=encoding if mode == "w" else None)
     except BaseException:

@@ -27,6 +27,7 @@ import yaml
 
 from . import config as cfg
 from . import experiment
+from ._atomic import check_target
 from .augment import KEYS as AUGMENT_KEYS
 
 
@@ -38,10 +39,8 @@ def _value(text):
         text = f"[{text}]"
     try:
         return cfg.parse_yaml(text)
-    except yaml.constructor.ConstructorError as exc:
-        if "twice" in str(exc.problem):  # a mapping with a key twice: not a plain string
-            raise argparse.ArgumentTypeError(f"{exc.problem} in {text!r}") from None
-        return text
+    except cfg.DuplicateKeyError as exc:  # a mapping with a key twice: not a plain string
+        raise argparse.ArgumentTypeError(f"{exc.problem} in {text!r}") from None
     except yaml.YAMLError:
         return text
 
@@ -167,11 +166,9 @@ def cmd_train(args):
     experiment.check_config(config)  # a bad value fails here, before the data loads
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     out.mkdir(parents=True, exist_ok=True)  # a bad --out too
-    if args.checkpoint:  # its folder too, as --out's
-        if Path(args.checkpoint).is_dir():
-            raise IsADirectoryError(f"--checkpoint {args.checkpoint!r} is a folder; give a "
-                                    f"file path (e.g. {str(Path(args.checkpoint) / 'ckpt.npz')!r})")
+    if args.checkpoint:  # its folder too, as --out's, and then the file's place
         Path(args.checkpoint).absolute().parent.mkdir(parents=True, exist_ok=True)
+        check_target(args.checkpoint, "--checkpoint ")
     data = experiment.load_data(config["dataset"], args.data_dir, config["normalize"])
     metrics, _ = experiment.run_experiment(config, data, out, Path(args.config).stem,
                                            verbose=not args.quiet, checkpoint=args.checkpoint)

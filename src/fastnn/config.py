@@ -55,6 +55,10 @@ SHIPPED = Path(__file__).resolve().with_name("configs")
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A YAML mapping that gives a key twice (PyYAML would keep the last)."""
+
+
 class _Loader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that also reads exponent-only floats (``1e-3``, ``5E+2``)
     as numbers, as YAML 1.2 and JSON do; PyYAML's YAML 1.1 rules make them strings;
@@ -71,7 +75,7 @@ class _Loader(yaml.SafeLoader):
             except TypeError:  # an unhashable key: PyYAML's own error follows
                 break
             if duplicate:
-                raise yaml.constructor.ConstructorError(
+                raise DuplicateKeyError(
                     "while constructing a mapping", node.start_mark,
                     f"found the key {key!r} twice", key_node.start_mark)
             seen.add(key)

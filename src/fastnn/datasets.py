@@ -177,8 +177,8 @@ def _identify(path):
     .gz file, or by the SHA-256 of the labels where fastnn knows it (MNIST's:
     so recompressed or uncompressed copies of MNIST are named too); empty when
     unknown."""
-    md5 = _md5(path) if path.suffix == ".gz" else None
     raw = path.read_bytes()
+    md5 = hashlib.md5(raw).hexdigest() if path.suffix == ".gz" else None
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -201,14 +201,13 @@ def _check_identity(dataset, found):
         if path is None:
             continue
         known = _identify(path)
-        for other in sorted(known - {dataset}):
-            if dataset not in known:
-                raise DatasetNotFoundError(
-                    f"{path} is {other}'s file (by its checksum), not {dataset}'s: put "
-                    f"{dataset}'s four files in a folder of their own (or in a subfolder "
-                    f"{dataset!r} of {str(path.parent)!r}) and pass data_dir= / set "
-                    f"FASTNN_DATA to it, or unset FASTNN_DATA to download them into the "
-                    f"user cache")
+        if known and dataset not in known:
+            raise DatasetNotFoundError(
+                f"{path} is {min(known)}'s file (by its checksum), not {dataset}'s: put "
+                f"{dataset}'s four files in a folder of their own (or in a subfolder "
+                f"{dataset!r} of {str(path.parent)!r}) and pass data_dir= / set "
+                f"FASTNN_DATA to it, or unset FASTNN_DATA to download them into the "
+                f"user cache")
 
 
 def _locate(dataset, data_dir, download_missing):

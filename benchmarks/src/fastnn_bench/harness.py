@@ -314,11 +314,11 @@ def run_from_args(args):
             print(f"fastnn bench: {exc}", file=sys.stderr)
             return 2
     if args.json:  # before minutes of timing, not after them
-        folder = os.path.dirname(os.path.abspath(args.json))
-        if os.path.isdir(args.json) or not os.path.isdir(folder):
-            print(f"fastnn bench: --json {args.json!r}: "
-                  + ("it is a folder" if os.path.isdir(args.json)
-                     else f"its folder {folder!r} does not exist"), file=sys.stderr)
+        from fastnn._atomic import check_target
+        try:
+            check_target(args.json, "--json ")
+        except OSError as exc:
+            print(f"fastnn bench: {exc}", file=sys.stderr)
             return 2
     results = run(args.data_dir, args.batch_sizes, args.repeats, args.threads,
                   n_samples=args.samples, trainers=args.trainers, isolate=args.isolate,

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .. import kernels as _compiled
 from .. import threads
+from .._atomic import check_target
 from .._layout import as_sizes, workspace_sizes
 from .._typing import ArrayLike
 from . import tuning
@@ -132,14 +133,7 @@ def _begin(model, opt, plan, own_validation_data):
     state = TrainState(model, opt, History(plan.params), opt.learning_rate, model.epochs_trained)
     if plan.checkpoint is None:
         return state, None
-    # before the first epoch, not when its state is first saved
-    folder = os.path.dirname(os.path.abspath(plan.checkpoint))
-    if os.path.isdir(plan.checkpoint):
-        raise IsADirectoryError(f"checkpoint {os.fspath(plan.checkpoint)!r} is a folder")
-    if not os.path.isdir(folder):
-        raise (NotADirectoryError if os.path.exists(folder) else FileNotFoundError)(
-            f"checkpoint {os.fspath(plan.checkpoint)!r}: {folder!r} "
-            + ("is not a folder" if os.path.exists(folder) else "does not exist"))
+    check_target(plan.checkpoint, "checkpoint ")  # before the first epoch, not when it is saved
     fingerprint = _fingerprint(
         plan.X, plan.y, {"layers": list(model.layers), "seed": model.seed, "init": model.init,
                          "dropout": list(model.dropout_rates),
