@@ -41,9 +41,11 @@ def test_compiled_equals_twin_bit_for_bit(images, rng, dtype, case):
 
 
 # widths below, at and across the compiled passes' vectors of 16 and pairs of
-# them (32), odd heights, and Gaussians wider than the image
+# them (32), odd heights, and Gaussians wider than the image; sides that are
+# neither (17, 18, 20) and long thin images both ways (4 x 18, 40 x 5)
 @pytest.mark.parametrize("sigma", [1, 3])
-@pytest.mark.parametrize("shape", [(5, 9, 3), (7, 4), (2, 2), (3, 40), (11, 33), (16, 16, 2)],
+@pytest.mark.parametrize("shape", [(5, 9, 3), (7, 4), (2, 2), (3, 40), (11, 33), (16, 16, 2),
+                                   (20, 17), (17, 20, 2), (4, 18), (18, 4), (40, 5)],
                          ids=str)
 def test_channels_and_rectangles_match_the_twin(rng, shape, sigma):
     X = rng.random((10, int(np.prod(shape)))).astype(np.float32)
