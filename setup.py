@@ -14,6 +14,7 @@ A C compiler that cannot build the SIMD variants (an old one, or one without
 the intrinsics) does not fail the install: the build of the compiled module is
 retried once with the portable core, and says so.
 """
+import glob
 import os
 
 import numpy as np
@@ -66,6 +67,9 @@ extensions = [
     Extension(
         "fastnn._kernels",
         ["src/fastnn/_kernels.pyx"],
+        # the C core's headers: an edited header rebuilds the module (build_ext
+        # compares them with it; the generated _kernels.c does not change)
+        depends=sorted(glob.glob("src/fastnn/*.h")),
         include_dirs=[np.get_include(), "src/fastnn"],
         define_macros=[("FASTNN_DEBUG", "1" if DEBUG else "0"),
                        ("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
