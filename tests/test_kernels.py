@@ -8,13 +8,15 @@ nets (returned counters and the resulting params and velocity), on every
 instruction-set variant of fastnn's own kernels that the CPU runs and on
 several threads (the weights must not depend on the thread count).
 """
+import os
+import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
 
-from fastnn import _kernels
+from fastnn import MLP, _kernels
 from fastnn import kernels as K
 from fastnn import reference as R
 from fastnn._layout import as_sizes, n_params, n_weights, unflatten, workspace_sizes
@@ -145,7 +147,12 @@ def test_the_registry_lists_each_instruction_set_once_best_first():
     assert len(set(names)) == len(names)
     assert set(names) <= set(_kernels.KERNEL_ISAS) and names[-1] == "generic"
     assert entries[-1]["usable"]
-    assert ISAS[0] == _kernels._kernel_isa() == next(e["isa"] for e in entries if e["usable"])
+    best = next(e["isa"] for e in entries if e["usable"])
+    # unless FASTNN_ISA named another usable one for this process
+    chosen = os.environ.get("FASTNN_ISA", "").strip().lower()
+    usable = [e["isa"] for e in entries if e["usable"]]
+    assert ISAS[0] == best
+    assert _kernels._kernel_isa() == (chosen if chosen in usable else best)
     lanes = {"avx512": 16, "avx2": 8, "neon": 4, "generic": 1}
     for e in entries:
         f, d = e["float32"], e["float64"]
@@ -158,6 +165,76 @@ def test_the_registry_lists_each_instruction_set_once_best_first():
     for isa in set(_kernels.KERNEL_ISAS) - set(names):
         with pytest.raises(ValueError, match="cannot run"):
             _kernels._kernel_isa(isa)
+
+
+_FIT_IN_A_CHILD = """
+import sys
+import numpy as np
+import fastnn, fastnn._kernels as k
+rng = np.random.default_rng(0)
+X = rng.random((64, 12), np.float32)
+y = rng.integers(0, 3, 64)
+m = fastnn.MLP([12, 8, 3], seed=1)
+m.fit(X, y, epochs=2, batch_size=16, verbose=False)
+np.save(sys.argv[1], m.parameters)
+print(k._kernel_isa())
+"""
+
+
+def _child_fit(tmp_path, isa):
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_ISA"}
+    if isa is not None:
+        env["FASTNN_ISA"] = isa
+    out = tmp_path / "params.npy"
+    r = subprocess.run([sys.executable, "-c", _FIT_IN_A_CHILD, str(out)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.strip(), r.stderr, np.load(out)
+
+
+@pytest.mark.parametrize("spelling", ["{}", " {} ", "{upper}"])
+def test_fastnn_isa_selects_the_kernels_at_import(tmp_path, spelling):
+    """FASTNN_ISA=<name> (any case, blanks around it) selects those kernels for
+    the process at import, as _kernel_isa(name) does: a fit in a child with
+    FASTNN_ISA=generic gives the weights this process gives on the generic
+    kernels, bit for bit."""
+    name = "generic"
+    isa, err, got = _child_fit(tmp_path, spelling.format(name, upper=name.upper()))
+    assert isa == name and "FASTNN_ISA" not in err
+    before = _kernels._kernel_isa()
+    try:
+        _kernels._kernel_isa(name)
+        rng = np.random.default_rng(0)
+        X = rng.random((64, 12), np.float32)
+        y = rng.integers(0, 3, 64)
+        m = MLP([12, 8, 3], seed=1)
+        m.fit(X, y, epochs=2, batch_size=16, verbose=False)
+    finally:
+        _kernels._kernel_isa(before)
+    np.testing.assert_array_equal(got, m.parameters)
+
+
+@pytest.mark.parametrize("value", ["sse9", "neon", "avx512", ""])
+def test_fastnn_isa_that_cannot_run_warns_and_keeps_the_best(tmp_path, value):
+    """A name that is not an instruction set, or one this build or CPU lacks,
+    does not break the import: a RuntimeWarning names the variable and what
+    this CPU runs, and the best kernels train. Blank: the best, silently."""
+    best = next(e["isa"] for e in _kernels._ukernels() if e["usable"])
+    usable = [e["isa"] for e in _kernels._ukernels() if e["usable"]]
+    isa, err, _ = _child_fit(tmp_path, value)
+    if value in usable:
+        assert isa == value and "FASTNN_ISA" not in err
+    elif value == "":
+        assert isa == best and "FASTNN_ISA" not in err
+    else:
+        assert isa == best
+        assert f"RuntimeWarning: FASTNN_ISA={value!r} ignored" in err and str(usable) in err
+    # in-process: the same rule, the selection unchanged by a refused name
+    before = _kernels._kernel_isa()
+    if value not in usable and value:
+        with pytest.warns(RuntimeWarning, match="FASTNN_ISA"):
+            assert _kernels._isa_from_environment(value) == before
+    assert _kernels._kernel_isa() == before
 
 
 def _cpu_flags():

@@ -19,6 +19,8 @@ by swapping the operands.
 """
 import numbers
 import operator
+import os
+import warnings
 
 import numpy as np
 
@@ -224,6 +226,26 @@ def _kernel_isa(name=None):
         if fnn_gemm_select(name.encode()) != 0:
             raise ValueError(f"this CPU cannot run the {name!r} kernels")
     return fnn_gemm_isa().decode()
+
+
+def _isa_from_environment(value):
+    """Private: select the kernels that ``FASTNN_ISA`` names (``value``, its
+    text; None or blank: the CPU's best, the default). Called once, at import.
+    A name this build or CPU lacks is not an error (the import must work
+    everywhere the same environment is shared): a RuntimeWarning says so and
+    the best kernels stay. Returns the instruction set in use."""
+    name = (value or "").strip().lower()
+    if name:
+        try:
+            _kernel_isa(name)
+        except ValueError as e:
+            usable = [u["isa"] for u in _ukernels() if u["usable"]]
+            warnings.warn(f"FASTNN_ISA={value!r} ignored ({e}); this CPU runs {usable}; "
+                          f"using {fnn_gemm_isa().decode()!r}", RuntimeWarning, stacklevel=2)
+    return fnn_gemm_isa().decode()
+
+
+_isa_from_environment(os.environ.get("FASTNN_ISA"))
 
 
 def _build_info():
