@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastnn import MLP, cli, experiment
+from fastnn import MLP, _kernels, cli, experiment
 from fastnn import config as cfg
 from fastnn.metrics import per_class_error
 from fastnn.training import tuning
@@ -513,6 +513,9 @@ def test_bench_quick_json(tmp_path, mnist_path):
     assert "GEMM floor (NumPy)" in stdout and "GEMM floor (SciPy)" in stdout
     assert "NumPy trainer" in stdout and "FMA peak" in stdout
     assert "over the first 50 images only" in stdout
+    # the kernels fastnn trained on (its best for this CPU, or FASTNN_ISA's)
+    assert results["machine"]["fastnn_kernels"] == _kernels._kernel_isa()
+    assert f"({_kernels._kernel_isa()} kernels)" in stdout
 
 
 @pytest.mark.parametrize("layers", ["784", "784,x,10", "784,128,1", "784,0,10"])

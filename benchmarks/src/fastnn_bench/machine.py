@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 import fastnn
+from fastnn import _kernels
 from fastnn import threads as fastnn_threads
 
 
@@ -38,6 +39,8 @@ def machine_info():
         "scipy": scipy.__version__,
         "fastnn": fastnn.__version__,
         "fastnn_threads": fastnn_threads.get_num_threads(),
+        # the micro-kernels fastnn trains on (its best for this CPU, or FASTNN_ISA's)
+        "fastnn_kernels": _kernels._kernel_isa(),
     }
     env = {k: v for k, v in os.environ.items()
            if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "FASTNN_"))}
@@ -59,7 +62,8 @@ def format_machine(info):
     lines = [f"machine: {info['cpu']}, {info['cores']} cores"
              + f" ({info['usable_cores']} usable)",
              f"         {info['platform']}, Python {info['python']}, NumPy {info['numpy']}, "
-             f"SciPy {info['scipy']}, fastnn {info['fastnn']}"]
+             f"SciPy {info['scipy']}, fastnn {info['fastnn']}"
+             + (f" ({info['fastnn_kernels']} kernels)" if info.get("fastnn_kernels") else "")]
     for extra in ("jax", "torch", "sklearn"):
         if extra in info:
             lines.append(f"         {extra} {info[extra]}")
