@@ -9,6 +9,7 @@ instruction-set variant of fastnn's own kernels that the CPU runs and on
 several threads (the weights must not depend on the thread count).
 """
 import os
+import shutil
 import subprocess
 import sys
 import types
@@ -1529,6 +1530,84 @@ def test_cache_sizes_are_checked():
     with pytest.raises(TypeError, match="l2"):
         _kernels._cache_sizes(l2=1.5e6)
     assert _kernels._cache_sizes() == (l1, l2)
+
+
+def _fake_sysfs(folder, entries):
+    """A folder laid out as sysfs's cpu0/cache: entries of (level, type, size)."""
+    for i, (level, kind, size) in enumerate(entries):
+        d = folder / f"index{i}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    return folder
+
+
+def _sysconf_or(name, default, low, high):
+    """What fnn_caches takes from sysconf: the value where glibc gives a
+    plausible one, else the default (glibc's getconf asks the same sysconf;
+    Python's os.sysconf does not know these names)."""
+    if not sys.platform.startswith("linux"):
+        return default, "default"
+    if shutil.which("getconf") is None:
+        pytest.skip("no getconf to ask what sysconf says")
+    r = subprocess.run(["getconf", name], capture_output=True, text=True, timeout=60)
+    try:
+        v = int(r.stdout.strip())
+    except ValueError:
+        return default, "default"
+    return (v, "sysconf") if low <= v <= high else (default, "default")
+
+
+@pytest.fixture
+def machine_caches():
+    """The sizes in use, restored after the test (a detection changes them)."""
+    before = _kernels._cache_sizes()
+    yield before
+    _kernels._cache_sizes(*before)
+
+
+def test_cache_detection_reads_sysfs_levels_and_units(tmp_path, machine_caches):
+    """The first data (or unified) cache of levels 1 and 2 in index order, in
+    K, M or bytes; instruction caches and level 3 are not the L1d or L2."""
+    folder = _fake_sysfs(tmp_path / "a", [(1, "Instruction", "64K"), (1, "Data", "48K"),
+                                          (2, "Unified", "2M"), (3, "Unified", "300M")])
+    assert _kernels._detect_caches(folder) == ((48 << 10, 2 << 20), ("sysfs", "sysfs"))
+    assert _kernels._cache_sizes() == (48 << 10, 2 << 20)
+    folder = _fake_sysfs(tmp_path / "b", [(2, "Unified", str(1280 << 10)), (1, "Data", "32768"),
+                                          (1, "Data", "64K")])
+    assert _kernels._detect_caches(folder) == ((32 << 10, 1280 << 10), ("sysfs", "sysfs"))
+
+
+def test_cache_detection_falls_back_to_sysconf_then_the_defaults(tmp_path, machine_caches):
+    """sysfs silent (an empty folder: some containers hide the real one) or
+    implausible (an L1d of 4 KiB, an L2 of 1 TiB): glibc's sysconf where it
+    answers plausibly, else 32 KiB and 1 MiB; each level on its own."""
+    l1 = _sysconf_or("LEVEL1_DCACHE_SIZE", 32 << 10, 8 << 10, 1 << 20)
+    l2 = _sysconf_or("LEVEL2_CACHE_SIZE", 1 << 20, 128 << 10, 64 << 20)
+    want = ((l1[0], l2[0]), (l1[1], l2[1]))
+    (tmp_path / "empty").mkdir()
+    assert _kernels._detect_caches(tmp_path / "empty") == want
+    assert _kernels._detect_caches(tmp_path / "missing") == want
+    folder = _fake_sysfs(tmp_path / "odd", [(1, "Data", "4K"), (2, "Unified", "1073741824K")])
+    assert _kernels._detect_caches(folder) == want
+    folder = _fake_sysfs(tmp_path / "half", [(2, "Unified", "3M")])
+    assert _kernels._detect_caches(folder) == ((l1[0], 3 << 20), (l1[1], "sysfs"))
+    with pytest.raises(ValueError, match="sysfs_dir"):
+        _kernels._detect_caches("x" * 2000)
+
+
+def test_cache_detection_again_gives_what_a_fresh_process_assumes(machine_caches):
+    """Detecting again from the real folder gives the sizes a fresh process
+    assumes at first use, plausible ones, each from one of the three sources."""
+    (l1, l2), sources = _kernels._detect_caches()
+    assert 8 << 10 <= l1 <= 1 << 20 and 128 << 10 <= l2 <= 64 << 20
+    assert set(sources) <= {"sysfs", "sysconf", "default"}
+    fresh = subprocess.run([sys.executable, "-c",
+                            "import fastnn._kernels as k; print(*k._cache_sizes())"],
+                           capture_output=True, text=True, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr
+    assert tuple(map(int, fresh.stdout.split())) == (l1, l2)
 
 
 # ---------------------------------------------------------------------------

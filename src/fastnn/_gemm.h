@@ -44,6 +44,9 @@
 #include <stdint.h>
 #include <string.h>
 #include <stdio.h> /* the caches, from sysfs (fnn_caches) */
+#if defined(__linux__)
+#include <unistd.h> /* and from sysconf, when sysfs is silent */
+#endif
 #include "_fastmath.h" /* and the compiler portability macros (FNN_GNUC, ...) */
 
 /* Threads: POSIX threads, or Win32 threads on Windows (FNN_PTHREADS: the
@@ -310,21 +313,30 @@ typedef uint64_t fnn_u64a __attribute__((may_alias));
  * epoch; at batch 128, where a panel serves 22 tiles, no change. */
 static volatile int fnn_pack_mode = 63;
 #define FNN_PACK_AHEAD 8
-/* The caches the blocking assumes, read once from the OS (Linux: sysfs, in
- * standard C; elsewhere, or when it says nothing, the defaults below, an
- * L1d of 32 KiB and an L2 of 1 MiB, the smallest of current x86-64 and
- * 64-bit ARM cores). fnn_cache[0] is the L1d, fnn_cache[1] the L2 per core,
- * in bytes (fastnn._kernels._cache_sizes). */
+/* The caches the blocking assumes, read once from the OS: Linux's sysfs (in
+ * standard C), else, where sysfs says nothing (some containers and sandboxes
+ * hide its cache folder), glibc's sysconf (CPUID on x86-64); elsewhere, or
+ * when neither says something plausible, the defaults below, an L1d of 32
+ * KiB and an L2 of 1 MiB, the smallest of current x86-64 and 64-bit ARM
+ * cores. fnn_cache[0] is the L1d, fnn_cache[1] the L2 per core, in bytes
+ * (fastnn._kernels._cache_sizes); fnn_cache_src says where each came from
+ * (fastnn._kernels._detect_caches, which tests point at other folders). */
 #define FNN_L1D_DEFAULT (32 * 1024)
 #define FNN_L2_DEFAULT (1024 * 1024)
+enum { FNN_CACHE_DEFAULT = 0, FNN_CACHE_SYSFS = 1, FNN_CACHE_SYSCONF = 2 };
 static ptrdiff_t fnn_cache[2];
+static int fnn_cache_src[2];
+#define FNN_SYSFS_DIR_MAX 1024
+static char fnn_sysfs_cache_dir[FNN_SYSFS_DIR_MAX] = "/sys/devices/system/cpu/cpu0/cache";
 
-/* The first line of cpu0's cache/index<index>/<name> in sysfs into buf;
- * 0 when there is none. */
+/* The first line of the cache folder's index<index>/<name> into buf; 0 when
+ * there is none. */
 static int fnn_sysfs_line(int index, const char *name, char *buf, int size)
 {
-    char path[96];
-    snprintf(path, sizeof path, "/sys/devices/system/cpu/cpu0/cache/index%d/%s", index, name);
+    char path[FNN_SYSFS_DIR_MAX + 32];
+    int n = snprintf(path, sizeof path, "%s/index%d/%s", fnn_sysfs_cache_dir, index, name);
+    if (n < 0 || n >= (int) sizeof path)
+        return 0;
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
@@ -351,20 +363,43 @@ static ptrdiff_t fnn_sysfs_cache(int index, int *level, int *data)
     return *end == 'K' ? v * 1024 : *end == 'M' ? v * 1024 * 1024 : v;
 }
 
+/* whether a size is one a core's L1d (level 1) or L2 (level 2) may have: an
+ * implausible answer (a VM's, a parser's) counts as none */
+static int fnn_cache_plausible(int level, ptrdiff_t v)
+{
+    return level == 1 ? v >= 8 * 1024 && v <= 1024 * 1024
+                      : v >= 128 * 1024 && v <= 64 * 1024 * 1024;
+}
+
+static void fnn_detect_caches(void)
+{
+    ptrdiff_t c[2] = {0, 0};
+    int src[2] = {FNN_CACHE_DEFAULT, FNN_CACHE_DEFAULT};
+    for (int i = 0; i < 8; i++) {
+        int level, data;
+        ptrdiff_t v = fnn_sysfs_cache(i, &level, &data);
+        if (data && (level == 1 || level == 2) && c[level - 1] == 0
+            && fnn_cache_plausible(level, v))
+            c[level - 1] = v, src[level - 1] = FNN_CACHE_SYSFS;
+    }
+#if defined(__linux__) && defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
+    const int names[2] = {_SC_LEVEL1_DCACHE_SIZE, _SC_LEVEL2_CACHE_SIZE};
+    for (int l = 0; l < 2; l++)
+        if (c[l] == 0) {
+            long v = sysconf(names[l]);
+            if (v > 0 && fnn_cache_plausible(l + 1, (ptrdiff_t) v))
+                c[l] = (ptrdiff_t) v, src[l] = FNN_CACHE_SYSCONF;
+        }
+#endif
+    fnn_cache[0] = c[0] ? c[0] : FNN_L1D_DEFAULT;
+    fnn_cache[1] = c[1] ? c[1] : FNN_L2_DEFAULT;
+    fnn_cache_src[0] = src[0], fnn_cache_src[1] = src[1];
+}
+
 static const ptrdiff_t *fnn_caches(void)
 {
-    if (fnn_cache[1] == 0) {
-        ptrdiff_t c[2] = {0, 0};
-        for (int i = 0; i < 8; i++) {
-            int level, data;
-            ptrdiff_t v = fnn_sysfs_cache(i, &level, &data);
-            if (data && (level == 1 || level == 2) && c[level - 1] == 0)
-                c[level - 1] = v;
-        }
-        /* implausible answers (a VM's, a parser's) fall back to the defaults */
-        fnn_cache[0] = c[0] >= 8 * 1024 && c[0] <= 1024 * 1024 ? c[0] : FNN_L1D_DEFAULT;
-        fnn_cache[1] = c[1] >= 128 * 1024 && c[1] <= 64 * 1024 * 1024 ? c[1] : FNN_L2_DEFAULT;
-    }
+    if (fnn_cache[1] == 0)
+        fnn_detect_caches();
     return fnn_cache;
 }
 

@@ -35,6 +35,7 @@ from ._layout import drop_threshold, workspace_sizes
 from cython cimport floating
 from libc.math cimport log, logf, isfinite
 from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
@@ -155,7 +156,10 @@ cdef extern from "_gemm.h" nogil:
     intp_t fnn_fuse_rows
     int fnn_free_splits
     intp_t fnn_cache[2]
+    int fnn_cache_src[2]
+    char fnn_sysfs_cache_dir[1024]
     const intp_t* fnn_caches()
+    void fnn_detect_caches()
     double fnn_par_min_macs(int is_double)
     double fnn_calib[3]
     double fnn_force_min_macs
@@ -399,6 +403,36 @@ def _cache_sizes(l1=None, l2=None):
                 raise ValueError(f"{name} must be between 1024 and 2**30 bytes, got {value}")
             fnn_cache[i] = value
     return (fnn_cache[0], fnn_cache[1])
+
+
+_CACHE_SOURCES = ("default", "sysfs", "sysconf")
+_SYSFS_CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
+
+
+cdef void _set_sysfs_dir(bytes folder):
+    cdef const char* p = folder
+    memcpy(fnn_sysfs_cache_dir, p, len(folder))
+    fnn_sysfs_cache_dir[len(folder)] = 0
+
+
+def _detect_caches(sysfs_dir=None):
+    """Private: detect the L1d and L2 sizes again, as at first use: from
+    ``sysfs_dir`` (a folder laid out as sysfs's ``cpu0/cache``: ``index<i>/``
+    ``level``, ``type``, ``size``; default the real one), else sysconf (glibc),
+    else 32 KiB and 1 MiB; an implausible size counts as none. Sets the sizes
+    the blocking assumes and returns ``((l1, l2), (source_l1, source_l2))``,
+    each source "sysfs", "sysconf" or "default". Tests point it at made-up
+    folders; the results of training are the same bits whatever the sizes."""
+    folder = os.fsencode(_SYSFS_CACHE_DIR if sysfs_dir is None else os.fspath(sysfs_dir))
+    if len(folder) >= 1024 or b"\0" in folder:
+        raise ValueError(f"sysfs_dir must be a path below 1024 bytes, got {sysfs_dir!r}")
+    _set_sysfs_dir(folder)
+    try:
+        fnn_detect_caches()
+    finally:
+        _set_sysfs_dir(os.fsencode(_SYSFS_CACHE_DIR))
+    return ((fnn_cache[0], fnn_cache[1]),
+            (_CACHE_SOURCES[fnn_cache_src[0]], _CACHE_SOURCES[fnn_cache_src[1]]))
 
 
 # Whether the training loop can use more than one thread (POSIX threads).
