@@ -2113,3 +2113,14 @@ def test_free_splits_is_checked():
     with pytest.raises(TypeError, match="on must be a bool"):
         _kernels._free_splits(1)
     assert _kernels._free_splits() is True
+
+
+def test_cache_sources_follow_detection_and_setting(tmp_path, machine_caches):
+    """_cache_sources names where each size in use came from: a detection's
+    sources, then "set" for a size given to _cache_sizes."""
+    folder = _fake_sysfs(tmp_path / "c", [(1, "Data", "48K"), (2, "Unified", "2M")])
+    _kernels._detect_caches(folder)
+    assert _kernels._cache_sources() == ("sysfs", "sysfs")
+    _kernels._cache_sizes(l2=3 << 20)
+    assert _kernels._cache_sources() == ("sysfs", "set")
+    assert _kernels._cache_sizes() == (48 << 10, 3 << 20)

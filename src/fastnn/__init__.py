@@ -6,11 +6,12 @@ MLP(layers=[784, 128, 10], activation='relu', dtype='float32', seed=0, init='aut
 """
 from ._version import __version__
 from .model import MLP
+from .sysinfo import show_config
 from .threads import get_num_threads, set_num_threads
 from .training import Callback, FitConfig, History, TrainingDivergedWarning
 
 __all__ = ["MLP", "FitConfig", "History", "Callback", "TrainingDivergedWarning",
-           "set_num_threads", "get_num_threads", "__version__"]
+           "set_num_threads", "get_num_threads", "show_config", "__version__"]
 
 
 _ESTIMATORS = ("MLPClassifier", "MLPRegressor")

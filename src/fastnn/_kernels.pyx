@@ -402,10 +402,19 @@ def _cache_sizes(l1=None, l2=None):
             if not 1024 <= value <= 1 << 30:
                 raise ValueError(f"{name} must be between 1024 and 2**30 bytes, got {value}")
             fnn_cache[i] = value
+            fnn_cache_src[i] = 3  # "set"
     return (fnn_cache[0], fnn_cache[1])
 
 
-_CACHE_SOURCES = ("default", "sysfs", "sysconf")
+def _cache_sources():
+    """Private: where each of the sizes :func:`_cache_sizes` returns came from:
+    ``(source_l1, source_l2)``, each "sysfs", "sysconf", "default" or "set"
+    (by ``_cache_sizes``)."""
+    fnn_caches()
+    return (_CACHE_SOURCES[fnn_cache_src[0]], _CACHE_SOURCES[fnn_cache_src[1]])
+
+
+_CACHE_SOURCES = ("default", "sysfs", "sysconf", "set")
 _SYSFS_CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
 
 

@@ -1,4 +1,4 @@
-"""The ``fastnn`` command line: train, sweep, study, evaluate, export, gradcheck, bench.
+"""The ``fastnn`` command line: train, sweep, study, evaluate, export, gradcheck, bench, info.
 
     fastnn configs                      # the shipped configs, by name
     fastnn train --config best --data-dir ../shared/data/mnist --out runs/best
@@ -9,6 +9,7 @@
     fastnn export runs/best/model.npz --onnx runs/best/model.onnx
     fastnn gradcheck --data-dir ../shared/data/mnist
     fastnn bench --data-dir ../shared/data/mnist
+    fastnn info                           # what fastnn runs on (for bug reports)
 
 Every config key can be overridden by a flag of the same name (``--epochs 1``,
 ``--learning-rate 0.1``, ``--layers 784,256,10``). The benchmark harness is
@@ -74,6 +75,10 @@ def _parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("configs", help="list the shipped configs (their names work as --config)")
+
+    p = sub.add_parser("info", help="what fastnn runs on: versions, build, kernels, caches, "
+                                    "threads (for bug reports)")
+    p.add_argument("--json", action="store_true", help="as JSON")
 
     p = sub.add_parser("train", help="train a model from a config file")
     p.add_argument("--config", required=True,
@@ -329,7 +334,13 @@ def cmd_gradcheck(args):
     return 0 if ok else 1
 
 
-COMMANDS = {"configs": cmd_configs, "train": cmd_train, "sweep": cmd_sweep, "study": cmd_study,
+def cmd_info(args):
+    from .sysinfo import show_config
+    show_config(as_json=args.json)
+    return 0
+
+
+COMMANDS = {"configs": cmd_configs, "info": cmd_info, "train": cmd_train, "sweep": cmd_sweep, "study": cmd_study,
             "evaluate": cmd_evaluate, "export": cmd_export, "gradcheck": cmd_gradcheck,
             "bench": cmd_bench}
 

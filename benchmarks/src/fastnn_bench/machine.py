@@ -11,17 +11,7 @@ import numpy as np
 import fastnn
 from fastnn import _kernels
 from fastnn import threads as fastnn_threads
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
+from fastnn.sysinfo import cpu_model as _cpu_model  # one reader of the CPU's name
 
 
 def machine_info():
