@@ -20,7 +20,7 @@ def test_config_info_says_what_this_process_runs():
     assert set(info["build"]) == {"compiler", "simd", "clones", "threads", "debug"}
     assert info["threads"]["training"] == threads.training_threads()
     assert info["threads"]["usable_cores"] == threads.usable_cores()
-    assert all(k.startswith(("FASTNN_", "OMP_", "OPENBLAS_")) for k in info["env"])
+    assert all(k.startswith(("FASTNN_", "OMP_", "OPENBLAS_", "MKL_")) for k in info["env"])
     assert info["cpu"] and isinstance(info["cpu"], str)
     json.dumps(info)  # JSON-able as it is
 

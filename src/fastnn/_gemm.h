@@ -320,21 +320,21 @@ static volatile int fnn_pack_mode = 63;
  * KiB and an L2 of 1 MiB, the smallest of current x86-64 and 64-bit ARM
  * cores. fnn_cache[0] is the L1d, fnn_cache[1] the L2 per core, in bytes
  * (fastnn._kernels._cache_sizes); fnn_cache_src says where each came from
- * (fastnn._kernels._detect_caches, which tests point at other folders). */
+ * (fastnn._kernels._cache_sources; _detect_caches, which tests point at
+ * other folders). */
 #define FNN_L1D_DEFAULT (32 * 1024)
 #define FNN_L2_DEFAULT (1024 * 1024)
 enum { FNN_CACHE_DEFAULT = 0, FNN_CACHE_SYSFS = 1, FNN_CACHE_SYSCONF = 2 };
 static ptrdiff_t fnn_cache[2];
 static int fnn_cache_src[2];
-#define FNN_SYSFS_DIR_MAX 1024
-static char fnn_sysfs_cache_dir[FNN_SYSFS_DIR_MAX] = "/sys/devices/system/cpu/cpu0/cache";
+#define FNN_SYSFS_CACHE_DIR "/sys/devices/system/cpu/cpu0/cache"
 
-/* The first line of the cache folder's index<index>/<name> into buf; 0 when
- * there is none. */
-static int fnn_sysfs_line(int index, const char *name, char *buf, int size)
+/* The first line of <dir>/index<index>/<name> into buf; 0 when there is
+ * none. */
+static int fnn_sysfs_line(const char *dir, int index, const char *name, char *buf, int size)
 {
-    char path[FNN_SYSFS_DIR_MAX + 32];
-    int n = snprintf(path, sizeof path, "%s/index%d/%s", fnn_sysfs_cache_dir, index, name);
+    char path[1024];
+    int n = snprintf(path, sizeof path, "%s/index%d/%s", dir, index, name);
     if (n < 0 || n >= (int) sizeof path)
         return 0;
     FILE *f = fopen(path, "r");
@@ -345,19 +345,19 @@ static int fnn_sysfs_line(int index, const char *name, char *buf, int size)
     return ok;
 }
 
-/* The size in bytes of sysfs's cache index, with its level and whether it
- * holds data (Data or Unified); 0 when sysfs does not say. */
-static ptrdiff_t fnn_sysfs_cache(int index, int *level, int *data)
+/* The size in bytes of the cache folder's index, with its level and whether
+ * it holds data (Data or Unified); 0 when the folder does not say. */
+static ptrdiff_t fnn_sysfs_cache(const char *dir, int index, int *level, int *data)
 {
     char buf[32], *end;
     *level = 0, *data = 0;
-    if (!fnn_sysfs_line(index, "level", buf, sizeof buf))
+    if (!fnn_sysfs_line(dir, index, "level", buf, sizeof buf))
         return 0;
     *level = atoi(buf);
-    if (!fnn_sysfs_line(index, "type", buf, sizeof buf))
+    if (!fnn_sysfs_line(dir, index, "type", buf, sizeof buf))
         return 0;
     *data = buf[0] == 'D' || buf[0] == 'U';
-    if (!fnn_sysfs_line(index, "size", buf, sizeof buf))
+    if (!fnn_sysfs_line(dir, index, "size", buf, sizeof buf))
         return 0;
     ptrdiff_t v = (ptrdiff_t) strtol(buf, &end, 10);
     return *end == 'K' ? v * 1024 : *end == 'M' ? v * 1024 * 1024 : v;
@@ -371,13 +371,14 @@ static int fnn_cache_plausible(int level, ptrdiff_t v)
                       : v >= 128 * 1024 && v <= 64 * 1024 * 1024;
 }
 
-static void fnn_detect_caches(void)
+/* dir: sysfs's cache folder (NULL: cpu0's), or one laid out as it (tests) */
+static void fnn_detect_caches(const char *dir)
 {
     ptrdiff_t c[2] = {0, 0};
     int src[2] = {FNN_CACHE_DEFAULT, FNN_CACHE_DEFAULT};
     for (int i = 0; i < 8; i++) {
         int level, data;
-        ptrdiff_t v = fnn_sysfs_cache(i, &level, &data);
+        ptrdiff_t v = fnn_sysfs_cache(dir ? dir : FNN_SYSFS_CACHE_DIR, i, &level, &data);
         if (data && (level == 1 || level == 2) && c[level - 1] == 0
             && fnn_cache_plausible(level, v))
             c[level - 1] = v, src[level - 1] = FNN_CACHE_SYSFS;
@@ -399,7 +400,7 @@ static void fnn_detect_caches(void)
 static const ptrdiff_t *fnn_caches(void)
 {
     if (fnn_cache[1] == 0)
-        fnn_detect_caches();
+        fnn_detect_caches(NULL);
     return fnn_cache;
 }
 

@@ -35,7 +35,6 @@ from ._layout import drop_threshold, workspace_sizes
 from cython cimport floating
 from libc.math cimport log, logf, isfinite
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcpy
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
@@ -157,9 +156,8 @@ cdef extern from "_gemm.h" nogil:
     int fnn_free_splits
     intp_t fnn_cache[2]
     int fnn_cache_src[2]
-    char fnn_sysfs_cache_dir[1024]
     const intp_t* fnn_caches()
-    void fnn_detect_caches()
+    void fnn_detect_caches(const char* dir)
     double fnn_par_min_macs(int is_double)
     double fnn_calib[3]
     double fnn_force_min_macs
@@ -406,6 +404,10 @@ def _cache_sizes(l1=None, l2=None):
     return (fnn_cache[0], fnn_cache[1])
 
 
+#: fnn_cache_src's values, by name
+_CACHE_SOURCES = ("default", "sysfs", "sysconf", "set")
+
+
 def _cache_sources():
     """Private: where each of the sizes :func:`_cache_sizes` returns came from:
     ``(source_l1, source_l2)``, each "sysfs", "sysconf", "default" or "set"
@@ -414,34 +416,23 @@ def _cache_sources():
     return (_CACHE_SOURCES[fnn_cache_src[0]], _CACHE_SOURCES[fnn_cache_src[1]])
 
 
-_CACHE_SOURCES = ("default", "sysfs", "sysconf", "set")
-_SYSFS_CACHE_DIR = "/sys/devices/system/cpu/cpu0/cache"
-
-
-cdef void _set_sysfs_dir(bytes folder):
-    cdef const char* p = folder
-    memcpy(fnn_sysfs_cache_dir, p, len(folder))
-    fnn_sysfs_cache_dir[len(folder)] = 0
-
-
 def _detect_caches(sysfs_dir=None):
     """Private: detect the L1d and L2 sizes again, as at first use: from
     ``sysfs_dir`` (a folder laid out as sysfs's ``cpu0/cache``: ``index<i>/``
     ``level``, ``type``, ``size``; default the real one), else sysconf (glibc),
     else 32 KiB and 1 MiB; an implausible size counts as none. Sets the sizes
-    the blocking assumes and returns ``((l1, l2), (source_l1, source_l2))``,
-    each source "sysfs", "sysconf" or "default". Tests point it at made-up
-    folders; the results of training are the same bits whatever the sizes."""
-    folder = os.fsencode(_SYSFS_CACHE_DIR if sysfs_dir is None else os.fspath(sysfs_dir))
-    if len(folder) >= 1024 or b"\0" in folder:
-        raise ValueError(f"sysfs_dir must be a path below 1024 bytes, got {sysfs_dir!r}")
-    _set_sysfs_dir(folder)
-    try:
-        fnn_detect_caches()
-    finally:
-        _set_sysfs_dir(os.fsencode(_SYSFS_CACHE_DIR))
-    return ((fnn_cache[0], fnn_cache[1]),
-            (_CACHE_SOURCES[fnn_cache_src[0]], _CACHE_SOURCES[fnn_cache_src[1]]))
+    the blocking assumes and returns ``(_cache_sizes(), _cache_sources())``.
+    Tests point it at made-up folders; the results of training are the same
+    bits whatever the sizes."""
+    cdef bytes folder
+    if sysfs_dir is None:
+        fnn_detect_caches(NULL)
+    else:
+        folder = os.fsencode(os.fspath(sysfs_dir))
+        if len(folder) >= 1000 or b"\0" in folder:
+            raise ValueError(f"sysfs_dir must be a path below 1000 bytes, got {sysfs_dir!r}")
+        fnn_detect_caches(folder)
+    return _cache_sizes(), _cache_sources()
 
 
 # Whether the training loop can use more than one thread (POSIX threads).

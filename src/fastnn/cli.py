@@ -340,9 +340,9 @@ def cmd_info(args):
     return 0
 
 
-COMMANDS = {"configs": cmd_configs, "info": cmd_info, "train": cmd_train, "sweep": cmd_sweep, "study": cmd_study,
-            "evaluate": cmd_evaluate, "export": cmd_export, "gradcheck": cmd_gradcheck,
-            "bench": cmd_bench}
+COMMANDS = {"configs": cmd_configs, "info": cmd_info, "train": cmd_train, "sweep": cmd_sweep,
+            "study": cmd_study, "evaluate": cmd_evaluate, "export": cmd_export,
+            "gradcheck": cmd_gradcheck, "bench": cmd_bench}
 
 
 def main(argv=None):

@@ -34,6 +34,15 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+#: The environment variables that change what fastnn or a BLAS beside it does.
+ENV_PREFIXES = ("FASTNN_", "OMP_", "OPENBLAS_", "MKL_")
+
+
+def environment() -> dict[str, str]:
+    """The variables set whose names start with :data:`ENV_PREFIXES`, sorted."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)}
+
+
 def config_info() -> dict[str, Any]:
     """The configuration as a JSON-able dict: ``fastnn``, ``python``,
     ``platform``, ``cpu`` (:func:`cpu_model`), ``numpy``, ``scipy`` (versions), ``build`` (compiler, whether
@@ -43,8 +52,7 @@ def config_info() -> dict[str, Any]:
     ``kernels_usable``, ``caches`` (``l1d`` and ``l2`` in bytes and each one's
     ``source``: sysfs, sysconf, default or set), ``threads`` (``usable_cores``,
     ``setting``: ``set_num_threads``/``FASTNN_NUM_THREADS`` or None,
-    ``training``: what a fit here would use) and ``env`` (the ``FASTNN_*``,
-    ``OMP_*`` and ``OPENBLAS_*`` variables set)."""
+    ``training``: what a fit here would use) and ``env`` (:func:`environment`)."""
     import scipy
 
     l1, l2 = _kernels._cache_sizes()
@@ -63,8 +71,7 @@ def config_info() -> dict[str, Any]:
         "threads": {"usable_cores": threads.usable_cores(),
                     "setting": threads.get_num_threads(),
                     "training": threads.training_threads()},
-        "env": {k: v for k, v in sorted(os.environ.items())
-                if k.startswith(("FASTNN_", "OMP_", "OPENBLAS_"))},
+        "env": environment(),
     }
 
 

@@ -12,6 +12,7 @@ import fastnn
 from fastnn import _kernels
 from fastnn import threads as fastnn_threads
 from fastnn.sysinfo import cpu_model as _cpu_model  # one reader of the CPU's name
+from fastnn.sysinfo import environment
 
 
 def machine_info():
@@ -32,8 +33,7 @@ def machine_info():
         # the micro-kernels fastnn trains on (its best for this CPU, or FASTNN_ISA's)
         "fastnn_kernels": _kernels._kernel_isa(),
     }
-    env = {k: v for k, v in os.environ.items()
-           if k.startswith(("OPENBLAS_", "OMP_", "MKL_", "FASTNN_"))}
+    env = environment()
     if env:
         info["env"] = env
     try:
