@@ -188,3 +188,47 @@ def test_fit_trains_on_the_callers_array_without_a_copy():
                  lr_decay=None, lr_decay_threshold=0.001, verbose=False, callbacks=None,
                  checkpoint=None, kernels=types.SimpleNamespace(train_batches=train_batches))
     assert seen and all(s is X for s in seen)
+
+
+# -- pandas' nullable columns ------------------------------------------------------
+
+@pytest.mark.parametrize("column_dtype", ["Float64", "Float32", "Int64", "boolean", "mixed"])
+def test_pandas_nullable_columns_train_as_their_numbers(column_dtype):
+    """``MLP.fit`` and ``predict`` take pandas' nullable dtypes (``np.asarray`` makes
+    them object arrays), as NumPy arrays of the same values; a missing value is
+    refused as a NaN, naming the argument."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 2, size=(60, 3)).astype(np.float32)
+    y = np.arange(60) % 3
+    if column_dtype == "mixed":
+        frame = pd.DataFrame({"a": pd.array(X[:, 0], dtype="Float64"),
+                              "b": pd.array(X[:, 1].astype(int), dtype="Int64"),
+                              "c": X[:, 2]})
+    elif column_dtype == "boolean":
+        frame = pd.DataFrame(X.astype(bool)).astype("boolean")
+    else:
+        frame = pd.DataFrame(X).astype(column_dtype)
+    kw = dict(epochs=2, batch_size=8, verbose=False)
+    ours = MLP([3, 4, 3], seed=0)
+    ours.fit(frame, pd.Series(y, dtype="Int64"), **kw)
+    ref = MLP([3, 4, 3], seed=0)
+    ref.fit(X, y, **kw)
+    np.testing.assert_array_equal(ours.parameters, ref.parameters)
+    np.testing.assert_array_equal(ours.predict_proba(frame), ref.predict_proba(X))
+    missing = frame.astype(object)
+    missing.iloc[5, 1] = pd.NA
+    with pytest.raises(ValueError, match="X must be finite"):
+        ours.predict(missing.astype(frame.dtypes.to_dict()))
+    with pytest.raises(ValueError, match="y must be integer labels, got NaN"):
+        ours.fit(frame, pd.Series(y, dtype="Int64").astype(object).where(y != 2, pd.NA)
+                 .astype("Int64"), **kw)
+
+
+def test_pandas_text_and_categories_are_refused_naming_the_argument():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": pd.Categorical(["x", "y"] * 5), "b": 1.0, "c": 2.0})
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        MLP([3, 4, 2], seed=0).fit(frame, np.arange(10) % 2, epochs=1, verbose=False)
+    with pytest.raises(TypeError, match="X must hold real numbers"):
+        MLP([3, 4, 2], seed=0).predict(frame.astype({"a": "string"}))

@@ -14,10 +14,32 @@ from ._checks import check_choice, check_float, check_int  # noqa: F401  (the sc
 _REAL_KINDS = "biuf"  # bool, signed, unsigned, float
 
 
+def _from_pandas(value):
+    """A pandas Series or DataFrame with nullable numeric columns (``Float64``,
+    ``Int64``, ``boolean``, Arrow numbers) as a NumPy array of their common
+    dtype, a missing value as NaN (float64 where the columns are integers or
+    bool); None for anything else, which ``np.asarray`` converts (NumPy-backed
+    columns) or the caller refuses (text, categories)."""
+    if not hasattr(value, "to_numpy") or getattr(value, "ndim", 0) not in (1, 2):
+        return None
+    dtypes = [value.dtype] if value.ndim == 1 else list(getattr(value, "dtypes", ()))
+    if not dtypes or all(isinstance(d, np.dtype) for d in dtypes):
+        return None
+    kinds = [d if isinstance(d, np.dtype) else getattr(d, "numpy_dtype", None) for d in dtypes]
+    if not all(isinstance(k, np.dtype) and k.kind in _REAL_KINDS for k in kinds):
+        return None
+    target = np.result_type(*kinds)
+    if not bool(np.asarray(value.isna()).any()):
+        return value.to_numpy(dtype=target)
+    return value.to_numpy(dtype=np.result_type(target, np.float32) if target.kind == "f"
+                          else np.float64, na_value=np.nan)
+
+
 def _as_array(value, name):
     try:
+        arr = _from_pandas(value)
         with np.errstate(all="ignore"):
-            arr = np.asarray(value)
+            arr = np.asarray(value) if arr is None else arr
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{name} must be a rectangular array of numbers: {exc}") from None
     if arr.dtype.kind not in _REAL_KINDS:
