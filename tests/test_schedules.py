@@ -113,11 +113,19 @@ def test_bad_schedules_name_the_parameter(spec, exc, message):
      "lr_schedule or lr_decay, not both"),
     # a rate of 0 makes no update: refused before training
     (dict(lr_schedule=Cosine(epochs=2), epochs=3), ValueError, "learning rate 0.0 in epoch 2"),
+    # annealing over the fit's epochs: the warm-up must leave some, as Cosine(epochs=...)'s
+    (dict(lr_schedule=Cosine(warmup_epochs=2), epochs=2), ValueError,
+     r"anneals over the fit's 2 epochs: its warmup_epochs \(2\) must be less"),
+    (dict(lr_schedule="cosine", epochs=1), None, None),
+    (dict(lr_schedule=Cosine(warmup_epochs=3), epochs=4), None, None),
 ])
 def test_fit_rejects_bad_schedules_before_training(data, kwargs, exc, message):
     X, y, _, _ = data
     model = MLP([784, 8, 10], seed=0)
     before = model.parameters.copy()
+    if exc is None:  # the limits themselves: accepted
+        model.fit(X[:64], y[:64], **{"epochs": 2, **FIT, **kwargs})
+        return
     with pytest.raises(exc, match=message):
         model.fit(X, y, **{"epochs": 2, **FIT, **kwargs})
     np.testing.assert_array_equal(model.parameters, before)

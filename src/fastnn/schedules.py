@@ -89,6 +89,10 @@ class Schedule:
     def _rate(self, epoch: int, learning_rate: float, epochs: int | None, history: Logs) -> float:
         raise NotImplementedError
 
+    def check_epochs(self, epochs: int) -> None:
+        """ValueError unless a fit of ``epochs`` epochs can follow this schedule
+        (``fit`` asks before training; any length can, but for :class:`Cosine`)."""
+
     # -- configuration --------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments: ``type(s)(**s.get_config())`` is an equal schedule."""
@@ -198,6 +202,13 @@ class Cosine(Schedule):
         return super().rate(epoch, learning_rate,
                             epochs=self.epochs if self.epochs is not None else epochs,
                             history=history)
+
+    def check_epochs(self, epochs: int) -> None:
+        """Annealing over the fit's epochs (``epochs=None``), the warm-up must leave
+        some: the same rule as ``Cosine(epochs=...)``'s."""
+        if self.epochs is None and self.warmup_epochs >= epochs:
+            raise ValueError(f"lr_schedule {self!r} anneals over the fit's {epochs} epochs: "
+                             f"its warmup_epochs ({self.warmup_epochs}) must be less")
 
     def _rate(self, epoch: int, learning_rate: float, epochs: int | None, history: Logs) -> float:
         if epochs is None:

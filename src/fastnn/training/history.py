@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 from .._atomic import atomic_write_text
@@ -73,15 +74,24 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
+        """The history ``to_dict`` (or the JSON of ``to_json``) describes; a
+        metric's ``null`` (how JSON holds a NaN) is NaN again."""
         h = cls(d.get("params"))
-        h.history = {k: list(v) for k, v in d["history"].items()}
+        h.history = {k: [math.nan if x is None else x for x in v]
+                     for k, v in d["history"].items()}
         h.epoch = list(d["epoch"])
         for key in ("best_epoch", "stopped_epoch", "diverged", "interrupted"):
             setattr(h, key, d.get(key, getattr(h, key)))
         return h
 
     def to_json(self, path: PathLike | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2)
+        """``to_dict()`` as JSON text, written to ``path`` when given (atomically).
+        A non-finite metric (a callback's NaN, say) is ``null``, so that the
+        file stays standard JSON (which has no NaN or Infinity)."""
+        d = self.to_dict()
+        d["history"] = {k: [x if not isinstance(x, float) or math.isfinite(x) else None
+                            for x in v] for k, v in self.history.items()}
+        text = json.dumps(d, indent=2)
         if path is not None:
             atomic_write_text(path, text)
         return text

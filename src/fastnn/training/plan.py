@@ -14,12 +14,19 @@ from .options import CLASS_WEIGHTS, ShorthandDefault
 
 
 def stratified_split(y, fraction, seed, n_classes):
-    """Indices ``(train, val)``: a shuffled split keeping class proportions."""
+    """Indices ``(train, val)``: a shuffled split keeping class proportions,
+    ``round(len(y) * fraction)`` rows held out in all (each class gives the floor
+    of its share, and the classes with the largest remainders one row more)."""
     rng = np.random.default_rng([seed, 2])
     perm = rng.permutation(len(y))
     grouped = perm[np.argsort(y[perm], kind="stable")]
     counts = np.bincount(y, minlength=n_classes)
-    take = np.floor(counts * fraction + 0.5).astype(np.intp)
+    share = counts * fraction
+    take = np.floor(share).astype(np.intp)
+    extra = min(int(np.floor(len(y) * fraction + 0.5)) - int(take.sum()),
+                int(np.count_nonzero(share > take)))
+    if extra > 0:  # largest remainders first, ties to the lower class
+        take[np.argsort(take - share, kind="stable")[:extra]] += 1
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     val = np.concatenate([grouped[s:s + t] for s, t in zip(starts, take)])
     mask = np.ones(len(y), dtype=bool)
@@ -158,6 +165,8 @@ def _schedule(config, validating, optimizer):
                 name != "lr_schedule" or value.needs_validation):
             raise ValueError(f"{name} needs validation data: set validation_split or "
                              f"validation_data")
+    if config.lr_schedule is not None:
+        config.lr_schedule.check_epochs(config.epochs)
     if config.lr_schedule is not None and not config.lr_schedule.needs_validation:
         _check_rates(config.lr_schedule, optimizer.learning_rate, config.epochs)
     return schedule
