@@ -237,9 +237,33 @@ def test_format_table(mnist64):
 @pytest.mark.parametrize("kwargs,match", [(dict(n_checks=0), "n_checks"),
                                           (dict(n_checks=1.5), "n_checks"),
                                           (dict(eps=0.0), "eps"),
-                                          (dict(eps=float("nan")), "eps")])
+                                          (dict(eps=float("nan")), "eps"),
+                                          (dict(floor=0.0), "floor"),
+                                          (dict(floor=-1e-8), "floor")])
 def test_gradient_check_rejects_bad_arguments(kwargs, match):
     model = MLP([3, 4, 2], "tanh", dtype="float64", seed=0)
     X = np.ones((2, 3))
     with pytest.raises((TypeError, ValueError), match=match):
         gradient_check(model, X, [0, 1], **kwargs)
+
+
+def test_relative_error_has_an_absolute_floor(monkeypatch):
+    """Every entry checked on a network whose gradients span many decades: a
+    tiny gradient's rounding noise is judged against ``floor``, not against
+    itself, so a correct backward passes; one 1 % off still fails."""
+    import fastnn.gradcheck as G
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(6, 4)) * np.array([1.0, 1e-12, 1e-3, 1.0])  # a feature near 0
+    y = rng.integers(0, 3, 6)
+    model = MLP([4, 6, 3], "tanh", dtype="float64", seed=0)
+    # eps 3e-3: rounding noise and truncation about 1e-11 at most (6e-8 measured)
+    rows = gradient_check(model, X, y, n_checks=1000, eps=3e-3)
+    assert max(r["max_rel_error"] for r in rows) < SMOOTH_TOL, format_table(rows)
+    # the noise the floor absorbs: with a negligible floor the tiny entries fail
+    noisy = gradient_check(model, X, y, n_checks=1000, eps=3e-3, floor=1e-300)
+    assert max(r["max_rel_error"] for r in noisy) > SMOOTH_TOL, format_table(noisy)
+    real = G.loss_and_gradient
+    monkeypatch.setattr(G, "loss_and_gradient",
+                        lambda *a: (lambda lg: (lg[0], lg[1] * 1.01))(real(*a)))
+    wrong = gradient_check(model, X, y, n_checks=1000, eps=3e-3)
+    assert min(r["max_rel_error"] for r in wrong) > 5e-3, format_table(wrong)
