@@ -104,6 +104,13 @@ def test_missing_file(tmp_path):
         MLP.load(tmp_path / "nope.npz")
 
 
+def test_a_folder_is_refused_alike_by_save_and_load(trained, tmp_path):
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        trained[0].save(tmp_path)
+    with pytest.raises(IsADirectoryError, match="it is a folder"):
+        MLP.load(tmp_path)
+
+
 def test_save_into_missing_folder(trained, tmp_path):
     with pytest.raises(FileNotFoundError):
         trained[0].save(tmp_path / "no" / "such" / "model.npz")

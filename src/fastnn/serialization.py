@@ -65,6 +65,8 @@ def read_npz(path, expected_format):
     path = _check_path(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path!r}")
+    if os.path.isdir(path):  # as saving there says
+        raise IsADirectoryError(f"cannot read {path!r}: it is a folder")
     try:
         if not zipfile.is_zipfile(path):  # e.g. a bare .npy array
             raise _Invalid(f"{path!r} is not a readable fastnn file: not an .npz archive")
