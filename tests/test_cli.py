@@ -518,6 +518,21 @@ def test_bench_quick_json(tmp_path, mnist_path):
     assert f"({_kernels._kernel_isa()} kernels)" in stdout
 
 
+def test_bench_machine_header_names_the_threads_of_the_run():
+    """``fastnn bench --threads 1`` runs in a ``threads.using(1)`` block: the
+    header's fastnn line and the JSON's ``fastnn_threads`` say 1, not the default."""
+    pytest.importorskip("fastnn_bench")
+    from fastnn_bench.machine import format_machine, machine_info
+
+    from fastnn import threads
+    with threads.using(1):
+        info = machine_info()
+    assert info["fastnn_threads"] == 1
+    if isinstance(info["blas"], list) and any(l["user_api"] == "fastnn" for l in info["blas"]):
+        line = next(l for l in format_machine(info) if l.lstrip().startswith("fastnn:"))
+        assert line.endswith(", 1 threads"), line
+
+
 @pytest.mark.parametrize("layers", ["784", "784,x,10", "784,128,1", "784,0,10"])
 def test_bench_bad_layers_exit_2(layers):
     rc, stdout, err = run_main("bench", "--layers", layers, "--trainers", "fastnn")

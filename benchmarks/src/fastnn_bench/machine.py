@@ -29,7 +29,7 @@ def machine_info():
         "numpy": np.__version__,
         "scipy": scipy.__version__,
         "fastnn": fastnn.__version__,
-        "fastnn_threads": fastnn_threads.get_num_threads(),
+        "fastnn_threads": fastnn_threads.training_threads(),  # a fit's now (--threads too)
         # the micro-kernels fastnn trains on (its best for this CPU, or FASTNN_ISA's)
         "fastnn_kernels": _kernels._kernel_isa(),
     }
@@ -43,6 +43,11 @@ def machine_info():
                                      "architecture", "threading_layer")}
             | {"library": "/".join((lib.get("filepath") or "").split(os.sep)[-2:])}
             for lib in threadpool_info()]
+        for lib in info["blas"]:
+            if lib["user_api"] == "fastnn":
+                # threadpoolctl reads fastnn's default; a run's --threads is a
+                # using() block (fastnn.threads), which the default ignores
+                lib["num_threads"] = fastnn_threads.training_threads()
     except Exception as exc:  # threadpoolctl is a dependency, but never fail a report on it
         info["blas"] = f"unavailable: {exc}"
     return info
