@@ -162,6 +162,40 @@ def test_coefs_are_live_views():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_coefs_and_intercepts_can_be_assigned(dtype):
+    """As scikit-learn's MLP: a list of arrays of the layers' shapes is copied in
+    (any real dtype, lists too); the views stay the model's."""
+    model = MLP([4, 3, 2], seed=0, dtype=dtype)
+    other = MLP([4, 3, 2], seed=1, dtype=dtype)
+    model.coefs_ = [W.astype(np.float64) for W in other.coefs_]
+    model.intercepts_ = [b.tolist() for b in (np.ones(3), np.arange(2))]
+    np.testing.assert_array_equal(model.coefs_[1], other.coefs_[1])
+    np.testing.assert_array_equal(model.intercepts_[1], [0, 1])
+    assert model.coefs_[0].dtype == np.dtype(dtype)
+    assert np.shares_memory(model.coefs_[0], model.parameters)
+
+
+@pytest.mark.parametrize("name, values, exc, match", [
+    ("coefs_", [np.zeros((4, 3))], ValueError, r"coefs_ must be a list of 2 arrays .* got 1"),
+    ("coefs_", np.zeros((4, 3)), TypeError, "coefs_ must be a list of 2 arrays"),
+    ("coefs_", [np.zeros((4, 3)), np.zeros((2, 3))], ValueError,
+     r"coefs_\[1\] must have shape \(3, 2\), got \(2, 3\)"),
+    ("coefs_", [np.zeros((4, 3)), [[0, 1]] * 2 + [[np.nan, 0]]], ValueError,
+     r"coefs_\[1\] must be finite"),
+    ("coefs_", [np.zeros((4, 3)), np.full((3, 2), 1e300)], ValueError,
+     r"coefs_\[1\] must be finite in float32"),
+    ("intercepts_", [np.zeros(3), ["a", "b"]], TypeError, r"intercepts_\[1\] must hold real"),
+    ("intercepts_", 5, TypeError, "intercepts_ must be a list"),
+])
+def test_bad_assignments_name_the_attribute_and_change_nothing(name, values, exc, match):
+    model = MLP([4, 3, 2], seed=0)
+    before = model.parameters.copy()
+    with pytest.raises(exc, match=match):
+        setattr(model, name, values)
+    np.testing.assert_array_equal(model.parameters, before)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_init_uniform_bounds(dtype):
     model = MLP([784, 300, 10], seed=0, init="uniform", dtype=dtype)
     for W in model.coefs_:

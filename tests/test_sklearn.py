@@ -782,3 +782,20 @@ def test_sparse_X_trains_as_dense(blobs, est):
         np.testing.assert_array_equal(sparse.predict(container(X)), dense.predict(X))
     es = est(early_stopping=True, **kw).fit(sp.csr_matrix(X), target)
     assert len(es.validation_scores_) == es.n_iter_
+
+
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_coefs_and_intercepts_can_be_assigned_as_in_scikit_learn(blobs, Est):
+    """``est.coefs_ = [...]`` (scikit-learn's MLPs allow it) copies the arrays into
+    the network; an unfitted estimator has none to assign."""
+    from sklearn.exceptions import NotFittedError
+    X, y = blobs
+    with pytest.raises(NotFittedError):
+        Est(hidden_layer_sizes=(5,)).coefs_ = []
+    a = Est(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X, y)
+    b = Est(hidden_layer_sizes=(5,), max_iter=2, random_state=1).fit(X, y)
+    a.coefs_ = [W.copy() for W in b.coefs_]
+    a.intercepts_ = [v.copy() for v in b.intercepts_]
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    with pytest.raises(ValueError, match=r"coefs_\[1\] must have shape \(5, "):
+        a.coefs_ = [W.T for W in b.coefs_]

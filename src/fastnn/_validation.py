@@ -47,6 +47,31 @@ def _as_array(value, name):
     return arr
 
 
+def assign_arrays(views, values, name):
+    """Copy ``values`` (one array-like per view) into ``views`` (a model's weight
+    or bias views), all checked first: their count, each one's shape, real and
+    finite in the views' dtype. Nothing is written unless every one passes."""
+    if isinstance(values, (str, bytes, np.ndarray)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must be a list of {len(views)} arrays (one per layer), "
+                        f"got {type(values).__name__}")
+    if len(values) != len(views):
+        raise ValueError(f"{name} must be a list of {len(views)} arrays (one per layer), "
+                         f"got {len(values)}")
+    arrays = []
+    for i, (value, view) in enumerate(zip(values, views)):
+        arr = _as_array(value, f"{name}[{i}]")
+        if arr.shape != view.shape:
+            raise ValueError(f"{name}[{i}] must have shape {view.shape}, got {arr.shape}")
+        with np.errstate(all="ignore"):
+            arr = arr.astype(view.dtype)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}[{i}] must be finite in {view.dtype.name}: it holds "
+                             f"NaN or inf")
+        arrays.append(arr)
+    for view, arr in zip(views, arrays):
+        view[...] = arr
+
+
 #: Elements per block of the finiteness check and of the dtype conversion:
 #: 256 Ki elements (1 MiB of float32) stay in a core's L2 cache while they are
 #: converted and checked, and bound the temporaries to one block per thread.

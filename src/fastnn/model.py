@@ -13,7 +13,7 @@ from . import kernels, serialization, training
 from ._checks import defaults_of
 from ._layout import DTYPES, INITS, aligned_zeros, n_params, unflatten
 from ._typing import ArrayLike, FloatArray, PathLike
-from ._validation import check_choice, check_float, check_int
+from ._validation import assign_arrays, check_choice, check_float, check_int
 from .inference import Inference
 from .training import FitConfig
 
@@ -166,13 +166,23 @@ class MLP(Inference):
 
     @property
     def coefs_(self) -> list[FloatArray]:
-        """Weight matrices, one ``(fan_in, fan_out)`` view per layer (scikit-learn's name)."""
+        """Weight matrices, one ``(fan_in, fan_out)`` view per layer (scikit-learn's
+        name). Assigning a list of arrays of those shapes copies them in."""
         return unflatten(self._params, self.layers)[0]
+
+    @coefs_.setter
+    def coefs_(self, values: Sequence[ArrayLike]) -> None:
+        assign_arrays(self.coefs_, values, "coefs_")
 
     @property
     def intercepts_(self) -> list[FloatArray]:
-        """Bias vectors, one view per layer (scikit-learn's name)."""
+        """Bias vectors, one view per layer (scikit-learn's name). Assigning a
+        list of vectors of those lengths copies them in."""
         return unflatten(self._params, self.layers)[1]
+
+    @intercepts_.setter
+    def intercepts_(self, values: Sequence[ArrayLike]) -> None:
+        assign_arrays(self.intercepts_, values, "intercepts_")
 
     @property
     def n_features_in_(self) -> int:

@@ -480,15 +480,27 @@ class _BaseMLP(BaseEstimator):
     # -- scikit-learn's attributes ---------------------------------------------
     @property
     def coefs_(self):
-        """Weight matrices ``(fan_in, fan_out)``, views of the network's weights."""
+        """Weight matrices ``(fan_in, fan_out)``, views of the network's weights;
+        assigning a list of arrays of those shapes copies them in."""
         check_is_fitted(self)
         return self.model_.coefs_
 
+    @coefs_.setter
+    def coefs_(self, values):
+        check_is_fitted(self)
+        self.model_.coefs_ = values
+
     @property
     def intercepts_(self):
-        """Bias vectors, views of the network's biases."""
+        """Bias vectors, views of the network's biases; assigning a list of
+        vectors of those lengths copies them in."""
         check_is_fitted(self)
         return self.model_.intercepts_
+
+    @intercepts_.setter
+    def intercepts_(self, values):
+        check_is_fitted(self)
+        self.model_.intercepts_ = values
 
     @property
     def loss_(self):
