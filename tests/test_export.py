@@ -173,6 +173,28 @@ def test_sklearn_classifier_exports_its_classes(tmp_path):
     np.testing.assert_allclose(out["probabilities"], clf.predict_proba(X), atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Stochastic Optimizer")
+@pytest.mark.parametrize("labels", [np.array([False, True]),
+                                    np.array([2**63 + 5, 2**64 - 1], dtype=np.uint64),
+                                    np.array([-3, 7], dtype=np.int8),
+                                    np.array([1.0, 3.0])],
+                         ids=["bool", "uint64-past-int64", "int8", "float"])
+def test_sklearn_classifier_labels_keep_their_values(tmp_path, labels):
+    """The ONNX "label" output holds the estimator's own classes: bools stay bools,
+    uint64 values past int64's range do not wrap."""
+    pytest.importorskip("sklearn")
+    from fastnn.sklearn import MLPClassifier
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = labels[(X[:, 0] > 0).astype(int)]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0).fit(X, y)
+    clf.to_onnx(tmp_path / "clf.onnx")
+    out = _run(tmp_path / "clf.onnx", X.astype(np.float32))["label"]
+    expected = clf.predict(X)
+    assert out.tolist() == expected.tolist()
+    assert out.dtype.kind == expected.dtype.kind or out.dtype == np.int64
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sklearn_regressor_exports_too(tmp_path):
     pytest.importorskip("sklearn")

@@ -14,7 +14,8 @@ The graph (opset :data:`OPSET`, IR version :data:`IR_VERSION`):
 
   - ``"softmax"`` (a classifier, fastnn's ``MLP``): ``"probabilities"``
     ``(N, n_classes)`` (``Softmax`` of the last layer), ``"label"`` ``(N,)``
-    (``ArgMax``: int64 class indices, or the elements of ``classes``);
+    (``ArgMax``: int64 class indices, or the elements of ``classes``: int64 for
+    integers (uint64 past int64's range), bool, double, or string);
   - ``"logistic"`` (one logistic output for two classes): ``"probabilities"``
     ``(N, 2)``, ``[1 - p, p]``, and ``"label"`` (``p > 0.5``);
   - ``"identity"`` (a regressor): ``"predictions"`` ``(N, n_outputs)``.
@@ -82,7 +83,11 @@ def _classes_tensor(classes: Any, n_classes: int) -> tuple[np.ndarray, int]:
     if arr.ndim != 1 or arr.shape[0] != n_classes:
         raise ValueError(f"classes must list the model's {n_classes} classes, got shape "
                          f"{arr.shape}")
-    if arr.dtype.kind in "iub":
+    if arr.dtype.kind == "b":  # labels True/False, not 1/0
+        return arr, onnx.TensorProto.BOOL
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        return arr.astype(np.uint64), onnx.TensorProto.UINT64  # would wrap in int64
+    if arr.dtype.kind in "iu":
         return arr.astype(np.int64), onnx.TensorProto.INT64
     if arr.dtype.kind == "f":
         return arr.astype(np.float64), onnx.TensorProto.DOUBLE
