@@ -136,6 +136,29 @@ def test_load_yaml_exponent_floats(tmp_path):
     assert yaml.safe_load("1e-3") == "1e-3"  # PyYAML's own loader is left alone
 
 
+@pytest.mark.parametrize("text, value", [
+    ("1.5e3", 1500.0), ("1.0E4", 10000.0), ("-2.5e-3", -0.0025), (".5", 0.5), ("1.", 1.0),
+    ("064", 64), ("0o17", 15), ("0x1F", 31), ("+12", 12), ("-7", -7), ("1_000", 1000),
+    ("1:30", "1:30"), ("0b101", "0b101"), ("1.2.3", "1.2.3"), ("e5", "e5"),
+    ("yes", True), ("~", None),
+])
+def test_yaml_numbers_are_yaml_1_2s(text, value):
+    """Numbers in configs and flags read as YAML 1.2, JSON and Python read them:
+    YAML 1.1 (PyYAML's rules) made 1.5e3 a string, 064 the octal 52 and 1:30 the
+    sexagesimal 90, silently."""
+    got = cfg.parse_yaml(text)
+    assert got == value and type(got) is type(value)
+
+
+def test_yaml_numbers_in_a_config_and_a_flag(tmp_path):
+    (tmp_path / "c.yaml").write_text("layers: [784, 10]\nlearning_rate: 1.5e-1\n"
+                                     "batch_size: 064\n")
+    resolved = cfg.resolve(cfg.load(tmp_path / "c.yaml"))
+    assert resolved["learning_rate"] == 0.15 and resolved["batch_size"] == 64
+    assert cfg.parse_yaml("2.0e2") == 200.0
+    assert yaml.safe_load("064") == 52  # PyYAML's own loader is left alone
+
+
 def test_load_empty_file_is_an_empty_mapping(tmp_path):
     (tmp_path / "empty.yaml").write_text("")
     (tmp_path / "comments.yaml").write_text("# only a comment\n")

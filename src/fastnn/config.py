@@ -60,9 +60,10 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
 
 
 class _Loader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that also reads exponent-only floats (``1e-3``, ``5E+2``)
-    as numbers, as YAML 1.2 and JSON do; PyYAML's YAML 1.1 rules make them strings;
-    and refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+    """``yaml.SafeLoader`` that reads numbers as YAML 1.2 and JSON do (``1e-3`` and
+    ``1.5e3`` floats, ``064`` the integer 64, ``1:30`` a string; PyYAML's YAML 1.1
+    rules make the first two strings, the others octal and sexagesimal), and
+    refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -82,9 +83,33 @@ class _Loader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+# Numbers as YAML 1.2's core schema (and JSON, and Python) read them, not YAML
+# 1.1's: 1e-3 and 1.5e3 are floats (1.1: strings), 064 is 64 (1.1: octal 52),
+# 1:30 is a string (1.1: the sexagesimal 90); 0o17 and 0x1f are octal and hex.
+# Underscores between digits are kept, as in Python.
+_Loader.yaml_implicit_resolvers = {
+    first: kept for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    if (kept := [(tag, rx) for tag, rx in entries if tag not in (_INT, _FLOAT)])}
+_Loader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7][0-7_]*|0x[0-9a-fA-F][0-9a-fA-F_]*)$"),
+    list("-+0123456789"))
+_Loader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)"
+                       r"(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def _construct_int(loader, node):
+    """A YAML 1.2 integer: decimal (leading zeros too), ``0o`` octal or ``0x`` hex."""
+    text = loader.construct_scalar(node).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    text = text.lstrip("+-")
+    base = {"0o": 8, "0x": 16}.get(text[:2].lower(), 10)
+    return sign * int(text[2:] if base != 10 else text, base)
+
+
+_Loader.add_constructor(_INT, _construct_int)
 
 
 def _unique_keys(pairs):
@@ -98,7 +123,11 @@ def _unique_keys(pairs):
 
 
 def parse_yaml(text: str) -> Any:
-    """``text`` parsed as YAML (safe), with ``1e-3`` a float."""
+    """``text`` parsed as YAML (safe), its numbers as YAML 1.2 reads them.
+
+    >>> parse_yaml("{lr: 1.5e3, eps: 1e-8, batch: 064, t: 1:30, n: 1_000}")
+    {'lr': 1500.0, 'eps': 1e-08, 'batch': 64, 't': '1:30', 'n': 1000}
+    """
     return yaml.load(text, Loader=_Loader)
 
 
