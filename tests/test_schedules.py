@@ -273,3 +273,12 @@ def test_a_subclass_with_a_name_is_known_to_make_and_configs():
     finally:
         schedules.SCHEDULES.pop("test-half", None)
     assert set(schedules.SCHEDULES) == {"constant", "step", "exponential", "cosine", "plateau"}
+
+
+@pytest.mark.parametrize("schedule", [Cosine(epochs=4, min_learning_rate=0.1),
+                                      Cosine(min_learning_rate=0.1, warmup_epochs=1),
+                                      Exponential(0.5, min_learning_rate=0.1)])
+def test_a_floor_above_the_base_rate_leaves_the_base_rate(schedule):
+    """min_learning_rate above the base (a typo, say) never raises the rate."""
+    rates = [schedule.rate(e, 0.01, epochs=4) for e in range(6)]
+    assert max(rates) == pytest.approx(0.01) and rates[-1] == pytest.approx(0.01)

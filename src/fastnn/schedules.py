@@ -178,7 +178,8 @@ class Cosine(Schedule):
     which takes ``warmup_epochs`` of the ``T``), and ``m`` from epoch ``T`` on.
 
     ``epochs``: the length of the annealing, warm-up included; ``None`` (the
-    default) takes the fit's ``epochs``. A rate of 0 is refused by ``fit``
+    default) takes the fit's ``epochs``. A ``min_learning_rate`` above the base
+    rate leaves the base rate (as :class:`Exponential`'s), never a rising one. A rate of 0 is refused by ``fit``
     (``min_learning_rate`` must then be > 0 for epochs past ``T``).
 
     >>> [round(Cosine(epochs=4).rate(e, 1.0), 3) for e in range(4)]
@@ -213,7 +214,7 @@ class Cosine(Schedule):
     def _rate(self, epoch: int, learning_rate: float, epochs: int | None, history: Logs) -> float:
         if epochs is None:
             raise ValueError("Cosine needs the number of epochs: Cosine(epochs=...), or a fit's")
-        m = self.min_learning_rate
+        m = min(self.min_learning_rate, learning_rate)  # a floor above the base: the base
         if epoch >= epochs:
             return m
         return m + (learning_rate - m) * (1.0 + math.cos(math.pi * epoch / epochs)) / 2.0
