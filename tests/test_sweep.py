@@ -72,6 +72,13 @@ def test_parse_grid_types_values_and_takes_layers():
     assert sweep.parse_grid("early-stopping=null,3") == ("early_stopping", [None, 3])
     assert sweep.parse_grid("layers=784,10;784,128,10") == ("layers", [[784, 10], [784, 128, 10]])
     assert sweep.parse_grid("layers=[[784,10],[784,32,10]]") == ("layers", [[784, 10], [784, 32, 10]])
+    # mappings keep their commas
+    assert sweep.parse_grid("class_weight={0: 2, 1: 3},balanced") == \
+        ("class_weight", [{0: 2, 1: 3}, "balanced"])
+    assert sweep.parse_grid("lr_schedule={name: step, step_size: 2}, cosine") == \
+        ("lr_schedule", [{"name": "step", "step_size": 2}, "cosine"])
+    assert sweep.parse_grid("augment={rotation: 5, scale: 0.1},null") == \
+        ("augment", [{"rotation": 5, "scale": 0.1}, None])
     for bad in ("l2", "l2=", "layers=[1"):
         with pytest.raises(ValueError):
             sweep.parse_grid(bad)
@@ -518,3 +525,31 @@ def test_gridsearchcv_on_joblibs_dask_backend(data, cluster):
     np.testing.assert_array_equal(remote.cv_results_["mean_test_score"],
                                   local.cv_results_["mean_test_score"])
     assert remote.best_params_ == local.best_params_
+
+
+def test_numpy_values_and_schedule_objects_sweep_as_their_plain_values(data, tmp_path):
+    """Values fit accepts (NumPy scalars and arrays, a Cosine object) sweep as
+    the JSON values they equal: the same trial, the same folder (were a TypeError
+    of json.dumps after the checks)."""
+    from fastnn.schedules import Cosine
+    base = {**BASE, "epochs": np.int64(1), "layers": np.array([12, 8, 3]),
+            "lr_schedule": Cosine(min_learning_rate=1e-3)}
+    out = tmp_path / "s"
+    summary = sweep.run_sweep(base, {"batch_size": np.array([16, 32])}, out, data=data,
+                              progress=False)
+    assert [t["status"] for t in summary["trials"]] == ["ok", "ok"]
+    assert read(out)["base_config"]["lr_schedule"] == Cosine(min_learning_rate=1e-3).to_dict()
+    plain = {**BASE, "epochs": 1, "lr_schedule": {"name": "cosine", "epochs": None,
+                                                   "min_learning_rate": 1e-3, "warmup_epochs": 0}}
+    again = sweep.run_sweep(plain, {"batch_size": [16, 32]}, out, data=data, progress=False)
+    assert again["skipped"] == 2  # the same trials, found done
+
+
+def test_random_draws_among_distinct_trials(data, tmp_path):
+    """--random N draws N distinct trials: duplicates are merged before the draw."""
+    for seed in range(4):
+        summary = sweep.run_sweep({**BASE, "epochs": 1},
+                                  {"activation": ["relu", "relu", "relu", "tanh"]},
+                                  tmp_path / f"s{seed}", data=data, random=2, seed=seed,
+                                  progress=False)
+        assert sorted(t["params"]["activation"] for t in summary["trials"]) == ["relu", "tanh"]

@@ -30,7 +30,11 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
 
     ``layers`` (whose values are lists) takes semicolons between the values,
     ``layers=784,10;784,128,10``; any key takes a YAML list,
-    ``layers=[[784,10],[784,128,10]]``.
+    ``layers=[[784,10],[784,128,10]]``; values with mappings are read as one
+    (their commas are theirs):
+
+    >>> parse_grid("class_weight={0: 2, 1: 3},balanced")
+    ('class_weight', [{0: 2, 1: 3}, 'balanced'])
     """
     if not isinstance(text, str) or "=" not in text:
         raise ValueError(f"--grid wants KEY=V1,V2,..., got {text!r}")
@@ -46,6 +50,13 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
             raise ValueError(f"--grid {key}: {values!r} is not a YAML list: {exc}") from None
         if not isinstance(parsed, list):
             raise ValueError(f"--grid {key}: {values!r} is not a list")
+        return key, parsed
+    if "{" in values:  # mappings hold commas of their own: the values as a YAML flow list
+        try:
+            parsed = cfg.parse_yaml(f"[{values}]")
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--grid {key}: {values!r} is not a list of YAML values: "
+                             f"{exc}") from None
         return key, parsed
     if key == "layers" or ";" in values:
         return key, [_scalar_or_list(v) for v in values.split(";") if v.strip()]
@@ -87,6 +98,29 @@ def sample_trials(trials: list[dict[str, Any]], n: int, seed: int) -> list[dict[
         return list(trials)
     picked = np.sort(np.random.default_rng(seed).choice(len(trials), size=n, replace=False))
     return [trials[i] for i in picked]
+
+
+def plain_config(value: Any) -> Any:
+    """A config value in JSON's types, which sweep.json, the run folders and
+    :func:`trial_key` write: NumPy scalars and arrays as Python numbers and lists,
+    a schedule or augmentation object as its mapping (``to_dict()``), tuples as
+    lists; anything else as it is (the config's checks judge it).
+
+    >>> plain_config({"epochs": np.int64(3), "layers": np.array([784, 10])})
+    {'epochs': 3, 'layers': [784, 10]}
+    """
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {plain_config(k): plain_config(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_config(v) for v in value]
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict) and not isinstance(value, type):
+        return plain_config(to_dict())
+    return value
 
 
 def trial_key(config: Mapping[str, Any]) -> str:

@@ -13,7 +13,8 @@ from .. import config as cfg
 from .. import datasets, threads
 from .._validation import check_int
 from . import executors, report, store
-from .grid import check_config, data_key, expand_grid, sample_trials, trial_key, trial_label
+from .grid import (check_config, data_key, expand_grid, plain_config, sample_trials, trial_key,
+                   trial_label)
 from .trial import run_trial
 
 #: The version of sweep.json's layout.
@@ -42,18 +43,24 @@ def run_sweep(base_config: Mapping[str, Any], grid: Mapping[str, list[Any]],
         ``distributed.Client`` or a cluster object; overrides ``jobs``
     """
     out = Path(out)
-    base = dict(base_config)
+    base = plain_config(dict(base_config))
     jobs = threads.usable_cores() if jobs is None else check_int(jobs, "jobs", low=1)
-    trials = expand_grid({k: list(v) for k, v in grid.items()})
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"the grid must map config keys to lists of values, got {grid!r}")
+    grid = {k: plain_config(v) if isinstance(plain_config(v), list) else v
+            for k, v in grid.items()}  # lists, tuples, NumPy arrays: lists of plain values
+    trials, keys = [], set()
+    for params in expand_grid(grid):
+        key = trial_key(cfg.resolve({**base, **params}))
+        if key not in keys:  # a value given twice: the same trial, once (before --random)
+            keys.add(key)
+            trials.append(params)
     if random is not None:
         trials = sample_trials(trials, random, seed)
-    configs, keys = [], set()
+    configs = []
     for params in trials:
         config = cfg.resolve({**base, **params})
         check_config(config)
-        if trial_key(config) in keys:  # a value given twice: the same trial
-            continue
-        keys.add(trial_key(config))
         configs.append((config, params, trial_label(params, config)))
     data = _prepare_data(data, data_dir, loader, {data_key(c) for c, _, _ in configs})
 
