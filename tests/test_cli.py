@@ -946,6 +946,33 @@ def test_study_config_errors(tmp_path, report, message):
     assert rc == 2 and message in err, err
 
 
+@pytest.mark.parametrize("second, message", [
+    ("layers: [10, 4, 1]\nloss: mse\ndataset: friedman1\nnormalize: none\n",
+     "study config 'b': studies compare test accuracies, so they take classifiers only"),
+    ("layers: [784, 10]\nepochs: -1\n", "study config 'b': epochs must be >= 0"),
+    ("layers: [784, 10]\nearly_stopping: 2\n",
+     "study config 'b': early_stopping needs validation data"),
+])
+def test_study_checks_every_config_before_training_any(tmp_path, second, message):
+    """A bad config anywhere in the folder: exit 2 naming it, nothing trained
+    (the first config would have trained, then the second failed)."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    report = "report:\n  test_accuracy: 0.9\n"
+    (folder / "a.yaml").write_text("layers: [784, 10]\nepochs: 1\n" + report)
+    (folder / "b.yaml").write_text(second + report)
+    rc, _, err = run_main("study", folder, "--out", tmp_path / "out")
+    assert rc == 2 and message in err, err
+    assert not (tmp_path / "out" / "a").exists()
+
+
+@pytest.mark.parametrize("only", ["", ",", " , "])
+def test_study_only_naming_nothing_is_an_error(tmp_path, only):
+    rc, _, err = run_main("study", "--out", tmp_path / "out", "--only", only)
+    assert rc == 2 and "--only names no config" in err, err
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_regression_config_reports_r2_and_rmse(tmp_path):
     """configs/regression-friedman1.yaml: a generated data set (no files), loss mse;
     the line and metrics.json give the test R² and RMSE, and evaluate agrees."""

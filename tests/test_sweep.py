@@ -127,10 +127,21 @@ def test_plain_file_names(name, ok):
     assert sweep.store.plain_name(name) is ok
 
 
-def test_bad_values_fail_before_any_training(tmp_path, data):
-    with pytest.raises(ValueError, match="activation"):
-        sweep.run_sweep(BASE, {"activation": ["relu", "swish"]}, tmp_path / "s", data=data,
-                        progress=False)
+@pytest.mark.parametrize("base, grid, match", [
+    (BASE, {"activation": ["relu", "swish"]}, "activation"),
+    # what fit checks against the model and the validation data, needing no data
+    ({**BASE, "validation_split": 0.0}, {"early_stopping": [2, 3]},
+     "early_stopping needs validation data"),
+    (BASE, {"monitor": ["val_loss", "val_r2"]}, "monitor must be 'val_loss' or 'val_accuracy'"),
+    ({**BASE, "validation_split": 0.0}, {"lr_schedule": ["cosine", "plateau"]},
+     "lr_schedule needs validation data"),
+    (BASE, {"class_weight": ["balanced", "bogus"]}, "class_weight must be one of"),
+    (BASE, {"class_weight": [{0: 1.0, 7: 2.0}]}, "class_weight key"),
+    (BASE, {"augment": [{"rotation": 5}]}, "image_shape"),
+])
+def test_bad_values_fail_before_any_training(tmp_path, data, base, grid, match):
+    with pytest.raises(ValueError, match=match):
+        sweep.run_sweep(base, grid, tmp_path / "s", data=data, progress=False)
     assert not (tmp_path / "s").exists()
 
 

@@ -283,8 +283,10 @@ def cmd_configs(args):
 def cmd_study(args):
     from .study import run_study
     # names as `fastnn configs` lists them (study/NAME) or bare
-    only = ([n.strip().removeprefix("study/") for n in args.only.split(",") if n.strip()]
-            if args.only else None)
+    only = (None if args.only is None else
+            [n.strip().removeprefix("study/") for n in args.only.split(",") if n.strip()])
+    if only == []:  # --only "" or ",": a typo, not "every config"
+        raise ValueError(f"--only names no config: got {args.only!r}")
     folder = cfg.SHIPPED / "study" if args.folder is None else args.folder
     rows = run_study(folder, args.out, data_dir=args.data_dir, only=only,
                      verbose=not args.quiet)

@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 from . import config as cfg
-from . import datasets, plots
+from . import datasets, plots, training
 from ._atomic import atomic_write_json
 from .metrics import confusion_matrix, per_class_error
 from .model import MLP
@@ -93,7 +93,10 @@ def check_config(config):
     builds (its seed drawn, for ``seed: null``)."""
     model_kw, _, _ = cfg.split(config)  # builds (validates) the optimizer
     model = MLP(**model_kw)
-    cfg.fit_config(config)  # validates fit's arguments
+    fit_config = cfg.fit_config(config)  # validates fit's arguments
+    # and what fit checks against the model and its validation data (a run from a
+    # config validates on validation_split, or not at all)
+    training.check_without_data(model, fit_config, validating=bool(config["validation_split"]))
     return model
 
 

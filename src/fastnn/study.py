@@ -56,7 +56,9 @@ def load_report(raw, name):
 
 
 def load_study(folder):
-    """``[(name, resolved config, report)]`` for the configs in ``folder``, by name."""
+    """``[(name, resolved config, report)]`` for the configs in ``folder``, by name,
+    each checked (:func:`fastnn.experiment.check_config`; classifiers only) before
+    any trains: an error names the config."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"study folder not found: {str(folder)!r}")
@@ -64,10 +66,19 @@ def load_study(folder):
     if not paths:
         raise ValueError(f"no .yaml or .json configs in {str(folder)!r}")
     out = []
-    for path in paths:
+    for path in paths:  # every one checked before any trains
         raw = cfg.load(path)
         report = load_report(raw, path.stem)
-        out.append((path.stem, cfg.resolve(raw), report))
+        config = cfg.resolve(raw)
+        try:
+            model = experiment.check_config(config)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"study config {path.stem!r}: {exc}") from None
+        if not model.is_classifier:
+            raise ValueError(f"study config {path.stem!r}: studies compare test accuracies, so "
+                             f"they take classifiers only; loss {config['loss']!r} is a "
+                             f"regressor's")
+        out.append((path.stem, config, report))
     return out
 
 

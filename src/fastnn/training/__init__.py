@@ -21,11 +21,12 @@ from .loop import (CHUNK_ROWS, DIVERGED_LOSS, EpochRun, TrainingDivergedWarning,
                    chunk_rows, epoch_order, fit)
 from .options import (CLASS_WEIGHTS, LOSS_REDUCTIONS, MONITORS, FitConfig, ShorthandDefault,
                       config_fields, shorthand_defaults)
-from .plan import FitPlan, plan_fit, random_split, resolve_optimizer, stratified_split
+from .plan import (FitPlan, check_without_data, plan_fit, random_split, resolve_optimizer,
+                   stratified_split)
 from .state import TrainState
 
 __all__ = ["fit", "FitConfig", "config_fields", "Callback", "History",
            "TrainingDivergedWarning", "Workspace", "FitPlan", "TrainState", "EpochRun",
            "CHUNK_ROWS", "DIVERGED_LOSS", "LOSS_REDUCTIONS", "MONITORS", "CLASS_WEIGHTS",
-           "ShorthandDefault", "shorthand_defaults", "plan_fit", "resolve_optimizer",
-           "stratified_split", "random_split", "chunk_rows", "epoch_order"]
+           "ShorthandDefault", "shorthand_defaults", "plan_fit", "check_without_data",
+           "resolve_optimizer", "stratified_split", "random_split", "chunk_rows", "epoch_order"]

@@ -198,15 +198,37 @@ def _history_params(model, config, optimizer, n_train, n_val, weighted):
     return params
 
 
+def _check_monitor(model, monitor):
+    if monitor != "val_loss" and monitor != f"val_{model.metric_name}":
+        raise ValueError(f"monitor must be 'val_loss' or 'val_{model.metric_name}' for a model "
+                         f"with loss={model.loss!r}, got {monitor!r}")
+
+
+def check_without_data(model, config, validating):
+    """The checks of :func:`plan_fit` that need no data, for a config file's run
+    (before its data loads, or a sweep's trials train): ``monitor`` for the model,
+    ``augment``'s image shape, ``class_weight`` (on one row of each class: its
+    classes and weights), and the schedule and early stopping against
+    ``validating`` (whether the fit will have validation data)."""
+    _check_monitor(model, config.monitor)
+    if config.augment is not None and not config.augment.is_identity:
+        config.augment.kernel_params(model.layers[0])
+    if config.class_weight is not None:
+        if not model.is_classifier:
+            raise ValueError(f"class_weight is for classifiers; this model has "
+                             f"loss={model.loss!r}")
+        every = np.arange(model.n_classes_, dtype=np.intp)
+        _check_weights(model, every, every, None, config.class_weight)
+    _schedule(config, validating, resolve_optimizer(model, config))
+
+
 def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
     """The :class:`FitPlan` of ``fit(X, y, sample_weight=..., validation_data=...)``
     with the validated ``config`` (a :class:`FitConfig`) and ``optimizer`` (the
     resolved one): what depends on the model and the data, checked (errors name
     the argument)."""
     monitor, loss_reduction = config.monitor, config.loss_reduction
-    if monitor != "val_loss" and monitor != f"val_{model.metric_name}":
-        raise ValueError(f"monitor must be 'val_loss' or 'val_{model.metric_name}' for a model "
-                         f"with loss={model.loss!r}, got {monitor!r}")
+    _check_monitor(model, monitor)
     aug_params = None
     if config.augment is not None and not config.augment.is_identity:
         aug_params = config.augment.kernel_params(model.layers[0])  # checks image_shape
