@@ -617,8 +617,8 @@ def test_missing_data_dir(tmp_path):
     ("list.yaml", "- 784\n- 10\n", "must be a mapping"),
     ("scalar.yaml", "784\n", "must be a mapping"),
     ("list.json", "[784, 10]", "must be a mapping"),
-    ("broken.yaml", "layers: [784, 10\nepochs: 1\n", "is not valid yaml"),
-    ("broken.json", '{"layers": [784, 10],}', "is not valid json"),
+    ("broken.yaml", "layers: [784, 10\nepochs: 1\n", "is not valid YAML"),
+    ("broken.json", '{"layers": [784, 10],}', "is not valid JSON"),
     ("empty.yaml", "# nothing\n", "'layers' is required"),
 ])
 def test_bad_config_files(tmp_path, mnist_path, name, text, message):

@@ -3,6 +3,8 @@ import inspect
 import json
 from pathlib import Path
 
+import re
+
 import pytest
 
 from fastnn.optim import params_of
@@ -194,21 +196,31 @@ def test_yaml_merge_keys_may_be_overridden(tmp_path):
 
 
 @pytest.mark.parametrize("name, text, kind", [
-    ("bad.yaml", "layers: [784, 10\n", "yaml"),
-    ("bad.yml", "a: b: c\n", "yml"),
-    ("bad.json", "{'layers': [784, 10]}", "json"),
-    ("trailing.json", '{"layers": [784, 10],}', "json"),
-    ("yaml-in.json", "layers: [784, 10]\n", "json"),  # JSON files are parsed as JSON
+    ("bad.yaml", "layers: [784, 10\n", "YAML"),
+    ("bad.yml", "a: b: c\n", "YAML"),
+    ("bad.json", "{'layers': [784, 10]}", "JSON"),
+    ("trailing.json", '{"layers": [784, 10],}', "JSON"),
+    ("yaml-in.json", "layers: [784, 10]\n", "JSON"),  # JSON files are parsed as JSON
     # a key given twice: which value was meant? (both parsers would keep the last)
-    ("twice.yaml", "epochs: 1\nlayers: [784, 10]\nepochs: 2\n", "yaml"),
-    ("twice.json", '{"epochs": 1, "epochs": 2}', "json"),
-    ("nested.yaml", "augment: {rotation: 5, rotation: 7}\n", "yaml"),
+    ("twice.yaml", "epochs: 1\nlayers: [784, 10]\nepochs: 2\n", "YAML"),
+    ("twice.json", '{"epochs": 1, "epochs": 2}', "JSON"),
+    ("nested.yaml", "augment: {rotation: 5, rotation: 7}\n", "YAML"),
 ])
 def test_load_invalid_syntax(tmp_path, name, text, kind):
+    """One line that names the file and, for YAML, the line and column."""
     (tmp_path / name).write_text(text)
     with pytest.raises(ValueError, match=f"is not valid {kind}") as info:
         cfg.load(tmp_path / name)
-    assert name in str(info.value)
+    assert name in str(info.value) and "\n" not in str(info.value)
+    assert "<unicode string>" not in str(info.value)
+    if kind == "YAML":
+        assert re.search(r"\(line \d+, column \d+\)$", str(info.value)), info.value
+
+
+def test_load_a_binary_file_says_so(tmp_path):
+    (tmp_path / "model.yaml").write_bytes(b"PK\x03\x04\xa7\xff\x00binary")
+    with pytest.raises(ValueError, match=r"model.yaml' is not a YAML file: it is not UTF-8"):
+        cfg.load(tmp_path / "model.yaml")
 
 
 @pytest.mark.parametrize("path", CONFIG_FILES, ids=lambda p: p.name)

@@ -182,18 +182,34 @@ def locate(name_or_path: str | os.PathLike[str]) -> Path:
     return found
 
 
+def _one_line(exc: Exception) -> str:
+    """A YAML error as one line: what is wrong and where (PyYAML's own text quotes
+    the source over several lines, naming it "<unicode string>")."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        mark = exc.problem_mark or exc.context_mark
+        where = "" if mark is None else f" (line {mark.line + 1}, column {mark.column + 1})"
+        context = f"{exc.context}: " if exc.context else ""
+        return f"{context}{exc.problem}{where}"
+    return " ".join(str(exc).split())
+
+
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or JSON (.json) mapping from ``path``, a file or
     the name of a shipped config (:func:`locate`)."""
     path = Path(locate(path))
-    text = path.read_text()
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        if path.suffix.lower() == ".json":
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"config {str(path)!r} is not a {kind} file: it is not UTF-8 text "
+                         f"(a binary file?)") from None
+    try:
+        if kind == "JSON":
             data = json.loads(text, object_pairs_hook=_unique_keys)
         else:
             data = parse_yaml(text)
     except (ValueError, yaml.YAMLError) as exc:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"config {str(path)!r} is not valid {path.suffix[1:] or 'YAML'}: {exc}") \
+        raise ValueError(f"config {str(path)!r} is not valid {kind}: {_one_line(exc)}") \
             from None
     if data is None:
         data = {}
