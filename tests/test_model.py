@@ -175,6 +175,24 @@ def test_coefs_and_intercepts_can_be_assigned(dtype):
     assert np.shares_memory(model.coefs_[0], model.parameters)
 
 
+def test_item_assignment_copies_into_the_layer():
+    """scikit-learn's idiom ``clf.coefs_[0] = W``: the layer takes W (a plain list
+    of views would take W and drop it)."""
+    X = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    model = MLP([4, 3, 2], seed=0)
+    model.coefs_[0] = np.zeros((4, 3))
+    model.intercepts_[-1] = [0.0, 5.0]
+    assert not model.coefs_[0].any() and (model.predict(X) == 1).all()
+    model.coefs_[0:2] = [np.ones((4, 3)), np.ones((3, 2))]
+    assert (model.coefs_[1] == 1).all()
+    with pytest.raises(ValueError, match=r"coefs_\[1\] must have shape \(3, 2\)"):
+        model.coefs_[1] = np.zeros((2, 3))
+    with pytest.raises(IndexError):
+        model.coefs_[2] = np.zeros((3, 2))
+    with pytest.raises(TypeError, match="one array per layer"):
+        del model.intercepts_[0]
+
+
 @pytest.mark.parametrize("name, values, exc, match", [
     ("coefs_", [np.zeros((4, 3))], ValueError, r"coefs_ must be a list of 2 arrays .* got 1"),
     ("coefs_", np.zeros((4, 3)), TypeError, "coefs_ must be a list of 2 arrays"),

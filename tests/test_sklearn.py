@@ -797,5 +797,43 @@ def test_coefs_and_intercepts_can_be_assigned_as_in_scikit_learn(blobs, Est):
     a.coefs_ = [W.copy() for W in b.coefs_]
     a.intercepts_ = [v.copy() for v in b.intercepts_]
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    c = Est(hidden_layer_sizes=(5,), max_iter=2, random_state=2).fit(X, y)
+    for i in range(2):  # one layer at a time, as scikit-learn users write it
+        c.coefs_[i] = b.coefs_[i]
+        c.intercepts_[i] = b.intercepts_[i]
+    np.testing.assert_array_equal(c.predict(X), b.predict(X))
     with pytest.raises(ValueError, match=r"coefs_\[1\] must have shape \(5, "):
         a.coefs_ = [W.T for W in b.coefs_]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("Est", [MLPClassifier, MLPRegressor])
+def test_early_stopping_when_the_validation_rows_weigh_nothing(blobs, monkeypatch, Est):
+    """Validation rows whose sample weights are all 0 (a weighted score is 0/0):
+    the score is the unweighted one, not a ZeroDivisionError after an epoch."""
+    X, y = blobs
+    real = Est._split
+
+    def zero_validation_weights(self, *args):
+        parts = list(real(self, *args))
+        parts[5] = np.zeros_like(parts[5])
+        return tuple(parts)
+
+    monkeypatch.setattr(Est, "_split", zero_validation_weights)
+    est = Est(hidden_layer_sizes=(8,), early_stopping=True, max_iter=5, random_state=0)
+    est.fit(X, y, sample_weight=np.ones(len(y)))
+    assert len(est.validation_scores_) == 5 and np.isfinite(est.validation_scores_).all()
+
+
+def test_a_failed_first_partial_fit_leaves_no_classes_behind(blobs):
+    """partial_fit(classes=...) that fails (here on NaN) must not hand its classes
+    to a later call: a fit then partial_fit without classes keeps fit's classes."""
+    X, y = blobs
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with pytest.raises(ValueError):
+        clf.partial_fit(X[:2] * np.nan, [0, 1], classes=[0, 1, 5])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    clf.partial_fit(X[y < 2], y[y < 2])
+    assert clf.classes_.tolist() == [0, 1, 2]

@@ -47,10 +47,12 @@ def _as_array(value, name):
     return arr
 
 
-def assign_arrays(views, values, name):
+def assign_arrays(views, values, name, indices=None):
     """Copy ``values`` (one array-like per view) into ``views`` (a model's weight
     or bias views), all checked first: their count, each one's shape, real and
-    finite in the views' dtype. Nothing is written unless every one passes."""
+    finite in the views' dtype. Nothing is written unless every one passes.
+    Errors name ``name[i]``, ``i`` from ``indices`` (default 0, 1, ...)."""
+    indices = range(len(views)) if indices is None else indices
     if isinstance(values, (str, bytes, np.ndarray)) or not hasattr(values, "__len__"):
         raise TypeError(f"{name} must be a list of {len(views)} arrays (one per layer), "
                         f"got {type(values).__name__}")
@@ -58,7 +60,7 @@ def assign_arrays(views, values, name):
         raise ValueError(f"{name} must be a list of {len(views)} arrays (one per layer), "
                          f"got {len(values)}")
     arrays = []
-    for i, (value, view) in enumerate(zip(values, views)):
+    for i, value, view in zip(indices, values, views):
         arr = _as_array(value, f"{name}[{i}]")
         if arr.shape != view.shape:
             raise ValueError(f"{name}[{i}] must have shape {view.shape}, got {arr.shape}")

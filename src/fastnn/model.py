@@ -29,6 +29,27 @@ def _check_rate(value: Any, name: str) -> float:
     return check_float(value, name, low=0.0, high=1.0, high_open=True)
 
 
+
+class _Views(list):
+    """A list of views into a model's parameters (``coefs_``, ``intercepts_``)
+    whose item assignment copies into the view, checked, as scikit-learn's idiom
+    ``clf.coefs_[0] = W`` expects (a plain list would take W and drop it)."""
+
+    def __init__(self, views, name):
+        super().__init__(views)
+        self._name = name
+
+    def __setitem__(self, index, value):
+        if isinstance(index, slice):  # as many arrays as the slice has layers
+            assign_arrays(list.__getitem__(self, index), value, self._name,
+                          range(len(self))[index])
+            return
+        view = list.__getitem__(self, index)  # IndexError as a list's
+        assign_arrays([view], [value], self._name, [index])
+
+    def __delitem__(self, index):
+        raise TypeError(f"{self._name} holds one array per layer: none can be removed")
+
 class MLP(Inference):
     """Multilayer perceptron for classification or regression, trained by
     mini-batch SGD or Adam.
@@ -167,8 +188,9 @@ class MLP(Inference):
     @property
     def coefs_(self) -> list[FloatArray]:
         """Weight matrices, one ``(fan_in, fan_out)`` view per layer (scikit-learn's
-        name). Assigning a list of arrays of those shapes copies them in."""
-        return unflatten(self._params, self.layers)[0]
+        name). Assigning a list of arrays of those shapes copies them in, and so
+        does assigning one (``model.coefs_[0] = W``)."""
+        return _Views(unflatten(self._params, self.layers)[0], "coefs_")
 
     @coefs_.setter
     def coefs_(self, values: Sequence[ArrayLike]) -> None:
@@ -177,8 +199,9 @@ class MLP(Inference):
     @property
     def intercepts_(self) -> list[FloatArray]:
         """Bias vectors, one view per layer (scikit-learn's name). Assigning a
-        list of vectors of those lengths copies them in."""
-        return unflatten(self._params, self.layers)[1]
+        list of vectors of those lengths copies them in, and so does assigning
+        one (``model.intercepts_[0] = b``)."""
+        return _Views(unflatten(self._params, self.layers)[1], "intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, values: Sequence[ArrayLike]) -> None:

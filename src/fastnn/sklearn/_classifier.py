@@ -58,7 +58,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(f"`classes={classes!r}` is not the same as on the last call to "
                              f"partial_fit, was: {self.classes_!r}")
-        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+        try:
+            return self._fit(X, y, incremental=True, sample_weight=sample_weight)
+        finally:  # taken by a call that got as far as the labels; never left for a later one
+            self.__dict__.pop("_partial_classes", None)
 
     def _validate_Xy(self, X, y, reset):
         X, y = _validate_data(self, X, y, reset=reset, dtype=np.dtype(self.dtype),

@@ -24,6 +24,8 @@ class _SklearnSchedule(Callback):
 
     def __init__(self, est, X_val, y_val, sw_val, n_train, batch_size, incremental,
                  mean_weight=1.0):
+        if sw_val is not None and not np.sum(sw_val) > 0:
+            sw_val = None  # validation rows all of weight 0: a weighted score is undefined
         self.est, self.X_val, self.y_val, self.sw_val = est, X_val, y_val, sw_val
         self.n_train, self.batch_size, self.incremental = n_train, batch_size, incremental
         # the penalties' divisor in the loss: scikit-learn's, a batch's weight sum
