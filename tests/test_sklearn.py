@@ -837,3 +837,14 @@ def test_a_failed_first_partial_fit_leaves_no_classes_behind(blobs):
         clf.fit(X, y)
     clf.partial_fit(X[y < 2], y[y < 2])
     assert clf.classes_.tolist() == [0, 1, 2]
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_n_iter_no_change_inf_never_stops(blobs):
+    """scikit-learn takes n_iter_no_change=np.inf: every max_iter epoch runs."""
+    X, y = blobs
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=30, tol=1.0, n_iter_no_change=np.inf,
+                        random_state=0).fit(X, y)
+    assert clf.n_iter_ == 30
+    with pytest.raises((TypeError, ValueError), match="n_iter_no_change"):
+        MLPClassifier(n_iter_no_change=2.5).fit(X, y)

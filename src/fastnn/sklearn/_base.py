@@ -19,7 +19,7 @@ from ..model import MLP
 from .._layout import DTYPES
 from .._validation import check_float, check_int, check_sparse_structure, is_sparse
 from ..optim import SGD, Adam
-from ..training import History
+from ..training import DIVERGED_LOSS, History
 from ._schedule import _extend, _SklearnSchedule
 
 try:  # scikit-learn >= 1.6
@@ -97,7 +97,9 @@ _COMMON_PARAMS_DOC = """
     max_fun :
         Accepted for compatibility; used only by ``"lbfgs"``, which fastnn
         does not have.
-    n_iter_no_change : int, default=10
+    n_iter_no_change : int or ``np.inf``, default=10
+        Epochs without a ``tol`` improvement that stop the fit (or, with
+        ``learning_rate="adaptive"``, divide the rate); ``np.inf``: never.
     l1 : float, default=0.0
         fastnn's L1 penalty (no scikit-learn equivalent), scaled as ``alpha``'s
         L2: ``l1 * sum |W| / batch_size`` added to the loss (and to
@@ -257,7 +259,9 @@ class _BaseMLP(BaseEstimator):
                              f"{np.dtype(self.dtype).name}) with dtype={self.dtype!r}, "
                              f"got {self.epsilon!r}")
         check_int(self.max_iter, "max_iter", low=1)
-        check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
+        if not (isinstance(self.n_iter_no_change, (float, np.floating))
+                and self.n_iter_no_change == np.inf):  # inf, as scikit-learn: never stop
+            check_int(self.n_iter_no_change, "n_iter_no_change", low=1)
         if self.batch_size != "auto":
             check_int(self.batch_size, "batch_size", low=1)
         if self.n_threads is not None:
@@ -381,9 +385,11 @@ class _BaseMLP(BaseEstimator):
                 _extend(self.history_, history, schedule.val_scores, self._VAL_KEY)
                 if history.diverged:
                     raise ValueError(
-                        "Solver produced non-finite parameter weights (the loss diverged at "
-                        f"learning rate {self._lr:g}). The input data may contain large values "
-                        "and need to be preprocessed, or the learning rate is too large.")
+                        f"Solver diverged at learning rate {self._lr:g}: the loss or the "
+                        f"weights became non-finite, or the mean training loss ran away "
+                        f"(above {DIVERGED_LOSS:g} x that of a uniform guess for a "
+                        f"classifier). The input data may contain large values and need to be "
+                        f"preprocessed, or the learning rate is too large.")
                 if history.interrupted:  # Ctrl-C: as scikit-learn, a warning, then fitted
                     warnings.warn("Training interrupted by user.")
                     break
