@@ -386,6 +386,10 @@ def test_does_not_modify_inputs(mnist_small):
     (dict(layers=[784, "10"]), TypeError, r"layers\[1\]"),
     (dict(layers=[784, True]), TypeError, r"layers\[1\]"),
     (dict(layers=[784, 1]), ValueError, r"layers\[-1\]"),
+    (dict(layers={784, 10}), TypeError, "layers must be a sequence"),  # unordered
+    (dict(layers={784: 1, 10: 1}), TypeError, "layers must be a sequence"),
+    (dict(layers=np.array([[784, 10]])), TypeError, "layers must be a sequence"),
+    (dict(layers=[784, 8, 10], dropout={0.5}), TypeError, "dropout must be"),
     (dict(layers=[784, 10], activation="softmax"), ValueError, "activation"),
     (dict(layers=[784, 10], activation=None), ValueError, "activation"),
     (dict(layers=[784, 10], activation=np.tanh), ValueError, "activation"),
@@ -408,8 +412,9 @@ def test_constructor_rejects_bad_arguments(kwargs, exc, match):
 
 
 def test_constructor_accepts_numpy_ints():
-    model = MLP(np.array([5, 4, 3]), seed=np.uint32(3))
-    assert model.layers == (5, 4, 3) and model.seed == 3
+    model = MLP(np.array([5, 4, 3]), seed=np.uint32(3), dropout=np.array(0.25))
+    assert model.layers == (5, 4, 3) and model.seed == 3 and model.dropout == (0.25,)
+    assert MLP(range(5, 2, -1)).layers == (5, 4, 3)
     assert all(type(s) is int for s in model.layers)
     json.dumps(list(model.layers))
 

@@ -104,6 +104,21 @@ def test_missing_file(tmp_path):
         MLP.load(tmp_path / "nope.npz")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_parameters_are_refused_at_save_not_load(tmp_path, bad):
+    model = MLP([4, 3, 2], seed=0)
+    path = tmp_path / "model.npz"
+    model.save(path)
+    before = path.read_bytes()
+    model.parameters[5] = bad
+    with pytest.raises(ValueError, match="hold NaN or inf .* nothing written"):
+        model.save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["model.npz"]
+    with pytest.raises(ValueError, match="hold NaN or inf"):
+        model.save(tmp_path / "new.npz")
+    assert not (tmp_path / "new.npz").exists()
+
+
 def test_a_folder_is_refused_alike_by_save_and_load(trained, tmp_path):
     with pytest.raises(IsADirectoryError, match="it is a folder"):
         trained[0].save(tmp_path)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
@@ -121,7 +121,11 @@ class MLP(Inference):
                  dtype: str | type | np.dtype[Any] = "float32", seed: int | None = None,
                  init: str = "auto", dropout: float | Sequence[float] = 0.0,
                  input_dropout: float = 0.0, loss: str = "cross_entropy") -> None:
-        if isinstance(layers, (str, bytes)) or not hasattr(layers, "__len__"):
+        if isinstance(layers, np.ndarray) and layers.ndim != 1:
+            raise TypeError(f"layers must be a sequence of ints, got an array of shape "
+                            f"{layers.shape}")
+        if isinstance(layers, (str, bytes, set, frozenset, Mapping)) or not (
+                isinstance(layers, (Sequence, np.ndarray))):  # ordered: no set, no dict
             raise TypeError(f"layers must be a sequence of ints, got {layers!r}")
         if len(layers) < 2:
             raise ValueError(f"layers must list at least an input and an output width, got {list(layers)}")
@@ -144,7 +148,9 @@ class MLP(Inference):
         self.seed = check_int(seed, "seed", low=0, high=2**64 - 1)  # the kernels' uint64 key
         self.init = check_choice(init, "init", INITS)
         n_hidden = len(self.layers) - 2
-        if isinstance(dropout, (str, bytes)):
+        if isinstance(dropout, np.ndarray) and dropout.ndim == 0:
+            dropout = dropout.item()  # a 0-d array is its number
+        if isinstance(dropout, (str, bytes, set, frozenset, Mapping)):
             raise TypeError(f"dropout must be a number or a sequence of numbers, got {dropout!r}")
         if hasattr(dropout, "__len__"):
             rates = cast("Sequence[float]", dropout)

@@ -255,7 +255,16 @@ def check_param_array(arr, layers, dtype, name, path, copies=1):
     return np.ascontiguousarray(arr)
 
 
+def _check_saveable(model, path):
+    """ValueError unless the parameters are finite: load refuses a file that holds
+    NaN or inf, so such a file is never written (nothing is)."""
+    if not np.isfinite(model.parameters).all():
+        raise ValueError(f"cannot save {str(path)!r}: the model's parameters hold NaN or inf "
+                         f"(a file that loading would refuse); nothing written")
+
+
 def save_model(model, path):
+    _check_saveable(model, path)
     atomic_savez(path, {"header": _header_array(model_header(model)), "params": model.parameters})
 
 
@@ -286,6 +295,7 @@ def load_model(path, cls):
 
 def save_checkpoint(path, model, state, arrays):
     """A model plus training state (JSON-able ``state``, named ``arrays``)."""
+    _check_saveable(model, path)
     header = model_header(model)
     header.update(format=CHECKPOINT_FORMAT, state=state)
     atomic_savez(path, {"header": _header_array(header), "params": model.parameters,
