@@ -261,8 +261,14 @@ def _corruptions():
         A.indices[0] = 9
     def index_negative(A):
         A.indices[0] = -3
+    def indptr_ends_past_nnz(A):
+        A.indptr[-1] += 5
+    def indptr_starts_below_0(A):
+        A.indptr[0] = -1
     return [("indptr past nnz", indptr_past_nnz, "indptr"),
-            ("indptr decreasing", indptr_decreasing, "indptr"),
+            ("indptr decreasing", indptr_decreasing, "indptr must be non-decreasing"),
+            ("indptr ends past nnz", indptr_ends_past_nnz, r"indptr must end within nnz \(160"),
+            ("indptr starts below 0", indptr_starts_below_0, "indptr must start at 0"),
             ("column index too big", index_too_big, "indices"),
             ("negative column index", index_negative, "indices")]
 

@@ -123,10 +123,15 @@ def check_sparse_structure(X, name="X"):
                             f"{indptr.dtype} and {indices.dtype}")
         nnz = indices.shape[0]
         steps = np.diff(indptr)
-        if indptr[0] < 0 or indptr[-1] > nnz or (steps.size and steps.min() < 0):
-            bad = int(np.flatnonzero(steps < 0)[0]) if steps.size and steps.min() < 0 else 0
-            raise ValueError(f"{name}.indptr must be non-decreasing within [0, nnz], got "
-                             f"{indptr[bad]}, {indptr[bad + 1]} at {bad}")
+        if indptr[0] < 0:
+            raise ValueError(f"{name}.indptr must start at 0 or above, got {indptr[0]}")
+        if indptr[-1] > nnz:
+            raise ValueError(f"{name}.indptr must end within nnz ({nnz}, the stored "
+                             f"entries), got {indptr[-1]}")
+        if steps.size and steps.min() < 0:
+            bad = int(np.flatnonzero(steps < 0)[0])
+            raise ValueError(f"{name}.indptr must be non-decreasing, got {indptr[bad]}, "
+                             f"{indptr[bad + 1]} at {bad}")
         used = indices[indptr[0]:indptr[-1]]
         if used.size and (used.min() < 0 or used.max() >= minor):
             bad = int(np.flatnonzero((used < 0) | (used >= minor))[0]) + int(indptr[0])
