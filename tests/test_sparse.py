@@ -312,3 +312,102 @@ def test_corrupted_index_arrays_are_refused_by_the_estimator():
     clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
     with pytest.raises(ValueError, match="X.indptr"):
         clf.predict(A)
+
+
+# -- kernels.csr_forward and prediction on a sparse X ------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ["identity", "relu", "tanh", "sigmoid"])
+@pytest.mark.parametrize("rows", [None, (0, 1), (2, 9), (5, 40)])
+def test_csr_forward_matches_its_twin(dtype, activation, rows):
+    """kernels.csr_forward against reference.csr_forward on CSR rows with an empty
+    row, a full row and unsorted indices; rows=(start, stop) reads only those."""
+    rng = np.random.default_rng(3)
+    _, A = sparse_rows(rng, 40, 37, 0.1, dtype)
+    W = rng.standard_normal((37, 19)).astype(dtype)
+    b = rng.standard_normal(19).astype(dtype)
+    got = K.csr_forward(A, W, b, activation, rows=rows)
+    np.testing.assert_allclose(got, R.csr_forward(A, W, b, activation, rows=rows), **TOL[dtype])
+    out = np.full_like(got, np.nan)
+    assert K.csr_forward(A, W, b, activation, out=out, rows=rows) is out
+    np.testing.assert_array_equal(out, got)
+
+
+@pytest.mark.parametrize("call, exc, match", [
+    (lambda A, W, b: K.csr_forward(A.toarray(), W, b), TypeError, "X must be a scipy.sparse"),
+    (lambda A, W, b: K.csr_forward(A, W.astype(np.float64), b.astype(np.float64)), TypeError,
+     "X.data must be float64"),
+    (lambda A, W, b: K.csr_forward(A, W[:5], b), ValueError, "W must have shape"),
+    (lambda A, W, b: K.csr_forward(A, W, b[:3]), ValueError, "b must have shape"),
+    (lambda A, W, b: K.csr_forward(A, W, b, "swish"), ValueError, "activation"),
+    (lambda A, W, b: K.csr_forward(A, W, b, rows=(5, 5)), ValueError, "rows 5:5"),
+    (lambda A, W, b: K.csr_forward(A, W, b, rows=(0, 41)), ValueError, "rows 0:41"),
+    (lambda A, W, b: K.csr_forward(A, W, b, rows=(-1, 3)), ValueError, "start"),
+    (lambda A, W, b: K.csr_forward(A, W, b, rows=[0, 3]), TypeError, "rows must be"),
+    (lambda A, W, b: K.csr_forward(A, W, b, out=np.zeros((40, 19), np.float64)), TypeError,
+     "out"),
+    (lambda A, W, b: K.csr_forward(A, W, b, out=np.zeros((39, 19), np.float32)), ValueError,
+     "out must have shape"),
+])
+def test_csr_forward_checks_its_arguments(call, exc, match):
+    rng = np.random.default_rng(3)
+    _, A = sparse_rows(rng, 40, 37, 0.1, np.float32)
+    W = rng.standard_normal((37, 19)).astype(np.float32)
+    with pytest.raises(exc, match=match):
+        call(A, W, np.zeros(19, np.float32))
+
+
+def test_csr_forward_refuses_corrupted_rows_before_reading_them():
+    rng = np.random.default_rng(3)
+    _, A = sparse_rows(rng, 40, 37, 0.1, np.float32)
+    A.indices[A.indptr[7]] = 37
+    W = np.ones((37, 4), np.float32)
+    with pytest.raises(ValueError, match=r"X.indices must be in \[0, 37\)"):
+        K.csr_forward(A, W, np.zeros(4, np.float32))
+    K.csr_forward(A, W, np.zeros(4, np.float32), rows=(0, 7))  # rows before it are fine
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_prediction_on_a_very_sparse_X_runs_on_its_rows(dtype):
+    """At most CSR_PRODUCTS_MAX_DENSITY, predict, predict_proba and evaluate run the
+    first layer on X's CSR rows (as training does): the dense X's results up to
+    the order of the sums, on any thread count; denser, the dense X's bits."""
+    from fastnn import MLP, threads
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 400)) * (rng.random((3000, 400)) < 0.01)
+    y = rng.integers(0, 3, 3000)
+    model = MLP([400, 24, 3], seed=0, dtype=dtype)
+    dense = model.predict_proba(X)
+    with threads.using(1):
+        one = model.predict_proba(sp.csr_matrix(X))
+    with threads.using(2):
+        two = model.predict_proba(sp.csr_array(X))
+    np.testing.assert_array_equal(one, two)  # rows are independent
+    np.testing.assert_allclose(one, dense, **TOL[np.dtype(dtype).type])
+    assert np.array_equal(model.predict(sp.csr_matrix(X)), dense.argmax(axis=1)) or \
+        np.abs(np.sort(dense, axis=1)[:, -1] - np.sort(dense, axis=1)[:, -2]).min() < 1e-5
+    loss, acc = model.evaluate(sp.csr_matrix(X), y)
+    assert loss == pytest.approx(model.evaluate(X, y)[0], rel=1e-5)
+    X[:, :40] = rng.standard_normal((3000, 40))  # 11 % dense: densified, the dense bits
+    np.testing.assert_array_equal(model.predict_proba(sp.csr_matrix(X)), model.predict_proba(X))
+
+
+def test_prediction_on_a_wide_sparse_X_allocates_nothing_of_its_width():
+    """A hashed-features X (2**20 columns, 50 entries a row): predict's memory
+    was 2048 x n_features (8.5 GB here), its time that of the dense product."""
+    import tracemalloc
+    from fastnn import MLP
+    rng = np.random.default_rng(0)
+    n, d, k = 2048, 2**20, 50
+    X = sp.csr_matrix((rng.random(n * k).astype(np.float32), rng.integers(0, d, n * k),
+                       np.arange(n + 1) * k), shape=(n, d))
+    model = MLP([d, 16, 2], seed=0)
+    tracemalloc.start()
+    try:
+        proba = model.predict_proba(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 2**20, peak  # X's own CSR copy (intp indices) and the outputs
+    np.testing.assert_allclose(proba[:50], model.predict_proba(X[:50].toarray()),
+                               rtol=1e-4, atol=1e-6)

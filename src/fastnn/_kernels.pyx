@@ -883,6 +883,82 @@ cdef void _dense_forward_call(const floating[:, ::1] X, const floating[:, ::1] W
                        <int> X.shape[1], <int> W.shape[1], act)
 
 
+def csr_forward(X, W, b, activation="identity", out=None, *, rows=None):
+    """Fused first layer on a sparse X: ``out = activation(X @ W + b)`` for a
+    SciPy CSR ``X`` (values of W's dtype, intp ``indices`` and ``indptr``, as
+    ``fit`` and ``predict`` make it): each row a sum of W's rows scaled by the
+    row's values, in CSR order (duplicates add up), then the bias and
+    activation; the compiled loop's first layer on a sparse X. It costs
+    ``nnz x n_out`` multiply-adds, where densifying X costs ``n_rows x n_in x
+    n_out``. The NumPy twin is :func:`fastnn.reference.csr_forward`.
+
+    W: (n_in, n_out), b: (n_out,), C-contiguous; ``out`` (rows, n_out) is
+    written when given and must not overlap the inputs. ``rows=(start, stop)``:
+    only X's rows ``start:stop`` (without slicing X: SciPy's slices copy, and
+    may narrow the indices to int32). Returns ``out``.
+    """
+    if rows is None:
+        start, stop = 0, None
+    elif isinstance(rows, tuple) and len(rows) == 2:
+        start, stop = rows
+    else:
+        raise TypeError(f"rows must be None or a pair (start, stop), got {rows!r}")
+    parts = _csr_parts(X)
+    if parts is None:
+        raise TypeError(f"X must be a scipy.sparse CSR matrix or array, got {type(X).__name__}")
+    data, indices, indptr, n_rows, n_cols = parts
+    dtype = _float_dtype(W, "W")
+    if data.dtype != dtype:
+        raise TypeError(f"X.data must be {dtype.name}, as W, got {data.dtype}")
+    _check_array(W, "W", dtype, 2)
+    _check_array(b, "b", dtype, 1)
+    cdef int act = _activation_code(activation)
+    stop = n_rows if stop is None else stop
+    start, stop = _check_index(start, "start"), _check_index(stop, "stop")
+    if start < 0:
+        raise ValueError(f"rows: start must be >= 0, got {start}")
+    if not start < stop <= n_rows or W.shape[1] == 0:
+        raise ValueError(f"X's rows {start}:{stop} (of {n_rows}) and W's columns must be "
+                         f"non-empty, got W {W.shape}")
+    if W.shape[0] != n_cols:
+        raise ValueError(f"W must have shape ({n_cols}, n_out) to match X {X.shape}, "
+                         f"got {W.shape}")
+    if b.shape[0] != W.shape[1]:
+        raise ValueError(f"b must have shape ({W.shape[1]},), got {b.shape}")
+    out = _out(out, "out", (stop - start, W.shape[1]), dtype, (W, b, data))
+    rows = np.arange(start, stop, dtype=_INTP)
+    _check_csr_rows(indptr, indices, rows, 0, rows.shape[0], n_cols)
+    cdef int ok
+    if dtype is _FLOAT_DTYPES[0]:
+        ok = _csr_forward_call[float](rows, indptr, indices, data, W, b, out, act)
+    else:
+        ok = _csr_forward_call[double](rows, indptr, indices, data, W, b, out, act)
+    if not ok:  # only where another thread changed X's index arrays meanwhile
+        raise ValueError("X's index arrays changed while they were read")
+    return out
+
+
+cdef int _csr_forward_call(const intp_t[::1] rows, const intp_t[::1] indptr,
+                           const intp_t[::1] indices, const floating[::1] data,
+                           const floating[:, ::1] W, const floating[::1] b,
+                           floating[:, ::1] out, int act) except -1:
+    cdef intp_t nnz = data.shape[0]
+    cdef const floating* x = &data[0] if nnz > 0 else NULL
+    cdef int ok
+    with nogil:
+        if floating is float:
+            ok = fnn_csr_forward_f(rows.shape[0], &rows[0], indptr.shape[0] - 1, &indptr[0],
+                                   &indices[0] if nnz > 0 else NULL, x, nnz, W.shape[0],
+                                   &W[0, 0], W.shape[1], &b[0], &out[0, 0], out.shape[1], 0,
+                                   W.shape[1], act)
+        else:
+            ok = fnn_csr_forward_d(rows.shape[0], &rows[0], indptr.shape[0] - 1, &indptr[0],
+                                   &indices[0] if nnz > 0 else NULL, x, nnz, W.shape[0],
+                                   &W[0, 0], W.shape[1], &b[0], &out[0, 0], out.shape[1], 0,
+                                   W.shape[1], act)
+    return ok
+
+
 def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
                    dZ_prev=None, compute_dZ_prev=True):
     """Backward pass of a dense layer.

@@ -19,6 +19,9 @@ from ._validation import check_targets, check_X, check_y, is_sparse
 from .metrics import r2_score
 
 _BLOCK = 2048  # rows per forward block in predict/evaluate
+#: The most memory a block of a sparse X densified for the dense products takes
+#: (a CSR X denser than CSR_PRODUCTS_MAX_DENSITY; fewer rows per block when wide).
+_SPARSE_DENSE_BYTES = 256 << 20
 # A block of W multiply-adds is split into p parts, one a thread, at a cost
 # of about p * _THREAD_START_MACS + W / p: a helper thread's start and join
 # (about 0.2 ms, paid in sequence by the caller) count as that many
@@ -88,34 +91,54 @@ class Inference:
         +inf, or all -inf: finite inputs can still overflow the dtype), as softmax
         and argmax are then undefined."""
         weights, biases = unflatten(self.parameters, self.layers)
-        n = X.shape[0]
-        block = min(_BLOCK, n)
-        bufs = [np.empty((block, w), dtype=self.dtype) for w in self.layers[1:]]
+        n, n_in = X.shape
         last = len(weights) - 1
-        sparse = is_sparse(X)  # CSR: a block of rows at a time, densified
-        dense: Any = np.empty((block, self.layers[0]), dtype=self.dtype) if sparse else None
         acts = [self.activation] * last + ["identity"]
         row_macs = sum(w.size for w in weights)
+        # A CSR X: the first layer on its rows themselves (nnz x width
+        # multiply-adds, as training's) up to the density where training's
+        # products switch; denser, each block densified (the dense X's bits),
+        # in blocks of at most _SPARSE_DENSE_BYTES
+        sparse = is_sparse(X)
+        nnz = cast(Any, X).nnz if sparse else 0
+        csr_first = sparse and nnz <= kernels.CSR_PRODUCTS_MAX_DENSITY * n * n_in
+        block = min(_BLOCK, n)
+        if sparse and not csr_first:
+            block = max(1, min(block, _SPARSE_DENSE_BYTES // (n_in * self.dtype.itemsize)))
+        if csr_first:  # the first layer costs a row's entries times its width
+            row_macs += max(1, nnz // n) * self.layers[1] - weights[0].size
+        dense: Any = (np.empty((block, n_in), dtype=self.dtype) if sparse and not csr_first
+                      else None)
+        bufs = [np.empty((block, w), dtype=self.dtype) for w in self.layers[1:]]
         n_threads = threads.training_threads()
 
-        def forward(x: FloatArray, lo: int, hi: int) -> bool:
-            # rows lo:hi of the block x through every layer, into the same
-            # rows of bufs (rows are independent: the same bits whatever
-            # the split)
-            a = x[lo:hi]
-            for i, (W, b) in enumerate(zip(weights, biases)):
-                a = kernels.dense_forward(a, W, b, acts[i], out=bufs[i][lo:hi])
+        def forward(x: Any, start: int, lo: int, hi: int) -> bool:
+            # rows lo:hi of the block x (rows start: of X) through every layer,
+            # into the same rows of bufs (rows are independent: the same bits
+            # whatever the split)
+            first = 0
+            if csr_first:
+                a = kernels.csr_forward(X, weights[0], biases[0], acts[0],
+                                        out=bufs[0][lo:hi], rows=(start + lo, start + hi))
+                first = 1
+            else:
+                a = x[lo:hi]
+            for i in range(first, len(weights)):
+                a = kernels.dense_forward(a, weights[i], biases[i], acts[i],
+                                          out=bufs[i][lo:hi])
             return True
 
         with threads.limit():
             for start in range(0, n, block):
-                x: Any = X[start:start + block]
-                rows = x.shape[0]
-                if sparse:
-                    x = x.toarray(out=dense[:rows])
+                rows = min(block, n - start)
+                x: Any = None
+                if not csr_first:
+                    x = X[start:start + block]
+                    if sparse:
+                        x = x.toarray(out=dense[:rows])
                 most = math.isqrt(rows * row_macs // _THREAD_START_MACS)
                 parts = max(1, min(n_threads, rows, most))
-                threads.split_work(rows, parts, functools.partial(forward, x))
+                threads.split_work(rows, parts, functools.partial(forward, x, start))
                 a = bufs[last][:rows]
                 if check and not np.isfinite(a.max(axis=1)).all():
                     raise ValueError(f"X: the network's outputs overflow {self.dtype.name} "

@@ -27,6 +27,7 @@ from ._kernels import (  # noqa: F401
     LOSSES,
     adam_update,
     augment_rows,
+    csr_forward,
     dense_backward,
     dense_forward,
     dropout_mask,
@@ -41,6 +42,7 @@ from ._kernels import (  # noqa: F401
 __all__ = [
     "ACTIVATIONS",
     "dense_forward",
+    "csr_forward",
     "dense_backward",
     "LOSSES",
     "softmax_cross_entropy",

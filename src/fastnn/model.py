@@ -35,11 +35,11 @@ class _Views(list):
     whose item assignment copies into the view, checked, as scikit-learn's idiom
     ``clf.coefs_[0] = W`` expects (a plain list would take W and drop it)."""
 
-    def __init__(self, views, name):
+    def __init__(self, views: list[FloatArray], name: str) -> None:
         super().__init__(views)
         self._name = name
 
-    def __setitem__(self, index, value):
+    def __setitem__(self, index: Any, value: Any) -> None:
         if isinstance(index, slice):  # as many arrays as the slice has layers
             assign_arrays(list.__getitem__(self, index), value, self._name,
                           range(len(self))[index])
@@ -47,7 +47,7 @@ class _Views(list):
         view = list.__getitem__(self, index)  # IndexError as a list's
         assign_arrays([view], [value], self._name, [index])
 
-    def __delitem__(self, index):
+    def __delitem__(self, index: Any) -> None:
         raise TypeError(f"{self._name} holds one array per layer: none can be removed")
 
 class MLP(Inference):

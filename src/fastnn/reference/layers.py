@@ -62,9 +62,12 @@ def dense_backward(A_prev, W, dZ, activation_prev="identity", dW=None, db=None,
     return dW, db, dZ_prev
 
 
-def csr_forward(X, W, b, activation="identity", out=None):
-    """``out = activation(X @ W + b)`` for a SciPy CSR ``X``: the first layer's
-    forward on the CSR rows (the compiled loop's ``fnn_csr_forward``)."""
+def csr_forward(X, W, b, activation="identity", out=None, *, rows=None):
+    """``out = activation(X @ W + b)`` for a SciPy CSR ``X`` (its rows
+    ``start:stop`` for ``rows=(start, stop)``): the first layer's forward on
+    the CSR rows (the compiled loop's ``fnn_csr_forward``)."""
+    if rows is not None:
+        X = X[rows[0]:rows[1]]
     z = X @ W  # SciPy's sparse x dense product (duplicates summed)
     if out is None:
         out = np.asarray(z, dtype=W.dtype)

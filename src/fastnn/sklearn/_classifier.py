@@ -9,7 +9,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import threads
 from .._typing import ArrayLike, PathLike
-from ._base import _COMMON_ATTRS_DOC, _COMMON_PARAMS_DOC, _BaseMLP, _validate_data
+from ._base import _BaseMLP, _validate_data
+from ._docs import COMMON_ATTRS_DOC, COMMON_PARAMS_DOC
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -18,7 +19,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Parameters are scikit-learn's ``MLPClassifier``'s, with the same meaning,
     except where noted; fastnn's own are ``l1``, ``dtype``, ``n_threads``, ``augment`` and
     ``exact_sums``.
-    """ + _COMMON_PARAMS_DOC + """
+    """ + COMMON_PARAMS_DOC + """
     Attributes
     ----------
     classes_, n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
@@ -33,7 +34,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     * sum |W|``) evaluated with the end-of-epoch weights (scikit-learn evaluates it
     with each batch's); with ``sample_weight``, ``batch_size`` times the training
     rows' mean weight stands for scikit-learn's weight sum of a batch.
-    """ + _COMMON_ATTRS_DOC + """
+    """ + COMMON_ATTRS_DOC + """
     ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
     ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR
     products, up to the order of the sums).

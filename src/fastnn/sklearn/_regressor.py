@@ -7,7 +7,8 @@ from sklearn.metrics import r2_score
 from sklearn.utils.validation import check_is_fitted
 
 from .. import threads
-from ._base import _COMMON_ATTRS_DOC, _COMMON_PARAMS_DOC, _BaseMLP, _validate_data
+from ._base import _BaseMLP, _validate_data
+from ._docs import COMMON_ATTRS_DOC, COMMON_PARAMS_DOC
 
 _REGRESSION_LOSSES = ("squared_error", "poisson")
 
@@ -23,7 +24,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         scikit-learn's squared error: identity outputs, the gradient
         ``(output - y) / batch`` (fastnn's ``MLP(loss="mse")``).
         ``"poisson"`` raises ``NotImplementedError``.
-    """ + _COMMON_PARAMS_DOC + """
+    """ + COMMON_PARAMS_DOC + """
     Attributes
     ----------
     n_features_in_, feature_names_in_, coefs_, intercepts_, loss_,
@@ -35,7 +36,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     ``alpha/(2*batch_size) * sum ||W||^2`` (and ``l1/batch_size * sum |W|``) with
     the end-of-epoch weights (``batch_size`` times the mean weight with
     ``sample_weight``).
-    """ + _COMMON_ATTRS_DOC + """
+    """ + COMMON_ATTRS_DOC + """
     ``X`` may be SciPy sparse (CSR): it trains as the dense ``X`` (bit for bit above
     ``fastnn.kernels.CSR_PRODUCTS_MAX_DENSITY``; below, on the first layer's CSR
     products, up to the order of the sums).
