@@ -408,6 +408,34 @@ def test_train_exit_status_says_diverged_or_interrupted(tmp_path, mnist_path, mo
     assert rc == 130 and err.strip() == "fastnn train: interrupted" and stdout == ""
 
 
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "not a run's config.json (a JSON list, not a mapping)"),
+    ("{not json", "not a run's config.json (Expecting property name"),
+    ('{"layers": [784, 10], "dataset": "mnist"}', "another run's: its layers are [784, 10]"),
+])
+def test_evaluate_refuses_a_config_json_that_is_not_the_models(best_run, tmp_path, mnist_path,
+                                                               text, message):
+    """The config.json beside a model says how to evaluate it: one that is not a
+    config, or another run's, is an error naming it (exit 2, one line), unless
+    --dataset and --normalize make it unneeded."""
+    out, _ = best_run
+    shutil.copy(out / "model.npz", tmp_path / "model.npz")
+    (tmp_path / "config.json").write_text(text)
+    rc, stdout, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path)
+    assert rc == 2 and message in err and "config.json" in err, err
+    assert len(err.strip().splitlines()) == 1 and stdout == ""
+    rc, _, err = run_main("evaluate", tmp_path / "model.npz", "--data-dir", mnist_path,
+                          "--dataset", "mnist", "--normalize", "minmax")
+    assert rc == 0, err
+
+
+def test_evaluate_a_classifier_on_a_regression_dataset_says_so(best_run, mnist_path):
+    out, _ = best_run
+    rc, _, err = run_main("evaluate", out / "model.npz", "--data-dir", mnist_path,
+                          "--dataset", "friedman1", "--normalize", "none")
+    assert rc == 2 and "friedman1 is a regression dataset" in err, err
+
+
 def test_evaluate_missing_model(tmp_path, mnist_path):
     rc, stdout, err = run_main("evaluate", tmp_path / "nope.npz", "--data-dir", mnist_path)
     assert rc == 2

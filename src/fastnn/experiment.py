@@ -206,13 +206,35 @@ def _run_regression(model, config, fit_config, data, out, name):
     return metrics, history
 
 
+def _run_config(path, model):
+    """The ``config.json`` of the run folder holding the model file ``path`` ({}
+    where there is none), checked to be a config of this model's layers: an
+    error names the file otherwise (another run's, or not a config)."""
+    run_config = Path(path).with_name("config.json")
+    if not run_config.is_file():
+        return {}
+    how = "give --dataset and --normalize (or move the file)"
+    try:
+        saved = json.loads(run_config.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise ValueError(f"{str(run_config)!r} beside the model is not a run's config.json "
+                         f"({' '.join(str(exc).split())}): {how}") from None
+    if not isinstance(saved, dict):
+        raise ValueError(f"{str(run_config)!r} beside the model is not a run's config.json "
+                         f"(a JSON {type(saved).__name__}, not a mapping): {how}")
+    layers = saved.get("layers")
+    if layers is not None and list(layers) != list(model.layers):
+        raise ValueError(f"{str(run_config)!r} beside the model is another run's: its layers "
+                         f"are {layers}, the model's {list(model.layers)}; {how}")
+    return saved
+
+
 def evaluate_saved(path, data_dir=None, dataset=None, normalize=None):
     """Evaluate a saved model (a run folder's ``model.npz``, or :meth:`MLP.save`'s file)
     on its dataset's test set; ``dataset`` and ``normalize`` default to the run's
     ``config.json`` beside it (else MNIST, minmax). Returns a JSON-ready dict."""
     model = MLP.load(path)
-    run_config = Path(path).with_name("config.json")
-    saved = json.loads(run_config.read_text()) if run_config.is_file() else {}
+    saved = {} if dataset is not None and normalize is not None else _run_config(path, model)
     if not saved and (dataset is None or normalize is None):
         # a model file alone does not say how its inputs were scaled
         warnings.warn(f"no config.json beside {str(path)!r}: evaluating with "
@@ -226,6 +248,9 @@ def evaluate_saved(path, data_dir=None, dataset=None, normalize=None):
         return {"model": str(path), "dataset": dataset, "normalize": normalize,
                 "test_r2": r2, "test_rmse": math.sqrt(mse), "test_loss": mse}
     names = datasets.class_names(dataset)
+    if not names:
+        raise ValueError(f"the model is a classifier of {model.n_classes_} classes, and "
+                         f"{dataset} is a regression dataset")
     if len(names) != model.n_classes_:
         raise ValueError(f"the model has {model.n_classes_} classes, {dataset} has {len(names)}")
     _, (X_test, y_test) = load_data(dataset, data_dir, normalize)
