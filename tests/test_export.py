@@ -195,6 +195,12 @@ def test_sklearn_classifier_labels_keep_their_values(tmp_path, labels):
     assert out.dtype.kind == expected.dtype.kind or out.dtype == np.int64
 
 
+def test_mixed_string_and_number_classes_are_refused(trained, tmp_path):
+    with pytest.raises(TypeError, match="all strings or all numbers"):
+        trained.to_onnx(tmp_path / "x.onnx", classes=["zero", *range(1, 10)])
+    assert not (tmp_path / "x.onnx").exists()
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sklearn_regressor_exports_too(tmp_path):
     pytest.importorskip("sklearn")

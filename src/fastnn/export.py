@@ -79,6 +79,11 @@ def _import_onnx() -> Any:
 def _classes_tensor(classes: Any, n_classes: int) -> tuple[np.ndarray, int]:
     """``classes`` as an array for the graph's label lookup, and its ONNX element type."""
     onnx = _import_onnx()
+    if not isinstance(classes, np.ndarray) and isinstance(classes, (list, tuple)):
+        kinds = {isinstance(c, (str, np.str_)) for c in classes}
+        if len(kinds) > 1:  # np.asarray would make the numbers strings: "1" for 1
+            raise TypeError(f"classes must be all strings or all numbers, got a mix: "
+                            f"{list(classes)!r}")
     arr = np.asarray(classes)
     if arr.ndim != 1 or arr.shape[0] != n_classes:
         raise ValueError(f"classes must list the model's {n_classes} classes, got shape "
