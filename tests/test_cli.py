@@ -913,6 +913,23 @@ def test_version_is_defined_once():
     assert "version" not in project and project["dynamic"] == ["version"]
 
 
+def test_train_with_seed_null_resumes_its_checkpoint(tmp_path, mnist_path):
+    """`seed: null` draws a seed per run: rerun on its checkpoint, the run takes
+    the checkpoint's seed (config.json says so) and resumes instead of refusing."""
+    ckpt = tmp_path / "state.ckpt"
+    args = ("--layers", "784,16,10", "--seed", "null", "--dropout", "0.2")
+    rc, _, err = train(CONFIGS / "best.yaml", tmp_path / "a", mnist_path, *args,
+                       "--epochs", "1", "--checkpoint", ckpt)
+    assert rc == 0, err
+    seed = read_json(tmp_path / "a" / "config.json")["seed"]
+    rc, _, err = train(CONFIGS / "best.yaml", tmp_path / "b", mnist_path, *args,
+                       "--epochs", "2", "--checkpoint", ckpt)
+    assert rc == 0, err
+    assert read_json(tmp_path / "b" / "config.json")["seed"] == seed
+    resumed = read_json(tmp_path / "b" / "history.json")["history"]
+    assert resumed["time"][0] == read_json(tmp_path / "a" / "history.json")["history"]["time"][0]
+
+
 def test_study_command_writes_the_table(tmp_path, mnist_path):
     folder = tmp_path / "study"
     folder.mkdir()

@@ -592,6 +592,29 @@ def test_checkpoint_resume_is_bitwise_identical(data, tmp_path, how):
         np.testing.assert_array_equal(again.parameters, full.parameters)
 
 
+def test_checkpoint_resume_with_a_drawn_seed(data, tmp_path):
+    """MLP(seed=None) draws a new seed in every process: "the same call after a
+    crash" resumes with the checkpoint's seed (split, dropout and shuffles
+    included), exactly as an uninterrupted run of that seed; an explicit other
+    seed is still refused."""
+    X, y, _, _ = data
+    X, y = X[:600], y[:600]
+    path = tmp_path / "ck.npz"
+    first = MLP([784, 16, 10], dropout=0.3)
+    assert first.seed_drawn
+    first.fit(X, y, epochs=2, checkpoint=path, **CK)
+    resumed = MLP([784, 16, 10], dropout=0.3)
+    assert resumed.seed != first.seed  # (a 63-bit draw)
+    h_resumed = resumed.fit(X, y, epochs=4, checkpoint=path, **CK)
+    assert resumed.seed == first.seed and not resumed.seed_drawn
+    full = MLP([784, 16, 10], dropout=0.3, seed=first.seed)
+    h_full = full.fit(X, y, epochs=4, **CK)
+    _assert_same_run(full, h_full, resumed, h_resumed)
+    with pytest.raises(ValueError, match="different model, data or arguments"):
+        MLP([784, 16, 10], dropout=0.3, seed=first.seed + 1).fit(X, y, epochs=4,
+                                                                 checkpoint=path, **CK)
+
+
 def test_checkpoint_resume_with_early_stopping(data, tmp_path):
     X, y, Xt, yt = data
     args = dict(batch_size=10, learning_rate=0.5, momentum=0.9, verbose=False,

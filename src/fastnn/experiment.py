@@ -32,7 +32,7 @@ import warnings
 from pathlib import Path
 
 from . import config as cfg
-from . import datasets, plots, training
+from . import datasets, plots, serialization, training
 from ._atomic import atomic_write_json
 from .metrics import confusion_matrix, per_class_error
 from .model import MLP
@@ -119,6 +119,10 @@ def run_experiment(config, data, out, name, verbose=True, checkpoint=None):
     with _run_log(out / "train.log"):
         log.info("config %s: %s", name, json.dumps(config))
         log.info("data: %d train, %d test samples", len(X), len(X_test))
+        if model_kw["seed"] is None and checkpoint is not None:
+            # `seed: null` resuming a checkpoint: its seed (MLP.fit would take it
+            # too), so that config.json and the plots name the seed trained with
+            model_kw = {**model_kw, "seed": serialization.checkpoint_seed(checkpoint)}
         model = MLP(**model_kw)
         fit_config = cfg.fit_config(config, verbose=verbose, checkpoint=checkpoint)
         if not model.is_classifier:

@@ -143,6 +143,9 @@ class MLP(Inference):
         if isinstance(dtype, type) or isinstance(dtype, np.dtype):
             dtype = np.dtype(dtype).name
         self.dtype = np.dtype(check_choice(dtype, "dtype", DTYPES))
+        #: whether ``seed=None`` drew the seed (a fit that resumes a checkpoint then
+        #: takes the checkpoint's, as a fresh process draws another)
+        self.seed_drawn = seed is None
         if seed is None:
             seed = int(cast(int, np.random.SeedSequence().entropy) % (2**63))
         self.seed = check_int(seed, "seed", low=0, high=2**64 - 1)  # the kernels' uint64 key
@@ -303,8 +306,17 @@ class MLP(Inference):
         >>> model.score(X, y) > 0.9, model.optimizer_.t
         (True, 300)
         """
+        config = FitConfig.of(config, options)
+        if config.checkpoint is not None and self.seed_drawn and self.epochs_trained == 0:
+            # "the same call after a crash" drew another seed: resume the checkpoint's
+            # (a model of that seed, its initial weights included; resuming then
+            # loads the checkpoint's weights, or says why it cannot)
+            seed = serialization.checkpoint_seed(config.checkpoint)
+            if seed is not None and seed != self.seed:
+                self.seed, self.seed_drawn = seed, False
+                self._initialize()
         return training.fit(self, X, y, config, sample_weight=sample_weight,
-                            validation_data=validation_data, **options)
+                            validation_data=validation_data)
 
     @classmethod
     def fit_defaults(cls) -> dict[str, Any]:

@@ -302,6 +302,24 @@ def save_checkpoint(path, model, state, arrays):
                         **arrays})
 
 
+def checkpoint_seed(path):
+    """The model seed recorded in the checkpoint at ``path`` (its header only
+    read), or None where there is no readable checkpoint there (resuming from it
+    then says why)."""
+    try:
+        path = _check_path(path)
+        if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+            return None
+        with zipfile.ZipFile(path) as zf:
+            members = _check_members(zf, path, os.path.getsize(path))
+            seed = _read_header(zf, members, path, CHECKPOINT_FORMAT).get("seed")
+    except (_Invalid, ValueError, TypeError, OSError, EOFError, KeyError, zipfile.BadZipFile,
+            zlib.error, NotImplementedError, RuntimeError, struct.error, OverflowError):
+        return None
+    ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64
+    return seed if ok else None
+
+
 def load_checkpoint(path):
     """``(header, arrays)`` of a checkpoint, with the model fields validated."""
     header, arrays = read_npz(path, CHECKPOINT_FORMAT)
