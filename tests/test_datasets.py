@@ -172,6 +172,34 @@ def test_files_at_the_top_win_over_a_stray_subfolder(mnist, mnist_path, tmp_path
     np.testing.assert_array_equal(y, mnist[0][1])
 
 
+@pytest.mark.parametrize("split, shape", [("t10k", (20, 20)), ("train", (14, 56)),
+                                          ("t10k", (28, 27))])
+def test_images_of_another_size_are_refused_naming_the_file(tmp_path, split, shape):
+    """MNIST's images are 28 x 28: a file of another size (or a test set unlike
+    the training set) fails at load, naming it, not at evaluation after training."""
+    make_dataset(tmp_path)
+    name = f"{split}-images-idx3-ubyte"
+    n = 30 if split == "train" else 10
+    (tmp_path / (name + ".gz")).write_bytes(
+        gzip.compress(idx_bytes(np.zeros((n, *shape), np.uint8))))
+    with pytest.raises(ValueError, match=rf"{name}.gz: mnist's images are 28x28, this "
+                                         rf"file's {shape[0]}x{shape[1]}"):
+        load_mnist(tmp_path)
+
+
+def test_mnist_at_the_top_and_fashion_in_its_subfolder(mnist_path, tmp_path, no_env):
+    """The README's offline layout: $FASTNN_DATA holds MNIST's files and a
+    fashion-mnist/ subfolder. Fashion-MNIST is read from the subfolder (the files
+    at the top are known to be MNIST's), MNIST from the top."""
+    for name in FILES:
+        os.symlink(mnist_path / (name + ".gz"), tmp_path / (name + ".gz"))
+    arrays = make_dataset(tmp_path / "fashion-mnist", gz=True)
+    (_, yf), _ = load_fashion_mnist(tmp_path)
+    np.testing.assert_array_equal(yf, arrays["train-labels-idx1-ubyte"])
+    (_, y), _ = load_mnist(tmp_path)
+    assert y.shape == (60000,)
+
+
 def test_uncompressed_mnist_labels_are_known_for_what_they_are(mnist_path, tmp_path, no_env):
     """By the labels' SHA-256: a copy that is not the published .gz is still MNIST's."""
     for name in FILES:

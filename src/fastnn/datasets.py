@@ -221,9 +221,16 @@ def _locate(dataset, data_dir, download_missing):
     if explicit and not folder.is_dir():
         raise DatasetNotFoundError(f"data folder {str(folder)!r} does not exist")
     found = {key: _find(folder, stem) for key, stem in _FILES.items()}
-    if explicit and None in found.values() and (folder / dataset).is_dir():
-        folder = folder / dataset  # a folder of datasets, one subfolder each
-        found = {key: _find(folder, stem) for key, stem in _FILES.items()}
+    if explicit and (folder / dataset).is_dir():
+        # a folder of datasets, one subfolder each (MNIST's files may sit at the
+        # top): the subfolder unless the top holds this dataset's four files
+        try:
+            top = None not in found.values() and _check_identity(dataset, found) is None
+        except DatasetNotFoundError:
+            top = False
+        if not top:
+            folder = folder / dataset
+            found = {key: _find(folder, stem) for key, stem in _FILES.items()}
     if explicit:
         _check_identity(dataset, found)
     missing = [_FILES[k] for k, p in found.items() if p is None]
@@ -360,6 +367,11 @@ def load_dataset(dataset: str = "mnist", data_dir: PathLike | None = None,
         if images.ndim != 3 or images.dtype != np.uint8:
             raise ValueError(f"{paths[split + '_images']}: expected uint8 images of shape "
                              f"(n, rows, cols), got {images.dtype} {images.shape}")
+        shape = tuple(DATASETS[dataset]["image_shape"])
+        if images.shape[1:] != shape:  # (and so train and test agree)
+            raise ValueError(f"{paths[split + '_images']}: {dataset}'s images are "
+                             f"{shape[0]}x{shape[1]}, this file's {images.shape[1]}x"
+                             f"{images.shape[2]}")
         if labels.ndim != 1 or labels.dtype != np.uint8 or labels.shape[0] != images.shape[0]:
             raise ValueError(f"{paths[split + '_labels']}: expected {images.shape[0]} uint8 labels, "
                              f"got {labels.dtype} {labels.shape}")
