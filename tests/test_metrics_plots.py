@@ -172,6 +172,17 @@ def test_plot_history_marks_each_epoch_of_a_short_run(tmp_path, monkeypatch):
                                    tmp_path / "aug.png") == tmp_path / "aug.png"
 
 
+@pytest.mark.parametrize("shape", [(28, 28), (6, 5, 1), (6, 5, 2), (6, 5, 3), (6, 5, 4),
+                                   (7, 7, 16)])
+def test_augmentation_samples_plot_any_channel_count(tmp_path, shape):
+    """fastnn train draws augmentation_samples.png for every image shape the
+    augmentation takes (two or five channels made imshow fail before training)."""
+    X = np.random.default_rng(0).normal(size=(3, int(np.prod(shape)))).astype(np.float32)
+    path = tmp_path / "aug.png"
+    assert plots.plot_augmentation(X, Augment(rotation=5, image_shape=shape), path) == path
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_r2_score_refuses_non_finite_values(bad):
     # as scikit-learn's: NaN scored 0.0 and inf -inf before

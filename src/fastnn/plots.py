@@ -176,11 +176,17 @@ def plot_augmentation(X, augment, path, *, n=8, copies=5, seed=0, title=None):
     fig = _figure(1.1 * (copies + 1), 1.1 * len(X) + 0.4)
     axes = fig.subplots(len(X), copies + 1, squeeze=False)
     cols = [X] + [augment.apply(X, seed=seed, epoch=e) for e in range(copies)]
+    # three or four channels: RGB (alpha dropped), scaled by the originals' range
+    # (imshow takes RGB in [0, 1]); any other count: the first channel, in grey
+    lo, hi = float(X.min()), float(X.max())
     for j, imgs in enumerate(cols):
         for i in range(len(X)):
             ax = axes[i, j]
             img = imgs[i].reshape(h, w, c)
-            ax.imshow(img[..., 0] if c == 1 else img, cmap="gray" if c == 1 else None)
+            if c in (3, 4):
+                ax.imshow(np.clip((img[..., :3] - lo) / ((hi - lo) or 1.0), 0.0, 1.0))
+            else:
+                ax.imshow(img[..., 0], cmap="gray")
             ax.set_xticks([])
             ax.set_yticks([])
         axes[0, j].set_title("original" if j == 0 else f"epoch {j - 1}", fontsize=8)
