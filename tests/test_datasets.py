@@ -187,6 +187,20 @@ def test_images_of_another_size_are_refused_naming_the_file(tmp_path, split, sha
         load_mnist(tmp_path)
 
 
+@pytest.mark.parametrize("gz", [True, False])
+def test_training_and_test_files_swapped_are_refused(mnist_path, tmp_path, no_env, gz):
+    """Both pairs swapped (each images file still matches its labels): known by
+    the labels' checksums, not loaded as 10,000 training and 60,000 test rows."""
+    for name in FILES:
+        other = name.replace("train", "X").replace("t10k", "train").replace("X", "t10k")
+        data = (mnist_path / (other + ".gz")).read_bytes()
+        (tmp_path / (name + (".gz" if gz else ""))).write_bytes(
+            data if gz else gzip.decompress(data))
+    with pytest.raises(DatasetNotFoundError, match=r"holds mnist's t10k-labels-idx1-ubyte \(by "
+                                                  r"its checksum\), not its train-labels"):
+        load_mnist(tmp_path)
+
+
 def test_mnist_at_the_top_and_fashion_in_its_subfolder(mnist_path, tmp_path, no_env):
     """The README's offline layout: $FASTNN_DATA holds MNIST's files and a
     fashion-mnist/ subfolder. Fashion-MNIST is read from the subfolder (the files

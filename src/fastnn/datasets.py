@@ -172,11 +172,11 @@ def download(url, dest, md5, timeout=30):
     return dest
 
 
-def _identify(path):
-    """The datasets whose label file ``path`` is, by the published MD5 of the
-    .gz file, or by the SHA-256 of the labels where fastnn knows it (MNIST's:
-    so recompressed or uncompressed copies of MNIST are named too); empty when
-    unknown."""
+def _known_as(path):
+    """``{(dataset, file stem)}`` that the label file ``path`` is, whatever its
+    name, by the published MD5 of the .gz file, or by the SHA-256 of the labels
+    where fastnn knows it (MNIST's: so recompressed or uncompressed copies of
+    MNIST are named too); empty when unknown."""
     raw = path.read_bytes()
     md5 = hashlib.md5(raw).hexdigest() if path.suffix == ".gz" else None
     if raw[:2] == b"\x1f\x8b":
@@ -185,29 +185,45 @@ def _identify(path):
         except (OSError, EOFError, zlib.error):
             return set()  # read_idx names the corruption
     sha = hashlib.sha256(raw).hexdigest()
+    out = {(name, stem.removesuffix(".gz")) for name, info in DATASETS.items()
+           for stem, digest in info["md5"].items() if md5 is not None and md5 == digest}
+    out |= {(name, stem) for name, info in DATASETS.items()
+            for stem, digest in info.get("labels_sha256", {}).items() if sha == digest}
+    return out
+
+
+def _identify(path):
+    """The datasets whose label file of this name ``path`` is (see :func:`_known_as`)."""
     stem = path.name.removesuffix(".gz")
-    return {name for name, info in DATASETS.items()
-            if (md5 is not None and md5 == info["md5"].get(stem + ".gz"))
-            or sha == info.get("labels_sha256", {}).get(stem)}
+    return {name for name, known in _known_as(path) if known == stem}
 
 
 def _check_identity(dataset, found):
     """DatasetNotFoundError when a label file found for ``dataset`` is known to be
     another dataset's (the same file names: a folder of MNIST given for
-    Fashion-MNIST would otherwise train on digits, labelled as clothes). Files
+    Fashion-MNIST would otherwise train on digits, labelled as clothes), or
+    this dataset's other split (train and test files swapped or renamed). Files
     fastnn cannot identify pass."""
     for key in ("train_labels", "test_labels"):
         path = found[key]
         if path is None:
             continue
-        known = _identify(path)
-        if known and dataset not in known:
+        known = _known_as(path)
+        stem = path.name.removesuffix(".gz")
+        if not known or (dataset, stem) in known:
+            continue
+        other = sorted(known)[0]
+        if not any(name == dataset for name, _ in known):
             raise DatasetNotFoundError(
-                f"{path} is {min(known)}'s file (by its checksum), not {dataset}'s: put "
+                f"{path} is {other[0]}'s file (by its checksum), not {dataset}'s: put "
                 f"{dataset}'s four files in a folder of their own (or in a subfolder "
                 f"{dataset!r} of {str(path.parent)!r}) and pass data_dir= / set "
                 f"FASTNN_DATA to it, or unset FASTNN_DATA to download them into the "
                 f"user cache")
+        theirs = next(s for name, s in sorted(known) if name == dataset)
+        raise DatasetNotFoundError(
+            f"{path} holds {dataset}'s {theirs} (by its checksum), not its {stem}: the "
+            f"training and test files are swapped or renamed")
 
 
 def _locate(dataset, data_dir, download_missing):
