@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from fastnn import MLP, cli, config as cfg, schedules, training
+from fastnn import MLP, Callback, cli, config as cfg, schedules, training
 from fastnn.optim import SGD, Adam
 from fastnn.schedules import Constant, Cosine, Exponential, Plateau, Step
 
@@ -203,6 +203,37 @@ def test_checkpoint_resumes_a_schedule_exactly(data, tmp_path):
     with pytest.raises(ValueError, match="different model, data or arguments"):
         MLP([784, 16, 10], seed=5).fit(X, y, epochs=4, checkpoint=path,
                                        **{**args, "lr_schedule": Cosine(epochs=5)})
+
+
+def test_a_checkpoint_of_cosine_over_the_fits_epochs_resumes_only_as_many(data, tmp_path):
+    """Cosine(epochs=None) anneals over the fit's epochs: a checkpoint of a 4-epoch
+    fit resumed by an 8-epoch one would follow neither curve, so it is refused;
+    schedules that do not read the fit's length resume with more epochs."""
+    X, y, _, _ = data
+    args = dict(learning_rate=0.05, momentum=0.9, **FIT)
+    path = tmp_path / "ck.npz"
+    MLP([784, 16, 10], seed=5).fit(X, y, epochs=4, checkpoint=path, lr_schedule=Cosine(),
+                                   callbacks=[_StopAfter(2)], **args)
+    with pytest.raises(ValueError, match="different model, data or arguments"):
+        MLP([784, 16, 10], seed=5).fit(X, y, epochs=8, checkpoint=path, lr_schedule=Cosine(),
+                                       **args)
+    h = MLP([784, 16, 10], seed=5).fit(X, y, epochs=4, checkpoint=path, lr_schedule=Cosine(),
+                                       **args)
+    assert h.history["lr"] == [Cosine().rate(e, 0.05, epochs=4) for e in range(4)]
+    assert Cosine().reads_fit_epochs and not Cosine(epochs=4).reads_fit_epochs
+    assert not Step(2).reads_fit_epochs and not Plateau().reads_fit_epochs
+    step = tmp_path / "step.npz"
+    MLP([784, 16, 10], seed=5).fit(X, y, epochs=2, checkpoint=step, lr_schedule=Step(1), **args)
+    MLP([784, 16, 10], seed=5).fit(X, y, epochs=3, checkpoint=step, lr_schedule=Step(1), **args)
+
+
+class _StopAfter(Callback):
+    def __init__(self, n):
+        self.n = n
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 >= self.n:
+            self.model.stop_training = True
 
 
 # -- configs and the command line --------------------------------------------------

@@ -93,6 +93,12 @@ class Schedule:
         """ValueError unless a fit of ``epochs`` epochs can follow this schedule
         (``fit`` asks before training; any length can, but for :class:`Cosine`)."""
 
+    @property
+    def reads_fit_epochs(self) -> bool:
+        """Whether the rates depend on the fit's ``epochs`` (a checkpoint then
+        resumes only a fit of as many)."""
+        return False
+
     # -- configuration --------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """The constructor arguments: ``type(s)(**s.get_config())`` is an equal schedule."""
@@ -203,6 +209,10 @@ class Cosine(Schedule):
         return super().rate(epoch, learning_rate,
                             epochs=self.epochs if self.epochs is not None else epochs,
                             history=history)
+
+    @property
+    def reads_fit_epochs(self) -> bool:
+        return self.epochs is None
 
     def check_epochs(self, epochs: int) -> None:
         """Annealing over the fit's epochs (``epochs=None``), the warm-up must leave

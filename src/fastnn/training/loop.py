@@ -138,7 +138,9 @@ def _begin(model, opt, plan, own_validation_data):
         plan.X, plan.y, {"layers": list(model.layers), "seed": model.seed, "init": model.init,
                          "dropout": list(model.dropout_rates),
                          "val": None if plan.X_val is None else plan.X_val.shape[0],
-                         **{k: v for k, v in plan.params.items() if k != "epochs"}},
+                         # the epochs too where the schedule's rates depend on them
+                         **{k: v for k, v in plan.params.items() if k != "epochs"
+                            or (plan.schedule is not None and plan.schedule.reads_fit_epochs)}},
         plan.X_val if own_validation_data else None,
         plan.y_val if own_validation_data else None, plan.weights)
     if os.path.exists(plan.checkpoint):
