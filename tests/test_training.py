@@ -592,6 +592,21 @@ def test_checkpoint_resume_is_bitwise_identical(data, tmp_path, how):
         np.testing.assert_array_equal(again.parameters, full.parameters)
 
 
+def test_checkpoint_of_other_data_in_any_row_is_rejected(data, tmp_path):
+    """Every value of X keys the checkpoint (a sample of every n // 257th row
+    let a fit on data changed elsewhere resume)."""
+    X, y, _, _ = data
+    X, y = X[:1200], y[:1200]
+    path = tmp_path / "ck.npz"
+    args = dict(batch_size=64, learning_rate=0.05, verbose=False, checkpoint=path)
+    MLP([784, 8, 10], seed=0).fit(X, y, epochs=1, **args)
+    X2 = X.copy()
+    X2[1, 300] += 0.5
+    with pytest.raises(ValueError, match="different model, data or arguments"):
+        MLP([784, 8, 10], seed=0).fit(X2, y, epochs=2, **args)
+    MLP([784, 8, 10], seed=0).fit(X.copy(), y, epochs=2, **args)  # the same values resume
+
+
 def test_checkpoint_resume_with_a_drawn_seed(data, tmp_path):
     """MLP(seed=None) draws a new seed in every process: "the same call after a
     crash" resumes with the checkpoint's seed (split, dropout and shuffles

@@ -21,11 +21,12 @@ def _fingerprint(X, y, config, X_val=None, y_val=None, weights=None):
         if A is None:
             continue
         h.update(repr(A.shape).encode())
-        sample = A[:: max(1, A.shape[0] // 257)]
-        if hasattr(sample, "toarray"):  # CSR
-            sample = sample.toarray()
-        h.update(np.ascontiguousarray(sample).tobytes())
-        h.update(labels.tobytes())
+        # every value (a sample of rows let a changed row resume; SHA-256 reads
+        # MNIST's 188 MB in about 0.1 s, once a fit)
+        parts = (A.indptr, A.indices, A.data) if hasattr(A, "indptr") else (A,)  # CSR: its arrays
+        for part in parts:
+            h.update(memoryview(np.ascontiguousarray(part)).cast("B"))
+        h.update(np.ascontiguousarray(labels).tobytes())
     if weights is not None:
         h.update(weights.tobytes())
     return h.hexdigest()
