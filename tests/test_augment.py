@@ -162,6 +162,12 @@ def test_identity_augmentation_trains_as_none(rng):
     a.fit(X, y, epochs=2, verbose=False, augment=Augment())
     b.fit(X, y, epochs=2, verbose=False)
     np.testing.assert_array_equal(a.parameters, b.parameters)
+    # an identity's image shape, where given, must still fit the rows (as any
+    # augmentation's), while non-image rows take an identity without one
+    with pytest.raises(ValueError, match=r"image_shape \(20, 20\) does not match rows of 784"):
+        MLP([784, 8, 10], seed=0).fit(X, y, epochs=1, verbose=False,
+                                      augment=Augment(image_shape=(20, 20)))
+    MLP([10, 4, 2], seed=0).fit(X[:, :10], y % 2, epochs=1, verbose=False, augment=Augment())
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [

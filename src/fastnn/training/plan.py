@@ -204,6 +204,15 @@ def _check_monitor(model, monitor):
                          f"with loss={model.loss!r}, got {monitor!r}")
 
 
+def _check_augment(model, augment):
+    """The kernels' parameters of ``augment`` (None when it deforms nothing),
+    its image shape checked against the rows (an identity's too, where given)."""
+    if augment is None or (augment.is_identity and augment.image_shape is None):
+        return None
+    params = augment.kernel_params(model.layers[0])  # checks image_shape
+    return None if augment.is_identity else params
+
+
 def check_without_data(model, config, validating):
     """The checks of :func:`plan_fit` that need no data, for a config file's run
     (before its data loads, or a sweep's trials train): ``monitor`` for the model,
@@ -211,8 +220,7 @@ def check_without_data(model, config, validating):
     classes and weights), and the schedule and early stopping against
     ``validating`` (whether the fit will have validation data)."""
     _check_monitor(model, config.monitor)
-    if config.augment is not None and not config.augment.is_identity:
-        config.augment.kernel_params(model.layers[0])
+    _check_augment(model, config.augment)
     if config.class_weight is not None:
         if not model.is_classifier:
             raise ValueError(f"class_weight is for classifiers; this model has "
@@ -229,9 +237,7 @@ def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
     the argument)."""
     monitor, loss_reduction = config.monitor, config.loss_reduction
     _check_monitor(model, monitor)
-    aug_params = None
-    if config.augment is not None and not config.augment.is_identity:
-        aug_params = config.augment.kernel_params(model.layers[0])  # checks image_shape
+    aug_params = _check_augment(model, config.augment)
     X = check_X(X, model.layers[0], model.dtype)
     if aug_params is not None and not isinstance(X, np.ndarray):
         raise ValueError("augment needs dense image rows: X is sparse")
