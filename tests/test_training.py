@@ -319,6 +319,27 @@ def test_a_callback_that_raises_leaves_this_fits_history(data):
     assert model.epochs_trained == 3
 
 
+def test_a_callback_that_raises_leaves_the_best_epochs_weights(data):
+    """Validating, the model holds history_.best_epoch's weights when fit ends,
+    whether it ends normally, on Ctrl-C or on a callback's error."""
+    X, y, _, _ = data
+    snapshots = []
+
+    class KeepAndRaise(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snapshots.append(self.model.parameters.copy())
+            if epoch == 4:
+                raise RuntimeError("from a callback")
+
+    model = MLP([784, 16, 10], seed=0)
+    with pytest.raises(RuntimeError, match="from a callback"):
+        model.fit(X[:600], y[:600], epochs=8, callbacks=[KeepAndRaise()], validation_split=0.2,
+                  **{**FIT, "learning_rate": 0.5})
+    best = model.history_.best_epoch
+    assert best is not None and len(snapshots) == 5
+    np.testing.assert_array_equal(model.parameters, snapshots[best])
+
+
 def test_callback_logs_are_copies(data):
     X, y, _, _ = data
 

@@ -118,8 +118,10 @@ def fit(model: MLP, X: ArrayLike, y: ArrayLike, config: FitConfig | None = None,
                       RuntimeWarning, stacklevel=3)
     finally:
         bar.close()
-    if plan.validating and state.best is not None:
-        state.restore(state.best)  # also after Ctrl-C: the model holds the best epoch's weights
+        if plan.validating and state.best is not None:
+            # also after Ctrl-C, or an error a callback raised: the model holds the
+            # weights of history.best_epoch
+            state.restore(state.best)
     for cb in plan.callbacks:
         cb.on_train_end({"history": history})
     model.history_ = history
