@@ -340,6 +340,20 @@ def test_a_callback_that_raises_leaves_the_best_epochs_weights(data):
     np.testing.assert_array_equal(model.parameters, snapshots[best])
 
 
+def test_a_rate_set_in_on_epoch_begin_is_that_epochs(data):
+    """As in Keras: a callback that sets the optimizer's rate when an epoch begins
+    trains that epoch at it (it took effect one epoch late)."""
+    X, y, _, _ = data
+
+    class Drop(Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                self.model.optimizer_.learning_rate = 0.001
+
+    h = MLP([784, 10], seed=0).fit(X[:300], y[:300], epochs=4, callbacks=[Drop()], **FIT)
+    assert h.history["lr"] == [0.05, 0.05, 0.001, 0.001]
+
+
 def test_callback_logs_are_copies(data):
     X, y, _, _ = data
 

@@ -156,9 +156,9 @@ def _epoch(kernels, state, ws, plan, epoch, last_good, bar, fingerprint):
     (``last_good``'s buffer reused), or None when it was interrupted or diverged
     (the weights restored, the history marked, a warning given)."""
     model, history = state.model, state.history
-    state.begin_epoch(epoch, plan)
-    for cb in plan.callbacks:
+    for cb in plan.callbacks:  # first: a base rate a callback sets is this epoch's (Keras')
         cb.on_epoch_begin(epoch)
+    state.begin_epoch(epoch, plan)
     last_good = state.snapshot(last_good[0])
     t0 = time.perf_counter()
     run = _run_epoch(kernels, state, ws, plan)
