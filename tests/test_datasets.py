@@ -366,6 +366,8 @@ GOOD_IDX = idx_bytes(np.arange(12, dtype=np.uint8).reshape(3, 4))
     (GOOD_IDX[:12], "length"),
     (b"\x00\x00\x08\x02\xff\xff\xff\xff\xff\xff\xff\xff", "length"),
     (b"\x00\x00\x08\x03" + b"\x00\x00\x00\x03" * 2 + b"\x00\x00\x00\x04" + bytes(35), "length"),
+    # dimensions whose product overflows int64 (2**21 * 2**21 * 2**22 = 2**64)
+    (b"\x00\x00\x08\x03\x00\x20\x00\x00\x00\x20\x00\x00\x00\x40\x00\x00", "length"),
 ], ids=lambda v: v if isinstance(v, str) else None)
 def test_parse_idx_rejects(data, match):
     with pytest.raises(ValueError, match=match):
@@ -421,6 +423,12 @@ def test_read_idx_rejects(tmp_path, kind):
     path.write_bytes(data)
     with pytest.raises(ValueError, match="file.gz"):
         read_idx(path)
+
+
+def test_a_file_given_as_the_data_folder_says_so(tmp_path, no_env):
+    (tmp_path / "mnist.npz").write_bytes(b"x")
+    with pytest.raises(DatasetNotFoundError, match="is a file, not a folder"):
+        load_mnist(tmp_path / "mnist.npz")
 
 
 def test_read_idx_missing_file(tmp_path):

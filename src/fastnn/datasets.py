@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import urllib.error
@@ -112,7 +113,7 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
         raise ValueError(f"{name}: truncated IDX header")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     dtype = np.dtype(_IDX_DTYPES[data[2]])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = header + math.prod(shape) * dtype.itemsize  # Python ints: no overflow
     if len(data) != expected:
         raise ValueError(f"{name}: length {len(data)} bytes does not match its dimensions "
                          f"{shape} ({expected} bytes expected)")
@@ -235,7 +236,8 @@ def _locate(dataset, data_dir, download_missing):
     explicit = data_dir is not None
     folder = Path(data_dir) if explicit else default_cache_dir(dataset)
     if explicit and not folder.is_dir():
-        raise DatasetNotFoundError(f"data folder {str(folder)!r} does not exist")
+        raise DatasetNotFoundError(f"data folder {str(folder)!r} "
+                                   f"{'is a file, not a folder' if folder.exists() else 'does not exist'}")
     found = {key: _find(folder, stem) for key, stem in _FILES.items()}
     if explicit and (folder / dataset).is_dir():
         # a folder of datasets, one subfolder each (MNIST's files may sit at the
