@@ -313,3 +313,24 @@ def test_a_floor_above_the_base_rate_leaves_the_base_rate(schedule):
     """min_learning_rate above the base (a typo, say) never raises the rate."""
     rates = [schedule.rate(e, 0.01, epochs=4) for e in range(6)]
     assert max(rates) == pytest.approx(0.01) and rates[-1] == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize("dtype, rate", [("float32", 1e-45), ("float64", 1e-320)])
+def test_a_subnormal_learning_rate_is_refused(data, dtype, rate):
+    """The training threads flush subnormals to 0: such a rate, given or reached
+    by a schedule, would train nothing, silently."""
+    X, y, _, _ = data
+    with pytest.raises(ValueError, match="learning_rate must be at least"):
+        MLP([784, 10], dtype=dtype, seed=0).fit(X[:64], y[:64], epochs=1, learning_rate=rate,
+                                                **FIT)
+    tiny = float(np.finfo(dtype).tiny)
+    with pytest.raises(ValueError, match="smallest normal"):
+        MLP([784, 10], dtype=dtype, seed=0).fit(
+            X[:64], y[:64], epochs=3, learning_rate=tiny * 1.5,
+            lr_schedule=Exponential(0.5), **FIT)
+
+
+def test_cosine_over_a_fit_of_no_epochs():
+    """epochs=0 trains nothing, with any schedule."""
+    Cosine().check_epochs(0)
+    Cosine(warmup_epochs=2).check_epochs(0)

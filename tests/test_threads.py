@@ -207,9 +207,30 @@ def test_thread_counts_over_the_limit_fail_where_they_are_given():
     with pytest.raises(ValueError, match=r"n must be in \[1, 1024\]"):
         with threads.using(threads.MAX_THREADS + 1):
             pass
-    assert threads.training_threads(threads.MAX_THREADS) == threads.MAX_THREADS
+    # accepted up to MAX_THREADS, and run on at most the compiled loop's limit (a
+    # count said to be used that was not: fastnn info showed 100 for a fit)
+    assert threads.training_threads(threads.MAX_THREADS) == threads.MAX_TRAINING_THREADS == 64
+    with threads.using(100):
+        assert threads.training_threads() == 64
     with pytest.raises(ValueError, match="n_threads"):
         threads.training_threads(threads.MAX_THREADS + 1)
+
+
+def test_the_blas_limit_of_a_fit_caps_and_never_raises():
+    """threads.limit() applies fastnn's count to BLAS as a cap: a user's own
+    threadpool_limits(1) stays 1 during a fit on 8 threads (it became 8)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+    blas = lambda: [lib["num_threads"] for lib in threadpool_info()  # noqa: E731
+                    if lib["user_api"] == "blas"]
+    if not blas():
+        pytest.skip("no BLAS library loaded")
+    with threadpool_limits(1, user_api="blas"):
+        with threads.using(8), threads.limit():
+            assert blas() == [1] * len(blas())
+    before = blas()
+    with threads.using(1), threads.limit():
+        assert blas() == [1] * len(before)
+    assert blas() == before
 
 
 def test_set_num_threads_accepts():

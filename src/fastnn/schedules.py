@@ -217,7 +217,7 @@ class Cosine(Schedule):
     def check_epochs(self, epochs: int) -> None:
         """Annealing over the fit's epochs (``epochs=None``), the warm-up must leave
         some: the same rule as ``Cosine(epochs=...)``'s."""
-        if self.epochs is None and self.warmup_epochs >= epochs:
+        if self.epochs is None and 0 < epochs <= self.warmup_epochs:  # (0 epochs: no rate)
             raise ValueError(f"lr_schedule {self!r} anneals over the fit's {epochs} epochs: "
                              f"its warmup_epochs ({self.warmup_epochs}) must be less")
 

@@ -45,8 +45,11 @@ import threading
 from ._checks import check_int
 from ._version import __version__
 
-#: the most threads a count may name (the compiled calls' limit)
+#: the most threads a count may name
 MAX_THREADS = 1024
+#: the most a fit (and prediction) runs on: the compiled loop's own limit
+#: (_gemm_train.h); a larger count runs on this many
+MAX_TRAINING_THREADS = 64
 
 _num_threads = None
 _explicit = contextvars.ContextVar("fastnn_explicit_threads", default=None)
@@ -238,11 +241,11 @@ def training_threads(n=None):
     fastest.
     """
     if n is not None:
-        return check_int(n, "n_threads", low=1, high=MAX_THREADS)
+        return min(check_int(n, "n_threads", low=1, high=MAX_THREADS), MAX_TRAINING_THREADS)
     for value in (_explicit.get(), get_num_threads()):
         if value is not None:
-            return value
-    return default_threads()
+            return min(value, MAX_TRAINING_THREADS)
+    return min(default_threads(), MAX_TRAINING_THREADS)
 
 
 def split_work(n, n_threads, work):
@@ -313,7 +316,12 @@ def limit():
             if _controller is None:
                 from threadpoolctl import ThreadpoolController
                 _controller = ThreadpoolController()
-            _limiter = _controller.limit(limits=n, user_api="blas")
+            # a cap, never a raise: a library on fewer threads (a user's own
+            # threadpool_limits) keeps its count
+            current = {lib["prefix"]: lib["num_threads"]
+                       for lib in _controller.select(user_api="blas").info()}
+            _limiter = _controller.limit(limits={prefix: min(n, k)
+                                                 for prefix, k in current.items()})
             _release_control()
         _active += 1
     try:

@@ -152,9 +152,15 @@ def _validation_rows(model, X, y, validation_split, validation_data):
     return np.arange(X.shape[0], dtype=np.intp), None, None
 
 
-def _schedule(config, validating, optimizer):
+def _schedule(config, validating, optimizer, dtype):
     """The learning-rate schedule of a fit (``lr_schedule``, or ``lr_decay``'s
-    Plateau, or None), checked against the validation data it needs."""
+    Plateau, or None), checked against the validation data it needs; the base
+    rate and a schedule's rates checked to be normal numbers of ``dtype``."""
+    tiny = float(np.finfo(dtype).tiny)
+    if not optimizer.learning_rate >= tiny:  # the training threads flush it to 0
+        raise ValueError(f"learning_rate must be at least {tiny:g} (the smallest normal "
+                         f"{np.dtype(dtype).name}) for a {np.dtype(dtype).name} model, got "
+                         f"{optimizer.learning_rate!r}")
     schedule = config.lr_schedule
     if config.lr_decay is not None:
         schedule = schedules.Plateau(config.lr_decay, config.lr_decay_threshold,
@@ -168,7 +174,7 @@ def _schedule(config, validating, optimizer):
     if config.lr_schedule is not None:
         config.lr_schedule.check_epochs(config.epochs)
     if config.lr_schedule is not None and not config.lr_schedule.needs_validation:
-        _check_rates(config.lr_schedule, optimizer.learning_rate, config.epochs)
+        _check_rates(config.lr_schedule, optimizer.learning_rate, config.epochs, dtype)
     return schedule
 
 
@@ -227,7 +233,7 @@ def check_without_data(model, config, validating):
                              f"loss={model.loss!r}")
         every = np.arange(model.n_classes_, dtype=np.intp)
         _check_weights(model, every, every, None, config.class_weight)
-    _schedule(config, validating, resolve_optimizer(model, config))
+    _schedule(config, validating, resolve_optimizer(model, config), model.dtype)
 
 
 def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
@@ -245,7 +251,7 @@ def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
     train_idx, X_val, y_val = _validation_rows(model, X, y, config.validation_split,
                                                validation_data)
     weights = _check_weights(model, y, train_idx, sample_weight, config.class_weight)
-    schedule = _schedule(config, X_val is not None, optimizer)
+    schedule = _schedule(config, X_val is not None, optimizer, model.dtype)
     # a batch never holds more than the training set: size the buffers (and the
     # batches, identically) by that, so a huge batch_size cannot exhaust memory
     run_batch = min(config.batch_size, int(train_idx.size))
@@ -283,15 +289,19 @@ def _check_eps(eps, dtype, grad_scale):
                          f"training), got {eps!r}")
 
 
-def _check_rates(schedule, learning_rate, epochs):
+def _check_rates(schedule, learning_rate, epochs, dtype):
     """ValueError unless ``schedule`` (one that reads no metrics) gives a finite
-    rate > 0 in each of the fit's epochs (a rate of 0 would make no update)."""
+    rate of at least the smallest normal ``dtype`` in each of the fit's epochs
+    (a rate of 0 makes no update, and the training threads flush a subnormal
+    one to 0)."""
+    tiny = float(np.finfo(dtype).tiny)
     for epoch in range(epochs):
         rate = schedule.rate(epoch, learning_rate, epochs=epochs)
-        if not (np.isfinite(rate) and rate > 0):
+        if not (np.isfinite(rate) and rate >= tiny):
             raise ValueError(f"lr_schedule {schedule!r} gives the learning rate {rate!r} in "
                              f"epoch {epoch} of {epochs} (base rate {learning_rate!r}); "
-                             f"every epoch's rate must be finite and > 0")
+                             f"every epoch's rate must be finite and at least {tiny:g} (the "
+                             f"smallest normal {np.dtype(dtype).name})")
 
 
 def resolve_optimizer(model, config):
