@@ -1,5 +1,6 @@
 """Threads: concurrent use of one model, the BLAS thread count
 (set_num_threads / FASTNN_NUM_THREADS) and its restoration."""
+import os
 import threading
 import time
 
@@ -375,6 +376,67 @@ def test_a_fork_while_another_thread_is_inside_fastnn():
         leave.set()
         worker.join()
     assert threads._active == 0
+
+
+def _fork_and_fit(model, X, y, **fit_kw):
+    """Fork; the child fits (an alarm ends a hang) and exits 0 if the fit returns.
+    The parent's wait status, the child killed after 30 s."""
+    import os
+    import signal
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.alarm(20)
+            model.fit(X, y, epochs=1, **fit_kw)
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.time() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done or time.time() > deadline:
+            break
+        time.sleep(0.05)
+    if not done:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    return done, status
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+@pytest.mark.parametrize("lock", ["progress bar", "plan tuning"])
+def test_a_fork_while_another_thread_holds_a_fit_lock_does_not_hang_the_child(lock):
+    """A fit takes tqdm's lock (a verbose fit's bar) and the plan tuner's lock: a
+    fork while another thread held one left the child's copy held for good, and
+    the child's first fit hung (12 of 15 children beside a training thread)."""
+    from tqdm.std import TqdmDefaultWriteLock
+
+    from fastnn.training import tuning
+    X = np.random.default_rng(0).random((64, 20)).astype(np.float32)
+    y = np.arange(64) % 3
+    model = MLP([20, 8, 3], seed=0)
+    model.fit(X, y, epochs=1, verbose=False)
+    inside, leave = threading.Event(), threading.Event()
+    held = TqdmDefaultWriteLock.th_lock if lock == "progress bar" else tuning._lock
+
+    def hold():
+        with held:
+            inside.set()
+            leave.wait(30)
+    worker = threading.Thread(target=hold)
+    worker.start()
+    try:
+        assert inside.wait(10)
+        if lock == "progress bar":  # tuning's lock the fork itself waits for: no race
+            done, status = _fork_and_fit(model, X, y, verbose=True)
+        else:
+            threading.Timer(0.2, leave.set).start()
+            done, status = _fork_and_fit(model, X, y, verbose=False)
+    finally:
+        leave.set()
+        worker.join()
+    assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
 
 
 # --- the limits around fastnn ------------------------------------------------------------

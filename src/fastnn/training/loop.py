@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import time
 import warnings
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,25 @@ def epoch_order(train_idx, seed, epoch):
     rng = np.random.default_rng([seed, 1, epoch])
     return train_idx[rng.permutation(train_idx.shape[0])]
 
+
+
+def _fresh_progress_lock():
+    """In a forked child, a fresh lock for tqdm's progress bars (every verbose fit
+    takes it): a thread of the parent that held it (another fit's bar) does not
+    exist in the child, and would hold the child's copy for good."""
+    try:
+        from tqdm.std import TqdmDefaultWriteLock
+        from tqdm.std import tqdm as std_tqdm
+        TqdmDefaultWriteLock.th_lock = threading.RLock()
+        fresh = TqdmDefaultWriteLock()
+        for cls in {std_tqdm, tqdm}:
+            cls.set_lock(fresh)
+    except (ImportError, AttributeError):  # another tqdm: its own business
+        pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_progress_lock)
 
 
 # -- the loop ------------------------------------------------------------------

@@ -62,6 +62,18 @@ ROUNDS = 4
 KEEP_DEFAULT = 0.10
 
 _lock = threading.Lock()
+
+
+def _after_fork_in_child():
+    """A fresh lock in a forked child: a thread of the parent that held it (a fit
+    choosing its plan) does not exist there, and would hold the copy for good."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=lambda: _lock.acquire(), after_in_parent=lambda: _lock.release(),
+                        after_in_child=_after_fork_in_child)
 _chosen: dict[tuple, str] = {}
 _timed: dict[tuple, dict[str, tuple[float, float]]] = {}
 _trials: dict[tuple, "_Trial"] = {}
