@@ -1029,3 +1029,25 @@ def test_loss_reduction_is_validated(data, bad):
     with pytest.raises(ValueError, match="loss_reduction"):
         model.fit(X[:100], y[:100], epochs=1, loss_reduction=bad, verbose=False)
     np.testing.assert_array_equal(model.parameters, before)
+
+
+@pytest.mark.parametrize("dtype, big", [("float32", 2.0**120), ("float64", 2.0**1000)])
+def test_weighted_mean_is_free_of_the_weights_scale(dtype, big):
+    """loss_reduction='weighted_mean' divides each batch by its weight sum, so the
+    weights' scale does not matter: huge weights train as weights of 1 (a power of
+    two: to the bit), where the kernels' 1 / sum was flushed to 0 (no training, no
+    warning) or the float64 sum overflowed (a NaN loss, a divergence warning)."""
+    rng = np.random.default_rng(0)
+    X = rng.random((512, 6)).astype(dtype)
+    y = (X[:, 0] > 0.5).astype(int)
+    fitted = []
+    for w in (1.0, big, big * 3.0):
+        model = MLP([6, 5, 2], seed=0, dtype=dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            model.fit(X, y, epochs=3, batch_size=128, sample_weight=np.full(512, w),
+                      loss_reduction="weighted_mean", verbose=False)
+        fitted.append(model.parameters.copy())
+    np.testing.assert_array_equal(fitted[1], fitted[0])
+    np.testing.assert_allclose(fitted[2], fitted[0], rtol=1e-5 if dtype == "float32" else 1e-12)
+    assert not np.array_equal(fitted[0], MLP([6, 5, 2], seed=0, dtype=dtype).parameters)

@@ -5,6 +5,7 @@ on neither were checked once, by :class:`~fastnn.training.FitConfig`."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -74,9 +75,13 @@ class FitPlan:
         return self.X_val is not None
 
 
-def _check_weights(model, y, train_idx, sample_weight, class_weight):
+def _check_weights(model, y, train_idx, sample_weight, class_weight, scale_free=False):
     """Per-row weights (model dtype, C-contiguous) or None: ``sample_weight``
-    times the weight of each row's class."""
+    times the weight of each row's class. ``scale_free`` (``loss_reduction=
+    "weighted_mean"``, whose batches divide by their weight sum): weights so
+    large that a batch's sum could pass 2**64 are scaled down by a power of two,
+    which changes no ratio (the kernels' 1 / sum would be flushed to 0 beyond
+    about 1e38 in float32, and the sum overflow in float64)."""
     if sample_weight is None and class_weight is None:
         return None
     n = y.shape[0]
@@ -112,8 +117,12 @@ def _check_weights(model, y, train_idx, sample_weight, class_weight):
             raise TypeError(f"class_weight must be 'balanced', a dict {{class: weight}} or None, "
                             f"got {class_weight!r}")
         w *= per_class[y]
-    if not w[train_idx].sum() > 0:
+    if not (w[train_idx] > 0).any():  # (weights >= 0; a sum could overflow)
         raise ValueError("sample_weight and class_weight give every training row weight 0")
+    if scale_free:
+        bits = math.frexp(float(w[train_idx].max()))[1] + math.frexp(float(train_idx.size))[1]
+        if bits > 64:  # n * max(w) >= 2**64
+            w = np.ldexp(w, 64 - bits)
     out = w.astype(model.dtype)
     if not np.isfinite(out).all():
         raise ValueError(f"sample_weight * class_weight overflows {model.dtype.name}")
@@ -250,7 +259,8 @@ def plan_fit(model, X, y, config, *, sample_weight, validation_data, optimizer):
     y = model.check_y(y, X.shape[0])
     train_idx, X_val, y_val = _validation_rows(model, X, y, config.validation_split,
                                                validation_data)
-    weights = _check_weights(model, y, train_idx, sample_weight, config.class_weight)
+    weights = _check_weights(model, y, train_idx, sample_weight, config.class_weight,
+                             scale_free=loss_reduction == "weighted_mean")
     schedule = _schedule(config, X_val is not None, optimizer, model.dtype)
     # a batch never holds more than the training set: size the buffers (and the
     # batches, identically) by that, so a huge batch_size cannot exhaust memory
