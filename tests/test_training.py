@@ -1051,3 +1051,20 @@ def test_weighted_mean_is_free_of_the_weights_scale(dtype, big):
     np.testing.assert_array_equal(fitted[1], fitted[0])
     np.testing.assert_allclose(fitted[2], fitted[0], rtol=1e-5 if dtype == "float32" else 1e-12)
     assert not np.array_equal(fitted[0], MLP([6, 5, 2], seed=0, dtype=dtype).parameters)
+
+
+def test_a_runaway_validation_loss_is_a_divergence():
+    """The training loss is measured before each step, so a runaway that an
+    epoch's last step makes shows first in the validation loss: past the same
+    bound (1000 x ln(classes)) the epoch is a divergence, never recorded, never
+    a best epoch (an epoch of val_loss 1.3e9 was recorded before)."""
+    rng = np.random.default_rng(0)
+    X = rng.random((1000, 6)).astype(np.float32)
+    y = (X[:, 0] > 0.5).astype(int)
+    model = MLP([6, 5, 2], seed=0)
+    with pytest.warns(TrainingDivergedWarning, match="epoch 1"):
+        h = model.fit(X, y, epochs=5, batch_size=800, learning_rate=3e3, verbose=False,
+                      validation_split=0.2)
+    assert h.diverged and h.epoch == [0] and h.best_epoch == 0
+    assert max(h.history["val_loss"]) <= 1000 * np.log(2)
+    assert model.evaluate(X[:10], y[:10])[0] < 1000 * np.log(2)

@@ -201,7 +201,9 @@ def _epoch(kernels, state, ws, plan, epoch, last_good, bar, fingerprint):
     if plan.validating and not diverged:
         val_loss, val_acc = model.evaluate(plan.X_val, plan.y_val,
                                            check_overflow=False)
-        diverged = not np.isfinite(val_loss)
+        # a runaway the epoch's last steps made shows here first (the training
+        # loss is measured before each step): such weights are no best epoch
+        diverged = not val_loss <= DIVERGED_LOSS * plan.reference_loss  # NaN too
     if diverged:
         history.diverged = True
         state.restore(state.best if state.best is not None else last_good)
