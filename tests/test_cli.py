@@ -1011,6 +1011,20 @@ def test_study_checks_every_config_before_training_any(tmp_path, second, message
     assert not (tmp_path / "out" / "a").exists()
 
 
+def test_study_only_checks_the_configs_it_runs(tmp_path, mnist_path):
+    """--only a: a regressor's config beside it is not the study's concern."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    report = "report:\n  test_accuracy: 0.9\n"
+    (folder / "a.yaml").write_text("layers: [784, 10]\nepochs: 1\n" + report)
+    (folder / "b.yaml").write_text("layers: [10, 4, 1]\nloss: mse\ndataset: friedman1\n"
+                                   "normalize: none\n" + report)
+    rc, _, err = run_main("study", folder, "--out", tmp_path / "out", "--only", "a",
+                          "--data-dir", mnist_path)
+    assert rc == 0, err
+    assert (tmp_path / "out" / "a").is_dir() and not (tmp_path / "out" / "b").exists()
+
+
 @pytest.mark.parametrize("only", ["", ",", " , "])
 def test_study_only_naming_nothing_is_an_error(tmp_path, only):
     rc, _, err = run_main("study", "--out", tmp_path / "out", "--only", only)

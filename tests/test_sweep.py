@@ -556,6 +556,15 @@ def test_numpy_values_and_schedule_objects_sweep_as_their_plain_values(data, tmp
     assert again["skipped"] == 2  # the same trials, found done
 
 
+def test_a_grid_takes_any_iterable_and_refuses_what_is_not_a_config_value(data, tmp_path):
+    summary = sweep.run_sweep({**BASE, "epochs": 1}, {"batch_size": range(16, 48, 16)},
+                              tmp_path / "s", data=data, progress=False)
+    assert [t["params"]["batch_size"] for t in summary["trials"]] == [16, 32]
+    with pytest.raises(ValueError, match="sweep configs hold JSON values"):
+        sweep.run_sweep({**BASE, "epochs": 1}, {"batch_size": [object()]}, tmp_path / "t",
+                        data=data, progress=False)
+
+
 def test_random_draws_among_distinct_trials(data, tmp_path):
     """--random N draws N distinct trials: duplicates are merged before the draw."""
     for seed in range(4):

@@ -665,6 +665,31 @@ def test_checkpoint_resume_with_a_drawn_seed(data, tmp_path):
                                                                  checkpoint=path, **CK)
 
 
+def test_a_refused_checkpoint_leaves_a_drawn_seed_model_as_it_was(data, tmp_path):
+    """Taking the checkpoint's seed is undone when the resume is refused: the
+    model keeps its drawn seed and its weights (assigned ones included)."""
+    X, y, _, _ = data
+    path = tmp_path / "ck.npz"
+    MLP([784, 16, 10]).fit(X[:300], y[:300], epochs=1, checkpoint=path, **CK)
+    model = MLP([784, 16, 10])
+    model.coefs_[0] = np.full((784, 16), 0.01)
+    seed, before = model.seed, model.parameters.copy()
+    with pytest.raises(ValueError, match="different model, data or arguments"):
+        model.fit(X[:200], y[:200], epochs=2, checkpoint=path, **CK)
+    assert model.seed == seed and model.seed_drawn
+    np.testing.assert_array_equal(model.parameters, before)
+
+
+def test_model_fit_takes_the_numpy_trainer_as_training_fit_does(data):
+    from fastnn import reference
+    X, y, _, _ = data
+    a = MLP([784, 8, 10], dtype="float64", seed=0)
+    a.fit(X[:200], y[:200], epochs=1, kernels=reference, **FIT)
+    b = MLP([784, 8, 10], dtype="float64", seed=0)
+    b.fit(X[:200], y[:200], epochs=1, **FIT)
+    np.testing.assert_allclose(a.parameters, b.parameters, rtol=1e-9, atol=1e-12)
+
+
 def test_checkpoint_resume_with_early_stopping(data, tmp_path):
     X, y, Xt, yt = data
     args = dict(batch_size=10, learning_rate=0.5, momentum=0.9, verbose=False,
@@ -1068,3 +1093,20 @@ def test_a_runaway_validation_loss_is_a_divergence():
     assert h.diverged and h.epoch == [0] and h.best_epoch == 0
     assert max(h.history["val_loss"]) <= 1000 * np.log(2)
     assert model.evaluate(X[:10], y[:10])[0] < 1000 * np.log(2)
+
+
+def test_a_slowly_climbing_validation_loss_is_no_divergence():
+    """An overconfident model on unscaled inputs whose validation labels disagree:
+    its validation loss climbs past the bound epoch by epoch (566 to 1581 nats),
+    a model that overfits, not a runaway (a jump of a hundredfold): it trains on."""
+    rng = np.random.default_rng(0)
+    X = (rng.normal(size=(400, 2)) * 1000).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    Xv = (rng.normal(size=(100, 2)) * 1000).astype(np.float32)
+    yv = 1 - (Xv[:, 0] > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        h = MLP([2, 8, 2], seed=0).fit(X, y, epochs=30, batch_size=32, learning_rate=1e-4,
+                                       momentum=0.9, validation_data=(Xv, yv), verbose=False)
+    assert not h.diverged and len(h.epoch) == 30
+    assert max(h.history["val_loss"]) > 1000 * np.log(2)

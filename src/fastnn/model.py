@@ -306,17 +306,27 @@ class MLP(Inference):
         >>> model.score(X, y) > 0.9, model.optimizer_.t
         (True, 300)
         """
+        kernels = options.pop("kernels", None)  # training.fit's (fastnn.reference: the twin)
         config = FitConfig.of(config, options)
+        before = None
         if config.checkpoint is not None and self.seed_drawn and self.epochs_trained == 0:
             # "the same call after a crash" drew another seed: resume the checkpoint's
-            # (a model of that seed, its initial weights included; resuming then
-            # loads the checkpoint's weights, or says why it cannot)
+            # (a model of that seed; resuming then loads the checkpoint's weights,
+            # or says why it cannot, and this model is left as it was)
             seed = serialization.checkpoint_seed(config.checkpoint)
             if seed is not None and seed != self.seed:
+                before = (self.seed, self._params.copy())
                 self.seed, self.seed_drawn = seed, False
+                self._params[...] = 0
                 self._initialize()
-        return training.fit(self, X, y, config, sample_weight=sample_weight,
-                            validation_data=validation_data)
+        try:
+            return training.fit(self, X, y, config, sample_weight=sample_weight,
+                                validation_data=validation_data, kernels=kernels)
+        except BaseException:
+            if before is not None and self.epochs_trained == 0:  # nothing resumed
+                self.seed, self.seed_drawn = before[0], True
+                self._params[...] = before[1]
+            raise
 
     @classmethod
     def fit_defaults(cls) -> dict[str, Any]:

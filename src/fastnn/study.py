@@ -55,9 +55,9 @@ def load_report(raw, name):
             "epochs": report.get("epochs"), "note": str(report.get("note", "") or "")}
 
 
-def load_study(folder):
-    """``[(name, resolved config, report)]`` for the configs in ``folder``, by name,
-    each checked (:func:`fastnn.experiment.check_config`; classifiers only) before
+def load_study(folder, only=None):
+    """``[(name, resolved config, report)]`` for the configs in ``folder`` (those
+    named in ``only``, when given), by name, each checked (:func:`fastnn.experiment.check_config`; classifiers only) before
     any trains: an error names the config."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -65,6 +65,11 @@ def load_study(folder):
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".yaml", ".yml", ".json"))
     if not paths:
         raise ValueError(f"no .yaml or .json configs in {str(folder)!r}")
+    if only:  # the names asked for, and only they checked
+        missing = sorted(set(only) - {p.stem for p in paths})
+        if missing:
+            raise ValueError(f"no study config named {', '.join(missing)} in {str(folder)!r}")
+        paths = [p for p in paths if p.stem in set(only)]
     out = []
     for path in paths:  # every one checked before any trains
         raw = cfg.load(path)
@@ -90,13 +95,7 @@ def meets_target(reported, measured, tolerance_pp=TOLERANCE_PP):
 def run_study(folder, out, data_dir=None, only=None, verbose=False):
     """Train every config of ``folder`` (or those named in ``only``) into
     ``out/<name>``; write ``out/study.json`` and ``out/study.md``; return the rows."""
-    entries = load_study(folder)
-    if only:
-        names = {e[0] for e in entries}
-        missing = sorted(set(only) - names)
-        if missing:
-            raise ValueError(f"no study config named {', '.join(missing)} in {str(folder)!r}")
-        entries = [e for e in entries if e[0] in set(only)]
+    entries = load_study(folder, only)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data_cache, rows = {}, []

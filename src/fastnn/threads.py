@@ -316,12 +316,7 @@ def limit():
             if _controller is None:
                 from threadpoolctl import ThreadpoolController
                 _controller = ThreadpoolController()
-            # a cap, never a raise: a library on fewer threads (a user's own
-            # threadpool_limits) keeps its count
-            current = {lib["prefix"]: lib["num_threads"]
-                       for lib in _controller.select(user_api="blas").info()}
-            _limiter = _controller.limit(limits={prefix: min(n, k)
-                                                 for prefix, k in current.items()})
+            _limiter = _BlasCap(_controller, n)
             _release_control()
         _active += 1
     try:
@@ -333,6 +328,24 @@ def limit():
                 _limiter.restore_original_limits()
                 _limiter = None
                 _release_control()
+
+
+class _BlasCap:
+    """Every BLAS library capped at ``n`` threads, never raised (a library on
+    fewer, a caller's ``threadpool_limits(1)``, keeps its count), library by
+    library: two can share a name prefix (NumPy's and SciPy's OpenBLAS)."""
+
+    def __init__(self, controller, n):
+        self.saved = [(lib, lib.num_threads)
+                      for lib in controller.select(user_api="blas").lib_controllers]
+        for lib, k in self.saved:
+            if n < k:
+                lib.set_num_threads(n)
+
+    def restore_original_limits(self):
+        for lib, k in self.saved:
+            if lib.num_threads != k:
+                lib.set_num_threads(k)
 
 
 def _after_fork_in_child():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from pathlib import Path
 
@@ -19,6 +19,12 @@ from .trial import run_trial
 
 #: The version of sweep.json's layout.
 SCHEMA_VERSION = 1
+
+
+def _a_list(values):
+    """Whether a grid entry is a collection of values (a list, tuple, range,
+    NumPy array, generator...), not one value (a string, a mapping)."""
+    return isinstance(values, Iterable) and not isinstance(values, (str, bytes, Mapping))
 
 
 def run_sweep(base_config: Mapping[str, Any], grid: Mapping[str, list[Any]],
@@ -47,11 +53,15 @@ def run_sweep(base_config: Mapping[str, Any], grid: Mapping[str, list[Any]],
     jobs = threads.usable_cores() if jobs is None else check_int(jobs, "jobs", low=1)
     if not isinstance(grid, Mapping):
         raise ValueError(f"the grid must map config keys to lists of values, got {grid!r}")
-    grid = {k: plain_config(v) if isinstance(plain_config(v), list) else v
-            for k, v in grid.items()}  # lists, tuples, NumPy arrays: lists of plain values
+    grid = {k: plain_config(list(v)) if _a_list(v) else v
+            for k, v in grid.items()}  # any iterable of values: a list of plain values
     trials, keys = [], set()
     for params in expand_grid(grid):
-        key = trial_key(cfg.resolve({**base, **params}))
+        try:
+            key = trial_key(cfg.resolve({**base, **params}))
+        except TypeError as exc:  # json.dumps: a value that is not one of a config's
+            raise ValueError(f"sweep configs hold JSON values (numbers, strings, lists, "
+                             f"mappings; schedule and augmentation objects): {exc}") from None
         if key not in keys:  # a value given twice: the same trial, once (before --random)
             keys.add(key)
             trials.append(params)

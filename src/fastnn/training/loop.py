@@ -71,16 +71,20 @@ def epoch_order(train_idx, seed, epoch):
 
 
 def _fresh_progress_lock():
-    """In a forked child, a fresh lock for tqdm's progress bars (every verbose fit
-    takes it): a thread of the parent that held it (another fit's bar) does not
-    exist in the child, and would hold the child's copy for good."""
+    """In a forked child, a fresh thread lock in tqdm's progress-bar lock (every
+    verbose fit takes it): a thread of the parent that held it (another fit's
+    bar) does not exist in the child, and would hold the child's copy for good.
+    Only the thread lock is replaced (creating tqdm's multiprocessing lock here
+    would fix the child's start method)."""
     try:
         from tqdm.std import TqdmDefaultWriteLock
         from tqdm.std import tqdm as std_tqdm
-        TqdmDefaultWriteLock.th_lock = threading.RLock()
-        fresh = TqdmDefaultWriteLock()
+        old, new = getattr(TqdmDefaultWriteLock, "th_lock", None), threading.RLock()
+        TqdmDefaultWriteLock.th_lock = new
         for cls in {std_tqdm, tqdm}:
-            cls.set_lock(fresh)
+            lock = cls.__dict__.get("_lock")
+            if lock is not None and isinstance(getattr(lock, "locks", None), list):
+                lock.locks = [new if lk is old else lk for lk in lock.locks]
     except (ImportError, AttributeError):  # another tqdm: its own business
         pass
 
@@ -202,8 +206,12 @@ def _epoch(kernels, state, ws, plan, epoch, last_good, bar, fingerprint):
         val_loss, val_acc = model.evaluate(plan.X_val, plan.y_val,
                                            check_overflow=False)
         # a runaway the epoch's last steps made shows here first (the training
-        # loss is measured before each step): such weights are no best epoch
-        diverged = not val_loss <= DIVERGED_LOSS * plan.reference_loss  # NaN too
+        # loss is measured before each step): past the bound and a hundredfold
+        # the last epoch's (or a uniform guess's), a jump, not the slow climb of
+        # an overfitting model; such weights are no best epoch
+        last = history.history.get("val_loss") or [plan.reference_loss]
+        diverged = not np.isfinite(val_loss) or (
+            val_loss > DIVERGED_LOSS * plan.reference_loss and val_loss > 100.0 * last[-1])
     if diverged:
         history.diverged = True
         state.restore(state.best if state.best is not None else last_good)
