@@ -27,6 +27,22 @@ def _a_list(values):
     return isinstance(values, Iterable) and not isinstance(values, (str, bytes, Mapping))
 
 
+def _distinct_trials(base, grid):
+    """The grid's trials (their params), a value given twice once: the same
+    resolved config is the same trial (merged before --random draws)."""
+    trials, keys = [], set()
+    for params in expand_grid(grid):
+        try:
+            key = trial_key(cfg.resolve({**base, **params}))
+        except TypeError as exc:  # json.dumps: a value that is not one of a config's
+            raise ValueError(f"sweep configs hold JSON values (numbers, strings, lists, "
+                             f"mappings; schedule and augmentation objects): {exc}") from None
+        if key not in keys:
+            keys.add(key)
+            trials.append(params)
+    return trials
+
+
 def run_sweep(base_config: Mapping[str, Any], grid: Mapping[str, list[Any]],
               out: str | os.PathLike[str], *, data: Any = None,
               data_dir: str | os.PathLike[str] | None = None,
@@ -55,16 +71,7 @@ def run_sweep(base_config: Mapping[str, Any], grid: Mapping[str, list[Any]],
         raise ValueError(f"the grid must map config keys to lists of values, got {grid!r}")
     grid = {k: plain_config(list(v)) if _a_list(v) else v
             for k, v in grid.items()}  # any iterable of values: a list of plain values
-    trials, keys = [], set()
-    for params in expand_grid(grid):
-        try:
-            key = trial_key(cfg.resolve({**base, **params}))
-        except TypeError as exc:  # json.dumps: a value that is not one of a config's
-            raise ValueError(f"sweep configs hold JSON values (numbers, strings, lists, "
-                             f"mappings; schedule and augmentation objects): {exc}") from None
-        if key not in keys:  # a value given twice: the same trial, once (before --random)
-            keys.add(key)
-            trials.append(params)
+    trials = _distinct_trials(base, grid)
     if random is not None:
         trials = sample_trials(trials, random, seed)
     configs = []
