@@ -307,7 +307,7 @@ def _fit_in_child(X, y, queue):
     queue.put(m.parameters.copy())
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_threaded_training_works_after_fork(mnist_small):
     """fastnn's training threads live for one compiled call: a process forked
     after threaded training can train on threads too (a persistent pool, as
@@ -331,65 +331,17 @@ def test_threaded_training_works_after_fork(mnist_small):
     np.testing.assert_array_equal(child, parent.parameters)
 
 
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
-def test_a_fork_while_another_thread_is_inside_fastnn():
-    """A fork while another Python thread predicts under ``using(1)`` (inside
-    ``threads.limit``): the child's first fastnn call must not wait for a lock
-    that thread held (it does not exist in the child), and the child's BLAS
-    gets its original limits back."""
-    import os
-    import signal
-    X = np.random.default_rng(0).random((64, 20)).astype(np.float32)
-    model = MLP([20, 8, 3], seed=0)
-    model.fit(X, np.arange(64) % 3, epochs=1, verbose=False)
-    inside, leave = threading.Event(), threading.Event()
-
-    def predict_inside():
-        with threads.using(1), threads.limit():
-            inside.set()
-            leave.wait(30)
-    worker = threading.Thread(target=predict_inside)
-    worker.start()
-    try:
-        assert inside.wait(10) and threads._active == 1
-        pid = os.fork()
-        if pid == 0:  # the child: exit 0 only if a fastnn call under a count returns
-            code = 1
-            try:
-                signal.alarm(20)  # a hang ends the child with SIGALRM
-                with threads.using(1):
-                    model.predict(X)
-                code = 0 if threads._active == 0 else 2
-            finally:
-                os._exit(code)
-        deadline = time.time() + 30
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done or time.time() > deadline:
-                break
-            time.sleep(0.05)
-        if not done:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
-    finally:
-        leave.set()
-        worker.join()
-    assert threads._active == 0
-
-
-def _fork_and_fit(model, X, y, **fit_kw):
-    """Fork; the child fits (an alarm ends a hang) and exits 0 if the fit returns.
-    The parent's wait status, the child killed after 30 s."""
-    import os
+def _run_forked(child):
+    """Fork; the child runs ``child()`` (an alarm ends a hang) and exits with the
+    code it returns (1 if it raised). The parent's ``(done, status)``, the child
+    killed after 30 s."""
     import signal
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             signal.alarm(20)
-            model.fit(X, y, epochs=1, **fit_kw)
-            code = 0
+            code = child()
         finally:
             os._exit(code)
     deadline = time.time() + 30
@@ -402,6 +354,38 @@ def _fork_and_fit(model, X, y, **fit_kw):
         os.kill(pid, signal.SIGKILL)
         os.waitpid(pid, 0)
     return done, status
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_a_fork_while_another_thread_is_inside_fastnn():
+    """A fork while another Python thread predicts under ``using(1)`` (inside
+    ``threads.limit``): the child's first fastnn call must not wait for a lock
+    that thread held (it does not exist in the child), and the child's BLAS
+    gets its original limits back."""
+    X = np.random.default_rng(0).random((64, 20)).astype(np.float32)
+    model = MLP([20, 8, 3], seed=0)
+    model.fit(X, np.arange(64) % 3, epochs=1, verbose=False)
+    inside, leave = threading.Event(), threading.Event()
+
+    def child():  # exit 0 only if a fastnn call under a count returns
+        with threads.using(1):
+            model.predict(X)
+        return 0 if threads._active == 0 else 2
+
+    def predict_inside():
+        with threads.using(1), threads.limit():
+            inside.set()
+            leave.wait(30)
+    worker = threading.Thread(target=predict_inside)
+    worker.start()
+    try:
+        assert inside.wait(10) and threads._active == 1
+        done, status = _run_forked(child)
+        assert done and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+    finally:
+        leave.set()
+        worker.join()
+    assert threads._active == 0
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
@@ -428,11 +412,14 @@ def test_a_fork_while_another_thread_holds_a_fit_lock_does_not_hang_the_child(lo
     worker.start()
     try:
         assert inside.wait(10)
-        if lock == "progress bar":  # tuning's lock the fork itself waits for: no race
-            done, status = _fork_and_fit(model, X, y, verbose=True)
-        else:
+        verbose = lock == "progress bar"  # (a verbose fit takes the bar's lock)
+        if not verbose:  # tuning's lock the fork itself waits for: no race
             threading.Timer(0.2, leave.set).start()
-            done, status = _fork_and_fit(model, X, y, verbose=False)
+
+        def child():
+            model.fit(X, y, epochs=1, verbose=verbose)
+            return 0
+        done, status = _run_forked(child)
     finally:
         leave.set()
         worker.join()
