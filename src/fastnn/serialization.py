@@ -51,6 +51,16 @@ def _header_array(header):
     return np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
 
 
+#: What reading a damaged or foreign archive can raise (zipfile, zlib, struct, numpy).
+_READ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
+                NotImplementedError, RuntimeError, struct.error, OverflowError)
+
+
+def _is_seed(value):
+    """Whether a header's ``seed`` is one: an int (not a bool) in [0, 2**64)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
+
+
 def read_npz(path, expected_format):
     """Read a fastnn .npz into ``(header, arrays)``; ValueError if it is not one.
 
@@ -90,8 +100,7 @@ def read_npz(path, expected_format):
                       for name, (shape, offset) in shapes.items()}
     except _Invalid as exc:
         raise ValueError(str(exc)) from None
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error,
-            NotImplementedError, RuntimeError, struct.error, OverflowError) as exc:
+    except _READ_ERRORS as exc:
         raise ValueError(f"{path!r} is not a readable fastnn file: {exc}") from None
     return header, arrays
 
@@ -273,7 +282,7 @@ def load_model(path, cls):
     layers, activation, dtype = check_model_header(header, path)
     params = check_param_array(arrays.get("params"), layers, dtype, "params", path)
     seed = header.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
+    if not _is_seed(seed):
         raise ValueError(f"{path!r}: invalid seed {seed!r}")
     epochs = header.get("epochs_trained", 0)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 0:
@@ -313,11 +322,9 @@ def checkpoint_seed(path):
         with zipfile.ZipFile(path) as zf:
             members = _check_members(zf, path, os.path.getsize(path))
             seed = _read_header(zf, members, path, CHECKPOINT_FORMAT).get("seed")
-    except (_Invalid, ValueError, TypeError, OSError, EOFError, KeyError, zipfile.BadZipFile,
-            zlib.error, NotImplementedError, RuntimeError, struct.error, OverflowError):
+    except (TypeError, *_READ_ERRORS):  # (_Invalid is a ValueError)
         return None
-    ok = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2**64
-    return seed if ok else None
+    return seed if _is_seed(seed) else None
 
 
 def load_checkpoint(path):

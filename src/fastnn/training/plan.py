@@ -236,10 +236,7 @@ def check_without_data(model, config, validating):
     ``validating`` (whether the fit will have validation data)."""
     _check_monitor(model, config.monitor)
     _check_augment(model, config.augment)
-    if config.class_weight is not None:
-        if not model.is_classifier:
-            raise ValueError(f"class_weight is for classifiers; this model has "
-                             f"loss={model.loss!r}")
+    if config.class_weight is not None:  # (a regressor's refused there too)
         every = np.arange(model.n_classes_, dtype=np.intp)
         _check_weights(model, every, every, None, config.class_weight)
     _schedule(config, validating, resolve_optimizer(model, config), model.dtype)
