@@ -243,8 +243,9 @@ def _locate(dataset, data_dir, download_missing):
         # a folder of datasets, one subfolder each (MNIST's files may sit at the
         # top): the subfolder unless the top holds this dataset's four files
         try:
-            top = None not in found.values() and _check_identity(dataset, found) is None
-        except DatasetNotFoundError:
+            _check_identity(dataset, found)
+            top = None not in found.values()
+        except DatasetNotFoundError:  # the top's files are another dataset's
             top = False
         if not top:
             folder = folder / dataset

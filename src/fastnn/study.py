@@ -66,10 +66,11 @@ def load_study(folder, only=None):
     if not paths:
         raise ValueError(f"no .yaml or .json configs in {str(folder)!r}")
     if only:  # the names asked for, and only they checked
-        missing = sorted(set(only) - {p.stem for p in paths})
+        wanted = set(only)
+        missing = sorted(wanted - {p.stem for p in paths})
         if missing:
             raise ValueError(f"no study config named {', '.join(missing)} in {str(folder)!r}")
-        paths = [p for p in paths if p.stem in set(only)]
+        paths = [p for p in paths if p.stem in wanted]
     out = []
     for path in paths:  # every one checked before any trains
         raw = cfg.load(path)
